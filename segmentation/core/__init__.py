@@ -1,0 +1,1 @@
+"""EZQuant segmentation core: numpy/torch science, importable without Django."""
