@@ -149,7 +149,7 @@ def train_default_model(out: Path, *, seed: int = 0, n_epochs: int = 160, nimg_p
         "train_seconds": round(time.time() - t0, 1),
         "train_loss_final": float(train_losses[-1]),
         "test_loss_curve": {int(i): float(v) for i, v in enumerate(test_losses) if v > 0},
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
     }
     save_weights(net, out, record)
     return record

@@ -1,0 +1,159 @@
+"""3D segmentation backends, registered by name.
+
+Every backend turns a normalised (Z, Y, X) volume into labels with the same network, and
+differs only in how the third dimension is used:
+
+``slice``
+    Each z-slice is segmented on its own and keeps its own nuclei: a nucleus seen on five
+    slices is five labels. Ids are unique across the volume (slice by slice, top to bottom),
+    so no two objects ever share an id by accident. Fast; right for thin stacks.
+``hybrid2d3d``
+    The slice masks linked across z into 3D nuclei by IoU with optimal (Hungarian) assignment,
+    bridging gaps of up to ``max_distance_z - 1`` slices (:func:`linking.link_slices`).
+``true3d``
+    Volumetric: Cellpose's 3D mode runs the 2D network on the YX, ZY and ZX planes (after
+    stretching z by the anisotropy), averages the three flow fields into one 3D field and
+    follows it in 3D, so a nucleus is one object by construction.
+
+Adding a backend is adding one class with a ``name`` and a ``segment`` method and decorating
+it with :func:`register`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, ClassVar
+
+import numpy as np
+
+__all__ = ["BACKENDS", "Backend", "BackendOutput", "SliceBackend", "Hybrid2D3DBackend", "True3DBackend", "register"]
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class BackendOutput:
+    """What a backend returns.
+
+    labels : (Z, Y, X) uint32, 0 = background.
+    flows : (3, Z, Y, X) float32 for true3d (dz, dy, dx), (2, Z, Y, X) for slice backends (dy, dx).
+    cellprob : (Z, Y, X) float32 logits.
+    """
+
+    labels: np.ndarray
+    flows: np.ndarray
+    cellprob: np.ndarray
+
+
+class Backend:
+    """Base class: ``segment(volume, runner, params, progress) -> BackendOutput``.
+
+    ``runner`` is the engine's model runner (see ``engine._Runner``): ``runner.eval_2d(image)``
+    returns ``(labels, flows (2, Y, X), cellprob)`` and ``runner.eval_3d(volume, anisotropy)``
+    returns ``(labels, flows (3, Z, Y, X), cellprob)``.
+    """
+
+    name: ClassVar[str] = ""
+
+    @classmethod
+    def from_params(cls, params) -> "Backend":
+        """Build the backend a :class:`SegmentationParams` asks for."""
+        return cls()
+
+    def segment(self, volume, runner, params, progress: Progress) -> BackendOutput:  # pragma: no cover
+        raise NotImplementedError
+
+
+BACKENDS: dict[str, type[Backend]] = {}
+
+
+def register(cls: type[Backend]) -> type[Backend]:
+    if not cls.name or cls.name in BACKENDS:
+        raise ValueError(f"backend name {cls.name!r} is empty or taken")
+    BACKENDS[cls.name] = cls
+    return cls
+
+
+def _segment_slices(volume: np.ndarray, runner, progress: Progress) -> BackendOutput:
+    nz = volume.shape[0]
+    labels = np.zeros(volume.shape, np.uint32)
+    flows = np.zeros((2, *volume.shape), np.float32)
+    cellprob = np.zeros(volume.shape, np.float32)
+    next_id = 0
+    for z in range(nz):
+        progress(z / nz, f"slice {z + 1}/{nz}")
+        lab, dp, prob = runner.eval_2d(volume[z])
+        lab = lab.astype(np.uint32)
+        # Offset this slice's ids past all earlier ones: ids stay unique across the volume.
+        labels[z] = np.where(lab > 0, lab + np.uint32(next_id), 0)
+        next_id += int(lab.max())
+        flows[:, z] = dp
+        cellprob[z] = prob
+    progress(1.0, f"{nz} slices segmented")
+    return BackendOutput(labels, flows, cellprob)
+
+
+@register
+class SliceBackend(Backend):
+    name = "slice"
+
+    def segment(self, volume, runner, params, progress):
+        return _segment_slices(volume, runner, progress)
+
+
+@register
+class Hybrid2D3DBackend(Backend):
+    """2D masks per slice, linked across z by IoU with Hungarian assignment.
+
+    Parameters
+    ----------
+    min_overlap_ratio : minimum IoU between a slice's object and a track to link them (0.3).
+    max_distance_z : how many slices back a track may be continued from (2: one empty slice
+        is bridged).
+    """
+
+    name = "hybrid2d3d"
+
+    def __init__(self, min_overlap_ratio: float = 0.3, max_distance_z: int = 2):
+        from .linking import LinkingParams
+
+        # LinkingParams validates both values and raises InvalidParameterError.
+        self.linking = LinkingParams(min_overlap_ratio=min_overlap_ratio, max_distance_z=max_distance_z)
+
+    @classmethod
+    def from_params(cls, params) -> "Hybrid2D3DBackend":
+        return cls(min_overlap_ratio=params.min_overlap_ratio, max_distance_z=params.max_distance_z)
+
+    def link(self, labels: np.ndarray) -> np.ndarray:
+        """Link a (Z, Y, X) stack of 2D label images into 3D nuclei (ids 1..N)."""
+        from .linking import link_slices
+
+        return link_slices(labels, min_overlap_ratio=self.linking.min_overlap_ratio,
+                           max_distance_z=self.linking.max_distance_z)
+
+    def segment(self, volume, runner, params, progress):
+        out = _segment_slices(volume, runner, lambda f, m: progress(0.95 * f, m))
+        progress(0.95, "linking slices across z")
+        linked = self.link(out.labels)
+        progress(1.0, f"{int(linked.max())} nuclei linked in 3D")
+        return BackendOutput(linked, out.flows, out.cellprob)
+
+
+@register
+class True3DBackend(Backend):
+    """Volumetric segmentation with Cellpose's 3D flow mode (YX, ZY and ZX views combined).
+
+    Anisotropy (z step / pixel size, from ``voxel_size``) stretches z before the network sees
+    the ZY and ZX planes, so nuclei look round in every view.
+    """
+
+    name = "true3d"
+
+    def segment(self, volume, runner, params, progress):
+        if volume.shape[0] < 2:
+            # One plane has no third dimension to use: the 2D result is the volumetric one.
+            return _segment_slices(volume, runner, progress)
+        progress(0.0, "running the network on YX, ZY and ZX planes")
+        labels, flows, cellprob = runner.eval_3d(volume, anisotropy=params.anisotropy)
+        progress(1.0, f"{int(labels.max())} nuclei in 3D")
+        return BackendOutput(labels.astype(np.uint32), flows, cellprob)

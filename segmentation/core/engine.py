@@ -1,0 +1,292 @@
+"""The segmentation engine: image in, nuclei labels and a record of how they were made out.
+
+One call validates the image, restores it if asked, estimates the nucleus size if not given,
+runs the network through the chosen 3D backend and reports progress on the way::
+
+    engine = SegmentationEngine()
+    masks, info = engine.segment_cellpose(volume, diameter=25, do_3d=True,
+                                          use_3d_backend="hybrid2d3d")
+
+``segment_cellpose`` keeps the EZQUANT guide's signature; :meth:`SegmentationEngine.segment`
+takes a :class:`SegmentationParams` and also returns the flows and cell probabilities (for the
+uncertainty ranking).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .backends import BACKENDS
+from .errors import InvalidInputError, InvalidParameterError
+from .modelzoo import LoadedModel, load_model
+from .params import SegmentationParams
+
+__all__ = ["SegmentationEngine", "SegmentationResult", "validate_image"]
+
+Progress = Callable[[float, str], None]
+
+# Nuclei smaller than this (pixels) or larger than this fraction of the field are implausible
+# diameter estimates; the estimate is clipped into this range.
+_MIN_DIAMETER = 4.0
+_MAX_DIAMETER_FRACTION = 0.5
+
+
+def validate_image(image: Any) -> np.ndarray:
+    """Return ``image`` as a float32 (Y, X) or (Z, Y, X) array, or raise InvalidInputError.
+
+    Refused: non-numeric arrays, fewer than 2 or more than 3 axes (a channel axis must be
+    chosen before segmentation), an empty axis, planes smaller than 8x8, NaN or infinity.
+    """
+    arr = np.asarray(image)
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise InvalidInputError(f"image must hold real numbers, got dtype {arr.dtype}")
+    if arr.ndim not in (2, 3):
+        raise InvalidInputError(
+            f"image must be 2D (Y, X) or 3D (Z, Y, X), got {arr.ndim} axes of shape {arr.shape}")
+    if arr.size == 0:
+        raise InvalidInputError(f"image is empty (shape {arr.shape})")
+    if min(arr.shape[-2:]) < 8:
+        raise InvalidInputError(f"image planes must be at least 8x8 pixels, got shape {arr.shape}")
+    arr = arr.astype(np.float32, copy=False)
+    if not np.isfinite(arr).all():
+        raise InvalidInputError("image contains NaN or infinite values")
+    return arr
+
+
+def _normalize(image: np.ndarray) -> np.ndarray:
+    """Scale so the 1st percentile is 0 and the 99th is 1, over the whole image or volume.
+
+    Cellpose normalises each image this way; doing it once for a whole volume keeps slices
+    comparable, so a nearly empty slice is not stretched until its noise looks like nuclei.
+    """
+    lo, hi = np.percentile(image, [1.0, 99.0])
+    if hi - lo < 1e-6:
+        hi = lo + max(float(np.abs(image).max() - lo), 1e-6)
+    return ((image - lo) / (hi - lo)).astype(np.float32)
+
+
+class _Runner:
+    """Runs one loaded Cellpose model with fixed thresholds; the backends call it."""
+
+    def __init__(self, model: LoadedModel, params: SegmentationParams, diameter: float):
+        self.model = model
+        self.params = params
+        self.diameter = diameter
+
+    def _eval(self, image: np.ndarray, diameter: float, **kwargs: Any):
+        return self.model.cellpose_model.eval(
+            image, channels=[0, 0], diameter=diameter, normalize=False,
+            flow_threshold=self.params.flow_threshold, cellprob_threshold=self.params.cellprob_threshold,
+            min_size=self.params.min_size, **kwargs)
+
+    def eval_2d(self, image: np.ndarray, diameter: float | None = None):
+        masks, flows, _ = self._eval(image, diameter or self.diameter)
+        return masks.astype(np.uint32), flows[1].astype(np.float32), flows[2].astype(np.float32)
+
+    def eval_3d(self, volume: np.ndarray, anisotropy: float):
+        masks, flows, _ = self._eval(volume, self.diameter, do_3D=True, z_axis=0,
+                                     anisotropy=anisotropy if anisotropy != 1.0 else None)
+        return masks.astype(np.uint32), flows[1].astype(np.float32), flows[2].astype(np.float32)
+
+
+def _median_diameter(labels: np.ndarray) -> tuple[float, int]:
+    """Median equivalent-circle diameter of the objects in a 2D label image, and their count."""
+    counts = np.bincount(labels.ravel())[1:]
+    counts = counts[counts > 0]
+    if counts.size == 0:
+        return 0.0, 0
+    return float(np.median(2.0 * np.sqrt(counts / np.pi))), int(counts.size)
+
+
+def _estimate_diameter(runner: _Runner, volume: np.ndarray, progress: Progress) -> tuple[float, dict[str, Any]]:
+    """Estimate the nucleus diameter (pixels) from the image itself, in two passes.
+
+    Pass 1 runs the network at its own scale (``diam_mean``) on up to three planes; the median
+    size of what it finds sets the scale of pass 2, whose median is the estimate. Two passes
+    matter: nuclei far from the network's scale are under-segmented at first, and the second
+    pass, at roughly the right scale, measures them properly. Planes are the middle one and two
+    at a quarter from each end; a plane larger than 768x768 is cropped to its centre.
+    """
+    nz = volume.shape[0]
+    planes = sorted({nz // 2, nz // 4, (3 * nz) // 4}) if nz > 2 else list(range(nz))
+    crops = []
+    for z in planes:
+        plane = volume[z]
+        ys, xs = [max(0, (n - 768) // 2) for n in plane.shape]
+        crops.append(plane[ys:ys + 768, xs:xs + 768])
+    estimate = runner.model.diam_mean
+    passes = []
+    for step in range(2):
+        progress(step / 2, f"estimating nucleus size (pass {step + 1}/2)")
+        sizes, counts = [], 0
+        for crop in crops:
+            labels, _, _ = runner.eval_2d(crop, diameter=estimate)
+            d, n = _median_diameter(labels)
+            if n:
+                sizes.append(d)
+                counts += n
+        if not sizes:
+            break
+        estimate = float(np.clip(np.median(sizes), _MIN_DIAMETER,
+                                 _MAX_DIAMETER_FRACTION * min(volume.shape[-2:])))
+        passes.append({"diameter": round(estimate, 2), "objects": counts})
+    return estimate, {"passes": passes, "planes": planes}
+
+
+@dataclass
+class SegmentationResult:
+    """Everything one segmentation produced.
+
+    Attributes
+    ----------
+    labels : (Y, X) or (Z, Y, X) uint32, 0 = background; the shape of the input.
+    info : JSON-serialisable record (see :meth:`SegmentationEngine.segment`).
+    flows : (2, Y, X) for 2D; (2, Z, Y, X) for slice backends or (3, Z, Y, X) for true3d.
+    cellprob : same spatial shape as ``labels``, the network's cell-probability logits.
+    """
+
+    labels: np.ndarray
+    info: dict[str, Any]
+    flows: np.ndarray
+    cellprob: np.ndarray
+    params: SegmentationParams = field(default_factory=SegmentationParams)
+
+
+def _null_progress(fraction: float, message: str) -> None:
+    return None
+
+
+def _stage(progress: Progress, start: float, end: float) -> Progress:
+    """A callback that maps a stage's 0..1 into the overall ``start..end``."""
+    def report(fraction: float, message: str) -> None:
+        progress(start + (end - start) * min(max(float(fraction), 0.0), 1.0), message)
+    return report
+
+
+class SegmentationEngine:
+    """Segment nuclei in 2D images and 3D volumes with a Cellpose network.
+
+    Parameters
+    ----------
+    gpu_available : use a GPU when torch sees one (CUDA or Apple MPS); the CPU otherwise.
+
+    Models are loaded once per process and shared between engines.
+    """
+
+    def __init__(self, gpu_available: bool = False):
+        self.gpu_available = bool(gpu_available)
+
+    def segment_cellpose(self, image: Any, model_name: str | None = None, diameter: float | None = None,
+                         do_3d: bool = False, use_3d_backend: str = "slice", restoration_mode: str = "none",
+                         progress: Progress | None = None, **options: Any) -> tuple[np.ndarray, dict[str, Any]]:
+        """Segment ``image`` and return ``(masks, info)``, as in the EZQUANT guide.
+
+        ``options`` are the other fields of :class:`SegmentationParams` (``voxel_size``,
+        ``flow_threshold``, ``cellprob_threshold``, ``min_size``, ``min_overlap_ratio``,
+        ``max_distance_z``).
+        """
+        try:
+            params = SegmentationParams(model_name=model_name, diameter=diameter, do_3d=do_3d,
+                                        use_3d_backend=use_3d_backend, restoration_mode=restoration_mode,
+                                        **options)
+        except TypeError as exc:  # an unknown keyword
+            raise InvalidParameterError(str(exc).split(") ")[-1]) from exc
+        result = self.segment(image, params, progress=progress)
+        return result.labels, result.info
+
+    def segment(self, image: Any, params: SegmentationParams | None = None,
+                progress: Progress | None = None) -> SegmentationResult:
+        """Segment ``image`` with ``params``.
+
+        Parameters
+        ----------
+        image : (Y, X) or (Z, Y, X) array of any real dtype; never modified.
+        params : what to run; defaults to ``SegmentationParams()``.
+        progress : called as ``progress(fraction, message)`` with fraction rising 0..1. An
+            exception it raises (a cancelled job) stops the run and propagates.
+
+        Returns
+        -------
+        SegmentationResult
+            ``info`` holds ``nucleus_count``, ``backend``, ``model`` (name, kind, version,
+            sha256, path), ``diameter`` and whether it was ``diameter_estimated``, ``timings``
+            (seconds per stage), ``params``, ``shape``, ``device``; and, when restoration ran,
+            ``restoration_mode`` (what was applied), ``restoration_requested``, ``restoration_method``
+            and ``restoration_metrics``.
+        """
+        params = params or SegmentationParams()
+        report = progress or _null_progress
+        t_start = time.perf_counter()
+        timings: dict[str, float] = {}
+        data = validate_image(image)
+        is_volume = data.ndim == 3
+        if params.voxel_size is not None and len(params.voxel_size) != data.ndim:
+            raise InvalidParameterError(
+                f"voxel_size has {len(params.voxel_size)} values for a {data.ndim}D image")
+        backend_name = params.use_3d_backend if (is_volume and params.do_3d) else ("slice" if is_volume else "2d")
+
+        report(0.0, "loading model")
+        t = time.perf_counter()
+        model = load_model(params.model_name, gpu=self.gpu_available)
+        timings["load_model"] = time.perf_counter() - t
+
+        info: dict[str, Any] = {}
+        if params.restoration_mode != "none":
+            from .restoration import restore  # lazy: keeps import of the engine light
+
+            t = time.perf_counter()
+            report(0.02, "measuring image quality")
+            data, restoration = restore(data, params.restoration_mode)
+            timings["restoration"] = time.perf_counter() - t
+            info.update({
+                "restoration_requested": params.restoration_mode,
+                "restoration_mode": restoration["applied"],
+                "restoration_method": restoration.get("method"),
+                "restoration_metrics": restoration["restoration_metrics"],
+            })
+
+        volume = _normalize(data)
+        if not is_volume:
+            volume = volume[np.newaxis]
+
+        runner = _Runner(model, params, diameter=params.diameter or model.diam_mean)
+        if params.diameter is None:
+            t = time.perf_counter()
+            runner.diameter, diameter_info = _estimate_diameter(runner, volume, _stage(report, 0.05, 0.2))
+            timings["diameter_estimation"] = time.perf_counter() - t
+            info["diameter_estimation"] = diameter_info
+
+        t = time.perf_counter()
+        stage = _stage(report, 0.2 if params.diameter is None else 0.05, 0.98)
+        if backend_name == "2d":
+            stage(0.0, "segmenting")
+            labels, flows, cellprob = runner.eval_2d(volume[0])
+        else:
+            backend = BACKENDS[backend_name].from_params(params)
+            out = backend.segment(volume, runner, params, stage)
+            labels, flows, cellprob = out.labels, out.flows, out.cellprob
+        timings["segmentation"] = time.perf_counter() - t
+        timings["total"] = time.perf_counter() - t_start
+
+        count = int(np.count_nonzero(np.unique(labels)))
+        info.update({
+            "nucleus_count": count,
+            "backend": backend_name,
+            "do_3d": bool(is_volume and params.do_3d),
+            "shape": list(data.shape),
+            "model": model.describe(),
+            "device": str(next(model.cellpose_model.net.parameters()).device),
+            "diameter": round(float(runner.diameter), 3),
+            "diameter_estimated": params.diameter is None,
+            "params": params.to_dict(),
+            "timings": {k: round(v, 4) for k, v in timings.items()},
+        })
+        report(1.0, f"done: {count} nuclei")
+        return SegmentationResult(labels=labels.astype(np.uint32, copy=False), info=info, flows=flows,
+                                  cellprob=cellprob, params=params)
