@@ -102,6 +102,15 @@ def resolve_model(model_name: str | None) -> ModelRef:
         f"or a path to a model file")
 
 
+def _builtin_cached(name: str) -> bool:
+    """Whether Cellpose already has the weights of built-in ``name`` on disk."""
+    from cellpose import models
+
+    # The file names cellpose.models.model_path gives (calling it would start the download).
+    basename = f"{name}torch_0" if name in ("cyto", "cyto2", "nuclei") else name
+    return (models.MODEL_DIR / basename).is_file()
+
+
 def _card_version(path: Path) -> str | None:
     card = path.with_suffix(".json")
     if card.is_file():
@@ -196,6 +205,10 @@ def _load(ref: ModelRef, device: Any) -> LoadedModel:
     from cellpose import models
 
     if ref.kind == "cellpose-builtin":
+        if os.environ.get("EZQUANT_OFFLINE", "").lower() in ("1", "true", "yes") and not _builtin_cached(ref.name):
+            raise ModelNotAvailableError(
+                f"Cellpose model {ref.name!r} is not on this machine and EZQUANT_OFFLINE forbids downloading "
+                f"it; use the offline default {DEFAULT_MODEL!r}, or put the weights in CELLPOSE_LOCAL_MODELS_PATH")
         try:
             model = models.CellposeModel(gpu=device.type != "cpu", device=device, model_type=ref.name)
         except OSError as exc:  # URLError and friends: no network, no cached file

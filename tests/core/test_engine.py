@@ -1,0 +1,186 @@
+"""The engine end to end with the shipped default model on generated images."""
+
+import json
+
+import numpy as np
+import pytest
+
+from segmentation.core.engine import SegmentationEngine, validate_image
+from segmentation.core.errors import InvalidInputError, InvalidParameterError, ModelNotAvailableError
+from segmentation.core.metrics import average_precision
+from segmentation.core.modelzoo import DEFAULT_MODEL, load_model
+from segmentation.core.params import SegmentationParams
+from segmentation.core.synthetic import generate_2d, generate_3d
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return SegmentationEngine()
+
+
+@pytest.fixture(scope="module")
+def image_2d():
+    return generate_2d(shape=(192, 192), seed=101, diameter=18, photons=400, blur_sigma=1.0)
+
+
+@pytest.fixture(scope="module")
+def volume():
+    return generate_3d(shape=(10, 96, 96), seed=7, voxel_size=(1.5, 0.5, 0.5), diameter=18, photons=500)
+
+
+def _ap50(gt, pred):
+    return average_precision(gt, pred, thresholds=(0.5,)).ap[0]
+
+
+def test_2d_segmentation_finds_the_nuclei(engine, image_2d):
+    masks, info = engine.segment_cellpose(image_2d.image, diameter=18)
+    assert masks.shape == image_2d.image.shape and masks.dtype == np.uint32
+    assert info["nucleus_count"] == len(np.unique(masks)) - 1
+    assert info["backend"] == "2d"
+    assert info["model"]["name"] == DEFAULT_MODEL and len(info["model"]["sha256"]) == 64
+    assert _ap50(image_2d.labels, masks) > 0.7
+    json.dumps(info)  # the record is JSON as it is
+
+
+def test_diameter_is_estimated_from_the_image(engine):
+    for diameter in (12, 30):
+        sample = generate_2d(shape=(192, 192), seed=diameter, diameter=diameter, photons=500, blur_sigma=1.0)
+        masks, info = engine.segment_cellpose(sample.image)
+        assert info["diameter_estimated"] is True
+        # Median equivalent diameters of generated nuclei sit a little below the drawn median.
+        assert 0.6 * diameter < info["diameter"] < 1.3 * diameter
+        assert _ap50(sample.labels, masks) > 0.6
+
+
+def test_the_input_is_not_modified(engine, image_2d):
+    before = image_2d.image.copy()
+    engine.segment_cellpose(image_2d.image, diameter=18, restoration_mode="auto")
+    np.testing.assert_array_equal(image_2d.image, before)
+
+
+def test_slice_backend_gives_each_slice_its_own_ids(engine, volume):
+    masks, info = engine.segment_cellpose(volume.image, diameter=18, do_3d=True, use_3d_backend="slice")
+    assert masks.shape == volume.image.shape and info["backend"] == "slice"
+    ids_per_slice = [set(np.unique(m)) - {0} for m in masks]
+    for a in range(len(ids_per_slice)):
+        for b in range(a + 1, len(ids_per_slice)):
+            assert not ids_per_slice[a] & ids_per_slice[b]
+
+
+def test_hybrid_backend_links_slices_into_3d_nuclei(engine, volume):
+    sliced, _ = engine.segment_cellpose(volume.image, diameter=18, do_3d=True, use_3d_backend="slice")
+    linked, info = engine.segment_cellpose(volume.image, diameter=18, do_3d=True, use_3d_backend="hybrid2d3d",
+                                           voxel_size=volume.voxel_size)
+    assert info["backend"] == "hybrid2d3d"
+    # Linking only relabels: the same voxels are foreground, in fewer, taller objects.
+    np.testing.assert_array_equal(sliced > 0, linked > 0)
+    assert info["nucleus_count"] < len(np.unique(sliced)) - 1
+    assert _ap50(volume.labels, linked) > 0.5
+
+
+def test_true3d_backend_segments_the_volume(engine, volume):
+    masks, info = engine.segment_cellpose(volume.image, diameter=18, do_3d=True, use_3d_backend="true3d",
+                                          voxel_size=volume.voxel_size)
+    assert info["backend"] == "true3d" and masks.shape == volume.image.shape
+    assert _ap50(volume.labels, masks) > 0.4
+    # A nucleus spans several slices in one id.
+    spans = [np.ptp(np.nonzero(masks == i)[0]) for i in np.unique(masks)[1:]]
+    assert np.median(spans) >= 2
+
+
+def test_progress_rises_to_one_and_can_cancel(engine, volume):
+    seen = []
+    engine.segment_cellpose(volume.image, diameter=18, do_3d=True, use_3d_backend="hybrid2d3d",
+                            progress=lambda f, m: seen.append((f, m)))
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert all(isinstance(m, str) and m for _, m in seen)
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel_at_third_slice(fraction, message):
+        if message.startswith("slice 3/"):
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        engine.segment_cellpose(volume.image, diameter=18, do_3d=True, progress=cancel_at_third_slice)
+
+
+def test_restoration_is_reported(engine):
+    noisy = generate_2d(shape=(128, 128), seed=3, diameter=16, photons=6)
+    _, info = engine.segment_cellpose(noisy.image, diameter=16, restoration_mode="auto")
+    assert info["restoration_requested"] == "auto"
+    assert info["restoration_mode"] in ("none", "denoise", "deblur")
+    assert {"snr", "blur_score"} <= set(info["restoration_metrics"])
+    _, info = engine.segment_cellpose(noisy.image, diameter=16)
+    assert "restoration_metrics" not in info
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros((4, 4, 16, 16)), "2D (Y, X) or 3D"),
+    (np.zeros(16), "2D (Y, X) or 3D"),
+    (np.zeros((0, 16)), "empty"),
+    (np.full((16, 16), np.nan), "NaN"),
+    (np.array([["a"] * 16] * 16), "real numbers"),
+    (np.zeros((4, 4)), "at least 8x8"),
+])
+def test_bad_images_are_refused(bad, message):
+    with pytest.raises(InvalidInputError, match=message):
+        validate_image(bad)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"use_3d_backend": "magic"}, {"restoration_mode": "sharpen"}, {"diameter": -3},
+    {"diameter": float("nan")}, {"voxel_size": (1, 0, 1)}, {"voxel_size": (1, 1, 1, 1)},
+    {"flow_threshold": -1}, {"min_size": 2.5}, {"max_distance_z": 0}, {"min_overlap_ratio": 0},
+    {"not_a_parameter": 1},
+])
+def test_bad_parameters_are_refused(engine, image_2d, kwargs):
+    with pytest.raises(InvalidParameterError):
+        engine.segment_cellpose(image_2d.image, **kwargs)
+
+
+def test_voxel_size_must_match_the_image(engine, image_2d):
+    with pytest.raises(InvalidParameterError, match="voxel_size has 3 values for a 2D image"):
+        engine.segment_cellpose(image_2d.image, voxel_size=(2, 0.5, 0.5))
+
+
+def test_params_round_trip_through_json():
+    params = SegmentationParams(model_name="m", diameter=20.0, do_3d=True, use_3d_backend="true3d",
+                                restoration_mode="auto", voxel_size=(2, 0.5, 0.5))
+    again = SegmentationParams.from_dict(json.loads(json.dumps(params.to_dict())))
+    assert again == params and again.anisotropy == 4.0
+    with pytest.raises(InvalidParameterError, match="unknown segmentation parameters: colour"):
+        SegmentationParams.from_dict({"colour": "red"})
+
+
+def test_unknown_and_offline_models_fail_clearly(engine, image_2d, monkeypatch):
+    with pytest.raises(ModelNotAvailableError, match="unknown model 'nope'"):
+        engine.segment_cellpose(image_2d.image, model_name="nope")
+    with pytest.raises(ModelNotAvailableError, match="model file not found"):
+        engine.segment_cellpose(image_2d.image, model_name="/no/such/model.pt")
+    monkeypatch.setenv("EZQUANT_OFFLINE", "1")
+    monkeypatch.setenv("CELLPOSE_LOCAL_MODELS_PATH", "/nonexistent")
+    with pytest.raises(ModelNotAvailableError, match=f"{DEFAULT_MODEL}.*CELLPOSE_LOCAL_MODELS_PATH"):
+        engine.segment_cellpose(image_2d.image, model_name="nuclei")
+
+
+def test_a_corrupt_model_file_is_refused(tmp_path, engine, image_2d):
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelNotAvailableError, match="cannot read model file broken.pt"):
+        engine.segment_cellpose(image_2d.image, model_name=str(bad))
+
+
+def test_a_cellpose_model_file_loads(tmp_path, image_2d):
+    from cellpose.resnet_torch import CPnet
+
+    # A standard-width CPnet saved the way cellpose.train saves it (random weights: this test
+    # is about the file format, not the masks).
+    path_pt = tmp_path / "cellpose_style_model.pth"
+    CPnet([2, 32, 64, 128, 256], 3, sz=3, diam_mean=30.0).save_model(str(path_pt))
+    loaded = load_model(str(path_pt))
+    assert loaded.kind == "file" and loaded.diam_mean == 30.0 and len(loaded.sha256) == 64
+    masks, info = SegmentationEngine().segment_cellpose(image_2d.image, model_name=str(path_pt), diameter=30)
+    assert masks.shape == image_2d.image.shape and info["model"]["kind"] == "file"
