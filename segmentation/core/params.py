@@ -77,6 +77,11 @@ class SegmentationParams:
             for v in self.voxel_size:
                 _positive("each voxel_size value", v)
             object.__setattr__(self, "voxel_size", tuple(float(v) for v in self.voxel_size))
+            y, x = self.voxel_size[-2:]
+            if not math.isclose(y, x, rel_tol=1e-3):
+                # The network was trained on square pixels; stretching silently would change sizes.
+                raise InvalidParameterError(
+                    f"pixels must be square (voxel_size y == x), got y={y} x={x}; resample the image first")
         for name in ("flow_threshold",):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value <= 10):
