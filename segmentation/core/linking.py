@@ -1,0 +1,223 @@
+"""Link independent 2D label images of a z-stack into consistent 3D instances.
+
+This is the linking step of the guide's "hybrid 2D+3D" backend: a 2D model labels each z-slice on
+its own, so the same nucleus carries unrelated ids on neighbouring slices; :func:`link_slices`
+gives it one id through the whole stack.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+
+import numpy as np
+import scipy.optimize
+
+from segmentation.core.errors import InvalidInputError, InvalidParameterError
+
+__all__ = ["LinkingParams", "link_slices"]
+
+
+@dataclasses.dataclass(frozen=True)
+class LinkingParams:
+    """Parameters of :func:`link_slices`, validated on creation.
+
+    Parameters
+    ----------
+    min_overlap_ratio : float, optional
+        Smallest IoU, in ``(0, 1]``, between a 2D object and the last 2D object of a track for
+        the two to be linked.
+    max_distance_z : int, optional
+        How many slices back (``>= 1``) a track may end and still be continued; 1 links adjacent
+        slices only, 2 bridges a gap of one slice where the object was missed.
+
+    Raises
+    ------
+    InvalidParameterError
+        If a value is of the wrong type or out of range.
+
+    Examples
+    --------
+    >>> LinkingParams.from_dict({"max_distance_z": 3}).to_dict()
+    {'min_overlap_ratio': 0.3, 'max_distance_z': 3}
+    """
+
+    min_overlap_ratio: float = 0.3
+    max_distance_z: int = 2
+
+    def __post_init__(self) -> None:
+        ratio = self.min_overlap_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0.0 < float(ratio) <= 1.0:
+            raise InvalidParameterError(f"min_overlap_ratio must be a number in (0, 1], got {ratio!r}")
+        dist = self.max_distance_z
+        if isinstance(dist, bool) or not isinstance(dist, numbers.Integral) or dist < 1:
+            raise InvalidParameterError(f"max_distance_z must be an integer >= 1, got {dist!r}")
+        # Store plain Python numbers so to_dict() is JSON-ready whatever was passed in.
+        object.__setattr__(self, "min_overlap_ratio", float(ratio))
+        object.__setattr__(self, "max_distance_z", int(dist))
+
+    def to_dict(self) -> dict:
+        """Return the parameters as a JSON-serialisable dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LinkingParams:
+        """Build parameters from :meth:`to_dict`'s output; missing keys take their defaults."""
+        if not isinstance(data, dict):
+            raise InvalidParameterError(f"LinkingParams.from_dict needs a dict, got {type(data).__name__}")
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise InvalidParameterError(f"unknown linking parameter(s): {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+
+def _check_labels(labels) -> np.ndarray:
+    arr = np.asarray(labels)
+    if arr.ndim != 3:
+        raise InvalidInputError(f"labels must be a (Z, Y, X) stack, got {arr.ndim} dimensions")
+    if arr.dtype == bool:
+        return arr.view(np.uint8)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise InvalidInputError(f"labels must be an integer label image, got dtype {arr.dtype}")
+    if arr.size and np.issubdtype(arr.dtype, np.signedinteger) and arr.min() < 0:
+        raise InvalidInputError("labels must not contain negative ids")
+    return arr
+
+
+def _compact_slice(plane: np.ndarray, top: int) -> tuple[np.ndarray, int]:
+    """Renumber one slice's ids to ``1..n`` (increasing with the id), background stays 0."""
+    flat = plane.ravel()
+    if top < max(1 << 20, 4 * flat.size):
+        present = np.bincount(flat.astype(np.intp, copy=False), minlength=top + 1) > 0
+        present[0] = False
+        lut = np.cumsum(present, dtype=np.int32)
+        lut[~present] = 0
+        local = lut[flat]
+    else:  # ids too large for a lookup table: sort instead
+        uniq, inverse = np.unique(flat, return_inverse=True)
+        local = inverse.reshape(-1).astype(np.int32) + (0 if uniq[0] == 0 else 1)
+    return local.reshape(plane.shape), int(local.max(initial=0))
+
+
+def _slice_iou(local_a: np.ndarray, n_a: int, local_b: np.ndarray, n_b: int) -> np.ndarray:
+    """IoU of every object of slice a with every object of slice b, ``(n_a, n_b)``."""
+    codes = local_a.astype(np.intp) * (n_b + 1)
+    codes += local_b
+    table = np.bincount(codes.ravel(), minlength=(n_a + 1) * (n_b + 1)).reshape(n_a + 1, n_b + 1)
+    size_a = table.sum(axis=1)[1:, None]
+    size_b = table.sum(axis=0)[None, 1:]
+    inter = table[1:, 1:]
+    return inter / (size_a + size_b - inter)
+
+
+def _assign(iou: np.ndarray, rows: np.ndarray, cols: np.ndarray, threshold: float):
+    """Hungarian assignment of ``rows`` to ``cols`` on cost ``1 - IoU``.
+
+    Pairs under ``threshold`` cost 1, the same as staying unlinked, so the assignment maximises
+    the summed IoU of the accepted pairs; pairs it makes under the threshold are dropped.
+    """
+    sub = iou[np.ix_(rows, cols)]
+    sub[sub < threshold] = 0.0
+    live_r = np.flatnonzero(sub.any(axis=1))
+    live_c = np.flatnonzero(sub.any(axis=0))
+    if live_r.size == 0:
+        return rows[:0], cols[:0]
+    sub = sub[np.ix_(live_r, live_c)]
+    ri, ci = scipy.optimize.linear_sum_assignment(1.0 - sub)
+    ok = sub[ri, ci] > 0.0
+    return rows[live_r[ri[ok]]], cols[live_c[ci[ok]]]
+
+
+def link_slices(labels, *, min_overlap_ratio: float = 0.3, max_distance_z: int = 2) -> np.ndarray:
+    """Give the 2D objects of a z-stack consistent 3D ids by overlap-based tracking.
+
+    Slices are visited from ``z = 0`` up. A *track* is a 3D instance built so far; it ends on the
+    last slice it has an object on. For slice ``z``:
+
+    1. The objects of ``z`` are matched with the tracks ending on ``z - 1`` by the Hungarian
+       algorithm on cost ``1 - IoU`` (IoU of the 2D object with the track's object on its last
+       slice); a pair is linked only if its IoU is ``>= min_overlap_ratio``.
+    2. The objects still unmatched are matched the same way with the tracks ending on ``z - 2``,
+       then ``z - 3`` ... up to ``z - max_distance_z``. Nearer slices are preferred because they
+       are tried first; a track missing on up to ``max_distance_z - 1`` slices (a gap, e.g. a
+       nucleus the 2D model missed on one slice) is thus continued.
+    3. Objects left unmatched start new tracks.
+
+    Consequences, by construction: two 2D objects are linked only if they overlap (IoU > 0) in
+    (Y, X); a track holds at most one object per slice; every foreground voxel keeps a
+    non-zero label. A 2D id that covers several disconnected regions of a slice is one object.
+
+    Parameters
+    ----------
+    labels : (Z, Y, X) int array
+        Stack of independent 2D label images, 0 = background. Ids may repeat between slices or
+        not; they are only compared within a slice.
+    min_overlap_ratio : float, optional
+        Smallest IoU to link, in ``(0, 1]`` (see :class:`LinkingParams`).
+    max_distance_z : int, optional
+        How many slices back a track may end and still be continued, ``>= 1``.
+
+    Returns
+    -------
+    linked : (Z, Y, X) uint32 array
+        3D instance labels ``1..N``, numbered in order of first appearance (slice, then the
+        object's id on that slice); 0 = background exactly where ``labels`` is 0.
+
+    Raises
+    ------
+    InvalidInputError
+        If ``labels`` is not a 3D array of non-negative integers.
+    InvalidParameterError
+        If a parameter is out of range.
+
+    References
+    ----------
+    .. [1] H. W. Kuhn, "The Hungarian method for the assignment problem", Naval Research
+       Logistics Quarterly 2, 83-97 (1955).
+
+    Examples
+    --------
+    >>> stack = np.array([[[1, 1, 0, 2]], [[0, 0, 0, 0]], [[5, 5, 0, 0]]])
+    >>> link_slices(stack)[:, 0]
+    array([[1, 1, 0, 2],
+           [0, 0, 0, 0],
+           [1, 1, 0, 0]], dtype=uint32)
+    """
+    params = LinkingParams(min_overlap_ratio=min_overlap_ratio, max_distance_z=max_distance_z)
+    stack = _check_labels(labels)
+    out = np.zeros(stack.shape, np.uint32)
+    if stack.size == 0:
+        return out
+    top = int(stack.max())
+    n_tracks = 0
+    # Per recent slice: its compact labels, object count, each object's track id, and whether
+    # that track still ends there (is "open"); only max_distance_z slices are kept.
+    window: dict[int, tuple[np.ndarray, int, np.ndarray, np.ndarray]] = {}
+    for z in range(stack.shape[0]):
+        local, n = _compact_slice(stack[z], top)
+        track_of = np.zeros(n + 1, np.int64)
+        unmatched = np.ones(n + 1, bool)
+        unmatched[0] = False
+        for d in range(1, params.max_distance_z + 1):
+            prev = window.get(z - d)
+            if prev is None or not unmatched.any():
+                continue
+            p_local, p_n, p_track, p_open = prev
+            if not p_open.any():
+                continue
+            iou = _slice_iou(local, n, p_local, p_n)
+            rows, cols = _assign(
+                iou, np.flatnonzero(unmatched[1:]), np.flatnonzero(p_open[1:]), params.min_overlap_ratio
+            )
+            track_of[rows + 1] = p_track[cols + 1]
+            unmatched[rows + 1] = False
+            p_open[cols + 1] = False
+        new = np.flatnonzero(unmatched)
+        track_of[new] = np.arange(n_tracks + 1, n_tracks + 1 + new.size)
+        n_tracks += new.size
+        out[z] = track_of[local]
+        is_open = np.ones(n + 1, bool)
+        is_open[0] = False
+        window[z] = (local, n, track_of, is_open)
+        window.pop(z - params.max_distance_z, None)
+    return out
