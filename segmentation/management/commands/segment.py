@@ -1,0 +1,145 @@
+"""``manage.py segment INPUT.tif OUTPUT.tif``: segment the nuclei of one TIFF from the shell.
+
+The output is a uint32 label TIFF of the input's shape (0 = background). A progress bar goes
+to stderr; the last line on stdout is the engine's ``info`` as JSON, for scripts to parse.
+Every mistake a user can make ends the command with a one-line message and no output file.
+"""
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+
+def _json_default(value):
+    """Make numpy scalars and arrays, and paths, JSON-serialisable."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Read a 2D (Y, X) or 3D (Z, Y, X) single-channel TIFF, or raise CommandError."""
+    if not path.exists():
+        raise CommandError(f"input file not found: {path}")
+    if not path.is_file():
+        raise CommandError(f"input is not a file: {path}")
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if not tif.series:
+                raise CommandError(f"{path} holds no image")
+            series = tif.series[0]
+            axes = series.axes
+            image = series.asarray()
+    except CommandError:
+        raise
+    except Exception as exc:  # tifffile raises many types for a damaged or foreign file
+        raise CommandError(f"cannot read {path} as a TIFF image: {_first_line(exc)}") from exc
+    if "S" in axes:
+        raise CommandError(f"{path} is a colour (RGB) image (axes {axes}); save one channel as greyscale")
+    if image.ndim not in (2, 3):
+        raise CommandError(
+            f"{path} has {image.ndim} axes of shape {image.shape}; expected 2D (Y, X) or 3D (Z, Y, X)")
+    return image
+
+
+def write_labels(path: Path, labels: np.ndarray) -> None:
+    """Write ``labels`` as a uint32 TIFF, atomically.
+
+    The TIFF goes to a temporary file in the output's folder, then replaces the output in one
+    rename: a crash or Ctrl-C leaves the old file or nothing, never half an image.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        axes = "ZYX" if labels.ndim == 3 else "YX"
+        tifffile.imwrite(tmp, labels.astype(np.uint32, copy=False), photometric="minisblack",
+                         compression="zlib", metadata={"axes": axes})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Command(BaseCommand):
+    help = "Segment the nuclei of a 2D (Y, X) or 3D (Z, Y, X) TIFF into a uint32 label TIFF."
+
+    def add_arguments(self, parser):
+        parser.add_argument("input", type=Path, help="the image: a 2D or 3D single-channel TIFF")
+        parser.add_argument("output", type=Path, help="where to write the label TIFF (uint32, 0 = background)")
+        parser.add_argument("--model", default=None,
+                            help="a shipped model name, a Cellpose model file or built-in name (default: the shipped default)")
+        parser.add_argument("--diameter", type=float, default=None,
+                            help="expected nucleus diameter in pixels (default: estimated from the image)")
+        # Backend and restoration names are checked by the core, which holds the registry:
+        # a new backend needs no change here.
+        parser.add_argument("--backend", default="slice",
+                            help="3D backend: slice, hybrid2d3d or true3d (default: slice)")
+        parser.add_argument("--restoration", default="none",
+                            help="restoration before segmentation: none, auto, denoise or deblur (default: none)")
+        parser.add_argument("--voxel-size", type=float, nargs="+", default=None, metavar="SIZE",
+                            help="voxel size in micrometres: Z Y X for a volume (Y X for a 2D image)")
+
+    def handle(self, *args, **options):
+        source: Path = options["input"]
+        target: Path = options["output"]
+        if not target.parent.is_dir():
+            raise CommandError(f"output folder does not exist: {target.parent}")
+        if target.is_dir():
+            raise CommandError(f"output is a folder, not a file: {target}")
+        image = read_image(source)
+
+        # Imported here, not at the top: torch and cellpose take seconds to import, and `--help`
+        # or a bad input file should answer at once.
+        import torch
+
+        from segmentation.core import SegmentationEngine
+        from segmentation.core.errors import SegmentationError
+
+        voxel_size = tuple(options["voxel_size"]) if options["voxel_size"] is not None else None
+        bar_stream = options.get("stderr") or sys.stderr
+        bar = None
+
+        def progress(fraction: float, message: str) -> None:
+            nonlocal bar
+            if bar is None:  # opened at the first report, so a refused input prints no empty bar
+                bar = tqdm(total=100, file=bar_stream, bar_format="{l_bar}{bar}| {elapsed}")
+            bar.n = round(100 * min(max(float(fraction), 0.0), 1.0), 1)
+            bar.set_description_str(message, refresh=False)
+            bar.refresh()
+
+        try:
+            engine = SegmentationEngine(gpu_available=torch.cuda.is_available())
+            labels, info = engine.segment_cellpose(
+                image,
+                model_name=options["model"],
+                diameter=options["diameter"],
+                do_3d=image.ndim == 3,
+                use_3d_backend=options["backend"],
+                restoration_mode=options["restoration"],
+                voxel_size=voxel_size,
+                progress=progress,
+            )
+        except SegmentationError as exc:
+            raise CommandError(_first_line(exc)) from exc
+        finally:
+            if bar is not None:
+                bar.close()
+
+        write_labels(target, labels)
+        self.stdout.write(json.dumps(info, default=_json_default))
