@@ -83,7 +83,8 @@ class Command(BaseCommand):
         parser.add_argument("input", type=Path, help="the image: a 2D or 3D single-channel TIFF")
         parser.add_argument("output", type=Path, help="where to write the label TIFF (uint32, 0 = background)")
         parser.add_argument("--model", default=None,
-                            help="a shipped model name, a Cellpose model file or built-in name (default: the shipped default)")
+                            help="a shipped model name, a Cellpose model file or a built-in name "
+                                 "(default: the shipped default model)")
         parser.add_argument("--diameter", type=float, default=None,
                             help="expected nucleus diameter in pixels (default: estimated from the image)")
         # Backend and restoration names are checked by the core, which holds the registry:
