@@ -144,3 +144,35 @@ def test_it_segments_a_3d_stack_with_the_hybrid_backend(tmp_path):
     assert labels.dtype == np.uint32 and labels.shape == stack.shape
     assert info["backend"] == "hybrid2d3d"
     assert info["nucleus_count"] == len(np.unique(labels)) - 1
+
+
+def test_it_leaves_the_old_output_whole_when_writing_is_interrupted(tmp_path, monkeypatch):
+    from segmentation.management.commands import segment
+
+    target = tmp_path / "labels.tif"
+    target.write_bytes(b"an older result")
+
+    def interrupted(path, data, **kwargs):
+        with open(path, "wb") as fh:
+            fh.write(b"II*\x00 half a TIFF")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(segment.tifffile, "imwrite", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        segment.write_labels(target, np.ones((8, 8), np.uint32))
+    assert target.read_bytes() == b"an older result"
+    assert [p.name for p in tmp_path.iterdir()] == ["labels.tif"]
+
+
+def test_it_writes_labels_readable_like_any_new_file(tmp_path):
+    import os
+
+    from segmentation.management.commands.segment import write_labels
+
+    labels = np.arange(24, dtype=np.int64).reshape(2, 3, 4)
+    write_labels(tmp_path / "labels.tif", labels)
+    back = tifffile.imread(tmp_path / "labels.tif")
+    assert back.dtype == np.uint32 and np.array_equal(back, labels)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "labels.tif").stat().st_mode & 0o777 == 0o666 & ~umask

@@ -67,6 +67,10 @@ def write_labels(path: Path, labels: np.ndarray) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     try:
+        # mkstemp makes the file private (0600); give the result the mode a new file would get.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         axes = "ZYX" if labels.ndim == 3 else "YX"
         tifffile.imwrite(tmp, labels.astype(np.uint32, copy=False), photometric="minisblack",
                          compression="zlib", metadata={"axes": axes})
