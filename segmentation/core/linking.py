@@ -15,7 +15,12 @@ import scipy.optimize
 
 from segmentation.core.errors import InvalidInputError, InvalidParameterError
 
-__all__ = ["LinkingParams", "link_slices"]
+__all__ = ["OVERLAP_MEASURES", "LinkingParams", "link_slices"]
+
+#: What ``min_overlap_ratio`` is compared with: the IoU of the two 2D objects (the guide's
+#: definition), or their intersection over the area of the smaller one, which still links the
+#: small caps of a nucleus to its large middle sections on coarse z steps.
+OVERLAP_MEASURES = ("iou", "intersection_over_smaller")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +35,11 @@ class LinkingParams:
     max_distance_z : int, optional
         How many slices back (``>= 1``) a track may end and still be continued; 1 links adjacent
         slices only, 2 bridges a gap of one slice where the object was missed.
+    overlap_measure : {"iou", "intersection_over_smaller"}, optional
+        What ``min_overlap_ratio`` is compared with. ``"iou"`` (the guide's definition) misses
+        links between the small top or bottom section of a nucleus and its large middle when z
+        steps are coarse; ``"intersection_over_smaller"`` (``|A & B| / min(|A|, |B|)``, used
+        with a higher ratio such as 0.7) keeps them. The assignment itself always maximises IoU.
 
     Raises
     ------
@@ -39,11 +49,12 @@ class LinkingParams:
     Examples
     --------
     >>> LinkingParams.from_dict({"max_distance_z": 3}).to_dict()
-    {'min_overlap_ratio': 0.3, 'max_distance_z': 3}
+    {'min_overlap_ratio': 0.3, 'max_distance_z': 3, 'overlap_measure': 'iou'}
     """
 
     min_overlap_ratio: float = 0.3
     max_distance_z: int = 2
+    overlap_measure: str = "iou"
 
     def __post_init__(self) -> None:
         ratio = self.min_overlap_ratio
@@ -52,6 +63,10 @@ class LinkingParams:
         dist = self.max_distance_z
         if isinstance(dist, bool) or not isinstance(dist, numbers.Integral) or dist < 1:
             raise InvalidParameterError(f"max_distance_z must be an integer >= 1, got {dist!r}")
+        if self.overlap_measure not in OVERLAP_MEASURES:
+            raise InvalidParameterError(
+                f"overlap_measure must be one of {', '.join(OVERLAP_MEASURES)}, got {self.overlap_measure!r}"
+            )
         # Store plain Python numbers so to_dict() is JSON-ready whatever was passed in.
         object.__setattr__(self, "min_overlap_ratio", float(ratio))
         object.__setattr__(self, "max_distance_z", int(dist))
@@ -84,40 +99,56 @@ def _check_labels(labels) -> np.ndarray:
     return arr
 
 
-def _compact_slice(plane: np.ndarray, top: int) -> tuple[np.ndarray, int]:
-    """Renumber one slice's ids to ``1..n`` (increasing with the id), background stays 0."""
+def _compact_slice(plane: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
+    """Renumber one slice's ids to ``1..n`` (increasing with the id), background stays 0.
+
+    Returns the renumbered ``(Y, X)`` int32 slice and the ``(n + 1,)`` pixel count of each new
+    id (index 0 unused).
+    """
     flat = plane.ravel()
     if top < max(1 << 20, 4 * flat.size):
-        present = np.bincount(flat.astype(np.intp, copy=False), minlength=top + 1) > 0
-        present[0] = False
+        counts = np.bincount(flat.astype(np.intp, copy=False), minlength=top + 1)
+        counts[0] = 0
+        present = counts > 0
         lut = np.cumsum(present, dtype=np.int32)
         lut[~present] = 0
         local = lut[flat]
+        sizes = np.concatenate([[0], counts[present]])
     else:  # ids too large for a lookup table: sort instead
-        uniq, inverse = np.unique(flat, return_inverse=True)
+        uniq, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
         local = inverse.reshape(-1).astype(np.int32) + (0 if uniq[0] == 0 else 1)
-    return local.reshape(plane.shape), int(local.max(initial=0))
+        sizes = counts.copy() if uniq[0] == 0 else np.concatenate([[0], counts])
+        sizes[0] = 0
+    return local.reshape(plane.shape), sizes
 
 
-def _slice_iou(local_a: np.ndarray, n_a: int, local_b: np.ndarray, n_b: int) -> np.ndarray:
-    """IoU of every object of slice a with every object of slice b, ``(n_a, n_b)``."""
-    codes = local_a.astype(np.intp) * (n_b + 1)
-    codes += local_b
-    table = np.bincount(codes.ravel(), minlength=(n_a + 1) * (n_b + 1)).reshape(n_a + 1, n_b + 1)
-    size_a = table.sum(axis=1)[1:, None]
-    size_b = table.sum(axis=0)[None, 1:]
+def _slice_overlaps(local_a: np.ndarray, sizes_a: np.ndarray, local_b: np.ndarray, sizes_b: np.ndarray,
+                    measure: str) -> tuple[np.ndarray, np.ndarray]:
+    """IoU of every object of slice a with every object of slice b, ``(n_a, n_b)``, and the
+    ``measure`` the link threshold applies to (the same array for ``"iou"``)."""
+    n_a, n_b = sizes_a.size - 1, sizes_b.size - 1
+    codes = local_a.ravel().astype(np.intp)
+    codes *= n_b + 1
+    codes += local_b.ravel()
+    table = np.bincount(codes, minlength=(n_a + 1) * (n_b + 1)).reshape(n_a + 1, n_b + 1)
+    size_a = sizes_a[1:, None]
+    size_b = sizes_b[None, 1:]
     inter = table[1:, 1:]
-    return inter / (size_a + size_b - inter)
+    iou = inter / (size_a + size_b - inter)
+    if measure == "iou":
+        return iou, iou
+    return iou, inter / np.minimum(size_a, size_b)
 
 
-def _assign(iou: np.ndarray, rows: np.ndarray, cols: np.ndarray, threshold: float):
+def _assign(iou: np.ndarray, overlap: np.ndarray, rows: np.ndarray, cols: np.ndarray, threshold: float):
     """Hungarian assignment of ``rows`` to ``cols`` on cost ``1 - IoU``.
 
-    Pairs under ``threshold`` cost 1, the same as staying unlinked, so the assignment maximises
-    the summed IoU of the accepted pairs; pairs it makes under the threshold are dropped.
+    Pairs whose ``overlap`` is under ``threshold`` cost 1, the same as staying unlinked, so the
+    assignment maximises the summed IoU of the allowed pairs; pairs it makes that are not
+    allowed are dropped.
     """
     sub = iou[np.ix_(rows, cols)]
-    sub[sub < threshold] = 0.0
+    sub[overlap[np.ix_(rows, cols)] < threshold] = 0.0
     live_r = np.flatnonzero(sub.any(axis=1))
     live_c = np.flatnonzero(sub.any(axis=0))
     if live_r.size == 0:
@@ -128,7 +159,8 @@ def _assign(iou: np.ndarray, rows: np.ndarray, cols: np.ndarray, threshold: floa
     return rows[live_r[ri[ok]]], cols[live_c[ci[ok]]]
 
 
-def link_slices(labels, *, min_overlap_ratio: float = 0.3, max_distance_z: int = 2) -> np.ndarray:
+def link_slices(labels, *, min_overlap_ratio: float = 0.3, max_distance_z: int = 2,
+                overlap_measure: str = "iou") -> np.ndarray:
     """Give the 2D objects of a z-stack consistent 3D ids by overlap-based tracking.
 
     Slices are visited from ``z = 0`` up. A *track* is a 3D instance built so far; it ends on the
@@ -136,7 +168,9 @@ def link_slices(labels, *, min_overlap_ratio: float = 0.3, max_distance_z: int =
 
     1. The objects of ``z`` are matched with the tracks ending on ``z - 1`` by the Hungarian
        algorithm on cost ``1 - IoU`` (IoU of the 2D object with the track's object on its last
-       slice); a pair is linked only if its IoU is ``>= min_overlap_ratio``.
+       slice); a pair is linked only if its IoU (or, with
+       ``overlap_measure="intersection_over_smaller"``, its intersection over the smaller
+       object's area) is ``>= min_overlap_ratio``.
     2. The objects still unmatched are matched the same way with the tracks ending on ``z - 2``,
        then ``z - 3`` ... up to ``z - max_distance_z``. Nearer slices are preferred because they
        are tried first; a track missing on up to ``max_distance_z - 1`` slices (a gap, e.g. a
@@ -156,6 +190,8 @@ def link_slices(labels, *, min_overlap_ratio: float = 0.3, max_distance_z: int =
         Smallest IoU to link, in ``(0, 1]`` (see :class:`LinkingParams`).
     max_distance_z : int, optional
         How many slices back a track may end and still be continued, ``>= 1``.
+    overlap_measure : {"iou", "intersection_over_smaller"}, optional
+        What ``min_overlap_ratio`` applies to (see :class:`LinkingParams`).
 
     Returns
     -------
@@ -183,7 +219,8 @@ def link_slices(labels, *, min_overlap_ratio: float = 0.3, max_distance_z: int =
            [0, 0, 0, 0],
            [1, 1, 0, 0]], dtype=uint32)
     """
-    params = LinkingParams(min_overlap_ratio=min_overlap_ratio, max_distance_z=max_distance_z)
+    params = LinkingParams(min_overlap_ratio=min_overlap_ratio, max_distance_z=max_distance_z,
+                           overlap_measure=overlap_measure)
     stack = _check_labels(labels)
     out = np.zeros(stack.shape, np.uint32)
     if stack.size == 0:
@@ -192,9 +229,10 @@ def link_slices(labels, *, min_overlap_ratio: float = 0.3, max_distance_z: int =
     n_tracks = 0
     # Per recent slice: its compact labels, object count, each object's track id, and whether
     # that track still ends there (is "open"); only max_distance_z slices are kept.
-    window: dict[int, tuple[np.ndarray, int, np.ndarray, np.ndarray]] = {}
+    window: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
     for z in range(stack.shape[0]):
-        local, n = _compact_slice(stack[z], top)
+        local, sizes = _compact_slice(stack[z], top)
+        n = sizes.size - 1
         track_of = np.zeros(n + 1, np.int64)
         unmatched = np.ones(n + 1, bool)
         unmatched[0] = False
@@ -202,12 +240,12 @@ def link_slices(labels, *, min_overlap_ratio: float = 0.3, max_distance_z: int =
             prev = window.get(z - d)
             if prev is None or not unmatched.any():
                 continue
-            p_local, p_n, p_track, p_open = prev
+            p_local, p_sizes, p_track, p_open = prev
             if not p_open.any():
                 continue
-            iou = _slice_iou(local, n, p_local, p_n)
+            iou, overlap = _slice_overlaps(local, sizes, p_local, p_sizes, params.overlap_measure)
             rows, cols = _assign(
-                iou, np.flatnonzero(unmatched[1:]), np.flatnonzero(p_open[1:]), params.min_overlap_ratio
+                iou, overlap, np.flatnonzero(unmatched[1:]), np.flatnonzero(p_open[1:]), params.min_overlap_ratio
             )
             track_of[rows + 1] = p_track[cols + 1]
             unmatched[rows + 1] = False
@@ -218,6 +256,6 @@ def link_slices(labels, *, min_overlap_ratio: float = 0.3, max_distance_z: int =
         out[z] = track_of[local]
         is_open = np.ones(n + 1, bool)
         is_open[0] = False
-        window[z] = (local, n, track_of, is_open)
+        window[z] = (local, sizes, track_of, is_open)
         window.pop(z - params.max_distance_z, None)
     return out

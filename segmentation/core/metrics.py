@@ -278,7 +278,8 @@ def label_overlap(labels_a, labels_b) -> LabelOverlap:
 
 def _overlap_by_table(a: np.ndarray, top_a: int, b: np.ndarray, top_b: int):
     """Small ids: count every (id_a, id_b) pair, background included, in one dense table."""
-    codes = a.astype(np.intp) * (top_b + 1)
+    codes = a.astype(np.intp)
+    codes *= top_b + 1
     codes += b
     table = np.bincount(codes, minlength=(top_a + 1) * (top_b + 1)).reshape(top_a + 1, top_b + 1)
     sizes_a = table[1:].sum(axis=1)

@@ -66,7 +66,7 @@ def check_invariants(labels, linked):
 def test_linking_params_round_trip():
     params = LinkingParams(min_overlap_ratio=0.5, max_distance_z=3)
     assert LinkingParams.from_dict(params.to_dict()) == params
-    assert params.to_dict() == {"min_overlap_ratio": 0.5, "max_distance_z": 3}
+    assert params.to_dict() == {"min_overlap_ratio": 0.5, "max_distance_z": 3, "overlap_measure": "iou"}
     assert LinkingParams.from_dict({}) == LinkingParams()
     with pytest.raises(dataclasses.FrozenInstanceError):
         params.max_distance_z = 5
@@ -81,6 +81,7 @@ def test_linking_params_round_trip():
         {"max_distance_z": 0},
         {"max_distance_z": 1.5},
         {"max_distance_z": True},
+        {"overlap_measure": "dice"},
     ],
 )
 def test_linking_params_refuse_bad_values(kwargs):
@@ -142,6 +143,21 @@ def test_assignment_maximises_summed_iou_not_each_best_match():
     np.testing.assert_array_equal(link_slices(stack, min_overlap_ratio=0.25)[1, 0], [3, 1, 1, 1, 1, 1, 1, 1, 0, 0])
 
 
+def test_intersection_over_smaller_links_the_cap_of_a_nucleus():
+    # A nucleus' top section (2 pixels) sits inside its middle section (8 pixels): IoU 1/4.
+    stack = np.zeros((2, 1, 10), np.uint8)
+    stack[0, 0, 3:5] = 1
+    stack[1, 0, 1:9] = 1
+    assert link_slices(stack).max() == 2
+    linked = link_slices(stack, min_overlap_ratio=0.7, overlap_measure="intersection_over_smaller")
+    assert linked.max() == 1
+    # Still one-to-one: a second cap inside the same section starts its own track.
+    stack[0, 0, 6:8] = 2
+    linked = link_slices(stack, min_overlap_ratio=0.7, overlap_measure="intersection_over_smaller")
+    assert linked.max() == 2
+    check_invariants(stack, linked)
+
+
 def test_one_object_never_takes_two_tracks():
     stack = np.array([[[1, 1, 0, 2, 2]], [[3, 3, 3, 3, 3]]])
     linked = link_slices(stack, min_overlap_ratio=0.3)
@@ -201,5 +217,9 @@ def test_bridges_dropped_objects(seed):
 def test_invariants_on_random_uncorrelated_slices(seed):
     stack = np.stack([blobs_2d((32, 32), 12, seed * 100 + z, radius=4) for z in range(6)])
     stack[2] = 0  # an empty slice in the middle
-    for kwargs in ({}, {"min_overlap_ratio": 0.05, "max_distance_z": 3}):
+    for kwargs in (
+        {},
+        {"min_overlap_ratio": 0.05, "max_distance_z": 3},
+        {"min_overlap_ratio": 0.5, "overlap_measure": "intersection_over_smaller"},
+    ):
         check_invariants(stack, link_slices(stack, **kwargs))
