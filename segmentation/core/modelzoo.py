@@ -90,6 +90,10 @@ def resolve_model(model_name: str | None) -> ModelRef:
     shipped = SHIPPED_MODELS_DIR / f"{name}.pt"
     if shipped.is_file():
         return ModelRef(name, "shipped", shipped)
+    if name == DEFAULT_MODEL:
+        raise ModelNotAvailableError(
+            f"the default model's weights are missing ({shipped}); restore them from git or retrain "
+            f"with: python -m segmentation.core.training --out {shipped}")
     path = Path(name).expanduser()
     if path.suffix or os.sep in name:
         if path.is_file():

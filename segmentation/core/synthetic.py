@@ -247,7 +247,6 @@ def _render(rng: np.random.Generator, grid_shape: tuple[int, ...], spacing: np.n
 
     ``spacing`` is the grid step in isotropic pixel units per axis (1 for y, x; >= 1 for z).
     """
-    ndim = len(grid_shape)
     labels = np.zeros(grid_shape, np.uint32)
     depth_map = np.full(grid_shape, 0.0, np.float32)
     signal = np.zeros(grid_shape, np.float32)

@@ -118,8 +118,8 @@ def test_restoration_is_reported(engine):
 
 
 @pytest.mark.parametrize("bad, message", [
-    (np.zeros((4, 4, 16, 16)), "2D (Y, X) or 3D"),
-    (np.zeros(16), "2D (Y, X) or 3D"),
+    (np.zeros((4, 4, 16, 16)), r"2D \(Y, X\) or 3D"),
+    (np.zeros(16), r"2D \(Y, X\) or 3D"),
     (np.zeros((0, 16)), "empty"),
     (np.full((16, 16), np.nan), "NaN"),
     (np.array([["a"] * 16] * 16), "real numbers"),
