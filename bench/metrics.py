@@ -121,7 +121,7 @@ def main() -> None:
     theirs = cp_metrics.average_precision(g, scattered, threshold=THRESHOLDS)[0]
     before = average_precision(g, p, THRESHOLDS).ap
     print(f"\nimage 0 with prediction ids multiplied by 100 (+7): ours AP {np.round(ours, 3).tolist()} "
-          f"(before: {np.round(before, 3).tolist()}), cellpose AP {np.round(theirs, 3).tolist()}")
+          f"(before: {np.round(before, 3).tolist()}), cellpose AP {[round(float(x), 3) for x in theirs]}")
 
 
 if __name__ == "__main__":
