@@ -1,1 +1,55 @@
-"""EZQuant segmentation core: numpy/torch science, importable without Django."""
+"""EZQuant segmentation core: the science, importable and testable without Django.
+
+The public names keep those of the EZQUANT guide (``../shared/reference``); everything a user
+or the web layer needs is importable from here. Modules import numpy, scipy and scikit-image
+at import time; torch and cellpose are imported only by the functions that run a network, so
+importing this package stays cheap.
+
+=========================  ==================================================================
+Segmentation               :class:`SegmentationEngine`, :class:`SegmentationParams`,
+                           :class:`SegmentationResult`, backends ``"slice"``,
+                           ``"hybrid2d3d"`` (:class:`Hybrid2D3DBackend`), ``"true3d"``
+                           (:class:`True3DBackend`), :func:`link_slices`
+Anisotropy                 :class:`Anisotropy3DPreprocessor`
+Restoration                :class:`Cellpose3RestorationEngine`, :func:`should_use_restoration`,
+                           :func:`measure_image_quality`, :func:`restore`
+Evaluation                 :func:`compute_3d_iou`, :func:`compute_3d_dice`,
+                           :func:`compute_split_merge_errors`, :func:`average_precision`,
+                           :func:`match_instances`, :func:`iou_matrix`,
+                           :func:`coefficient_of_variation`
+Active learning            :class:`UncertaintyEstimator`, :func:`nucleus_uncertainty`,
+                           :class:`CorrectionTracker`, :class:`ActiveLearningManager`
+Models and data            :func:`load_model`, :data:`DEFAULT_MODEL`, :mod:`synthetic`
+=========================  ==================================================================
+"""
+
+from . import synthetic
+from .anisotropy import Anisotropy3DPreprocessor
+from .backends import BACKENDS, Backend, Hybrid2D3DBackend, SliceBackend, True3DBackend
+from .engine import SegmentationEngine, SegmentationResult, validate_image
+from .errors import InvalidInputError, InvalidParameterError, ModelNotAvailableError, SegmentationError
+from .linking import LinkingParams, link_slices
+from .metrics import (
+    APResult,
+    average_precision,
+    coefficient_of_variation,
+    compute_3d_dice,
+    compute_3d_iou,
+    compute_split_merge_errors,
+    iou_matrix,
+    match_instances,
+)
+from .modelzoo import DEFAULT_MODEL, load_model
+from .params import RESTORATION_MODES, SegmentationParams
+
+__all__ = [
+    "APResult", "Anisotropy3DPreprocessor", "BACKENDS", "Backend",
+    "DEFAULT_MODEL",
+    "Hybrid2D3DBackend", "InvalidInputError", "InvalidParameterError", "LinkingParams",
+    "ModelNotAvailableError", "RESTORATION_MODES", "SegmentationEngine", "SegmentationError",
+    "SegmentationParams", "SegmentationResult", "SliceBackend", "True3DBackend", "UncertaintyEstimator",
+    "average_precision", "coefficient_of_variation", "compute_3d_dice", "compute_3d_iou",
+    "compute_split_merge_errors", "iou_matrix", "link_slices", "load_model", "match_instances",
+    "synthetic",
+    "validate_image",
+]
