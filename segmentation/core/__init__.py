@@ -47,7 +47,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "Hybrid2D3DBackend", "InvalidInputError", "InvalidParameterError", "LinkingParams",
     "ModelNotAvailableError", "RESTORATION_MODES", "SegmentationEngine", "SegmentationError",
-    "SegmentationParams", "SegmentationResult", "SliceBackend", "True3DBackend", "UncertaintyEstimator",
+    "SegmentationParams", "SegmentationResult", "SliceBackend", "True3DBackend",
     "average_precision", "coefficient_of_variation", "compute_3d_dice", "compute_3d_iou",
     "compute_split_merge_errors", "iou_matrix", "link_slices", "load_model", "match_instances",
     "synthetic",
