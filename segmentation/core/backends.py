@@ -114,22 +114,23 @@ class Hybrid2D3DBackend(Backend):
 
     name = "hybrid2d3d"
 
-    def __init__(self, min_overlap_ratio: float = 0.3, max_distance_z: int = 2):
+    def __init__(self, min_overlap_ratio: float = 0.3, max_distance_z: int = 2, overlap_measure: str = "iou"):
         from .linking import LinkingParams
 
-        # LinkingParams validates both values and raises InvalidParameterError.
-        self.linking = LinkingParams(min_overlap_ratio=min_overlap_ratio, max_distance_z=max_distance_z)
+        # LinkingParams validates the values and raises InvalidParameterError.
+        self.linking = LinkingParams(min_overlap_ratio=min_overlap_ratio, max_distance_z=max_distance_z,
+                                     overlap_measure=overlap_measure)
 
     @classmethod
     def from_params(cls, params) -> "Hybrid2D3DBackend":
-        return cls(min_overlap_ratio=params.min_overlap_ratio, max_distance_z=params.max_distance_z)
+        return cls(min_overlap_ratio=params.min_overlap_ratio, max_distance_z=params.max_distance_z,
+                   overlap_measure=params.overlap_measure)
 
     def link(self, labels: np.ndarray) -> np.ndarray:
         """Link a (Z, Y, X) stack of 2D label images into 3D nuclei (ids 1..N)."""
         from .linking import link_slices
 
-        return link_slices(labels, min_overlap_ratio=self.linking.min_overlap_ratio,
-                           max_distance_z=self.linking.max_distance_z)
+        return link_slices(labels, **self.linking.to_dict())
 
     def segment(self, volume, runner, params, progress):
         out = _segment_slices(volume, runner, lambda f, m: progress(0.95 * f, m))

@@ -42,7 +42,10 @@ class SegmentationParams:
     flow_threshold : Cellpose's maximum flow error of a kept mask (larger keeps more).
     cellprob_threshold : Cellpose's cell-probability logit threshold (lower grows masks).
     min_size : masks smaller than this many pixels (voxels in 3D) are removed.
-    min_overlap_ratio, max_distance_z : linking parameters of the ``hybrid2d3d`` backend.
+    min_overlap_ratio, max_distance_z, overlap_measure : linking parameters of the
+        ``hybrid2d3d`` backend (see :func:`linking.link_slices`). ``overlap_measure="iou"`` is the
+        guide's rule; ``"intersection_over_smaller"`` (with a ratio near 0.7) keeps the small
+        top and bottom sections of a nucleus on a coarse z grid linked to its large middle one.
     """
 
     model_name: str | None = None
@@ -56,6 +59,7 @@ class SegmentationParams:
     min_size: int = 15
     min_overlap_ratio: float = 0.3
     max_distance_z: int = 2
+    overlap_measure: str = "iou"
 
     def __post_init__(self) -> None:
         from .backends import BACKENDS  # the registry imports this module
@@ -91,10 +95,11 @@ class SegmentationParams:
             raise InvalidParameterError(f"cellprob_threshold must lie in [-8, 8], got {self.cellprob_threshold!r}")
         if isinstance(self.min_size, bool) or not isinstance(self.min_size, int) or self.min_size < 0:
             raise InvalidParameterError(f"min_size must be a whole number >= 0, got {self.min_size!r}")
-        if not isinstance(self.min_overlap_ratio, (int, float)) or not (0 < self.min_overlap_ratio <= 1):
-            raise InvalidParameterError(f"min_overlap_ratio must lie in (0, 1], got {self.min_overlap_ratio!r}")
-        if isinstance(self.max_distance_z, bool) or not isinstance(self.max_distance_z, int) or self.max_distance_z < 1:
-            raise InvalidParameterError(f"max_distance_z must be a whole number >= 1, got {self.max_distance_z!r}")
+        from .linking import LinkingParams
+
+        # Validates min_overlap_ratio, max_distance_z and overlap_measure with one set of rules.
+        LinkingParams(min_overlap_ratio=self.min_overlap_ratio, max_distance_z=self.max_distance_z,
+                      overlap_measure=self.overlap_measure)
 
     @property
     def anisotropy(self) -> float:
