@@ -110,12 +110,12 @@ class UncertaintyParams:
         Solidity at or below which the solidity signal is 1.
     """
 
-    flow_weight: float = 1.0
+    flow_weight: float = 2.0
     cellprob_weight: float = 1.0
-    solidity_weight: float = 1.0
+    solidity_weight: float = 2.0
     flow_error_scale: float = 0.2
     flow_scale: float = 5.0
-    solidity_floor: float = 0.7
+    solidity_floor: float = 0.9
 
     def __post_init__(self) -> None:
         for name in ("flow_weight", "cellprob_weight", "solidity_weight"):
@@ -307,17 +307,17 @@ def _flow_error(compact: np.ndarray, n: int, dp: np.ndarray, flow_scale: float) 
     """(n,) relative flow error ``sum ||m - dP/s||^2 / sum ||m||^2`` per nucleus."""
     mu = _mask_flows(compact, dp.shape[0])
     flat = compact.ravel()
-    inside = flat > 0
+    inside = np.flatnonzero(flat)          # foreground only: a volume's background can be most of it
     index = flat[inside]
-    err = np.zeros(compact.size)
-    norm = np.zeros(compact.size)
+    err = np.zeros(inside.size)
+    norm = np.zeros(inside.size)
     for c in range(dp.shape[0]):
-        m = mu[c].ravel().astype(np.float64)
-        d = dp[c].ravel().astype(np.float64) / flow_scale
+        m = mu[c].ravel()[inside].astype(np.float64)
+        d = dp[c].ravel()[inside].astype(np.float64) / flow_scale
         err += (m - d) ** 2
         norm += m ** 2
-    num = np.bincount(index, weights=err[inside], minlength=n + 1)[1:]
-    den = np.bincount(index, weights=norm[inside], minlength=n + 1)[1:]
+    num = np.bincount(index, weights=err, minlength=n + 1)[1:]
+    den = np.bincount(index, weights=norm, minlength=n + 1)[1:]
     count = np.bincount(index, minlength=n + 1)[1:]
     # A 1-voxel nucleus has zero mask flow (nothing to diffuse): fall back to the absolute error.
     den = np.where(den > 0, den, count)

@@ -271,14 +271,20 @@ def test_it_identifies_uncertain_nuclei_as_the_guide_calls_it(tmp_path):
     masks, dp, cellprob = _segmentation()
     manager = ActiveLearningManager(tmp_path)
     ranked = manager.rank_nuclei(masks, dp, cellprob)
-    assert [i for i, _ in ranked] == [3, 2, 1]
     assert ranked == UncertaintyEstimator().rank(masks, dp, cellprob)
-    assert manager.identify_uncertain_nuclei(masks=masks, flows=dp, cellprob=cellprob, top_n=10) == [3, 2, 1]
+    order = [i for i, _ in ranked]
+    assert sorted(order[:2]) == [2, 3] and order[2] == 1     # the sound square comes last
+    assert manager.identify_uncertain_nuclei(masks=masks, flows=dp, cellprob=cellprob, top_n=10) == order
     flows = [np.zeros((*masks.shape, 3), np.uint8), dp, cellprob]
-    assert manager.identify_uncertain_nuclei(masks, flows, top_n=2) == [3, 2]
-    solidity_only = ActiveLearningManager(
-        tmp_path, estimator=UncertaintyEstimator(UncertaintyParams(flow_weight=0, cellprob_weight=0)))
-    assert solidity_only.identify_uncertain_nuclei(masks, flows, top_n=1) == [2]
+    assert manager.identify_uncertain_nuclei(masks, flows, top_n=2) == order[:2]
+    assert manager.identify_uncertain_nuclei(masks, flows, top_n=0) == []
+
+    def only(**weights):
+        params = UncertaintyParams(**{"flow_weight": 0, "cellprob_weight": 0, "solidity_weight": 0, **weights})
+        return ActiveLearningManager(tmp_path, estimator=UncertaintyEstimator(params))
+
+    assert only(solidity_weight=1).identify_uncertain_nuclei(masks, flows, top_n=1) == [2]
+    assert only(cellprob_weight=1).identify_uncertain_nuclei(masks, flows, top_n=1) == [3]
 
 
 def test_it_records_corrections_where_the_guide_says(tmp_path):
