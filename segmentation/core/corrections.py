@@ -39,7 +39,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
-import fcntl
 import json
 import os
 import tempfile
@@ -52,6 +51,11 @@ from scipy import ndimage as ndi
 
 from .errors import InvalidInputError, InvalidParameterError, SegmentationError
 from .uncertainty import UncertaintyEstimator
+
+try:  # POSIX (Linux, macOS, the Docker image); without it the package still imports
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 
 __all__ = [
     "CORRECTION_TYPES", "ActiveLearningManager", "CorrectionRecord", "CorrectionStorageError", "CorrectionTracker",
@@ -214,9 +218,8 @@ def _n_objects(crop: np.ndarray) -> int:
 
 
 def _check_consistency(correction_type: str, original: np.ndarray, corrected: np.ndarray) -> None:
+    """Refuse masks that do not fit ``correction_type`` (both are the bounding-box crops)."""
     n_orig, n_corr = _n_objects(original), _n_objects(corrected)
-    if (original != 0).sum() == (corrected != 0).sum() == 0:
-        raise InvalidInputError("both masks are empty: nothing was corrected")
     if np.array_equal(original, corrected):
         raise InvalidInputError("the corrected mask equals the original: nothing was corrected")
     rules = {
@@ -237,8 +240,10 @@ def _check_consistency(correction_type: str, original: np.ndarray, corrected: np
 
 def _bbox(original: np.ndarray, corrected: np.ndarray) -> tuple[tuple[int, int], ...]:
     union = (original != 0) | (corrected != 0)
-    box = ndi.find_objects(union.astype(np.uint8))[0]
-    return tuple((int(s.start), int(s.stop)) for s in box)
+    boxes = ndi.find_objects(union.astype(np.uint8))
+    if not boxes:
+        raise InvalidInputError("both masks are empty: nothing was corrected")
+    return tuple((int(s.start), int(s.stop)) for s in boxes[0])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -386,6 +391,8 @@ class CorrectionTracker:
         # An exclusive flock on a separate lock file (never replaced, unlike the index, whose
         # inode changes on every write) serialises the read-modify-write of the index across
         # processes; the kernel drops the lock if the process dies.
+        if fcntl is None:  # pragma: no cover - Windows
+            raise CorrectionStorageError("recording corrections needs POSIX file locks (fcntl); run on Linux or macOS")
         self.storage_dir.mkdir(parents=True, exist_ok=True)
         with open(self.storage_dir / _LOCK, "a+b") as fh:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
@@ -448,9 +455,10 @@ class CorrectionTracker:
         if original.shape != corrected.shape:
             raise InvalidInputError(
                 f"original_mask {original.shape} and corrected_mask {corrected.shape} differ in shape")
-        _check_consistency(correction_type, original, corrected)
         bbox = _bbox(original, corrected)
         box = tuple(slice(a, b) for a, b in bbox)
+        # Outside the box both masks are 0, so the crops decide consistency (and cost little).
+        _check_consistency(correction_type, original[box], corrected[box])
         crops = {
             "original": np.ascontiguousarray(original[box]),
             "corrected": np.ascontiguousarray(corrected[box]),
