@@ -26,6 +26,13 @@ Models and data            :func:`load_model`, :data:`DEFAULT_MODEL`, :mod:`synt
 from . import synthetic
 from .anisotropy import Anisotropy3DPreprocessor
 from .backends import BACKENDS, Backend, Hybrid2D3DBackend, SliceBackend, True3DBackend
+from .corrections import (
+    CORRECTION_TYPES,
+    ActiveLearningManager,
+    CorrectionRecord,
+    CorrectionStorageError,
+    CorrectionTracker,
+)
 from .engine import SegmentationEngine, SegmentationResult, validate_image
 from .errors import InvalidInputError, InvalidParameterError, ModelNotAvailableError, SegmentationError
 from .linking import LinkingParams, link_slices
@@ -41,8 +48,11 @@ from .metrics import (
 )
 from .modelzoo import DEFAULT_MODEL, load_model
 from .params import RESTORATION_MODES, SegmentationParams
+from .uncertainty import NucleusUncertainty, UncertaintyEstimator, UncertaintyParams, nucleus_uncertainty
 
 __all__ = [
+    "CORRECTION_TYPES", "ActiveLearningManager", "CorrectionRecord", "CorrectionStorageError", "CorrectionTracker",
+    "NucleusUncertainty", "UncertaintyEstimator", "UncertaintyParams", "nucleus_uncertainty",
     "APResult", "Anisotropy3DPreprocessor", "BACKENDS", "Backend",
     "DEFAULT_MODEL",
     "Hybrid2D3DBackend", "InvalidInputError", "InvalidParameterError", "LinkingParams",
