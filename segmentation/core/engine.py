@@ -157,6 +157,12 @@ class SegmentationResult:
     cellprob: np.ndarray
     params: SegmentationParams = field(default_factory=SegmentationParams)
 
+    def uncertainty(self, params: Any = None) -> Any:
+        """Per-nucleus uncertainty of these labels (:class:`uncertainty.NucleusUncertainty`)."""
+        from .uncertainty import UncertaintyEstimator
+
+        return UncertaintyEstimator(params).estimate(self.labels, self.flows, self.cellprob)
+
 
 def _null_progress(fraction: float, message: str) -> None:
     return None

@@ -184,3 +184,13 @@ def test_a_cellpose_model_file_loads(tmp_path, image_2d):
     assert loaded.kind == "file" and loaded.diam_mean == 30.0 and len(loaded.sha256) == 64
     masks, info = SegmentationEngine().segment_cellpose(image_2d.image, model_name=str(path_pt), diameter=30)
     assert masks.shape == image_2d.image.shape and info["model"]["kind"] == "file"
+
+
+def test_result_ranks_its_nuclei_by_uncertainty(engine, image_2d):
+    result = engine.segment(image_2d.image, SegmentationParams(diameter=18))
+    table = result.uncertainty()
+    ids = np.unique(result.labels)[1:]
+    np.testing.assert_array_equal(table.ids, ids)
+    assert np.all((table.score >= 0) & (table.score <= 1))
+    ranked = table.ranked(3)
+    assert len(ranked) == 3 and ranked[0][1] >= ranked[-1][1]
