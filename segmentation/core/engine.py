@@ -15,6 +15,7 @@ uncertainty ranking).
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -80,10 +81,13 @@ class _Runner:
         self.diameter = diameter
 
     def _eval(self, image: np.ndarray, diameter: float, **kwargs: Any):
-        return self.model.cellpose_model.eval(
-            image, channels=[0, 0], diameter=diameter, normalize=False,
-            flow_threshold=self.params.flow_threshold, cellprob_threshold=self.params.cellprob_threshold,
-            min_size=self.params.min_size, **kwargs)
+        with warnings.catch_warnings():
+            # cellpose builds a sparse tensor in its mask step; torch warns about it on every call.
+            warnings.filterwarnings("ignore", message="Sparse invariant checks", category=UserWarning)
+            return self.model.cellpose_model.eval(
+                image, channels=[0, 0], diameter=diameter, normalize=False,
+                flow_threshold=self.params.flow_threshold, cellprob_threshold=self.params.cellprob_threshold,
+                min_size=self.params.min_size, **kwargs)
 
     def eval_2d(self, image: np.ndarray, diameter: float | None = None):
         masks, flows, _ = self._eval(image, diameter or self.diameter)
