@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
 from dataclasses import dataclass
@@ -153,8 +154,16 @@ def _load_ezquant_file(path: Path, payload: dict[str, Any], device: Any) -> Any:
     from cellpose import models
 
     nbase = [int(n) for n in payload["nbase"]]
-    model = models.CellposeModel(gpu=device.type != "cpu", device=device, pretrained_model=False,
-                                 diam_mean=float(payload["diam_mean"]), nchan=nbase[0])
+    # Built without weights, which cellpose announces with a misleading "no model weights
+    # loaded" line: the weights are loaded just below. Quiet that one logger meanwhile.
+    cellpose_log = logging.getLogger("cellpose.models")
+    level = cellpose_log.level
+    cellpose_log.setLevel(logging.WARNING)
+    try:
+        model = models.CellposeModel(gpu=device.type != "cpu", device=device, pretrained_model=False,
+                                     diam_mean=float(payload["diam_mean"]), nchan=nbase[0])
+    finally:
+        cellpose_log.setLevel(level)
     net = _narrow_cpnet_class()(nbase, 3, sz=3, mkldnn=model.mkldnn, max_pool=True,
                                 diam_mean=float(payload["diam_mean"]))
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in payload["state_dict"].items()}
