@@ -48,9 +48,17 @@ from .metrics import (
 )
 from .modelzoo import DEFAULT_MODEL, load_model
 from .params import RESTORATION_MODES, SegmentationParams
+from .restoration import (
+    Cellpose3RestorationEngine,
+    RestorationParams,
+    measure_image_quality,
+    restore,
+    should_use_restoration,
+)
 from .uncertainty import NucleusUncertainty, UncertaintyEstimator, UncertaintyParams, nucleus_uncertainty
 
 __all__ = [
+    "Cellpose3RestorationEngine", "RestorationParams", "measure_image_quality", "restore", "should_use_restoration",
     "CORRECTION_TYPES", "ActiveLearningManager", "CorrectionRecord", "CorrectionStorageError", "CorrectionTracker",
     "NucleusUncertainty", "UncertaintyEstimator", "UncertaintyParams", "nucleus_uncertainty",
     "APResult", "Anisotropy3DPreprocessor", "BACKENDS", "Backend",
