@@ -1,0 +1,176 @@
+"""Projects, their members, volumes, label versions and the nuclei measured in each version.
+
+The pixels are not here: a :class:`Volume` row points at an OME-Zarr directory written by
+:mod:`annotation.storage` (``path``, relative to ``settings.EZQUANT_DATA_DIR``) and copies the
+few facts the API lists without opening it. A :class:`LabelVersion` row names one immutable
+version (``v1``, ``v2``, ...) stored in that directory. Writes go through ``services.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.db import models
+
+
+class Project(models.Model):
+    """A body of work: its members see its volumes and nothing else."""
+
+    name = models.CharField(max_length=200, unique=True)
+    slug = models.SlugField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    """A user's place in a project. For now being a member is what grants access; what each
+    role may do is enforced when roles arrive."""
+
+    class Role(models.TextChoices):
+        STUDENT = "student", "Student"
+        INSTRUCTOR = "instructor", "Instructor"
+        ADMIN = "admin", "Admin"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.STUDENT)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "user"], name="membership_unique_project_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.project} ({self.role})"
+
+
+class Volume(models.Model):
+    """A 2D image (Z = 1) or 3D stack, stored as an OME-Zarr pyramid."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="volumes")
+    name = models.CharField(max_length=200)
+    path = models.CharField(max_length=500, unique=True, help_text="relative to EZQUANT_DATA_DIR")
+    shape_z = models.PositiveIntegerField()
+    shape_y = models.PositiveIntegerField()
+    shape_x = models.PositiveIntegerField()
+    dtype = models.CharField(max_length=16)
+    voxel_size_z = models.FloatField(help_text="micrometres")
+    voxel_size_y = models.FloatField(help_text="micrometres")
+    voxel_size_x = models.FloatField(help_text="micrometres")
+    contrast_lo = models.FloatField()
+    contrast_hi = models.FloatField()
+    n_levels = models.PositiveSmallIntegerField()
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.shape_z, self.shape_y, self.shape_x
+
+    @property
+    def voxel_size(self) -> tuple[float, float, float]:
+        return self.voxel_size_z, self.voxel_size_y, self.voxel_size_x
+
+    @property
+    def contrast_limits(self) -> tuple[float, float]:
+        return self.contrast_lo, self.contrast_hi
+
+    @property
+    def level_shapes(self) -> list[tuple[int, int, int]]:
+        """(Z, Y, X) of each pyramid level: y and x halved (rounding up) per level, z kept."""
+        shapes = [self.shape]
+        for _ in range(1, self.n_levels):
+            z, y, x = shapes[-1]
+            shapes.append((z, -(-y // 2), -(-x // 2)))
+        return shapes
+
+    @property
+    def storage_path(self) -> Path:
+        """Absolute path of the OME-Zarr directory."""
+        return Path(settings.EZQUANT_DATA_DIR) / self.path
+
+
+class LabelVersion(models.Model):
+    """One immutable segmentation of a volume. There is no update path: a change is a new
+    version with this one as its ``parent``; ``save()`` refuses to overwrite a stored row."""
+
+    class Source(models.TextChoices):
+        UPLOAD = "upload", "Upload"
+        SEGMENTATION = "segmentation", "Segmentation"
+        EDIT = "edit", "Edit"
+
+    volume = models.ForeignKey(Volume, on_delete=models.CASCADE, related_name="label_versions")
+    number = models.PositiveIntegerField()
+    name = models.CharField(max_length=16, help_text='"v<number>", the name in the volume\'s storage')
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
+    source = models.CharField(max_length=16, choices=Source.choices)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    n_labels = models.PositiveIntegerField(help_text="the largest label id (0 when empty)")
+    model_version = models.CharField(max_length=200, blank=True,
+                                     help_text="the model that produced it, for a segmentation")
+
+    class Meta:
+        ordering = ["volume", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["volume", "number"], name="label_version_unique_number"),
+            models.UniqueConstraint(fields=["volume", "name"], name="label_version_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.volume} {self.name}"
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise ValueError("label versions are immutable: create a new version instead")
+        super().save(*args, **kwargs)
+
+
+class Nucleus(models.Model):
+    """One nucleus of one label version, as measured by ``segmentation.core.nucleus_table``.
+
+    Centroids are in voxels of level 0; ``volume_um3`` in cubic micrometres; intensities in the
+    volume's own units.
+    """
+
+    label_version = models.ForeignKey(LabelVersion, on_delete=models.CASCADE, related_name="nuclei")
+    label_id = models.PositiveBigIntegerField()
+    z_min = models.PositiveIntegerField()
+    z_max = models.PositiveIntegerField()
+    centroid_z = models.FloatField()
+    centroid_y = models.FloatField()
+    centroid_x = models.FloatField()
+    volume_voxels = models.PositiveBigIntegerField()
+    volume_um3 = models.FloatField()
+    mean_intensity = models.FloatField()
+    integrated_intensity = models.FloatField()
+    solidity = models.FloatField()
+    uncertainty = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "nuclei"
+        ordering = ["label_version", "label_id"]
+        constraints = [
+            # Also the index on (label_version, label_id) that lookups by id use.
+            models.UniqueConstraint(fields=["label_version", "label_id"], name="nucleus_unique_label_id"),
+        ]
+        indexes = [models.Index(fields=["label_version", "uncertainty"], name="nucleus_uncertainty_idx")]
+
+    def __str__(self) -> str:
+        return f"nucleus {self.label_id} of {self.label_version}"

@@ -1,0 +1,91 @@
+"""What every API view shares: the one business-rule error, its exception handler, pagination.
+
+Every error response has one shape, ``{"message": "...", "extra": {...}}``:
+
+============================================  ======  ==========================================
+raised                                        status  message / extra
+============================================  ======  ==========================================
+:class:`ApplicationError` (from a service)    its own the error's message; ``extra`` as given
+``annotation.storage.StorageError``           400     the storage layer's one-line message
+DRF ``ValidationError``                       400     "Validation error"; ``extra.fields``
+Django ``ValidationError``                    400     "Validation error"; ``extra.fields``
+``ObjectDoesNotExist``, ``Http404``            404     "Not found." (also what non-members get)
+authentication missing or wrong               401     DRF's message
+other DRF ``APIException``                    its own DRF's message
+============================================  ======  ==========================================
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ObjectDoesNotExist
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
+from rest_framework import exceptions
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+from rest_framework.serializers import as_serializer_error
+from rest_framework.views import exception_handler as drf_exception_handler
+
+__all__ = ["ApplicationError", "AutoSchema", "Pagination", "exception_handler"]
+
+
+class ApplicationError(Exception):
+    """A business rule refused what was asked: the message is shown to the user as it is.
+
+    ``status`` is the HTTP status a view answers with (400 unless said otherwise, 413 for an
+    upload that is too large); ``extra`` is a JSON-serialisable dict of details.
+    """
+
+    def __init__(self, message: str, *, status: int = 400, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.extra = extra or {}
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    """DRF's ``EXCEPTION_HANDLER``: every error in the shape of the module docstring."""
+    from annotation.storage import StorageError  # the app's storage layer; imported late, it is not Django
+
+    if isinstance(exc, ApplicationError):
+        return Response({"message": exc.message, "extra": exc.extra}, status=exc.status)
+    if isinstance(exc, StorageError):
+        return Response({"message": str(exc), "extra": {}}, status=400)
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(as_serializer_error(exc))
+    elif isinstance(exc, (ObjectDoesNotExist, Http404)):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None  # a bug: let Django log it and answer 500
+    if isinstance(exc, exceptions.ValidationError):
+        response.data = {"message": "Validation error", "extra": {"fields": response.data}}
+    else:
+        response.data = {"message": str(exc.detail), "extra": {}}
+    return response
+
+
+class Pagination(PageNumberPagination):
+    """``?page=N&page_size=M`` (100 by default, at most 1000)."""
+
+    page_size = 100
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+
+
+class AutoSchema(SpectacularAutoSchema):
+    """Names a view's nested serializer after the view in the OpenAPI schema
+    (``ProjectCreateApi.InputSerializer`` -> ``ProjectCreateInput``), so that the many
+    ``InputSerializer``/``OutputSerializer`` classes do not collide."""
+
+    def get_serializer_name(self, serializer, direction) -> str:
+        owner, _, name = type(serializer).__qualname__.rpartition(".")
+        if owner:
+            return owner.removesuffix("Api") + name.removesuffix("Serializer")
+        return super().get_serializer_name(serializer, direction)
