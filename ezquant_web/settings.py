@@ -107,6 +107,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from here: nothing loads from a CDN
     "channels",
     "segmentation",
     "annotation",
@@ -175,6 +178,45 @@ SERVE_STATIC = env_bool("SERVE_STATIC", True)
 
 # Send the session and CSRF cookies over HTTPS only; turn on wherever the site is served over HTTPS.
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
+
+# --- Volumes and the REST API ---------------------------------------------------------------
+# Where volumes (OME-Zarr directories), uploads in progress and exports live; relative paths are
+# relative to the repository. Volume rows store their path relative to this folder.
+EZQUANT_DATA_DIR = BASE_DIR / env_str("EZQUANT_DATA_DIR", "var/data")
+# Largest image accepted, in voxels (Z * Y * X), checked before anything is written.
+EZQUANT_MAX_VOXELS = env_int("EZQUANT_MAX_VOXELS", 2 ** 31)
+# Largest upload accepted (an image or a label TIFF), in bytes; larger ones get 413.
+EZQUANT_MAX_UPLOAD_BYTES = env_int("EZQUANT_MAX_UPLOAD_BYTES", 8 * 2 ** 30)
+
+# Uploaded files always stream to a temporary file (never into memory), in the data folder so
+# that a multi-gigabyte stack does not fill a small /tmp and the import reads it from the same disk.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 0
+FILE_UPLOAD_TEMP_DIR = EZQUANT_DATA_DIR / "uploads"
+FILE_UPLOAD_TEMP_DIR.mkdir(parents=True, exist_ok=True)
+# The non-file part of a request body (form fields, JSON) stays small.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+
+REST_FRAMEWORK = {
+    # Token first: an unauthenticated request gets 401 with "WWW-Authenticate: Token".
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "ezquant_web.api.AutoSchema",
+    "EXCEPTION_HANDLER": "ezquant_web.api.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "EZQuant Web API",
+    "DESCRIPTION": "Projects, volumes, label versions, nuclei and exports. Image and label tiles are "
+                   "served beside it: GET /api/v1/volumes/{id}/tiles/{level}/{z}/{ty}/{tx}.png|webp and "
+                   "/api/v1/volumes/{id}/labels/{version}/tiles/{level}/{z}/{ty}/{tx}.png.",
+    "VERSION": VERSION,
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
 
 LOGGING = {
     "version": 1,

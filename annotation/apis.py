@@ -1,0 +1,394 @@
+"""The REST API of projects, volumes, label versions, nuclei and exports (``/api/v1/``).
+
+One view per operation; each validates its input, calls one service or selector and
+serialises the result. Authentication: API token (``Authorization: Token <key>``) or the
+session. A project and everything in it exists, for the API, only for its members: everyone
+else gets 404, as for something that does not exist (see ``annotation.selectors``).
+Image and label tiles are plain Django views in ``annotation.tile_views``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.files.uploadhandler import TemporaryFileUploadHandler
+from django.http import FileResponse, StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import MultiPartParser
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation import selectors, services
+from annotation.exports import csv_stream, zip_directory_stream
+from annotation.models import Membership
+from ezquant_web.api import ApplicationError, Pagination
+
+# -- shared pieces ----------------------------------------------------------------------------
+
+
+class _AnyRenderer(BaseRenderer):
+    """Lets a download view accept any ``Accept`` header (``text/csv``, ``image/tiff``): the
+    file response bypasses renderers; an error is still rendered as JSON."""
+
+    media_type = "*/*"
+    format = "download"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return json.dumps(data).encode() if isinstance(data, (dict, list)) else data
+
+
+class _DownloadApi(APIView):
+    renderer_classes = [JSONRenderer, _AnyRenderer]
+
+
+class _LimitedUploadHandler(TemporaryFileUploadHandler):
+    """Streams an upload to a temporary file and stops it once past ``EZQUANT_MAX_UPLOAD_BYTES``
+    (uploads without a Content-Length would otherwise fill the disk before being refused)."""
+
+    def new_file(self, *args, **kwargs):
+        self._received = 0
+        return super().new_file(*args, **kwargs)
+
+    def receive_data_chunk(self, raw_data, start):
+        self._received += len(raw_data)
+        if self._received > settings.EZQUANT_MAX_UPLOAD_BYTES:
+            raise _too_large()
+        return super().receive_data_chunk(raw_data, start)
+
+
+def _too_large() -> ApplicationError:
+    limit = settings.EZQUANT_MAX_UPLOAD_BYTES
+    return ApplicationError(f"the upload is larger than the limit of {limit:,} bytes (EZQUANT_MAX_UPLOAD_BYTES)",
+                            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, extra={"limit_bytes": limit})
+
+
+class _UploadApi(APIView):
+    """A multipart upload whose file goes to disk, refused with 413 when too large."""
+
+    parser_classes = [MultiPartParser]
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)  # authentication first: outsiders learn nothing
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > settings.EZQUANT_MAX_UPLOAD_BYTES:
+            raise _too_large()
+        try:
+            request._request.upload_handlers = [_LimitedUploadHandler(request._request)]
+        except AttributeError:
+            pass  # the body was already parsed (a CSRF check read the form): _file_path checks the size
+
+    @staticmethod
+    def _file_path(upload) -> str:
+        """Where the uploaded file lies on disk (FILE_UPLOAD_MAX_MEMORY_SIZE = 0 puts every one there)."""
+        if upload.size > settings.EZQUANT_MAX_UPLOAD_BYTES:
+            raise _too_large()
+        return upload.temporary_file_path()
+
+
+
+def _safe_filename(*parts: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(parts)).strip("_") or "download"
+
+
+class _UserField(serializers.CharField):
+    """A user shown by username (``null`` once the account is gone)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(source=kwargs.pop("source", "created_by.username"), allow_null=True, read_only=True,
+                         **kwargs)
+
+
+# -- projects ---------------------------------------------------------------------------------
+
+
+class ProjectOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    slug = serializers.CharField()
+    description = serializers.CharField()
+    created_by = _UserField()
+    created_at = serializers.DateTimeField()
+
+
+class ProjectListApi(APIView):
+    OutputSerializer = ProjectOutputSerializer
+
+    @extend_schema(responses=ProjectOutputSerializer(many=True))
+    def get(self, request):
+        projects = selectors.project_list(user=request.user)
+        return Response(self.OutputSerializer(projects, many=True).data)
+
+
+class ProjectCreateApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=200)
+        description = serializers.CharField(required=False, allow_blank=True, default="")
+
+    OutputSerializer = ProjectOutputSerializer
+
+    @extend_schema(request=InputSerializer, responses={201: ProjectOutputSerializer})
+    def post(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        project = services.project_create(user=request.user, **serializer.validated_data)
+        return Response(self.OutputSerializer(project).data, status=status.HTTP_201_CREATED)
+
+
+class ProjectDetailApi(APIView):
+    OutputSerializer = ProjectOutputSerializer
+
+    @extend_schema(responses=ProjectOutputSerializer)
+    def get(self, request, project_id: int):
+        project = selectors.project_get(user=request.user, project_id=project_id)
+        return Response(self.OutputSerializer(project).data)
+
+
+class ProjectMemberAddApi(APIView):
+    """Add a user to a project. Any member may, for now: roles are enforced in a later issue."""
+
+    class InputSerializer(serializers.Serializer):
+        username = serializers.CharField()
+        role = serializers.ChoiceField(choices=Membership.Role.choices, default=Membership.Role.STUDENT)
+
+    class OutputSerializer(serializers.Serializer):
+        project = serializers.IntegerField(source="project_id")
+        username = serializers.CharField(source="user.username")
+        role = serializers.CharField()
+        created_at = serializers.DateTimeField()
+
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
+    def post(self, request, project_id: int):
+        project = selectors.project_get(user=request.user, project_id=project_id)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = get_user_model().objects.filter(username=serializer.validated_data["username"]).first()
+        if user is None:
+            raise ApplicationError(f"there is no user {serializer.validated_data['username']!r}")
+        membership = services.membership_add(project=project, user=user, role=serializer.validated_data["role"])
+        return Response(self.OutputSerializer(membership).data, status=status.HTTP_201_CREATED)
+
+
+# -- volumes ----------------------------------------------------------------------------------
+
+
+class VolumeOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    project = serializers.IntegerField(source="project_id")
+    name = serializers.CharField()
+    shape = serializers.ListField(child=serializers.IntegerField(), help_text="(Z, Y, X); Z = 1 for a 2D image")
+    dtype = serializers.CharField()
+    voxel_size = serializers.ListField(child=serializers.FloatField(), help_text="(z, y, x) micrometres")
+    contrast_limits = serializers.ListField(child=serializers.FloatField(), help_text="default display (lo, hi)")
+    n_levels = serializers.IntegerField()
+    level_shapes = serializers.ListField(child=serializers.ListField(child=serializers.IntegerField()))
+    created_by = _UserField()
+    created_at = serializers.DateTimeField()
+
+
+class VolumeListApi(APIView):
+    OutputSerializer = VolumeOutputSerializer
+
+    @extend_schema(responses=VolumeOutputSerializer(many=True))
+    def get(self, request, project_id: int):
+        volumes = selectors.volume_list(user=request.user, project_id=project_id)
+        return Response(self.OutputSerializer(volumes, many=True).data)
+
+
+class VolumeUploadApi(_UploadApi):
+    """Upload a TIFF / OME-TIFF (multipart field ``file``) as a new volume of the project.
+
+    The import runs within the request (streamed plane by plane); 413 past
+    ``EZQUANT_MAX_UPLOAD_BYTES``, 400 with the reason for a file that cannot be imported.
+    """
+
+    class InputSerializer(serializers.Serializer):
+        file = serializers.FileField()
+        name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+        channel = serializers.IntegerField(min_value=0, required=False, allow_null=True, default=None)
+        voxel_size = serializers.ListField(child=serializers.FloatField(), min_length=2, max_length=3,
+                                           required=False, allow_null=True, default=None,
+                                           help_text="(z, y, x) micrometres, (y, x) for a 2D image")
+
+    OutputSerializer = VolumeOutputSerializer
+
+    @extend_schema(request={"multipart/form-data": InputSerializer}, responses={201: VolumeOutputSerializer})
+    def post(self, request, project_id: int):
+        project = selectors.project_get(user=request.user, project_id=project_id)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        upload = data["file"]
+        volume = services.volume_import(
+            project=project, src_path=self._file_path(upload), name=data["name"] or upload.name,
+            user=request.user, channel=data["channel"], voxel_size=data["voxel_size"])
+        return Response(self.OutputSerializer(volume).data, status=status.HTTP_201_CREATED)
+
+
+class VolumeDetailApi(APIView):
+    OutputSerializer = VolumeOutputSerializer
+
+    @extend_schema(responses=VolumeOutputSerializer)
+    def get(self, request, volume_id: int):
+        volume = selectors.volume_get(user=request.user, volume_id=volume_id)
+        return Response(self.OutputSerializer(volume).data)
+
+
+# -- label versions ---------------------------------------------------------------------------
+
+
+class LabelVersionOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    volume = serializers.IntegerField(source="volume_id")
+    name = serializers.CharField()
+    number = serializers.IntegerField()
+    parent = serializers.CharField(source="parent.name", allow_null=True)
+    source = serializers.CharField()
+    n_labels = serializers.IntegerField(help_text="the largest label id")
+    model_version = serializers.CharField()
+    created_by = _UserField()
+    created_at = serializers.DateTimeField()
+
+
+class LabelVersionListApi(APIView):
+    OutputSerializer = LabelVersionOutputSerializer
+
+    @extend_schema(responses=LabelVersionOutputSerializer(many=True))
+    def get(self, request, volume_id: int):
+        volume = selectors.volume_get(user=request.user, volume_id=volume_id)
+        return Response(self.OutputSerializer(selectors.label_version_list(volume=volume), many=True).data)
+
+
+class LabelVersionUploadApi(_UploadApi):
+    """Upload a label TIFF (multipart field ``file``, integer ids, the volume's shape) as a new
+    version; ``parent`` names the version it derives from. 400 when the shape differs."""
+
+    class InputSerializer(serializers.Serializer):
+        file = serializers.FileField()
+        parent = serializers.RegexField(r"^v[1-9][0-9]*$", required=False, allow_null=True, default=None)
+
+    OutputSerializer = LabelVersionOutputSerializer
+
+    @extend_schema(request={"multipart/form-data": InputSerializer}, responses={201: LabelVersionOutputSerializer})
+    def post(self, request, volume_id: int):
+        volume = selectors.volume_get(user=request.user, volume_id=volume_id)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        parent = None
+        if serializer.validated_data["parent"]:
+            parent = volume.label_versions.filter(name=serializer.validated_data["parent"]).first()
+            if parent is None:
+                raise ApplicationError(f"this volume has no label version {serializer.validated_data['parent']}")
+        version = services.label_version_upload(
+            volume=volume, src_path=self._file_path(serializer.validated_data["file"]), user=request.user,
+            parent=parent)
+        return Response(self.OutputSerializer(version).data, status=status.HTTP_201_CREATED)
+
+
+class LabelVersionDetailApi(APIView):
+    OutputSerializer = LabelVersionOutputSerializer
+
+    @extend_schema(responses=LabelVersionOutputSerializer)
+    def get(self, request, volume_id: int, version: str):
+        label_version = selectors.label_version_get(user=request.user, volume_id=volume_id, name=version)
+        return Response(self.OutputSerializer(label_version).data)
+
+
+# -- nuclei -----------------------------------------------------------------------------------
+
+_NUCLEUS_FIELDS = (
+    "label_id", "z_min", "z_max", "centroid_z", "centroid_y", "centroid_x", "volume_voxels", "volume_um3",
+    "mean_intensity", "integrated_intensity", "solidity", "uncertainty",
+)
+
+
+class NucleusListApi(APIView):
+    """The nuclei of a label version, a page at a time (``?page=``, ``?page_size=`` up to 1000)."""
+
+    class FilterSerializer(serializers.Serializer):
+        label_id_min = serializers.IntegerField(min_value=0, required=False)
+        label_id_max = serializers.IntegerField(min_value=0, required=False)
+        z = serializers.IntegerField(min_value=0, required=False, help_text="nuclei present in this plane")
+        min_volume_voxels = serializers.IntegerField(min_value=0, required=False)
+        min_volume_um3 = serializers.FloatField(min_value=0, required=False)
+        ordering = serializers.ChoiceField(
+            choices=[f"{sign}{f}" for f in selectors.NUCLEUS_ORDERINGS for sign in ("", "-")], required=False,
+            help_text="e.g. -uncertainty: the least certain first (nuclei without a score last)")
+
+    class OutputSerializer(serializers.Serializer):
+        label_id = serializers.IntegerField()
+        z_min = serializers.IntegerField()
+        z_max = serializers.IntegerField()
+        centroid_z = serializers.FloatField()
+        centroid_y = serializers.FloatField()
+        centroid_x = serializers.FloatField()
+        volume_voxels = serializers.IntegerField()
+        volume_um3 = serializers.FloatField()
+        mean_intensity = serializers.FloatField()
+        integrated_intensity = serializers.FloatField()
+        solidity = serializers.FloatField()
+        uncertainty = serializers.FloatField(allow_null=True)
+
+    @extend_schema(parameters=[FilterSerializer], responses=OutputSerializer(many=True))
+    def get(self, request, volume_id: int, version: str):
+        label_version = selectors.label_version_get(user=request.user, volume_id=volume_id, name=version)
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        nuclei = selectors.nucleus_list(label_version=label_version, filters=filters.validated_data)
+        paginator = Pagination()
+        page = paginator.paginate_queryset(nuclei, request, view=self)
+        return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
+
+
+class NucleusCsvExportApi(_DownloadApi):
+    """Every nucleus of a label version as CSV (by label id), streamed."""
+
+    @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
+    def get(self, request, volume_id: int, version: str):
+        label_version = selectors.label_version_get(user=request.user, volume_id=volume_id, name=version)
+        rows = selectors.nucleus_rows(label_version=label_version, fields=_NUCLEUS_FIELDS)
+        response = StreamingHttpResponse(csv_stream(_NUCLEUS_FIELDS, rows), content_type="text/csv; charset=utf-8")
+        name = _safe_filename(label_version.volume.name, label_version.name, "nuclei") + ".csv"
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        return response
+
+
+# -- label exports ----------------------------------------------------------------------------
+
+
+class LabelVersionTiffExportApi(_DownloadApi):
+    """The version's full-resolution labels as a uint32 OME-TIFF (ZYX, voxel size in µm)."""
+
+    @extend_schema(responses={(200, "image/tiff"): OpenApiTypes.BINARY})
+    def get(self, request, volume_id: int, version: str):
+        label_version = selectors.label_version_get(user=request.user, volume_id=volume_id, name=version)
+        path = services.label_version_export_tiff(label_version=label_version)
+        handle = open(path, "rb")
+        shutil.rmtree(path.parent)  # the open handle keeps the file readable until the response closes it
+        name = _safe_filename(label_version.volume.name, label_version.name, "labels") + ".ome.tif"
+        return FileResponse(handle, as_attachment=True, filename=name, content_type="image/tiff")
+
+
+class LabelVersionZarrExportApi(_DownloadApi):
+    """The version (all pyramid levels) as a standalone OME-Zarr directory in a ZIP archive,
+    streamed; unzip and open with any NGFF reader."""
+
+    @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY})
+    def get(self, request, volume_id: int, version: str):
+        label_version = selectors.label_version_get(user=request.user, volume_id=volume_id, name=version)
+        path = services.label_version_export_zarr(label_version=label_version)
+        root = _safe_filename(label_version.volume.name, label_version.name, "labels") + ".ome.zarr"
+        response = StreamingHttpResponse(zip_directory_stream(path, root_name=root, remove=path.parent),
+                                         content_type="application/zip")
+        response["Content-Disposition"] = f'attachment; filename="{root}.zip"'
+        return response
+

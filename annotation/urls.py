@@ -1,0 +1,33 @@
+"""``/api/v1/`` routes of the annotation app (included from ``ezquant_web/urls.py``).
+
+One route per operation (HackSoft's style): a list and a create are two paths.
+"""
+
+from django.urls import path, re_path
+
+from annotation import apis, tile_views
+
+_TILE = r"(?P<level>[^/]+)/(?P<z>[^/]+)/(?P<ty>[^/]+)/(?P<tx>[^/.]+)\.(?P<fmt>[^/.]+)$"
+_VERSION = "volumes/<int:volume_id>/label-versions/<str:version>/"
+
+urlpatterns = [
+    path("projects/", apis.ProjectListApi.as_view(), name="project-list"),
+    path("projects/create/", apis.ProjectCreateApi.as_view(), name="project-create"),
+    path("projects/<int:project_id>/", apis.ProjectDetailApi.as_view(), name="project-detail"),
+    path("projects/<int:project_id>/members/add/", apis.ProjectMemberAddApi.as_view(), name="project-member-add"),
+    path("projects/<int:project_id>/volumes/", apis.VolumeListApi.as_view(), name="volume-list"),
+    path("projects/<int:project_id>/volumes/upload/", apis.VolumeUploadApi.as_view(), name="volume-upload"),
+    path("volumes/<int:volume_id>/", apis.VolumeDetailApi.as_view(), name="volume-detail"),
+    path("volumes/<int:volume_id>/label-versions/", apis.LabelVersionListApi.as_view(), name="label-version-list"),
+    path("volumes/<int:volume_id>/label-versions/upload/", apis.LabelVersionUploadApi.as_view(),
+         name="label-version-upload"),
+    path(_VERSION, apis.LabelVersionDetailApi.as_view(), name="label-version-detail"),
+    path(_VERSION + "nuclei/", apis.NucleusListApi.as_view(), name="nucleus-list"),
+    path(_VERSION + "nuclei.csv", apis.NucleusCsvExportApi.as_view(), name="nucleus-csv"),
+    path(_VERSION + "export.ome.tif", apis.LabelVersionTiffExportApi.as_view(), name="label-version-export-tiff"),
+    path(_VERSION + "export.ome.zarr.zip", apis.LabelVersionZarrExportApi.as_view(),
+         name="label-version-export-zarr"),
+    re_path(r"^volumes/(?P<volume_id>[0-9]+)/tiles/" + _TILE, tile_views.image_tile, name="image-tile"),
+    re_path(r"^volumes/(?P<volume_id>[0-9]+)/labels/(?P<version>[^/]+)/tiles/" + _TILE, tile_views.label_tile,
+            name="label-tile"),
+]

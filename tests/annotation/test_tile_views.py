@@ -1,0 +1,145 @@
+"""Image and label tiles: contents, caching headers, 304, and the 400/401/404 answers."""
+
+import io
+
+import numpy as np
+import pytest
+from django.urls import reverse
+from PIL import Image
+
+from annotation.storage import decode_label_tile
+from annotation.storage.tiles import to_display
+
+
+def _image_url(volume, level=0, z=0, ty=0, tx=0, fmt="png"):
+    return reverse("image-tile", kwargs=dict(volume_id=volume.id, level=level, z=z, ty=ty, tx=tx, fmt=fmt))
+
+
+def _label_url(version, level=0, z=0, ty=0, tx=0, fmt="png"):
+    return reverse("label-tile", kwargs=dict(volume_id=version.volume_id, version=version.name, level=level, z=z,
+                                             ty=ty, tx=tx, fmt=fmt))
+
+
+def _pixels(response) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(response.content)))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("ty, tx, shape", [(0, 0, (256, 256)), (1, 1, (44, 44)), (0, 1, (256, 44))])
+def test_it_serves_an_image_tile_in_the_stored_window(volume_3d, client_for, alice, sample_3d, ty, tx, shape):
+    response = client_for(alice).get(_image_url(volume_3d, z=4, ty=ty, tx=tx))
+    assert response.status_code == 200 and response["Content-Type"] == "image/png"
+    pixels = _pixels(response)
+    assert pixels.shape == shape and pixels.dtype == np.uint8
+    expected = sample_3d[0][4, ty * 256:(ty + 1) * 256, tx * 256:(tx + 1) * 256]
+    np.testing.assert_array_equal(pixels, to_display(expected, volume_3d.contrast_lo, volume_3d.contrast_hi))
+
+
+@pytest.mark.django_db
+def test_it_applies_lo_hi_size_and_webp(volume_3d, client_for, alice, sample_3d):
+    client = client_for(alice)
+    response = client.get(_image_url(volume_3d, z=2), {"lo": "8000", "hi": "12000", "size": "512"})
+    np.testing.assert_array_equal(_pixels(response), to_display(sample_3d[0][2], 8000, 12000))
+    level1 = client.get(_image_url(volume_3d, level=1, z=2), {"size": "512"})
+    assert _pixels(level1).shape == (150, 150)
+    webp = client.get(_image_url(volume_3d, fmt="webp"))
+    assert webp.status_code == 200 and webp["Content-Type"] == "image/webp"
+    assert Image.open(io.BytesIO(webp.content)).format == "WEBP"
+
+
+@pytest.mark.django_db
+def test_it_serves_label_tiles_that_decode_to_the_ids(labels_v1, client_for, bob, sample_3d):
+    client = client_for(bob)
+    response = client.get(_label_url(labels_v1, z=5, ty=1, tx=0))
+    assert response.status_code == 200 and response["Content-Type"] == "image/png"
+    np.testing.assert_array_equal(decode_label_tile(response.content), sample_3d[1][5, 256:, :256])
+    big = client.get(_label_url(labels_v1, level=1, z=5), {"size": "512"})
+    np.testing.assert_array_equal(decode_label_tile(big.content), sample_3d[1][5, ::2, ::2])
+
+
+@pytest.mark.django_db
+def test_it_caches_tiles_by_etag(volume_3d, labels_v1, client_for, alice):
+    client = client_for(alice)
+    for url, params in [(_image_url(volume_3d, z=1), {}), (_image_url(volume_3d, z=1), {"lo": "1", "hi": "2"}),
+                        (_label_url(labels_v1, z=1), {})]:
+        first = client.get(url, params)
+        assert first["Cache-Control"] == "private, max-age=31536000, immutable"
+        etag = first["ETag"]
+        assert etag.startswith('"') and etag.endswith('"')
+        again = client.get(url, params, HTTP_IF_NONE_MATCH=etag)
+        assert again.status_code == 304 and again.content == b"" and again["ETag"] == etag
+        assert client.get(url, params, HTTP_IF_NONE_MATCH='"other"').status_code == 200
+    variants = [(0, {}), (1, {}), (0, {"size": "512"}), (0, {"lo": "0", "hi": "9"}), (1, {"lo": "0", "hi": "9"})]
+    etags = {client.get(_image_url(volume_3d, z=z, tx=tx), p)["ETag"] for z in (0, 1) for tx, p in variants}
+    etags.add(client.get(_image_url(volume_3d, fmt="webp"))["ETag"])
+    etags.add(client.get(_label_url(labels_v1))["ETag"])
+    assert len(etags) == 12  # every parameter is part of the tag
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("kwargs", [dict(level=2), dict(z=8), dict(ty=2), dict(tx=2), dict(level=1, tx=1)])
+def test_it_answers_404_outside_the_volume(volume_3d, labels_v1, client_for, alice, kwargs):
+    client = client_for(alice)
+    assert client.get(_image_url(volume_3d, **kwargs)).status_code == 404
+    assert client.get(_label_url(labels_v1, **kwargs)).status_code == 404
+    assert client.get(_image_url(volume_3d, ty=1), {"size": "512"}).status_code == 404
+
+
+@pytest.mark.django_db
+def test_it_answers_404_for_an_unknown_volume_or_version(volume_3d, labels_v1, client_for, alice):
+    client = client_for(alice)
+    assert client.get(reverse("image-tile", kwargs=dict(volume_id=999, level=0, z=0, ty=0, tx=0,
+                                                        fmt="png"))).status_code == 404
+    labels_v1.name = "v2"  # not saved: only to build the URL
+    assert client.get(_label_url(labels_v1)).status_code == 404
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("kwargs, params", [
+    (dict(level="x"), {}), (dict(z="-1"), {}), (dict(ty="1.5"), {}), (dict(tx="٣"), {}), (dict(fmt="jpg"), {}),
+    ({}, {"size": "300"}), ({}, {"size": "abc"}), ({}, {"lo": "5", "hi": "5"}), ({}, {"lo": "9", "hi": "1"}),
+    ({}, {"lo": "nan"}), ({}, {"hi": "inf"}), ({}, {"lo": "low"}),
+])
+def test_it_answers_400_for_a_malformed_request(volume_3d, client_for, alice, kwargs, params):
+    response = client_for(alice).get(_image_url(volume_3d, **kwargs), params)
+    assert response.status_code == 400
+    assert response.json()["message"]
+
+
+@pytest.mark.django_db
+def test_it_answers_400_for_a_label_tile_in_webp(labels_v1, client_for, alice):
+    assert client_for(alice).get(_label_url(labels_v1, fmt="webp")).status_code == 400
+
+
+@pytest.mark.django_db
+def test_it_accepts_an_api_token(volume_3d, labels_v1, client, alice, eve):
+    from rest_framework.authtoken.models import Token
+
+    alice_key, eve_key = Token.objects.create(user=alice).key, Token.objects.create(user=eve).key
+    assert client.get(_image_url(volume_3d), HTTP_AUTHORIZATION=f"Token {alice_key}").status_code == 200
+    assert client.get(_label_url(labels_v1), HTTP_AUTHORIZATION=f"Token {alice_key}").status_code == 200
+    assert client.get(_image_url(volume_3d), HTTP_AUTHORIZATION=f"Token {eve_key}").status_code == 404
+    assert client.get(_image_url(volume_3d), HTTP_AUTHORIZATION="Token wrong").status_code == 404
+    assert client.get(_image_url(volume_3d), HTTP_AUTHORIZATION="Bearer x").status_code == 401
+    alice.is_active = False
+    alice.save()
+    assert client.get(_image_url(volume_3d), HTTP_AUTHORIZATION=f"Token {alice_key}").status_code == 404
+
+
+@pytest.mark.django_db
+def test_it_refuses_outsiders_and_anonymous_users(volume_3d, labels_v1, client_for, eve):
+    assert client_for(eve).get(_image_url(volume_3d)).status_code == 404
+    assert client_for(eve).get(_label_url(labels_v1)).status_code == 404
+    anonymous = client_for().get(_image_url(volume_3d))
+    assert anonymous.status_code == 401 and anonymous["WWW-Authenticate"] == "Token"
+    assert client_for().get(_label_url(labels_v1)).status_code == 401
+
+
+@pytest.mark.django_db
+def test_it_uses_one_query_per_tile_with_a_token(volume_3d, client, alice, django_assert_num_queries):
+    from rest_framework.authtoken.models import Token
+
+    key = Token.objects.create(user=alice).key
+    client.get(_image_url(volume_3d), HTTP_AUTHORIZATION=f"Token {key}")  # opens the store
+    with django_assert_num_queries(1):
+        assert client.get(_image_url(volume_3d, z=3), HTTP_AUTHORIZATION=f"Token {key}").status_code == 200
