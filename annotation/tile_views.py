@@ -22,17 +22,30 @@ format. ``private``: only the user's own browser may keep it, as access depends 
 
 Cost per request: the same authentication as the API (API token or session) and one query
 that joins the volume (or label version), the membership and, for a token, the token; no DRF.
-Stores are opened once per process (``annotation.stores``). A 304 reads no pixels.
+Stores are opened once per process (``annotation.stores``). A 304 reads no pixels. Encoded
+tiles are kept in a per-process LRU of ``EZQUANT_TILE_CACHE_BYTES`` (keyed by ETag, which names
+everything the bytes depend on), so a class opening the same volume reads and encodes each
+tile once; the membership check still runs on every request.
+
+The work is done by :func:`answer_tile`, which knows nothing of the request object. Two doors
+lead to it: the Django views below (``manage.py runserver``, WSGI, the test client) and, under
+ASGI, :class:`annotation.tile_asgi.TileRouter`, which answers tile URLs before Django's
+middleware (whose per-request thread hops cost more than reading and encoding a tile).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Mapping
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.utils.http import parse_etags
 from django.views.decorators.http import require_GET
 
@@ -40,7 +53,7 @@ from annotation import selectors
 from annotation.storage import StorageError, TileOutOfRangeError, encode_image_tile, encode_label_tile
 from annotation.stores import volume_store_at
 
-__all__ = ["image_tile", "label_tile"]
+__all__ = ["TileAnswer", "answer_tile", "image_tile", "label_tile", "tile_cache"]
 
 TILE_SIZES = (256, 512)
 IMAGE_FORMATS = {"png": "image/png", "webp": "image/webp"}
@@ -52,6 +65,15 @@ class _Refusal(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+@dataclass
+class TileAnswer:
+    """What to send: a status, headers and the body (empty for a 304)."""
+
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
 
 
 def _whole(value: str, what: str) -> int:
@@ -70,24 +92,18 @@ def _finite(value: str, what: str) -> float:
     return number
 
 
-def _tile_request(request: HttpRequest, level: str, z: str, ty: str, tx: str) -> tuple[int, int, int, int, int]:
-    size = request.GET.get("size", "256")
-    if size not in ("256", "512"):
-        raise _Refusal(400, f"size must be 256 or 512, got {size!r}")
-    return _whole(level, "level"), _whole(z, "z"), _whole(ty, "ty"), _whole(tx, "tx"), int(size)
-
-
-def _credentials(request: HttpRequest) -> dict:
+def _credentials(authorization: str | None, session_user_id: Callable[[], int | None]) -> dict:
     """``{"token": key}`` or ``{"user_id": id}``, as DRF's TokenAuthentication and
-    SessionAuthentication would accept them; 401 otherwise."""
-    header = request.META.get("HTTP_AUTHORIZATION")
-    if header:
-        parts = header.split()
+    SessionAuthentication would accept them; 401 otherwise. The session is only looked at
+    when there is no Authorization header."""
+    if authorization:
+        parts = authorization.split()
         if len(parts) != 2 or parts[0].lower() != "token":
             raise _Refusal(401, "Invalid token header.")
         return {"token": parts[1]}
-    if request.user.is_authenticated:
-        return {"user_id": request.user.id}
+    user_id = session_user_id()
+    if user_id is not None:
+        return {"user_id": user_id}
     raise _Refusal(401, "Authentication credentials were not provided.")
 
 
@@ -108,83 +124,146 @@ def _check_range(store, level: int, z: int, ty: int, tx: int, size: int) -> None
         raise _Refusal(404, f"tile ({ty}, {tx}) is out of range: level {level} has {rows} x {cols} tiles of {size}")
 
 
+class _TileCache:
+    """Encoded tiles by ETag, least recently used dropped first, at most ``max_bytes`` of them."""
+
+    def __init__(self) -> None:
+        self._tiles: OrderedDict[str, bytes] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, etag: str) -> bytes | None:
+        with self._lock:
+            body = self._tiles.get(etag)
+            if body is not None:
+                self._tiles.move_to_end(etag)
+            return body
+
+    def put(self, etag: str, body: bytes) -> None:
+        limit = settings.EZQUANT_TILE_CACHE_BYTES
+        if len(body) > limit:
+            return
+        with self._lock:
+            if etag in self._tiles:
+                return
+            self._tiles[etag] = body
+            self._bytes += len(body)
+            while self._bytes > limit:
+                self._bytes -= len(self._tiles.popitem(last=False)[1])
+
+    def clear(self) -> None:
+        with self._lock:
+            self._tiles.clear()
+            self._bytes = 0
+
+
+tile_cache = _TileCache()
+
+
 def _etag(*parts) -> str:
     return '"' + hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=16).hexdigest() + '"'
 
 
-def _not_modified(request: HttpRequest, etag: str) -> bool:
-    header = request.META.get("HTTP_IF_NONE_MATCH")
-    if not header:
+def _not_modified(if_none_match: str | None, etag: str) -> bool:
+    if not if_none_match:
         return False
-    tags = parse_etags(header)
+    tags = parse_etags(if_none_match)
     return "*" in tags or etag in tags or etag in (t.removeprefix("W/") for t in tags)
 
 
-def _answer(request: HttpRequest, etag: str, render, content_type: str) -> HttpResponse:
-    if _not_modified(request, etag):
-        response = HttpResponse(status=304)
-    else:
-        response = HttpResponse(render(), content_type=content_type)
-    response["ETag"] = etag
-    response["Cache-Control"] = CACHE_CONTROL
+def answer_tile(*, volume_id: str, version: str | None, level: str, z: str, ty: str, tx: str, fmt: str,
+                query: Mapping[str, str], authorization: str | None, session_user_id: Callable[[], int | None],
+                if_none_match: str | None) -> TileAnswer:
+    """Answer one tile request (see the module docstring); ``version`` is ``None`` for an image
+    tile. ``query`` holds ``size``, ``lo``, ``hi``; ``authorization`` is the header's value;
+    ``session_user_id()`` gives the signed-in user's id or ``None``."""
+    try:
+        credentials = _credentials(authorization, session_user_id)
+        size_text = query.get("size", "256")
+        if size_text not in ("256", "512"):
+            raise _Refusal(400, f"size must be 256 or 512, got {size_text!r}")
+        size = int(size_text)
+        level_, z_, ty_, tx_ = _whole(level, "level"), _whole(z, "z"), _whole(ty, "ty"), _whole(tx, "tx")
+        if version is None:
+            if fmt not in IMAGE_FORMATS:
+                raise _Refusal(400, f"an image tile is .png or .webp, got .{fmt}")
+            lo_text, hi_text = query.get("lo"), query.get("hi")
+            lo = _finite(lo_text, "lo") if lo_text is not None else None
+            hi = _finite(hi_text, "hi") if hi_text is not None else None
+            store = _store(selectors.volume_path_for_tile(volume_id=int(volume_id), **credentials))
+            _check_range(store, level_, z_, ty_, tx_, size)
+            default_lo, default_hi = store.meta.contrast_limits
+            if lo is not None or hi is not None:
+                lo, hi = (default_lo if lo is None else lo), (default_hi if hi is None else hi)
+                if lo >= hi:
+                    raise _Refusal(400, f"lo must be below hi, got lo={lo:g}, hi={hi:g}")
+            else:
+                lo, hi = default_lo, default_hi
+            etag = _etag("image", volume_id, store.path.name, level_, z_, ty_, tx_, size, repr(lo), repr(hi), fmt)
+            content_type = IMAGE_FORMATS[fmt]
+
+            def render() -> bytes:
+                return encode_image_tile(store.read_tile(level_, z_, ty_, tx_, size), lo, hi, fmt)
+        else:
+            if fmt != "png":
+                raise _Refusal(400, f"a label tile is .png, got .{fmt}")
+            store = _store(selectors.label_version_path_for_tile(volume_id=int(volume_id), name=version,
+                                                                 **credentials))
+            _check_range(store, level_, z_, ty_, tx_, size)
+            etag = _etag("labels", volume_id, store.path.name, version, level_, z_, ty_, tx_, size)
+            content_type = "image/png"
+
+            def render() -> bytes:
+                return encode_label_tile(store.read_label_tile(version, level_, z_, ty_, tx_, size))
+
+        headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
+        if _not_modified(if_none_match, etag):
+            return TileAnswer(304, headers)
+        body = tile_cache.get(etag)
+        if body is None:
+            body = render()
+            tile_cache.put(etag, body)
+        return TileAnswer(200, {"Content-Type": content_type, **headers}, body)
+    except _Refusal as refusal:
+        return _refused(refusal.status, refusal.message)
+    except TileOutOfRangeError as exc:
+        return _refused(404, str(exc))
+    except StorageError as exc:
+        return _refused(400, str(exc))
+
+
+def _refused(status: int, message: str) -> TileAnswer:
+    headers = {"Content-Type": "application/json"}
+    if status == 401:
+        headers["WWW-Authenticate"] = "Token"
+    return TileAnswer(status, headers, json.dumps({"message": message, "extra": {}}).encode())
+
+
+# -- the Django views -------------------------------------------------------------------------
+
+def _http(answer: TileAnswer) -> HttpResponse:
+    response = HttpResponse(answer.body, status=answer.status)
+    for name, value in answer.headers.items():
+        response[name] = value
     return response
 
 
-def _refused(refusal: _Refusal) -> JsonResponse:
-    response = JsonResponse({"message": refusal.message, "extra": {}}, status=refusal.status)
-    if refusal.status == 401:
-        response["WWW-Authenticate"] = 'Token'
-    return response
+def _session_user_id(request: HttpRequest) -> Callable[[], int | None]:
+    return lambda: request.user.id if request.user.is_authenticated else None
 
 
 @require_GET
 def image_tile(request: HttpRequest, volume_id: str, level: str, z: str, ty: str, tx: str, fmt: str) -> HttpResponse:
-    try:
-        credentials = _credentials(request)
-        level_, z_, ty_, tx_, size = _tile_request(request, level, z, ty, tx)
-        if fmt not in IMAGE_FORMATS:
-            raise _Refusal(400, f"an image tile is .png or .webp, got .{fmt}")
-        lo_text, hi_text = request.GET.get("lo"), request.GET.get("hi")
-        lo = _finite(lo_text, "lo") if lo_text is not None else None
-        hi = _finite(hi_text, "hi") if hi_text is not None else None
-        store = _store(selectors.volume_path_for_tile(volume_id=int(volume_id), **credentials))
-        _check_range(store, level_, z_, ty_, tx_, size)
-        default_lo, default_hi = store.meta.contrast_limits
-        if lo is not None or hi is not None:
-            lo, hi = (default_lo if lo is None else lo), (default_hi if hi is None else hi)
-            if lo >= hi:
-                raise _Refusal(400, f"lo must be below hi, got lo={lo:g}, hi={hi:g}")
-        else:
-            lo, hi = default_lo, default_hi
-        etag = _etag("image", volume_id, store.path.name, level_, z_, ty_, tx_, size, repr(lo), repr(hi), fmt)
-        return _answer(request, etag, lambda: encode_image_tile(store.read_tile(level_, z_, ty_, tx_, size), lo, hi, fmt),
-                       IMAGE_FORMATS[fmt])
-    except _Refusal as refusal:
-        return _refused(refusal)
-    except TileOutOfRangeError as exc:
-        return _refused(_Refusal(404, str(exc)))
-    except StorageError as exc:
-        return _refused(_Refusal(400, str(exc)))
+    return _http(answer_tile(volume_id=volume_id, version=None, level=level, z=z, ty=ty, tx=tx, fmt=fmt,
+                             query=request.GET, authorization=request.META.get("HTTP_AUTHORIZATION"),
+                             session_user_id=_session_user_id(request),
+                             if_none_match=request.META.get("HTTP_IF_NONE_MATCH")))
 
 
 @require_GET
 def label_tile(request: HttpRequest, volume_id: str, version: str, level: str, z: str, ty: str, tx: str,
                fmt: str) -> HttpResponse:
-    try:
-        credentials = _credentials(request)
-        level_, z_, ty_, tx_, size = _tile_request(request, level, z, ty, tx)
-        if fmt != "png":
-            raise _Refusal(400, f"a label tile is .png, got .{fmt}")
-        path = selectors.label_version_path_for_tile(volume_id=int(volume_id), name=version, **credentials)
-        store = _store(path)
-        _check_range(store, level_, z_, ty_, tx_, size)
-        etag = _etag("labels", volume_id, store.path.name, version, level_, z_, ty_, tx_, size)
-        return _answer(request, etag,
-                       lambda: encode_label_tile(store.read_label_tile(version, level_, z_, ty_, tx_, size)),
-                       "image/png")
-    except _Refusal as refusal:
-        return _refused(refusal)
-    except TileOutOfRangeError as exc:
-        return _refused(_Refusal(404, str(exc)))
-    except StorageError as exc:
-        return _refused(_Refusal(400, str(exc)))
+    return _http(answer_tile(volume_id=volume_id, version=version, level=level, z=z, ty=ty, tx=tx, fmt=fmt,
+                             query=request.GET, authorization=request.META.get("HTTP_AUTHORIZATION"),
+                             session_user_id=_session_user_id(request),
+                             if_none_match=request.META.get("HTTP_IF_NONE_MATCH")))

@@ -17,6 +17,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from annotation.tile_asgi import TileRouter  # noqa: E402
 from ezquant_web.routing import websocket_urlpatterns  # noqa: E402
 
 http_app = django_asgi_app
@@ -26,6 +27,9 @@ if settings.SERVE_STATIC:
     # plenty for a stylesheet and the admin's files; a deployment behind nginx or a CDN turns
     # SERVE_STATIC off and serves STATIC_ROOT (filled by collectstatic) from there instead.
     http_app = ASGIStaticFilesHandler(django_asgi_app)
+# Image and label tiles are answered before Django's middleware, which costs more per request
+# than a tile does (annotation/tile_asgi.py); everything else passes through.
+http_app = TileRouter(http_app)
 
 application = ProtocolTypeRouter({
     "http": http_app,

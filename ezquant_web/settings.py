@@ -187,6 +187,8 @@ EZQUANT_DATA_DIR = BASE_DIR / env_str("EZQUANT_DATA_DIR", "var/data")
 EZQUANT_MAX_VOXELS = env_int("EZQUANT_MAX_VOXELS", 2 ** 31)
 # Largest upload accepted (an image or a label TIFF), in bytes; larger ones get 413.
 EZQUANT_MAX_UPLOAD_BYTES = env_int("EZQUANT_MAX_UPLOAD_BYTES", 8 * 2 ** 30)
+# Encoded tiles kept in memory per server process (LRU), in bytes; 0 turns the cache off.
+EZQUANT_TILE_CACHE_BYTES = env_int("EZQUANT_TILE_CACHE_BYTES", 64 * 2 ** 20)
 
 # Uploaded files always stream to a temporary file (never into memory), in the data folder so
 # that a multi-gigabyte stack does not fill a small /tmp and the import reads it from the same disk.

@@ -13,7 +13,7 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def data_dir(request, tmp_path):
-    """EZQUANT_DATA_DIR in the test's own folder; open stores forgotten afterwards.
+    """EZQUANT_DATA_DIR in the test's own folder; open stores and cached tiles forgotten afterwards.
 
     The storage tests beside this file run without Django too (``-p no:django``): only set
     the setting when pytest-django is there."""
@@ -23,8 +23,10 @@ def data_dir(request, tmp_path):
     yield path
     if request.config.pluginmanager.hasplugin("django"):
         from annotation.stores import volume_store_at
+        from annotation.tile_views import tile_cache
 
         volume_store_at.cache_clear()
+        tile_cache.clear()
 
 
 @lru_cache(maxsize=None)

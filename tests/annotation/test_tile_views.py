@@ -143,3 +143,27 @@ def test_it_uses_one_query_per_tile_with_a_token(volume_3d, client, alice, djang
     client.get(_image_url(volume_3d), HTTP_AUTHORIZATION=f"Token {key}")  # opens the store
     with django_assert_num_queries(1):
         assert client.get(_image_url(volume_3d, z=3), HTTP_AUTHORIZATION=f"Token {key}").status_code == 200
+
+
+@pytest.mark.django_db
+def test_it_keeps_encoded_tiles_in_a_bounded_cache(volume_3d, client_for, alice, settings):
+    from annotation.tile_views import tile_cache
+
+    client = client_for(alice)
+    first = client.get(_image_url(volume_3d, z=6))
+    assert tile_cache.get(first["ETag"]) == first.content
+    assert client.get(_image_url(volume_3d, z=6)).content == first.content
+    settings.EZQUANT_TILE_CACHE_BYTES = len(first.content) + 10  # room for one tile
+    second = client.get(_image_url(volume_3d, z=7))
+    assert tile_cache.get(second["ETag"]) == second.content
+    assert tile_cache.get(first["ETag"]) is None  # the least recently used went
+    settings.EZQUANT_TILE_CACHE_BYTES = 0
+    third = client.get(_image_url(volume_3d, z=5))
+    assert third.status_code == 200 and tile_cache.get(third["ETag"]) is None
+
+
+@pytest.mark.django_db
+def test_it_checks_membership_even_for_cached_tiles(volume_3d, client_for, alice, eve):
+    url = _image_url(volume_3d, z=6)
+    assert client_for(alice).get(url).status_code == 200
+    assert client_for(eve).get(url).status_code == 404
