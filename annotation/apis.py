@@ -89,11 +89,10 @@ class _UploadApi(APIView):
 
     @staticmethod
     def _file_path(upload) -> str:
-        """Where the uploaded file lies on disk (FILE_UPLOAD_MAX_MEMORY_SIZE = 0 puts every one there)."""
+        """Where the uploaded file lies on disk (the only upload handler is the temporary-file one)."""
         if upload.size > settings.EZQUANT_MAX_UPLOAD_BYTES:
             raise _too_large()
         return upload.temporary_file_path()
-
 
 
 def _safe_filename(*parts: str) -> str:

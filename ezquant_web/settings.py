@@ -190,11 +190,16 @@ EZQUANT_MAX_UPLOAD_BYTES = env_int("EZQUANT_MAX_UPLOAD_BYTES", 8 * 2 ** 30)
 # Encoded tiles kept in memory per server process (LRU), in bytes; 0 turns the cache off.
 EZQUANT_TILE_CACHE_BYTES = env_int("EZQUANT_TILE_CACHE_BYTES", 64 * 2 ** 20)
 
-# Uploaded files always stream to a temporary file (never into memory), in the data folder so
-# that a multi-gigabyte stack does not fill a small /tmp and the import reads it from the same disk.
-FILE_UPLOAD_MAX_MEMORY_SIZE = 0
+# Uploaded files always stream to a temporary file, never into memory (only the temporary-file
+# handler), in the data folder so that a multi-gigabyte stack does not fill a small /tmp and the
+# import reads it from the same disk.
+FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.TemporaryFileUploadHandler"]
 FILE_UPLOAD_TEMP_DIR = EZQUANT_DATA_DIR / "uploads"
 FILE_UPLOAD_TEMP_DIR.mkdir(parents=True, exist_ok=True)
+# Under ASGI, Django first spools the whole request body into a SpooledTemporaryFile of this
+# size that rolls over to the system temp folder (TMPDIR): it must be small but not 0, which
+# would mean "never roll over", i.e. the whole upload in memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
 # The non-file part of a request body (form fields, JSON) stays small.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 

@@ -84,3 +84,54 @@ def test_it_refuses_outsiders(project, volume_3d, client_for, eve, tiff_3d):
     assert client.get(reverse("volume-detail", args=[volume_3d.id])).status_code == 404
     assert _upload(client, project, tiff_3d).status_code == 404
     assert Volume.objects.count() == 1
+
+
+def test_it_never_keeps_an_upload_in_memory(settings):
+    # 0 would make Django's ASGI handler keep the whole body in memory (a SpooledTemporaryFile
+    # of max_size 0 never rolls over); files go to disk through the temporary-file handler only.
+    assert 0 < settings.FILE_UPLOAD_MAX_MEMORY_SIZE <= 1 << 20
+    assert settings.FILE_UPLOAD_HANDLERS == ["django.core.files.uploadhandler.TemporaryFileUploadHandler"]
+
+
+@pytest.mark.django_db
+def test_it_stops_an_upload_past_the_limit_while_it_streams(settings, rf):
+    from annotation.apis import _LimitedUploadHandler
+    from ezquant_web.api import ApplicationError
+
+    settings.EZQUANT_MAX_UPLOAD_BYTES = 100
+    handler = _LimitedUploadHandler(rf.post("/"))
+    handler.new_file("file", "x.tif", "image/tiff", None)
+    handler.receive_data_chunk(b"x" * 60, 0)
+    with pytest.raises(ApplicationError) as info:
+        handler.receive_data_chunk(b"x" * 60, 60)
+    assert info.value.status == 413
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_uploads_through_the_asgi_application(project, alice, tiff_3d):
+    from asgiref.sync import async_to_sync
+    from asgiref.testing import ApplicationCommunicator
+    from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
+    from rest_framework.authtoken.models import Token
+
+    from ezquant_web.asgi import application
+
+    key = Token.objects.create(user=alice).key
+    with open(tiff_3d, "rb") as fh:
+        body = encode_multipart(BOUNDARY, {"file": fh, "name": "over asgi"})
+
+    async def post():
+        scope = {"type": "http", "http_version": "1.1", "method": "POST", "query_string": b"", "root_path": "",
+                 "path": reverse("volume-upload", args=[project.id]),
+                 "headers": [(b"host", b"localhost"), (b"authorization", f"Token {key}".encode()),
+                             (b"content-type", MULTIPART_CONTENT.encode()),
+                             (b"content-length", str(len(body)).encode())]}
+        communicator = ApplicationCommunicator(application, scope)
+        for start in range(0, len(body), 65536):  # the body arrives in pieces, as from daphne
+            chunk = body[start:start + 65536]
+            await communicator.send_input({"type": "http.request", "body": chunk,
+                                           "more_body": start + 65536 < len(body)})
+        return (await communicator.receive_output(60))["status"]
+
+    assert async_to_sync(post)() == 201
+    assert Volume.objects.get().name == "over asgi"
