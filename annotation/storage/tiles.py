@@ -3,8 +3,9 @@
 Intensity tiles
     ``(value - lo) / (hi - lo)`` scaled to 0..255 and clipped (NaN -> 0), so ``lo`` and below
     are black and ``hi`` and above white; when ``hi <= lo`` the tile is a threshold at ``lo``.
-    PNG (lossless, zlib level 1) or WebP (lossy, quality 90, fastest method): both 8-bit
-    greyscale. WebP is smaller on noisy microscopy; PNG is exact.
+    PNG (lossless, zlib level 1, "up" row filter, run-length strategy: imagecodecs' libpng
+    encoder, 3-6x faster than Pillow's at a smaller size) or WebP (lossy, quality 90, fastest
+    method, Pillow): both 8-bit greyscale. WebP is smaller on noisy microscopy; PNG is exact.
 
 Label tiles
     Each uint32 id is packed into the red, green and blue bytes of a 24-bit RGB PNG:
@@ -40,12 +41,19 @@ def _check_tile(tile: np.ndarray) -> np.ndarray:
     return tile
 
 
-def _save(image, fmt: str) -> bytes:
+def _png(pixels: np.ndarray) -> bytes:
+    """PNG of a (Y, X) or (Y, X, 3) uint8 array, tuned for speed (no colour chunks written)."""
+    import imagecodecs  # only the tile server encodes
+
+    return imagecodecs.png_encode(np.ascontiguousarray(pixels), level=1, filter=imagecodecs.PNG.FILTER.UP,
+                                  strategy=imagecodecs.PNG.STRATEGY.RLE)
+
+
+def _webp(pixels: np.ndarray) -> bytes:
+    from PIL import Image  # Pillow: only the tile server needs it
+
     buffer = io.BytesIO()
-    if fmt == "png":
-        image.save(buffer, format="PNG", compress_level=1)
-    else:
-        image.save(buffer, format="WEBP", quality=90, method=0)
+    Image.fromarray(pixels, mode="L").save(buffer, format="WEBP", quality=90, method=0)
     return buffer.getvalue()
 
 
@@ -73,11 +81,10 @@ def encode_image_tile(tile: np.ndarray, lo: float, hi: float, fmt: str = "png") 
     lo, hi : display window, e.g. ``VolumeMeta.contrast_limits``.
     fmt : ``"png"`` or ``"webp"``.
     """
-    from PIL import Image  # Pillow: only the tile server needs it
-
     if fmt not in _FORMATS:
         raise ValueError(f"fmt must be one of {', '.join(_FORMATS)}, got {fmt!r}")
-    return _save(Image.fromarray(to_display(tile, lo, hi), mode="L"), fmt)
+    pixels = to_display(tile, lo, hi)
+    return _png(pixels) if fmt == "png" else _webp(pixels)
 
 
 def encode_label_tile(tile: np.ndarray) -> bytes:
@@ -86,8 +93,6 @@ def encode_label_tile(tile: np.ndarray) -> bytes:
     Raises :class:`LabelIdRangeError` for a negative id or one >= 2**24. ``tile`` is not
     modified.
     """
-    from PIL import Image
-
     tile = _check_tile(tile)
     if tile.dtype.kind not in "uib":
         raise LabelIdRangeError(f"label tiles hold integer ids, got dtype {tile.dtype}")
@@ -97,7 +102,7 @@ def encode_label_tile(tile: np.ndarray) -> bytes:
         raise LabelIdRangeError(f"label id {int(tile.max())} does not fit a tile: ids must be below {LABEL_ID_LIMIT}")
     # Little-endian uint32 bytes are (R, G, B, 0) for ids below 2**24: keep the first three.
     packed = np.ascontiguousarray(tile, dtype="<u4").view(np.uint8).reshape(*tile.shape, 4)[..., :3]
-    return _save(Image.fromarray(np.ascontiguousarray(packed), mode="RGB"), "png")
+    return _png(packed)
 
 
 def decode_label_tile(png_bytes: bytes) -> np.ndarray:
