@@ -77,7 +77,9 @@ def database_from_url(url: str) -> dict:
             "HOST": parts.hostname or "",
             "PORT": str(parts.port or ""),
             "OPTIONS": dict(parse_qsl(parts.query)),
-            "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 60),
+            # 0 by default: under ASGI each request runs in its own thread, which cannot reuse a
+            # persistent connection (Django docs, "Asynchronous support"); workers may raise it.
+            "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 0),
             "CONN_HEALTH_CHECKS": True,
         }
     if parts.scheme == "sqlite":

@@ -19,6 +19,7 @@ Evaluation                 :func:`compute_3d_iou`, :func:`compute_3d_dice`,
                            :func:`coefficient_of_variation`
 Active learning            :class:`UncertaintyEstimator`, :func:`nucleus_uncertainty`,
                            :class:`CorrectionTracker`, :class:`ActiveLearningManager`
+Measurements               :func:`nucleus_table` (the per-nucleus table)
 Models and data            :func:`load_model`, :data:`DEFAULT_MODEL`, :mod:`synthetic`
 =========================  ==================================================================
 """
@@ -36,6 +37,7 @@ from .corrections import (
 from .engine import SegmentationEngine, SegmentationResult, validate_image
 from .errors import InvalidInputError, InvalidParameterError, ModelNotAvailableError, SegmentationError
 from .linking import LinkingParams, link_slices
+from .measurements import NUCLEUS_FIELDS, nucleus_table
 from .metrics import (
     APResult,
     average_precision,
@@ -58,6 +60,7 @@ from .restoration import (
 from .uncertainty import NucleusUncertainty, UncertaintyEstimator, UncertaintyParams, nucleus_uncertainty
 
 __all__ = [
+    "NUCLEUS_FIELDS", "nucleus_table",
     "Cellpose3RestorationEngine", "RestorationParams", "measure_image_quality", "restore", "should_use_restoration",
     "CORRECTION_TYPES", "ActiveLearningManager", "CorrectionRecord", "CorrectionStorageError", "CorrectionTracker",
     "NucleusUncertainty", "UncertaintyEstimator", "UncertaintyParams", "nucleus_uncertainty",
