@@ -1,0 +1,15 @@
+"""Record the corrections people make to segmented nuclei, and decide when to retrain.
+
+Sub-modules: :mod:`.records` (:class:`CorrectionRecord`, :data:`CORRECTION_TYPES` and the checks
+a correction must pass), :mod:`.tracker` (:class:`CorrectionTracker`; its docstring describes the
+storage layout, the atomic writes and the locking) and :mod:`.manager`
+(:class:`ActiveLearningManager`). Import from this package, not from them.
+"""
+
+from .manager import ActiveLearningManager
+from .records import CORRECTION_TYPES, CorrectionRecord
+from .tracker import CorrectionStorageError, CorrectionTracker
+
+__all__ = [
+    "CORRECTION_TYPES", "ActiveLearningManager", "CorrectionRecord", "CorrectionStorageError", "CorrectionTracker",
+]

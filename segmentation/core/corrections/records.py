@@ -1,0 +1,189 @@
+"""One recorded correction (:class:`CorrectionRecord`) and the checks a correction must pass."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..errors import InvalidInputError, InvalidParameterError
+
+CORRECTION_TYPES = ("split", "merge", "delete", "add", "modify")
+
+
+def _utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class CorrectionRecord:
+    """One recorded correction: what ``corrections.json`` stores per entry.
+
+    Attributes
+    ----------
+    id : int
+        1, 2, ... in the order of recording; never reused within one storage folder.
+    image_id : str
+        The image (or volume) the nucleus belongs to.
+    nucleus_id : int
+        The nucleus id in the segmentation that was corrected (for ``add``, the new id).
+    correction_type : str
+        One of :data:`CORRECTION_TYPES`.
+    timestamp : str
+        ISO 8601, UTC, e.g. ``2025-01-31T09:15:02.123+00:00``.
+    bbox : tuple of (start, stop) per axis
+        Bounding box of the union of the two masks in the full image; the stored crop.
+    shape : tuple of int
+        Shape of the full image.
+    metadata : dict
+        JSON-serialisable extra information (user, model version, ...).
+    file : str
+        Name of the ``.npz`` holding the masks, relative to the storage folder.
+    """
+
+    id: int
+    image_id: str
+    nucleus_id: int
+    correction_type: str
+    timestamp: str
+    bbox: tuple[tuple[int, int], ...]
+    shape: tuple[int, ...]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    file: str = ""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.id, bool) or not isinstance(self.id, (int, np.integer)) or self.id < 1:
+            raise InvalidParameterError(f"record id must be a whole number >= 1, got {self.id!r}")
+        object.__setattr__(self, "id", int(self.id))
+        object.__setattr__(self, "image_id", _check_image_id(self.image_id))
+        object.__setattr__(self, "nucleus_id", _check_nucleus_id(self.nucleus_id))
+        _check_type(self.correction_type)
+        if not isinstance(self.timestamp, str):
+            raise InvalidParameterError(f"timestamp must be an ISO 8601 string, got {self.timestamp!r}")
+        try:
+            _dt.datetime.fromisoformat(self.timestamp)
+        except ValueError:
+            raise InvalidParameterError(f"timestamp must be ISO 8601, got {self.timestamp!r}") from None
+        try:
+            shape = tuple(int(s) for s in self.shape)
+            bbox = tuple((int(a), int(b)) for a, b in self.bbox)
+        except (TypeError, ValueError):
+            raise InvalidParameterError(f"bad shape {self.shape!r} or bbox {self.bbox!r}") from None
+        if len(shape) not in (2, 3) or len(bbox) != len(shape) or any(s < 1 for s in shape) \
+                or any(not 0 <= a < b <= s for (a, b), s in zip(bbox, shape)):
+            raise InvalidParameterError(f"bbox {self.bbox!r} does not fit in shape {self.shape!r}")
+        object.__setattr__(self, "shape", shape)
+        object.__setattr__(self, "bbox", bbox)
+        object.__setattr__(self, "metadata", _check_metadata(self.metadata))
+        if not isinstance(self.file, str):
+            raise InvalidParameterError(f"file must be a string, got {self.file!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples become lists)."""
+        data = dataclasses.asdict(self)
+        data["bbox"] = [list(b) for b in self.bbox]
+        data["shape"] = list(self.shape)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "CorrectionRecord":
+        if not isinstance(data, dict):
+            raise InvalidParameterError("a correction record must be a JSON object")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        missing = sorted(names - set(data))
+        if unknown or missing:
+            raise InvalidParameterError(
+                "bad correction record: " + "; ".join(
+                    part for part in (f"unknown fields {unknown}" if unknown else "",
+                                      f"missing fields {missing}" if missing else "") if part))
+        return cls(**data)
+
+
+# ---------------------------------------------------------------------------------------------
+# validation
+
+
+def _check_type(correction_type: Any) -> str:
+    if correction_type not in CORRECTION_TYPES:
+        raise InvalidParameterError(
+            f"unknown correction type {correction_type!r}; choose one of {', '.join(CORRECTION_TYPES)}")
+    return correction_type
+
+
+def _check_image_id(image_id: Any) -> str:
+    if not isinstance(image_id, str) or not image_id.strip():
+        raise InvalidParameterError(f"image_id must be a non-empty string, got {image_id!r}")
+    return image_id
+
+
+def _check_nucleus_id(nucleus_id: Any) -> int:
+    if isinstance(nucleus_id, bool) or not isinstance(nucleus_id, (int, np.integer)) or nucleus_id < 0:
+        raise InvalidParameterError(f"nucleus_id must be a whole number >= 0, got {nucleus_id!r}")
+    return int(nucleus_id)
+
+
+def _check_metadata(metadata: Any) -> dict[str, Any]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict) or not all(isinstance(k, str) for k in metadata):
+        raise InvalidParameterError("metadata must be a dict with string keys")
+    try:
+        # A round trip both checks serialisability and takes a private copy.
+        return json.loads(json.dumps(metadata, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise InvalidParameterError(f"metadata must be JSON-serialisable: {exc}") from None
+
+
+def _check_mask(mask: Any, name: str) -> np.ndarray:
+    arr = np.asarray(mask)
+    if arr.dtype != bool and not np.issubdtype(arr.dtype, np.integer):
+        raise InvalidInputError(f"{name} must be a boolean or integer label array, got dtype {arr.dtype}")
+    if arr.ndim not in (2, 3):
+        raise InvalidInputError(f"{name} must be (Y, X) or (Z, Y, X), got shape {arr.shape}")
+    if arr.size == 0:
+        raise InvalidInputError(f"{name} is empty (shape {arr.shape})")
+    if np.issubdtype(arr.dtype, np.signedinteger) and arr.min() < 0:
+        raise InvalidInputError(f"{name} must be >= 0 (0 = background)")
+    return arr
+
+
+def _n_objects(crop: np.ndarray) -> int:
+    """Nuclei in a mask: distinct non-zero ids of a label array, components of a boolean one."""
+    if crop.dtype == bool:
+        return int(ndi.label(crop)[1])
+    return int(np.count_nonzero(np.unique(crop)))
+
+
+def _check_consistency(correction_type: str, original: np.ndarray, corrected: np.ndarray) -> None:
+    """Refuse masks that do not fit ``correction_type`` (both are the bounding-box crops)."""
+    n_orig, n_corr = _n_objects(original), _n_objects(corrected)
+    if np.array_equal(original, corrected):
+        raise InvalidInputError("the corrected mask equals the original: nothing was corrected")
+    rules = {
+        "delete": (n_orig >= 1 and n_corr == 0, "'delete' needs a non-empty original and an empty corrected mask"),
+        "add": (n_orig == 0 and n_corr >= 1, "'add' needs an empty original and a non-empty corrected mask"),
+        "split": (n_orig >= 1 and n_corr >= 2,
+                  "'split' needs a non-empty original and at least two nuclei in the corrected mask "
+                  "(distinct ids, or separate components of a boolean mask)"),
+        "merge": (n_orig >= 2 and n_corr >= 1,
+                  "'merge' needs at least two nuclei in the original (distinct ids, or separate components "
+                  "of a boolean mask) and a non-empty corrected mask"),
+        "modify": (n_orig >= 1 and n_corr >= 1, "'modify' needs both masks non-empty"),
+    }
+    ok, message = rules[correction_type]
+    if not ok:
+        raise InvalidInputError(f"{message}; got {n_orig} nucleus/nuclei before and {n_corr} after")
+
+
+def _bbox(original: np.ndarray, corrected: np.ndarray) -> tuple[tuple[int, int], ...]:
+    union = (original != 0) | (corrected != 0)
+    boxes = ndi.find_objects(union.astype(np.uint8))
+    if not boxes:
+        raise InvalidInputError("both masks are empty: nothing was corrected")
+    return tuple((int(s.start), int(s.stop)) for s in boxes[0])

@@ -1,0 +1,313 @@
+"""The store of corrections, :class:`CorrectionTracker`: files, atomic writes, locking.
+
+Storage (the EZQUANT guide's layout) under ``<storage_dir>`` of :class:`CorrectionTracker`::
+
+    corrections.json      {"format": "ezquant-corrections", "version": 1, "records": [...]}
+    corr_000001.npz       the masks of record 1
+    corrections.lock      taken with fcntl.flock while a record is written
+
+Each ``corr_<id>.npz`` (compressed) holds the two masks cropped to the bounding box of their
+union, not the whole image: ``original`` and ``corrected`` (the crop, dtype as given),
+``offset`` (the crop's start per axis) and ``shape`` (the full image shape), so a corrected
+30-pixel nucleus of a 2048 x 2048 image costs a few hundred bytes, not 4 MB.
+:meth:`CorrectionTracker.load` puts the crops back into full-size arrays.
+
+Writes are safe against crashes and against other processes: the npz and the JSON are each
+written to a temporary file in the same folder and moved into place with ``os.replace``
+(atomic on POSIX), and the read-modify-write of ``corrections.json`` happens under an exclusive
+``fcntl.flock`` on ``corrections.lock``, so two workers recording at once both keep their
+record. A ``corrections.json`` that is not what this module wrote (bad JSON, a missing field, a
+duplicate id) raises :class:`CorrectionStorageError` naming the file: records are never dropped
+silently.
+
+Examples
+--------
+>>> import tempfile
+>>> tracker = CorrectionTracker(tempfile.mkdtemp())
+>>> before = np.zeros((64, 64), bool); before[10:20, 10:30] = True
+>>> after = np.zeros((64, 64), np.uint8); after[10:20, 10:19] = 1; after[10:20, 21:30] = 2
+>>> record = tracker.record("img_001", 7, before, after, "split", {"user": "alice"})
+>>> record.bbox, tracker.count()
+(((10, 20), (10, 30)), 1)
+>>> original, corrected = tracker.load(record.id)
+>>> bool((original == before).all()), int(corrected.max())
+(True, 2)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..errors import InvalidInputError, InvalidParameterError, SegmentationError
+from .records import (
+    CorrectionRecord,
+    _bbox,
+    _check_consistency,
+    _check_image_id,
+    _check_mask,
+    _check_metadata,
+    _check_nucleus_id,
+    _check_type,
+    _utc_now,
+)
+
+try:  # POSIX (Linux, macOS, the Docker image); without it the package still imports
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
+_FORMAT = "ezquant-corrections"
+_VERSION = 1
+_INDEX = "corrections.json"
+_LOCK = "corrections.lock"
+
+
+class CorrectionStorageError(SegmentationError):
+    """The corrections folder holds something this module did not write (or a file is missing)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# files
+
+
+def _write_atomic(path: Path, write) -> None:
+    """Write through ``write(file_object)`` to a temporary file beside ``path``, then os.replace."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+class CorrectionTracker:
+    """Append-only store of corrections: metadata in ``corrections.json``, masks in ``corr_<id>.npz``.
+
+    Parameters
+    ----------
+    storage_dir : str or Path
+        Folder of the store; created on the first :meth:`record`.
+    """
+
+    def __init__(self, storage_dir: str | os.PathLike[str] = "./active_learning/corrections"):
+        self.storage_dir = Path(storage_dir)
+
+    def __repr__(self) -> str:
+        return f"CorrectionTracker({str(self.storage_dir)!r})"
+
+    @property
+    def index_path(self) -> Path:
+        """``<storage_dir>/corrections.json``."""
+        return self.storage_dir / _INDEX
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _read(self) -> list[CorrectionRecord]:
+        path = self.index_path
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CorrectionStorageError(f"{path} is not valid JSON ({exc}); fix or restore it") from None
+        if not isinstance(data, dict) or data.get("format") != _FORMAT or not isinstance(data.get("records"), list):
+            raise CorrectionStorageError(
+                f"{path} is not an EZQuant corrections index "
+                f'(expected {{"format": "{_FORMAT}", "version": {_VERSION}, "records": [...]}})')
+        if data.get("version") != _VERSION:
+            raise CorrectionStorageError(f"{path} has version {data.get('version')!r}; this code reads {_VERSION}")
+        records: list[CorrectionRecord] = []
+        seen: set[int] = set()
+        for k, entry in enumerate(data["records"]):
+            try:
+                record = CorrectionRecord.from_dict(entry)
+            except InvalidParameterError as exc:
+                raise CorrectionStorageError(f"{path}: record #{k} is invalid: {exc}") from None
+            if record.id in seen:
+                raise CorrectionStorageError(f"{path}: record id {record.id} appears twice")
+            seen.add(record.id)
+            records.append(record)
+        return records
+
+    def records(self) -> list[CorrectionRecord]:
+        """Every record, in the order recorded.
+
+        Raises
+        ------
+        CorrectionStorageError
+            If ``corrections.json`` is not what this class writes.
+        """
+        # No lock: the index is only ever replaced whole (os.replace), so a reader sees the old
+        # or the new file, never half of one.
+        return self._read()
+
+    def count(self) -> int:
+        """Number of records."""
+        return len(self._read())
+
+    def get(self, record_id: int) -> CorrectionRecord:
+        """The record with id ``record_id``; ``KeyError`` if there is none."""
+        for record in self._read():
+            if record.id == record_id:
+                return record
+        raise KeyError(f"no correction record {record_id!r} in {self.storage_dir}")
+
+    def load(self, record_id: int, *, crop: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """The masks of one record.
+
+        Parameters
+        ----------
+        record_id : int
+        crop : bool, optional
+            Return only the stored bounding-box crops (``record.bbox``) instead of full-size
+            arrays.
+
+        Returns
+        -------
+        original, corrected : arrays of ``record.shape`` (or the crop), dtype as recorded
+            Zero outside the bounding box.
+
+        Raises
+        ------
+        KeyError
+            If there is no such record.
+        CorrectionStorageError
+            If its npz is missing or does not match the record.
+        """
+        record = self.get(record_id)
+        path = self.storage_dir / record.file
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                original, corrected = npz["original"], npz["corrected"]
+                offset, shape = tuple(npz["offset"].tolist()), tuple(npz["shape"].tolist())
+        except FileNotFoundError:
+            raise CorrectionStorageError(f"{path} of record {record.id} is missing") from None
+        except (OSError, KeyError, ValueError) as exc:
+            raise CorrectionStorageError(f"{path} of record {record.id} is unreadable: {exc}") from None
+        box = tuple(slice(a, b) for a, b in record.bbox)
+        expected = tuple(b - a for a, b in record.bbox)
+        if shape != record.shape or offset != tuple(a for a, _ in record.bbox) \
+                or original.shape != expected or corrected.shape != expected:
+            raise CorrectionStorageError(f"{path} does not match record {record.id} in {self.index_path}")
+        if crop:
+            return original, corrected
+        full_original = np.zeros(record.shape, original.dtype)
+        full_corrected = np.zeros(record.shape, corrected.dtype)
+        full_original[box] = original
+        full_corrected[box] = corrected
+        return full_original, full_corrected
+
+    # -- writing ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        # An exclusive flock on a separate lock file (never replaced, unlike the index, whose
+        # inode changes on every write) serialises the read-modify-write of the index across
+        # processes; the kernel drops the lock if the process dies.
+        if fcntl is None:  # pragma: no cover - Windows
+            raise CorrectionStorageError("recording corrections needs POSIX file locks (fcntl); run on Linux or macOS")
+        self.storage_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.storage_dir / _LOCK, "a+b") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    def _next_id(self, records: list[CorrectionRecord]) -> int:
+        # Also above any leftover corr_*.npz, so a hand-removed index entry never gets its file
+        # overwritten.
+        top = max((r.id for r in records), default=0)
+        for path in self.storage_dir.glob("corr_*.npz"):
+            with contextlib.suppress(ValueError):
+                top = max(top, int(path.stem[5:]))
+        return top + 1
+
+    def record(self, image_id: str, nucleus_id: int, original_mask: Any, corrected_mask: Any,
+               correction_type: str, metadata: dict[str, Any] | None = None) -> CorrectionRecord:
+        """Store one correction and return its record.
+
+        Parameters
+        ----------
+        image_id : str
+            The image or volume the nucleus belongs to.
+        nucleus_id : int >= 0
+            The nucleus' id in the segmentation (for ``add``, the new id).
+        original_mask, corrected_mask : (Y, X) or (Z, Y, X) bool or int arrays, same shape
+            The region before and after the correction, in full-image coordinates: boolean
+            masks or label arrays (0 = background). Never modified.
+        correction_type : {'split', 'merge', 'delete', 'add', 'modify'}
+            ``delete``: corrected is empty; ``add``: original is empty; ``split``: corrected
+            holds at least two nuclei; ``merge``: original holds at least two; ``modify``: both
+            non-empty. Nuclei are counted as distinct ids of a label array, or connected
+            components of a boolean one.
+        metadata : dict, optional
+            JSON-serialisable (who, which model ...).
+
+        Returns
+        -------
+        CorrectionRecord
+
+        Raises
+        ------
+        InvalidParameterError
+            On an unknown correction type, a bad ``image_id``/``nucleus_id`` or metadata that is
+            not JSON-serialisable.
+        InvalidInputError
+            On masks of different shapes, a non-integer dtype, or masks that do not fit the
+            correction type.
+        CorrectionStorageError
+            If the existing ``corrections.json`` is corrupt (nothing is written then).
+        """
+        correction_type = _check_type(correction_type)
+        image_id = _check_image_id(image_id)
+        nucleus_id = _check_nucleus_id(nucleus_id)
+        metadata = _check_metadata(metadata)
+        original = _check_mask(original_mask, "original_mask")
+        corrected = _check_mask(corrected_mask, "corrected_mask")
+        if original.shape != corrected.shape:
+            raise InvalidInputError(
+                f"original_mask {original.shape} and corrected_mask {corrected.shape} differ in shape")
+        bbox = _bbox(original, corrected)
+        box = tuple(slice(a, b) for a, b in bbox)
+        # Outside the box both masks are 0, so the crops decide consistency (and cost little).
+        _check_consistency(correction_type, original[box], corrected[box])
+        crops = {
+            "original": np.ascontiguousarray(original[box]),
+            "corrected": np.ascontiguousarray(corrected[box]),
+            "offset": np.array([a for a, _ in bbox], np.int64),
+            "shape": np.array(original.shape, np.int64),
+        }
+
+        with self._locked():
+            records = self._read()
+            new_id = self._next_id(records)
+            record = CorrectionRecord(id=new_id, image_id=image_id, nucleus_id=nucleus_id,
+                                      correction_type=correction_type, timestamp=_utc_now(), bbox=bbox,
+                                      shape=original.shape, metadata=metadata, file=f"corr_{new_id:06d}.npz")
+            npz_path = self.storage_dir / record.file
+            _write_atomic(npz_path, lambda fh: np.savez_compressed(fh, **crops))
+            index = {"format": _FORMAT, "version": _VERSION,
+                     "records": [r.to_dict() for r in records] + [record.to_dict()]}
+            payload = json.dumps(index, indent=1).encode("utf-8")
+            try:
+                _write_atomic(self.index_path, lambda fh: fh.write(payload))
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    npz_path.unlink()
+                raise
+        return record
