@@ -9,7 +9,7 @@ HOST  ?= 127.0.0.1
 PORT  ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test bench lint
+.PHONY: help venv run worker test bench lint
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z]+:.*## / {printf "  make %-7s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,6 +26,9 @@ venv: $(STAMP) ## Create .venv and install the requirements (the other targets d
 run: $(STAMP) ## Migrate the database and serve on http://127.0.0.1:8000 (HOST=, PORT= to change)
 	$(PY) manage.py migrate --noinput
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) ezquant_web.asgi:application
+
+worker: $(STAMP) ## Run a segmentation job worker (start any number, on any machines, same DATABASE_URL)
+	$(PY) manage.py jobs_worker
 
 test: $(STAMP) ## Run every test suite (pytest)
 	$(VENV)/bin/pytest

@@ -31,6 +31,12 @@ if settings.SERVE_STATIC:
 # than a tile does (annotation/tile_asgi.py); everything else passes through.
 http_app = TileRouter(http_app)
 
+if settings.EZQUANT_EMBEDDED_WORKER:
+    # One machine, no other server: run jobs in a thread of this process (segmentation/worker.py).
+    from segmentation.worker import start_embedded_worker
+
+    start_embedded_worker()
+
 application = ProtocolTypeRouter({
     "http": http_app,
     "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),

@@ -3,4 +3,11 @@
 Each app's consumers are added here as they arrive (job progress, review sessions).
 """
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from segmentation.consumers import JobConsumer
+
+websocket_urlpatterns: list = [
+    path("ws/jobs/<int:job_id>/", JobConsumer.as_asgi()),
+    path("ws/volumes/<int:volume_id>/jobs/", JobConsumer.as_asgi()),
+]

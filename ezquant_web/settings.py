@@ -113,6 +113,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files, served from here: nothing loads from a CDN
     "channels",
+    "django_tasks",
+    "django_tasks_db",  # the task queue's database backend: job rows any worker can claim
     "segmentation",
     "annotation",
     "frontend",
@@ -150,6 +152,9 @@ DATABASES = {"default": database_from_url(env_str("DATABASE_URL", "sqlite:///var
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # SQLite creates the file but not its folder; var/ is git-ignored.
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    # The embedded worker thread writes progress while requests write too: wait for the lock
+    # rather than failing at once with "database is locked".
+    DATABASES["default"]["OPTIONS"] = {"timeout": 20}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "")
@@ -160,6 +165,17 @@ if REDIS_URL:
 else:
     # One process only: fine for `make run` and tests, not for a separate worker process.
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Background jobs (segmentation) -----------------------------------------------------------
+# django-tasks with its database backend: a job is a row any worker pointing at the same
+# database can claim (`make worker`, as many machines as wanted).
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+# Run a worker thread inside the ASGI process: on by default when DATABASE_URL is unset (one
+# machine, SQLite, nothing else to start); off in the scale configuration.
+EZQUANT_EMBEDDED_WORKER = env_bool("EZQUANT_EMBEDDED_WORKER", "DATABASE_URL" not in os.environ)
+# A running job whose heartbeat is older than this is taken for dead (its worker was killed)
+# and marked failed by the reaper that every worker runs at start and every minute.
+EZQUANT_JOB_STALE_SECONDS = env_int("EZQUANT_JOB_STALE_SECONDS", 600)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

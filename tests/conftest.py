@@ -8,6 +8,16 @@ still runs without any Django settings.
 
 import pytest
 
+
+def pytest_configure(config):
+    """No embedded job worker thread in the test process: tests run jobs themselves, in the
+    thread and transaction they choose (importing ezquant_web.asgi would otherwise start one)."""
+    if config.pluginmanager.hasplugin("django"):
+        from django.conf import settings
+
+        if settings.configured:
+            settings.EZQUANT_EMBEDDED_WORKER = False
+
 PASSWORD = "correct horse battery staple"
 
 

@@ -1,0 +1,71 @@
+"""WebSocket of job progress: authorise, join the group, send the current state, relay events.
+
+``ws/jobs/<job_id>/``: one job. ``ws/volumes/<volume_id>/jobs/``: every job of a volume.
+Anonymous connections are closed with 4401, non-members of the project with 4403. Each message
+is a job's state (``events.job_state``), first the persisted one, then each change.
+"""
+
+from __future__ import annotations
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from segmentation import events
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+
+
+@database_sync_to_async
+def _job_state(user, job_id: int):
+    from segmentation.selectors import segmentation_job_visible
+
+    job = segmentation_job_visible(user=user).filter(id=job_id).first()
+    return None if job is None else events.job_state(job)
+
+
+@database_sync_to_async
+def _volume_states(user, volume_id: int):
+    from annotation.models import Volume
+    from segmentation.selectors import segmentation_job_list
+
+    if not Volume.objects.filter(id=volume_id, project__memberships__user=user).exists():
+        return None
+    return [events.job_state(job) for job in segmentation_job_list(user=user, volume_id=volume_id)[:50]]
+
+
+class JobConsumer(AsyncJsonWebsocketConsumer):
+    groups: list[str] = []
+
+    async def connect(self):
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        kwargs = self.scope["url_route"]["kwargs"]
+        # Join first, read second: an event sent in between is received as well, and each
+        # message carries a job's whole state, so a repeat does no harm.
+        if "job_id" in kwargs:
+            group = events.job_group(int(kwargs["job_id"]))
+        else:
+            group = events.volume_group(int(kwargs["volume_id"]))
+        await self.channel_layer.group_add(group, self.channel_name)
+        if "job_id" in kwargs:
+            state = await _job_state(user, int(kwargs["job_id"]))
+            states = None if state is None else [state]
+        else:
+            states = await _volume_states(user, int(kwargs["volume_id"]))
+        if states is None:
+            await self.channel_layer.group_discard(group, self.channel_name)
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        self.groups = [group]
+        await self.accept()
+        for state in states:
+            await self.send_json(state)
+
+    async def job_event(self, event):
+        await self.send_json(event["state"])
+
+    async def receive_json(self, content, **kwargs):
+        pass  # the socket only listens; cancel is POST .../cancel/

@@ -1,0 +1,84 @@
+"""Fixtures of the segmentation job tests: a data folder per test, the project "Nuclei 101"
+(ivy's; alice and bob students, ada admin; eve in none), small generated volumes imported
+through annotation's services, and API clients. Nothing mocks the database, storage or model.
+"""
+
+from functools import lru_cache
+
+import numpy as np
+import pytest
+
+# Small and quick with the shipped default model; a given diameter skips its estimation.
+FAST_PARAMS = {"diameter": 15.0}
+
+
+@pytest.fixture(autouse=True)
+def data_dir(settings, tmp_path):
+    path = tmp_path / "data"
+    settings.EZQUANT_DATA_DIR = path
+    yield path
+    from annotation.stores import volume_store_at
+
+    volume_store_at.cache_clear()
+
+
+@lru_cache(maxsize=None)
+def _image(shape: tuple[int, ...]) -> np.ndarray:
+    from segmentation.core import synthetic
+
+    sample = synthetic.generate_3d(shape=shape, seed=3) if len(shape) == 3 else synthetic.generate_2d(shape=shape,
+                                                                                                     seed=3)
+    return np.round(sample.image * 100).astype(np.uint16)
+
+
+def import_volume(tmp_path, project, user, shape, name="cells"):
+    import tifffile
+
+    from annotation.services import volume_import
+
+    path = tmp_path / f"{name}.tif"
+    tifffile.imwrite(path, _image(shape))
+    return volume_import(project=project, src_path=path, name=name, user=user)
+
+
+@pytest.fixture
+def project(ivy, alice, bob, ada):
+    from annotation.models import Membership
+    from annotation.services import membership_add, project_create
+
+    project = project_create(name="Nuclei 101", user=ivy)
+    membership_add(project=project, user=alice)
+    membership_add(project=project, user=bob)
+    membership_add(project=project, user=ada, role=Membership.Role.ADMIN)
+    return project
+
+
+@pytest.fixture
+def volume_2d(project, ivy, tmp_path):
+    """A generated 96x96 image."""
+    return import_volume(tmp_path, project, ivy, (96, 96), name="cells2d")
+
+
+@pytest.fixture
+def volume_3d(project, ivy, tmp_path):
+    """A generated 16x128x128 stack: enough slices that a job runs for a few seconds."""
+    return import_volume(tmp_path, project, ivy, (16, 128, 128), name="cells3d")
+
+
+@pytest.fixture
+def client_for(db):
+    from rest_framework.test import APIClient
+
+    def make(user=None):
+        client = APIClient()
+        if user is not None:
+            client.force_login(user)
+        return client
+    return make
+
+
+def run_queued_jobs() -> None:
+    """What a worker does: django-tasks-db's worker loop, until no task is left."""
+    from segmentation.worker import make_worker
+
+    make_worker(batch=True, interval=0).run()

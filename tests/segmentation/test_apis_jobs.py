@@ -1,0 +1,79 @@
+"""The REST API of segmentation jobs: submit, read, list, cancel; and who is refused."""
+
+import pytest
+from django.urls import reverse
+
+from segmentation.models import SegmentationJob
+from segmentation.services import segmentation_job_create
+
+from .conftest import FAST_PARAMS
+
+
+def _list_url(volume):
+    return reverse("segmentation-job-list", kwargs={"volume_id": volume.id})
+
+
+@pytest.mark.django_db
+def test_it_answers_400_on_bad_params(volume_2d, alice, client_for):
+    client = client_for(alice)
+    for params in ({"flow_threshold": -1}, {"use_3d_backend": "nope"}, {"colour": "blue"}, [1]):
+        response = client.post(_list_url(volume_2d), {"params": params}, format="json")
+        assert response.status_code == 400, (params, response.content)
+        assert response.json()["message"]
+    assert not SegmentationJob.objects.exists()
+
+
+@pytest.mark.django_db
+def test_it_reads_lists_and_cancels(volume_2d, alice, bob, client_for):
+    created = client_for(alice).post(_list_url(volume_2d), {"params": FAST_PARAMS}, format="json").json()
+    assert created["params"]["diameter"] == 15.0 and created["params"]["flow_threshold"] == 0.4
+    detail = client_for(bob).get(reverse("segmentation-job-detail", kwargs={"job_id": created["id"]}))
+    assert detail.status_code == 200 and detail.json()["status"] == "queued"
+    listed = client_for(bob).get(_list_url(volume_2d)).json()
+    assert [job["id"] for job in listed] == [created["id"]]
+    cancel_url = reverse("segmentation-job-cancel", kwargs={"job_id": created["id"]})
+    response = client_for(bob).post(cancel_url)
+    assert response.status_code == 200 and response.json()["status"] == "cancelled"
+    again = client_for(bob).post(cancel_url)
+    assert again.status_code == 409 and again.json()["message"] == "the job has already cancelled"
+
+
+ROUTES = {
+    "segmentation-job-list": ("get", lambda job: {"volume_id": job.volume_id}),
+    "segmentation-job-create": ("post", lambda job: {"volume_id": job.volume_id}),
+    "segmentation-job-detail": ("get", lambda job: {"job_id": job.id}),
+    "segmentation-job-cancel": ("post", lambda job: {"job_id": job.id}),
+}
+
+
+def _call(client, name, job):
+    method, kwargs = ROUTES[name]
+    url = reverse(name.replace("-create", "-list"), kwargs=kwargs(job))
+    if method == "get":
+        return client.get(url)
+    return client.post(url, {"params": FAST_PARAMS}, format="json")
+
+
+def test_it_covers_every_route():
+    from segmentation import urls
+
+    assert {p.name for p in urls.urlpatterns} | {"segmentation-job-create"} == set(ROUTES)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", sorted(ROUTES))
+def test_it_refuses_eve_everywhere(volume_2d, ivy, eve, client_for, name):
+    job = segmentation_job_create(volume=volume_2d, user=ivy, params=FAST_PARAMS)
+    response = _call(client_for(eve), name, job)
+    assert response.status_code == 404, response.content[:200]
+    assert response.json() == {"message": "Not found.", "extra": {}}
+    job.refresh_from_db()
+    assert (SegmentationJob.objects.count(), job.status, job.cancel_requested) == (1, "queued", False)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", sorted(ROUTES))
+def test_it_refuses_anonymous_callers(volume_2d, ivy, client_for, name):
+    job = segmentation_job_create(volume=volume_2d, user=ivy, params=FAST_PARAMS)
+    assert _call(client_for(None), name, job).status_code == 401
+    assert SegmentationJob.objects.count() == 1
