@@ -177,6 +177,11 @@ EZQUANT_EMBEDDED_WORKER = env_bool("EZQUANT_EMBEDDED_WORKER", "DATABASE_URL" not
 # and marked failed by the reaper that every worker runs at start and every minute.
 EZQUANT_JOB_STALE_SECONDS = env_int("EZQUANT_JOB_STALE_SECONDS", 600)
 
+# Sign-in pages (frontend): Django's LoginView and LogoutView under /accounts/.
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "project-list-page"
+LOGOUT_REDIRECT_URL = "login"
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -1,0 +1,349 @@
+/**
+ * Editing: the tools that draw on the map, the typed correction records they send to the API
+ * (`POST volumes/{id}/corrections/`), and undo/redo of this page's edits.
+ *
+ * Every edit names the label version it was made on; the answer's `result_version` becomes the
+ * version on screen. If someone else moved the volume on meanwhile, the API answers 409 and
+ * the page says so and offers to reload: nothing is overwritten.
+ */
+
+import Draw from 'ol/interaction/Draw.js';
+import Style from 'ol/style/Style.js';
+import Stroke from 'ol/style/Stroke.js';
+import Fill from 'ol/style/Fill.js';
+import CircleStyle from 'ol/style/Circle.js';
+
+import { toYX } from './grid.js';
+
+const SKETCH = '#ffd23f';
+
+const sketchStyle = new Style({
+  stroke: new Stroke({ color: SKETCH, width: 2 }),
+  fill: new Fill({ color: 'rgba(255, 210, 63, 0.15)' }),
+  image: new CircleStyle({ radius: 5, fill: new Fill({ color: SKETCH }), stroke: new Stroke({ color: '#000', width: 1 }) }),
+});
+
+function brushStyle(radius, erase) {
+  const colour = erase ? 'rgba(255, 80, 80, 0.55)' : 'rgba(255, 210, 63, 0.55)';
+  return (feature, resolution) => new Style({
+    stroke: new Stroke({ color: colour, width: Math.max(1, (2 * radius()) / resolution), lineCap: 'round',
+      lineJoin: 'round' }),
+    image: new CircleStyle({ radius: Math.max(2, radius() / resolution), fill: new Fill({ color: colour }) }),
+  });
+}
+
+/** The tools: what each draws and which correction it makes. */
+export const TOOLS = {
+  select: { label: 'select', key: 'v' },
+  'split-line': { label: 'split: draw a line across the nucleus', key: 's' },
+  'split-seeds': { label: 'split: place two seeds', key: 'x' },
+  merge: { label: 'merge: click nuclei, then Enter', key: 'm' },
+  'add-polygon': { label: 'add: click the outline, Enter to finish', key: 'a' },
+  'add-brush': { label: 'add: paint a new nucleus', key: 'b' },
+  'modify-brush': { label: 'brush: paint onto the selected nucleus', key: 'g' },
+  'modify-erase': { label: 'eraser: erase from the selected nucleus', key: 'e' },
+};
+
+const round = (v) => Math.round(v * 100) / 100;
+const points = (coordinates) => coordinates.map((c) => toYX(c).map(round));
+
+export function makeEditor({ viewer, elements }) {
+  const { api, volumeId } = viewer;
+  const { map, sketchSource, doubleClickZoom } = viewer.layers;
+  const done = []; // this page's edits, oldest first: correction records
+  const undone = []; // undone ones that redo can bring back, last undone on top
+  let tool = 'select';
+  let draw = null;
+  let seeds = [];
+
+  const radius = () => Math.max(1, Number(elements.radius.value) || 6);
+
+  function zRange() {
+    const z = viewer.state.z;
+    if (elements.zThis.checked) return [z, z];
+    const from = Number(elements.zFrom.value);
+    const to = Number(elements.zTo.value);
+    return [Math.min(from, to), Math.max(from, to)];
+  }
+
+  /** The id most often under the points of a line (sampled every pixel or so), ignoring 0. */
+  function idUnderLine(coordinates) {
+    const counts = new Map();
+    for (let i = 0; i + 1 < coordinates.length; i += 1) {
+      const [y0, x0] = toYX(coordinates[i]);
+      const [y1, x1] = toYX(coordinates[i + 1]);
+      const steps = Math.max(1, Math.ceil(Math.hypot(y1 - y0, x1 - x0)));
+      for (let s = 0; s <= steps; s += 1) {
+        const id = viewer.idAt(y0 + ((y1 - y0) * s) / steps, x0 + ((x1 - x0) * s) / steps);
+        if (id) counts.set(id, (counts.get(id) ?? 0) + 1);
+      }
+    }
+    const selected = viewer.state.selection;
+    if (selected.length === 1 && counts.has(selected[0])) return selected[0];
+    let best = null;
+    for (const [id, n] of counts) if (best === null || n > counts.get(best)) best = id;
+    return best;
+  }
+
+  function renderLog() {
+    elements.log.replaceChildren();
+    for (const record of [...done, ...undone.slice().reverse()].reverse()) {
+      const item = document.createElement('li');
+      const isUndone = undone.includes(record);
+      item.className = isUndone ? 'undone' : '';
+      item.dataset.correctionId = String(record.id);
+      item.dataset.type = record.type;
+      const ids = record.nucleus_ids?.length ? ` #${record.nucleus_ids.join(', #')}` : '';
+      const made = record.new_ids?.length ? ` → #${record.new_ids.join(', #')}` : '';
+      item.textContent = `${record.type}${ids}${made} (${record.label_version} → ${record.result_version})`
+        + (isUndone ? ' · undone' : '');
+      elements.log.append(item);
+    }
+    refreshButtons();
+  }
+
+  function refreshButtons() {
+    const busy = viewer.state.busy;
+    elements.undo.disabled = busy || done.length === 0;
+    elements.redo.disabled = busy || undone.length === 0;
+    const n = viewer.state.selection.length;
+    elements.mergeApply.disabled = busy || n < 2;
+    elements.deleteApply.disabled = busy || n < 1;
+    if (draw) draw.setActive(!busy);
+  }
+
+  async function send(what, run) {
+    if (viewer.state.busy) {
+      viewer.banner.show('Wait for the edit in progress to finish.', { kind: 'info' });
+      return null;
+    }
+    if (viewer.state.version === null) {
+      viewer.banner.show('There are no labels to edit yet: run a segmentation first.', { kind: 'error' });
+      return null;
+    }
+    viewer.setBusy(true, what);
+    try {
+      return await run();
+    } catch (error) {
+      viewer.showApiError(error, `The ${what} was not made`);
+      return null;
+    } finally {
+      viewer.setBusy(false);
+      refreshButtons();
+    }
+  }
+
+  /** Send one correction made on the version on screen; show its result. */
+  async function correct(body, selectAfter = (record) => record.new_ids ?? []) {
+    return send(body.type, async () => {
+      const sent = performance.now();
+      const record = await api.post(`volumes/${volumeId}/corrections/`, {
+        label_version: viewer.state.version, z: viewer.state.z, ...body,
+      });
+      done.push(record);
+      undone.length = 0;
+      renderLog();
+      await viewer.setVersion(record.result_version, { selection: selectAfter(record), editSent: sent });
+      viewer.banner.hide();
+      return record;
+    });
+  }
+
+  async function undo() {
+    if (done.length === 0 || viewer.state.busy) return;
+    const record = done[done.length - 1];
+    await send('undo', async () => {
+      const sent = performance.now();
+      const answer = await api.post(`corrections/${record.id}/undo/`, { label_version: viewer.state.version });
+      done.pop();
+      undone.push(record);
+      renderLog();
+      await viewer.setVersion(answer.result_version, { selection: record.nucleus_ids ?? [], editSent: sent });
+    });
+  }
+
+  async function redo() {
+    if (undone.length === 0 || viewer.state.busy) return;
+    const record = undone[undone.length - 1];
+    await send('redo', async () => {
+      const sent = performance.now();
+      const answer = await api.post(`corrections/${record.id}/redo/`, { label_version: viewer.state.version });
+      undone.pop();
+      done.push(answer.correction);
+      renderLog();
+      await viewer.setVersion(answer.result_version, { selection: answer.correction.new_ids ?? [], editSent: sent });
+    });
+  }
+
+  function mergeSelected() {
+    const ids = viewer.state.selection;
+    if (ids.length < 2) {
+      viewer.banner.show('Pick two or more nuclei to merge (merge tool, or shift-click).', { kind: 'info' });
+      return;
+    }
+    correct({ type: 'merge', nucleus_ids: [...ids] });
+  }
+
+  function deleteSelected() {
+    const ids = viewer.state.selection;
+    if (ids.length === 0) {
+      viewer.banner.show('Select the nucleus to delete first.', { kind: 'info' });
+      return;
+    }
+    correct({ type: 'delete', nucleus_ids: [...ids] }, () => []);
+  }
+
+  function onLine(coordinates) {
+    const id = idUnderLine(coordinates);
+    if (!id) {
+      viewer.banner.show('Draw the line across a nucleus: it touched none.', { kind: 'error' });
+      return;
+    }
+    correct({ type: 'split', nucleus_ids: [id], line: points(coordinates) });
+  }
+
+  function onSeed(coordinate) {
+    seeds.push(coordinate);
+    if (seeds.length < 2) return;
+    const placed = seeds;
+    seeds = [];
+    setTimeout(() => sketchSource.clear(), 0);
+    const ids = placed.map((c) => viewer.idAt(...toYX(c)));
+    const selected = viewer.state.selection;
+    let id = ids[0] && ids[0] === ids[1] ? ids[0] : null;
+    if (id === null && selected.length === 1 && ids.includes(selected[0])) id = selected[0];
+    if (!id) {
+      viewer.banner.show('Place both seeds inside the nucleus to split.', { kind: 'error' });
+      return;
+    }
+    correct({ type: 'split', nucleus_ids: [id], seeds: points(placed) });
+  }
+
+  function onPolygon(rings) {
+    const ring = rings[0];
+    if (ring.length < 4) return; // closed ring: at least a triangle
+    correct({ type: 'add', nucleus_ids: [], polygon: points(ring.slice(0, -1)), z_range: zRange() });
+  }
+
+  function onStroke(coordinates, { type, erase }) {
+    const stroke = { points: points(coordinates), radius: radius(), erase };
+    if (type === 'add') {
+      correct({ type: 'add', nucleus_ids: [], stroke, z_range: zRange() });
+      return;
+    }
+    let id = viewer.state.selection.length === 1 ? viewer.state.selection[0] : null;
+    if (id === null) id = viewer.idAt(...toYX(coordinates[0])) || null;
+    if (id === null) {
+      viewer.banner.show('Select the nucleus to change first (select tool, click it).', { kind: 'error' });
+      return;
+    }
+    correct({ type: 'modify', nucleus_ids: [id], stroke, z_range: zRange() }, () => [id]);
+  }
+
+  function makeDraw(name) {
+    const common = { source: sketchSource, stopClick: true };
+    switch (name) {
+      case 'split-line':
+        return new Draw({ ...common, type: 'LineString', maxPoints: 2, style: sketchStyle });
+      case 'split-seeds':
+        return new Draw({ ...common, type: 'Point', style: sketchStyle });
+      case 'add-polygon':
+        return new Draw({ ...common, type: 'Polygon', style: sketchStyle });
+      case 'add-brush':
+      case 'modify-brush':
+      case 'modify-erase':
+        return new Draw({ ...common, type: 'LineString', freehand: true, style: brushStyle(radius, name === 'modify-erase') });
+      default:
+        return null;
+    }
+  }
+
+  function setTool(name) {
+    if (!(name in TOOLS)) return;
+    if (draw) {
+      draw.abortDrawing();
+      map.removeInteraction(draw);
+      draw = null;
+    }
+    seeds = [];
+    sketchSource.clear();
+    tool = name;
+    draw = makeDraw(name);
+    doubleClickZoom.forEach((i) => i.setActive(draw === null));
+    if (draw) {
+      draw.on('drawend', (event) => {
+        const geometry = event.feature.getGeometry();
+        const kept = geometry.getType() === 'Point';
+        if (!kept) setTimeout(() => sketchSource.clear(), 0); // the feature is added after drawend
+        if (name === 'split-line') onLine(geometry.getCoordinates());
+        else if (name === 'split-seeds') onSeed(geometry.getCoordinates());
+        else if (name === 'add-polygon') onPolygon(geometry.getCoordinates());
+        else if (name === 'add-brush') onStroke(geometry.getCoordinates(), { type: 'add', erase: false });
+        else if (name === 'modify-brush') onStroke(geometry.getCoordinates(), { type: 'modify', erase: false });
+        else if (name === 'modify-erase') onStroke(geometry.getCoordinates(), { type: 'modify', erase: true });
+      });
+      map.addInteraction(draw);
+      draw.setActive(!viewer.state.busy);
+    }
+    for (const button of elements.tools) {
+      const on = button.dataset.tool === name;
+      button.classList.toggle('active', on);
+      button.setAttribute('aria-pressed', String(on));
+    }
+    map.getTargetElement().dataset.tool = name;
+    elements.status.textContent = `tool: ${TOOLS[name].label}`;
+    viewer.root.dataset.tool = name;
+  }
+
+  for (const button of elements.tools) button.addEventListener('click', () => setTool(button.dataset.tool));
+  elements.undo.addEventListener('click', undo);
+  elements.redo.addEventListener('click', redo);
+  elements.mergeApply.addEventListener('click', mergeSelected);
+  elements.deleteApply.addEventListener('click', deleteSelected);
+  elements.zThis.addEventListener('change', () => {
+    elements.zInputs.classList.toggle('disabled', elements.zThis.checked);
+    for (const input of elements.zInputs.querySelectorAll('input')) input.disabled = elements.zThis.checked;
+  });
+  elements.zThis.dispatchEvent(new Event('change'));
+  setTool('select');
+  renderLog();
+
+  return {
+    get tool() { return tool; },
+    setTool,
+    undo,
+    redo,
+    mergeSelected,
+    deleteSelected,
+    refreshButtons,
+    /** Enter: finish a polygon, or merge the picked nuclei. */
+    enter() {
+      if (tool === 'add-polygon' && draw) draw.finishDrawing();
+      else mergeSelected();
+    },
+    /** Escape: drop the drawing in progress; true if there was one. */
+    escape() {
+      const drawing = seeds.length > 0 || sketchSource.getFeatures().length > 0;
+      if (draw) draw.abortDrawing();
+      seeds = [];
+      sketchSource.clear();
+      return drawing;
+    },
+    removeLastPoint() {
+      if (tool === 'add-polygon' && draw) {
+        draw.removeLastPoint();
+        return true;
+      }
+      return false;
+    },
+    /** The z-range inputs follow the plane on screen. */
+    followPlane(z) {
+      if (elements.zThis.checked) {
+        elements.zFrom.value = z;
+        elements.zTo.value = z;
+      }
+    },
+    done,
+    undone,
+  };
+}

@@ -1,0 +1,170 @@
+/**
+ * The segmentation panel: its parameters, Start and Cancel, and the live state of the
+ * volume's newest job from the WebSocket (each message is a job's whole state: first the
+ * persisted ones, then every change). When a job that was queued or running while the page was
+ * open succeeds, `onSucceeded` gets its label version.
+ */
+
+const ACTIVE = new Set(['queued', 'running']);
+
+export function makeJobPanel({ api, config, elements, onSucceeded, onError }) {
+  const volume = config.volume;
+  const jobs = new Map(); // id -> last state
+  const watched = new Set(); // ids seen queued or running here
+  let socket = null;
+  let retry = 1000;
+  let stopped = false;
+  let pollTimer = null;
+
+  const [vz, vy, vx] = volume.voxel_size;
+  elements.vz.value = vz;
+  elements.vy.value = vy;
+  elements.vx.value = vx;
+  if (volume.shape[0] === 1) elements.vz.disabled = true;
+
+  function newest() {
+    let best = null;
+    for (const job of jobs.values()) if (best === null || job.id > best.id) best = job;
+    return best;
+  }
+
+  function render() {
+    const job = newest();
+    const status = elements.status;
+    if (job === null) {
+      status.dataset.status = 'none';
+      elements.progress.value = 0;
+      elements.text.textContent = 'No job yet.';
+      elements.cancel.disabled = true;
+      return;
+    }
+    status.dataset.status = job.status;
+    status.dataset.jobId = String(job.id);
+    elements.progress.value = job.status === 'succeeded' ? 1 : job.progress;
+    const percent = `${Math.round(100 * (job.status === 'succeeded' ? 1 : job.progress))} %`;
+    const parts = [`Job ${job.id}: ${job.status}`];
+    if (ACTIVE.has(job.status)) parts.push(percent);
+    if (job.message && job.status !== 'succeeded') parts.push(job.message);
+    if (job.status === 'succeeded' && job.label_version) parts.push(`labels ${job.label_version}`);
+    if (job.error) parts.push(job.error);
+    elements.text.textContent = parts.join(' · ');
+    elements.text.classList.toggle('error', job.status === 'failed');
+    elements.cancel.disabled = !ACTIVE.has(job.status);
+  }
+
+  function update(state) {
+    if (state.type !== undefined && state.type !== 'job') return;
+    if (state.volume !== undefined && state.volume !== null && state.volume !== volume.id) return;
+    const before = jobs.get(state.id);
+    jobs.set(state.id, state);
+    if (ACTIVE.has(state.status)) watched.add(state.id);
+    const finishedHere = watched.has(state.id) && state.status === 'succeeded'
+      && (before === undefined || before.status !== 'succeeded');
+    render();
+    if (finishedHere && state.label_version) {
+      watched.delete(state.id);
+      onSucceeded(state);
+    }
+    if (watched.has(state.id) && !ACTIVE.has(state.status)) watched.delete(state.id);
+  }
+
+  function connect() {
+    if (stopped) return;
+    const scheme = window.location.protocol === 'https:' ? 'wss' : 'ws';
+    socket = new WebSocket(`${scheme}://${window.location.host}${config.websocket}`);
+    socket.addEventListener('open', () => {
+      retry = 1000;
+      elements.status.dataset.socket = 'open';
+    });
+    socket.addEventListener('message', (event) => {
+      try {
+        update(JSON.parse(event.data));
+      } catch (error) {
+        console.error('bad job message', error);
+      }
+    });
+    socket.addEventListener('close', (event) => {
+      elements.status.dataset.socket = 'closed';
+      socket = null;
+      if (event.code === 4401 || event.code === 4403) {
+        onError('The job updates were refused: sign in again.');
+        return;
+      }
+      setTimeout(connect, retry);
+      retry = Math.min(retry * 2, 15000);
+    });
+  }
+
+  /** While the socket is down, read active jobs over HTTP instead. */
+  function poll() {
+    clearTimeout(pollTimer);
+    pollTimer = setTimeout(async () => {
+      const active = [...jobs.values()].filter((job) => ACTIVE.has(job.status));
+      if (socket === null || socket.readyState !== WebSocket.OPEN) {
+        for (const job of active) {
+          try {
+            update({ ...(await api.get(`segmentation-jobs/${job.id}/`)), type: 'job' });
+          } catch (error) {
+            console.warn('job poll failed', error);
+          }
+        }
+      }
+      if ([...jobs.values()].some((job) => ACTIVE.has(job.status))) poll();
+    }, 3000);
+  }
+
+  function params() {
+    const out = {};
+    const model = elements.model.value.trim();
+    if (model) out.model_name = model;
+    const diameter = elements.diameter.value.trim();
+    if (diameter) out.diameter = Number(diameter);
+    if (volume.shape[0] > 1) {
+      const backend = elements.backend ? elements.backend.value : 'hybrid2d3d';
+      out.do_3d = backend !== 'slice';
+      out.use_3d_backend = backend;
+    }
+    out.restoration_mode = elements.restoration.value;
+    const size = volume.shape[0] > 1
+      ? [elements.vz.value, elements.vy.value, elements.vx.value]
+      : [elements.vy.value, elements.vx.value];
+    if (size.every((v) => String(v).trim() !== '')) out.voxel_size = size.map(Number);
+    return out;
+  }
+
+  elements.form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    elements.start.disabled = true;
+    try {
+      const job = await api.post(`volumes/${volume.id}/segmentation-jobs/`, { params: params() });
+      update({ ...job, type: 'job' });
+      poll();
+    } catch (error) {
+      onError(`The job was not started: ${error.message}`);
+    } finally {
+      elements.start.disabled = false;
+    }
+  });
+
+  elements.cancel.addEventListener('click', async () => {
+    const job = newest();
+    if (job === null) return;
+    elements.cancel.disabled = true;
+    try {
+      update({ ...(await api.post(`segmentation-jobs/${job.id}/cancel/`)), type: 'job' });
+    } catch (error) {
+      onError(`The job was not cancelled: ${error.message}`);
+      render();
+    }
+  });
+
+  connect();
+  render();
+  return {
+    stop() {
+      stopped = true;
+      socket?.close();
+    },
+    jobs,
+  };
+}

@@ -1,0 +1,186 @@
+/**
+ * The map and its tile layers: the image (8-bit tiles windowed by lo/hi on the server), the
+ * label overlay (decoded in the browser, see labels.js) and the uncertainty heat map.
+ *
+ * Each layer keeps one source for the page's life; a new plane, window or label version gives
+ * the source a new loader and key, so OpenLayers keeps drawing the old tiles until the new ones
+ * are in (no flash to black while stepping through z).
+ */
+
+import Map from 'ol/Map.js';
+import View from 'ol/View.js';
+import TileLayer from 'ol/layer/Tile.js';
+import VectorLayer from 'ol/layer/Vector.js';
+import VectorSource from 'ol/source/Vector.js';
+import ImageTileSource from 'ol/source/ImageTile.js';
+import { defaults as defaultControls } from 'ol/control/defaults.js';
+import ZoomToExtent from 'ol/control/ZoomToExtent.js';
+import DoubleClickZoom from 'ol/interaction/DoubleClickZoom.js';
+import { defaults as defaultInteractions } from 'ol/interaction/defaults.js';
+
+import { TILE_SIZE } from './grid.js';
+import { LabelTiles, decodeLabelTile } from './labels.js';
+
+/** An ImageTile source whose loader can be swapped (setLoader and setKey are protected). */
+class SwitchingTileSource extends ImageTileSource {
+  switchTo(loader, key) {
+    this.setLoader(loader);
+    this.setKey(key);
+  }
+}
+
+async function fetchTile(url, signal) {
+  const response = await fetch(url, { signal, credentials: 'same-origin' });
+  if (!response.ok) {
+    const error = new Error(`tile ${response.status}`);
+    error.status = response.status;
+    throw error;
+  }
+  return response.blob();
+}
+
+/** The tile as an image OpenLayers can draw, padded to the full tile size at the edges. */
+async function imageOf(blob) {
+  const bitmap = await createImageBitmap(blob);
+  if (bitmap.width === TILE_SIZE && bitmap.height === TILE_SIZE) return bitmap;
+  const canvas = document.createElement('canvas');
+  canvas.width = TILE_SIZE;
+  canvas.height = TILE_SIZE;
+  canvas.getContext('2d').drawImage(bitmap, 0, 0);
+  bitmap.close();
+  return canvas;
+}
+
+/** Counts tile loads in flight per layer (for the status bar, the tests and the bench). */
+class LoadCounter {
+  constructor(onChange) {
+    this.pending = 0;
+    this.errors = 0;
+    this.onChange = onChange;
+  }
+
+  watch(source) {
+    source.on('tileloadstart', () => { this.pending += 1; this.onChange(); });
+    source.on('tileloadend', () => { this.pending -= 1; this.onChange(); });
+    source.on('tileloaderror', () => { this.pending -= 1; this.errors += 1; this.onChange(); });
+  }
+}
+
+export function makeMap({ target, grid, api, volumeId, onLoadsChange }) {
+  const sourceOptions = { projection: grid.projection, tileGrid: grid.tileGrid, wrapX: false, transition: 0 };
+  const imageSource = new SwitchingTileSource({ ...sourceOptions, state: 'loading' });
+  const labelSource = new SwitchingTileSource({ ...sourceOptions, state: 'loading', interpolate: false });
+  const heatSource = new SwitchingTileSource({ ...sourceOptions, state: 'loading', interpolate: false });
+  const labelTiles = new LabelTiles();
+  const loads = { image: new LoadCounter(onLoadsChange), labels: new LoadCounter(onLoadsChange),
+    heat: new LoadCounter(onLoadsChange) };
+  loads.image.watch(imageSource);
+  loads.labels.watch(labelSource);
+  loads.heat.watch(heatSource);
+
+  const imageLayer = new TileLayer({ source: imageSource, preload: 1 });
+  const heatLayer = new TileLayer({ source: heatSource, visible: false, opacity: 0.7 });
+  const labelLayer = new TileLayer({ source: labelSource, opacity: 0.6 });
+  const sketchSource = new VectorSource({ wrapX: false });
+  const sketchLayer = new VectorLayer({ source: sketchSource });
+
+  const view = new View({
+    projection: grid.projection,
+    extent: grid.extent,
+    constrainOnlyCenter: true,
+    showFullExtent: true,
+    enableRotation: false,
+    maxResolution: 2 ** (grid.levels + 1),
+    minResolution: 1 / 16,
+  });
+  const doubleClickZoom = [];
+  const interactions = defaultInteractions({ altShiftDragRotate: false, pinchRotate: false });
+  interactions.forEach((interaction) => {
+    if (interaction instanceof DoubleClickZoom) doubleClickZoom.push(interaction);
+  });
+  const map = new Map({
+    target,
+    layers: [imageLayer, heatLayer, labelLayer, sketchLayer],
+    view,
+    controls: defaultControls({ attribution: false, rotate: false }).extend([
+      new ZoomToExtent({ extent: grid.extent, label: '⤢', tipLabel: 'Fit the volume' }),
+    ]),
+    interactions,
+  });
+  view.fit(grid.extent, { padding: [8, 8, 8, 8] });
+
+  const base = `${api}volumes/${volumeId}/`;
+  let showing = { z: 0, lo: 0, hi: 1, version: null };
+
+  function showImage(z, lo, hi) {
+    const key = `image|${z}|${lo}|${hi}`;
+    imageSource.switchTo(async (olZ, tx, ty, { signal }) => {
+      const level = grid.levelOf(olZ);
+      const query = new URLSearchParams({ lo, hi, size: TILE_SIZE });
+      return imageOf(await fetchTile(`${base}tiles/${level}/${z}/${ty}/${tx}.png?${query}`, signal));
+    }, key);
+    if (imageSource.getState() !== 'ready') imageSource.setState('ready');
+  }
+
+  function showLabels(version, z) {
+    labelLayer.setVisible(labelLayer.get('wanted') !== false && version !== null);
+    if (version === null) return;
+    labelTiles.refresh(version, z);
+    labelSource.switchTo(async (olZ, tx, ty, { signal }) => {
+      const level = grid.levelOf(olZ);
+      const blob = await fetchTile(`${base}labels/${version}/tiles/${level}/${z}/${ty}/${tx}.png?size=${TILE_SIZE}`,
+        signal);
+      const decoded = await decodeLabelTile(blob);
+      return labelTiles.add({ version, z, level, ty, tx, ...decoded }).canvas;
+    }, `labels|${version}|${z}`);
+    if (labelSource.getState() !== 'ready') labelSource.setState('ready');
+  }
+
+  function showHeat(version, z) {
+    if (version === null) return;
+    heatSource.switchTo(async (olZ, tx, ty, { signal }) => {
+      const level = grid.levelOf(olZ);
+      return imageOf(await fetchTile(`${base}labels/${version}/uncertainty/${level}/${z}/${ty}/${tx}.png?size=${TILE_SIZE}`,
+        signal));
+    }, `heat|${version}|${z}`);
+    if (heatSource.getState() !== 'ready') heatSource.setState('ready');
+  }
+
+  return {
+    map,
+    view,
+    grid,
+    labelTiles,
+    loads,
+    sketchSource,
+    sketchLayer,
+    imageLayer,
+    labelLayer,
+    heatLayer,
+    doubleClickZoom,
+    /** Show plane z, window [lo, hi] and label version `version` (null: none). */
+    show({ z = showing.z, lo = showing.lo, hi = showing.hi, version = showing.version }) {
+      const before = showing;
+      showing = { z, lo, hi, version };
+      if (z !== before.z || lo !== before.lo || hi !== before.hi || !imageSource.getKey()) showImage(z, lo, hi);
+      if (z !== before.z || version !== before.version || !labelSource.getKey()) {
+        showLabels(version, z);
+        showHeat(version, z);
+      }
+    },
+    showing: () => showing,
+    setLabelsVisible(visible) {
+      labelLayer.set('wanted', visible);
+      labelLayer.setVisible(visible && showing.version !== null);
+    },
+    /** Repaint the label tiles with a new style (outlines, selection). */
+    setLabelStyle(style) {
+      if (labelTiles.setStyle(style, showing.version, showing.z)) labelLayer.changed();
+    },
+    idAt(y, x) {
+      if (showing.version === null) return null;
+      return labelTiles.idAt(showing.version, showing.z, y, x, grid.levels);
+    },
+    pending: () => loads.image.pending + loads.labels.pending + (heatLayer.getVisible() ? loads.heat.pending : 0),
+  };
+}

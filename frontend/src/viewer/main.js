@@ -1,0 +1,389 @@
+/**
+ * The viewer page of one volume (frontend/templates/frontend/viewer.html): the map, the
+ * plane and contrast controls, the label overlay, the nuclei queue, segmentation jobs and the
+ * editing tools. The page's config comes from the server in <script id="viewer-config">.
+ *
+ * `window.ezqViewer` exposes the state and timing marks for the browser tests and
+ * bench/viewer.py; `#viewer`'s data attributes mirror the state (version, z, busy, tiles).
+ */
+
+import 'ol/ol.css';
+
+import { ApiError, makeApi, resultsOf } from './api.js';
+import { makeGrid, toCoordinate, toYX, inside } from './grid.js';
+import { makeMap } from './layers.js';
+import { makeNucleiPanel } from './nuclei.js';
+import { makeJobPanel } from './jobs.js';
+import { makeEditor, TOOLS } from './edits.js';
+
+const $ = (id) => document.getElementById(id);
+
+function main() {
+  const config = JSON.parse($('viewer-config').textContent);
+  const volume = config.volume;
+  const root = $('viewer');
+  const api = makeApi({ base: config.api, csrfToken: config.csrf_token });
+  const grid = makeGrid(volume);
+  const marks = { edits: [] };
+  let editor = null; // made below, once the map and the panels exist
+  const state = {
+    z: Math.floor(volume.shape[0] / 2),
+    lo: volume.contrast_limits[0],
+    hi: volume.contrast_limits[1],
+    version: config.head,
+    versions: [...config.label_versions],
+    selection: [],
+    busy: false,
+  };
+
+  // -- banner: errors, conflicts and notices ------------------------------------------------
+  const banner = {
+    show(text, { kind = 'error', reload = false } = {}) {
+      $('banner').hidden = false;
+      $('banner').dataset.kind = kind;
+      $('banner-text').textContent = text;
+      $('banner-reload').hidden = !reload;
+    },
+    hide() {
+      $('banner').hidden = true;
+    },
+  };
+  $('banner-close').addEventListener('click', banner.hide);
+
+  function updateRoot() {
+    root.dataset.version = state.version ?? '';
+    root.dataset.z = String(state.z);
+    root.dataset.busy = String(state.busy);
+    root.dataset.selected = state.selection.join(',');
+    $('status-busy').hidden = !state.busy;
+  }
+
+  const layers = makeMap({
+    target: $('map'), grid, api: config.api, volumeId: volume.id,
+    onLoadsChange: () => {
+      root.dataset.tilesPending = String(layers.pending());
+      const heatFailed = layers.loads.heat.errors > 0 && layers.heatLayer.getVisible();
+      $('heatmap-note').textContent = heatFailed ? 'no heat map for some tiles of this version' : '';
+    },
+  });
+  const { map, view } = layers;
+
+  // -- version on screen --------------------------------------------------------------------
+  function renderVersions() {
+    const select = $('version-select');
+    select.replaceChildren();
+    if (state.versions.length === 0) {
+      const option = document.createElement('option');
+      option.textContent = 'none yet';
+      option.value = '';
+      select.append(option);
+    }
+    for (const name of state.versions) {
+      const option = document.createElement('option');
+      option.value = name;
+      option.textContent = name === state.versions[state.versions.length - 1] ? `${name} (latest)` : name;
+      select.append(option);
+    }
+    select.value = state.version ?? '';
+    select.disabled = state.versions.length === 0;
+    $('head-version').textContent = state.version ? `labels ${state.version}` : 'no labels';
+  }
+
+  /** Resolves at the next frame in which every tile on screen is drawn. */
+  function nextFullRender() {
+    return new Promise((resolve) => {
+      map.once('rendercomplete', () => resolve(performance.now()));
+      map.render();
+    });
+  }
+
+  async function setVersion(version, { selection = [], editSent = null } = {}) {
+    if (version && !state.versions.includes(version)) {
+      state.versions.push(version);
+      state.versions.sort((a, b) => Number(a.slice(1)) - Number(b.slice(1)));
+    }
+    state.version = version;
+    state.selection = selection;
+    renderVersions();
+    layers.show({ version });
+    layers.setLabelStyle({ selected: selection });
+    updateRoot();
+    const overlay = nextFullRender().then((at) => {
+      if (editSent !== null) {
+        marks.edits.push({ version, sent: editSent, overlay: at, ms: at - editSent });
+        root.dataset.lastEditMs = String(Math.round(at - editSent));
+      }
+      root.dataset.overlayVersion = version ?? '';
+    });
+    try {
+      await nuclei.load(version, selection);
+    } catch (error) {
+      showApiError(error, 'The nuclei could not be loaded');
+    }
+    select(selection, { quiet: true });
+    return overlay;
+  }
+
+  async function reload() {
+    banner.hide();
+    try {
+      const detail = await api.get(`volumes/${volume.id}/`);
+      const versions = resultsOf(await api.get(`volumes/${volume.id}/label-versions/`)).map((v) => v.name);
+      state.versions = versions;
+      const latest = detail.latest_label_version ?? versions[versions.length - 1] ?? null;
+      await setVersion(latest);
+      banner.show(`Reloaded: now showing ${latest ?? 'no labels'}.`, { kind: 'info' });
+    } catch (error) {
+      showApiError(error, 'Could not reload');
+    }
+  }
+  $('banner-reload').addEventListener('click', reload);
+
+  function showApiError(error, what) {
+    if (error instanceof ApiError && error.status === 409) {
+      const current = error.extra?.current_label_version;
+      banner.show(`${what}: the labels changed since you loaded them`
+        + `${current ? ` (the latest version is now ${current})` : ''}, by another user or a job. `
+        + 'Nothing was changed. Reload to see the current labels, then edit again.', { kind: 'conflict', reload: true });
+    } else if (error instanceof ApiError) {
+      banner.show(`${what}: ${error.message}`, { kind: 'error' });
+    } else {
+      console.error(error);
+      banner.show(`${what}: ${error.message ?? error}`, { kind: 'error' });
+    }
+  }
+
+  function setBusy(busy) {
+    state.busy = busy;
+    editor?.refreshButtons();
+    updateRoot();
+  }
+
+  // -- plane, contrast, overlay controls ----------------------------------------------------
+  function setZ(z) {
+    const next = Math.max(0, Math.min(volume.shape[0] - 1, Math.round(z)));
+    if (next === state.z && layers.showing().z === next) return;
+    state.z = next;
+    $('z-slider').value = String(next);
+    $('z-value').textContent = String(next);
+    $('status-z').textContent = `z ${next} / ${volume.shape[0] - 1}`;
+    layers.show({ z: next });
+    editor?.followPlane(next);
+    updateRoot();
+  }
+  $('z-slider').addEventListener('input', (event) => setZ(Number(event.target.value)));
+
+  let contrastTimer = null;
+  function applyContrast() {
+    const lo = Number($('contrast-lo').value);
+    const hi = Number($('contrast-hi').value);
+    if (!Number.isFinite(lo) || !Number.isFinite(hi) || lo >= hi) {
+      $('contrast-lo').setCustomValidity('low must be below high');
+      $('contrast-lo').reportValidity();
+      return;
+    }
+    $('contrast-lo').setCustomValidity('');
+    state.lo = lo;
+    state.hi = hi;
+    layers.show({ lo, hi });
+  }
+  for (const id of ['contrast-lo', 'contrast-hi']) {
+    $(id).addEventListener('input', () => {
+      clearTimeout(contrastTimer);
+      contrastTimer = setTimeout(applyContrast, 250);
+    });
+  }
+  const shown = (value) => String(Number(value.toPrecision(6)));
+  $('contrast-reset').addEventListener('click', () => {
+    $('contrast-lo').value = shown(volume.contrast_limits[0]);
+    $('contrast-hi').value = shown(volume.contrast_limits[1]);
+    applyContrast();
+  });
+  $('contrast-lo').value = shown(state.lo);
+  $('contrast-hi').value = shown(state.hi);
+
+  $('labels-visible').addEventListener('change', (e) => layers.setLabelsVisible(e.target.checked));
+  $('labels-outline').addEventListener('change', (e) => layers.setLabelStyle({ outline: e.target.checked }));
+  $('heatmap-visible').addEventListener('change', (e) => layers.heatLayer.setVisible(e.target.checked));
+  $('labels-opacity').addEventListener('input', (e) => {
+    layers.labelLayer.setOpacity(Number(e.target.value) / 100);
+    $('opacity-value').textContent = `${e.target.value} %`;
+  });
+  $('version-select').addEventListener('change', (e) => setVersion(e.target.value || null));
+
+  // -- selection, hover, nuclei queue -------------------------------------------------------
+  function select(ids, { quiet = false } = {}) {
+    state.selection = [...new Set(ids.filter((id) => id > 0))];
+    layers.setLabelStyle({ selected: state.selection });
+    nuclei.highlight(state.selection);
+    const text = $('selection-text');
+    if (state.selection.length === 0) {
+      text.textContent = 'Nothing selected.';
+    } else if (state.selection.length === 1) {
+      const n = nuclei.get(state.selection[0]);
+      text.textContent = n
+        ? `#${n.label_id}: z ${n.z_min}–${n.z_max}, ${n.volume_voxels.toLocaleString()} voxels, uncertainty `
+          + `${n.uncertainty === null ? '—' : n.uncertainty.toFixed(3)}`
+        : `#${state.selection[0]}`;
+    } else {
+      text.textContent = `${state.selection.length} nuclei: #${state.selection.join(', #')}`;
+    }
+    editor?.refreshButtons();
+    updateRoot();
+    if (!quiet) map.render();
+  }
+
+  function jumpTo(nucleus) {
+    setZ(nucleus.centroid_z);
+    const planes = nucleus.z_max - nucleus.z_min + 1;
+    const diameter = 2 * Math.sqrt(nucleus.volume_voxels / planes / Math.PI);
+    const [w, h] = map.getSize() ?? [800, 600];
+    const resolution = Math.max(1 / 4, Math.min((diameter * 5) / Math.min(w, h), 2 ** (grid.levels - 1)));
+    view.animate({ center: toCoordinate(nucleus.centroid_y, nucleus.centroid_x), resolution, duration: 250 });
+    select([nucleus.label_id]);
+  }
+
+  const nuclei = makeNucleiPanel({
+    api, volumeId: volume.id,
+    elements: { list: $('nuclei-list'), count: $('nuclei-count'), next: $('next-uncertain') },
+    onPick: jumpTo,
+  });
+  function nextUncertain() {
+    const next = nuclei.next(state.selection[0]);
+    if (next) jumpTo(next);
+  }
+  $('next-uncertain').addEventListener('click', nextUncertain);
+
+  let hoverFrame = null;
+  map.on('pointermove', (event) => {
+    if (event.dragging) return;
+    const coordinate = event.coordinate;
+    if (hoverFrame !== null) return;
+    hoverFrame = requestAnimationFrame(() => {
+      hoverFrame = null;
+      const [y, x] = toYX(coordinate);
+      if (!inside(grid, [y, x])) {
+        $('status-pos').textContent = '—';
+        $('status-id').textContent = 'nucleus —';
+        root.dataset.hoverId = '';
+        return;
+      }
+      $('status-pos').textContent = `y ${Math.floor(y)} · x ${Math.floor(x)}`;
+      const id = layers.idAt(y, x);
+      $('status-id').textContent = id === null ? 'nucleus ?' : (id === 0 ? 'background' : `nucleus #${id}`);
+      root.dataset.hoverId = id === null ? '' : String(id);
+      map.getTargetElement().classList.toggle('over-nucleus', Boolean(id));
+    });
+  });
+  map.on('singleclick', (event) => {
+    const tool = editor.tool;
+    if (tool !== 'select' && tool !== 'merge') return;
+    const [y, x] = toYX(event.coordinate);
+    const id = inside(grid, [y, x]) ? layers.idAt(y, x) : 0;
+    if (!id) {
+      if (tool === 'select' && !event.originalEvent.shiftKey) select([]);
+      return;
+    }
+    const toggle = tool === 'merge' || event.originalEvent.shiftKey;
+    if (toggle) {
+      select(state.selection.includes(id) ? state.selection.filter((s) => s !== id) : [...state.selection, id]);
+    } else {
+      select([id]);
+    }
+  });
+
+  // -- jobs ---------------------------------------------------------------------------------
+  makeJobPanel({
+    api, config,
+    elements: {
+      form: $('job-form'), model: $('job-model'), diameter: $('job-diameter'), backend: $('job-backend'),
+      restoration: $('job-restoration'), vz: $('job-vz'), vy: $('job-vy'), vx: $('job-vx'),
+      start: $('job-start'), cancel: $('job-cancel'), status: $('job-status'), progress: $('job-progress'),
+      text: $('job-text'),
+    },
+    onSucceeded: async (job) => {
+      await setVersion(job.label_version);
+      banner.show(`Segmentation job ${job.id} finished: now showing ${job.label_version}.`, { kind: 'info' });
+    },
+    onError: (text) => banner.show(text, { kind: 'error' }),
+  });
+
+  // -- editing ------------------------------------------------------------------------------
+  const viewer = {
+    api, volumeId: volume.id, layers, root, banner, state,
+    setVersion, setBusy, showApiError,
+    idAt: (y, x) => layers.idAt(y, x),
+  };
+  editor = makeEditor({
+    viewer,
+    elements: {
+      tools: [...document.querySelectorAll('button.tool')], radius: $('brush-radius'),
+      zThis: $('zrange-this'), zFrom: $('zrange-from'), zTo: $('zrange-to'), zInputs: $('zrange-inputs'),
+      undo: $('undo'), redo: $('redo'), mergeApply: $('merge-apply'), deleteApply: $('delete-apply'),
+      log: $('edit-log'), status: $('status-tool'),
+    },
+  });
+
+  // -- keyboard -----------------------------------------------------------------------------
+  const toolKeys = Object.fromEntries(Object.entries(TOOLS).map(([name, t]) => [t.key, name]));
+  document.addEventListener('keydown', (event) => {
+    const target = event.target;
+    const typing = target instanceof HTMLElement
+      && (target.isContentEditable || ['INPUT', 'SELECT', 'TEXTAREA'].includes(target.tagName))
+      && !(target instanceof HTMLInputElement && ['checkbox', 'range', 'radio'].includes(target.type));
+    if (typing && event.key !== 'Escape') return;
+    const ctrl = event.ctrlKey || event.metaKey;
+    const key = event.key;
+    let handled = true;
+    if (ctrl && (key === 'z' || key === 'Z')) {
+      if (event.shiftKey) editor.redo();
+      else editor.undo();
+    } else if (ctrl && (key === 'y' || key === 'Y')) {
+      editor.redo();
+    } else if (ctrl || event.altKey) {
+      handled = false;
+    } else if (key === ',' || key === 'PageDown') {
+      setZ(state.z - 1);
+    } else if (key === '.' || key === 'PageUp') {
+      setZ(state.z + 1);
+    } else if (key === 'n') {
+      nextUncertain();
+    } else if (key === 'o') {
+      $('labels-outline').click();
+    } else if (key === 'l') {
+      $('labels-visible').click();
+    } else if (key === 'h') {
+      $('heatmap-visible').click();
+    } else if (key === '[' || key === ']') {
+      const input = $('brush-radius');
+      input.value = String(Math.max(1, Number(input.value) + (key === ']' ? 1 : -1)));
+    } else if (key === 'Enter') {
+      editor.enter();
+    } else if (key === 'Escape') {
+      if (!editor.escape()) select([]);
+    } else if (key === 'Delete' || key === 'Backspace') {
+      if (!editor.removeLastPoint()) editor.deleteSelected();
+    } else if (key in toolKeys) {
+      editor.setTool(toolKeys[key]);
+    } else {
+      handled = false;
+    }
+    if (handled) event.preventDefault();
+  });
+
+  // -- start --------------------------------------------------------------------------------
+  map.once('rendercomplete', () => {
+    marks.firstFullRender = performance.now();
+    root.dataset.firstRenderMs = String(Math.round(marks.firstFullRender));
+  });
+  map.on('rendercomplete', () => { root.dataset.rendered = String(performance.now()); });
+  setZ(state.z);
+  layers.show({ z: state.z, lo: state.lo, hi: state.hi, version: state.version });
+  renderVersions();
+  setVersion(state.version).then(() => {
+    root.dataset.state = 'ready';
+  });
+  window.ezqViewer = { state, marks, map, layers, setZ, setVersion, select, jumpTo, editor, nextFullRender };
+}
+
+main();

@@ -1,0 +1,89 @@
+/**
+ * The nuclei of the version on screen, least certain first (the core's score), as a review
+ * queue: clicking one, or `n` for the next, jumps to its plane and centre and selects it.
+ */
+
+import { colourOf } from './labels.js';
+
+const PAGE_SIZE = 200;
+
+export function makeNucleiPanel({ api, volumeId, elements, onPick }) {
+  let nuclei = [];
+  let byId = new Map();
+  let version = null;
+  let request = 0;
+
+  function render(selected) {
+    const list = elements.list;
+    list.replaceChildren();
+    nuclei.forEach((nucleus, index) => {
+      const item = document.createElement('li');
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.className = 'nucleus';
+      button.dataset.labelId = String(nucleus.label_id);
+      button.dataset.rank = String(index + 1);
+      if (selected.includes(nucleus.label_id)) button.classList.add('selected');
+      const swatch = document.createElement('span');
+      swatch.className = 'swatch';
+      swatch.style.background = `rgb(${colourOf(nucleus.label_id).join(',')})`;
+      const id = document.createElement('span');
+      id.className = 'id';
+      id.textContent = `#${nucleus.label_id}`;
+      const score = document.createElement('span');
+      score.className = 'score';
+      score.textContent = nucleus.uncertainty === null ? 'unscored' : nucleus.uncertainty.toFixed(3);
+      const where = document.createElement('span');
+      where.className = 'where muted';
+      where.textContent = nucleus.z_min === nucleus.z_max ? `z ${nucleus.z_min}` : `z ${nucleus.z_min}–${nucleus.z_max}`;
+      const size = document.createElement('span');
+      size.className = 'size muted';
+      size.textContent = `${nucleus.volume_voxels.toLocaleString()} vx`;
+      button.append(swatch, id, score, where, size);
+      button.addEventListener('click', () => onPick(nucleus));
+      item.append(button);
+      list.append(item);
+    });
+  }
+
+  return {
+    async load(nextVersion, selected = []) {
+      version = nextVersion;
+      const mine = ++request;
+      if (version === null) {
+        nuclei = [];
+        byId = new Map();
+        elements.count.textContent = 'No label version yet: run a segmentation.';
+        elements.next.disabled = true;
+        render(selected);
+        return;
+      }
+      elements.count.textContent = `Loading the nuclei of ${version}…`;
+      const data = await api.get(
+        `volumes/${volumeId}/label-versions/${version}/nuclei/?ordering=-uncertainty&page_size=${PAGE_SIZE}`);
+      if (mine !== request) return; // a newer version was asked for meanwhile
+      nuclei = data.results;
+      byId = new Map(nuclei.map((n) => [n.label_id, n]));
+      const shown = data.count > nuclei.length ? `the ${nuclei.length} least certain of ` : '';
+      elements.count.textContent = `${shown}${data.count} nuclei in ${version}`;
+      elements.next.disabled = nuclei.length === 0;
+      render(selected);
+    },
+    /** The nucleus after `current` in the queue (the first if none). */
+    next(current) {
+      if (nuclei.length === 0) return null;
+      const index = nuclei.findIndex((n) => n.label_id === current);
+      return nuclei[(index + 1) % nuclei.length];
+    },
+    get: (labelId) => byId.get(labelId) ?? null,
+    top: () => nuclei[0] ?? null,
+    highlight(selected) {
+      for (const button of elements.list.querySelectorAll('button.nucleus')) {
+        const on = selected.includes(Number(button.dataset.labelId));
+        button.classList.toggle('selected', on);
+        if (on && selected[0] === Number(button.dataset.labelId)) button.scrollIntoView({ block: 'nearest' });
+      }
+    },
+    get version() { return version; },
+  };
+}

@@ -1,0 +1,164 @@
+"""The pages behind a sign-in: login and logout, the projects page and the volume viewer.
+
+ivy owns the project "Nuclei 101" with one small generated volume; alice is a student in it;
+eve is in no project and gets 404 for the viewer, exactly as the API answers her.
+"""
+
+import json
+
+import numpy as np
+import pytest
+from django.urls import reverse
+
+from tests.conftest import PASSWORD
+
+
+@pytest.fixture(autouse=True)
+def data_dir(settings, tmp_path):
+    settings.EZQUANT_DATA_DIR = tmp_path / "data"
+    yield
+    from annotation.stores import volume_store_at
+
+    volume_store_at.cache_clear()
+
+
+@pytest.fixture
+def volume(tmp_path, ivy, alice):
+    import tifffile
+
+    from annotation.services import label_version_create, membership_add, project_create, volume_import
+    from segmentation.core import synthetic
+
+    sample = synthetic.generate_3d(shape=(4, 96, 80), seed=2)
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, np.clip(np.round(sample.image * 100), 0, 65535).astype(np.uint16),
+                     photometric="minisblack", metadata={"axes": "ZYX"})
+    project = project_create(name="Nuclei 101", user=ivy)
+    membership_add(project=project, user=alice)
+    volume = volume_import(project=project, src_path=path, name="stack one", user=ivy, voxel_size=(2.0, 0.5, 0.5))
+    label_version_create(volume=volume, labels=sample.labels, user=ivy, source="upload")
+    return volume
+
+
+def _config(response) -> dict:
+    html = response.content.decode()
+    start = html.index('<script id="viewer-config" type="application/json">') + len(
+        '<script id="viewer-config" type="application/json">')
+    return json.loads(html[start:html.index("</script>", start)])
+
+
+@pytest.mark.django_db
+def test_it_shows_the_login_page(client):
+    response = client.get(reverse("login"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'name="username"' in html and 'name="password"' in html and "csrfmiddlewaretoken" in html
+
+
+@pytest.mark.django_db
+def test_it_signs_alice_in_and_sends_her_to_her_projects(client, alice):
+    response = client.post(reverse("login"), {"username": "alice", "password": PASSWORD})
+    assert response.status_code == 302
+    assert response["Location"] == reverse("project-list-page")
+
+
+@pytest.mark.django_db
+def test_it_refuses_a_wrong_password(client, alice):
+    response = client.post(reverse("login"), {"username": "alice", "password": "not it"})
+    assert response.status_code == 200
+    assert "do not match an account" in response.content.decode()
+    assert "_auth_user_id" not in client.session
+
+
+@pytest.mark.django_db
+def test_it_signs_out_with_a_post(client, alice):
+    client.login(username="alice", password=PASSWORD)
+    response = client.post(reverse("logout"))
+    assert response.status_code == 302 and response["Location"] == reverse("login")
+    assert "_auth_user_id" not in client.session
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name, kwargs", [("project-list-page", {}), ("volume-viewer", {"volume_id": 1})])
+def test_it_sends_anonymous_visitors_to_the_login_page(client, name, kwargs):
+    url = reverse(name, kwargs=kwargs)
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response["Location"] == f"{reverse('login')}?next={url}"
+
+
+@pytest.mark.django_db
+def test_it_lists_alices_projects_and_links_their_volumes(client, alice, volume):
+    client.login(username="alice", password=PASSWORD)
+    response = client.get(reverse("project-list-page"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Nuclei 101" in html and "stack one" in html
+    assert f'href="{reverse("volume-viewer", kwargs={"volume_id": volume.id})}"' in html
+    assert "4 × 96 × 80" in html
+
+
+@pytest.mark.django_db
+def test_it_shows_eve_no_project(client, eve, volume):
+    client.login(username="eve", password=PASSWORD)
+    response = client.get(reverse("project-list-page"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Nuclei 101" not in html and "stack one" not in html
+    assert "not a member of any project" in html
+
+
+@pytest.mark.django_db
+def test_it_renders_the_viewer_with_its_config(client, alice, volume):
+    client.login(username="alice", password=PASSWORD)
+    response = client.get(reverse("volume-viewer", kwargs={"volume_id": volume.id}))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert '<div id="map"' in html
+    assert '/static/frontend/dist/viewer.js' in html and '/static/frontend/viewer.css' in html
+    config = _config(response)
+    assert config["volume"]["id"] == volume.id
+    assert config["volume"]["shape"] == [4, 96, 80]
+    assert config["volume"]["voxel_size"] == [2.0, 0.5, 0.5]
+    assert config["volume"]["level_shapes"][0] == [4, 96, 80]
+    assert config["label_versions"] == ["v1"] and config["head"] == "v1"
+    assert config["api"] == "/api/v1/"
+    assert config["websocket"] == f"/ws/volumes/{volume.id}/jobs/"
+    assert config["csrf_token"]
+    assert config["user"] == "alice"
+
+
+@pytest.mark.django_db
+def test_it_renders_the_viewer_of_a_volume_without_labels(client, alice, volume):
+    from annotation.services import volume_import
+
+    client.login(username="alice", password=PASSWORD)
+    bare = volume_import(project=volume.project, src_path=volume.storage_path, name="bare", user=alice)
+    config = _config(client.get(reverse("volume-viewer", kwargs={"volume_id": bare.id})))
+    assert config["label_versions"] == [] and config["head"] is None
+
+
+@pytest.mark.django_db
+def test_it_answers_404_to_eve_for_the_viewer(client, eve, volume):
+    client.login(username="eve", password=PASSWORD)
+    assert client.get(reverse("volume-viewer", kwargs={"volume_id": volume.id})).status_code == 404
+
+
+@pytest.mark.django_db
+def test_it_answers_404_for_a_volume_that_does_not_exist(client, alice, volume):
+    client.login(username="alice", password=PASSWORD)
+    assert client.get(reverse("volume-viewer", kwargs={"volume_id": volume.id + 100})).status_code == 404
+
+
+@pytest.mark.django_db
+def test_it_refuses_to_post_to_the_viewer(client, alice, volume):
+    client.login(username="alice", password=PASSWORD)
+    assert client.post(reverse("volume-viewer", kwargs={"volume_id": volume.id})).status_code == 405
+
+
+def test_it_finds_the_viewer_bundle():
+    """`make test` builds it (npm ci + esbuild) before the tests run."""
+    from django.contrib.staticfiles import finders
+
+    assert finders.find("frontend/dist/viewer.js"), "no bundle: run `make frontend`"
+    assert finders.find("frontend/viewer.css")
