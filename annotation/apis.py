@@ -190,6 +190,8 @@ class VolumeOutputSerializer(serializers.Serializer):
     contrast_limits = serializers.ListField(child=serializers.FloatField(), help_text="default display (lo, hi)")
     n_levels = serializers.IntegerField()
     level_shapes = serializers.ListField(child=serializers.ListField(child=serializers.IntegerField()))
+    latest_label_version = serializers.CharField(allow_null=True, default=None,
+                                                 help_text="the newest label version (the one to view and edit)")
     created_by = _UserField()
     created_at = serializers.DateTimeField()
 
@@ -305,7 +307,7 @@ class LabelVersionDetailApi(APIView):
 # -- nuclei -----------------------------------------------------------------------------------
 
 _NUCLEUS_FIELDS = (
-    "label_id", "z_min", "z_max", "centroid_z", "centroid_y", "centroid_x", "volume_voxels", "volume_um3",
+    "label_id", "z_min", "z_max", "y_min", "y_max", "x_min", "x_max", "centroid_z", "centroid_y", "centroid_x", "volume_voxels", "volume_um3",
     "mean_intensity", "integrated_intensity", "solidity", "uncertainty",
 )
 
@@ -327,6 +329,10 @@ class NucleusListApi(APIView):
         label_id = serializers.IntegerField()
         z_min = serializers.IntegerField()
         z_max = serializers.IntegerField()
+        y_min = serializers.IntegerField(allow_null=True)
+        y_max = serializers.IntegerField(allow_null=True)
+        x_min = serializers.IntegerField(allow_null=True)
+        x_max = serializers.IntegerField(allow_null=True)
         centroid_z = serializers.FloatField()
         centroid_y = serializers.FloatField()
         centroid_x = serializers.FloatField()
@@ -391,3 +397,119 @@ class LabelVersionZarrExportApi(_DownloadApi):
         response["Content-Disposition"] = f'attachment; filename="{root}.zip"'
         return response
 
+
+
+# -- corrections ------------------------------------------------------------------------------
+
+
+class CorrectionOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    volume = serializers.IntegerField(source="volume_id")
+    type = serializers.CharField(source="correction_type")
+    label_version = serializers.CharField(source="label_version.name", help_text="the version edited")
+    result_version = serializers.CharField(source="result_version.name", help_text="the version it produced")
+    model_version = serializers.CharField(help_text="the model behind the labels corrected")
+    nucleus_ids = serializers.ListField(child=serializers.IntegerField(), help_text="edited nuclei, before")
+    new_ids = serializers.ListField(child=serializers.IntegerField(), help_text="edited nuclei, after")
+    bbox = serializers.ListField(child=serializers.IntegerField(), help_text="[z0, z1, y0, y1, x0, x1), level 0")
+    geometry = serializers.JSONField()
+    record_id = serializers.IntegerField(help_text="the record in the volume's corrections.json")
+    created_by = _UserField()
+    created_at = serializers.DateTimeField()
+    undone = serializers.BooleanField()
+    undone_version = serializers.CharField(source="undone_version.name", allow_null=True, default=None)
+    undone_at = serializers.DateTimeField(allow_null=True)
+    redo_of = serializers.IntegerField(source="redo_of_id", allow_null=True)
+
+
+class _Point(serializers.ListField):
+    def __init__(self, **kwargs):
+        super().__init__(child=serializers.FloatField(), min_length=2, max_length=2, **kwargs)
+
+
+class CorrectionListCreateApi(APIView):
+    """``POST``: edit the volume's latest label version (one correction, one new version).
+    ``GET``: the volume's corrections, newest first, a page at a time."""
+
+    class InputSerializer(serializers.Serializer):
+        label_version = serializers.RegexField(r"^v[1-9][0-9]*$", help_text="the version the edit was made on")
+        type = serializers.ChoiceField(choices=["split", "merge", "delete", "add", "modify"])
+        nucleus_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, default=list)
+        z = serializers.IntegerField(min_value=0, required=False, default=0, help_text="the plane drawn on")
+        z_range = serializers.ListField(child=serializers.IntegerField(min_value=0), min_length=2, max_length=2,
+                                        required=False, allow_null=True, default=None,
+                                        help_text="[z0, z1] inclusive: planes an add or modify applies to")
+        line = serializers.ListField(child=_Point(), required=False, allow_null=True, default=None,
+                                     help_text="split: [[y, x], ...] across the nucleus")
+        seeds = serializers.ListField(child=_Point(), required=False, allow_null=True, default=None,
+                                      help_text="split: two [y, x] seeds")
+        polygon = serializers.ListField(child=_Point(), required=False, allow_null=True, default=None,
+                                        help_text="add: the outline")
+        stroke = serializers.DictField(required=False, allow_null=True, default=None,
+                                       help_text='add or modify: {"points": [[y, x], ...], "radius": r, "erase": bool}')
+
+    @extend_schema(request=InputSerializer, responses={201: CorrectionOutputSerializer})
+    def post(self, request, volume_id: int):
+        volume = selectors.volume_get(user=request.user, volume_id=volume_id)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        edit = {"correction_type": data.pop("type"), **{k: v for k, v in data.items() if k != "label_version"}}
+        stroke = edit.pop("stroke")
+        if stroke is not None:
+            unknown = sorted(set(stroke) - {"points", "radius", "erase"})
+            if unknown:
+                raise ApplicationError(f"unknown stroke fields: {', '.join(unknown)}")
+            edit.update(stroke=stroke.get("points"), radius=stroke.get("radius"), erase=stroke.get("erase", False))
+        correction = services.correction_create(volume=volume, user=request.user,
+                                                label_version=data["label_version"], edit=edit)
+        return Response(CorrectionOutputSerializer(correction).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses=CorrectionOutputSerializer(many=True))
+    def get(self, request, volume_id: int):
+        volume = selectors.volume_get(user=request.user, volume_id=volume_id)
+        paginator = Pagination()
+        page = paginator.paginate_queryset(selectors.correction_list(volume=volume), request, view=self)
+        return paginator.get_paginated_response(CorrectionOutputSerializer(page, many=True).data)
+
+
+class CorrectionDetailApi(APIView):
+    @extend_schema(responses=CorrectionOutputSerializer)
+    def get(self, request, correction_id: int):
+        correction = selectors.correction_get(user=request.user, correction_id=correction_id)
+        return Response(CorrectionOutputSerializer(correction).data)
+
+
+class _CorrectionStepApi(APIView):
+    """Undo or redo: ``{"label_version": the latest version as the page shows it}``; the
+    subclass names the service (``step``)."""
+
+    class InputSerializer(serializers.Serializer):
+        label_version = serializers.RegexField(r"^v[1-9][0-9]*$", help_text="the volume's latest version")
+
+    class OutputSerializer(serializers.Serializer):
+        correction = CorrectionOutputSerializer()
+        result_version = serializers.CharField()
+
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
+    def post(self, request, correction_id: int):
+        correction = selectors.correction_get(user=request.user, correction_id=correction_id)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        correction = type(self).step(correction=correction, user=request.user,
+                                     label_version=serializer.validated_data["label_version"])
+        version = correction.undone_version if correction.undone else correction.result_version
+        return Response(self.OutputSerializer({"correction": correction, "result_version": version.name}).data,
+                        status=status.HTTP_201_CREATED)
+
+
+class CorrectionUndoApi(_CorrectionStepApi):
+    """A new latest version with the edit reverted; the record is marked undone."""
+
+    step = staticmethod(services.correction_undo)
+
+
+class CorrectionRedoApi(_CorrectionStepApi):
+    """An undone edit made again on the latest version: a new version and a new record."""
+
+    step = staticmethod(services.correction_redo)

@@ -153,6 +153,12 @@ class Nucleus(models.Model):
     label_id = models.PositiveBigIntegerField()
     z_min = models.PositiveIntegerField()
     z_max = models.PositiveIntegerField()
+    # The bounding box in y and x (inclusive, level-0 pixels): an edit reads only this region.
+    # Empty on rows measured before it was kept; an edit then reads whole planes.
+    y_min = models.PositiveIntegerField(null=True, blank=True)
+    y_max = models.PositiveIntegerField(null=True, blank=True)
+    x_min = models.PositiveIntegerField(null=True, blank=True)
+    x_max = models.PositiveIntegerField(null=True, blank=True)
     centroid_z = models.FloatField()
     centroid_y = models.FloatField()
     centroid_x = models.FloatField()
@@ -174,3 +180,60 @@ class Nucleus(models.Model):
 
     def __str__(self) -> str:
         return f"nucleus {self.label_id} of {self.label_version}"
+
+
+class Correction(models.Model):
+    """One edit a person made to a label version: the typed correction record of the guide.
+
+    ``label_version`` is the version the edit was made on, ``result_version`` the new version
+    it produced; the masks before and after (the edited nuclei in ``bbox``) are in the
+    volume's correction store (``segmentation.core.CorrectionTracker``, record ``record_id``).
+    Nothing is deleted: an undo is a new version that restores the region, recorded here as
+    ``undone_version``; a redo is a new record (``redo_of``).
+    """
+
+    class Type(models.TextChoices):
+        SPLIT = "split", "Split"
+        MERGE = "merge", "Merge"
+        DELETE = "delete", "Delete"
+        ADD = "add", "Add"
+        MODIFY = "modify", "Modify"
+
+    volume = models.ForeignKey(Volume, on_delete=models.CASCADE, related_name="corrections")
+    correction_type = models.CharField(max_length=16, choices=Type.choices)
+    label_version = models.ForeignKey(LabelVersion, on_delete=models.PROTECT, related_name="corrections",
+                                      help_text="the version the edit was made on")
+    result_version = models.OneToOneField(LabelVersion, on_delete=models.PROTECT, related_name="made_by_correction",
+                                          help_text="the version the edit produced")
+    model_version = models.CharField(max_length=200, blank=True,
+                                     help_text="the model that produced the labels corrected")
+    nucleus_ids = models.JSONField(help_text="ids of the edited nuclei before the edit")
+    new_ids = models.JSONField(help_text="ids of the edited nuclei after the edit")
+    bbox = models.JSONField(help_text="[z0, z1, y0, y1, x0, x1], level-0 voxels, end exclusive")
+    geometry = models.JSONField(help_text="what was drawn: segmentation.core.editing.Edit.to_dict()")
+    record_id = models.PositiveIntegerField(help_text="the record in the volume's correction store")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL,
+                                   related_name="corrections")
+    created_at = models.DateTimeField(auto_now_add=True)
+    undone_version = models.OneToOneField(LabelVersion, null=True, blank=True, on_delete=models.PROTECT,
+                                          related_name="undoes_correction",
+                                          help_text="the version that undid this edit")
+    undone_at = models.DateTimeField(null=True, blank=True)
+    undone_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                  related_name="+")
+    redo_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="redos")
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.correction_type} {self.nucleus_ids} on {self.label_version}"
+
+    @property
+    def undone(self) -> bool:
+        return self.undone_version_id is not None
+
+    @property
+    def region(self) -> tuple[slice, slice, slice]:
+        z0, z1, y0, y1, x0, x1 = self.bbox
+        return slice(z0, z1), slice(y0, y1), slice(x0, x1)

@@ -12,13 +12,13 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import F, QuerySet
+from django.db.models import F, OuterRef, QuerySet, Subquery
 
-from annotation.models import LabelVersion, Nucleus, Project, Volume
+from annotation.models import Correction, LabelVersion, Nucleus, Project, Volume
 
 __all__ = [
-    "NUCLEUS_ORDERINGS", "label_version_get", "label_version_list", "label_version_orphans",
-    "label_version_path_for_tile", "nucleus_list", "nucleus_rows", "project_get", "project_list",
+    "NUCLEUS_ORDERINGS", "correction_get", "correction_list", "label_version_get", "label_version_list", "label_version_orphans",
+    "label_version_path_for_tile", "nucleus_list", "uncertainty_scores", "nucleus_rows", "project_get", "project_list",
     "volume_get", "volume_list", "volume_path_for_tile",
 ]
 
@@ -37,14 +37,20 @@ def project_get(*, user: AbstractBaseUser, project_id: int) -> Project:
     return project_list(user=user).get(id=project_id)
 
 
+def _with_latest_version(volumes: QuerySet[Volume]) -> QuerySet[Volume]:
+    """Each volume with ``latest_label_version``: the name of its newest label version, or None."""
+    newest = LabelVersion.objects.filter(volume=OuterRef("pk")).order_by("-number").values("name")[:1]
+    return volumes.annotate(latest_label_version=Subquery(newest))
+
+
 def volume_list(*, user: AbstractBaseUser, project_id: int) -> QuerySet[Volume]:
     """The volumes of a project the user is a member of; ``Project.DoesNotExist`` otherwise."""
     project = project_get(user=user, project_id=project_id)
-    return project.volumes.select_related("created_by").order_by("id")
+    return _with_latest_version(project.volumes.select_related("created_by").order_by("id"))
 
 
 def volume_get(*, user: AbstractBaseUser, volume_id: int) -> Volume:
-    return (Volume.objects.filter(project__memberships__user=user)
+    return (_with_latest_version(Volume.objects.filter(project__memberships__user=user))
             .select_related("created_by", "project").get(id=volume_id))
 
 
@@ -123,3 +129,21 @@ def label_version_path_for_tile(*, volume_id: int, name: str, user_id: int | Non
     versions = _tile_access(LabelVersion.objects.filter(volume_id=volume_id, name=name), "volume__",
                             user_id=user_id, token=token)
     return versions.values_list("volume__path", flat=True).first()
+
+
+def uncertainty_scores(*, volume_id: int, name: str) -> list[tuple[int, float]]:
+    """(label id, score) of every scored nucleus of a version; the caller checked access."""
+    return list(Nucleus.objects.filter(label_version__volume_id=volume_id, label_version__name=name,
+                                       uncertainty__isnull=False).values_list("label_id", "uncertainty"))
+
+
+def correction_list(*, volume: Volume) -> QuerySet[Correction]:
+    """A volume's corrections, newest first (the caller has checked access to the volume)."""
+    return (volume.corrections.select_related("label_version", "result_version", "undone_version", "created_by")
+            .order_by("-id"))
+
+
+def correction_get(*, user: AbstractBaseUser, correction_id: int) -> Correction:
+    return (Correction.objects.filter(volume__project__memberships__user=user)
+            .select_related("volume", "label_version", "result_version", "undone_version", "created_by")
+            .get(id=correction_id))

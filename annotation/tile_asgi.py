@@ -40,7 +40,8 @@ from annotation import tile_views
 
 __all__ = ["TileRouter"]
 
-_TILE_VIEWS = {tile_views.image_tile, tile_views.label_tile}
+_TILE_VIEWS = {tile_views.image_tile: "image", tile_views.label_tile: "labels",
+               tile_views.uncertainty_tile: "uncertainty"}
 
 
 def _allowed_host(host: str) -> bool:
@@ -77,7 +78,7 @@ def _answer(kwargs: dict, query: str, headers: dict[str, str]) -> tile_views.Til
             volume_id=kwargs["volume_id"], version=kwargs.get("version"), level=kwargs["level"], z=kwargs["z"],
             ty=kwargs["ty"], tx=kwargs["tx"], fmt=kwargs["fmt"], query=QueryDict(query),
             authorization=headers.get("authorization"), session_user_id=_session_user_id(headers.get("cookie")),
-            if_none_match=headers.get("if-none-match"))
+            if_none_match=headers.get("if-none-match"), layer=kwargs["layer"])
     finally:
         close_old_connections()
 
@@ -97,13 +98,14 @@ class TileRouter:
         root = scope.get("root_path", "")
         if root and path.startswith(root):
             path = path[len(root):]
-        if "/tiles/" not in path:  # cheap test first: most requests are not tiles
+        if "/tiles/" not in path and "/uncertainty/" not in path:  # cheap test first: most requests are not tiles
             return None
         try:
             match = resolve(path)
         except Resolver404:
             return None
-        return match.kwargs if match.func in _TILE_VIEWS else None
+        layer = _TILE_VIEWS.get(match.func)
+        return None if layer is None else {**match.kwargs, "layer": layer}
 
     async def __call__(self, scope, receive, send) -> None:
         kwargs = self._match(scope)

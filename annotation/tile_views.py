@@ -7,6 +7,10 @@
 ``GET /api/v1/volumes/<id>/labels/<version>/tiles/<level>/<z>/<ty>/<tx>.png?size=256|512``
     The label version's ids in the same tile, packed into RGB (``id = r | g << 8 | b << 16``,
     see ``annotation.storage.tiles``).
+``GET /api/v1/volumes/<id>/labels/<version>/uncertainty/<level>/<z>/<ty>/<tx>.png?size=``
+    The uncertainty heat map of the same tile: each nucleus coloured by its score (RGBA,
+    background and unscored nuclei transparent); the scores of a version are read once per
+    process (versions are immutable).
 
 Answers: 200 with the tile; 304 when ``If-None-Match`` holds the tile's ETag; 400 for a
 malformed request (a level, plane or tile index that is not a whole number >= 0, a size other
@@ -50,10 +54,17 @@ from django.utils.http import parse_etags
 from django.views.decorators.http import require_GET
 
 from annotation import selectors
-from annotation.storage import StorageError, TileOutOfRangeError, encode_image_tile, encode_label_tile
+from annotation.storage import (
+    StorageError,
+    TileOutOfRangeError,
+    encode_image_tile,
+    encode_label_tile,
+    encode_score_tile,
+    score_lookup,
+)
 from annotation.stores import volume_store_at
 
-__all__ = ["TileAnswer", "answer_tile", "image_tile", "label_tile", "tile_cache"]
+__all__ = ["TileAnswer", "answer_tile", "image_tile", "label_tile", "tile_cache", "uncertainty_tile"]
 
 TILE_SIZES = (256, 512)
 IMAGE_FORMATS = {"png": "image/png", "webp": "image/webp"}
@@ -159,6 +170,27 @@ class _TileCache:
 
 tile_cache = _TileCache()
 
+_LOOKUP_VERSIONS = 32  # heat-map lookups kept per process (one uint8 per label id each)
+_lookups: OrderedDict[tuple[str, str], object] = OrderedDict()
+_lookups_lock = threading.Lock()
+
+
+def _score_lookup(volume_id: int, store, version: str):
+    """The palette index per label id of a version (``storage.score_lookup``), read once."""
+    key = (str(store.path), version)
+    with _lookups_lock:
+        lookup = _lookups.get(key)
+        if lookup is not None:
+            _lookups.move_to_end(key)
+            return lookup
+    lookup = score_lookup(selectors.uncertainty_scores(volume_id=volume_id, name=version),
+                          store.label_version_meta(version).n_labels)
+    with _lookups_lock:
+        _lookups[key] = lookup
+        while len(_lookups) > _LOOKUP_VERSIONS:
+            _lookups.popitem(last=False)
+    return lookup
+
 
 def _etag(*parts) -> str:
     return '"' + hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=16).hexdigest() + '"'
@@ -173,9 +205,10 @@ def _not_modified(if_none_match: str | None, etag: str) -> bool:
 
 def answer_tile(*, volume_id: str, version: str | None, level: str, z: str, ty: str, tx: str, fmt: str,
                 query: Mapping[str, str], authorization: str | None, session_user_id: Callable[[], int | None],
-                if_none_match: str | None) -> TileAnswer:
+                if_none_match: str | None, layer: str = "labels") -> TileAnswer:
     """Answer one tile request (see the module docstring); ``version`` is ``None`` for an image
-    tile. ``query`` holds ``size``, ``lo``, ``hi``; ``authorization`` is the header's value;
+    tile, and ``layer`` says what a version's tile shows: ``"labels"`` (the ids) or
+    ``"uncertainty"`` (the heat map; ignored for an image tile). ``query`` holds ``size``, ``lo``, ``hi``; ``authorization`` is the header's value;
     ``session_user_id()`` gives the signed-in user's id or ``None``."""
     try:
         credentials = _credentials(authorization, session_user_id)
@@ -210,11 +243,14 @@ def answer_tile(*, volume_id: str, version: str | None, level: str, z: str, ty: 
             store = _store(selectors.label_version_path_for_tile(volume_id=int(volume_id), name=version,
                                                                  **credentials))
             _check_range(store, level_, z_, ty_, tx_, size)
-            etag = _etag("labels", volume_id, store.path.name, version, level_, z_, ty_, tx_, size)
+            etag = _etag(layer, volume_id, store.path.name, version, level_, z_, ty_, tx_, size)
             content_type = "image/png"
 
             def render() -> bytes:
-                return encode_label_tile(store.read_label_tile(version, level_, z_, ty_, tx_, size))
+                tile = store.read_label_tile(version, level_, z_, ty_, tx_, size)
+                if layer == "uncertainty":
+                    return encode_score_tile(tile, _score_lookup(int(volume_id), store, version))
+                return encode_label_tile(tile)
 
         headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
         if _not_modified(if_none_match, etag):
@@ -267,3 +303,12 @@ def label_tile(request: HttpRequest, volume_id: str, version: str, level: str, z
                              query=request.GET, authorization=request.META.get("HTTP_AUTHORIZATION"),
                              session_user_id=_session_user_id(request),
                              if_none_match=request.META.get("HTTP_IF_NONE_MATCH")))
+
+
+@require_GET
+def uncertainty_tile(request: HttpRequest, volume_id: str, version: str, level: str, z: str, ty: str, tx: str,
+                     fmt: str) -> HttpResponse:
+    return _http(answer_tile(volume_id=volume_id, version=version, level=level, z=z, ty=ty, tx=tx, fmt=fmt,
+                             query=request.GET, authorization=request.META.get("HTTP_AUTHORIZATION"),
+                             session_user_id=_session_user_id(request),
+                             if_none_match=request.META.get("HTTP_IF_NONE_MATCH"), layer="uncertainty"))

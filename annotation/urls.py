@@ -27,7 +27,13 @@ urlpatterns = [
     path(_VERSION + "export.ome.tif", apis.LabelVersionTiffExportApi.as_view(), name="label-version-export-tiff"),
     path(_VERSION + "export.ome.zarr.zip", apis.LabelVersionZarrExportApi.as_view(),
          name="label-version-export-zarr"),
+    path("volumes/<int:volume_id>/corrections/", apis.CorrectionListCreateApi.as_view(), name="correction-list"),
+    path("corrections/<int:correction_id>/", apis.CorrectionDetailApi.as_view(), name="correction-detail"),
+    path("corrections/<int:correction_id>/undo/", apis.CorrectionUndoApi.as_view(), name="correction-undo"),
+    path("corrections/<int:correction_id>/redo/", apis.CorrectionRedoApi.as_view(), name="correction-redo"),
     re_path(r"^volumes/(?P<volume_id>[0-9]+)/tiles/" + _TILE, tile_views.image_tile, name="image-tile"),
     re_path(r"^volumes/(?P<volume_id>[0-9]+)/labels/(?P<version>[^/]+)/tiles/" + _TILE, tile_views.label_tile,
             name="label-tile"),
+    re_path(r"^volumes/(?P<volume_id>[0-9]+)/labels/(?P<version>[^/]+)/uncertainty/" + _TILE,
+            tile_views.uncertainty_tile, name="uncertainty-tile"),
 ]

@@ -153,8 +153,15 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # SQLite creates the file but not its folder; var/ is git-ignored.
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     # The embedded worker thread writes progress while requests write too: wait for the lock
-    # rather than failing at once with "database is locked".
-    DATABASES["default"]["OPTIONS"] = {"timeout": 20}
+    # rather than failing at once with "database is locked". IMMEDIATE: a transaction takes the
+    # write lock when it begins, so two edits of one volume are serialised (PostgreSQL does it
+    # with SELECT ... FOR UPDATE, which SQLite ignores) and no reader-turned-writer deadlocks.
+    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+    # Tests on a file too, not Django's default shared-cache in-memory database, whose table
+    # locks fail at once instead of waiting: concurrent tests then see what `make run` sees.
+    # One file per test process, so two test runs on one machine do not share it.
+    DATABASES["default"]["TEST"] = {
+        "NAME": str(Path(DATABASES["default"]["NAME"]).with_name(f"test-{os.getpid()}.sqlite3"))}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "")

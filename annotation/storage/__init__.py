@@ -21,7 +21,7 @@ Labels                 ``write_labels``, ``write_label_edit`` -> :class:`LabelVe
                        ``read_label_region``, ``read_label_tile``, ``export_labels_tiff``,
                        ``export_labels_zarr``
 Tiles for browsers     :mod:`.tiles`: ``encode_image_tile``, ``encode_label_tile``,
-                       ``decode_label_tile``
+                       ``decode_label_tile``, ``encode_score_tile``, ``score_lookup``
 Errors                 :class:`StorageError` and its subclasses (one-line messages)
 =====================  ===========================================================================
 
@@ -46,7 +46,7 @@ from .errors import (
     TileOutOfRangeError,
 )
 from .meta import TILE_SIZE, LabelVersionMeta, VolumeMeta
-from .tiles import decode_label_tile, encode_image_tile, encode_label_tile
+from .tiles import decode_label_tile, encode_image_tile, encode_label_tile, encode_score_tile, score_lookup
 from .volume import VolumeStore, import_image
 
 __all__ = [
@@ -54,5 +54,5 @@ __all__ = [
     "InvalidImageError", "InvalidLabelsError", "LabelIdRangeError", "LabelShapeError",
     "LabelVersionError", "LabelVersionMeta", "NotAVolumeError", "StorageError", "TILE_SIZE",
     "TileOutOfRangeError", "VolumeMeta", "VolumeStore", "decode_label_tile", "encode_image_tile",
-    "encode_label_tile", "import_image",
+    "encode_label_tile", "encode_score_tile", "import_image", "score_lookup",
 ]

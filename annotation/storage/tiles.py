@@ -7,6 +7,11 @@ Intensity tiles
     encoder, 3-6x faster than Pillow's at a smaller size) or WebP (lossy, quality 90, fastest
     method, Pillow): both 8-bit greyscale. WebP is smaller on noisy microscopy; PNG is exact.
 
+Uncertainty (heat map) tiles
+    Each nucleus in the colour of its score in [0, 1] (blue 0, pale yellow 0.5, red 1: a
+    diverging map readable over greyscale), alpha 200; background and unscored nuclei (those a
+    person drew) transparent. An RGBA PNG: this one is for looking at, not for decoding.
+
 Label tiles
     Each uint32 id is packed into the red, green and blue bytes of a 24-bit RGB PNG:
     R = bits 0-7, G = bits 8-15, B = bits 16-23. A canvas reads such a PNG back with
@@ -27,7 +32,8 @@ import numpy as np
 
 from .errors import LabelIdRangeError
 
-__all__ = ["LABEL_ID_LIMIT", "decode_label_tile", "encode_image_tile", "encode_label_tile"]
+__all__ = ["LABEL_ID_LIMIT", "decode_label_tile", "encode_image_tile", "encode_label_tile", "encode_score_tile",
+           "score_lookup"]
 
 #: Label ids in a tile must be below this.
 LABEL_ID_LIMIT = 2 ** 24
@@ -120,3 +126,41 @@ def decode_label_tile(png_bytes: bytes) -> np.ndarray:
         raise ValueError("a label tile must be opaque (alpha 255 everywhere)")
     rgb = rgba[..., :3].astype(np.uint32)
     return rgb[..., 0] | (rgb[..., 1] << 8) | (rgb[..., 2] << 16)
+
+
+def _heat_palette() -> np.ndarray:
+    """(256, 4) uint8 RGBA: index 0 transparent, 1..255 the scores 0..1 from blue to red."""
+    stops = np.array([[49, 54, 149], [255, 255, 191], [215, 48, 39]], np.float64)
+    t = np.linspace(0.0, 1.0, 255)
+    low = t < 0.5
+    f = np.where(low, t * 2, (t - 0.5) * 2)[:, None]
+    rgb = np.where(low[:, None], stops[0] + f * (stops[1] - stops[0]), stops[1] + f * (stops[2] - stops[1]))
+    palette = np.zeros((256, 4), np.uint8)
+    palette[1:, :3] = np.round(rgb).astype(np.uint8)
+    palette[1:, 3] = 200
+    return palette
+
+
+_PALETTE = _heat_palette()
+
+
+def score_lookup(scores, n_labels: int) -> np.ndarray:
+    """(n_labels + 1,) uint8 palette index per label id from ``(id, score)`` pairs: 0 for
+    background and for ids without a score, 1 + round(254 * score) otherwise (score clipped to
+    [0, 1])."""
+    lookup = np.zeros(int(n_labels) + 1, np.uint8)
+    if scores:
+        ids, values = np.array([s[0] for s in scores], np.int64), np.array([s[1] for s in scores], np.float64)
+        keep = (ids > 0) & (ids <= n_labels) & np.isfinite(values)
+        lookup[ids[keep]] = 1 + np.round(np.clip(values[keep], 0, 1) * 254).astype(np.uint8)
+    return lookup
+
+
+def encode_score_tile(tile: np.ndarray, lookup: np.ndarray) -> bytes:
+    """The heat map of a (Y, X) label tile as an RGBA PNG, through ``score_lookup``'s table
+    (ids beyond it are drawn transparent)."""
+    tile = _check_tile(tile)
+    index = np.zeros(tile.shape, np.uint8)
+    inside = tile < len(lookup)
+    index[inside] = lookup[tile[inside]]
+    return _png(_PALETTE[index])

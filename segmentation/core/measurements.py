@@ -5,6 +5,7 @@ One row per label id present in ``labels``:
 ==========================  ===============================================================
 ``label_id``                the id in ``labels``
 ``z_min``, ``z_max``        first and last plane the nucleus occupies (inclusive)
+``y_min`` ... ``x_max``     its bounding box in y and x (inclusive), so an edit reads only it
 ``centroid_z/y/x``          mean voxel index along each axis, in voxels of ``labels`` (not
                             micrometres), so a viewer can jump to it
 ``volume_voxels``           number of voxels
@@ -48,7 +49,7 @@ __all__ = ["NUCLEUS_FIELDS", "nucleus_table"]
 
 #: The keys of every row of :func:`nucleus_table`, in order.
 NUCLEUS_FIELDS = (
-    "label_id", "z_min", "z_max", "centroid_z", "centroid_y", "centroid_x", "volume_voxels",
+    "label_id", "z_min", "z_max", "y_min", "y_max", "x_min", "x_max", "centroid_z", "centroid_y", "centroid_x", "volume_voxels",
     "volume_um3", "mean_intensity", "integrated_intensity", "solidity", "uncertainty",
 )
 
@@ -104,7 +105,8 @@ def _solidity(mask: np.ndarray) -> float:
 
 
 def nucleus_table(labels: np.ndarray, image: np.ndarray, voxel_size: tuple[float, ...],
-                  uncertainty: dict[int, float] | None = None) -> list[dict[str, Any]]:
+                  uncertainty: dict[int, float] | None = None,
+                  offset: tuple[int, int, int] = (0, 0, 0)) -> list[dict[str, Any]]:
     """Measure every nucleus of a label volume.
 
     Parameters
@@ -114,6 +116,8 @@ def nucleus_table(labels: np.ndarray, image: np.ndarray, voxel_size: tuple[float
     voxel_size : (z, y, x) in micrometres; (y, x) for a 2D image (z is then 1).
     uncertainty : per-nucleus scores by label id (e.g. ``nucleus_uncertainty(...)``); ids it
         lacks, or all ids when it is ``None``, get ``None``.
+    offset : (z, y, x) of ``labels[0, 0, 0]`` in the whole volume, when ``labels`` is a crop:
+        planes, bounding boxes and centroids are then given in the volume's coordinates.
 
     Returns
     -------
@@ -132,6 +136,7 @@ def nucleus_table(labels: np.ndarray, image: np.ndarray, voxel_size: tuple[float
     (7, 6, 1.5, 1.5, 1.0)
     """
     labels, image, voxel_size = _check(labels, image, voxel_size)
+    oz, oy, ox = (int(v) for v in offset)
     if labels.size == 0 or not labels.any():
         return []
     ids = None  # None: labels are their own index (ids = positions in find_objects)
@@ -171,11 +176,15 @@ def nucleus_table(labels: np.ndarray, image: np.ndarray, voxel_size: tuple[float
         score = None if uncertainty is None else uncertainty.get(label_id)
         rows.append({
             "label_id": label_id,
-            "z_min": box[0].start,
-            "z_max": box[0].stop - 1,
-            "centroid_z": float(sum_z[index] / count),
-            "centroid_y": float(sum_y[index] / count),
-            "centroid_x": float(sum_x[index] / count),
+            "z_min": box[0].start + oz,
+            "z_max": box[0].stop - 1 + oz,
+            "y_min": box[1].start + oy,
+            "y_max": box[1].stop - 1 + oy,
+            "x_min": box[2].start + ox,
+            "x_max": box[2].stop - 1 + ox,
+            "centroid_z": float(sum_z[index] / count) + oz,
+            "centroid_y": float(sum_y[index] / count) + oy,
+            "centroid_x": float(sum_x[index] / count) + ox,
             "volume_voxels": count,
             "volume_um3": count * voxel_um3,
             "mean_intensity": float(sums[index] / count),

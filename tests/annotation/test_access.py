@@ -15,7 +15,7 @@ import tifffile
 from django.urls import URLPattern, reverse
 
 from annotation import urls
-from annotation.models import LabelVersion, Membership, Project, Volume
+from annotation.models import Correction, LabelVersion, Membership, Project, Volume
 
 
 def _tiff() -> io.BytesIO:
@@ -28,29 +28,45 @@ def _tiff() -> io.BytesIO:
 
 # name -> (method, kwargs builder, body builder)
 ROUTES = {
-    "project-list": ("get", lambda v: {}, None),
-    "project-create": ("post", lambda v: {}, lambda: {"name": "Eve's"}),
-    "project-detail": ("get", lambda v: {"project_id": v.project_id}, None),
-    "project-member-add": ("post", lambda v: {"project_id": v.project_id}, lambda: {"username": "eve"}),
-    "volume-list": ("get", lambda v: {"project_id": v.project_id}, None),
-    "volume-upload": ("post", lambda v: {"project_id": v.project_id}, lambda: {"file": _tiff()}),
-    "volume-detail": ("get", lambda v: {"volume_id": v.id}, None),
-    "label-version-list": ("get", lambda v: {"volume_id": v.id}, None),
-    "label-version-upload": ("post", lambda v: {"volume_id": v.id}, lambda: {"file": _tiff()}),
-    "label-version-detail": ("get", lambda v: {"volume_id": v.id, "version": "v1"}, None),
-    "nucleus-list": ("get", lambda v: {"volume_id": v.id, "version": "v1"}, None),
-    "nucleus-csv": ("get", lambda v: {"volume_id": v.id, "version": "v1"}, None),
-    "label-version-export-tiff": ("get", lambda v: {"volume_id": v.id, "version": "v1"}, None),
-    "label-version-export-zarr": ("get", lambda v: {"volume_id": v.id, "version": "v1"}, None),
-    "image-tile": ("get", lambda v: {"volume_id": v.id, "level": 0, "z": 0, "ty": 0, "tx": 0, "fmt": "png"}, None),
-    "label-tile": ("get", lambda v: {"volume_id": v.id, "version": "v1", "level": 0, "z": 0, "ty": 0, "tx": 0,
+    "project-list": ("get", lambda c: {}, None),
+    "project-create": ("post", lambda c: {}, lambda: {"name": "Eve's"}),
+    "project-detail": ("get", lambda c: {"project_id": c.volume.project_id}, None),
+    "project-member-add": ("post", lambda c: {"project_id": c.volume.project_id}, lambda: {"username": "eve"}),
+    "volume-list": ("get", lambda c: {"project_id": c.volume.project_id}, None),
+    "volume-upload": ("post", lambda c: {"project_id": c.volume.project_id}, lambda: {"file": _tiff()}),
+    "volume-detail": ("get", lambda c: {"volume_id": c.volume_id}, None),
+    "label-version-list": ("get", lambda c: {"volume_id": c.volume_id}, None),
+    "label-version-upload": ("post", lambda c: {"volume_id": c.volume_id}, lambda: {"file": _tiff()}),
+    "label-version-detail": ("get", lambda c: {"volume_id": c.volume_id, "version": "v1"}, None),
+    "nucleus-list": ("get", lambda c: {"volume_id": c.volume_id, "version": "v1"}, None),
+    "nucleus-csv": ("get", lambda c: {"volume_id": c.volume_id, "version": "v1"}, None),
+    "label-version-export-tiff": ("get", lambda c: {"volume_id": c.volume_id, "version": "v1"}, None),
+    "label-version-export-zarr": ("get", lambda c: {"volume_id": c.volume_id, "version": "v1"}, None),
+    "image-tile": ("get", lambda c: {"volume_id": c.volume_id, "level": 0, "z": 0, "ty": 0, "tx": 0, "fmt": "png"}, None),
+    "label-tile": ("get", lambda c: {"volume_id": c.volume_id, "version": "v1", "level": 0, "z": 0, "ty": 0, "tx": 0,
                                      "fmt": "png"}, None),
+    "uncertainty-tile": ("get", lambda c: {"volume_id": c.volume_id, "version": "v1", "level": 0, "z": 0, "ty": 0,
+                                           "tx": 0, "fmt": "png"}, None),
+    "correction-list": ("get", lambda c: {"volume_id": c.volume_id}, None),
+    "correction-detail": ("get", lambda c: {"correction_id": c.id}, None),
+    "correction-undo": ("post", lambda c: {"correction_id": c.id}, lambda: {"label_version": "v2"}),
+    "correction-redo": ("post", lambda c: {"correction_id": c.id}, lambda: {"label_version": "v2"}),
 }
 
 
-def _call(client, name, volume):
+@pytest.fixture
+def edited(labels_v1, ivy):
+    """v2: v1 with its first nucleus deleted (ivy's correction)."""
+    from annotation.services import correction_create
+
+    first = labels_v1.nuclei.order_by("label_id").first().label_id
+    return correction_create(volume=labels_v1.volume, user=ivy, label_version="v1",
+                             edit={"correction_type": "delete", "nucleus_ids": [first]})
+
+
+def _call(client, name, correction):
     method, kwargs, body = ROUTES[name]
-    url = reverse(name, kwargs=kwargs(volume))
+    url = reverse(name, kwargs=kwargs(correction))
     if method == "get":
         return client.get(url)
     return client.post(url, body(), format="multipart")
@@ -63,9 +79,9 @@ def test_it_covers_every_route():
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("name", sorted(ROUTES))
-def test_it_refuses_eve_everywhere(labels_v1, client_for, eve, name):
-    volume = labels_v1.volume
-    response = _call(client_for(eve), name, volume)
+def test_it_refuses_eve_everywhere(edited, client_for, eve, name):
+    volume = edited.volume
+    response = _call(client_for(eve), name, edited)
     if name == "project-list":
         assert response.status_code == 200 and response.json() == []
     elif name == "project-create":
@@ -74,23 +90,24 @@ def test_it_refuses_eve_everywhere(labels_v1, client_for, eve, name):
         assert response.status_code == 404, response.content[:200]
         assert response.json() == {"message": "Not found.", "extra": {}}
     assert not Membership.objects.filter(user=eve, project=volume.project).exists()
-    assert (Volume.objects.count(), LabelVersion.objects.count()) == (1, 1)
+    assert (Volume.objects.count(), LabelVersion.objects.count(), Correction.objects.count()) == (1, 2, 1)
+    assert not Correction.objects.get().undone
     assert set(Project.objects.filter(memberships__user=eve).values_list("name", flat=True)) <= {"Eve's"}
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("name", sorted(ROUTES))
-def test_it_refuses_anonymous_callers_everywhere(labels_v1, client_for, name):
-    response = _call(client_for(), name, labels_v1.volume)
+def test_it_refuses_anonymous_callers_everywhere(edited, client_for, name):
+    response = _call(client_for(), name, edited)
     assert response.status_code == 401
     assert response["WWW-Authenticate"] == "Token"
-    assert (Project.objects.count(), Volume.objects.count(), LabelVersion.objects.count()) == (1, 1, 1)
+    assert (Project.objects.count(), Volume.objects.count(), LabelVersion.objects.count()) == (1, 1, 2)
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("user", ["alice", "bob", "ivy", "ada"])
-def test_it_lets_every_member_read(labels_v1, client_for, user, django_user_model):
+def test_it_lets_every_member_read(edited, client_for, user, django_user_model):
     client = client_for(django_user_model.objects.get(username=user))
     for name, (method, _, _) in ROUTES.items():
         if method == "get":
-            assert _call(client, name, labels_v1.volume).status_code == 200, name
+            assert _call(client, name, edited).status_code == 200, name

@@ -1,0 +1,415 @@
+"""Edits of a label image: split, merge, delete, add, modify, as a person draws them.
+
+Each function takes a label array and returns a new one (the input is never modified) in
+which only the edited nuclei differ; any rule the edit breaks raises
+:class:`~.errors.InvalidInputError` with one line saying what to do instead. They work on
+whole images or on crops (the web app passes the bounding box of the nuclei involved plus the
+drawing), with geometry in the array's own pixel coordinates.
+
+Conventions: ``labels`` is a (Z, Y, X) integer array, 0 = background ((Y, X) is taken as
+Z = 1 and returned as (Y, X)); points are ``(y, x)`` floats in pixels; a drawing made on one
+plane applies to the planes the caller names (``planes``) or, for a split, to every plane of
+the nucleus (a 3D split carries through the nucleus' z-range).
+
+=============  ===========================================================================
+split          :func:`split_nucleus`: by a line drawn across it, or by two seeds
+               (watershed of the distance to the boundary, each seed a column through z)
+merge          :func:`merge_nuclei`: two or more become one, the smallest id kept
+delete         :func:`delete_nuclei`
+add            :func:`add_nucleus`: a polygon or brush mask, painted on background only
+modify         :func:`modify_nucleus`: brush (grow into background) or eraser (shrink)
+=============  ===========================================================================
+
+Painting never takes pixels from another nucleus: an edit changes the nuclei it names and
+the background, nothing else, so it cannot corrupt a neighbour a person did not touch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .errors import InvalidInputError
+
+__all__ = ["EDIT_TYPES", "Edit", "add_nucleus", "apply_edit", "delete_nuclei", "merge_nuclei", "modify_nucleus", "polygon_mask", "split_nucleus",
+           "stroke_mask"]
+
+
+def _as_volume(labels) -> tuple[np.ndarray, bool]:
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "ui":
+        raise InvalidInputError(f"labels must be integers (0 = background), got dtype {labels.dtype}")
+    if labels.ndim == 2:
+        return labels[np.newaxis], True
+    if labels.ndim != 3:
+        raise InvalidInputError(f"labels must be (Z, Y, X) or (Y, X), got shape {labels.shape}")
+    return labels, False
+
+
+def _points(points, what: str, minimum: int) -> np.ndarray:
+    try:
+        array = np.asarray(points, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{what} must be a list of [y, x] points") from None
+    if array.ndim != 2 or array.shape[1] != 2 or len(array) < minimum:
+        raise InvalidInputError(f"{what} must be a list of at least {minimum} [y, x] points")
+    if not np.isfinite(array).all():
+        raise InvalidInputError(f"{what} holds a point that is not a finite number")
+    return array
+
+
+def _present(labels: np.ndarray, ids: Sequence[int]) -> list[int]:
+    ids = [int(i) for i in ids]
+    if any(i <= 0 for i in ids):
+        raise InvalidInputError("nucleus ids are whole numbers >= 1 (0 is the background)")
+    found = set(np.unique(labels[np.isin(labels, ids)]).tolist())
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise InvalidInputError(f"no nucleus {', '.join(map(str, missing))} in this label version")
+    return ids
+
+
+def polygon_mask(points, shape: tuple[int, int]) -> np.ndarray:
+    """(Y, X) boolean mask of the pixels whose centres lie inside the polygon ``points``."""
+    from skimage.draw import polygon  # scikit-image: loaded by the first edit only
+
+    pts = _points(points, "polygon", 3)
+    mask = np.zeros(shape, bool)
+    rr, cc = polygon(pts[:, 0], pts[:, 1], shape=shape)
+    mask[rr, cc] = True
+    return mask
+
+
+def stroke_mask(points, radius: float, shape: tuple[int, int]) -> np.ndarray:
+    """(Y, X) boolean mask of the pixels within ``radius`` of the polyline ``points`` (a brush
+    stroke; one point is a dot)."""
+    if isinstance(radius, bool) or not isinstance(radius, (int, float)) or not np.isfinite(radius) or radius <= 0:
+        raise InvalidInputError(f"the brush radius must be a positive number of pixels, got {radius!r}")
+    pts = _points(points, "stroke", 1)
+    lo = np.floor(pts.min(axis=0) - radius).astype(int)
+    hi = np.ceil(pts.max(axis=0) + radius).astype(int) + 1
+    lo, hi = np.maximum(lo, 0), np.minimum(hi, shape)
+    mask = np.zeros(shape, bool)
+    if (hi <= lo).any():
+        return mask
+    yy, xx = np.mgrid[lo[0]:hi[0], lo[1]:hi[1]].astype(np.float64)
+    best = np.full(yy.shape, np.inf)
+    segments = zip(pts, pts[1:]) if len(pts) > 1 else [(pts[0], pts[0])]
+    for a, b in segments:  # distance of each pixel centre to the segment a-b
+        d = b - a
+        length2 = float(d @ d)
+        t = 0.0 if length2 == 0 else np.clip(((yy - a[0]) * d[0] + (xx - a[1]) * d[1]) / length2, 0, 1)
+        best = np.minimum(best, (yy - a[0] - t * d[0]) ** 2 + (xx - a[1] - t * d[1]) ** 2)
+    mask[lo[0]:hi[0], lo[1]:hi[1]] = best <= radius ** 2
+    return mask
+
+
+def _cut_line_mask(points, shape: tuple[int, int]) -> np.ndarray:
+    """The pixels a drawn line cuts: a 4-connected path, so no diagonal step lets a region leak
+    through it."""
+    pts = _points(points, "line", 2)
+    # Half a pixel of width either side of the line's centre: every pixel it passes through.
+    return stroke_mask(pts, 0.75, shape)
+
+
+def split_nucleus(labels, nucleus_id: int, *, line=None, seeds=None, new_id: int) -> np.ndarray:
+    """Split one nucleus in two, through all the planes it occupies.
+
+    Parameters
+    ----------
+    labels : (Z, Y, X) or (Y, X) integer array, 0 = background. Not modified.
+    nucleus_id : the nucleus to split.
+    line : [[y, x], ...], a polyline drawn across the nucleus. The nucleus minus the line's
+        pixels must fall apart into (at least) two pieces; the two largest are the halves, and
+        the line's pixels and any crumbs go to the nearer half.
+    seeds : [[y, x], [y, x]], one point inside each half (on the drawn plane, at least); the
+        halves are the watershed basins of the distance to the nucleus' boundary.
+    new_id : the id of the second half (the larger keeps ``nucleus_id``); must be unused.
+
+    Returns
+    -------
+    The new labels, same shape and dtype.
+    """
+    if (line is None) == (seeds is None):
+        raise InvalidInputError("a split needs either a line drawn across the nucleus or two seeds, not both")
+    volume, flat = _as_volume(labels)
+    _present(volume, [nucleus_id])
+    if int(new_id) <= 0 or (volume == new_id).any():
+        raise InvalidInputError(f"the new id {new_id} is 0 or already in use")
+    mask = volume == nucleus_id
+    plane_shape = volume.shape[1:]
+    if line is not None:
+        cut = _cut_line_mask(line, plane_shape)
+        pieces, n = ndi.label(mask & ~cut[np.newaxis])  # 6-connected in 3D, 4 in 2D
+        if n < 2:
+            raise InvalidInputError("the line does not cut the nucleus in two: draw it from one side across to "
+                                    "the other")
+        sizes = np.bincount(pieces.ravel())[1:]
+        first, second = (np.argsort(sizes)[::-1][:2] + 1).tolist()
+        markers = np.zeros(volume.shape, np.int32)
+        markers[pieces == first] = 1
+        markers[pieces == second] = 2
+        # Everything else of the nucleus (the line's pixels, crumbs) joins the nearest half.
+        _, nearest = ndi.distance_transform_edt(markers == 0, return_indices=True)
+        halves = markers[tuple(nearest)] * mask
+    else:
+        from skimage.segmentation import watershed  # scikit-image: loaded by the first split only
+
+        pts = _points(seeds, "seeds", 2)
+        if len(pts) != 2:
+            raise InvalidInputError(f"a split by seeds needs exactly two seeds, got {len(pts)}")
+        markers = np.zeros(volume.shape, np.int32)
+        for k, (y, x) in enumerate(np.round(pts).astype(int), start=1):
+            if not (0 <= y < plane_shape[0] and 0 <= x < plane_shape[1]) or not mask[:, y, x].any():
+                raise InvalidInputError(f"seed {k} does not lie inside nucleus {nucleus_id}")
+            markers[:, y, x] = np.where(mask[:, y, x], k, 0)
+        if len(np.unique(markers)) < 3:  # the second seed overwrote the first
+            raise InvalidInputError("the two seeds fall on the same pixel: place one in each half")
+        distance = ndi.distance_transform_edt(mask)
+        halves = watershed(-distance, markers, mask=mask)
+    sizes = np.bincount(halves.ravel(), minlength=3)
+    if sizes[1] == 0 or sizes[2] == 0:
+        raise InvalidInputError("the split leaves one half empty")
+    keep = 1 if sizes[1] >= sizes[2] else 2  # the larger half keeps the id
+    out = volume.copy()
+    out[halves == 3 - keep] = new_id
+    return out[0] if flat else out
+
+
+def merge_nuclei(labels, nucleus_ids: Sequence[int]) -> np.ndarray:
+    """Two or more nuclei become one, with the smallest of their ids. They need not touch (a
+    nucleus cut by a bad z-link is two pieces that a person knows are one)."""
+    volume, flat = _as_volume(labels)
+    ids = sorted(set(_present(volume, nucleus_ids)))
+    if len(ids) < 2:
+        raise InvalidInputError("a merge needs at least two different nuclei")
+    out = volume.copy()
+    out[np.isin(volume, ids[1:])] = ids[0]
+    return out[0] if flat else out
+
+
+def delete_nuclei(labels, nucleus_ids: Sequence[int]) -> np.ndarray:
+    """The nuclei become background."""
+    volume, flat = _as_volume(labels)
+    ids = _present(volume, nucleus_ids)
+    if not ids:
+        raise InvalidInputError("name at least one nucleus to delete")
+    out = volume.copy()
+    out[np.isin(volume, ids)] = 0
+    return out[0] if flat else out
+
+
+def _planes_mask(shape: tuple[int, int, int], mask2d: np.ndarray, planes: tuple[int, int]) -> np.ndarray:
+    z0, z1 = int(planes[0]), int(planes[1])
+    if not 0 <= z0 <= z1 < shape[0]:
+        raise InvalidInputError(f"planes {z0}..{z1} lie outside 0..{shape[0] - 1}")
+    full = np.zeros(shape, bool)
+    full[z0:z1 + 1] = mask2d
+    return full
+
+
+def add_nucleus(labels, mask2d: np.ndarray, *, planes: tuple[int, int], new_id: int) -> np.ndarray:
+    """A new nucleus ``new_id`` where ``mask2d`` (a (Y, X) boolean drawing) covers background,
+    on planes ``planes[0]..planes[1]`` (inclusive)."""
+    volume, flat = _as_volume(labels)
+    if int(new_id) <= 0 or (volume == new_id).any():
+        raise InvalidInputError(f"the new id {new_id} is 0 or already in use")
+    paint = _planes_mask(volume.shape, np.asarray(mask2d, bool), planes) & (volume == 0)
+    if not paint.any():
+        raise InvalidInputError("the drawing covers no background: a new nucleus cannot take another's pixels")
+    out = volume.copy()
+    out[paint] = new_id
+    return out[0] if flat else out
+
+
+def modify_nucleus(labels, nucleus_id: int, mask2d: np.ndarray, *, planes: tuple[int, int],
+                   erase: bool) -> np.ndarray:
+    """Brush (``erase=False``: background under ``mask2d`` joins the nucleus) or eraser
+    (``erase=True``: the nucleus' pixels under it become background), on ``planes``."""
+    volume, flat = _as_volume(labels)
+    _present(volume, [nucleus_id])
+    region = _planes_mask(volume.shape, np.asarray(mask2d, bool), planes)
+    own = volume == nucleus_id
+    out = volume.copy()
+    if erase:
+        change = region & own
+        if not change.any():
+            raise InvalidInputError(f"the eraser touches no pixel of nucleus {nucleus_id}")
+        if change.sum() == own.sum():
+            raise InvalidInputError(f"that erases all of nucleus {nucleus_id}: delete it instead")
+        out[change] = 0
+    else:
+        change = region & (volume == 0)
+        if not change.any():
+            raise InvalidInputError("the brush covers no background: a nucleus cannot take another's pixels")
+        out[change] = nucleus_id
+    return out[0] if flat else out
+
+
+# ---------------------------------------------------------------------------------------------
+# one edit as a validated, serialisable parameter object
+
+EDIT_TYPES = ("split", "merge", "delete", "add", "modify")
+Point = tuple[float, float]
+
+
+def _point_tuple(points, what: str, minimum: int) -> tuple[Point, ...] | None:
+    if points is None:
+        return None
+    return tuple((float(y), float(x)) for y, x in _points(points, what, minimum))
+
+
+def _whole(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or int(value) != value or value < 0:
+        raise InvalidInputError(f"{what} must be a whole number >= 0, got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Edit:
+    """What a person drew, in the volume's level-0 pixel coordinates.
+
+    Parameters
+    ----------
+    correction_type : one of :data:`EDIT_TYPES`.
+    nucleus_ids : the nuclei edited: split and modify one, merge two or more, delete one or
+        more, add none.
+    z : the plane the drawing was made on.
+    z_range : (z0, z1) inclusive, the planes an ``add`` or ``modify`` applies to (default
+        ``(z, z)``); a split always spans its nucleus' planes, and merge and delete whole nuclei.
+    line, seeds : a split's line across the nucleus ([y, x] points), or its two seeds.
+    polygon : an ``add``'s outline.
+    stroke, radius, erase : a brush stroke ([y, x] points) and its radius in pixels: an
+        ``add`` painted with a brush, or a ``modify`` (``erase=True`` for the eraser).
+    """
+
+    correction_type: str
+    nucleus_ids: tuple[int, ...] = ()
+    z: int = 0
+    z_range: tuple[int, int] | None = None
+    line: tuple[Point, ...] | None = None
+    seeds: tuple[Point, ...] | None = None
+    polygon: tuple[Point, ...] | None = None
+    stroke: tuple[Point, ...] | None = None
+    radius: float | None = None
+    erase: bool = False
+
+    def __post_init__(self) -> None:
+        kind = self.correction_type
+        if kind not in EDIT_TYPES:
+            raise InvalidInputError(f"unknown correction type {kind!r}; choose one of {', '.join(EDIT_TYPES)}")
+        if isinstance(self.nucleus_ids, (str, bytes)) or not isinstance(self.nucleus_ids, (list, tuple)):
+            raise InvalidInputError(f"nucleus_ids must be a list of ids, got {self.nucleus_ids!r}")
+        ids = tuple(_whole(i, "each nucleus id") for i in self.nucleus_ids)
+        if 0 in ids:
+            raise InvalidInputError("nucleus ids start at 1 (0 is the background)")
+        object.__setattr__(self, "nucleus_ids", ids)
+        object.__setattr__(self, "z", _whole(self.z, "z"))
+        if self.z_range is not None:
+            if isinstance(self.z_range, (str, bytes)) or len(self.z_range) != 2:
+                raise InvalidInputError(f"z_range must be [z0, z1], got {self.z_range!r}")
+            z0, z1 = (_whole(v, "z_range") for v in self.z_range)
+            if z0 > z1 or not z0 <= self.z <= z1:
+                raise InvalidInputError(f"z_range [{z0}, {z1}] must be ordered and contain the plane drawn on, "
+                                        f"z={self.z}")
+            object.__setattr__(self, "z_range", (z0, z1))
+        for name, minimum in (("line", 2), ("seeds", 2), ("polygon", 3), ("stroke", 1)):
+            object.__setattr__(self, name, _point_tuple(getattr(self, name), name, minimum))
+        if not isinstance(self.erase, bool):
+            raise InvalidInputError(f"erase must be true or false, got {self.erase!r}")
+        if self.stroke is not None:
+            r = self.radius
+            if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or not 0 < r <= 500:
+                raise InvalidInputError(f"a brush stroke needs a radius in (0, 500] pixels, got {r!r}")
+            object.__setattr__(self, "radius", float(r))
+        given = [name for name in ("line", "seeds", "polygon", "stroke") if getattr(self, name) is not None]
+        wanted = {"split": (1, 1, ("line", "seeds")), "merge": (2, None, ()), "delete": (1, None, ()),
+                  "add": (0, 0, ("polygon", "stroke")), "modify": (1, 1, ("stroke",))}[kind]
+        low, high, drawings = wanted
+        n = len(ids)
+        if n < low or (high is not None and n > high):
+            count = f"{low}" if low == high else f"at least {low}"
+            raise InvalidInputError(f"a {kind} names {count} nucleus id(s), got {n}")
+        if len(set(ids)) != n:
+            raise InvalidInputError("a nucleus id is named twice")
+        if drawings and len(given) != 1 or not drawings and given or given and given[0] not in drawings:
+            need = " or ".join(drawings) if drawings else "no drawing"
+            raise InvalidInputError(f"a {kind} takes {need}, got {', '.join(given) or 'none'}")
+        if self.erase and kind != "modify":
+            raise InvalidInputError("only a modify can erase")
+        if kind == "split" and self.seeds is not None and len(self.seeds) != 2:
+            raise InvalidInputError(f"a split by seeds needs exactly two seeds, got {len(self.seeds)}")
+
+    @property
+    def planes(self) -> tuple[int, int]:
+        """The planes (inclusive) a drawing applies to: ``z_range``, else ``(z, z)``."""
+        return self.z_range if self.z_range is not None else (self.z, self.z)
+
+    def drawing_bounds(self) -> tuple[int, int, int, int] | None:
+        """(y0, y1, x0, x1), end exclusive, of the pixels the drawing can touch (None: none)."""
+        points = next((getattr(self, n) for n in ("line", "seeds", "polygon", "stroke") if getattr(self, n)), None)
+        if points is None:
+            return None
+        pad = (self.radius or 0.0) + 1.0
+        ys, xs = [p[0] for p in points], [p[1] for p in points]
+        return (math.floor(min(ys) - pad), math.ceil(max(ys) + pad) + 1,
+                math.floor(min(xs) - pad), math.ceil(max(xs) + pad) + 1)
+
+    def shifted(self, dz: int, dy: int, dx: int) -> "Edit":
+        """The same edit in the coordinates of a crop starting at (dz, dy, dx)."""
+        def move(points):
+            return None if points is None else tuple((y - dy, x - dx) for y, x in points)
+        z_range = None if self.z_range is None else (self.z_range[0] - dz, self.z_range[1] - dz)
+        return dataclasses.replace(self, z=self.z - dz, z_range=z_range, line=move(self.line), seeds=move(self.seeds),
+                                   polygon=move(self.polygon), stroke=move(self.stroke))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {"correction_type": self.correction_type, "nucleus_ids": list(self.nucleus_ids), "z": self.z,
+                "z_range": None if self.z_range is None else list(self.z_range), "radius": self.radius,
+                "erase": self.erase}
+        for name in ("line", "seeds", "polygon", "stroke"):
+            points = getattr(self, name)
+            data[name] = None if points is None else [list(p) for p in points]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Edit":
+        if not isinstance(data, dict):
+            raise InvalidInputError("an edit must be a JSON object")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise InvalidInputError(f"unknown edit fields: {', '.join(unknown)}")
+        if "correction_type" not in data:
+            raise InvalidInputError("an edit needs its correction_type")
+        return cls(**data)
+
+
+def apply_edit(labels, edit: Edit, *, new_id: int) -> np.ndarray:
+    """Carry out ``edit`` (in ``labels``' own coordinates: see :meth:`Edit.shifted`) on a copy of
+    ``labels``; ``new_id`` is the id a split's second half or an added nucleus gets."""
+    volume, flat = _as_volume(labels)
+    if not 0 <= edit.z < volume.shape[0]:
+        raise InvalidInputError(f"plane z={edit.z} lies outside the volume's planes")
+    kind = edit.correction_type
+    if kind == "split":
+        out = split_nucleus(volume, edit.nucleus_ids[0], line=edit.line, seeds=edit.seeds, new_id=new_id)
+    elif kind == "merge":
+        out = merge_nuclei(volume, edit.nucleus_ids)
+    elif kind == "delete":
+        out = delete_nuclei(volume, edit.nucleus_ids)
+    else:
+        plane = volume.shape[1:]
+        drawing = polygon_mask(edit.polygon, plane) if edit.polygon is not None \
+            else stroke_mask(edit.stroke, edit.radius, plane)
+        if kind == "add":
+            out = add_nucleus(volume, drawing, planes=edit.planes, new_id=new_id)
+        else:
+            out = modify_nucleus(volume, edit.nucleus_ids[0], drawing, planes=edit.planes, erase=edit.erase)
+    return out[0] if flat else out

@@ -1,0 +1,112 @@
+"""segmentation.core.editing on tiny literal arrays, 2D and 3D: each edit changes the nuclei it
+names and the background, never a neighbour, and refuses what it cannot do."""
+
+import numpy as np
+import pytest
+
+from segmentation.core.editing import (
+    Edit,
+    add_nucleus,
+    apply_edit,
+    delete_nuclei,
+    merge_nuclei,
+    modify_nucleus,
+    polygon_mask,
+    split_nucleus,
+    stroke_mask,
+)
+from segmentation.core.errors import InvalidInputError
+
+
+def _two_blobs(z: int = 1) -> np.ndarray:
+    """A 20-wide nucleus 1 (columns 2..21) beside a neighbour 2, on ``z`` planes."""
+    labels = np.zeros((z, 12, 32), np.uint32)
+    labels[:, 3:9, 2:22] = 1
+    labels[:, 3:9, 25:30] = 2
+    return labels
+
+
+@pytest.mark.parametrize("z", [1, 4])
+def test_it_splits_along_a_line_through_every_plane(z):
+    labels = _two_blobs(z)
+    out = split_nucleus(labels, 1, line=[[0, 11.5], [11, 11.5]], new_id=3)
+    assert out.dtype == labels.dtype and out.shape == labels.shape
+    assert set(np.unique(out)) == {0, 1, 2, 3}
+    assert ((out == 1) | (out == 3)).sum() == (labels == 1).sum()  # no pixel lost to the line
+    assert (out[labels == 2] == 2).all() and (out[labels == 0] == 0).all()
+    for plane in out:  # the cut runs through every plane: each half on one side
+        left, right = set(np.unique(plane[3:9, 2:11])), set(np.unique(plane[3:9, 13:22]))
+        assert len(left) == len(right) == 1 and left | right == {1, 3}
+    assert labels.max() == 2  # input untouched
+
+
+@pytest.mark.parametrize("z", [1, 3])
+def test_it_splits_by_two_seeds(z):
+    labels = _two_blobs(z)
+    out = split_nucleus(labels, 1, seeds=[[5, 4], [5, 19]], new_id=7)
+    assert {int(out[0, 5, 4]), int(out[0, 5, 19])} == {1, 7}
+    assert ((out == 1) | (out == 7)).sum() == (labels == 1).sum()
+    assert (out == 2).sum() == (labels == 2).sum()
+
+
+def test_it_refuses_a_line_that_does_not_cut():
+    with pytest.raises(InvalidInputError, match="does not cut"):
+        split_nucleus(_two_blobs(), 1, line=[[0, 11], [5, 11]], new_id=3)
+    with pytest.raises(InvalidInputError, match="seed 2 does not lie inside"):
+        split_nucleus(_two_blobs(), 1, seeds=[[5, 4], [5, 27]], new_id=3)
+    with pytest.raises(InvalidInputError, match="already in use"):
+        split_nucleus(_two_blobs(), 1, line=[[0, 11.5], [11, 11.5]], new_id=2)
+
+
+def test_it_merges_deletes_and_names_missing_ids():
+    labels = _two_blobs(2)
+    merged = merge_nuclei(labels, [2, 1])
+    assert set(np.unique(merged)) == {0, 1} and (merged > 0).sum() == (labels > 0).sum()
+    deleted = delete_nuclei(labels, [2])
+    assert set(np.unique(deleted)) == {0, 1}
+    with pytest.raises(InvalidInputError, match="no nucleus 9"):
+        merge_nuclei(labels, [1, 9])
+    with pytest.raises(InvalidInputError, match="at least two"):
+        merge_nuclei(labels, [1, 1])
+
+
+def test_it_adds_on_background_only_on_the_planes_given():
+    labels = _two_blobs(3)
+    drawing = polygon_mask([[1, 18], [1, 27], [10, 27], [10, 18]], labels.shape[1:])
+    out = add_nucleus(labels, drawing, planes=(1, 2), new_id=5)
+    assert not (out[0] == 5).any() and (out[1:] == 5).any()
+    assert (out[labels == 1] == 1).all() and (out[labels == 2] == 2).all()  # neighbours keep their pixels
+    with pytest.raises(InvalidInputError, match="covers no background"):
+        add_nucleus(labels, labels[0] == 1, planes=(0, 0), new_id=5)
+
+
+def test_it_brushes_and_erases_one_nucleus():
+    labels = _two_blobs()
+    grown = modify_nucleus(labels, 2, stroke_mask([[10, 25], [10, 29]], 1.0, labels.shape[1:]), planes=(0, 0),
+                           erase=False)
+    assert (grown == 2).sum() > (labels == 2).sum() and (grown == 1).sum() == (labels == 1).sum()
+    shrunk = modify_nucleus(labels, 1, stroke_mask([[5, 2]], 2.0, labels.shape[1:]), planes=(0, 0), erase=True)
+    assert 0 < (shrunk == 1).sum() < (labels == 1).sum()
+    with pytest.raises(InvalidInputError, match="delete it instead"):
+        modify_nucleus(labels, 2, labels[0] == 2, planes=(0, 0), erase=True)
+
+
+def test_it_validates_and_round_trips_an_edit():
+    edit = Edit(correction_type="split", nucleus_ids=[1], z=0, line=[[0, 11.5], [11, 11.5]])
+    assert Edit.from_dict(edit.to_dict()) == edit
+    assert edit.drawing_bounds() == (-1, 13, 10, 14)
+    out = apply_edit(_two_blobs()[0], edit.shifted(0, 0, 0), new_id=3)
+    assert out.ndim == 2 and set(np.unique(out)) == {0, 1, 2, 3}
+    bad = [
+        ({"correction_type": "explode"}, "unknown correction type"),
+        ({"correction_type": "merge", "nucleus_ids": [1]}, "at least 2"),
+        ({"correction_type": "split", "nucleus_ids": [1]}, "takes line or seeds"),
+        ({"correction_type": "add", "polygon": [[0, 0], [1, 1]]}, "at least 3"),
+        ({"correction_type": "modify", "nucleus_ids": [1], "stroke": [[1, 1]]}, "radius"),
+        ({"correction_type": "add", "z": 2, "z_range": [3, 4], "polygon": [[0, 0], [0, 5], [5, 5]]}, "contain"),
+        ({"correction_type": "delete", "nucleus_ids": [1], "colour": "red"}, "unknown edit fields"),
+        ({"correction_type": "delete", "nucleus_ids": [0]}, "start at 1"),
+    ]
+    for data, message in bad:
+        with pytest.raises(InvalidInputError, match=message):
+            Edit.from_dict(data)
