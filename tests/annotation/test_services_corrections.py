@@ -11,7 +11,8 @@ import pytest
 from django.db import connection
 
 from annotation.models import Correction, LabelVersion, Nucleus
-from annotation.services import _correction_tracker, correction_create, correction_redo, correction_undo
+from annotation.services import correction_create, correction_redo, correction_undo
+from annotation.services.corrections import _correction_tracker
 from annotation.stores import volume_store
 from ezquant_web.api import ApplicationError
 from segmentation.core.measurements import nucleus_table

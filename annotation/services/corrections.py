@@ -1,212 +1,28 @@
-"""Writes of the annotation app: projects, members, volumes, label versions, exports.
+"""Writes of corrections: edits of a volume's latest label version, their undo and redo.
 
-Files and rows
---------------
-A volume is an OME-Zarr directory under ``EZQUANT_DATA_DIR/volumes/<uuid>`` plus a
-:class:`~annotation.models.Volume` row; a label version is a ``vN`` array group inside that
-directory plus a :class:`~annotation.models.LabelVersion` row and its
-:class:`~annotation.models.Nucleus` rows. Files cannot join a database transaction, so each
-service writes the files first, completely (the storage layer publishes them atomically), and
-then the rows in one transaction:
-
-* ``volume_import``: if the rows fail, the new directory is removed, so nothing is left.
-* ``label_version_create``: a published label version cannot be removed (versions are
-  immutable and the store has no delete), so if measuring or the rows fail, the ``vN``
-  directory stays behind as an *orphan*: no row names it, so no API, tile or export can reach
-  it (every read starts from a row), and its number is never reused (the store numbers
-  versions itself, always upwards; the rows copy its numbers, so they may skip one). It costs
-  disk only: ``annotation.selectors.label_version_orphans`` lists them for a later clean-up.
-
-Deleting a Volume row (admin) leaves its directory; deleting directories is a later issue.
+An edit reads only the region it touches (the named nuclei's bounding boxes and the drawing),
+changes it with ``segmentation.core.editing``, and becomes a new label version that shares
+every other chunk with its parent (``VolumeStore.write_label_edit``). The nucleus rows of the
+unchanged nuclei are copied in the database, the changed ones measured on the region. The
+volume's row is locked for the whole edit, so two edits of one volume never both pass the
+"is this still the latest version?" check: the second gets 409.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-import uuid
 from pathlib import Path
 
 import numpy as np
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
-from django.utils.text import slugify
 
-from annotation.models import Correction, LabelVersion, Membership, Nucleus, Project, Volume
+from annotation.models import Correction, LabelVersion, Nucleus, Volume
+from annotation.services.volumes import _data_dir
 from annotation.stores import volume_store
 from ezquant_web.api import ApplicationError
 
-__all__ = [
-    "correction_create", "correction_redo", "correction_undo",
-    "label_version_create", "label_version_export_tiff", "label_version_export_zarr", "label_version_upload",
-    "membership_add",
-    "project_create", "volume_import",
-]
-
-VOLUMES_DIR = "volumes"
-EXPORTS_DIR = "exports"
-
-
-def _data_dir() -> Path:
-    return Path(settings.EZQUANT_DATA_DIR)
-
-
-def project_create(*, name: str, user: AbstractBaseUser, description: str = "") -> Project:
-    """A new project, with ``user`` as its first member (role admin)."""
-    name = name.strip()
-    slug = slugify(name)
-    if not name or not slug:
-        raise ApplicationError("a project needs a name with at least one letter or digit")
-    if Project.objects.filter(name=name).exists() or Project.objects.filter(slug=slug).exists():
-        raise ApplicationError(f"a project named {name!r} already exists")
-    with transaction.atomic():
-        project = Project.objects.create(name=name, slug=slug, description=description, created_by=user)
-        Membership.objects.create(project=project, user=user, role=Membership.Role.ADMIN)
-    return project
-
-
-def membership_add(*, project: Project, user: AbstractBaseUser,
-                   role: str = Membership.Role.STUDENT) -> Membership:
-    """Make ``user`` a member of ``project``; refused if they already are."""
-    if role not in Membership.Role.values:
-        raise ApplicationError(f"role must be one of {', '.join(Membership.Role.values)}, got {role!r}")
-    if Membership.objects.filter(project=project, user=user).exists():
-        raise ApplicationError(f"{user.get_username()} is already a member of {project.name}")
-    return Membership.objects.create(project=project, user=user, role=role)
-
-
-def volume_import(*, project: Project, src_path: str | os.PathLike, name: str, user: AbstractBaseUser | None,
-                  channel: int | None = None, voxel_size: tuple[float, ...] | None = None) -> Volume:
-    """Import a TIFF / OME-TIFF file or OME-Zarr directory into ``project`` as a new volume.
-
-    The image is streamed plane by plane into ``EZQUANT_DATA_DIR/volumes/<uuid>``; images with
-    more than ``EZQUANT_MAX_VOXELS`` voxels are refused before anything is written. ``name``
-    defaults to the source's file name. Storage errors (unreadable file, wrong axes, missing
-    channel, too large) propagate as :class:`~annotation.storage.StorageError`.
-    """
-    from annotation.storage import import_image
-
-    relative = f"{VOLUMES_DIR}/{uuid.uuid4().hex}"
-    dest = _data_dir() / relative
-    store = import_image(src_path, dest, channel=channel, voxel_size=voxel_size,
-                         max_voxels=settings.EZQUANT_MAX_VOXELS)
-    meta = store.meta
-    try:
-        with transaction.atomic():
-            return Volume.objects.create(
-                project=project, name=(name or "").strip() or Path(src_path).name, path=relative,
-                shape_z=meta.shape[0], shape_y=meta.shape[1], shape_x=meta.shape[2], dtype=meta.dtype,
-                voxel_size_z=meta.voxel_size[0], voxel_size_y=meta.voxel_size[1], voxel_size_x=meta.voxel_size[2],
-                contrast_lo=meta.contrast_limits[0], contrast_hi=meta.contrast_limits[1],
-                n_levels=meta.n_levels, created_by=user)
-    except BaseException:
-        shutil.rmtree(dest, ignore_errors=True)  # no row will ever name it
-        raise
-
-
-def label_version_create(*, volume: Volume, labels: np.ndarray, user: AbstractBaseUser | None, source: str,
-                         parent: LabelVersion | None = None, model_version: str = "",
-                         uncertainty: dict[int, float] | None = None) -> LabelVersion:
-    """Store ``labels`` as the volume's next label version and measure its nuclei.
-
-    Parameters
-    ----------
-    labels : (Z, Y, X) integer array of the volume's shape ((Y, X) for a 2D volume), 0 =
-        background. Not modified.
-    source : one of ``LabelVersion.Source``.
-    parent : the version these labels derive from (an edit, a re-segmentation): unchanged chunk
-        files are shared with it on disk.
-    model_version : the model that produced the labels, for a segmentation.
-    uncertainty : per-nucleus scores by label id, stored with each nucleus.
-
-    A shape or dtype that does not fit raises :class:`~annotation.storage.LabelShapeError` /
-    ``InvalidLabelsError`` before anything is written. See the module docstring for what is
-    left on disk if a later step fails.
-    """
-    from segmentation.core.measurements import nucleus_table
-
-    if source not in LabelVersion.Source.values:
-        raise ApplicationError(f"source must be one of {', '.join(LabelVersion.Source.values)}, got {source!r}")
-    if parent is not None and parent.volume_id != volume.id:
-        raise ApplicationError(f"the parent version {parent.name} belongs to another volume")
-    store = volume_store(volume)
-    meta = store.write_labels(labels, parent=parent.name if parent is not None else None)
-    rows = nucleus_table(labels, store.read_volume(0), store.meta.voxel_size, uncertainty=uncertainty)
-    with transaction.atomic():
-        version = LabelVersion.objects.create(
-            volume=volume, number=meta.number, name=meta.name, parent=parent, source=source,
-            created_by=user, n_labels=meta.n_labels, model_version=model_version)
-        Nucleus.objects.bulk_create((Nucleus(label_version=version, **row) for row in rows), batch_size=2000)
-    return version
-
-
-def label_version_upload(*, volume: Volume, src_path: str | os.PathLike, user: AbstractBaseUser | None,
-                         parent: LabelVersion | None = None) -> LabelVersion:
-    """A new label version (source ``upload``) from a label TIFF of the volume's shape.
-
-    The TIFF holds (Z, Y, X) integer ids, or (Y, X) for a 2D volume; extra axes of length 1
-    (ImageJ's T and C) are dropped. A file that is no TIFF raises :class:`ApplicationError`; a
-    shape or type that does not fit, ``LabelShapeError`` / ``InvalidLabelsError`` (storage).
-    """
-    import tifffile  # only uploads need it
-
-    try:
-        labels = tifffile.imread(src_path)
-    except Exception as exc:  # tifffile raises many types for a bad file
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ApplicationError(f"the labels are not a readable TIFF file: {reason}") from None
-    if labels.size == 0:
-        raise ApplicationError("the labels TIFF holds no image")
-    while labels.ndim > 3 and 1 in labels.shape:
-        labels = labels.squeeze(axis=labels.shape.index(1))
-    return label_version_create(volume=volume, labels=labels, user=user, source=LabelVersion.Source.UPLOAD,
-                                parent=parent)
-
-
-def _export_path(suffix: str) -> Path:
-    folder = _data_dir() / EXPORTS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=folder)) / f"labels{suffix}"
-
-
-def label_version_export_tiff(*, label_version: LabelVersion) -> Path:
-    """Write the version's full-resolution labels to a new uint32 OME-TIFF and return its path.
-
-    The file lies alone in a new folder under ``EZQUANT_DATA_DIR/exports``; the caller removes
-    that folder (``path.parent``) when it has sent the file.
-    """
-    out = _export_path(".ome.tif")
-    try:
-        return volume_store(label_version.volume).export_labels_tiff(label_version.name, out)
-    except BaseException:
-        shutil.rmtree(out.parent, ignore_errors=True)
-        raise
-
-
-def label_version_export_zarr(*, label_version: LabelVersion) -> Path:
-    """Write the version as a standalone OME-Zarr directory (all levels) and return its path.
-
-    Like :func:`label_version_export_tiff`, the caller removes ``path.parent`` when done.
-    """
-    out = _export_path(".ome.zarr")
-    try:
-        return volume_store(label_version.volume).export_labels_zarr(label_version.name, out)
-    except BaseException:
-        shutil.rmtree(out.parent, ignore_errors=True)
-        raise
-
-
-# -- corrections: edits of the latest label version --------------------------------------------
-#
-# An edit reads only the region it touches (the named nuclei's bounding boxes and the drawing),
-# changes it with ``segmentation.core.editing``, and becomes a new label version that shares
-# every other chunk with its parent (``VolumeStore.write_label_edit``). The nucleus rows of the
-# unchanged nuclei are copied in the database, the changed ones measured on the region. The
-# volume's row is locked for the whole edit, so two edits of one volume never both pass the
-# "is this still the latest version?" check: the second gets 409.
+__all__ = ["correction_create", "correction_redo", "correction_undo"]
 
 CORRECTIONS_DIR = "corrections"
 _STALE_STATUS = 409

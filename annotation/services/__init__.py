@@ -1,0 +1,22 @@
+"""Writes of the annotation app, one module per sub-domain; import them from here.
+
+:mod:`.volumes`: projects, members, volumes, label versions, exports (its docstring says how
+files and rows are kept consistent). :mod:`.corrections`: edits, undo, redo.
+"""
+
+from .corrections import correction_create, correction_redo, correction_undo
+from .volumes import (
+    label_version_create,
+    label_version_export_tiff,
+    label_version_export_zarr,
+    label_version_upload,
+    membership_add,
+    project_create,
+    volume_import,
+)
+
+__all__ = [
+    "correction_create", "correction_redo", "correction_undo",
+    "label_version_create", "label_version_export_tiff", "label_version_export_zarr", "label_version_upload",
+    "membership_add", "project_create", "volume_import",
+]
