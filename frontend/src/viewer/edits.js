@@ -122,6 +122,7 @@ export function makeEditor({ viewer, elements }) {
       return null;
     }
     viewer.setBusy(true, what);
+    viewer.banner.hide();
     try {
       return await run();
     } catch (error) {
@@ -144,7 +145,6 @@ export function makeEditor({ viewer, elements }) {
       undone.length = 0;
       renderLog();
       await viewer.setVersion(record.result_version, { selection: selectAfter(record), editSent: sent });
-      viewer.banner.hide();
       return record;
     });
   }

@@ -100,7 +100,7 @@ export function makeMap({ target, grid, api, volumeId, onLoadsChange }) {
   });
   const map = new Map({
     target,
-    layers: [imageLayer, heatLayer, labelLayer, sketchLayer],
+    layers: [imageLayer, labelLayer, heatLayer, sketchLayer],
     view,
     controls: defaultControls({ attribution: false, rotate: false }).extend([
       new ZoomToExtent({ extent: grid.extent, label: '⤢', tipLabel: 'Fit the volume' }),

@@ -10,7 +10,7 @@
 import 'ol/ol.css';
 
 import { ApiError, makeApi, resultsOf } from './api.js';
-import { makeGrid, toCoordinate, toYX, inside } from './grid.js';
+import { TILE_SIZE, makeGrid, toCoordinate, toYX, inside } from './grid.js';
 import { makeMap } from './layers.js';
 import { makeNucleiPanel } from './nuclei.js';
 import { makeJobPanel } from './jobs.js';
@@ -86,13 +86,22 @@ function main() {
     }
     select.value = state.version ?? '';
     select.disabled = state.versions.length === 0;
-    $('head-version').textContent = state.version ? `labels ${state.version}` : 'no labels';
+    const latest = state.versions[state.versions.length - 1];
+    const old = state.version !== null && state.version !== latest;
+    $('head-version').textContent = state.version ? `labels ${state.version}${old ? ' · not the latest' : ''}` : 'no labels';
+    $('head-version').classList.toggle('old', old);
+    $('head-version').title = old ? `an older version: edits are made on the latest (${latest})` : 'the label version shown';
   }
 
-  /** Resolves at the next frame in which every tile on screen is drawn. */
+  /** Resolves at the next frame in which every tile on screen is drawn and the view is at rest
+   * (OpenLayers also completes frames in the middle of an animation). */
   function nextFullRender() {
     return new Promise((resolve) => {
-      map.once('rendercomplete', () => resolve(performance.now()));
+      const done = () => {
+        if (view.getAnimating() || view.getInteracting()) map.once('rendercomplete', done);
+        else resolve(performance.now());
+      };
+      map.once('rendercomplete', done);
       map.render();
     });
   }
@@ -170,6 +179,7 @@ function main() {
     layers.show({ z: next });
     editor?.followPlane(next);
     updateRoot();
+    rememberPlace();
   }
   $('z-slider').addEventListener('input', (event) => setZ(Number(event.target.value)));
 
@@ -377,13 +387,71 @@ function main() {
     root.dataset.firstRenderMs = String(Math.round(marks.firstFullRender));
   });
   map.on('rendercomplete', () => { root.dataset.rendered = String(performance.now()); });
+  // The place on screen lives in the address (#z=&y=&x=&r=), so a view can be shared or reloaded.
+  const place = new URLSearchParams(window.location.hash.slice(1));
+  if (place.has('z')) state.z = Math.max(0, Math.min(volume.shape[0] - 1, Number(place.get('z')) || 0));
+  if (place.has('y') && place.has('x')) {
+    view.setCenter(toCoordinate(Number(place.get('y')), Number(place.get('x'))));
+    if (place.has('r')) view.setResolution(Number(place.get('r')));
+  }
+  let placeTimer = null;
+  function rememberPlace() {
+    clearTimeout(placeTimer);
+    placeTimer = setTimeout(() => {
+      const center = view.getCenter();
+      if (!center) return;
+      const [y, x] = toYX(center);
+      const r = view.getResolution();
+      window.history.replaceState(null, '',
+        `#z=${state.z}&y=${Math.round(y)}&x=${Math.round(x)}&r=${Number(r.toPrecision(3))}`);
+    }, 300);
+  }
+  map.on('moveend', rememberPlace);
+
   setZ(state.z);
   layers.show({ z: state.z, lo: state.lo, hi: state.hi, version: state.version });
   renderVersions();
   setVersion(state.version).then(() => {
     root.dataset.state = 'ready';
   });
-  window.ezqViewer = { state, marks, map, layers, setZ, setVersion, select, jumpTo, editor, nextFullRender };
+  /**
+   * The nuclei in the level-0 label tiles kept for the plane on screen: per id its pixel
+   * count, bounding box and the pixel of it nearest its mean (for tests and debugging).
+   */
+  function nucleiOnPlane() {
+    const found = new Map();
+    for (const tile of layers.labelTiles.tiles.values()) {
+      if (tile.version !== state.version || tile.z !== state.z || tile.level !== 0) continue;
+      const y0 = tile.ty * TILE_SIZE;
+      const x0 = tile.tx * TILE_SIZE;
+      tile.ids.forEach((id, i) => {
+        if (id === 0) return;
+        const y = y0 + Math.floor(i / tile.width);
+        const x = x0 + (i % tile.width);
+        const n = found.get(id) ?? { id, n: 0, sy: 0, sx: 0, y0: y, y1: y, x0: x, x1: x, pixels: [] };
+        n.n += 1;
+        n.sy += y;
+        n.sx += x;
+        n.y0 = Math.min(n.y0, y);
+        n.y1 = Math.max(n.y1, y);
+        n.x0 = Math.min(n.x0, x);
+        n.x1 = Math.max(n.x1, x);
+        n.pixels.push([y, x]);
+        found.set(id, n);
+      });
+    }
+    return [...found.values()].map(({ pixels, sy, sx, ...n }) => {
+      const my = sy / n.n;
+      const mx = sx / n.n;
+      let best = pixels[0];
+      for (const p of pixels) if (Math.hypot(p[0] - my, p[1] - mx) < Math.hypot(best[0] - my, best[1] - mx)) best = p;
+      return { ...n, y: best[0], x: best[1] };
+    });
+  }
+
+  window.ezqViewer = {
+    state, marks, map, layers, setZ, setVersion, select, jumpTo, editor, nextFullRender, nucleiOnPlane,
+  };
 }
 
 main();
