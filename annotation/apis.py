@@ -25,9 +25,9 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation import selectors, services
+from annotation import roles, selectors, services
 from annotation.exports import csv_stream, zip_directory_stream
-from annotation.models import Membership
+from annotation.models import Assignment, Membership
 from ezquant_web.api import ApplicationError, Pagination
 
 # -- shared pieces ----------------------------------------------------------------------------
@@ -115,6 +115,7 @@ class ProjectOutputSerializer(serializers.Serializer):
     name = serializers.CharField()
     slug = serializers.CharField()
     description = serializers.CharField()
+    role = serializers.CharField(allow_null=True, default=None, help_text="your role in it")
     created_by = _UserField()
     created_at = serializers.DateTimeField()
 
@@ -140,6 +141,7 @@ class ProjectCreateApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         project = services.project_create(user=request.user, **serializer.validated_data)
+        project.role = Membership.Role.ADMIN
         return Response(self.OutputSerializer(project).data, status=status.HTTP_201_CREATED)
 
 
@@ -152,28 +154,45 @@ class ProjectDetailApi(APIView):
         return Response(self.OutputSerializer(project).data)
 
 
+class _MembershipOutputSerializer(serializers.Serializer):
+    project = serializers.IntegerField(source="project_id")
+    username = serializers.CharField(source="user.username")
+    role = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class ProjectMemberListApi(APIView):
+    """The project's members and their roles (instructors and admins)."""
+
+    @extend_schema(responses=_MembershipOutputSerializer(many=True))
+    def get(self, request, project_id: int):
+        project = selectors.project_get(user=request.user, project_id=project_id)
+        roles.require_role(user=request.user, project_id=project.id, roles=roles.STAFF, action="listing members")
+        return Response(_MembershipOutputSerializer(selectors.membership_list(project=project), many=True).data)
+
+
 class ProjectMemberAddApi(APIView):
-    """Add a user to a project. Any member may, for now: roles are enforced in a later issue."""
+    """Add a user to a project: instructors add students, admins anyone."""
 
     class InputSerializer(serializers.Serializer):
         username = serializers.CharField()
         role = serializers.ChoiceField(choices=Membership.Role.choices, default=Membership.Role.STUDENT)
 
-    class OutputSerializer(serializers.Serializer):
-        project = serializers.IntegerField(source="project_id")
-        username = serializers.CharField(source="user.username")
-        role = serializers.CharField()
-        created_at = serializers.DateTimeField()
+    OutputSerializer = _MembershipOutputSerializer
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
     def post(self, request, project_id: int):
         project = selectors.project_get(user=request.user, project_id=project_id)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        role = serializer.validated_data["role"]
+        roles.require_role(user=request.user, project_id=project.id,
+                           roles=roles.STAFF if role == roles.STUDENT else (roles.ADMIN,),
+                           action=f"adding {'a student' if role == roles.STUDENT else 'an ' + role}")
         user = get_user_model().objects.filter(username=serializer.validated_data["username"]).first()
         if user is None:
             raise ApplicationError(f"there is no user {serializer.validated_data['username']!r}")
-        membership = services.membership_add(project=project, user=user, role=serializer.validated_data["role"])
+        membership = services.membership_add(project=project, user=user, role=role, added_by=request.user)
         return Response(self.OutputSerializer(membership).data, status=status.HTTP_201_CREATED)
 
 
@@ -225,6 +244,7 @@ class VolumeUploadApi(_UploadApi):
     @extend_schema(request={"multipart/form-data": InputSerializer}, responses={201: VolumeOutputSerializer})
     def post(self, request, project_id: int):
         project = selectors.project_get(user=request.user, project_id=project_id)
+        roles.require_role(user=request.user, project_id=project.id, roles=roles.STAFF, action="uploading volumes")
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -282,6 +302,8 @@ class LabelVersionUploadApi(_UploadApi):
     @extend_schema(request={"multipart/form-data": InputSerializer}, responses={201: LabelVersionOutputSerializer})
     def post(self, request, volume_id: int):
         volume = selectors.volume_get(user=request.user, volume_id=volume_id)
+        roles.require_role(user=request.user, project_id=volume.project_id, roles=roles.STAFF,
+                           action="uploading labels")
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         parent = None
@@ -420,6 +442,11 @@ class CorrectionOutputSerializer(serializers.Serializer):
     undone_version = serializers.CharField(source="undone_version.name", allow_null=True, default=None)
     undone_at = serializers.DateTimeField(allow_null=True)
     redo_of = serializers.IntegerField(source="redo_of_id", allow_null=True)
+    review_status = serializers.CharField(help_text="pending, approved, rejected or amended")
+    reviewed_by = _UserField(source="reviewed_by.username")
+    reviewed_at = serializers.DateTimeField(allow_null=True)
+    review_comment = serializers.CharField()
+    amends = serializers.IntegerField(source="amends_id", allow_null=True)
 
 
 class _Point(serializers.ListField):
@@ -451,32 +478,50 @@ class CorrectionListCreateApi(APIView):
     @extend_schema(request=InputSerializer, responses={201: CorrectionOutputSerializer})
     def post(self, request, volume_id: int):
         volume = selectors.volume_get(user=request.user, volume_id=volume_id)
+        within = roles.editable_regions(user=request.user, volume=volume)  # 403 for a student not assigned it
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
-        edit = {"correction_type": data.pop("type"), **{k: v for k, v in data.items() if k != "label_version"}}
-        stroke = edit.pop("stroke")
-        if stroke is not None:
-            unknown = sorted(set(stroke) - {"points", "radius", "erase"})
-            if unknown:
-                raise ApplicationError(f"unknown stroke fields: {', '.join(unknown)}")
-            edit.update(stroke=stroke.get("points"), radius=stroke.get("radius"), erase=stroke.get("erase", False))
-        correction = services.correction_create(volume=volume, user=request.user,
-                                                label_version=data["label_version"], edit=edit)
+        role = roles.role_of(user=request.user, project_id=volume.project_id)
+        correction = services.correction_create(volume=volume, user=request.user, label_version=data["label_version"],
+                                                edit=_edit_of(data), within=within, approved=role in roles.STAFF)
         return Response(CorrectionOutputSerializer(correction).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses=CorrectionOutputSerializer(many=True))
     def get(self, request, volume_id: int):
         volume = selectors.volume_get(user=request.user, volume_id=volume_id)
         paginator = Pagination()
-        page = paginator.paginate_queryset(selectors.correction_list(volume=volume), request, view=self)
+        page = paginator.paginate_queryset(selectors.correction_list(volume=volume, user=request.user), request,
+                                           view=self)
         return paginator.get_paginated_response(CorrectionOutputSerializer(page, many=True).data)
+
+
+def _edit_of(data: dict) -> dict:
+    """The ``Edit`` fields of a validated correction body (``stroke`` unpacked)."""
+    edit = {"correction_type": data["type"],
+            **{k: v for k, v in data.items() if k not in ("label_version", "type", "stroke", "comment")}}
+    stroke = data.get("stroke")
+    if stroke is not None:
+        unknown = sorted(set(stroke) - {"points", "radius", "erase"})
+        if unknown:
+            raise ApplicationError(f"unknown stroke fields: {', '.join(unknown)}")
+        edit.update(stroke=stroke.get("points"), radius=stroke.get("radius"), erase=stroke.get("erase", False))
+    return edit
+
+
+def _own_or_staff(request, correction, action: str) -> None:
+    """A student may read and undo their own corrections only."""
+    role = roles.role_of(user=request.user, project_id=correction.volume.project_id)
+    if role not in roles.STAFF and correction.created_by_id != request.user.id:
+        raise ApplicationError(f"{action} another student's correction is for the instructors and admins",
+                               status=403)
 
 
 class CorrectionDetailApi(APIView):
     @extend_schema(responses=CorrectionOutputSerializer)
     def get(self, request, correction_id: int):
         correction = selectors.correction_get(user=request.user, correction_id=correction_id)
+        _own_or_staff(request, correction, "reading")
         return Response(CorrectionOutputSerializer(correction).data)
 
 
@@ -494,6 +539,8 @@ class _CorrectionStepApi(APIView):
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
     def post(self, request, correction_id: int):
         correction = selectors.correction_get(user=request.user, correction_id=correction_id)
+        _own_or_staff(request, correction, "undoing or redoing")
+        roles.editable_regions(user=request.user, volume=correction.volume)  # a submitted assignment is closed
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         correction = type(self).step(correction=correction, user=request.user,
@@ -513,3 +560,201 @@ class CorrectionRedoApi(_CorrectionStepApi):
     """An undone edit made again on the latest version: a new version and a new record."""
 
     step = staticmethod(services.correction_redo)
+
+
+# -- review -----------------------------------------------------------------------------------
+
+
+class ReviewQueueApi(APIView):
+    """The project's corrections awaiting review, oldest first (instructors and admins)."""
+
+    @extend_schema(responses=CorrectionOutputSerializer(many=True))
+    def get(self, request, project_id: int):
+        project = selectors.project_get(user=request.user, project_id=project_id)
+        roles.require_role(user=request.user, project_id=project.id, roles=roles.STAFF, action="reviewing")
+        paginator = Pagination()
+        page = paginator.paginate_queryset(selectors.review_queue(project=project), request, view=self)
+        return paginator.get_paginated_response(CorrectionOutputSerializer(page, many=True).data)
+
+
+class _VerdictApi(APIView):
+    verdict = "approve"
+
+    class InputSerializer(serializers.Serializer):
+        comment = serializers.CharField(required=False, allow_blank=True, default="",
+                                        help_text="shown to the student; required to reject")
+
+    @extend_schema(request=InputSerializer, responses=CorrectionOutputSerializer)
+    def post(self, request, correction_id: int):
+        correction = selectors.correction_get(user=request.user, correction_id=correction_id)
+        roles.require_role(user=request.user, project_id=correction.volume.project_id, roles=roles.STAFF,
+                           action="reviewing")
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        correction = services.correction_review(correction=correction, reviewer=request.user, verdict=self.verdict,
+                                                comment=serializer.validated_data["comment"])
+        return Response(CorrectionOutputSerializer(correction).data)
+
+
+class CorrectionApproveApi(_VerdictApi):
+    """Approve a pending correction: it becomes training data."""
+
+    verdict = "approve"
+
+
+class CorrectionRejectApi(_VerdictApi):
+    """Reject a pending correction with a comment for the student."""
+
+    verdict = "reject"
+
+
+class CorrectionAmendApi(APIView):
+    """The reviewer's own edit in place of a pending correction (same body as an edit, plus
+    ``comment``): 201 with the reviewer's new, approved correction; the student's is ``amended``."""
+
+    class InputSerializer(CorrectionListCreateApi.InputSerializer):
+        comment = serializers.CharField(required=False, allow_blank=True, default="")
+
+    @extend_schema(request=InputSerializer, responses={201: CorrectionOutputSerializer})
+    def post(self, request, correction_id: int):
+        correction = selectors.correction_get(user=request.user, correction_id=correction_id)
+        roles.require_role(user=request.user, project_id=correction.volume.project_id, roles=roles.STAFF,
+                           action="amending corrections")
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        amendment = services.correction_amend(correction=correction, reviewer=request.user,
+                                              label_version=data["label_version"], edit=_edit_of(data),
+                                              comment=data["comment"])
+        return Response(CorrectionOutputSerializer(amendment).data, status=status.HTTP_201_CREATED)
+
+
+class AgreementApi(APIView):
+    """Per student, how their corrections agree with an instructor's (or another student's) on the
+    same nuclei: F1 at IoU 0.5 and mean IoU of matched nuclei (instructors and admins)."""
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request, project_id: int):
+        project = selectors.project_get(user=request.user, project_id=project_id)
+        roles.require_role(user=request.user, project_id=project.id, roles=roles.STAFF, action="reading agreement")
+        return Response(selectors.agreement(project=project))
+
+
+class AuditEventListApi(APIView):
+    """The project's audit trail, newest first (instructors and admins)."""
+
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        user = _UserField(source="user.username")
+        action = serializers.CharField()
+        object_type = serializers.CharField()
+        object_id = serializers.IntegerField(allow_null=True)
+        label_version = serializers.CharField()
+        details = serializers.JSONField()
+        created_at = serializers.DateTimeField()
+
+    @extend_schema(responses=OutputSerializer(many=True))
+    def get(self, request, project_id: int):
+        project = selectors.project_get(user=request.user, project_id=project_id)
+        roles.require_role(user=request.user, project_id=project.id, roles=roles.STAFF,
+                           action="reading the audit trail")
+        paginator = Pagination()
+        page = paginator.paginate_queryset(selectors.audit_list(project=project), request, view=self)
+        return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
+
+
+# -- assignments ------------------------------------------------------------------------------
+
+
+class AssignmentOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    project = serializers.IntegerField(source="project_id")
+    volume = serializers.IntegerField(source="volume_id")
+    volume_name = serializers.CharField(source="volume.name")
+    student = serializers.CharField(source="student.username")
+    region = serializers.ListField(child=serializers.IntegerField(), allow_null=True)
+    note = serializers.CharField()
+    due = serializers.DateField(allow_null=True)
+    overdue = serializers.BooleanField()
+    state = serializers.CharField()
+    assigned_by = _UserField(source="assigned_by.username")
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class MyAssignmentListApi(APIView):
+    """Your queue: what is assigned to you in every project, open ones first, by due date."""
+
+    @extend_schema(responses=AssignmentOutputSerializer(many=True))
+    def get(self, request):
+        return Response(AssignmentOutputSerializer(selectors.assignment_list(student=request.user), many=True).data)
+
+
+class ProjectAssignmentListApi(APIView):
+    """A project's assignments: all of them for instructors and admins, one's own for a student."""
+
+    @extend_schema(responses=AssignmentOutputSerializer(many=True))
+    def get(self, request, project_id: int):
+        project = selectors.project_get(user=request.user, project_id=project_id)
+        role = roles.role_of(user=request.user, project_id=project.id)
+        student = None if role in roles.STAFF else request.user
+        return Response(AssignmentOutputSerializer(selectors.assignment_list(project=project, student=student),
+                                                   many=True).data)
+
+
+class AssignmentCreateApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        volume = serializers.IntegerField()
+        student = serializers.CharField(help_text="username")
+        region = serializers.ListField(child=serializers.IntegerField(min_value=0), min_length=6, max_length=6,
+                                       required=False, allow_null=True, default=None,
+                                       help_text="[z0, z1, y0, y1, x0, x1], ends exclusive; omit for the volume")
+        due = serializers.DateField(required=False, allow_null=True, default=None)
+        note = serializers.CharField(required=False, allow_blank=True, default="")
+
+    @extend_schema(request=InputSerializer, responses={201: AssignmentOutputSerializer})
+    def post(self, request, project_id: int):
+        project = selectors.project_get(user=request.user, project_id=project_id)
+        roles.require_role(user=request.user, project_id=project.id, roles=roles.STAFF, action="assigning work")
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        volume = project.volumes.filter(id=data["volume"]).first()
+        if volume is None:
+            raise ApplicationError(f"{project.name} has no volume {data['volume']}")
+        student = get_user_model().objects.filter(username=data["student"]).first()
+        if student is None:
+            raise ApplicationError(f"there is no user {data['student']!r}")
+        assignment = services.assignment_create(project=project, volume=volume, student=student,
+                                                assigned_by=request.user, region=data["region"], due=data["due"],
+                                                note=data["note"])
+        return Response(AssignmentOutputSerializer(assignment).data, status=status.HTTP_201_CREATED)
+
+
+class _AssignmentStateApi(APIView):
+    state = Assignment.State.SUBMITTED
+    staff = False
+
+    @extend_schema(request=None, responses=AssignmentOutputSerializer)
+    def post(self, request, assignment_id: int):
+        assignment = selectors.assignment_get(user=request.user, assignment_id=assignment_id)
+        if self.staff:
+            roles.require_role(user=request.user, project_id=assignment.project_id, roles=roles.STAFF,
+                               action=f"marking assignments {self.state}")
+        assignment = services.assignment_set_state(assignment=assignment, user=request.user, state=self.state,
+                                                   staff=self.staff)
+        return Response(AssignmentOutputSerializer(assignment).data)
+
+
+class AssignmentSubmitApi(_AssignmentStateApi):
+    """The student hands the work in (it can no longer be edited until reopened)."""
+
+    state, staff = Assignment.State.SUBMITTED, False
+
+
+class AssignmentCompleteApi(_AssignmentStateApi):
+    state, staff = Assignment.State.COMPLETED, True
+
+
+class AssignmentReopenApi(_AssignmentStateApi):
+    state, staff = Assignment.State.REOPENED, True

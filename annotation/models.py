@@ -32,8 +32,9 @@ class Project(models.Model):
 
 
 class Membership(models.Model):
-    """A user's place in a project. For now being a member is what grants access; what each
-    role may do is enforced when roles arrive."""
+    """A user's place in a project, and what they may do there (``annotation.roles``): a
+    student annotates the volumes assigned to them, an instructor assigns, reviews and sees
+    everyone's work, an admin also manages members and retrains models."""
 
     class Role(models.TextChoices):
         STUDENT = "student", "Student"
@@ -223,8 +224,25 @@ class Correction(models.Model):
                                   related_name="+")
     redo_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="redos")
 
+    class Review(models.TextChoices):
+        PENDING = "pending", "Pending review"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+        AMENDED = "amended", "Amended"  # superseded by an instructor's own correction (``amended_by``)
+
+    # Only approved corrections become training data. An instructor's or admin's own edit is
+    # approved when made; a student's waits for review.
+    review_status = models.CharField(max_length=16, choices=Review.choices, default=Review.PENDING)
+    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    review_comment = models.TextField(blank=True)
+    amends = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="amended_by",
+                               help_text="the student's correction this instructor's edit replaces")
+
     class Meta:
         ordering = ["-id"]
+        indexes = [models.Index(fields=["volume", "review_status"], name="correction_review_idx")]
 
     def __str__(self) -> str:
         return f"{self.correction_type} {self.nucleus_ids} on {self.label_version}"
@@ -237,3 +255,66 @@ class Correction(models.Model):
     def region(self) -> tuple[slice, slice, slice]:
         z0, z1, y0, y1, x0, x1 = self.bbox
         return slice(z0, z1), slice(y0, y1), slice(x0, x1)
+
+
+class Assignment(models.Model):
+    """Work an instructor gives a student: a volume, or a region of it, by a due date."""
+
+    class State(models.TextChoices):
+        ASSIGNED = "assigned", "Assigned"
+        SUBMITTED = "submitted", "Submitted"  # the student says it is done
+        COMPLETED = "completed", "Completed"  # the instructor accepts it
+        REOPENED = "reopened", "Reopened"  # the instructor sends it back
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="assignments")
+    volume = models.ForeignKey(Volume, on_delete=models.CASCADE, related_name="assignments")
+    student = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
+    region = models.JSONField(null=True, blank=True,
+                              help_text="[z0, z1, y0, y1, x0, x1] level-0 voxels, end exclusive; empty: the volume")
+    note = models.TextField(blank=True)
+    due = models.DateField(null=True, blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.ASSIGNED)
+    assigned_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["due", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.volume} for {self.student} ({self.state})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in (self.State.ASSIGNED, self.State.REOPENED)
+
+    @property
+    def overdue(self) -> bool:
+        """Still open after its due date."""
+        import datetime
+
+        return self.is_open and self.due is not None and self.due < datetime.date.today()
+
+
+class AuditEvent(models.Model):
+    """Who did what, when, to which object and on which label version. Rows are only added."""
+
+    project = models.ForeignKey(Project, null=True, on_delete=models.SET_NULL, related_name="audit_events")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    action = models.CharField(max_length=64, help_text="<entity>.<verb>, e.g. correction.create")
+    object_type = models.CharField(max_length=32)
+    object_id = models.PositiveBigIntegerField(null=True)
+    label_version = models.CharField(max_length=16, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.user} {self.action} {self.object_type} {self.object_id}"
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise ValueError("the audit trail is append-only")
+        super().save(*args, **kwargs)

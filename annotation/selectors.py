@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
+import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import F, OuterRef, QuerySet, Subquery
+from django.db.models import Case, F, IntegerField, OuterRef, QuerySet, Subquery, Value, When
 
-from annotation.models import Correction, LabelVersion, Nucleus, Project, Volume
+from annotation.models import Assignment, AuditEvent, Correction, LabelVersion, Membership, Nucleus, Project, Volume
 
 __all__ = [
-    "NUCLEUS_ORDERINGS", "correction_get", "correction_list", "label_version_get", "label_version_list", "label_version_orphans",
+    "NUCLEUS_ORDERINGS", "agreement", "assignment_get", "assignment_list", "audit_list", "correction_get",
+    "correction_list", "membership_list", "review_queue", "training_corrections", "label_version_get", "label_version_list", "label_version_orphans",
     "label_version_path_for_tile", "nucleus_list", "uncertainty_scores", "nucleus_rows", "project_get", "project_list",
     "volume_get", "volume_list", "volume_path_for_tile",
 ]
@@ -30,7 +32,9 @@ NUCLEUS_ORDERINGS = (
 
 
 def project_list(*, user: AbstractBaseUser) -> QuerySet[Project]:
-    return Project.objects.filter(memberships__user=user).select_related("created_by")
+    """The user's projects, each with ``role``: the user's role in it."""
+    return (Project.objects.filter(memberships__user=user).select_related("created_by")
+            .annotate(role=F("memberships__role")))
 
 
 def project_get(*, user: AbstractBaseUser, project_id: int) -> Project:
@@ -137,10 +141,118 @@ def uncertainty_scores(*, volume_id: int, name: str) -> list[tuple[int, float]]:
                                        uncertainty__isnull=False).values_list("label_id", "uncertainty"))
 
 
-def correction_list(*, volume: Volume) -> QuerySet[Correction]:
-    """A volume's corrections, newest first (the caller has checked access to the volume)."""
-    return (volume.corrections.select_related("label_version", "result_version", "undone_version", "created_by")
-            .order_by("-id"))
+_CORRECTION_RELATED = ("volume", "label_version", "result_version", "undone_version", "created_by", "reviewed_by")
+
+
+def correction_list(*, volume: Volume, user: AbstractBaseUser | None = None) -> QuerySet[Correction]:
+    """A volume's corrections, newest first (the caller has checked access to the volume): a
+    student's own only when ``user`` is a student; everyone's for instructors and admins."""
+    corrections = volume.corrections.select_related(*_CORRECTION_RELATED).order_by("-id")
+    if user is not None:
+        role = Membership.objects.filter(project_id=volume.project_id, user=user).values_list("role", flat=True)
+        if role.first() == Membership.Role.STUDENT:
+            corrections = corrections.filter(created_by=user)
+    return corrections
+
+
+def review_queue(*, project: Project) -> QuerySet[Correction]:
+    """Corrections of the project awaiting a verdict (and still in effect), oldest first."""
+    return (Correction.objects.filter(volume__project=project, review_status=Correction.Review.PENDING,
+                                      undone_version__isnull=True)
+            .select_related(*_CORRECTION_RELATED).order_by("id"))
+
+
+def training_corrections(*, project: Project) -> QuerySet[Correction]:
+    """What a model may learn from: the project's approved corrections still in effect."""
+    return (Correction.objects.filter(volume__project=project, review_status=Correction.Review.APPROVED,
+                                      undone_version__isnull=True)
+            .select_related(*_CORRECTION_RELATED).order_by("id"))
+
+
+def membership_list(*, project: Project) -> QuerySet[Membership]:
+    return project.memberships.select_related("user").order_by("role", "user__username")
+
+
+def assignment_list(*, project: Project | None = None, student: AbstractBaseUser | None = None
+                    ) -> QuerySet[Assignment]:
+    """Assignments of a project and/or a student, open ones first, then by due date."""
+    assignments = Assignment.objects.select_related("volume", "student", "assigned_by")
+    if project is not None:
+        assignments = assignments.filter(project=project)
+    if student is not None:
+        assignments = assignments.filter(student=student, project__memberships__user=student)
+    order = ["-is_open_rank", F("due").asc(nulls_last=True), "id"]
+    return assignments.annotate(is_open_rank=Case(
+        When(state__in=[Assignment.State.ASSIGNED, Assignment.State.REOPENED], then=Value(1)),
+        default=Value(0), output_field=IntegerField())).order_by(*order)
+
+
+def assignment_get(*, user: AbstractBaseUser, assignment_id: int) -> Assignment:
+    return (Assignment.objects.filter(project__memberships__user=user)
+            .select_related("volume", "student", "assigned_by").get(id=assignment_id))
+
+
+def audit_list(*, project: Project) -> QuerySet[AuditEvent]:
+    return AuditEvent.objects.filter(project=project).select_related("user").order_by("-id")
+
+
+def _pair_scores(a: Correction, b: Correction) -> dict[str, float] | None:
+    """F1 at IoU 0.5 and mean IoU of the matched nuclei of two corrections' results, where
+    their regions overlap; ``None`` when neither has a nucleus there."""
+    from annotation.stores import correction_store
+    from segmentation.core.metrics import match_instances
+
+    lo = [max(a.bbox[i], b.bbox[i]) for i in (0, 2, 4)]
+    hi = [min(a.bbox[i], b.bbox[i]) for i in (1, 3, 5)]
+    if any(h <= low for low, h in zip(lo, hi)):
+        return None
+    crops = []
+    for c in (a, b):
+        _, after = correction_store(c.volume).load(c.record_id)
+        crops.append(after[tuple(slice(low - c.bbox[2 * i], h - c.bbox[2 * i])
+                                 for i, (low, h) in enumerate(zip(lo, hi)))])
+    n_a, n_b = (len(set(np.unique(c).tolist()) - {0}) for c in crops)
+    if n_a == 0 and n_b == 0:
+        return None
+    matches = match_instances(crops[0], crops[1], 0.5)
+    tp = len(matches.ious)
+    return {"f1": 2 * tp / (n_a + n_b), "iou": float(matches.ious.mean()) if tp else 0.0}
+
+
+def agreement(*, project: Project) -> dict[str, Any]:
+    """Where two people corrected the same nuclei (overlapping edits of one volume, both still
+    in effect), how well their results agree.
+
+    Returns ``{"students": [{"student", "compared", "f1", "iou"}], "pairs": [...]}``: per
+    student the mean F1 (at IoU 0.5) and mean IoU of matched nuclei of their corrections
+    against those of instructors and admins; ``pairs`` lists every compared pair, student
+    against student included, with both users, both correction ids and the scores.
+    """
+    staff = set(project.memberships.filter(role__in=[Membership.Role.INSTRUCTOR, Membership.Role.ADMIN])
+                .values_list("user_id", flat=True))
+    corrections = list(Correction.objects.filter(volume__project=project, undone_version__isnull=True,
+                                                 created_by__isnull=False)
+                       .exclude(review_status=Correction.Review.REJECTED)
+                       .select_related("volume", "created_by").order_by("id"))
+    pairs, per_student = [], {}
+    for i, a in enumerate(corrections):
+        for b in corrections[i + 1:]:
+            if a.volume_id != b.volume_id or a.created_by_id == b.created_by_id:
+                continue
+            if a.created_by_id in staff and b.created_by_id in staff:
+                continue
+            scores = _pair_scores(a, b)
+            if scores is None:
+                continue
+            pairs.append({"volume": a.volume_id, "corrections": [a.id, b.id],
+                          "users": [a.created_by.username, b.created_by.username], **scores})
+            for student, other in ((a, b), (b, a)):
+                if student.created_by_id not in staff and other.created_by_id in staff:
+                    per_student.setdefault(student.created_by.username, []).append(scores)
+    students = [{"student": name, "compared": len(rows), "f1": sum(r["f1"] for r in rows) / len(rows),
+                 "iou": sum(r["iou"] for r in rows) / len(rows)} for name, rows in sorted(per_student.items())]
+    students.sort(key=lambda row: row["f1"])  # who needs help first
+    return {"students": students, "pairs": pairs}
 
 
 def correction_get(*, user: AbstractBaseUser, correction_id: int) -> Correction:

@@ -10,11 +10,17 @@ version is a new array, looked up by name); a store object may be shared between
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
+
+from django.conf import settings
 
 from annotation.models import Volume
 from annotation.storage import VolumeStore
 
-__all__ = ["volume_store", "volume_store_at"]
+__all__ = ["CORRECTIONS_DIR", "correction_store", "volume_store", "volume_store_at"]
+
+#: Under EZQUANT_DATA_DIR: one folder of corrections (the guide's layout) per volume.
+CORRECTIONS_DIR = "corrections"
 
 _CACHED_STORES = 32
 
@@ -28,3 +34,11 @@ def volume_store_at(path: str) -> VolumeStore:
 def volume_store(volume: Volume) -> VolumeStore:
     """The store of a volume row."""
     return volume_store_at(str(volume.storage_path))
+
+
+def correction_store(volume: Volume):
+    """The volume's corrections (``corrections.json`` and ``corr_*.npz``, the guide's layout),
+    in ``EZQUANT_DATA_DIR/corrections/<the volume's folder name>``."""
+    from segmentation.core.corrections import CorrectionTracker
+
+    return CorrectionTracker(Path(settings.EZQUANT_DATA_DIR) / CORRECTIONS_DIR / Path(volume.path).name)

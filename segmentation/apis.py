@@ -11,7 +11,9 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotation import roles
 from annotation import selectors as annotation_selectors
+from ezquant_web.api import ApplicationError
 from segmentation import selectors, services
 
 
@@ -46,6 +48,8 @@ class SegmentationJobListCreateApi(APIView):
     @extend_schema(request=InputSerializer, responses={201: JobOutputSerializer})
     def post(self, request, volume_id: int):
         volume = annotation_selectors.volume_get(user=request.user, volume_id=volume_id)
+        roles.require_role(user=request.user, project_id=volume.project_id, roles=roles.STAFF,
+                           action="starting segmentation")
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         job = services.segmentation_job_create(volume=volume, user=request.user,
@@ -70,5 +74,8 @@ class SegmentationJobCancelApi(APIView):
     @extend_schema(request=None, responses=JobOutputSerializer)
     def post(self, request, job_id: int):
         job = selectors.segmentation_job_get(user=request.user, job_id=job_id)
+        if job.created_by_id != request.user.id and \
+                roles.role_of(user=request.user, project_id=job.project_id) not in roles.STAFF:
+            raise ApplicationError("cancelling another user's job is for the instructors and admins", status=403)
         job = services.segmentation_job_cancel(job=job, user=request.user)
         return Response(JobOutputSerializer(job).data)

@@ -72,7 +72,13 @@ def segmentation_job_create(*, volume: Volume, user: AbstractBaseUser | None, pa
         raise ApplicationError(str(exc), extra={"field": "params"}) from None
     except (TypeError, ValueError) as exc:  # an unknown key, a value of the wrong type
         raise ApplicationError(f"invalid params: {exc}", extra={"field": "params"}) from None
-    job = SegmentationJob.objects.create(project_id=volume.project_id, volume=volume, created_by=user, params=checked)
+    from annotation.services import audit_record
+
+    with transaction.atomic():
+        job = SegmentationJob.objects.create(project_id=volume.project_id, volume=volume, created_by=user,
+                                             params=checked)
+        audit_record(user=user, project_id=volume.project_id, action="segmentation_job.create", obj=job,
+                     volume=volume.id, params=checked)
     events.job_publish(job)
     transaction.on_commit(lambda: segmentation_job_task.enqueue(job_id=job.id))
     return job
@@ -253,7 +259,10 @@ def segmentation_job_cancel(*, job: SegmentationJob, user: AbstractBaseUser | No
         job.refresh_from_db()
         raise ApplicationError(f"the job has already {job.status}" if job.status != Status.QUEUED
                                else "the job could not be cancelled", status=409)
+    from annotation.services import audit_record
+
     job = SegmentationJob.objects.select_related("label_version").get(id=job.id)
+    audit_record(user=user, project_id=job.project_id, action="segmentation_job.cancel", obj=job, status=job.status)
     events.job_publish(job)
     return job
 

@@ -10,28 +10,19 @@ volume's row is locked for the whole edit, so two edits of one volume never both
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
 from annotation.models import Correction, LabelVersion, Nucleus, Volume
-from annotation.services.volumes import _data_dir
-from annotation.stores import volume_store
+from annotation.services.audit import audit_record
+from annotation.stores import correction_store, volume_store
 from ezquant_web.api import ApplicationError
 
 __all__ = ["correction_create", "correction_redo", "correction_undo"]
 
-CORRECTIONS_DIR = "corrections"
 _STALE_STATUS = 409
-
-
-def _correction_tracker(volume: Volume):
-    from segmentation.core.corrections import CorrectionTracker
-
-    return CorrectionTracker(_data_dir() / CORRECTIONS_DIR / Path(volume.path).name)
 
 
 def _head_for_edit(volume: Volume, expected: str) -> LabelVersion:
@@ -149,8 +140,14 @@ def _only(labels: np.ndarray, ids: set[int]) -> np.ndarray:
     return np.where(np.isin(labels, sorted(ids)), labels, 0) if ids else np.zeros_like(labels)
 
 
-def correction_create(*, volume: Volume, user: AbstractBaseUser | None, label_version: str,
-                      edit: dict) -> Correction:
+def _inside(region, allowed: list[list[int]]) -> bool:
+    box = [v for s in region for v in (s.start, s.stop)]
+    return any(all(a[2 * i] <= box[2 * i] and box[2 * i + 1] <= a[2 * i + 1] for i in range(3)) for a in allowed)
+
+
+def correction_create(*, volume: Volume, user: AbstractBaseUser | None, label_version: str, edit: dict,
+                      within: list[list[int]] | None = None, approved: bool = False,
+                      amends: Correction | None = None) -> Correction:
     """Carry out one edit on the volume's latest label version and record it.
 
     Parameters
@@ -159,6 +156,11 @@ def correction_create(*, volume: Volume, user: AbstractBaseUser | None, label_ve
         :class:`ApplicationError` with status 409 (nothing is written).
     edit : ``segmentation.core.editing.Edit`` fields (type, nucleus ids, plane, drawing), in
         level-0 pixels.
+    within : regions (``[z0, z1, y0, y1, x0, x1]``) the edit must lie in, e.g. a student's
+        assignments (``annotation.roles.editable_regions``); ``None``: anywhere. 403 otherwise.
+    approved : record it as approved (an instructor's own edit) instead of pending review.
+    amends : the correction this one replaces (an instructor amending a student's): marked
+        ``amended``.
 
     Returns the :class:`~annotation.models.Correction`, whose ``result_version`` is the new
     latest version. Its masks go to the volume's correction store (the guide's
@@ -176,6 +178,10 @@ def correction_create(*, volume: Volume, user: AbstractBaseUser | None, label_ve
     with transaction.atomic():
         head = _head_for_edit(volume, label_version)
         region = _edit_region(volume, head, parsed)
+        if within is not None and not _inside(region, within):
+            raise ApplicationError("this edit reaches outside the region assigned to you: keep to "
+                                   + "; ".join(f"planes {a[0]}-{a[1] - 1}, y {a[2]}-{a[3] - 1}, x {a[4]}-{a[5] - 1}"
+                                               for a in within), status=403)
         store = volume_store(volume)
         before = _read_region(store, head.name, region)
         try:
@@ -184,17 +190,25 @@ def correction_create(*, volume: Volume, user: AbstractBaseUser | None, label_ve
             raise ApplicationError(str(exc)) from None
         version, ids_before, ids_after = _commit_edit(volume=volume, head=head, region=region, before=before,
                                                       after=after, user=user)
-        record = _correction_tracker(volume).record(
+        record = correction_store(volume).record(
             f"volume-{volume.id}", parsed.nucleus_ids[0] if parsed.nucleus_ids else min(ids_after),
             _only(before, ids_before | ids_after), _only(after, ids_before | ids_after), parsed.correction_type,
             {"volume": volume.id, "offset": [s.start for s in region], "label_version": head.name,
              "result_version": version.name, "model_version": head.model_version,
              "user": user.get_username() if user is not None else None})
-        return Correction.objects.create(
+        now = timezone.now()
+        correction = Correction.objects.create(
             volume=volume, correction_type=parsed.correction_type, label_version=head, result_version=version,
             model_version=head.model_version, nucleus_ids=sorted(ids_before), new_ids=sorted(ids_after),
             bbox=[v for s in region for v in (s.start, s.stop)], geometry=parsed.to_dict(), record_id=record.id,
-            created_by=user)
+            created_by=user, amends=amends,
+            review_status=Correction.Review.APPROVED if approved else Correction.Review.PENDING,
+            reviewed_by=user if approved else None, reviewed_at=now if approved else None)
+        audit_record(user=user, project_id=volume.project_id, action="correction.create", obj=correction,
+                     label_version=head.name, type=parsed.correction_type, result_version=version.name,
+                     nucleus_ids=correction.nucleus_ids, new_ids=correction.new_ids,
+                     amends=amends.id if amends is not None else None)
+        return correction
 
 
 def _swap_back(*, volume: Volume, head: LabelVersion, correction, remove: np.ndarray, restore: np.ndarray,
@@ -224,7 +238,7 @@ def _swap_back(*, volume: Volume, head: LabelVersion, correction, remove: np.nda
 
 def _correction_masks(correction) -> tuple[np.ndarray, np.ndarray]:
     """The record's (before, after) masks over the correction's region."""
-    return _correction_tracker(correction.volume).load(correction.record_id)
+    return correction_store(correction.volume).load(correction.record_id)
 
 
 def correction_undo(*, correction: Correction, user: AbstractBaseUser | None, label_version: str) -> Correction:
@@ -246,6 +260,8 @@ def correction_undo(*, correction: Correction, user: AbstractBaseUser | None, la
         version = _swap_back(volume=volume, head=head, correction=correction, remove=after, restore=before, user=user)
         correction.undone_version, correction.undone_at, correction.undone_by = version, timezone.now(), user
         correction.save(update_fields=["undone_version", "undone_at", "undone_by"])
+        audit_record(user=user, project_id=volume.project_id, action="correction.undo", obj=correction,
+                     label_version=head.name, result_version=version.name)
         return correction
 
 
@@ -263,8 +279,13 @@ def correction_redo(*, correction: Correction, user: AbstractBaseUser | None, la
                                    extra={"current_label_version": head.name})
         before, after = _correction_masks(correction)
         version = _swap_back(volume=volume, head=head, correction=correction, remove=before, restore=after, user=user)
-        return Correction.objects.create(
+        redo = Correction.objects.create(
             volume=volume, correction_type=correction.correction_type, label_version=head, result_version=version,
             model_version=head.model_version, nucleus_ids=correction.nucleus_ids, new_ids=correction.new_ids,
             bbox=correction.bbox, geometry=correction.geometry, record_id=correction.record_id, created_by=user,
-            redo_of=correction)
+            redo_of=correction, amends=correction.amends, review_status=correction.review_status,
+            reviewed_by=correction.reviewed_by, reviewed_at=correction.reviewed_at,
+            review_comment=correction.review_comment)
+        audit_record(user=user, project_id=volume.project_id, action="correction.redo", obj=redo,
+                     label_version=head.name, result_version=version.name, redo_of=correction.id)
+        return redo

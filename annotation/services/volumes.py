@@ -35,6 +35,7 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from annotation.models import LabelVersion, Membership, Nucleus, Project, Volume
+from annotation.services.audit import audit_record
 from annotation.stores import volume_store
 from ezquant_web.api import ApplicationError
 
@@ -63,17 +64,22 @@ def project_create(*, name: str, user: AbstractBaseUser, description: str = "") 
     with transaction.atomic():
         project = Project.objects.create(name=name, slug=slug, description=description, created_by=user)
         Membership.objects.create(project=project, user=user, role=Membership.Role.ADMIN)
+        audit_record(user=user, project_id=project.id, action="project.create", obj=project, name=name)
     return project
 
 
 def membership_add(*, project: Project, user: AbstractBaseUser,
-                   role: str = Membership.Role.STUDENT) -> Membership:
+                   role: str = Membership.Role.STUDENT, added_by: AbstractBaseUser | None = None) -> Membership:
     """Make ``user`` a member of ``project``; refused if they already are."""
     if role not in Membership.Role.values:
         raise ApplicationError(f"role must be one of {', '.join(Membership.Role.values)}, got {role!r}")
     if Membership.objects.filter(project=project, user=user).exists():
         raise ApplicationError(f"{user.get_username()} is already a member of {project.name}")
-    return Membership.objects.create(project=project, user=user, role=role)
+    with transaction.atomic():
+        membership = Membership.objects.create(project=project, user=user, role=role)
+        audit_record(user=added_by, project_id=project.id, action="membership.add", obj=membership,
+                     member=user.get_username(), role=role)
+    return membership
 
 
 def volume_import(*, project: Project, src_path: str | os.PathLike, name: str, user: AbstractBaseUser | None,
@@ -94,12 +100,15 @@ def volume_import(*, project: Project, src_path: str | os.PathLike, name: str, u
     meta = store.meta
     try:
         with transaction.atomic():
-            return Volume.objects.create(
+            volume = Volume.objects.create(
                 project=project, name=(name or "").strip() or Path(src_path).name, path=relative,
                 shape_z=meta.shape[0], shape_y=meta.shape[1], shape_x=meta.shape[2], dtype=meta.dtype,
                 voxel_size_z=meta.voxel_size[0], voxel_size_y=meta.voxel_size[1], voxel_size_x=meta.voxel_size[2],
                 contrast_lo=meta.contrast_limits[0], contrast_hi=meta.contrast_limits[1],
                 n_levels=meta.n_levels, created_by=user)
+            audit_record(user=user, project_id=project.id, action="volume.import", obj=volume, name=volume.name,
+                         shape=list(meta.shape))
+            return volume
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)  # no row will ever name it
         raise
@@ -138,6 +147,9 @@ def label_version_create(*, volume: Volume, labels: np.ndarray, user: AbstractBa
             volume=volume, number=meta.number, name=meta.name, parent=parent, source=source,
             created_by=user, n_labels=meta.n_labels, model_version=model_version)
         Nucleus.objects.bulk_create((Nucleus(label_version=version, **row) for row in rows), batch_size=2000)
+        audit_record(user=user, project_id=volume.project_id, action=f"label_version.{source}", obj=version,
+                     label_version=version.name, parent=parent.name if parent is not None else None,
+                     model_version=model_version, nuclei=len(rows))
     return version
 
 

@@ -1,8 +1,8 @@
 """Fixtures of the annotation web tests: a data folder per test, a project with the user cast,
 generated volumes written as TIFF files, and API clients logged in as each user.
 
-The project "Nuclei 101" is ivy's (she created it, role admin); alice and bob are students in
-it and ada its admin. eve is in no project. Nothing here mocks the database or the storage.
+The project "Nuclei 101" is ada's (she created it, role admin); ivy is its instructor, alice
+and bob its students. eve is in no project. Nothing here mocks the database or the storage.
 """
 
 from functools import lru_cache
@@ -74,10 +74,10 @@ def project(ivy, alice, bob, ada):
     from annotation.models import Membership
     from annotation.services import membership_add, project_create
 
-    project = project_create(name="Nuclei 101", user=ivy, description="teaching set")
+    project = project_create(name="Nuclei 101", user=ada, description="teaching set")
+    membership_add(project=project, user=ivy, role=Membership.Role.INSTRUCTOR)
     membership_add(project=project, user=alice)
     membership_add(project=project, user=bob)
-    membership_add(project=project, user=ada, role=Membership.Role.ADMIN)
     return project
 
 

@@ -15,7 +15,7 @@ import tifffile
 from django.urls import URLPattern, reverse
 
 from annotation import urls
-from annotation.models import Correction, LabelVersion, Membership, Project, Volume
+from annotation.models import Assignment, Correction, LabelVersion, Membership, Project, Volume
 
 
 def _tiff() -> io.BytesIO:
@@ -51,17 +51,37 @@ ROUTES = {
     "correction-detail": ("get", lambda c: {"correction_id": c.id}, None),
     "correction-undo": ("post", lambda c: {"correction_id": c.id}, lambda: {"label_version": "v2"}),
     "correction-redo": ("post", lambda c: {"correction_id": c.id}, lambda: {"label_version": "v2"}),
+    "correction-approve": ("post", lambda c: {"correction_id": c.id}, lambda: {}),
+    "correction-reject": ("post", lambda c: {"correction_id": c.id}, lambda: {"comment": "no"}),
+    "correction-amend": ("post", lambda c: {"correction_id": c.id},
+                         lambda: {"label_version": "v2", "type": "delete", "nucleus_ids": [2]}),
+    "project-member-list": ("get", lambda c: {"project_id": c.volume.project_id}, None),
+    "review-queue": ("get", lambda c: {"project_id": c.volume.project_id}, None),
+    "agreement": ("get", lambda c: {"project_id": c.volume.project_id}, None),
+    "audit-list": ("get", lambda c: {"project_id": c.volume.project_id}, None),
+    "project-assignment-list": ("get", lambda c: {"project_id": c.volume.project_id}, None),
+    "assignment-create": ("post", lambda c: {"project_id": c.volume.project_id},
+                          lambda: {"volume": Volume.objects.get().id, "student": "eve"}),
+    "my-assignment-list": ("get", lambda c: {}, None),
+    "assignment-submit": ("post", lambda c: {"assignment_id": c.volume.assignments.get().id}, lambda: {}),
+    "assignment-complete": ("post", lambda c: {"assignment_id": c.volume.assignments.get().id}, lambda: {}),
+    "assignment-reopen": ("post", lambda c: {"assignment_id": c.volume.assignments.get().id}, lambda: {}),
 }
+
+# Reads only instructors and admins may make (students get 403, with the reason).
+STAFF_READS = {"project-member-list", "review-queue", "agreement", "audit-list"}
 
 
 @pytest.fixture
-def edited(labels_v1, ivy):
-    """v2: v1 with its first nucleus deleted (ivy's correction)."""
-    from annotation.services import correction_create
+def edited(labels_v1, ivy, alice):
+    """v2: v1 with its first nucleus deleted (ivy's correction), and the volume assigned to alice."""
+    from annotation.services import assignment_create, correction_create
 
+    volume = labels_v1.volume
+    assignment_create(project=volume.project, volume=volume, student=alice, assigned_by=ivy)
     first = labels_v1.nuclei.order_by("label_id").first().label_id
-    return correction_create(volume=labels_v1.volume, user=ivy, label_version="v1",
-                             edit={"correction_type": "delete", "nucleus_ids": [first]})
+    return correction_create(volume=volume, user=ivy, label_version="v1",
+                             edit={"correction_type": "delete", "nucleus_ids": [first]}, approved=True)
 
 
 def _call(client, name, correction):
@@ -82,7 +102,7 @@ def test_it_covers_every_route():
 def test_it_refuses_eve_everywhere(edited, client_for, eve, name):
     volume = edited.volume
     response = _call(client_for(eve), name, edited)
-    if name == "project-list":
+    if name in ("project-list", "my-assignment-list"):
         assert response.status_code == 200 and response.json() == []
     elif name == "project-create":
         assert response.status_code == 201  # her own project, nothing else
@@ -91,7 +111,8 @@ def test_it_refuses_eve_everywhere(edited, client_for, eve, name):
         assert response.json() == {"message": "Not found.", "extra": {}}
     assert not Membership.objects.filter(user=eve, project=volume.project).exists()
     assert (Volume.objects.count(), LabelVersion.objects.count(), Correction.objects.count()) == (1, 2, 1)
-    assert not Correction.objects.get().undone
+    assert not Correction.objects.get().undone and Correction.objects.get().review_status == "approved"
+    assert Assignment.objects.get().state == "assigned"
     assert set(Project.objects.filter(memberships__user=eve).values_list("name", flat=True)) <= {"Eve's"}
 
 
@@ -108,6 +129,9 @@ def test_it_refuses_anonymous_callers_everywhere(edited, client_for, name):
 @pytest.mark.parametrize("user", ["alice", "bob", "ivy", "ada"])
 def test_it_lets_every_member_read(edited, client_for, user, django_user_model):
     client = client_for(django_user_model.objects.get(username=user))
+    student = user in ("alice", "bob")
     for name, (method, _, _) in ROUTES.items():
         if method == "get":
-            assert _call(client, name, edited).status_code == 200, name
+            # A student reads everything but the staff's pages and other people's corrections.
+            refused = student and (name in STAFF_READS or name == "correction-detail")
+            assert _call(client, name, edited).status_code == (403 if refused else 200), name

@@ -9,6 +9,15 @@ from annotation.models import Correction, LabelVersion, Nucleus
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def assigned(labels_v1, ivy, alice, bob):
+    """The stack is assigned to both students: they may edit it."""
+    from annotation.services import assignment_create
+
+    volume = labels_v1.volume
+    return [assignment_create(project=volume.project, volume=volume, student=s, assigned_by=ivy) for s in (alice, bob)]
+
+
 def _post(client, volume, body):
     return client.post(reverse("correction-list", args=[volume.id]), body, format="json")
 
@@ -25,6 +34,7 @@ def test_it_records_an_edit_and_moves_the_head(labels_v1, client_for, alice):
         "split", "v1", "v2", "alice")
     assert body["nucleus_ids"] == [n.label_id] and len(body["new_ids"]) == 2 and body["undone"] is False
     assert body["model_version"] == "ezq_nuclei_v1" and len(body["bbox"]) == 6
+    assert body["review_status"] == "pending"  # a student's edit waits for review
     assert client.get(reverse("volume-detail", args=[volume.id])).json()["latest_label_version"] == "v2"
     listed = client.get(reverse("correction-list", args=[volume.id])).json()
     assert listed["count"] == 1 and listed["results"][0]["id"] == body["id"]

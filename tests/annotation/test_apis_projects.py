@@ -11,7 +11,7 @@ def test_it_lists_only_the_users_projects(project, client_for, alice, eve):
     response = client_for(alice).get(reverse("project-list"))
     assert response.status_code == 200
     assert [p["name"] for p in response.json()] == ["Nuclei 101"]
-    assert response.json()[0]["created_by"] == "ivy"
+    assert response.json()[0]["created_by"] == "ada" and response.json()[0]["role"] == "student"
     assert client_for(eve).get(reverse("project-list")).json() == []
 
 

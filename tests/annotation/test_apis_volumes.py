@@ -15,24 +15,24 @@ def _upload(client, project, path, **fields):
 
 
 @pytest.mark.django_db
-def test_it_uploads_a_3d_tiff(project, client_for, alice, tiff_3d, sample_3d):
-    response = _upload(client_for(alice), project, tiff_3d, name="my stack")
+def test_it_uploads_a_3d_tiff(project, client_for, ivy, tiff_3d, sample_3d):
+    response = _upload(client_for(ivy), project, tiff_3d, name="my stack")
     assert response.status_code == 201, response.json()
     body = response.json()
     assert body["name"] == "my stack" and body["project"] == project.id
     assert body["shape"] == [8, 300, 300] and body["dtype"] == "uint16"
     assert body["voxel_size"] == pytest.approx([2.0, 0.5, 0.5])
     assert body["level_shapes"] == [[8, 300, 300], [8, 150, 150]] and body["n_levels"] == 2
-    assert body["created_by"] == "alice"
+    assert body["created_by"] == "ivy"
     volume = Volume.objects.get(id=body["id"])
     np.testing.assert_array_equal(VolumeStore.open(volume.storage_path).read_volume(), sample_3d[0])
 
 
 @pytest.mark.django_db
-def test_it_uploads_a_2d_tiff_with_a_voxel_size(project, client_for, bob, tmp_path, sample_2d):
+def test_it_uploads_a_2d_tiff_with_a_voxel_size(project, client_for, ada, tmp_path, sample_2d):
     path = tmp_path / "plane.tif"
     tifffile.imwrite(path, sample_2d[0])
-    response = _upload(client_for(bob), project, path, voxel_size=[0.2, 0.2])
+    response = _upload(client_for(ada), project, path, voxel_size=[0.2, 0.2])
     assert response.status_code == 201, response.json()
     assert response.json()["name"] == "plane.tif"
     assert response.json()["shape"] == [1, 300, 300]
@@ -50,28 +50,28 @@ def test_it_lists_and_shows_volumes(project, volume_3d, client_for, bob):
 
 
 @pytest.mark.django_db
-def test_it_refuses_a_file_that_is_no_image(project, client_for, alice, tmp_path):
+def test_it_refuses_a_file_that_is_no_image(project, client_for, ivy, tmp_path):
     path = tmp_path / "notes.tif"
     path.write_text("hello")
-    response = _upload(client_for(alice), project, path)
+    response = _upload(client_for(ivy), project, path)
     assert response.status_code == 400
     assert "notes" in response.json()["message"] or "TIFF" in response.json()["message"]
     assert not Volume.objects.exists()
 
 
 @pytest.mark.django_db
-def test_it_refuses_a_multichannel_image_without_a_channel(project, client_for, alice, tmp_path, sample_2d):
+def test_it_refuses_a_multichannel_image_without_a_channel(project, client_for, ivy, tmp_path, sample_2d):
     path = tmp_path / "two.tif"
     tifffile.imwrite(path, np.stack([sample_2d[0]] * 2), metadata={"axes": "CYX"})
-    response = _upload(client_for(alice), project, path)
+    response = _upload(client_for(ivy), project, path)
     assert response.status_code == 400 and "channel" in response.json()["message"]
-    assert _upload(client_for(alice), project, path, channel=1).status_code == 201
+    assert _upload(client_for(ivy), project, path, channel=1).status_code == 201
 
 
 @pytest.mark.django_db
-def test_it_refuses_an_upload_over_the_size_limit(project, client_for, alice, tiff_3d, settings):
+def test_it_refuses_an_upload_over_the_size_limit(project, client_for, ivy, tiff_3d, settings):
     settings.EZQUANT_MAX_UPLOAD_BYTES = 10_000
-    response = _upload(client_for(alice), project, tiff_3d)
+    response = _upload(client_for(ivy), project, tiff_3d)
     assert response.status_code == 413
     assert "EZQUANT_MAX_UPLOAD_BYTES" in response.json()["message"]
     assert not Volume.objects.exists()
@@ -108,7 +108,7 @@ def test_it_stops_an_upload_past_the_limit_while_it_streams(settings, rf):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_it_uploads_through_the_asgi_application(project, alice, tiff_3d):
+def test_it_uploads_through_the_asgi_application(project, ivy, tiff_3d):
     from asgiref.sync import async_to_sync
     from asgiref.testing import ApplicationCommunicator
     from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
@@ -116,7 +116,7 @@ def test_it_uploads_through_the_asgi_application(project, alice, tiff_3d):
 
     from ezquant_web.asgi import application
 
-    key = Token.objects.create(user=alice).key
+    key = Token.objects.create(user=ivy).key
     with open(tiff_3d, "rb") as fh:
         body = encode_multipart(BOUNDARY, {"file": fh, "name": "over asgi"})
 

@@ -12,8 +12,7 @@ from django.db import connection
 
 from annotation.models import Correction, LabelVersion, Nucleus
 from annotation.services import correction_create, correction_redo, correction_undo
-from annotation.services.corrections import _correction_tracker
-from annotation.stores import volume_store
+from annotation.stores import correction_store, volume_store
 from ezquant_web.api import ApplicationError
 from segmentation.core.measurements import nucleus_table
 
@@ -73,7 +72,7 @@ def test_it_splits_a_nucleus_through_its_z_range(labels_v1, alice):
     assert untouched == Nucleus.objects.filter(label_version=labels_v1, uncertainty__isnull=False) \
         .exclude(label_id=n.label_id).count()
     # The guide's record: corrections.json and corr_000001.npz with the masks before and after.
-    tracker = _correction_tracker(labels_v1.volume)
+    tracker = correction_store(labels_v1.volume)
     record = tracker.get(correction.record_id)
     assert (record.correction_type, record.nucleus_id, record.metadata["user"]) == ("split", n.label_id, "alice")
     original, corrected = tracker.load(record.id)
@@ -105,7 +104,7 @@ def test_it_keeps_the_table_exact_through_every_kind_of_edit(labels_v1, ivy):
         head = correction.result_version
         _assert_table_is_measured(head)
     assert LabelVersion.objects.filter(volume=volume).count() == 5
-    assert _correction_tracker(volume).count() == 4
+    assert correction_store(volume).count() == 4
 
 
 def test_it_refuses_an_edit_of_a_stale_version_and_writes_nothing(labels_v1, alice, bob):
@@ -194,4 +193,4 @@ def test_it_refuses_bad_edits_with_a_reason(labels_v1, alice, edit, message):
     with pytest.raises(ApplicationError, match=message) as refused:
         correction_create(volume=labels_v1.volume, user=alice, label_version="v1", edit=edit)
     assert refused.value.status == 400
-    assert LabelVersion.objects.count() == 1 and _correction_tracker(labels_v1.volume).count() == 0
+    assert LabelVersion.objects.count() == 1 and correction_store(labels_v1.volume).count() == 0

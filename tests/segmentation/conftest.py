@@ -1,5 +1,5 @@
 """Fixtures of the segmentation job tests: a data folder per test, the project "Nuclei 101"
-(ivy's; alice and bob students, ada admin; eve in none), small generated volumes imported
+(ada's, its admin; ivy instructor; alice and bob students; eve in none), small generated volumes imported
 through annotation's services, and API clients. Nothing mocks the database, storage or model.
 """
 
@@ -46,10 +46,10 @@ def project(ivy, alice, bob, ada):
     from annotation.models import Membership
     from annotation.services import membership_add, project_create
 
-    project = project_create(name="Nuclei 101", user=ivy)
+    project = project_create(name="Nuclei 101", user=ada)
+    membership_add(project=project, user=ivy, role=Membership.Role.INSTRUCTOR)
     membership_add(project=project, user=alice)
     membership_add(project=project, user=bob)
-    membership_add(project=project, user=ada, role=Membership.Role.ADMIN)
     return project
 
 

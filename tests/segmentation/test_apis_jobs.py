@@ -14,8 +14,8 @@ def _list_url(volume):
 
 
 @pytest.mark.django_db
-def test_it_answers_400_on_bad_params(volume_2d, alice, client_for):
-    client = client_for(alice)
+def test_it_answers_400_on_bad_params(volume_2d, ivy, client_for):
+    client = client_for(ivy)
     for params in ({"flow_threshold": -1}, {"use_3d_backend": "nope"}, {"colour": "blue"}, [1]):
         response = client.post(_list_url(volume_2d), {"params": params}, format="json")
         assert response.status_code == 400, (params, response.content)
@@ -24,17 +24,20 @@ def test_it_answers_400_on_bad_params(volume_2d, alice, client_for):
 
 
 @pytest.mark.django_db
-def test_it_reads_lists_and_cancels(volume_2d, alice, bob, client_for):
-    created = client_for(alice).post(_list_url(volume_2d), {"params": FAST_PARAMS}, format="json").json()
+def test_it_reads_lists_and_cancels(volume_2d, ivy, ada, bob, client_for):
+    assert client_for(bob).post(_list_url(volume_2d), {"params": FAST_PARAMS}, format="json").status_code == 403
+    created = client_for(ivy).post(_list_url(volume_2d), {"params": FAST_PARAMS}, format="json").json()
     assert created["params"]["diameter"] == 15.0 and created["params"]["flow_threshold"] == 0.4
     detail = client_for(bob).get(reverse("segmentation-job-detail", kwargs={"job_id": created["id"]}))
     assert detail.status_code == 200 and detail.json()["status"] == "queued"
     listed = client_for(bob).get(_list_url(volume_2d)).json()
     assert [job["id"] for job in listed] == [created["id"]]
     cancel_url = reverse("segmentation-job-cancel", kwargs={"job_id": created["id"]})
-    response = client_for(bob).post(cancel_url)
+    refused = client_for(bob).post(cancel_url)  # a student, and not the job's creator
+    assert refused.status_code == 403 and "instructors and admins" in refused.json()["message"]
+    response = client_for(ada).post(cancel_url)
     assert response.status_code == 200 and response.json()["status"] == "cancelled"
-    again = client_for(bob).post(cancel_url)
+    again = client_for(ivy).post(cancel_url)
     assert again.status_code == 409 and again.json()["message"] == "the job has already cancelled"
 
 

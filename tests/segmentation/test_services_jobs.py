@@ -42,9 +42,9 @@ class _Listener:
 
 
 @pytest.mark.django_db
-def test_it_runs_a_job_submitted_through_the_api(volume_2d, alice, client_for, django_capture_on_commit_callbacks):
+def test_it_runs_a_job_submitted_through_the_api(volume_2d, ivy, client_for, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        response = client_for(alice).post(reverse("segmentation-job-list", kwargs={"volume_id": volume_2d.id}),
+        response = client_for(ivy).post(reverse("segmentation-job-list", kwargs={"volume_id": volume_2d.id}),
                                           {"params": FAST_PARAMS}, format="json")
     assert response.status_code == 201, response.content
     job_id = response.json()["id"]
@@ -61,7 +61,7 @@ def test_it_runs_a_job_submitted_through_the_api(volume_2d, alice, client_for, d
     assert job.model_version.startswith("ezq_nuclei_v1")
     assert {"read", "segment", "save", "total"} <= set(job.timings)
     version = job.label_version
-    assert (version.source, version.model_version, version.created_by) == ("segmentation", job.model_version, alice)
+    assert (version.source, version.model_version, version.created_by) == ("segmentation", job.model_version, ivy)
     nuclei = Nucleus.objects.filter(label_version=version)
     assert nuclei.count() >= 5
     assert not nuclei.filter(uncertainty__isnull=True).exists()

@@ -1,0 +1,130 @@
+"""Writes of the review workflow: verdicts on students' corrections, amendments, assignments.
+
+Only approved corrections become training data (``annotation.selectors.training_corrections``).
+A verdict is given once, on a pending correction that is still in effect (not undone); an
+amendment is the instructor's own edit of the same nuclei, approved as it is made, and marks the
+student's correction ``amended``. Nothing is deleted: every step is a row of the audit trail.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from annotation.models import Assignment, Correction, Membership, Project, Volume
+from annotation.services.audit import audit_record
+from annotation.services.corrections import correction_create
+from ezquant_web.api import ApplicationError
+
+__all__ = ["assignment_create", "assignment_set_state", "correction_amend", "correction_review"]
+
+VERDICTS = {"approve": Correction.Review.APPROVED, "reject": Correction.Review.REJECTED}
+
+
+def _pending(correction: Correction) -> Correction:
+    """The correction, locked, if it still awaits a verdict; 409 otherwise."""
+    correction = Correction.objects.select_for_update().get(id=correction.id)
+    if correction.undone:
+        raise ApplicationError("this correction was undone: there is nothing to review", status=409)
+    if correction.review_status != Correction.Review.PENDING:
+        raise ApplicationError(f"this correction was {correction.review_status} already", status=409,
+                               extra={"review_status": correction.review_status})
+    return correction
+
+
+def correction_review(*, correction: Correction, reviewer: AbstractBaseUser, verdict: str,
+                      comment: str = "") -> Correction:
+    """Approve or reject a pending correction; a rejection needs a comment for the student."""
+    if verdict not in VERDICTS:
+        raise ApplicationError(f"verdict must be one of {', '.join(VERDICTS)}, got {verdict!r}")
+    comment = (comment or "").strip()
+    if verdict == "reject" and not comment:
+        raise ApplicationError("say why it is rejected: the student sees the comment")
+    with transaction.atomic():
+        correction = _pending(correction)
+        correction.review_status = VERDICTS[verdict]
+        correction.reviewed_by, correction.reviewed_at, correction.review_comment = reviewer, timezone.now(), comment
+        correction.save(update_fields=["review_status", "reviewed_by", "reviewed_at", "review_comment"])
+        audit_record(user=reviewer, project_id=correction.volume.project_id, action=f"correction.{verdict}",
+                     obj=correction, label_version=correction.result_version.name, comment=comment)
+        return correction
+
+
+def correction_amend(*, correction: Correction, reviewer: AbstractBaseUser, label_version: str, edit: dict,
+                     comment: str = "") -> Correction:
+    """The reviewer's own edit in place of a pending correction: a new, approved correction on
+    the latest version (``label_version``, 409 when stale) that ``amends`` the student's, which
+    is marked ``amended`` with the comment. Returns the reviewer's correction."""
+    with transaction.atomic():
+        original = _pending(correction)
+        amendment = correction_create(volume=original.volume, user=reviewer, label_version=label_version, edit=edit,
+                                      approved=True, amends=original)
+        original.review_status = Correction.Review.AMENDED
+        original.reviewed_by, original.reviewed_at = reviewer, timezone.now()
+        original.review_comment = (comment or "").strip()
+        original.save(update_fields=["review_status", "reviewed_by", "reviewed_at", "review_comment"])
+        audit_record(user=reviewer, project_id=original.volume.project_id, action="correction.amend", obj=original,
+                     label_version=amendment.result_version.name, amendment=amendment.id, comment=comment)
+        return amendment
+
+
+def _check_region(volume: Volume, region) -> list[int] | None:
+    if region is None:
+        return None
+    if not isinstance(region, (list, tuple)) or len(region) != 6 or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in region):
+        raise ApplicationError("region must be [z0, z1, y0, y1, x0, x1] (whole numbers, ends exclusive)")
+    for axis, size in enumerate(volume.shape):
+        lo, hi = region[2 * axis], region[2 * axis + 1]
+        if not 0 <= lo < hi <= size:
+            raise ApplicationError(f"the region's {'zyx'[axis]} range {lo}..{hi} must lie within 0..{size} and "
+                                   "not be empty")
+    return list(region)
+
+
+def assignment_create(*, project: Project, volume: Volume, student: AbstractBaseUser, assigned_by: AbstractBaseUser,
+                      region: list[int] | None = None, due: datetime.date | None = None,
+                      note: str = "") -> Assignment:
+    """Give a student a volume (or a region of it) to annotate, by ``due``."""
+    if volume.project_id != project.id:
+        raise ApplicationError("the volume belongs to another project")
+    if not Membership.objects.filter(project=project, user=student, role=Membership.Role.STUDENT).exists():
+        raise ApplicationError(f"{student.get_username()} is not a student of {project.name}")
+    checked = _check_region(volume, region)
+    with transaction.atomic():
+        assignment = Assignment.objects.create(project=project, volume=volume, student=student, region=checked,
+                                               due=due, note=note, assigned_by=assigned_by)
+        audit_record(user=assigned_by, project_id=project.id, action="assignment.create", obj=assignment,
+                     volume=volume.id, student=student.get_username(), region=checked,
+                     due=due.isoformat() if due else None)
+        return assignment
+
+
+# Who may move an assignment from which state to which.
+_STUDENT_MOVES = {(Assignment.State.ASSIGNED, Assignment.State.SUBMITTED),
+                  (Assignment.State.REOPENED, Assignment.State.SUBMITTED)}
+_STAFF_MOVES = {(Assignment.State.SUBMITTED, Assignment.State.COMPLETED),
+                (Assignment.State.SUBMITTED, Assignment.State.REOPENED),
+                (Assignment.State.COMPLETED, Assignment.State.REOPENED)}
+
+
+def assignment_set_state(*, assignment: Assignment, user: AbstractBaseUser, state: str, staff: bool) -> Assignment:
+    """Submit (the student), complete or reopen (``staff``: an instructor or admin) an assignment."""
+    with transaction.atomic():
+        assignment = Assignment.objects.select_for_update().get(id=assignment.id)
+        move = (assignment.state, state)
+        if staff:
+            allowed = move in _STAFF_MOVES
+        else:
+            if assignment.student_id != user.id:
+                raise ApplicationError("only the student it is assigned to can submit it", status=403)
+            allowed = move in _STUDENT_MOVES
+        if not allowed:
+            raise ApplicationError(f"an assignment that is {assignment.state} cannot become {state}", status=409)
+        assignment.state = state
+        assignment.save(update_fields=["state", "updated_at"])
+        audit_record(user=user, project_id=assignment.project_id, action=f"assignment.{state}", obj=assignment)
+        return assignment
