@@ -34,7 +34,8 @@ from scipy import ndimage as ndi
 
 from .synthetic import NucleiConfig, generate_2d, generate_3d
 
-__all__ = ["DEFAULT_NBASE", "build_training_set", "train_default_model"]
+__all__ = ["DEFAULT_NBASE", "build_training_set", "file_sha256", "relabel_sequential", "resample_isotropic",
+           "train_default_model"]
 
 DEFAULT_NBASE = (2, 16, 32, 64, 128)
 DIAM_MEAN = 17.0  # Cellpose's convention for nuclei models: objects are rescaled to this diameter.
@@ -43,12 +44,25 @@ FORMAT = "ezquant-cpnet/1"
 log = logging.getLogger(__name__)
 
 
-def _relabel_sequential(labels: np.ndarray) -> np.ndarray:
+def relabel_sequential(labels: np.ndarray) -> np.ndarray:
+    """``labels`` renumbered 1..n in the order of their ids (0 stays background), as uint32."""
     ids = np.unique(labels)
     ids = ids[ids > 0]
     lut = np.zeros(int(labels.max()) + 1, np.uint32)
     lut[ids] = np.arange(1, len(ids) + 1, dtype=np.uint32)
     return lut[labels]
+
+
+def resample_isotropic(image: np.ndarray, *labels: np.ndarray, factor: float) -> tuple[np.ndarray, ...]:
+    """Stretch z of a (Z, Y, X) image and label images by ``factor`` (z step / pixel size).
+
+    What the ``true3d`` backend does before running the network on zy and zx planes: the image
+    is interpolated linearly, label images (and any other integer maps) by nearest neighbour.
+    ``factor <= 1`` returns the arrays unchanged. Returns ``(image, *labels)``.
+    """
+    if factor <= 1:
+        return (image, *labels)
+    return (ndi.zoom(image, (factor, 1, 1), order=1), *(ndi.zoom(lab, (factor, 1, 1), order=0) for lab in labels))
 
 
 def _sections_of_volume(rng: np.random.Generator, seed: Any) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -58,18 +72,12 @@ def _sections_of_volume(rng: np.random.Generator, seed: Any) -> list[tuple[np.nd
     vol = generate_3d(shape=(nz, 192, 192), seed=seed, voxel_size=(z_step, 0.5, 0.5))
     out = []
     for z in rng.choice(nz, size=3, replace=False):
-        out.append((vol.image[z], _relabel_sequential(vol.labels[z])))
-    factor = z_step / 0.5
-    if factor > 1:
-        # What the true3d backend does before running the network on zy and zx planes.
-        image_iso = ndi.zoom(vol.image, (factor, 1, 1), order=1)
-        labels_iso = ndi.zoom(vol.labels, (factor, 1, 1), order=0)
-    else:
-        image_iso, labels_iso = vol.image, vol.labels
+        out.append((vol.image[z], relabel_sequential(vol.labels[z])))
+    image_iso, labels_iso = resample_isotropic(vol.image, vol.labels, factor=z_step / 0.5)
     y = int(rng.integers(40, 152))
     x = int(rng.integers(40, 152))
-    out.append((image_iso[:, y, :], _relabel_sequential(labels_iso[:, y, :])))
-    out.append((image_iso[:, :, x], _relabel_sequential(labels_iso[:, :, x])))
+    out.append((image_iso[:, y, :], relabel_sequential(labels_iso[:, y, :])))
+    out.append((image_iso[:, :, x], relabel_sequential(labels_iso[:, :, x])))
     return out
 
 
