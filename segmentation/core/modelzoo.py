@@ -4,8 +4,11 @@ Names resolve in this order:
 
 1. ``None``, ``"default"`` or the name of a model shipped in ``segmentation/core/models``
    (``ezq_nuclei_v1``): the project's own weights, always available offline;
-2. a path to a file: an EZQuant weights file (``.pt`` with a ``format`` entry) or any Cellpose
-   model file (a CPnet ``state_dict`` as ``cellpose.train`` saves it);
+2. a path to a file: an EZQuant weights file (``.pt`` with a ``format`` entry), any Cellpose
+   model file (a CPnet ``state_dict`` as ``cellpose.train`` saves it), or an EZQuant adapter
+   file (:class:`segmentation.core.ModelAdapter`): its base model is loaded by the name the
+   file records, checked against the SHA-256 it records, and the adapter merged into a private
+   copy of the base weights (``kind="adapter"``, ``describe()["base"]`` names the base);
 3. a Cellpose built-in name (``nuclei``, ``cyto3``, ...): loaded through Cellpose, which
    downloads the weights into ``CELLPOSE_LOCAL_MODELS_PATH`` (default ``~/.cellpose/models``)
    the first time; offline, and without that file, this fails with one clear message.
@@ -22,13 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelNotAvailableError
+from .errors import ModelNotAvailableError, SegmentationError
 
 __all__ = ["DEFAULT_MODEL", "SHIPPED_MODELS_DIR", "LoadedModel", "load_model", "resolve_model", "shipped_models"]
 
 SHIPPED_MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = "ezq_nuclei_v1"
 _FORMAT = "ezquant-cpnet/1"
+_ADAPTER_FORMAT = "ezquant-adapter/1"  # segmentation.core.adapter.model.ADAPTER_FORMAT
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class LoadedModel:
         first 12 hex digits of the weights' SHA-256.
     sha256 : hash of the weights file (``None`` if Cellpose keeps it somewhere unknown).
     diam_mean : the diameter the network sees objects at, in pixels.
+    base : for an adapter (``kind="adapter"``), ``describe()`` of its base model; else ``None``.
     """
 
     cellpose_model: Any
@@ -60,10 +65,14 @@ class LoadedModel:
     sha256: str | None
     version: str
     diam_mean: float
+    base: dict[str, Any] | None = None
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "version": self.version, "sha256": self.sha256,
-                "path": self.path, "diam_mean": self.diam_mean}
+        out = {"name": self.name, "kind": self.kind, "version": self.version, "sha256": self.sha256,
+               "path": self.path, "diam_mean": self.diam_mean}
+        if self.base is not None:
+            out["base"] = self.base
+        return out
 
 
 def shipped_models() -> list[str]:
@@ -192,16 +201,23 @@ _cache: dict[tuple[str, str, str], LoadedModel] = {}
 _cache_lock = threading.Lock()
 
 
-def load_model(model_name: str | None = None, *, gpu: bool = False) -> LoadedModel:
+def load_model(model_name: str | None = None, *, gpu: bool = False, fresh: bool = False) -> LoadedModel:
     """Load (once per process) the model ``model_name`` resolves to.
+
+    ``fresh=True`` loads a private copy instead, neither taken from nor put in the cache: for
+    code that changes the network (adapter training). The shared copy must stay unchanged --
+    and Cellpose's CPU inference converts its layers to MKL-DNN in place on the first run.
 
     Raises
     ------
     ModelNotAvailableError
-        unknown name, missing or unreadable file, or a built-in that cannot be fetched.
+        unknown name, missing or unreadable file, a built-in that cannot be fetched, or an
+        adapter whose base model is missing or changed.
     """
     ref = resolve_model(model_name)
     device = _device(gpu)
+    if fresh:
+        return _load(ref, device)
     key = (ref.kind, str(ref.path or ref.name), device.type)
     with _cache_lock:
         if key in _cache:
@@ -240,6 +256,8 @@ def _load(ref: ModelRef, device: Any) -> LoadedModel:
         payload = torch.load(ref.path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a file that is not a checkpoint
         raise ModelNotAvailableError(f"cannot read model file {ref.path.name}: {exc.__class__.__name__}") from exc
+    if isinstance(payload, dict) and payload.get("format") == _ADAPTER_FORMAT:
+        return _load_adapter(ref.path, payload, sha, device)
     try:
         if isinstance(payload, dict) and payload.get("format") == _FORMAT:
             model = _load_ezquant_file(ref.path, payload, device)
@@ -252,3 +270,28 @@ def _load(ref: ModelRef, device: Any) -> LoadedModel:
     version = (_card_version(ref.path) if ref.kind == "shipped" else None) or sha[:12]
     return LoadedModel(model, ref.name if ref.kind == "shipped" else ref.path.stem, ref.kind, str(ref.path),
                        sha, version, float(model.diam_mean))
+
+
+def _load_adapter(path: Path, payload: dict[str, Any], sha: str, device: Any) -> LoadedModel:
+    """Base model + adapter, merged into a private copy of the base weights."""
+    from .adapter import lora
+    from .adapter.model import check_adapter_payload, check_base_matches
+
+    payload = check_adapter_payload(payload, path.name)
+    base_name = payload["base"]["model"]
+    try:
+        base_ref = resolve_model(base_name)
+    except ModelNotAvailableError as exc:
+        raise ModelNotAvailableError(f"the base model of adapter {path.name} is not available: {exc}") from exc
+    base = _load(base_ref, device)  # uncached: its weights are changed below
+    if base.kind == "adapter":
+        raise ModelNotAvailableError(f"adapter {path.name} names another adapter as its base")
+    check_base_matches(payload, base.sha256, path.name)
+    layers = list(payload["layers"])
+    try:
+        lora.merge_into(base.cellpose_model.net, payload["state"], layers,
+                        float(payload["alpha"]) / float(payload["rank"]))
+    except (KeyError, AttributeError, SegmentationError) as exc:
+        raise ModelNotAvailableError(f"adapter {path.name} does not fit its base model {base.name}: {exc}") from exc
+    return LoadedModel(base.cellpose_model, path.stem, "adapter", str(path), sha, sha[:12], base.diam_mean,
+                       base=base.describe())
