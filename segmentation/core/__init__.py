@@ -18,13 +18,28 @@ Evaluation                 :func:`compute_3d_iou`, :func:`compute_3d_dice`,
                            :func:`match_instances`, :func:`iou_matrix`,
                            :func:`coefficient_of_variation`
 Active learning            :class:`UncertaintyEstimator`, :func:`nucleus_uncertainty`,
-                           :class:`CorrectionTracker`, :class:`ActiveLearningManager`
+                           :class:`CorrectionTracker` (:class:`ImageCrop`),
+                           :class:`ActiveLearningManager` (:class:`RetrainingParams`)
+Adapters                   :class:`ModelAdapter` (LoRA on the CPnet), :class:`AdapterParams`,
+                           :class:`AdapterTrainingParams`, :class:`TrainingExample`,
+                           :func:`correction_example`, :func:`evaluate_model`,
+                           :func:`compare_models`, :func:`read_adapter_file`
 Measurements               :func:`nucleus_table` (the per-nucleus table)
 Models and data            :func:`load_model`, :data:`DEFAULT_MODEL`, :mod:`synthetic`
 =========================  ==================================================================
 """
 
 from . import synthetic
+from .adapter import (
+    AdapterParams,
+    AdapterTrainingParams,
+    ModelAdapter,
+    TrainingExample,
+    compare_models,
+    correction_example,
+    evaluate_model,
+    read_adapter_file,
+)
 from .anisotropy import Anisotropy3DPreprocessor
 from .backends import BACKENDS, Backend, Hybrid2D3DBackend, SliceBackend, True3DBackend
 from .corrections import (
@@ -33,6 +48,8 @@ from .corrections import (
     CorrectionRecord,
     CorrectionStorageError,
     CorrectionTracker,
+    ImageCrop,
+    RetrainingParams,
 )
 from .engine import SegmentationEngine, SegmentationResult, validate_image
 from .errors import InvalidInputError, InvalidParameterError, ModelNotAvailableError, SegmentationError
@@ -60,6 +77,8 @@ from .restoration import (
 from .uncertainty import NucleusUncertainty, UncertaintyEstimator, UncertaintyParams, nucleus_uncertainty
 
 __all__ = [
+    "AdapterParams", "AdapterTrainingParams", "ModelAdapter", "TrainingExample", "compare_models",
+    "correction_example", "evaluate_model", "read_adapter_file", "ImageCrop", "RetrainingParams",
     "NUCLEUS_FIELDS", "nucleus_table",
     "Cellpose3RestorationEngine", "RestorationParams", "measure_image_quality", "restore", "should_use_restoration",
     "CORRECTION_TYPES", "ActiveLearningManager", "CorrectionRecord", "CorrectionStorageError", "CorrectionTracker",

@@ -3,13 +3,15 @@
 Sub-modules: :mod:`.records` (:class:`CorrectionRecord`, :data:`CORRECTION_TYPES` and the checks
 a correction must pass), :mod:`.tracker` (:class:`CorrectionTracker`; its docstring describes the
 storage layout, the atomic writes and the locking) and :mod:`.manager`
-(:class:`ActiveLearningManager`). Import from this package, not from them.
+(:class:`ActiveLearningManager`, :class:`RetrainingParams`: what to review, when and how to
+retrain an adapter on the corrections). Import from this package, not from them.
 """
 
-from .manager import ActiveLearningManager
+from .manager import ActiveLearningManager, RetrainingParams
 from .records import CORRECTION_TYPES, CorrectionRecord
-from .tracker import CorrectionStorageError, CorrectionTracker
+from .tracker import CorrectionStorageError, CorrectionTracker, ImageCrop
 
 __all__ = [
     "CORRECTION_TYPES", "ActiveLearningManager", "CorrectionRecord", "CorrectionStorageError", "CorrectionTracker",
+    "ImageCrop", "RetrainingParams",
 ]

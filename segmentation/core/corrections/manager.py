@@ -1,18 +1,121 @@
-"""The active-learning loop, :class:`ActiveLearningManager`: what to review, when to retrain."""
+"""The active-learning loop, :class:`ActiveLearningManager`: what to review, when to retrain.
+
+Retraining (:meth:`ActiveLearningManager.trigger_retraining`) fine-tunes a
+:class:`~segmentation.core.ModelAdapter` on the recorded corrections and logs every trained
+adapter as a model version in ``<storage_dir>/training.json``::
+
+    {"trainings": [{"timestamp", "model_version", "last_correction_id", "n_corrections",
+                    "metadata": {"adapter_path", "adapter_sha256", "weights_sha256", "adapter_bytes",
+                                 "base": {...}, "correction_ids", "held_out_ids", "params",
+                                 "training": {...loss curve...}, "metrics": {...}, "promoted"}}]}
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import InvalidParameterError
+from ..errors import InvalidInputError, InvalidParameterError
 from ..uncertainty import UncertaintyEstimator
 from .records import CorrectionRecord, _check_metadata, _utc_now
-from .tracker import CorrectionStorageError, CorrectionTracker, _write_atomic
+from .tracker import CorrectionStorageError, CorrectionTracker, ImageCrop, _write_atomic
+
+__all__ = ["ActiveLearningManager", "RetrainingParams"]
+
+# image_provider(record) -> ImageCrop (or an array of the record's shape, or None)
+ImageProvider = Callable[[CorrectionRecord], Any]
+
+
+def _adapter_params_cls():
+    # The adapter package imports torch only when an adapter is built; importing its parameter
+    # classes is cheap, but done here to keep this module's import graph small.
+    from ..adapter import AdapterParams, AdapterTrainingParams
+
+    return AdapterParams, AdapterTrainingParams
+
+
+@dataclass(frozen=True)
+class RetrainingParams:
+    """What :meth:`ActiveLearningManager.trigger_retraining` trains, and how.
+
+    Parameters
+    ----------
+    base_model : str or None
+        The model the adapter is trained on (``None`` = the default model).
+    adapter : AdapterParams or dict, optional
+        Rank, alpha, target layers (the defaults when ``None``).
+    training : AdapterTrainingParams or dict, optional
+        Steps, batch size, learning rate ... (the defaults when ``None``).
+    holdout_fraction : float in [0, 0.5]
+        Fraction of the corrections kept out of training to score the new version against
+        the reference. A correction is held out by a hash of its id, so it stays held out in
+        every later training and the scores of versions stay comparable.
+    min_holdout_corrections : int >= 1
+        Below this many corrections nothing is held out (and nothing evaluated).
+    zone_margin, context_weight : see :func:`segmentation.core.adapter.correction_example`.
+    """
+
+    base_model: str | None = None
+    adapter: Any = None
+    training: Any = None
+    holdout_fraction: float = 0.2
+    min_holdout_corrections: int = 10
+    zone_margin: int = 3
+    context_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        AdapterParams, AdapterTrainingParams = _adapter_params_cls()
+        if self.base_model is not None and (not isinstance(self.base_model, str) or not self.base_model.strip()):
+            raise InvalidParameterError(f"base_model must be a non-empty string or None, got {self.base_model!r}")
+        for name, cls in (("adapter", AdapterParams), ("training", AdapterTrainingParams)):
+            value = getattr(self, name)
+            if value is None:
+                value = cls()
+            elif isinstance(value, dict):
+                value = cls.from_dict(value)
+            elif not isinstance(value, cls):
+                raise InvalidParameterError(f"{name} must be {cls.__name__} or a dict, got {type(value).__name__}")
+            object.__setattr__(self, name, value)
+        if isinstance(self.holdout_fraction, bool) or not isinstance(self.holdout_fraction, (int, float)) \
+                or not 0 <= self.holdout_fraction <= 0.5:
+            raise InvalidParameterError(f"holdout_fraction must lie in [0, 0.5], got {self.holdout_fraction!r}")
+        if isinstance(self.min_holdout_corrections, bool) or not isinstance(self.min_holdout_corrections, int) \
+                or self.min_holdout_corrections < 1:
+            raise InvalidParameterError(
+                f"min_holdout_corrections must be a whole number >= 1, got {self.min_holdout_corrections!r}")
+        if isinstance(self.zone_margin, bool) or not isinstance(self.zone_margin, int) or self.zone_margin < 0:
+            raise InvalidParameterError(f"zone_margin must be a whole number >= 0, got {self.zone_margin!r}")
+        if isinstance(self.context_weight, bool) or not isinstance(self.context_weight, (int, float)) \
+                or not 0 <= self.context_weight <= 1:
+            raise InvalidParameterError(f"context_weight must lie in [0, 1], got {self.context_weight!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["adapter"] = self.adapter.to_dict()
+        data["training"] = self.training.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RetrainingParams":
+        if not isinstance(data, dict):
+            raise InvalidParameterError("retraining parameters must be a JSON object")
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise InvalidParameterError(f"unknown retraining parameters: {', '.join(unknown)}")
+        return cls(**data)
+
+
+def _held_out(record_id: int, fraction: float) -> bool:
+    """Whether correction ``record_id`` is held out: a stable hash, the same in every training."""
+    digest = hashlib.sha256(f"ezquant-holdout-{int(record_id)}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2 ** 64 < fraction
 
 
 class ActiveLearningManager:
@@ -88,9 +191,15 @@ class ActiveLearningManager:
     # -- corrections ------------------------------------------------------------------------
 
     def record_correction(self, image_id: str, nucleus_id: int, original_mask: Any, corrected_mask: Any,
-                          correction_type: str, metadata: dict[str, Any] | None = None) -> CorrectionRecord:
-        """Store a correction; see :meth:`CorrectionTracker.record`."""
-        return self.tracker.record(image_id, nucleus_id, original_mask, corrected_mask, correction_type, metadata)
+                          correction_type: str, metadata: dict[str, Any] | None = None, *, image: Any = None,
+                          image_range: Any = None, context_labels: Any = None) -> CorrectionRecord:
+        """Store a correction; see :meth:`CorrectionTracker.record`.
+
+        Give ``image`` (and ideally ``context_labels``, the label image after the correction)
+        so that :meth:`trigger_retraining` can learn from the record without an image provider.
+        """
+        return self.tracker.record(image_id, nucleus_id, original_mask, corrected_mask, correction_type, metadata,
+                                   image=image, image_range=image_range, context_labels=context_labels)
 
     # -- retraining -------------------------------------------------------------------------
 
@@ -125,11 +234,14 @@ class ActiveLearningManager:
         """Whether at least ``min_corrections_for_training`` corrections came since the last training."""
         return self.corrections_since_training() >= self.min_corrections_for_training
 
-    def record_training(self, model_version: str, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Log that a model was trained on every correction recorded so far.
+    def record_training(self, model_version: str, metadata: dict[str, Any] | None = None, *,
+                        last_correction_id: int | None = None) -> dict[str, Any]:
+        """Log that a model was trained on the corrections up to ``last_correction_id``.
 
-        The adapter training calls this when it finishes, so that :meth:`should_retrain`
-        counts from here. Returns the logged entry.
+        :meth:`trigger_retraining` calls this when it finishes, so that :meth:`should_retrain`
+        counts from here. ``last_correction_id`` defaults to the newest record now; a training
+        passes the newest it used, so corrections recorded while it ran still count as new.
+        Returns the logged entry.
         """
         if not isinstance(model_version, str) or not model_version.strip():
             raise InvalidParameterError(f"model_version must be a non-empty string, got {model_version!r}")
@@ -140,9 +252,205 @@ class ActiveLearningManager:
             last = self.last_training()
             runs = [] if last is None else json.loads(self.training_log_path.read_text(encoding="utf-8"))["trainings"]
             records = self.tracker.records()
-            entry = {"timestamp": _utc_now(), "model_version": model_version,
-                     "last_correction_id": max((r.id for r in records), default=0),
-                     "n_corrections": len(records), "metadata": metadata}
+            newest = max((r.id for r in records), default=0)
+            if last_correction_id is not None:
+                if isinstance(last_correction_id, bool) or not isinstance(last_correction_id, (int, np.integer)) \
+                        or not 0 <= last_correction_id <= newest:
+                    raise InvalidParameterError(
+                        f"last_correction_id must be a recorded id (0..{newest}), got {last_correction_id!r}")
+                newest = int(last_correction_id)
+            entry = {"timestamp": _utc_now(), "model_version": model_version, "last_correction_id": newest,
+                     "n_corrections": sum(1 for r in records if r.id <= newest), "metadata": metadata}
             payload = json.dumps({"trainings": runs + [entry]}, indent=1).encode("utf-8")
             _write_atomic(self.training_log_path, lambda fh: fh.write(payload))
         return entry
+
+    def trainings(self) -> list[dict[str, Any]]:
+        """Every entry of the training log, oldest first (the model versions)."""
+        if self.last_training() is None:
+            return []
+        return json.loads(self.training_log_path.read_text(encoding="utf-8"))["trainings"]
+
+    def current_model(self) -> str | None:
+        """The model to segment with now: the newest promoted adapter, or ``None`` (the default).
+
+        A trained adapter is *promoted* when it scored better than the model it was compared
+        with on the held-out corrections (see :meth:`trigger_retraining`).
+        """
+        for entry in reversed(self.trainings()):
+            meta = entry.get("metadata") or {}
+            path = meta.get("adapter_path")
+            if meta.get("promoted") and path and Path(path).is_file():
+                return str(path)
+        return None
+
+    # -- training data -----------------------------------------------------------------------
+
+    def training_examples(self, records: list[CorrectionRecord] | None = None, *,
+                          image_provider: ImageProvider | None = None, zone_margin: int = 3,
+                          context_weight: float = 0.0) -> list[Any]:
+        """One :class:`~segmentation.core.adapter.TrainingExample` per correction record.
+
+        The image comes from the record (recorded with ``image=``) or else from
+        ``image_provider(record)``, which returns an :class:`ImageCrop` (the image around the
+        record's bounding box in the record's frame, normalised like the engine, optionally
+        with context labels), or an array of the record's full shape, normalised likewise.
+        The nucleus diameter and anisotropy come from the record's ``metadata``
+        (``diameter``, ``anisotropy``) when present.
+
+        Raises
+        ------
+        InvalidInputError
+            A record has no image and no provider gives one, or the crop does not cover the
+            correction.
+        """
+        from ..adapter import correction_example
+
+        records = self.tracker.records() if records is None else list(records)
+        examples = []
+        for record in records:
+            crop = self.tracker.load_image(record.id)
+            if crop is None and image_provider is not None:
+                crop = image_provider(record)
+                if crop is not None and not isinstance(crop, ImageCrop):
+                    arr = np.asarray(crop, np.float32)
+                    if arr.shape != record.shape:
+                        raise InvalidInputError(
+                            f"the image provider gave an array of shape {arr.shape} for correction {record.id}, "
+                            f"whose masks have shape {record.shape}: return an ImageCrop for a part of it")
+                    window = tuple(slice(max(a - m, 0), min(b + m, n)) for (a, b), n, m in
+                                   zip(record.bbox, record.shape, ([2] if arr.ndim == 3 else []) + [32, 32]))
+                    crop = ImageCrop(arr[window], tuple(w.start for w in window))
+            if crop is None:
+                raise InvalidInputError(
+                    f"correction {record.id} has no image to learn from: record corrections with image=..., "
+                    f"or pass image_provider")
+            window = crop.window
+            if len(window) != len(record.shape) or any(w.start > a or w.stop < b or w.stop > n for w, (a, b), n in
+                                                       zip(window, record.bbox, record.shape)):
+                raise InvalidInputError(
+                    f"the image crop of correction {record.id} (offset {crop.offset}, shape {crop.image.shape}) "
+                    f"does not cover its bounding box {record.bbox} in a frame of shape {record.shape}")
+            original_box, corrected_box = self.tracker.load(record.id, crop=True)
+            original = np.zeros(crop.image.shape, original_box.dtype)
+            corrected = np.zeros(crop.image.shape, corrected_box.dtype)
+            inner = tuple(slice(a - w.start, b - w.start) for (a, b), w in zip(record.bbox, window))
+            original[inner] = original_box
+            corrected[inner] = corrected_box
+            meta = record.metadata
+            examples.append(correction_example(
+                crop.image, original, corrected, context_labels=crop.context_labels,
+                diameter=meta.get("diameter"), anisotropy=meta.get("anisotropy") if crop.image.ndim == 3 else None,
+                zone_margin=zone_margin, context_weight=context_weight, correction_id=record.id))
+        return examples
+
+    # -- retraining ---------------------------------------------------------------------------
+
+    def trigger_retraining(self, params: RetrainingParams | None = None, *,
+                           image_provider: ImageProvider | None = None, reference_model: str | None = None,
+                           progress: Callable[[float, str, dict[str, Any]], None] | None = None,
+                           resume: bool = True) -> dict[str, Any]:
+        """Train an adapter on the corrections, score it, and log it as a new model version.
+
+        Every recorded correction is used: most to train on, a stable ``holdout_fraction`` of
+        them (by a hash of their id, once there are ``min_holdout_corrections``) to compare the
+        new version with ``reference_model`` (default :meth:`current_model`, i.e. the newest
+        promoted adapter or the base model) by AP@0.5, AP@0.75 and split/merge errors.
+
+        Parameters
+        ----------
+        params : RetrainingParams, optional
+        image_provider : callable, optional
+            For records stored without an image; see :meth:`training_examples`.
+        reference_model : str, optional
+            The model the new version is compared with.
+        progress : callable, optional
+            ``progress(fraction, message, metrics)``; training takes 0..0.9 with
+            ``metrics = {"step", "steps", "loss", "loss_avg", "lr", "stage": "training"}``,
+            evaluation 0.9..1 (``"stage": "evaluating"``). An exception it raises (a cancelled
+            job) stops the run, the training state is kept in ``<storage_dir>/adapters`` and the
+            next call with the same corrections and parameters resumes it (``resume=True``).
+        resume : bool
+            Continue an interrupted training of the same corrections and parameters.
+
+        Returns
+        -------
+        dict
+            ``status`` ("completed"), ``model_version`` (the adapter file's stem),
+            ``adapter_path``, ``metrics`` (``{"evaluated": False}`` or
+            :func:`~segmentation.core.adapter.compare_models`'s ``candidate``, ``reference``,
+            ``delta``, ``better``, plus ``reference_model``), ``promoted``, ``correction_ids``,
+            ``held_out_ids``, ``training`` (the training record, loss curve included),
+            ``adapter`` (file size, hashes, parameter counts, size against the base), ``entry``
+            (what was logged in ``training.json``).
+
+        Raises
+        ------
+        InvalidInputError
+            No corrections, or one without an image (see :meth:`training_examples`).
+        ModelNotAvailableError
+            The base or reference model cannot be loaded.
+        """
+        from ..adapter import ModelAdapter, compare_models
+
+        params = params or RetrainingParams()
+        if not isinstance(params, RetrainingParams):
+            raise InvalidParameterError(f"params must be RetrainingParams, got {type(params).__name__}")
+        report = progress or (lambda fraction, message, metrics: None)
+        records = self.tracker.records()
+        if not records:
+            raise InvalidInputError("no corrections recorded yet: there is nothing to retrain on")
+        held = [r for r in records if _held_out(r.id, params.holdout_fraction)] \
+            if len(records) >= params.min_holdout_corrections else []
+        train = [r for r in records if r not in held] or records
+        held = [r for r in held if r not in train]
+        train_examples = self.training_examples(train, image_provider=image_provider, zone_margin=params.zone_margin,
+                                                context_weight=params.context_weight)
+        held_examples = self.training_examples(held, image_provider=image_provider, zone_margin=params.zone_margin,
+                                               context_weight=params.context_weight)
+
+        adapter = ModelAdapter(params.base_model, params.adapter)
+        work = self.storage_dir / "adapters"
+        run_key = hashlib.sha256(json.dumps(
+            {"base": adapter.base.sha256, "params": params.to_dict(), "train": [r.id for r in train]},
+            sort_keys=True).encode()).hexdigest()[:16]
+        checkpoint = work / f"run-{run_key}.ckpt"
+
+        def training_progress(fraction: float, message: str, metrics: dict[str, Any]) -> None:
+            report(0.9 * fraction, message, {**metrics, "stage": "training"})
+
+        record = adapter.train(train_examples, params.training, progress=training_progress,
+                               checkpoint_path=checkpoint,
+                               resume_from=checkpoint if resume and checkpoint.is_file() else None)
+        train_ids = [r.id for r in train]
+        held_ids = [r.id for r in held]
+        # Saved under the run's name, then renamed after its weights' hash: the file name is the
+        # model version, and a half-written file never carries a version's name.
+        pending = work / f"run-{run_key}.pt"
+        info = adapter.save(pending, correction_ids=train_ids, metadata={"held_out_ids": held_ids})
+        final = work / f"{adapter.base.name}.lora-{info['weights_sha256'][:12]}.pt"
+        os.replace(pending, final)
+        info["path"] = str(final)
+
+        reference = reference_model if reference_model is not None else self.current_model()
+        if held_examples:
+            report(0.9, f"evaluating on {len(held_examples)} held-out corrections", {"stage": "evaluating"})
+            metrics = compare_models(str(final), reference, held_examples)
+            metrics["evaluated"] = True
+            metrics["reference_model"] = reference or adapter.base.name
+            promoted: bool | None = bool(metrics["better"])
+        else:
+            metrics = {"evaluated": False,
+                       "reason": f"fewer than {params.min_holdout_corrections} corrections: none held out"}
+            promoted = None
+        model_version = final.stem
+        entry = self.record_training(model_version, {
+            "adapter_path": str(final), "adapter_sha256": info["sha256"], "weights_sha256": info["weights_sha256"],
+            "adapter_bytes": info["bytes"], "base": adapter.base.describe(), "correction_ids": train_ids,
+            "held_out_ids": held_ids, "params": params.to_dict(), "training": record, "metrics": metrics,
+            "promoted": promoted}, last_correction_id=max(r.id for r in records))
+        checkpoint.unlink(missing_ok=True)
+        report(1.0, f"trained {model_version}", {"stage": "done"})
+        return {"status": "completed", "model_version": model_version, "adapter_path": str(final),
+                "metrics": metrics, "promoted": promoted, "correction_ids": train_ids, "held_out_ids": held_ids,
+                "training": record, "adapter": info, "entry": entry}

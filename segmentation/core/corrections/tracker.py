@@ -12,6 +12,14 @@ union, not the whole image: ``original`` and ``corrected`` (the crop, dtype as g
 30-pixel nucleus of a 2048 x 2048 image costs a few hundred bytes, not 4 MB.
 :meth:`CorrectionTracker.load` puts the crops back into full-size arrays.
 
+A record made with ``image=`` also keeps what an adapter needs to learn from it (a few tens of
+kB): ``image`` (float32, the image around the bounding box grown by ``image_margin`` pixels in
+y and x and 2 planes in z, normalised like the engine: ``image_range`` = the intensities mapped
+to 0 and 1, by default the 1st and 99th percentiles of the image given), ``image_offset``, and
+with ``context_labels=`` also ``context`` (the whole label image after the correction over the
+same window, so the corrected nuclei's neighbours are known). :meth:`CorrectionTracker.load_image`
+returns them as an :class:`ImageCrop`.
+
 Writes are safe against crashes and against other processes: the npz and the JSON are each
 written to a temporary file in the same folder and moved into place with ``os.replace``
 (atomic on POSIX), and the read-modify-write of ``corrections.json`` happens under an exclusive
@@ -40,6 +48,7 @@ import contextlib
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -71,6 +80,65 @@ _LOCK = "corrections.lock"
 
 class CorrectionStorageError(SegmentationError):
     """The corrections folder holds something this module did not write (or a file is missing)."""
+
+
+@dataclass(frozen=True, eq=False)
+class ImageCrop:
+    """The image around a correction, as an adapter trains on it.
+
+    Attributes
+    ----------
+    image : (Y, X) or (Z, Y, X) float32
+        Normalised like the engine does (the whole image's ``image_range`` mapped to 0..1).
+    offset : tuple of int
+        Start of the crop per axis, in the record's frame (the masks' full shape).
+    context_labels : int array of ``image``'s shape, or None
+        The label image after the correction over the crop, when it was recorded.
+    """
+
+    image: np.ndarray
+    offset: tuple[int, ...]
+    context_labels: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        image = np.asarray(self.image, np.float32)
+        offset = tuple(int(o) for o in self.offset)
+        if image.ndim not in (2, 3) or len(offset) != image.ndim or any(o < 0 for o in offset):
+            raise InvalidInputError(f"an image crop needs a 2D or 3D image and one offset >= 0 per axis, got "
+                                    f"shape {image.shape} and offset {self.offset!r}")
+        if self.context_labels is not None and np.asarray(self.context_labels).shape != image.shape:
+            raise InvalidInputError(f"context_labels {np.asarray(self.context_labels).shape} and the image crop "
+                                    f"{image.shape} differ in shape")
+        object.__setattr__(self, "image", image)
+        object.__setattr__(self, "offset", offset)
+
+    @property
+    def window(self) -> tuple[slice, ...]:
+        """Where the crop lies in the record's frame."""
+        return tuple(slice(o, o + n) for o, n in zip(self.offset, self.image.shape))
+
+
+_Z_MARGIN = 2  # planes of image context above and below a 3D correction
+
+
+def _image_window(bbox: tuple[tuple[int, int], ...], shape: tuple[int, ...], margin: int) -> tuple[slice, ...]:
+    margins = ([_Z_MARGIN] if len(shape) == 3 else []) + [margin, margin]
+    return tuple(slice(max(a - m, 0), min(b + m, n)) for (a, b), n, m in zip(bbox, shape, margins))
+
+
+def _image_range(image: np.ndarray, image_range: Any) -> tuple[float, float]:
+    if image_range is None:
+        lo, hi = np.percentile(image, [1.0, 99.0])
+        if hi - lo < 1e-6:  # as the engine's normalisation does for a flat image
+            hi = lo + max(float(np.abs(image).max() - lo), 1e-6)
+        return float(lo), float(hi)
+    try:
+        lo, hi = (float(v) for v in image_range)
+    except (TypeError, ValueError):
+        raise InvalidParameterError(f"image_range must be (low, high), got {image_range!r}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
+        raise InvalidParameterError(f"image_range must be finite with high > low, got {image_range!r}")
+    return lo, hi
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,6 +279,34 @@ class CorrectionTracker:
         full_corrected[box] = corrected
         return full_original, full_corrected
 
+    def load_image(self, record_id: int) -> ImageCrop | None:
+        """The image crop (and context labels) stored with a record, or ``None`` if it has none.
+
+        Raises
+        ------
+        KeyError
+            If there is no such record.
+        CorrectionStorageError
+            If its npz is missing or unreadable.
+        """
+        record = self.get(record_id)
+        path = self.storage_dir / record.file
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                if "image" not in npz.files:
+                    return None
+                image = npz["image"]
+                offset = tuple(npz["image_offset"].tolist())
+                context = npz["context"] if "context" in npz.files else None
+        except FileNotFoundError:
+            raise CorrectionStorageError(f"{path} of record {record.id} is missing") from None
+        except (OSError, KeyError, ValueError) as exc:
+            raise CorrectionStorageError(f"{path} of record {record.id} is unreadable: {exc}") from None
+        try:
+            return ImageCrop(image, offset, context)
+        except InvalidInputError as exc:
+            raise CorrectionStorageError(f"{path} of record {record.id}: {exc}") from None
+
     # -- writing ---------------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -238,7 +334,8 @@ class CorrectionTracker:
         return top + 1
 
     def record(self, image_id: str, nucleus_id: int, original_mask: Any, corrected_mask: Any,
-               correction_type: str, metadata: dict[str, Any] | None = None) -> CorrectionRecord:
+               correction_type: str, metadata: dict[str, Any] | None = None, *, image: Any = None,
+               image_range: Any = None, context_labels: Any = None, image_margin: int = 32) -> CorrectionRecord:
         """Store one correction and return its record.
 
         Parameters
@@ -256,7 +353,20 @@ class CorrectionTracker:
             non-empty. Nuclei are counted as distinct ids of a label array, or connected
             components of a boolean one.
         metadata : dict, optional
-            JSON-serialisable (who, which model ...).
+            JSON-serialisable (who, which model ...). An adapter reads ``diameter`` (the
+            segmentation's nucleus diameter in pixels) and ``anisotropy`` (z step over pixel
+            size) from it when present.
+        image : array of the masks' shape, optional
+            The image the masks were drawn on; its crop around the correction is stored, so an
+            adapter can be trained on the record (see the module docstring). Never modified.
+        image_range : (low, high), optional
+            The intensities the engine mapped to 0 and 1 when it segmented the whole image;
+            by default the 1st and 99th percentiles of ``image``, right when ``image`` is the
+            whole image or volume.
+        context_labels : int array of the masks' shape, optional
+            The whole label image after the correction (stored over the same crop).
+        image_margin : int >= 0
+            Pixels of image kept around the bounding box in y and x.
 
         Returns
         -------
@@ -268,8 +378,8 @@ class CorrectionTracker:
             On an unknown correction type, a bad ``image_id``/``nucleus_id`` or metadata that is
             not JSON-serialisable.
         InvalidInputError
-            On masks of different shapes, a non-integer dtype, or masks that do not fit the
-            correction type.
+            On masks of different shapes, a non-integer dtype, masks that do not fit the
+            correction type, or an image or context of another shape (or with NaN).
         CorrectionStorageError
             If the existing ``corrections.json`` is corrupt (nothing is written then).
         """
@@ -292,6 +402,10 @@ class CorrectionTracker:
             "offset": np.array([a for a, _ in bbox], np.int64),
             "shape": np.array(original.shape, np.int64),
         }
+        if image is not None:
+            crops.update(_image_crops(original.shape, bbox, image, image_range, context_labels, image_margin))
+        elif context_labels is not None:
+            raise InvalidParameterError("context_labels are stored with the image crop: give image= too")
 
         with self._locked():
             records = self._read()
@@ -311,3 +425,28 @@ class CorrectionTracker:
                     npz_path.unlink()
                 raise
         return record
+
+
+def _image_crops(shape: tuple[int, ...], bbox: tuple[tuple[int, int], ...], image: Any, image_range: Any,
+                 context_labels: Any, margin: Any) -> dict[str, np.ndarray]:
+    """The npz entries of a record's image crop (see the module docstring)."""
+    if isinstance(margin, bool) or not isinstance(margin, (int, np.integer)) or margin < 0:
+        raise InvalidParameterError(f"image_margin must be a whole number >= 0, got {margin!r}")
+    img = np.asarray(image)
+    if img.shape != shape:
+        raise InvalidInputError(f"image {img.shape} and the masks {shape} differ in shape")
+    if not (np.issubdtype(img.dtype, np.integer) or np.issubdtype(img.dtype, np.floating)):
+        raise InvalidInputError(f"image must hold real numbers, got dtype {img.dtype}")
+    lo, hi = _image_range(img, image_range)
+    window = _image_window(bbox, shape, int(margin))
+    crop = ((img[window].astype(np.float32) - lo) / (hi - lo)).astype(np.float32)
+    if not np.isfinite(crop).all():
+        raise InvalidInputError("image contains NaN or infinite values around the correction")
+    out = {"image": crop, "image_offset": np.array([w.start for w in window], np.int64),
+           "image_range": np.array([lo, hi], np.float64)}
+    if context_labels is not None:
+        context = _check_mask(context_labels, "context_labels")
+        if context.shape != shape:
+            raise InvalidInputError(f"context_labels {context.shape} and the masks {shape} differ in shape")
+        out["context"] = np.ascontiguousarray(context[window])
+    return out
