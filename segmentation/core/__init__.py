@@ -19,7 +19,8 @@ Evaluation                 :func:`compute_3d_iou`, :func:`compute_3d_dice`,
                            :func:`coefficient_of_variation`
 Active learning            :class:`UncertaintyEstimator`, :func:`nucleus_uncertainty`,
                            :class:`CorrectionTracker` (:class:`ImageCrop`),
-                           :class:`ActiveLearningManager` (:class:`RetrainingParams`)
+                           :class:`ActiveLearningManager` (:class:`RetrainingParams`),
+                           :func:`correction_examples`
 Adapters                   :class:`ModelAdapter` (LoRA on the CPnet), :class:`AdapterParams`,
                            :class:`AdapterTrainingParams`, :class:`TrainingExample`,
                            :func:`correction_example`, :func:`evaluate_model`,
@@ -50,6 +51,7 @@ from .corrections import (
     CorrectionTracker,
     ImageCrop,
     RetrainingParams,
+    correction_examples,
 )
 from .engine import SegmentationEngine, SegmentationResult, validate_image
 from .errors import InvalidInputError, InvalidParameterError, ModelNotAvailableError, SegmentationError
@@ -78,7 +80,7 @@ from .uncertainty import NucleusUncertainty, UncertaintyEstimator, UncertaintyPa
 
 __all__ = [
     "AdapterParams", "AdapterTrainingParams", "ModelAdapter", "TrainingExample", "compare_models",
-    "correction_example", "evaluate_model", "read_adapter_file", "ImageCrop", "RetrainingParams",
+    "correction_example", "evaluate_model", "read_adapter_file", "ImageCrop", "RetrainingParams", "correction_examples",
     "NUCLEUS_FIELDS", "nucleus_table",
     "Cellpose3RestorationEngine", "RestorationParams", "measure_image_quality", "restore", "should_use_restoration",
     "CORRECTION_TYPES", "ActiveLearningManager", "CorrectionRecord", "CorrectionStorageError", "CorrectionTracker",

@@ -434,3 +434,32 @@ def test_trigger_retraining_refuses_without_corrections_or_images(tmp_path, samp
         manager.trigger_retraining(params)
     result = manager.trigger_retraining(params, image_provider=lambda record: sample[0])
     assert result["status"] == "completed" and not result["metrics"]["evaluated"]
+
+
+def test_an_image_provider_may_show_more_than_the_recorded_region(tmp_path, sample):
+    image, labels = sample
+    k = int(np.unique(labels)[1])
+    ys, xs = np.nonzero(labels == k)
+    region = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))   # masks over the edit only
+    manager = ActiveLearningManager(tmp_path)
+    manager.record_correction("volume-1", k, labels[region] == k, np.zeros(labels[region].shape, bool), "delete")
+    window = tuple(slice(max(s.start - 8, 0), s.stop + 8) for s in region)
+
+    def provider(record):
+        offset = tuple(w.start - s.start for w, s in zip(window, region))    # negative: beyond the frame
+        return ImageCrop(image[window], offset, context_labels=labels[window])
+
+    (example,) = manager.training_examples(image_provider=provider)
+    assert example.image.shape == image[window].shape
+    assert (example.labels[labels[window] == k] == 0).all()                 # deleted: background now
+    assert example.weight[labels[window] == k].min() == 1
+
+
+def test_trigger_retraining_can_be_limited_to_some_corrections(tmp_path, sample, tiny_base):
+    manager = ActiveLearningManager(tmp_path)
+    _record_corrections(manager, sample, 3)
+    params = RetrainingParams(base_model=tiny_base, training=FAST)
+    result = manager.trigger_retraining(params, correction_ids=[1, 3])
+    assert result["correction_ids"] == [1, 3] and manager.last_training()["last_correction_id"] == 3
+    with pytest.raises(InvalidInputError, match="no correction record 9"):
+        manager.trigger_retraining(params, correction_ids=[9])

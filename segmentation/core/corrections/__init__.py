@@ -7,11 +7,11 @@ storage layout, the atomic writes and the locking) and :mod:`.manager`
 retrain an adapter on the corrections). Import from this package, not from them.
 """
 
-from .manager import ActiveLearningManager, RetrainingParams
+from .manager import ActiveLearningManager, RetrainingParams, correction_examples
 from .records import CORRECTION_TYPES, CorrectionRecord
 from .tracker import CorrectionStorageError, CorrectionTracker, ImageCrop
 
 __all__ = [
     "CORRECTION_TYPES", "ActiveLearningManager", "CorrectionRecord", "CorrectionStorageError", "CorrectionTracker",
-    "ImageCrop", "RetrainingParams",
+    "ImageCrop", "RetrainingParams", "correction_examples",
 ]

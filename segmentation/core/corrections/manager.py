@@ -25,9 +25,9 @@ import numpy as np
 from ..errors import InvalidInputError, InvalidParameterError
 from ..uncertainty import UncertaintyEstimator
 from .records import CorrectionRecord, _check_metadata, _utc_now
-from .tracker import CorrectionStorageError, CorrectionTracker, ImageCrop, _write_atomic
+from .tracker import CorrectionStorageError, CorrectionTracker, ImageCrop, _image_window, _write_atomic
 
-__all__ = ["ActiveLearningManager", "RetrainingParams"]
+__all__ = ["ActiveLearningManager", "RetrainingParams", "correction_examples"]
 
 # image_provider(record) -> ImageCrop (or an array of the record's shape, or None)
 ImageProvider = Callable[[CorrectionRecord], Any]
@@ -289,65 +289,15 @@ class ActiveLearningManager:
     def training_examples(self, records: list[CorrectionRecord] | None = None, *,
                           image_provider: ImageProvider | None = None, zone_margin: int = 3,
                           context_weight: float = 0.0) -> list[Any]:
-        """One :class:`~segmentation.core.adapter.TrainingExample` per correction record.
-
-        The image comes from the record (recorded with ``image=``) or else from
-        ``image_provider(record)``, which returns an :class:`ImageCrop` (the image around the
-        record's bounding box in the record's frame, normalised like the engine, optionally
-        with context labels), or an array of the record's full shape, normalised likewise.
-        The nucleus diameter and anisotropy come from the record's ``metadata``
-        (``diameter``, ``anisotropy``) when present.
-
-        Raises
-        ------
-        InvalidInputError
-            A record has no image and no provider gives one, or the crop does not cover the
-            correction.
-        """
-        from ..adapter import correction_example
-
-        records = self.tracker.records() if records is None else list(records)
-        examples = []
-        for record in records:
-            crop = self.tracker.load_image(record.id)
-            if crop is None and image_provider is not None:
-                crop = image_provider(record)
-                if crop is not None and not isinstance(crop, ImageCrop):
-                    arr = np.asarray(crop, np.float32)
-                    if arr.shape != record.shape:
-                        raise InvalidInputError(
-                            f"the image provider gave an array of shape {arr.shape} for correction {record.id}, "
-                            f"whose masks have shape {record.shape}: return an ImageCrop for a part of it")
-                    window = tuple(slice(max(a - m, 0), min(b + m, n)) for (a, b), n, m in
-                                   zip(record.bbox, record.shape, ([2] if arr.ndim == 3 else []) + [32, 32]))
-                    crop = ImageCrop(arr[window], tuple(w.start for w in window))
-            if crop is None:
-                raise InvalidInputError(
-                    f"correction {record.id} has no image to learn from: record corrections with image=..., "
-                    f"or pass image_provider")
-            window = crop.window
-            if len(window) != len(record.shape) or any(w.start > a or w.stop < b or w.stop > n for w, (a, b), n in
-                                                       zip(window, record.bbox, record.shape)):
-                raise InvalidInputError(
-                    f"the image crop of correction {record.id} (offset {crop.offset}, shape {crop.image.shape}) "
-                    f"does not cover its bounding box {record.bbox} in a frame of shape {record.shape}")
-            original_box, corrected_box = self.tracker.load(record.id, crop=True)
-            original = np.zeros(crop.image.shape, original_box.dtype)
-            corrected = np.zeros(crop.image.shape, corrected_box.dtype)
-            inner = tuple(slice(a - w.start, b - w.start) for (a, b), w in zip(record.bbox, window))
-            original[inner] = original_box
-            corrected[inner] = corrected_box
-            meta = record.metadata
-            examples.append(correction_example(
-                crop.image, original, corrected, context_labels=crop.context_labels,
-                diameter=meta.get("diameter"), anisotropy=meta.get("anisotropy") if crop.image.ndim == 3 else None,
-                zone_margin=zone_margin, context_weight=context_weight, correction_id=record.id))
-        return examples
+        """:func:`correction_examples` of this manager's tracker (all records by default)."""
+        return correction_examples(self.tracker, records, image_provider=image_provider, zone_margin=zone_margin,
+                                   context_weight=context_weight)
 
     # -- retraining ---------------------------------------------------------------------------
 
     def trigger_retraining(self, params: RetrainingParams | None = None, *,
-                           image_provider: ImageProvider | None = None, reference_model: str | None = None,
+                           correction_ids: list[int] | None = None, image_provider: ImageProvider | None = None,
+                           reference_model: str | None = None,
                            progress: Callable[[float, str, dict[str, Any]], None] | None = None,
                            resume: bool = True) -> dict[str, Any]:
         """Train an adapter on the corrections, score it, and log it as a new model version.
@@ -360,6 +310,8 @@ class ActiveLearningManager:
         Parameters
         ----------
         params : RetrainingParams, optional
+        correction_ids : list of int, optional
+            Train on these records only (the approved ones); all when ``None``.
         image_provider : callable, optional
             For records stored without an image; see :meth:`training_examples`.
         reference_model : str, optional
@@ -398,6 +350,12 @@ class ActiveLearningManager:
             raise InvalidParameterError(f"params must be RetrainingParams, got {type(params).__name__}")
         report = progress or (lambda fraction, message, metrics: None)
         records = self.tracker.records()
+        if correction_ids is not None:
+            wanted = {int(i) for i in correction_ids}
+            unknown = sorted(wanted - {r.id for r in records})
+            if unknown:
+                raise InvalidInputError(f"no correction record {unknown[0]} in {self.tracker.storage_dir}")
+            records = [r for r in records if r.id in wanted]
         if not records:
             raise InvalidInputError("no corrections recorded yet: there is nothing to retrain on")
         held = [r for r in records if _held_out(r.id, params.holdout_fraction)] \
@@ -454,3 +412,72 @@ class ActiveLearningManager:
         return {"status": "completed", "model_version": model_version, "adapter_path": str(final),
                 "metrics": metrics, "promoted": promoted, "correction_ids": train_ids, "held_out_ids": held_ids,
                 "training": record, "adapter": info, "entry": entry}
+
+
+def correction_examples(tracker: CorrectionTracker, records: list[CorrectionRecord] | None = None, *,
+                        image_provider: ImageProvider | None = None, zone_margin: int = 3,
+                        context_weight: float = 0.0) -> list[Any]:
+    """One :class:`~segmentation.core.adapter.TrainingExample` per correction record of ``tracker``.
+
+    Parameters
+    ----------
+    tracker : CorrectionTracker
+    records : list of CorrectionRecord (or record ids), optional
+        Which corrections (all when ``None``): pass the approved ones.
+    image_provider : callable, optional
+        For records stored without an image: ``image_provider(record)`` returns an
+        :class:`ImageCrop` (the image around the record's bounding box in the record's frame,
+        normalised like the engine, optionally with the label image after the correction as
+        context), or an array of the record's full shape normalised likewise, or ``None``.
+    zone_margin, context_weight : see :func:`~segmentation.core.adapter.correction_example`.
+
+    The nucleus diameter and anisotropy come from the record's ``metadata`` (``diameter``,
+    ``anisotropy``) when present. Several trackers (one per volume) give their examples to one
+    :meth:`ModelAdapter.train <segmentation.core.ModelAdapter.train>` call.
+
+    Raises
+    ------
+    InvalidInputError
+        A record has no image and no provider gives one, or its crop does not cover the
+        correction's bounding box.
+    """
+    from ..adapter import correction_example
+
+    if records is None:
+        records = tracker.records()
+    else:
+        records = [r if isinstance(r, CorrectionRecord) else tracker.get(r) for r in records]
+    examples = []
+    for record in records:
+        crop = tracker.load_image(record.id)
+        if crop is None and image_provider is not None:
+            crop = image_provider(record)
+            if crop is not None and not isinstance(crop, ImageCrop):
+                arr = np.asarray(crop, np.float32)
+                if arr.shape != record.shape:
+                    raise InvalidInputError(
+                        f"the image provider gave an array of shape {arr.shape} for correction {record.id}, "
+                        f"whose masks have shape {record.shape}: return an ImageCrop for a part of it")
+                window = _image_window(record.bbox, record.shape, 32)
+                crop = ImageCrop(arr[window], tuple(w.start for w in window))
+        if crop is None:
+            raise InvalidInputError(
+                f"correction {record.id} has no image to learn from: record corrections with image=..., "
+                f"or pass image_provider")
+        window = crop.window
+        if len(window) != len(record.shape) or any(w.start > a or w.stop < b for w, (a, b) in zip(window, record.bbox)):
+            raise InvalidInputError(
+                f"the image crop of correction {record.id} (offset {crop.offset}, shape {crop.image.shape}) "
+                f"does not cover its bounding box {record.bbox}")
+        original_box, corrected_box = tracker.load(record.id, crop=True)
+        original = np.zeros(crop.image.shape, original_box.dtype)
+        corrected = np.zeros(crop.image.shape, corrected_box.dtype)
+        inner = tuple(slice(a - w.start, b - w.start) for (a, b), w in zip(record.bbox, window))
+        original[inner] = original_box
+        corrected[inner] = corrected_box
+        meta = record.metadata
+        examples.append(correction_example(
+            crop.image, original, corrected, context_labels=crop.context_labels, diameter=meta.get("diameter"),
+            anisotropy=meta.get("anisotropy") if crop.image.ndim == 3 else None, zone_margin=zone_margin,
+            context_weight=context_weight, correction_id=record.id))
+    return examples

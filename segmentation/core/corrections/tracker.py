@@ -91,7 +91,10 @@ class ImageCrop:
     image : (Y, X) or (Z, Y, X) float32
         Normalised like the engine does (the whole image's ``image_range`` mapped to 0..1).
     offset : tuple of int
-        Start of the crop per axis, in the record's frame (the masks' full shape).
+        Start of the crop per axis, in the record's frame (the masks' full shape). It may be
+        negative, and the crop may reach past that shape: a record may hold its masks over
+        just the edited region (as the web app records them) while the image around it is
+        wider; the masks count as background outside their frame.
     context_labels : int array of ``image``'s shape, or None
         The label image after the correction over the crop, when it was recorded.
     """
@@ -103,8 +106,8 @@ class ImageCrop:
     def __post_init__(self) -> None:
         image = np.asarray(self.image, np.float32)
         offset = tuple(int(o) for o in self.offset)
-        if image.ndim not in (2, 3) or len(offset) != image.ndim or any(o < 0 for o in offset):
-            raise InvalidInputError(f"an image crop needs a 2D or 3D image and one offset >= 0 per axis, got "
+        if image.ndim not in (2, 3) or len(offset) != image.ndim:
+            raise InvalidInputError(f"an image crop needs a 2D or 3D image and one offset per axis, got "
                                     f"shape {image.shape} and offset {self.offset!r}")
         if self.context_labels is not None and np.asarray(self.context_labels).shape != image.shape:
             raise InvalidInputError(f"context_labels {np.asarray(self.context_labels).shape} and the image crop "
