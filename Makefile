@@ -45,8 +45,9 @@ $(CHROMIUM):
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium \
 	  || { $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium; }
 
-run: $(STAMP) $(BUNDLE) ## Migrate the database and serve on http://127.0.0.1:8000 (HOST=, PORT= to change)
+run: $(STAMP) $(BUNDLE) ## Migrate, create the demo project (once), serve on http://127.0.0.1:8000 (HOST=, PORT=)
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py demo --url http://$(HOST):$(PORT)
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) ezquant_web.asgi:application
 
 worker: $(STAMP) ## Run a segmentation job worker (start any number, on any machines, same DATABASE_URL)

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from annotation.models import LabelVersion, Membership, Nucleus, Project, Volume
+from annotation.models import Assignment, AuditEvent, Correction, LabelVersion, Membership, Nucleus, Project, Volume
 
 
 class MembershipInline(admin.TabularInline):
@@ -55,3 +55,37 @@ class NucleusAdmin(_ReadOnlyAdmin):
     list_display = ["label_version", "label_id", "z_min", "z_max", "volume_um3", "solidity", "uncertainty"]
     list_select_related = ["label_version__volume"]
     search_fields = ["label_version__volume__name"]
+
+
+class _NoDeleteAdmin(_ReadOnlyAdmin):
+    """Records that are only ever superseded, never removed: no delete either."""
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Correction)
+class CorrectionAdmin(_NoDeleteAdmin):
+    list_display = ["id", "volume", "correction_type", "label_version", "result_version", "created_by",
+                    "review_status", "reviewed_by", "created_at"]
+    list_filter = ["correction_type", "review_status"]
+    list_select_related = ["volume", "label_version", "result_version", "created_by", "reviewed_by"]
+    search_fields = ["volume__name", "created_by__username"]
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(admin.ModelAdmin):
+    list_display = ["volume", "student", "state", "due", "assigned_by", "created_at"]
+    list_filter = ["state", "project"]
+    search_fields = ["volume__name", "student__username"]
+    autocomplete_fields = ["student"]
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(_NoDeleteAdmin):
+    list_display = ["created_at", "project", "user", "action", "object_type", "object_id", "label_version"]
+    list_filter = ["action", "project"]
+    search_fields = ["user__username", "action"]

@@ -37,7 +37,7 @@ def _sample(ndim: int, seed: int):
         sample = synthetic.generate_3d(shape=(8, 300, 300), seed=seed)
     else:
         sample = synthetic.generate_2d(shape=(300, 300), seed=seed)
-    image = np.round(sample.image * 100).astype(np.uint16)
+    image = np.clip(np.round(sample.image), 0, 65535).astype(np.uint16)  # photon counts: no rescaling
     image.flags.writeable = False
     sample.labels.flags.writeable = False
     return image, sample.labels

@@ -28,7 +28,7 @@ def _image(shape: tuple[int, ...]) -> np.ndarray:
 
     sample = synthetic.generate_3d(shape=shape, seed=3) if len(shape) == 3 else synthetic.generate_2d(shape=shape,
                                                                                                      seed=3)
-    return np.round(sample.image * 100).astype(np.uint16)
+    return np.clip(np.round(sample.image), 0, 65535).astype(np.uint16)  # photon counts: no rescaling
 
 
 def import_volume(tmp_path, project, user, shape, name="cells"):

@@ -135,7 +135,7 @@ def stack(tmp_path_factory):
         paths = {}
         for key, image in images.items():
             paths[key] = str(tmp / f"{key}.tif")
-            tifffile.imwrite(paths[key], np.round(image * 100).astype(np.uint16))
+            tifffile.imwrite(paths[key], np.clip(np.round(image), 0, 65535).astype(np.uint16))
         seed = json.loads(_manage({**env, "SEED_PATHS": json.dumps(paths)}, "shell", "-c", SEED).strip().splitlines()[-1])
         port = _free_port()
         processes.append(_start(env, [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port),

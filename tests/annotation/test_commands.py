@@ -1,0 +1,59 @@
+"""manage.py create_project, add_member and demo, run as a user would run them."""
+
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from annotation.models import Assignment, LabelVersion, Membership, Project
+
+pytestmark = pytest.mark.django_db
+
+
+def _run(*args) -> str:
+    import io
+
+    out = io.StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def test_it_creates_projects_and_members(ada, bob):
+    project_id = int(_run("create_project", "Zebrafish", "--user", "ada").strip())
+    assert Membership.objects.get(project_id=project_id, user=ada).role == "admin"
+    assert "bob is now a instructor" in _run("add_member", "Zebrafish", "bob", "--role", "instructor")
+    created = _run("add_member", "Zebrafish", "newcomer", "--create")
+    password = created.split("password: ")[1].strip()
+    from django.contrib.auth import authenticate
+
+    assert authenticate(username="newcomer", password=password) is not None
+    for args, message in [(("create_project", "Zebrafish", "--user", "ada"), "already exists"),
+                          (("create_project", "X", "--user", "nobody"), "no user named"),
+                          (("add_member", "Nope", "bob"), "no project named"),
+                          (("add_member", "Zebrafish", "bob"), "already a member"),
+                          (("add_member", "Zebrafish", "ghost"), "--create")]:
+        with pytest.raises(CommandError, match=message):
+            call_command(*args)
+
+
+@pytest.mark.django_db(transaction=True)  # the segmentation jobs' heartbeat threads write beside the test
+def test_it_sets_up_the_demo_once(settings):
+    first = _run("demo")
+    project = Project.objects.get(name="Demo lab")
+    roles = dict(project.memberships.values_list("user__username", "role"))
+    assert roles == {"admin": "admin", "instructor": "instructor", "student": "student", "student2": "student"}
+    volumes = list(project.volumes.order_by("id"))
+    assert [v.shape_z for v in volumes] == [1, 24]
+    for volume in volumes:  # segmented by the shipped model, with scores to rank by
+        version = LabelVersion.objects.get(volume=volume)
+        assert version.source == "segmentation" and version.model_version.startswith("ezq_nuclei_v1")
+        assert version.nuclei.filter(uncertainty__isnull=False).count() > 10
+    assert sorted(Assignment.objects.values_list("student__username", flat=True)) == ["student", "student2"]
+    credentials = json.loads((settings.EZQUANT_DATA_DIR / "demo-credentials.json").read_text())
+    from django.contrib.auth import authenticate
+
+    for name in ("admin", "instructor", "student", "student2"):
+        assert f"{name:<10} password {credentials[name]}" in first
+        assert authenticate(username=name, password=credentials[name]) is not None
+    assert _run("demo").splitlines()[-4:] == first.splitlines()[-4:]  # the second run changes nothing
+    assert Project.objects.count() == 1 and LabelVersion.objects.count() == 2
