@@ -194,6 +194,24 @@ def test_it_segments_and_corrects_a_volume_in_the_browser(app, shots):
             assert page.text_content("#head-version") == "no labels"
             page.screenshot(path=shots / "01-opened.png")
 
+            # Step through z with the keys; change the contrast: new tiles with the new window.
+            tiles: list[str] = []
+            page.on("response", lambda r: "/tiles/" in r.url and r.status == 200 and tiles.append(r.url))
+            z0 = int(_viewer(page, "z"))
+            page.locator("#map").focus()
+            page.keyboard.press(".")
+            page.keyboard.press(".")
+            page.keyboard.press(",")
+            assert _viewer(page, "z") == str(z0 + 1)
+            assert page.text_content("#z-value") == str(z0 + 1)
+            page.keyboard.press("PageDown")
+            assert _viewer(page, "z") == str(z0)
+            page.locator("#contrast-lo").fill("500")
+            page.locator("#contrast-hi").fill("20000")
+            _wait(page, "document.getElementById('viewer').dataset.tilesPending === '0'"
+                        " && performance.getEntriesByType('resource').some(e => e.name.includes('lo=500&hi=20000'))")
+            assert any(f"/tiles/0/{z0}/" in url and "lo=500&hi=20000" in url for url in tiles), tiles[-5:]
+
             # Run a segmentation and watch the progress bar move to done.
             progress = _segment(page, shots)
             assert any(0 < value < 1 for value in progress), progress  # it moved while running
@@ -202,6 +220,18 @@ def test_it_segments_and_corrects_a_volume_in_the_browser(app, shots):
             _wait_version(page, "v1")
             assert page.text_content("#head-version") == "labels v1"
             page.screenshot(path=shots / "03-segmented.png")
+
+            # The heat map of the uncertainty, on and off again; outlines only, and back.
+            page.keyboard.press("h")
+            _wait(page, "performance.getEntriesByType('resource').some(e => e.name.includes('/labels/v1/uncertainty/'))")
+            _wait(page, "document.getElementById('viewer').dataset.tilesPending === '0'")
+            assert page.evaluate("ezqViewer.layers.loads.heat.errors") == 0
+            page.screenshot(path=shots / "03-heat-map.png")
+            page.keyboard.press("h")
+            page.keyboard.press("o")
+            assert page.is_checked("#labels-outline")
+            page.screenshot(path=shots / "03-outlines.png")
+            page.keyboard.press("o")
 
             # The queue is the API's ranking, least certain first.
             ranked = _api(page, f"volumes/{volume}/label-versions/v1/nuclei/?ordering=-uncertainty&page_size=20")

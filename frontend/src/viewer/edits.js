@@ -95,8 +95,9 @@ export function makeEditor({ viewer, elements }) {
       item.dataset.type = record.type;
       const ids = record.nucleus_ids?.length ? ` #${record.nucleus_ids.join(', #')}` : '';
       const made = record.new_ids?.length ? ` → #${record.new_ids.join(', #')}` : '';
-      item.textContent = `${record.type}${ids}${made} (${record.label_version} → ${record.result_version})`
-        + (isUndone ? ' · undone' : '');
+      const kind = record.type === 'modify' && record.geometry?.erase ? 'erase' : record.type;
+      item.textContent = `${kind}${ids}${made} (${record.label_version} → ${record.result_version})`
+        + (record.redo_of ? ' · redo' : '') + (isUndone ? ' · undone' : '');
       elements.log.append(item);
     }
     refreshButtons();
@@ -134,44 +135,63 @@ export function makeEditor({ viewer, elements }) {
     }
   }
 
+  /** What the overlay may keep after an edit of `from`: everything outside the record's
+   * bounding box ([z0, z1, y0, y1, x0, x1), level 0), if the record gives one. */
+  function changed(from, record) {
+    const bbox = record?.bbox;
+    return Array.isArray(bbox) && bbox.length === 6 ? { from, bbox } : null;
+  }
+
   /** Send one correction made on the version on screen; show its result. */
   async function correct(body, selectAfter = (record) => record.new_ids ?? []) {
     return send(body.type, async () => {
       const sent = performance.now();
+      const from = viewer.state.version;
       const record = await api.post(`volumes/${volumeId}/corrections/`, {
-        label_version: viewer.state.version, z: viewer.state.z, ...body,
+        label_version: from, z: viewer.state.z, ...body,
       });
+      const answered = performance.now();
       done.push(record);
       undone.length = 0;
       renderLog();
-      await viewer.setVersion(record.result_version, { selection: selectAfter(record), editSent: sent });
+      await viewer.setVersion(record.result_version, {
+        selection: selectAfter(record), editSent: sent, answered, edit: changed(from, record),
+      });
       return record;
     });
   }
 
   async function undo() {
-    if (done.length === 0 || viewer.state.busy) return;
+    if (done.length === 0) return;
     const record = done[done.length - 1];
     await send('undo', async () => {
       const sent = performance.now();
-      const answer = await api.post(`corrections/${record.id}/undo/`, { label_version: viewer.state.version });
+      const from = viewer.state.version;
+      const answer = await api.post(`corrections/${record.id}/undo/`, { label_version: from });
+      const answered = performance.now();
       done.pop();
       undone.push(record);
       renderLog();
-      await viewer.setVersion(answer.result_version, { selection: record.nucleus_ids ?? [], editSent: sent });
+      await viewer.setVersion(answer.result_version, {
+        selection: record.nucleus_ids ?? [], editSent: sent, answered, edit: changed(from, answer.correction),
+      });
     });
   }
 
   async function redo() {
-    if (undone.length === 0 || viewer.state.busy) return;
+    if (undone.length === 0) return;
     const record = undone[undone.length - 1];
     await send('redo', async () => {
       const sent = performance.now();
-      const answer = await api.post(`corrections/${record.id}/redo/`, { label_version: viewer.state.version });
+      const from = viewer.state.version;
+      const answer = await api.post(`corrections/${record.id}/redo/`, { label_version: from });
+      const answered = performance.now();
       undone.pop();
       done.push(answer.correction);
       renderLog();
-      await viewer.setVersion(answer.result_version, { selection: answer.correction.new_ids ?? [], editSent: sent });
+      await viewer.setVersion(answer.result_version, {
+        selection: answer.correction.new_ids ?? [], editSent: sent, answered, edit: changed(from, answer.correction),
+      });
     });
   }
 

@@ -98,6 +98,11 @@ export class LabelTiles {
     return entry;
   }
 
+  /** The kept tile, or null. */
+  get(version, z, level, ty, tx) {
+    return this.tiles.get(LabelTiles.key(version, z, level, ty, tx)) ?? null;
+  }
+
   /** The id at level-0 (y, x) of a version's plane, from the finest tile kept; null if none is. */
   idAt(version, z, y, x, levels) {
     for (let level = 0; level < levels; level += 1) {

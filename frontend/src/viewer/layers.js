@@ -110,7 +110,7 @@ export function makeMap({ target, grid, api, volumeId, onLoadsChange }) {
   view.fit(grid.extent, { padding: [8, 8, 8, 8] });
 
   const base = `${api}volumes/${volumeId}/`;
-  let showing = { z: 0, lo: 0, hi: 1, version: null };
+  let showing = { z: 0, lo: 0, hi: 1, version: null, edit: null };
 
   function showImage(z, lo, hi) {
     const key = `image|${z}|${lo}|${hi}`;
@@ -122,12 +122,27 @@ export function makeMap({ target, grid, api, volumeId, onLoadsChange }) {
     if (imageSource.getState() !== 'ready') imageSource.setState('ready');
   }
 
+  /** A kept tile of `edit.from` that the edit (bbox [z0, z1, y0, y1, x0, x1), level 0) cannot
+   * have changed: its ids are those of the new version too. */
+  function unchangedTile(edit, z, level, ty, tx) {
+    if (!edit) return null;
+    const [z0, z1, y0, y1, x0, x1] = edit.bbox;
+    const span = TILE_SIZE * 2 ** level;
+    const touched = z >= z0 && z < z1 && ty * span < y1 && (ty + 1) * span > y0 && tx * span < x1
+      && (tx + 1) * span > x0;
+    return touched ? null : labelTiles.get(edit.from, z, level, ty, tx);
+  }
+
   function showLabels(version, z) {
     labelLayer.setVisible(labelLayer.get('wanted') !== false && version !== null);
     if (version === null) return;
     labelTiles.refresh(version, z);
+    const edit = version === showing.version ? showing.edit : null;
     labelSource.switchTo(async (olZ, tx, ty, { signal }) => {
       const level = grid.levelOf(olZ);
+      const same = unchangedTile(edit, z, level, ty, tx);
+      if (same) return labelTiles.add({ version, z, level, ty, tx, ids: same.ids, width: same.width,
+        height: same.height }).canvas;
       const blob = await fetchTile(`${base}labels/${version}/tiles/${level}/${z}/${ty}/${tx}.png?size=${TILE_SIZE}`,
         signal);
       const decoded = await decodeLabelTile(blob);
@@ -158,10 +173,13 @@ export function makeMap({ target, grid, api, volumeId, onLoadsChange }) {
     labelLayer,
     heatLayer,
     doubleClickZoom,
-    /** Show plane z, window [lo, hi] and label version `version` (null: none). */
-    show({ z = showing.z, lo = showing.lo, hi = showing.hi, version = showing.version }) {
+    /** Show plane z, window [lo, hi] and label version `version` (null: none). `edit`
+     * ({from, bbox}) says that `version` is `from` changed only inside bbox: the tiles kept
+     * of `from` outside it are shown again without fetching them. */
+    show({ z = showing.z, lo = showing.lo, hi = showing.hi, version = showing.version, edit }) {
       const before = showing;
-      showing = { z, lo, hi, version };
+      const keptEdit = version === before.version ? before.edit : (edit ?? null);
+      showing = { z, lo, hi, version, edit: keptEdit };
       if (z !== before.z || lo !== before.lo || hi !== before.hi || !imageSource.getKey()) showImage(z, lo, hi);
       if (z !== before.z || version !== before.version || !labelSource.getKey()) {
         showLabels(version, z);

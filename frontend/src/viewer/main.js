@@ -106,7 +106,11 @@ function main() {
     });
   }
 
-  async function setVersion(version, { selection = [], editSent = null } = {}) {
+  /**
+   * Show label version `version`. After an edit, `edit` ({from, bbox}) lets the overlay keep
+   * the tiles of `from` that the edit did not touch.
+   */
+  async function setVersion(version, { selection = [], editSent = null, answered = null, edit = null } = {}) {
     if (version && !state.versions.includes(version)) {
       state.versions.push(version);
       state.versions.sort((a, b) => Number(a.slice(1)) - Number(b.slice(1)));
@@ -114,12 +118,13 @@ function main() {
     state.version = version;
     state.selection = selection;
     renderVersions();
-    layers.show({ version });
+    layers.show({ version, edit });
     layers.setLabelStyle({ selected: selection });
     updateRoot();
     const overlay = nextFullRender().then((at) => {
       if (editSent !== null) {
-        marks.edits.push({ version, sent: editSent, overlay: at, ms: at - editSent });
+        marks.edits.push({ version, sent: editSent, answered, overlay: at, ms: at - editSent,
+          serverMs: answered - editSent, overlayMs: at - answered });
         root.dataset.lastEditMs = String(Math.round(at - editSent));
       }
       root.dataset.overlayVersion = version ?? '';
