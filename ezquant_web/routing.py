@@ -5,9 +5,11 @@ Each app's consumers are added here as they arrive (job progress, review session
 
 from django.urls import path
 
-from segmentation.consumers import JobConsumer
+from segmentation.consumers import JobConsumer, TrainingConsumer
 
 websocket_urlpatterns: list = [
     path("ws/jobs/<int:job_id>/", JobConsumer.as_asgi()),
     path("ws/volumes/<int:volume_id>/jobs/", JobConsumer.as_asgi()),
+    path("ws/training-jobs/<int:job_id>/", TrainingConsumer.as_asgi()),
+    path("ws/projects/<int:project_id>/training/", TrainingConsumer.as_asgi()),
 ]

@@ -9,6 +9,7 @@ variable's name, rather than running with a silent fallback.
 """
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -157,11 +158,6 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # write lock when it begins, so two edits of one volume are serialised (PostgreSQL does it
     # with SELECT ... FOR UPDATE, which SQLite ignores) and no reader-turned-writer deadlocks.
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
-    # Tests on a file too, not Django's default shared-cache in-memory database, whose table
-    # locks fail at once instead of waiting: concurrent tests then see what `make run` sees.
-    # One file per test process, so two test runs on one machine do not share it.
-    DATABASES["default"]["TEST"] = {
-        "NAME": str(Path(DATABASES["default"]["NAME"]).with_name(f"test-{os.getpid()}.sqlite3"))}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "")
@@ -183,6 +179,11 @@ EZQUANT_EMBEDDED_WORKER = env_bool("EZQUANT_EMBEDDED_WORKER", "DATABASE_URL" not
 # A running job whose heartbeat is older than this is taken for dead (its worker was killed)
 # and marked failed by the reaper that every worker runs at start and every minute.
 EZQUANT_JOB_STALE_SECONDS = env_int("EZQUANT_JOB_STALE_SECONDS", 600)
+# "HH:MM" (local time): every worker queues, once a day from then, a retraining of each project
+# with at least 20 approved corrections not trained on yet. Empty: no schedule.
+EZQUANT_RETRAIN_NIGHTLY_AT = env_str("EZQUANT_RETRAIN_NIGHTLY_AT", "")
+if EZQUANT_RETRAIN_NIGHTLY_AT and not re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", EZQUANT_RETRAIN_NIGHTLY_AT):
+    raise ImproperlyConfigured(f"EZQUANT_RETRAIN_NIGHTLY_AT must be HH:MM, got {EZQUANT_RETRAIN_NIGHTLY_AT!r}")
 
 # Sign-in pages (frontend): Django's LoginView and LogoutView under /accounts/.
 LOGIN_URL = "login"

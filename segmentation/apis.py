@@ -79,3 +79,149 @@ class SegmentationJobCancelApi(APIView):
             raise ApplicationError("cancelling another user's job is for the instructors and admins", status=403)
         job = services.segmentation_job_cancel(job=job, user=request.user)
         return Response(JobOutputSerializer(job).data)
+
+
+# -- retraining -------------------------------------------------------------------------------
+
+
+class TrainingJobOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    project = serializers.IntegerField(source="project_id")
+    status = serializers.CharField()
+    progress = serializers.FloatField()
+    message = serializers.CharField()
+    error = serializers.CharField()
+    params = serializers.JSONField()
+    correction_ids = serializers.ListField(child=serializers.IntegerField())
+    metrics = serializers.JSONField(help_text='{"loss": [[step, loss], ...], "steps": n, "stage": ...}')
+    timings = serializers.JSONField()
+    resumed_from = serializers.IntegerField(source="resumed_from_id", allow_null=True)
+    model_version = serializers.IntegerField(source="model_version.number", allow_null=True, default=None)
+    worker_id = serializers.CharField()
+    created_by = serializers.CharField(source="created_by.username", allow_null=True, default=None)
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+class ModelVersionOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    number = serializers.IntegerField()
+    name = serializers.CharField()
+    base_model = serializers.CharField()
+    base_sha256 = serializers.CharField()
+    adapter_sha256 = serializers.CharField()
+    adapter_bytes = serializers.IntegerField()
+    correction_ids = serializers.ListField(child=serializers.IntegerField())
+    held_out_ids = serializers.ListField(child=serializers.IntegerField())
+    params = serializers.JSONField()
+    scores = serializers.JSONField(help_text="AP@0.5/0.75, splits and merges against the model it would replace")
+    training_job = serializers.IntegerField(source="training_job_id", allow_null=True)
+    is_default = serializers.BooleanField(default=False)
+    created_by = serializers.CharField(source="created_by.username", allow_null=True, default=None)
+    created_at = serializers.DateTimeField()
+
+
+class TrainingJobListCreateApi(APIView):
+    """``GET``: the project's trainings (instructors, admins). ``POST``: retrain (admins) on the
+    approved corrections; ``params`` are ``RetrainingParams`` fields."""
+
+    class InputSerializer(serializers.Serializer):
+        params = serializers.JSONField(required=False, default=dict)
+
+    @extend_schema(request=InputSerializer, responses={201: TrainingJobOutputSerializer})
+    def post(self, request, project_id: int):
+        project = annotation_selectors.project_get(user=request.user, project_id=project_id)
+        roles.require_role(user=request.user, project_id=project.id, roles=(roles.ADMIN,), action="retraining")
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        job = services.training_job_create(project=project, user=request.user,
+                                           params=serializer.validated_data["params"])
+        return Response(TrainingJobOutputSerializer(job).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses=TrainingJobOutputSerializer(many=True))
+    def get(self, request, project_id: int):
+        project = annotation_selectors.project_get(user=request.user, project_id=project_id)
+        roles.require_role(user=request.user, project_id=project.id, roles=roles.STAFF, action="reading trainings")
+        jobs = selectors.training_job_list(user=request.user, project_id=project.id).select_related("created_by")
+        return Response(TrainingJobOutputSerializer(jobs, many=True).data)
+
+
+class TrainingJobDetailApi(APIView):
+    @extend_schema(responses=TrainingJobOutputSerializer)
+    def get(self, request, job_id: int):
+        return Response(TrainingJobOutputSerializer(selectors.training_job_get(user=request.user, job_id=job_id)).data)
+
+
+class _TrainingJobActionApi(APIView):
+    """A training job's action, for admins: the subclass names the service."""
+
+    @extend_schema(request=None, responses=TrainingJobOutputSerializer)
+    def post(self, request, job_id: int):
+        job = selectors.training_job_get(user=request.user, job_id=job_id)
+        roles.require_role(user=request.user, project_id=job.project_id, roles=(roles.ADMIN,), action="retraining")
+        job = type(self).action(job=job, user=request.user)
+        return Response(TrainingJobOutputSerializer(job).data, status=self.success)
+
+
+class TrainingJobCancelApi(_TrainingJobActionApi):
+    action, success = staticmethod(services.training_job_cancel), status.HTTP_200_OK
+
+
+class TrainingJobResumeApi(_TrainingJobActionApi):
+    """A new job continuing a failed or cancelled one from its last checkpoint."""
+
+    action, success = staticmethod(services.training_job_resume), status.HTTP_201_CREATED
+
+
+class ModelVersionListApi(APIView):
+    """The project's model versions, newest first, with their scores and which is the default."""
+
+    @extend_schema(responses=ModelVersionOutputSerializer(many=True))
+    def get(self, request, project_id: int):
+        project = annotation_selectors.project_get(user=request.user, project_id=project_id)
+        roles.require_role(user=request.user, project_id=project.id, roles=roles.STAFF, action="reading models")
+        versions = list(selectors.model_version_list(project=project))
+        current = selectors.model_promotion_list(project=project).first()
+        for version in versions:
+            version.is_default = current is not None and current.model_version_id == version.id
+        return Response(ModelVersionOutputSerializer(versions, many=True).data)
+
+
+class DefaultModelApi(APIView):
+    """``GET``: the project's default model and the history of promotions (newest first).
+    ``POST`` ``{"model_version": N | null, "note"}`` (admins): promote version N, or go back
+    to the shipped base model with ``null``; a roll-back is a promotion of an older version."""
+
+    class InputSerializer(serializers.Serializer):
+        model_version = serializers.IntegerField(allow_null=True, help_text="the version's number; null: base model")
+        note = serializers.CharField(required=False, allow_blank=True, default="")
+
+    class OutputSerializer(serializers.Serializer):
+        model_version = serializers.IntegerField(source="model_version.number", allow_null=True, default=None)
+        name = serializers.CharField(source="model_version.name", allow_null=True, default=None)
+        promoted_by = serializers.CharField(source="promoted_by.username", allow_null=True, default=None)
+        note = serializers.CharField()
+        created_at = serializers.DateTimeField()
+
+    @extend_schema(responses=OutputSerializer(many=True))
+    def get(self, request, project_id: int):
+        project = annotation_selectors.project_get(user=request.user, project_id=project_id)
+        return Response(self.OutputSerializer(selectors.model_promotion_list(project=project), many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
+    def post(self, request, project_id: int):
+        project = annotation_selectors.project_get(user=request.user, project_id=project_id)
+        roles.require_role(user=request.user, project_id=project.id, roles=(roles.ADMIN,),
+                           action="promoting models")
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        number = serializer.validated_data["model_version"]
+        version = None
+        if number is not None:
+            version = selectors.model_version_list(project=project).filter(number=number).first()
+            if version is None:
+                raise ApplicationError(f"{project.name} has no model version {number}")
+        promotion = services.model_version_promote(project=project, model_version=version, user=request.user,
+                                                   note=serializer.validated_data["note"])
+        return Response(self.OutputSerializer(promotion).data, status=status.HTTP_201_CREATED)

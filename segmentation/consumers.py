@@ -69,3 +69,42 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive_json(self, content, **kwargs):
         pass  # the socket only listens; cancel is POST .../cancel/
+
+
+@database_sync_to_async
+def _training_states(user, kwargs):
+    from segmentation.selectors import training_job_list, training_job_visible
+
+    if "job_id" in kwargs:
+        job = training_job_visible(user=user).filter(id=int(kwargs["job_id"])).first()
+        return None if job is None else [events.job_state(job)]
+    project_id = int(kwargs["project_id"])
+    from annotation.models import Membership
+
+    if not Membership.objects.filter(project_id=project_id, user=user, role__in=("instructor", "admin")).exists():
+        return None
+    return [events.job_state(job) for job in training_job_list(user=user, project_id=project_id)[:20]]
+
+
+class TrainingConsumer(JobConsumer):
+    """``ws/training-jobs/<job_id>/`` and ``ws/projects/<project_id>/training/``: training jobs'
+    states (with the loss curve) for the project's instructors and admins; 4403 for others."""
+
+    async def connect(self):
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        kwargs = self.scope["url_route"]["kwargs"]
+        group = events.training_job_group(int(kwargs["job_id"])) if "job_id" in kwargs \
+            else events.training_group(int(kwargs["project_id"]))
+        await self.channel_layer.group_add(group, self.channel_name)  # join first, then read (as above)
+        states = await _training_states(user, kwargs)
+        if states is None:
+            await self.channel_layer.group_discard(group, self.channel_name)
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        self.groups = [group]
+        await self.accept()
+        for state in states:
+            await self.send_json(state)

@@ -2,8 +2,11 @@
 
 Every event is sent after the surrounding transaction commits (``transaction.on_commit``), so
 a client never hears of a state the database may still roll back. Outside a transaction (the
-worker's autocommit writes) the callback runs at once. Two groups hear of a job: the job's own
-(``ws/jobs/<id>/``) and its volume's (``ws/volumes/<id>/jobs/``).
+worker's autocommit writes) the callback runs at once.
+
+Groups: a segmentation job is heard on its own group (``ws/jobs/<id>/``) and its volume's
+(``ws/volumes/<id>/jobs/``); a training job on its own (``ws/training-jobs/<id>/``) and its
+project's (``ws/projects/<id>/training/``).
 """
 
 from __future__ import annotations
@@ -15,11 +18,17 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-from segmentation.models import SegmentationJob
+from segmentation.models import Job, SegmentationJob, TrainingJob
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["job_group", "job_state", "job_publish", "volume_group"]
+__all__ = ["RELATED", "job_group", "job_publish", "job_state", "training_group", "training_job_group",
+           "volume_group"]
+
+#: What ``job_state`` reads beside the row, per kind (select_related).
+RELATED: dict[type[Job], tuple[str, ...]] = {SegmentationJob: ("label_version",), TrainingJob: ("model_version",)}
+# Loss points sent with each training event: the tail of the curve (the row keeps all of it).
+_LOSS_POINTS = 200
 
 
 def job_group(job_id: int) -> str:
@@ -30,19 +39,40 @@ def volume_group(volume_id: int) -> str:
     return f"segjobs.volume.{volume_id}"
 
 
-def job_state(job: SegmentationJob) -> dict[str, Any]:
+def training_job_group(job_id: int) -> str:
+    return f"trainjob.{job_id}"
+
+
+def training_group(project_id: int) -> str:
+    return f"trainjobs.project.{project_id}"
+
+
+def job_state(job: Job) -> dict[str, Any]:
     """What a client is told about a job: the message format of the README's "Jobs" section."""
-    return {
+    state = {
         "type": "job",
+        "kind": job.kind,
         "id": job.id,
-        "volume": job.volume_id,
         "status": job.status,
         "progress": round(float(job.progress), 4),
         "message": job.message,
         "error": job.error,
-        "label_version": job.label_version.name if job.label_version_id else None,
-        "model_version": job.model_version,
     }
+    if isinstance(job, TrainingJob):
+        metrics = job.metrics or {}
+        state.update(project=job.project_id, loss=(metrics.get("loss") or [])[-_LOSS_POINTS:],
+                     steps=metrics.get("steps"),
+                     model_version=job.model_version.number if job.model_version_id else None)
+    else:
+        state.update(volume=job.volume_id, model_version=job.model_version,
+                     label_version=job.label_version.name if job.label_version_id else None)
+    return state
+
+
+def _groups(state: dict[str, Any]) -> list[str]:
+    if state["kind"] == TrainingJob.kind:
+        return [training_job_group(state["id"]), training_group(state["project"])]
+    return [job_group(state["id"])] + ([volume_group(state["volume"])] if state["volume"] is not None else [])
 
 
 def _send(state: dict[str, Any]) -> None:
@@ -51,14 +81,13 @@ def _send(state: dict[str, Any]) -> None:
         return
     event = {"type": "job.event", "state": state}
     try:
-        async_to_sync(layer.group_send)(job_group(state["id"]), event)
-        if state["volume"] is not None:
-            async_to_sync(layer.group_send)(volume_group(state["volume"]), event)
+        for group in _groups(state):
+            async_to_sync(layer.group_send)(group, event)
     except Exception:  # a lost event must never fail the job: the row stays the truth
-        logger.exception("could not publish the state of job %s", state["id"])
+        logger.exception("could not publish the state of %s job %s", state["kind"], state["id"])
 
 
-def job_publish(job: SegmentationJob) -> None:
+def job_publish(job: Job) -> None:
     """Tell the job's listeners its current state, once the transaction commits."""
     state = job_state(job)
     transaction.on_commit(lambda: _send(state))

@@ -1,57 +1,32 @@
 """Writes of segmentation jobs: submit, run (in a worker), cancel, reap the dead.
 
-The job row is the truth. A worker claims a queued row with a conditional update that must
-change exactly one row, so two workers never run one job whatever the task library does; the
-engine's progress goes into the row (rate-limited) and out through ``events.py``; the label
-version and the ``succeeded`` status are committed together, so a job that fails, is cancelled
-or whose worker dies leaves no label version row behind.
+How a job runs (the atomic claim, progress, heartbeat, cancel, the result committed with the
+``succeeded`` status) is :mod:`segmentation.jobs`; here is what a segmentation job does: read
+the volume, run the engine, store the labels as a label version with its nucleus table.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import os
-import socket
-import threading
 import time
-from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connection, transaction
-from django.db.models import F
-from django.utils import timezone
+from django.db import transaction
 
 from annotation.models import LabelVersion, Volume
 from ezquant_web.api import ApplicationError
-from segmentation import events
-from segmentation.models import SegmentationJob
+from segmentation import events, jobs
+from segmentation.jobs import JobCancelled
+from segmentation.models import ModelPromotion, ModelVersion, SegmentationJob, TrainingJob
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["JobCancelled", "segmentation_job_cancel", "segmentation_job_claim", "segmentation_job_create",
-           "segmentation_job_reap_stale", "segmentation_job_run"]
-
-Status = SegmentationJob.Status
-
-# At most this many progress writes (and events) per second; the first and last always go.
-_PROGRESS_INTERVAL_S = 0.2
-# How often a running job re-reads its row for a cancel request (or for having been reaped).
-_CANCEL_CHECK_INTERVAL_S = 0.5
-# A running job's heartbeat is refreshed this often (at most; a quarter of the stale limit when
-# that is shorter) by a thread beside the engine, so a long network pass with no progress
-# report is not taken for a dead worker by the reaper.
-HEARTBEAT_INTERVAL_S = 5.0
-
-
-class JobCancelled(Exception):
-    """Raised from the progress callback to stop the engine: the job was cancelled (or is no
-    longer this worker's to run)."""
-
-
-def _worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+__all__ = ["JobCancelled", "model_version_promote", "project_default_model", "segmentation_job_cancel",
+           "segmentation_job_claim", "segmentation_job_create", "segmentation_job_reap_stale", "segmentation_job_run",
+           "retraining_needed", "training_job_cancel", "training_job_create", "training_job_resume",
+           "training_job_run"]
 
 
 def segmentation_job_create(*, volume: Volume, user: AbstractBaseUser | None, params: dict[str, Any]) -> SegmentationJob:
@@ -86,50 +61,7 @@ def segmentation_job_create(*, volume: Volume, user: AbstractBaseUser | None, pa
 
 def segmentation_job_claim(*, job_id: int, worker_id: str) -> bool:
     """Take a queued job for this worker: True for exactly one caller, however many try."""
-    now = timezone.now()
-    claimed = SegmentationJob.objects.filter(id=job_id, status=Status.QUEUED, cancel_requested=False).update(
-        status=Status.RUNNING, worker_id=worker_id, started_at=now, heartbeat_at=now, progress=0.0,
-        message="starting", error="")
-    return claimed == 1
-
-
-class _Progress:
-    """The engine's ``progress(fraction, message)``: persists to the row and publishes at most
-    every ``_PROGRESS_INTERVAL_S``, and raises :class:`JobCancelled` once a cancel is asked."""
-
-    def __init__(self, job_id: int):
-        self.job_id = job_id
-        self.last_write = 0.0
-        self.last_check = time.monotonic()
-        self.fraction = 0.0
-
-    def __call__(self, fraction: float, message: str) -> None:
-        now = time.monotonic()
-        # Progress never goes back, whatever a stage reports.
-        self.fraction = max(self.fraction, min(max(float(fraction), 0.0), 1.0))
-        if now - self.last_check >= _CANCEL_CHECK_INTERVAL_S:
-            self.last_check = now
-            row = SegmentationJob.objects.filter(id=self.job_id).values("status", "cancel_requested").first()
-            if row is None or row["cancel_requested"] or row["status"] != Status.RUNNING:
-                raise JobCancelled("cancelled")
-        if now - self.last_write >= _PROGRESS_INTERVAL_S:
-            self.write(message)
-
-    def write(self, message: str) -> None:
-        self.last_write = time.monotonic()
-        updated = SegmentationJob.objects.filter(id=self.job_id, status=Status.RUNNING).update(
-            progress=self.fraction, message=message[:200], heartbeat_at=timezone.now())
-        if updated:
-            events.job_publish(SegmentationJob.objects.select_related("label_version").get(id=self.job_id))
-
-
-def _finish(job_id: int, status: str, **fields: Any) -> bool:
-    """End a running job; False when it was no longer running (reaped meanwhile)."""
-    updated = SegmentationJob.objects.filter(id=job_id, status=Status.RUNNING).update(
-        status=status, finished_at=timezone.now(), heartbeat_at=timezone.now(), **fields)
-    job = SegmentationJob.objects.select_related("label_version").get(id=job_id)
-    events.job_publish(job)
-    return updated == 1
+    return jobs.job_claim(SegmentationJob, job_id=job_id, worker_id=worker_id)
 
 
 def _model_version(info: dict[str, Any]) -> str:
@@ -143,76 +75,23 @@ def _model_version(info: dict[str, Any]) -> str:
 
 
 def segmentation_job_run(*, job_id: int, worker_id: str | None = None) -> str:
-    """Claim and run one job to its end; returns the status it ended with.
-
-    A job another worker holds (or that was cancelled before it started) is left alone. Any
-    exception ends the job ``failed`` with its text, and nothing of its result is committed;
-    an interrupt (SystemExit, KeyboardInterrupt from a worker shutting down) does too and is
-    raised again.
-    """
-    worker_id = worker_id or _worker_id()
-    if not segmentation_job_claim(job_id=job_id, worker_id=worker_id):
-        SegmentationJob.objects.filter(id=job_id, status=Status.QUEUED, cancel_requested=True).update(
-            status=Status.CANCELLED, finished_at=timezone.now())
-        return SegmentationJob.objects.filter(id=job_id).values_list("status", flat=True).first() or "missing"
-    SegmentationJob.objects.filter(id=job_id).update(attempts=F("attempts") + 1)
-    job = SegmentationJob.objects.select_related("volume").get(id=job_id)
-    events.job_publish(job)
-    progress = _Progress(job_id)
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    stop_heartbeat = threading.Event()
-    threading.Thread(target=_heartbeat, args=(job_id, stop_heartbeat), daemon=True,
-                     name=f"heartbeat-job-{job_id}").start()
-    try:
-        if job.volume is None:
-            raise ApplicationError("the volume was deleted")
-        result, timings = _segment(job, progress)
-        t = time.perf_counter()
-        with transaction.atomic():
-            # The label version and "succeeded" commit together; a job that is no longer
-            # running (cancelled at the last moment, reaped) rolls the version back.
-            version = _label_version(job, result)
-            timings["save"] = round(time.perf_counter() - t, 3)
-            timings["total"] = round(time.perf_counter() - t0, 3)
-            if not _finish(job_id, Status.SUCCEEDED, progress=1.0, message="done", label_version=version,
-                           model_version=_model_version(result.info), timings=timings):
-                raise JobCancelled("the job stopped being this worker's before it finished")
-        return Status.SUCCEEDED
-    except JobCancelled:
-        cancelled = SegmentationJob.objects.filter(id=job_id, cancel_requested=True).exists()
-        _finish(job_id, Status.CANCELLED if cancelled else Status.FAILED, message="cancelled" if cancelled else "",
-                error="" if cancelled else "stopped: the job was taken from this worker", timings=timings)
-        return Status.CANCELLED if cancelled else Status.FAILED
-    except BaseException as exc:
-        if isinstance(exc, ApplicationError):  # a rule, said to the user as it is
-            text = exc.message
-        else:
-            logger.exception("segmentation job %s failed", job_id)
-            text = f"{type(exc).__name__}: {exc}".rstrip(": ")
-        try:
-            _finish(job_id, Status.FAILED, error=text[:2000], message="failed", timings=timings)
-        except Exception:
-            logger.exception("could not mark job %s failed", job_id)
-        if not isinstance(exc, Exception):
-            raise
-        return Status.FAILED
-    finally:
-        stop_heartbeat.set()
+    """Claim and run one segmentation job to its end (``jobs.run_job``); returns its status."""
+    return jobs.run_job(SegmentationJob, job_id=job_id, worker_id=worker_id, work=_segmentation_work)
 
 
-def _heartbeat(job_id: int, stop: threading.Event) -> None:
-    try:
-        interval = min(HEARTBEAT_INTERVAL_S, settings.EZQUANT_JOB_STALE_SECONDS / 4)
-        while not stop.wait(interval):
-            SegmentationJob.objects.filter(id=job_id, status=Status.RUNNING).update(heartbeat_at=timezone.now())
-    except Exception:  # the database went away: the reaper will judge
-        logger.exception("heartbeat of job %s stopped", job_id)
-    finally:
-        connection.close()  # this thread's own connection
+def _segmentation_work(job: SegmentationJob, progress, timings: dict):
+    if job.volume is None:
+        raise ApplicationError("the volume was deleted")
+    result, segment_timings = _segment(job, progress)
+    timings.update(segment_timings)
+
+    def commit() -> dict[str, Any]:
+        return {"label_version": _label_version(job, result), "model_version": _model_version(result.info)}
+
+    return commit
 
 
-def _segment(job: SegmentationJob, progress: _Progress):
+def _segment(job: SegmentationJob, progress: jobs.Progress):
     from annotation.stores import volume_store
     from segmentation.core.engine import SegmentationEngine
     from segmentation.core.params import SegmentationParams
@@ -230,6 +109,10 @@ def _segment(job: SegmentationJob, progress: _Progress):
         image = image[0]
     timings["read"] = round(time.perf_counter() - t, 3)
     params = SegmentationParams.from_dict(job.params)
+    if params.model_name is None:  # the project's promoted adapter, if it has one
+        default = project_default_model(project=job.project)
+        if default is not None:
+            params = dataclasses.replace(params, model_name=default)
     engine = SegmentationEngine(gpu_available=torch.cuda.is_available())
     t = time.perf_counter()
     progress(0.0, "reading volume")
@@ -249,38 +132,216 @@ def _label_version(job: SegmentationJob, result) -> LabelVersion:
 
 
 def segmentation_job_cancel(*, job: SegmentationJob, user: AbstractBaseUser | None) -> SegmentationJob:
-    """Cancel a job: a queued one at once, a running one within about a second (its worker
-    sees ``cancel_requested`` at its next progress report). A finished job cannot be."""
-    now = timezone.now()
-    if SegmentationJob.objects.filter(id=job.id, status=Status.QUEUED).update(
-            status=Status.CANCELLED, cancel_requested=True, finished_at=now, message="cancelled"):
-        pass
-    elif not SegmentationJob.objects.filter(id=job.id, status=Status.RUNNING).update(cancel_requested=True):
-        job.refresh_from_db()
-        raise ApplicationError(f"the job has already {job.status}" if job.status != Status.QUEUED
-                               else "the job could not be cancelled", status=409)
+    """Cancel a job: a queued one at once, a running one within about a second. A finished job
+    cannot be (409)."""
     from annotation.services import audit_record
 
-    job = SegmentationJob.objects.select_related("label_version").get(id=job.id)
+    job = jobs.job_cancel(SegmentationJob, job=job)
     audit_record(user=user, project_id=job.project_id, action="segmentation_job.cancel", obj=job, status=job.status)
-    events.job_publish(job)
     return job
 
 
 def segmentation_job_reap_stale(*, older_than_s: float | None = None) -> int:
-    """Mark failed every running job whose worker has given no sign of life for
-    ``older_than_s`` seconds (``EZQUANT_JOB_STALE_SECONDS``): its worker was killed or its
-    machine lost. No label version exists for such a job (it is committed with ``succeeded``).
-    Returns how many were reaped."""
-    limit = settings.EZQUANT_JOB_STALE_SECONDS if older_than_s is None else older_than_s
-    cutoff = timezone.now() - timedelta(seconds=limit)
-    stale = list(SegmentationJob.objects.filter(status=Status.RUNNING, heartbeat_at__lt=cutoff)
-                 .values_list("id", flat=True))
-    reaped = 0
-    for job_id in stale:
-        if SegmentationJob.objects.filter(id=job_id, status=Status.RUNNING, heartbeat_at__lt=cutoff).update(
-                status=Status.FAILED, finished_at=timezone.now(),
-                error=f"the worker stopped answering (no heartbeat for {limit:.0f} s)", message="failed"):
-            reaped += 1
-            events.job_publish(SegmentationJob.objects.select_related("label_version").get(id=job_id))
-    return reaped
+    """Mark failed the running jobs (of every kind) whose worker died: ``jobs.job_reap_stale``."""
+    return jobs.job_reap_stale(older_than_s=older_than_s)
+
+
+# -- retraining: adapter fine-tuning jobs and model versions ------------------------------------
+
+def _models_dir(project):
+    from pathlib import Path
+
+    from django.conf import settings
+
+    return Path(settings.EZQUANT_DATA_DIR) / "models" / project.slug
+
+
+def project_default_model(*, project) -> str | None:
+    """The model a project segments with when a job names none: the adapter file of its latest
+    promotion, or ``None`` for the shipped default (no promotion, or a roll-back to the base)."""
+    from pathlib import Path
+
+    from django.conf import settings
+
+
+    latest = ModelPromotion.objects.filter(project=project).select_related("model_version").first()
+    if latest is None or latest.model_version is None:
+        return None
+    return str(Path(settings.EZQUANT_DATA_DIR) / latest.model_version.adapter_path)
+
+
+def training_job_create(*, project, user: AbstractBaseUser | None, params: dict | None = None,
+                        resumed_from=None) -> TrainingJob:
+    """Queue the fine-tuning of an adapter on the project's approved corrections.
+
+    ``params`` are ``RetrainingParams`` fields (400 when invalid). 400 when there is no approved
+    correction yet; 409 while another training of the project is queued or running.
+    """
+    from annotation.selectors import training_corrections
+    from annotation.services import audit_record
+    from segmentation.core.corrections import RetrainingParams
+    from segmentation.core.errors import InvalidParameterError
+    from segmentation.tasks import training_job_task
+
+    try:
+        checked = RetrainingParams.from_dict(params or {}).to_dict()
+    except (InvalidParameterError, TypeError, ValueError) as exc:
+        raise ApplicationError(f"invalid params: {exc}", extra={"field": "params"}) from None
+    correction_ids = resumed_from.correction_ids if resumed_from is not None else \
+        list(training_corrections(project=project).values_list("id", flat=True))
+    if not correction_ids:
+        raise ApplicationError("there are no approved corrections to train on yet")
+    with transaction.atomic():
+        from annotation.models import Project
+
+        Project.objects.select_for_update().filter(id=project.id).exists()  # one submission at a time
+        busy = TrainingJob.objects.filter(project=project, status__in=[TrainingJob.Status.QUEUED,
+                                                                       TrainingJob.Status.RUNNING]).first()
+        if busy is not None:
+            raise ApplicationError(f"training job {busy.id} of this project is {busy.status}: wait for it or cancel it",
+                                   status=409, extra={"job": busy.id})
+        job = TrainingJob.objects.create(project=project, created_by=user, params=checked,
+                                         correction_ids=correction_ids, resumed_from=resumed_from)
+        audit_record(user=user, project_id=project.id, action="training_job.create", obj=job,
+                     corrections=len(correction_ids), resumed_from=resumed_from.id if resumed_from else None)
+    events.job_publish(job)
+    transaction.on_commit(lambda: training_job_task.enqueue(job_id=job.id))
+    return job
+
+
+def training_job_resume(*, job, user: AbstractBaseUser | None) -> TrainingJob:
+    """A new job for a failed or cancelled training, on the same corrections and parameters: it
+    continues from the interrupted one's last checkpoint."""
+    if job.status not in (job.Status.FAILED, job.Status.CANCELLED):
+        raise ApplicationError(f"only a failed or cancelled training can be resumed; this one is {job.status}",
+                               status=409)
+    return training_job_create(project=job.project, user=user, params=job.params, resumed_from=job)
+
+
+def training_job_cancel(*, job, user: AbstractBaseUser | None) -> TrainingJob:
+    from annotation.services import audit_record
+
+    job = jobs.job_cancel(TrainingJob, job=job)
+    audit_record(user=user, project_id=job.project_id, action="training_job.cancel", obj=job, status=job.status)
+    return job
+
+
+def training_job_run(*, job_id: int, worker_id: str | None = None) -> str:
+    """Claim and run one training job (``jobs.run_job``); the loss curve goes into ``metrics``."""
+
+    curve: list[list[float]] = []
+
+    def on_metrics(metrics: dict) -> dict:
+        if "step" in metrics and "loss" in metrics:
+            curve.append([int(metrics["step"]), round(float(metrics["loss"]), 5)])
+        return {"metrics": {"loss": curve, "steps": metrics.get("steps"), "stage": metrics.get("stage")}}
+
+    return jobs.run_job(TrainingJob, job_id=job_id, worker_id=worker_id, work=_training_work, on_metrics=on_metrics)
+
+
+def _training_work(job, progress, timings: dict):
+    """Fine-tune, save the adapter, score it against the project's current model on held-out
+    corrections; the commit creates the :class:`ModelVersion`."""
+    import hashlib
+    import json
+    import os
+
+    from annotation.models import Correction
+    from annotation.stores import correction_store
+    from segmentation.core.adapter import ModelAdapter, compare_models
+    from segmentation.core.corrections import RetrainingParams, correction_examples
+
+    params = RetrainingParams.from_dict(job.params)
+    corrections = list(Correction.objects.filter(id__in=job.correction_ids).select_related("volume").order_by("id"))
+    if len(corrections) != len(job.correction_ids):
+        raise ApplicationError("some of the corrections to train on were deleted with their volume")
+    t = time.perf_counter()
+    examples = {}
+    for volume_id in sorted({c.volume_id for c in corrections}):
+        mine = [c for c in corrections if c.volume_id == volume_id]
+        made = correction_examples(correction_store(mine[0].volume), [c.record_id for c in mine],
+                                   zone_margin=params.zone_margin, context_weight=params.context_weight)
+        examples.update(zip((c.id for c in mine), made))
+    # A stable part of the corrections (by a hash of the id) is held out to score the new
+    # version, once there are enough of them; the rest is trained on.
+    ids = sorted(examples)
+    held = [i for i in ids if len(ids) >= params.min_holdout_corrections and int.from_bytes(
+        hashlib.sha256(f"ezquant-holdout-{i}".encode()).digest()[:8], "big") / 2 ** 64 < params.holdout_fraction]
+    train = [i for i in ids if i not in held]
+    timings["examples"] = round(time.perf_counter() - t, 3)
+
+    progress(0.0, f"training on {len(train)} corrections")
+    adapter = ModelAdapter(params.base_model, params.adapter)
+    folder = _models_dir(job.project)
+    folder.mkdir(parents=True, exist_ok=True)
+    run_key = hashlib.sha256(json.dumps({"base": adapter.base.sha256, "params": params.to_dict(), "train": train},
+                                        sort_keys=True).encode()).hexdigest()[:16]
+    checkpoint = folder / f"run-{run_key}.ckpt"  # a resumed job continues from here
+    t = time.perf_counter()
+    record = adapter.train([examples[i] for i in train], params.training,
+                           progress=lambda f, message, metrics: progress(0.9 * f, message, metrics),
+                           checkpoint_path=checkpoint, resume_from=checkpoint if checkpoint.is_file() else None)
+    timings["train"] = round(time.perf_counter() - t, 3)
+    pending = folder / f"run-{run_key}.pt"
+    info = adapter.save(pending, correction_ids=train, metadata={"held_out_ids": held, "project": job.project.slug})
+    final = folder / f"{adapter.base.name}.lora-{info['weights_sha256'][:12]}.pt"
+    os.replace(pending, final)
+    reference = project_default_model(project=job.project) or adapter.base.name
+    if held:
+        progress(0.9, f"scoring on {len(held)} held-out corrections", {"stage": "evaluating"})
+        t = time.perf_counter()
+        scores = {**compare_models(str(final), reference, [examples[i] for i in held]), "evaluated": True,
+                  "reference_model": _display_name(reference)}
+        timings["evaluate"] = round(time.perf_counter() - t, 3)
+    else:
+        scores = {"evaluated": False, "reason": f"fewer than {params.min_holdout_corrections} approved corrections: "
+                                                "none could be held out"}
+
+    def commit() -> dict[str, Any]:
+        from django.conf import settings
+
+        last = ModelVersion.objects.filter(project=job.project).order_by("-number").first()
+        version = ModelVersion.objects.create(
+            project=job.project, number=(last.number + 1) if last else 1, name=final.stem,
+            base_model=adapter.base.name, base_sha256=adapter.base.sha256,
+            adapter_path=str(final.relative_to(settings.EZQUANT_DATA_DIR)), adapter_sha256=info["sha256"],
+            adapter_bytes=info["bytes"], correction_ids=train, held_out_ids=held, params=params.to_dict(),
+            scores={**scores, "loss_final": record.get("loss_final") if isinstance(record, dict) else None},
+            training_job=job, created_by=job.created_by)
+        checkpoint.unlink(missing_ok=True)
+        return {"model_version": version}
+
+    return commit
+
+
+def _display_name(model: str) -> str:
+    """A model for display: a file's name, or a model name as it is."""
+    from pathlib import Path
+
+    return Path(model).name if ("/" in model or model.endswith(".pt")) else model
+
+
+def model_version_promote(*, project, model_version, user: AbstractBaseUser | None, note: str = ""):
+    """Make ``model_version`` (or the base model, ``None``) the project's default from now on; a
+    roll-back is a promotion of an older version. Every promotion is kept."""
+    from annotation.services import audit_record
+
+    if model_version is not None and model_version.project_id != project.id:
+        raise ApplicationError("that model version belongs to another project")
+    with transaction.atomic():
+        promotion = ModelPromotion.objects.create(project=project, model_version=model_version, promoted_by=user,
+                                                  note=note)
+        audit_record(user=user, project_id=project.id, action="model_version.promote", obj=promotion,
+                     model_version=model_version.number if model_version else None, note=note)
+    return promotion
+
+
+def retraining_needed(*, project, min_corrections: int = 20) -> int | None:
+    """The number of approved corrections not yet trained on, when at least ``min_corrections``
+    (the guide's ``should_retrain``), else ``None``."""
+    from annotation.selectors import training_corrections
+
+    last = ModelVersion.objects.filter(project=project).order_by("-number").first()
+    seen = set(last.correction_ids) | set(last.held_out_ids) if last else set()
+    new = [i for i in training_corrections(project=project).values_list("id", flat=True) if i not in seen]
+    return len(new) if len(new) >= min_corrections else None

@@ -37,6 +37,67 @@ def _reap_forever(stop: threading.Event, interval: float) -> None:
     connection.close()
 
 
+def _nightly_due(now, at: str, last_day) -> bool:
+    hour, minute = (int(v) for v in at.split(":"))
+    return now.date() != last_day and (now.hour, now.minute) >= (hour, minute)
+
+
+def retrain_due_projects() -> list[int]:
+    """Queue a training for every project with enough new approved corrections (20) and no
+    training started today; returns the jobs' ids. Several workers may call it: the job row
+    check and ``training_job_create``'s lock keep it to one job a day per project."""
+    from django.utils import timezone
+
+    from annotation.models import Project
+    from ezquant_web.api import ApplicationError
+    from segmentation.models import TrainingJob
+    from segmentation.services import retraining_needed, training_job_create
+
+    today = timezone.localdate()
+    queued = []
+    for project in Project.objects.all():
+        if TrainingJob.objects.filter(project=project, created_at__date=today).exists():
+            continue
+        if retraining_needed(project=project) is None:
+            continue
+        try:
+            queued.append(training_job_create(project=project, user=None).id)
+        except ApplicationError as exc:  # one already running, nothing approved: try tomorrow
+            logger.info("nightly retraining of %s skipped: %s", project.name, exc.message)
+    return queued
+
+
+def _nightly_forever(stop: threading.Event, at: str) -> None:
+    from django.utils import timezone
+
+    last_day = None
+    while not stop.wait(60.0):
+        now = timezone.localtime()
+        if not _nightly_due(now, at, last_day):
+            continue
+        last_day = now.date()
+        try:
+            close_old_connections()
+            for job_id in retrain_due_projects():
+                logger.warning("nightly retraining queued as training job %s", job_id)
+        except Exception:
+            logger.exception("nightly retraining failed")
+    connection.close()
+
+
+def start_nightly_retraining() -> threading.Event | None:
+    """With ``EZQUANT_RETRAIN_NIGHTLY_AT`` ("02:00", local time) set, queue the day's retraining
+    then (a daemon thread, checked every minute); ``None`` when it is not set."""
+    from django.conf import settings
+
+    at = settings.EZQUANT_RETRAIN_NIGHTLY_AT
+    if not at:
+        return None
+    stop = threading.Event()
+    threading.Thread(target=_nightly_forever, args=(stop, at), daemon=True, name="nightly-retraining").start()
+    return stop
+
+
 def make_worker(*, worker_id: str | None = None, interval: float = 0.5, batch: bool = False,
                 max_tasks: int | None = None):
     """django-tasks-db's ``Worker`` over every queue of the default backend."""
@@ -62,6 +123,7 @@ def start_embedded_worker() -> threading.Thread:
 
     def run() -> None:
         start_reaper()
+        start_nightly_retraining()
         try:
             make_worker(worker_id=f"embedded:{socket.gethostname()}:{os.getpid()}"[:64]).run()
         finally:

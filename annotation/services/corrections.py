@@ -190,12 +190,18 @@ def correction_create(*, volume: Volume, user: AbstractBaseUser | None, label_ve
             raise ApplicationError(str(exc)) from None
         version, ids_before, ids_after = _commit_edit(volume=volume, head=head, region=region, before=before,
                                                       after=after, user=user)
+        # The record keeps what an adapter trains on: the masks, the image under them (scaled by
+        # the volume's stored percentiles, as the engine scales the whole volume) and the labels
+        # around them after the edit.
+        vz, vy, vx = volume.voxel_size
         record = correction_store(volume).record(
             f"volume-{volume.id}", parsed.nucleus_ids[0] if parsed.nucleus_ids else min(ids_after),
             _only(before, ids_before | ids_after), _only(after, ids_before | ids_after), parsed.correction_type,
             {"volume": volume.id, "offset": [s.start for s in region], "label_version": head.name,
              "result_version": version.name, "model_version": head.model_version,
-             "user": user.get_username() if user is not None else None})
+             "user": user.get_username() if user is not None else None,
+             "anisotropy": vz / ((vy + vx) / 2) if volume.shape_z > 1 else 1.0},
+            image=_read_region(store, None, region), image_range=volume.contrast_limits, context_labels=after)
         now = timezone.now()
         correction = Correction.objects.create(
             volume=volume, correction_type=parsed.correction_type, label_version=head, result_version=version,

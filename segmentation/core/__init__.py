@@ -20,7 +20,7 @@ Evaluation                 :func:`compute_3d_iou`, :func:`compute_3d_dice`,
 Active learning            :class:`UncertaintyEstimator`, :func:`nucleus_uncertainty`,
                            :class:`CorrectionTracker` (:class:`ImageCrop`),
                            :class:`ActiveLearningManager` (:class:`RetrainingParams`),
-                           :func:`correction_examples`
+                           :func:`correction_examples`, :func:`select_for_review`
 Adapters                   :class:`ModelAdapter` (LoRA on the CPnet), :class:`AdapterParams`,
                            :class:`AdapterTrainingParams`, :class:`TrainingExample`,
                            :func:`correction_example`, :func:`evaluate_model`,
@@ -52,6 +52,7 @@ from .corrections import (
     ImageCrop,
     RetrainingParams,
     correction_examples,
+    select_for_review,
 )
 from .engine import SegmentationEngine, SegmentationResult, validate_image
 from .errors import InvalidInputError, InvalidParameterError, ModelNotAvailableError, SegmentationError
@@ -80,7 +81,7 @@ from .uncertainty import NucleusUncertainty, UncertaintyEstimator, UncertaintyPa
 
 __all__ = [
     "AdapterParams", "AdapterTrainingParams", "ModelAdapter", "TrainingExample", "compare_models",
-    "correction_example", "evaluate_model", "read_adapter_file", "ImageCrop", "RetrainingParams", "correction_examples",
+    "correction_example", "evaluate_model", "read_adapter_file", "ImageCrop", "RetrainingParams", "correction_examples", "select_for_review",
     "NUCLEUS_FIELDS", "nucleus_table",
     "Cellpose3RestorationEngine", "RestorationParams", "measure_image_quality", "restore", "should_use_restoration",
     "CORRECTION_TYPES", "ActiveLearningManager", "CorrectionRecord", "CorrectionStorageError", "CorrectionTracker",

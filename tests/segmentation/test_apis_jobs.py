@@ -3,7 +3,7 @@
 import pytest
 from django.urls import reverse
 
-from segmentation.models import SegmentationJob
+from segmentation.models import ModelPromotion, SegmentationJob, TrainingJob
 from segmentation.services import segmentation_job_create
 
 from .conftest import FAST_PARAMS
@@ -46,37 +46,56 @@ ROUTES = {
     "segmentation-job-create": ("post", lambda job: {"volume_id": job.volume_id}),
     "segmentation-job-detail": ("get", lambda job: {"job_id": job.id}),
     "segmentation-job-cancel": ("post", lambda job: {"job_id": job.id}),
+    "training-job-list": ("get", lambda job: {"project_id": job.project_id}),
+    "training-job-create": ("post", lambda job: {"project_id": job.project_id}),
+    "training-job-detail": ("get", lambda job: {"job_id": TrainingJob.objects.get().id}),
+    "training-job-cancel": ("post", lambda job: {"job_id": TrainingJob.objects.get().id}),
+    "training-job-resume": ("post", lambda job: {"job_id": TrainingJob.objects.get().id}),
+    "model-version-list": ("get", lambda job: {"project_id": job.project_id}),
+    "default-model": ("get", lambda job: {"project_id": job.project_id}),
+    "default-model-promote": ("post", lambda job: {"project_id": job.project_id}),
 }
 
 
 def _call(client, name, job):
     method, kwargs = ROUTES[name]
-    url = reverse(name.replace("-create", "-list"), kwargs=kwargs(job))
+    url = reverse(name.replace("-create", "-list").replace("-promote", ""), kwargs=kwargs(job))
     if method == "get":
         return client.get(url)
-    return client.post(url, {"params": FAST_PARAMS}, format="json")
+    body = {"model_version": None} if name == "default-model-promote" else \
+        {"params": {} if name.startswith("training") else FAST_PARAMS}
+    return client.post(url, body, format="json")
 
 
 def test_it_covers_every_route():
     from segmentation import urls
 
-    assert {p.name for p in urls.urlpatterns} | {"segmentation-job-create"} == set(ROUTES)
+    assert {p.name for p in urls.urlpatterns} | {"segmentation-job-create", "training-job-create",
+                                                  "default-model-promote"} == set(ROUTES)
+
+
+@pytest.fixture
+def training_job(volume_2d, ada):
+    """A queued training of the project (ada's, its admin)."""
+    return TrainingJob.objects.create(project=volume_2d.project, created_by=ada, params={}, correction_ids=[1])
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("name", sorted(ROUTES))
-def test_it_refuses_eve_everywhere(volume_2d, ivy, eve, client_for, name):
+def test_it_refuses_eve_everywhere(volume_2d, ivy, eve, client_for, name, training_job):
     job = segmentation_job_create(volume=volume_2d, user=ivy, params=FAST_PARAMS)
     response = _call(client_for(eve), name, job)
     assert response.status_code == 404, response.content[:200]
     assert response.json() == {"message": "Not found.", "extra": {}}
     job.refresh_from_db()
     assert (SegmentationJob.objects.count(), job.status, job.cancel_requested) == (1, "queued", False)
+    assert (TrainingJob.objects.count(), TrainingJob.objects.get().status) == (1, "queued")
+    assert not ModelPromotion.objects.exists()
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("name", sorted(ROUTES))
-def test_it_refuses_anonymous_callers(volume_2d, ivy, client_for, name):
+def test_it_refuses_anonymous_callers(volume_2d, ivy, client_for, name, training_job):
     job = segmentation_job_create(volume=volume_2d, user=ivy, params=FAST_PARAMS)
     assert _call(client_for(None), name, job).status_code == 401
     assert SegmentationJob.objects.count() == 1

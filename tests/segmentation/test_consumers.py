@@ -76,3 +76,25 @@ async def _refuses(volume_2d, ivy, eve, path):
         assert (connected, close_code) == (False, code)
     missing = _communicator("ws/jobs/999999/", ivy)
     assert await missing.connect() == (False, 4403)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("path", ["ws/training-jobs/{job}/", "ws/projects/{project}/training/"])
+def test_it_streams_trainings_to_staff_only(volume_2d, alice, ivy, ada, eve, path):
+    async_to_sync(_training_roles)(volume_2d, alice, ivy, ada, eve, path)
+
+
+async def _training_roles(volume_2d, alice, ivy, ada, eve, path):
+    from segmentation.models import TrainingJob
+
+    job = await database_sync_to_async(TrainingJob.objects.create)(project=volume_2d.project, created_by=ada,
+                                                                   params={}, correction_ids=[1])
+    where = path.format(job=job.id, project=volume_2d.project_id)
+    for user, expected in ((alice, (False, 4403)), (eve, (False, 4403)), (AnonymousUser(), (False, 4401))):
+        assert await _communicator(where, user).connect() == expected
+    for user in (ivy, ada):  # instructors watch, admins watch (and start and cancel through the API)
+        communicator = _communicator(where, user)
+        assert (await communicator.connect())[0] is True
+        state = await communicator.receive_json_from(timeout=5)
+        assert (state["kind"], state["id"], state["status"], state["loss"]) == ("training", job.id, "queued", [])
+        await communicator.disconnect()

@@ -4,14 +4,16 @@ Sub-modules: :mod:`.records` (:class:`CorrectionRecord`, :data:`CORRECTION_TYPES
 a correction must pass), :mod:`.tracker` (:class:`CorrectionTracker`; its docstring describes the
 storage layout, the atomic writes and the locking) and :mod:`.manager`
 (:class:`ActiveLearningManager`, :class:`RetrainingParams`: what to review, when and how to
-retrain an adapter on the corrections). Import from this package, not from them.
+retrain an adapter on the corrections) and :mod:`.selection` (:func:`select_for_review`: which
+nuclei of several images to review next). Import from this package, not from them.
 """
 
 from .manager import ActiveLearningManager, RetrainingParams, correction_examples
 from .records import CORRECTION_TYPES, CorrectionRecord
+from .selection import SELECTION_STRATEGIES, select_for_review
 from .tracker import CorrectionStorageError, CorrectionTracker, ImageCrop
 
 __all__ = [
     "CORRECTION_TYPES", "ActiveLearningManager", "CorrectionRecord", "CorrectionStorageError", "CorrectionTracker",
-    "ImageCrop", "RetrainingParams", "correction_examples",
+    "ImageCrop", "RetrainingParams", "SELECTION_STRATEGIES", "correction_examples", "select_for_review",
 ]

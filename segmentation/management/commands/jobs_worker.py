@@ -8,7 +8,7 @@ jobs whose worker died beside it.
 
 from django.core.management.base import BaseCommand
 
-from segmentation.worker import make_worker, start_reaper
+from segmentation.worker import make_worker, start_nightly_retraining, start_reaper
 
 
 class Command(BaseCommand):
@@ -21,6 +21,7 @@ class Command(BaseCommand):
 
     def handle(self, *, interval, worker_id, reap_interval, **options):
         start_reaper(interval=reap_interval)
+        start_nightly_retraining()
         worker = make_worker(worker_id=worker_id, interval=interval)
         worker.configure_signals()
         self.stdout.write(f"job worker {worker.worker_id} started", ending="\n")
