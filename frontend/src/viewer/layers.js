@@ -29,15 +29,6 @@ class SwitchingTileSource extends ImageTileSource {
   }
 }
 
-async function fetchTile(url, signal) {
-  const response = await fetch(url, { signal, credentials: 'same-origin' });
-  if (!response.ok) {
-    const error = new Error(`tile ${response.status}`);
-    error.status = response.status;
-    throw error;
-  }
-  return response.blob();
-}
 
 /** The tile as an image OpenLayers can draw, padded to the full tile size at the edges. */
 async function imageOf(blob) {
@@ -51,7 +42,8 @@ async function imageOf(blob) {
   return canvas;
 }
 
-/** Counts tile loads in flight per layer (for the status bar, the tests and the bench). */
+/** Tile loads in flight and failed, per layer (for the status bar, the tests and the bench).
+ * Counted in the loaders themselves: OpenLayers sends no end event for a tile it drops. */
 class LoadCounter {
   constructor(onChange) {
     this.pending = 0;
@@ -59,14 +51,40 @@ class LoadCounter {
     this.onChange = onChange;
   }
 
-  watch(source) {
-    source.on('tileloadstart', () => { this.pending += 1; this.onChange(); });
-    source.on('tileloadend', () => { this.pending -= 1; this.onChange(); });
-    source.on('tileloaderror', () => { this.pending -= 1; this.errors += 1; this.onChange(); });
+  /** The loader, counted. */
+  wrap(loader) {
+    return async (z, x, y, options) => {
+      this.pending += 1;
+      this.onChange();
+      try {
+        return await loader(z, x, y, options);
+      } catch (error) {
+        if (!options.signal?.aborted) this.errors += 1;
+        throw error;
+      } finally {
+        this.pending -= 1;
+        this.onChange();
+      }
+    };
   }
 }
 
-export function makeMap({ target, grid, api, volumeId, onLoadsChange }) {
+export function makeMap({ target, grid, api, volumeId, onLoadsChange, onTileError }) {
+  async function fetchTile(url, signal, layer) {
+    let response;
+    try {
+      response = await fetch(url, { signal, credentials: 'same-origin' });
+    } catch (error) {
+      if (!signal.aborted) onTileError(layer, 0); // aborted: OpenLayers dropped the tile
+      throw error;
+    }
+    if (!response.ok) {
+      onTileError(layer, response.status);
+      throw new Error(`tile ${response.status}`);
+    }
+    return response.blob();
+  }
+
   const sourceOptions = { projection: grid.projection, tileGrid: grid.tileGrid, wrapX: false, transition: 0 };
   const imageSource = new SwitchingTileSource({ ...sourceOptions, state: 'loading' });
   const labelSource = new SwitchingTileSource({ ...sourceOptions, state: 'loading', interpolate: false });
@@ -74,9 +92,6 @@ export function makeMap({ target, grid, api, volumeId, onLoadsChange }) {
   const labelTiles = new LabelTiles();
   const loads = { image: new LoadCounter(onLoadsChange), labels: new LoadCounter(onLoadsChange),
     heat: new LoadCounter(onLoadsChange) };
-  loads.image.watch(imageSource);
-  loads.labels.watch(labelSource);
-  loads.heat.watch(heatSource);
 
   const imageLayer = new TileLayer({ source: imageSource, preload: 1 });
   const heatLayer = new TileLayer({ source: heatSource, visible: false, opacity: 0.7 });
@@ -114,11 +129,11 @@ export function makeMap({ target, grid, api, volumeId, onLoadsChange }) {
 
   function showImage(z, lo, hi) {
     const key = `image|${z}|${lo}|${hi}`;
-    imageSource.switchTo(async (olZ, tx, ty, { signal }) => {
+    imageSource.switchTo(loads.image.wrap(async (olZ, tx, ty, { signal }) => {
       const level = grid.levelOf(olZ);
       const query = new URLSearchParams({ lo, hi, size: TILE_SIZE });
-      return imageOf(await fetchTile(`${base}tiles/${level}/${z}/${ty}/${tx}.png?${query}`, signal));
-    }, key);
+      return imageOf(await fetchTile(`${base}tiles/${level}/${z}/${ty}/${tx}.png?${query}`, signal, 'image'));
+    }), key);
     if (imageSource.getState() !== 'ready') imageSource.setState('ready');
   }
 
@@ -138,26 +153,26 @@ export function makeMap({ target, grid, api, volumeId, onLoadsChange }) {
     if (version === null) return;
     labelTiles.refresh(version, z);
     const edit = version === showing.version ? showing.edit : null;
-    labelSource.switchTo(async (olZ, tx, ty, { signal }) => {
+    labelSource.switchTo(loads.labels.wrap(async (olZ, tx, ty, { signal }) => {
       const level = grid.levelOf(olZ);
       const same = unchangedTile(edit, z, level, ty, tx);
       if (same) return labelTiles.add({ version, z, level, ty, tx, ids: same.ids, width: same.width,
         height: same.height }).canvas;
       const blob = await fetchTile(`${base}labels/${version}/tiles/${level}/${z}/${ty}/${tx}.png?size=${TILE_SIZE}`,
-        signal);
+        signal, 'labels');
       const decoded = await decodeLabelTile(blob);
       return labelTiles.add({ version, z, level, ty, tx, ...decoded }).canvas;
-    }, `labels|${version}|${z}`);
+    }), `labels|${version}|${z}`);
     if (labelSource.getState() !== 'ready') labelSource.setState('ready');
   }
 
   function showHeat(version, z) {
     if (version === null) return;
-    heatSource.switchTo(async (olZ, tx, ty, { signal }) => {
+    heatSource.switchTo(loads.heat.wrap(async (olZ, tx, ty, { signal }) => {
       const level = grid.levelOf(olZ);
       return imageOf(await fetchTile(`${base}labels/${version}/uncertainty/${level}/${z}/${ty}/${tx}.png?size=${TILE_SIZE}`,
-        signal));
-    }, `heat|${version}|${z}`);
+        signal, 'heat'));
+    }), `heat|${version}|${z}`);
     if (heatSource.getState() !== 'ready') heatSource.setState('ready');
   }
 

@@ -26,6 +26,7 @@ function main() {
   const grid = makeGrid(volume);
   const marks = { edits: [] };
   let editor = null; // made below, once the map and the panels exist
+  let tileErrorShown = false;
   const state = {
     z: Math.floor(volume.shape[0] / 2),
     lo: volume.contrast_limits[0],
@@ -64,6 +65,13 @@ function main() {
       root.dataset.tilesPending = String(layers.pending());
       const heatFailed = layers.loads.heat.errors > 0 && layers.heatLayer.getVisible();
       $('heatmap-note').textContent = heatFailed ? 'no heat map for some tiles of this version' : '';
+    },
+    onTileError: (layer, status) => {
+      if (layer === 'heat' || tileErrorShown) return;
+      tileErrorShown = true; // once: a dropped connection fails every tile on screen
+      const why = status === 401 || status === 403 ? 'your session has ended: sign in again'
+        : status === 0 ? 'the server could not be reached' : `the server answered ${status}`;
+      banner.show(`Some ${layer === 'image' ? 'image' : 'label'} tiles could not be loaded: ${why}.`, { kind: 'error' });
     },
   });
   const { map, view } = layers;
