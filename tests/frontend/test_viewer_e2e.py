@@ -211,6 +211,8 @@ def test_it_segments_and_corrects_a_volume_in_the_browser(app, shots):
             _wait(page, "document.getElementById('viewer').dataset.tilesPending === '0'"
                         " && performance.getEntriesByType('resource').some(e => e.name.includes('lo=500&hi=20000'))")
             assert any(f"/tiles/0/{z0}/" in url and "lo=500&hi=20000" in url for url in tiles), tiles[-5:]
+            page.get_by_role("button", name="Reset").click()
+            assert page.input_value("#contrast-lo") != "500"
 
             # Run a segmentation and watch the progress bar move to done.
             progress = _segment(page, shots)

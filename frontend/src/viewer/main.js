@@ -226,8 +226,13 @@ function main() {
   $('contrast-hi').value = shown(state.hi);
 
   $('labels-visible').addEventListener('change', (e) => layers.setLabelsVisible(e.target.checked));
-  $('labels-outline').addEventListener('change', (e) => layers.setLabelStyle({ outline: e.target.checked }));
-  $('heatmap-visible').addEventListener('change', (e) => layers.heatLayer.setVisible(e.target.checked));
+  // Under the heat map the labels are drawn as outlines, so its colours read as they are.
+  const outlines = () => layers.setLabelStyle({ outline: $('labels-outline').checked || $('heatmap-visible').checked });
+  $('labels-outline').addEventListener('change', outlines);
+  $('heatmap-visible').addEventListener('change', (e) => {
+    layers.heatLayer.setVisible(e.target.checked);
+    outlines();
+  });
   $('labels-opacity').addEventListener('input', (e) => {
     layers.labelLayer.setOpacity(Number(e.target.value) / 100);
     $('opacity-value').textContent = `${e.target.value} %`;
