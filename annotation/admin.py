@@ -36,6 +36,13 @@ class _ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class _NoDeleteAdmin(_ReadOnlyAdmin):
+    """Records that are only ever superseded, never removed: no delete either."""
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Volume)
 class VolumeAdmin(_ReadOnlyAdmin):
     list_display = ["name", "project", "shape_z", "shape_y", "shape_x", "dtype", "created_by", "created_at"]
@@ -44,7 +51,7 @@ class VolumeAdmin(_ReadOnlyAdmin):
 
 
 @admin.register(LabelVersion)
-class LabelVersionAdmin(_ReadOnlyAdmin):
+class LabelVersionAdmin(_NoDeleteAdmin):
     list_display = ["volume", "name", "parent", "source", "n_labels", "model_version", "created_by", "created_at"]
     list_filter = ["source"]
     search_fields = ["volume__name"]
@@ -55,13 +62,6 @@ class NucleusAdmin(_ReadOnlyAdmin):
     list_display = ["label_version", "label_id", "z_min", "z_max", "volume_um3", "solidity", "uncertainty"]
     list_select_related = ["label_version__volume"]
     search_fields = ["label_version__volume__name"]
-
-
-class _NoDeleteAdmin(_ReadOnlyAdmin):
-    """Records that are only ever superseded, never removed: no delete either."""
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Correction)
