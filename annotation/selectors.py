@@ -19,7 +19,7 @@ from annotation.models import Assignment, AuditEvent, Correction, LabelVersion, 
 
 __all__ = [
     "NUCLEUS_ORDERINGS", "agreement", "assignment_get", "assignment_list", "audit_list", "correction_get",
-    "correction_list", "membership_list", "review_queue", "training_corrections", "label_version_get", "label_version_list", "label_version_orphans",
+    "correction_list", "correction_list_by", "correction_planes", "membership_list", "review_queue", "training_corrections", "label_version_get", "label_version_list", "label_version_orphans",
     "label_version_path_for_tile", "nucleus_list", "uncertainty_scores", "nucleus_rows", "project_get", "project_list",
     "volume_get", "volume_list", "volume_path_for_tile",
 ]
@@ -155,6 +155,38 @@ def correction_list(*, volume: Volume, user: AbstractBaseUser | None = None) -> 
     return corrections
 
 
+def correction_list_by(*, project: Project, user: AbstractBaseUser) -> QuerySet[Correction]:
+    """The corrections ``user`` made in the project, newest first, with their verdicts (what a
+    student sees of their own work)."""
+    return (Correction.objects.filter(volume__project=project, created_by=user)
+            .select_related(*_CORRECTION_RELATED).order_by("-id"))
+
+
+def correction_planes(*, corrections: list[Correction]) -> dict[int, int]:
+    """Per correction id, the plane that shows its edit best: the plane drawn on for a split,
+    an addition or a change of outline; for a merge or a deletion the middle of the nuclei
+    edited (mean centroid before and after). Their box may span more planes than the nuclei."""
+    drawn = {Correction.Type.SPLIT, Correction.Type.ADD, Correction.Type.MODIFY}
+    wanted = {(c.label_version_id, i) for c in corrections for i in c.nucleus_ids} | {
+        (c.result_version_id, i) for c in corrections for i in c.new_ids}
+    centroid = {}
+    if wanted:
+        rows = Nucleus.objects.filter(label_version_id__in={v for v, _ in wanted},
+                                      label_id__in={i for _, i in wanted})
+        centroid = {(v, i): z for v, i, z in rows.values_list("label_version_id", "label_id", "centroid_z")
+                    if (v, i) in wanted}
+    planes = {}
+    for c in corrections:
+        z0, z1 = c.bbox[0], c.bbox[1]
+        zs = [centroid[(c.label_version_id, i)] for i in c.nucleus_ids if (c.label_version_id, i) in centroid] + [
+            centroid[(c.result_version_id, i)] for i in c.new_ids if (c.result_version_id, i) in centroid]
+        plane = (c.geometry or {}).get("z") if c.correction_type in drawn else None
+        if not isinstance(plane, int):
+            plane = round(sum(zs) / len(zs)) if zs else (z0 + z1 - 1) // 2
+        planes[c.id] = min(max(plane, z0), z1 - 1)
+    return planes
+
+
 def review_queue(*, project: Project) -> QuerySet[Correction]:
     """Corrections of the project awaiting a verdict (and still in effect), oldest first."""
     return (Correction.objects.filter(volume__project=project, review_status=Correction.Review.PENDING,
@@ -176,7 +208,7 @@ def membership_list(*, project: Project) -> QuerySet[Membership]:
 def assignment_list(*, project: Project | None = None, student: AbstractBaseUser | None = None
                     ) -> QuerySet[Assignment]:
     """Assignments of a project and/or a student, open ones first, then by due date."""
-    assignments = Assignment.objects.select_related("volume", "student", "assigned_by")
+    assignments = Assignment.objects.select_related("project", "volume", "student", "assigned_by")
     if project is not None:
         assignments = assignments.filter(project=project)
     if student is not None:

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
@@ -9,6 +10,12 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(template_name="frontend/login.html",
                                                          redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/password/", auth_views.PasswordChangeView.as_view(
+        template_name="frontend/password_change.html", extra_context={"version": settings.VERSION}),
+        name="password_change"),
+    path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(
+        template_name="frontend/password_change_done.html", extra_context={"version": settings.VERSION}),
+        name="password_change_done"),
     path("api/v1/", include("annotation.urls")),
     path("api/v1/", include("segmentation.urls")),
     path("api/v1/auth/token/", obtain_auth_token, name="api-token"),
