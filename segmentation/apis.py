@@ -160,18 +160,18 @@ class _TrainingJobActionApi(APIView):
     def post(self, request, job_id: int):
         job = selectors.training_job_get(user=request.user, job_id=job_id)
         roles.require_role(user=request.user, project_id=job.project_id, roles=(roles.ADMIN,), action="retraining")
-        job = type(self).action(job=job, user=request.user)
+        job = type(self).service(job=job, user=request.user)
         return Response(TrainingJobOutputSerializer(job).data, status=self.success)
 
 
 class TrainingJobCancelApi(_TrainingJobActionApi):
-    action, success = staticmethod(services.training_job_cancel), status.HTTP_200_OK
+    service, success = staticmethod(services.training_job_cancel), status.HTTP_200_OK
 
 
 class TrainingJobResumeApi(_TrainingJobActionApi):
     """A new job continuing a failed or cancelled one from its last checkpoint."""
 
-    action, success = staticmethod(services.training_job_resume), status.HTTP_201_CREATED
+    service, success = staticmethod(services.training_job_resume), status.HTTP_201_CREATED
 
 
 class ModelVersionListApi(APIView):
