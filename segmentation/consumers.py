@@ -35,7 +35,21 @@ def _volume_states(user, volume_id: int):
 
 
 class JobConsumer(AsyncJsonWebsocketConsumer):
+    """Segmentation jobs: ``ws/jobs/<job_id>/`` and ``ws/volumes/<volume_id>/jobs/``."""
+
     groups: list[str] = []
+
+    def group_for(self, kwargs) -> str:
+        if "job_id" in kwargs:
+            return events.job_group(int(kwargs["job_id"]))
+        return events.volume_group(int(kwargs["volume_id"]))
+
+    async def states_for(self, user, kwargs) -> list | None:
+        """The persisted states to send first, or ``None`` when the user may not listen."""
+        if "job_id" in kwargs:
+            state = await _job_state(user, int(kwargs["job_id"]))
+            return None if state is None else [state]
+        return await _volume_states(user, int(kwargs["volume_id"]))
 
     async def connect(self):
         user = self.scope.get("user")
@@ -45,16 +59,9 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
         kwargs = self.scope["url_route"]["kwargs"]
         # Join first, read second: an event sent in between is received as well, and each
         # message carries a job's whole state, so a repeat does no harm.
-        if "job_id" in kwargs:
-            group = events.job_group(int(kwargs["job_id"]))
-        else:
-            group = events.volume_group(int(kwargs["volume_id"]))
+        group = self.group_for(kwargs)
         await self.channel_layer.group_add(group, self.channel_name)
-        if "job_id" in kwargs:
-            state = await _job_state(user, int(kwargs["job_id"]))
-            states = None if state is None else [state]
-        else:
-            states = await _volume_states(user, int(kwargs["volume_id"]))
+        states = await self.states_for(user, kwargs)
         if states is None:
             await self.channel_layer.group_discard(group, self.channel_name)
             await self.close(code=CLOSE_FORBIDDEN)
@@ -90,21 +97,10 @@ class TrainingConsumer(JobConsumer):
     """``ws/training-jobs/<job_id>/`` and ``ws/projects/<project_id>/training/``: training jobs'
     states (with the loss curve) for the project's instructors and admins; 4403 for others."""
 
-    async def connect(self):
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
-            return
-        kwargs = self.scope["url_route"]["kwargs"]
-        group = events.training_job_group(int(kwargs["job_id"])) if "job_id" in kwargs \
-            else events.training_group(int(kwargs["project_id"]))
-        await self.channel_layer.group_add(group, self.channel_name)  # join first, then read (as above)
-        states = await _training_states(user, kwargs)
-        if states is None:
-            await self.channel_layer.group_discard(group, self.channel_name)
-            await self.close(code=CLOSE_FORBIDDEN)
-            return
-        self.groups = [group]
-        await self.accept()
-        for state in states:
-            await self.send_json(state)
+    def group_for(self, kwargs) -> str:
+        if "job_id" in kwargs:
+            return events.training_job_group(int(kwargs["job_id"]))
+        return events.training_group(int(kwargs["project_id"]))
+
+    async def states_for(self, user, kwargs) -> list | None:
+        return await _training_states(user, kwargs)
