@@ -211,12 +211,19 @@ def test_a_correction_example_weighs_the_reviewed_zone_only(sample):
     image, labels = sample
     k = int(np.unique(labels)[1])
     mask = labels == k
-    ex = correction_example(image, mask, np.zeros(mask.shape, np.uint8), context_labels=labels, zone_margin=2)
+    ex = correction_example(image, mask, np.zeros(mask.shape, np.uint8), context_labels=labels, zone_margin=2,
+                            context_weight=0.0)
     assert not (ex.labels[mask]).any()                        # deleted: background where the nucleus was
     assert ex.weight[mask].min() == 1 and ex.weight.max() == 1
     assert ex.weight[~mask].sum() > 0 and ex.weight.mean() < 0.5
     other = (labels > 0) & ~mask & (ex.weight == 0)
+    assert other.any()
     np.testing.assert_array_equal(ex.labels[other], labels[other])   # neighbours keep their ids
+    zone = ex.weight == 1
+    anchored = correction_example(image, mask, np.zeros(mask.shape, np.uint8), context_labels=labels, zone_margin=2)
+    assert set(np.unique(anchored.weight[~zone]).tolist()) == {0.25}
+    without_context = correction_example(image, mask, np.zeros(mask.shape, np.uint8), zone_margin=2)
+    assert set(np.unique(without_context.weight[~zone]).tolist()) == {0.0}
 
 
 @pytest.mark.parametrize("anisotropy, planes", [(None, 3), (2.0, None)])
@@ -463,3 +470,44 @@ def test_trigger_retraining_can_be_limited_to_some_corrections(tmp_path, sample,
     assert result["correction_ids"] == [1, 3] and manager.last_training()["last_correction_id"] == 3
     with pytest.raises(InvalidInputError, match="no correction record 9"):
         manager.trigger_retraining(params, correction_ids=[9])
+
+
+# --- picking what to review -------------------------------------------------------------------
+
+
+def test_select_for_review_takes_the_top_or_goes_round_the_images():
+    from segmentation.core import UncertaintyEstimator, select_for_review
+
+    rankings = {"bad": [(1, 0.9), (2, 0.8), (3, 0.7), (4, 0.6)], "ok": [(9, 0.65)], "good": [(5, 0.1)]}
+    assert [(i, n) for i, n, _ in select_for_review(rankings, 3)] == [("bad", 1), ("bad", 2), ("bad", 3)]
+    assert [(i, n) for i, n, _ in select_for_review(rankings, 4, strategy="round_robin")] == [
+        ("bad", 1), ("ok", 9), ("good", 5), ("bad", 2)]
+    assert [(i, n) for i, n, _ in select_for_review(rankings, 9, max_per_image=2)] == [
+        ("bad", 1), ("bad", 2), ("ok", 9), ("good", 5)]
+    labels = np.zeros((8, 8), np.int32)
+    labels[1:4, 1:4] = 1
+    labels[4:7, 2:7] = 2
+    labels[5, 3:6] = 0
+    table = UncertaintyEstimator().estimate(labels)
+    assert [n for _, n, _ in select_for_review({"img": table}, 1)] == [2]
+    assert select_for_review(rankings, 0) == [] and select_for_review({}, 3) == []
+
+
+@pytest.mark.parametrize("kwargs", [{"n": -1}, {"n": 2, "strategy": "best"}, {"n": 2, "max_per_image": 0}])
+def test_select_for_review_refuses_bad_arguments(kwargs):
+    from segmentation.core import select_for_review
+
+    with pytest.raises(InvalidParameterError):
+        select_for_review({"a": [(1, 0.5)]}, **kwargs)
+
+
+def test_select_for_review_explores_a_fraction_at_random():
+    from segmentation.core import select_for_review
+
+    rankings = {"a": [(k, 1 - k / 100) for k in range(1, 41)], "b": [(k, 0.2) for k in range(50, 90)]}
+    picked = select_for_review(rankings, 10, explore=0.5, seed=3)
+    assert [(i, n) for i, n, _ in picked[:5]] == [("a", k) for k in range(1, 6)]
+    assert len(set((i, n) for i, n, _ in picked)) == 10 and not {("a", k) for k in range(1, 6)} & {
+        (i, n) for i, n, _ in picked[5:]}
+    assert picked == select_for_review(rankings, 10, explore=0.5, seed=3)
+    assert len(select_for_review({"a": [(1, 0.5), (2, 0.4)]}, 5, explore=1.0, seed=0)) == 2

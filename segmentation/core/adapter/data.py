@@ -4,8 +4,8 @@ A :class:`TrainingExample` is one crop: the image (normalised as the engine norm
 labels and a weight map saying where the labels are known. A correction knows its labels only
 near the nuclei a person corrected: the crop around them may hold other nuclei nobody looked at,
 so :func:`correction_example` gives weight 1 to the *reviewed zone* (the corrected and the
-original nuclei, grown by a few pixels for their boundary) and ``context_weight`` (0 by default)
-to the rest. Where the surrounding labels are known (the label image after the correction,
+original nuclei, grown by a few pixels for their boundary) and ``context_weight`` (0.25 by
+default, 0 without context labels) to the rest. Where the surrounding labels are known (the label image after the correction,
 ``context_labels``), the neighbours keep their own ids, so the boundary pixels of the zone
 get the right flows instead of being called background.
 
@@ -152,7 +152,7 @@ def _grow_xy(mask: np.ndarray, pixels: int) -> np.ndarray:
 
 def correction_example(image: Any, original: Any, corrected: Any, *, context_labels: Any = None,
                        diameter: float | None = None, anisotropy: float | None = None, zone_margin: int = 3,
-                       context_weight: float = 0.0, correction_id: int | None = None) -> TrainingExample:
+                       context_weight: float = 0.25, correction_id: int | None = None) -> TrainingExample:
     """The training example of one correction.
 
     Parameters
@@ -171,6 +171,8 @@ def correction_example(image: Any, original: Any, corrected: Any, *, context_lab
         corrected nuclei, so that the boundary around them counts.
     context_weight : float in [0, 1]
         Loss weight outside the zone; used only with ``context_labels`` (unknown otherwise).
+        A little weight there anchors the adapter to what the model already gets right
+        around the correction (see ``RetrainingParams``).
     correction_id : int, optional
 
     Returns

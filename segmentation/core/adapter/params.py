@@ -104,9 +104,9 @@ class AdapterTrainingParams(_Params):
         Seed of the batches and augmentations.
     """
 
-    steps: int = 150
+    steps: int = 80
     batch_size: int = 8
-    learning_rate: float = 2e-3
+    learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     warmup: int = 10
     crop_size: int = 128

@@ -3,7 +3,10 @@
 ``"top"`` takes the highest uncertainty scores over all images; ``"round_robin"`` takes each
 image's most uncertain nucleus in turn (images ordered by their own top score), so that one
 badly segmented image does not fill the whole review queue and corrections cover the variety
-of the data set (the "diverse" strategy of ``bench/active_learning.py``).
+of the data set (the "diverse" strategy of ``bench/active_learning.py``). With ``explore``, a
+fraction of the picks is instead drawn at random from the nuclei not picked: uncertainty alone
+keeps choosing the strangest nuclei, and a model trained only on those learns little about the
+ordinary ones (the "mixed" strategy of the bench).
 
 Examples
 --------
@@ -36,7 +39,8 @@ def _ranked(items: Any) -> list[tuple[int, float]]:
 
 
 def select_for_review(rankings: Mapping[Hashable, Any], n: int, *, strategy: str = "top",
-                      max_per_image: int | None = None) -> list[tuple[Hashable, int, float]]:
+                      max_per_image: int | None = None, explore: float = 0.0,
+                      seed: Any = None) -> list[tuple[Hashable, int, float]]:
     """Pick ``n`` nuclei to review from the rankings of several images.
 
     Parameters
@@ -48,7 +52,12 @@ def select_for_review(rankings: Mapping[Hashable, Any], n: int, *, strategy: str
     strategy : {"top", "round_robin"}
         See the module docstring.
     max_per_image : int >= 1, optional
-        At most this many nuclei from one image (either strategy).
+        At most this many nuclei from one image (either strategy; not the random picks).
+    explore : float in [0, 1]
+        Fraction of the ``n`` picks (rounded down) drawn uniformly at random from the nuclei
+        the strategy did not pick; they follow the strategy's picks in the result.
+    seed : optional
+        Seed of those random picks (``numpy.random.default_rng``).
 
     Returns
     -------
@@ -62,8 +71,24 @@ def select_for_review(rankings: Mapping[Hashable, Any], n: int, *, strategy: str
     if max_per_image is not None and (isinstance(max_per_image, bool) or not isinstance(max_per_image, int)
                                       or max_per_image < 1):
         raise InvalidParameterError(f"max_per_image must be a whole number >= 1 or None, got {max_per_image!r}")
-    cap = max_per_image if max_per_image is not None else np.inf
+    if isinstance(explore, bool) or not isinstance(explore, (int, float)) or not 0 <= explore <= 1:
+        raise InvalidParameterError(f"explore must lie in [0, 1], got {explore!r}")
     queues: list[tuple[Hashable, Sequence[tuple[int, float]]]] = [(k, _ranked(v)) for k, v in rankings.items()]
+    n_random = int(n * explore)
+    picked = _by_strategy(queues, n - n_random, strategy, max_per_image)
+    if n_random:
+        taken = {(image, nucleus) for image, nucleus, _ in picked}
+        rest = [(image, nucleus, score) for image, items in queues for nucleus, score in items
+                if (image, nucleus) not in taken]
+        rng = np.random.default_rng(seed)
+        chosen = rng.choice(len(rest), size=min(n_random, len(rest)), replace=False) if rest else []
+        picked += [rest[i] for i in sorted(chosen)]
+    return picked
+
+
+def _by_strategy(queues: list[tuple[Hashable, Sequence[tuple[int, float]]]], n: int, strategy: str,
+                 max_per_image: int | None) -> list[tuple[Hashable, int, float]]:
+    cap = max_per_image if max_per_image is not None else np.inf
     if strategy == "top":
         flat = [(score, order, nucleus, image) for order, (image, items) in enumerate(queues)
                 for rank, (nucleus, score) in enumerate(items) if rank < cap]
