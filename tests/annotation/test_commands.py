@@ -57,3 +57,12 @@ def test_it_sets_up_the_demo_once(settings):
         assert authenticate(username=name, password=credentials[name]) is not None
     assert _run("demo").splitlines()[-4:] == first.splitlines()[-4:]  # the second run changes nothing
     assert Project.objects.count() == 1 and LabelVersion.objects.count() == 2
+
+
+def test_it_starts_without_a_demo_when_its_accounts_are_taken(django_user_model):
+    import io
+
+    django_user_model.objects.create_user("admin", password="x")  # e.g. made with createsuperuser
+    err = io.StringIO()
+    call_command("demo", stdout=io.StringIO(), stderr=err)  # no error: make run goes on to serve
+    assert "the users admin exist already" in err.getvalue() and not Project.objects.exists()

@@ -27,6 +27,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, url, **options):
         from django.conf import settings
+        from django.contrib.auth import get_user_model
 
         from annotation.models import Project
 
@@ -34,9 +35,16 @@ class Command(BaseCommand):
         if Project.objects.filter(name=PROJECT).exists() and path.exists():
             credentials = json.loads(path.read_text())
         elif Project.objects.filter(name=PROJECT).exists():
-            raise CommandError(f"the project {PROJECT!r} exists but {path} is gone: reset the demo users' passwords "
-                               "in /admin/, or rename the project to make a new demo")
+            # Not an error for `make run`: the app starts, the demo is just not re-made.
+            self.stderr.write(f"the demo project {PROJECT!r} exists but {path} is gone: reset the demo users' "
+                              "passwords in /admin/, or rename the project to make a new demo")
+            return
         else:
+            taken = [name for name, _ in USERS if get_user_model().objects.filter(username=name).exists()]
+            if taken:
+                self.stderr.write(f"no demo project: the users {', '.join(taken)} exist already and the demo needs "
+                                  "accounts of its own")
+                return
             credentials = self._create(path)
         self.stdout.write(f"Demo project {PROJECT!r}: sign in at {url}/accounts/login/ as")
         for username, role in USERS:
@@ -57,9 +65,6 @@ class Command(BaseCommand):
         from segmentation.services import segmentation_job_create, segmentation_job_run
 
         users = get_user_model()
-        taken = [name for name, _ in USERS if users.objects.filter(username=name).exists()]
-        if taken:
-            raise CommandError(f"users {', '.join(taken)} exist already: the demo needs its own accounts")
         credentials = {name: secrets.token_urlsafe(9) for name, _ in USERS}
         with transaction.atomic():
             accounts = {}
