@@ -163,7 +163,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env_str("REDIS_URL", "")
 if REDIS_URL:
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}},
+        # socket_timeout None: channels-redis blocks up to 5 s on Redis per receive, and redis-py 8
+        # times sockets out at 5 s by default, which closed every idle job WebSocket (code 1011).
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                    "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}]}},
     }
 else:
     # One process only: fine for `make run` and tests, not for a separate worker process.

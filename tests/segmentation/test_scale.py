@@ -229,3 +229,30 @@ def test_it_fails_a_job_whose_worker_was_killed(stack):
     assert stack.api("GET", f"volumes/{volume}/label-versions/") in ([], {"count": 0, "next": None,
                                                                        "previous": None, "results": []})
     assert stack.label_version_rows() == before
+
+
+def test_it_keeps_an_idle_job_socket_open(stack):
+    """Redis' client once timed its sockets out after 5 s, which closed every quiet job socket."""
+    import asyncio
+
+    import websockets
+    from asgiref.sync import async_to_sync
+
+    volume = stack.seed["volumes"]["image2d"]
+
+    async def idle():
+        ws = await stack.socket(f"ws/volumes/{volume}/jobs/")
+        try:
+            deadline = time.monotonic() + 7
+            while (remaining := deadline - time.monotonic()) > 0:
+                try:
+                    await asyncio.wait_for(ws.recv(), timeout=remaining)  # the persisted states, then quiet
+                except asyncio.TimeoutError:
+                    break
+                except websockets.ConnectionClosed as exc:
+                    raise AssertionError(f"the server closed an idle socket: {exc}") from None
+            await ws.ping()
+        finally:
+            await ws.close()
+
+    async_to_sync(idle)()
