@@ -24,7 +24,8 @@ picking strategy:
 Printed: AP per round per strategy, the corrections each needs to reach a target AP, and the
 wall time of the fine-tuning round with 20 corrections.
 
-Run: ``python bench/active_learning.py`` (about 12 minutes on 2 idle CPU cores) or ``--quick``.
+Run: ``python bench/active_learning.py`` (about 13 minutes on 2 CPU cores; ``--repeats 3`` for means and
+ranges, about three times as long) or ``--quick``.
 """
 
 from __future__ import annotations
