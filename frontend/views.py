@@ -74,8 +74,23 @@ def volume_viewer(request: HttpRequest, volume_id: int) -> HttpResponse:
         "csrf_token": get_token(request),
         "user": request.user.get_username(),
     }
+    from segmentation.core.backends import BACKENDS
+    from segmentation.core.modelzoo import DEFAULT_MODEL
+    from segmentation.core.params import DEFAULT_3D_BACKEND
+
+    backends = [{"name": name, "summary": BACKEND_SUMMARIES.get(name, name), "default": name == DEFAULT_3D_BACKEND}
+                for name in sorted(BACKENDS, key=lambda n: n != DEFAULT_3D_BACKEND)]
     return render(request, "frontend/viewer.html", {"version": settings.VERSION, "volume": volume,
-                                                    "viewer_config": config})
+                                                    "viewer_config": config, "backends": backends,
+                                                    "default_model": DEFAULT_MODEL})
+
+
+# What the viewer's backend menu says of each 3D backend.
+BACKEND_SUMMARIES = {
+    "true3d": "true3d: volumetric flows (best on most stacks)",
+    "hybrid2d3d": "hybrid2d3d: planes linked across z (fast)",
+    "slice": "slice: each plane on its own",
+}
 
 
 def _check_database() -> None:

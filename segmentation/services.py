@@ -36,11 +36,14 @@ def segmentation_job_create(*, volume: Volume, user: AbstractBaseUser | None, pa
     is enqueued once the transaction commits, so a worker never looks for a row it cannot see.
     """
     from segmentation.core.errors import InvalidParameterError
-    from segmentation.core.params import SegmentationParams
+    from segmentation.core.params import SegmentationParams, params_for_stack
     from segmentation.tasks import segmentation_job_task
 
     if not isinstance(params, dict):
         raise ApplicationError("params must be a JSON object")
+    # A stack is segmented in 3D with the default backend and its own voxel size unless the
+    # params say otherwise (segmentation.core.params.params_for_stack).
+    params = params_for_stack(params, ndim=3 if volume.shape_z > 1 else 2, voxel_size=volume.voxel_size)
     try:
         checked = SegmentationParams.from_dict(params).to_dict()
     except InvalidParameterError as exc:

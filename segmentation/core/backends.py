@@ -110,32 +110,41 @@ class Hybrid2D3DBackend(Backend):
     min_overlap_ratio : minimum IoU between a slice's object and a track to link them (0.3).
     max_distance_z : how many slices back a track may be continued from (2: one empty slice
         is bridged).
+    overlap_measure, split_dip, max_z_elongation : see :class:`linking.LinkingParams`; the last
+        two cut a track that holds nuclei stacked in z (a dip in its section profile, or a z
+        extent too long for its width).
+
+    The guide's two-parameter form, ``Hybrid2D3DBackend(min_overlap_ratio, max_distance_z)``,
+    keeps its meaning; the stacking rules apply with their defaults.
     """
 
     name = "hybrid2d3d"
 
-    def __init__(self, min_overlap_ratio: float = 0.3, max_distance_z: int = 2, overlap_measure: str = "iou"):
+    def __init__(self, min_overlap_ratio: float = 0.3, max_distance_z: int = 2, overlap_measure: str = "iou",
+                 split_dip: float = 0.7, max_z_elongation: float = 2.5):
         from .linking import LinkingParams
 
         # LinkingParams validates the values and raises InvalidParameterError.
         self.linking = LinkingParams(min_overlap_ratio=min_overlap_ratio, max_distance_z=max_distance_z,
-                                     overlap_measure=overlap_measure)
+                                     overlap_measure=overlap_measure, split_dip=split_dip,
+                                     max_z_elongation=max_z_elongation)
 
     @classmethod
     def from_params(cls, params) -> "Hybrid2D3DBackend":
         return cls(min_overlap_ratio=params.min_overlap_ratio, max_distance_z=params.max_distance_z,
-                   overlap_measure=params.overlap_measure)
+                   overlap_measure=params.overlap_measure, split_dip=params.split_dip,
+                   max_z_elongation=params.max_z_elongation)
 
-    def link(self, labels: np.ndarray) -> np.ndarray:
+    def link(self, labels: np.ndarray, *, anisotropy: float = 1.0, cellprob: np.ndarray | None = None) -> np.ndarray:
         """Link a (Z, Y, X) stack of 2D label images into 3D nuclei (ids 1..N)."""
         from .linking import link_slices
 
-        return link_slices(labels, **self.linking.to_dict())
+        return link_slices(labels, **self.linking.to_dict(), anisotropy=anisotropy, cellprob=cellprob)
 
     def segment(self, volume, runner, params, progress):
         out = _segment_slices(volume, runner, lambda f, m: progress(0.95 * f, m))
         progress(0.95, "linking slices across z")
-        linked = self.link(out.labels)
+        linked = self.link(out.labels, anisotropy=params.anisotropy, cellprob=out.cellprob)
         progress(1.0, f"{int(linked.max())} nuclei linked in 3D")
         return BackendOutput(linked, out.flows, out.cellprob)
 

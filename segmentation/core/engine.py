@@ -26,7 +26,7 @@ from .errors import InvalidInputError, InvalidParameterError
 from .modelzoo import LoadedModel, load_model
 from .params import SegmentationParams
 
-__all__ = ["SegmentationEngine", "SegmentationResult", "validate_image"]
+__all__ = ["SegmentationEngine", "SegmentationResult", "normalize_intensity", "validate_image"]
 
 Progress = Callable[[float, str], None]
 
@@ -34,6 +34,8 @@ Progress = Callable[[float, str], None]
 # diameter estimates; the estimate is clipped into this range.
 _MIN_DIAMETER = 4.0
 _MAX_DIAMETER_FRACTION = 0.5
+# Pixels the 3D diameter estimate segments at most (16 planes of 224 x 224).
+_ESTIMATE_PIXELS = 16 * 224 * 224
 
 
 def validate_image(image: Any) -> np.ndarray:
@@ -60,7 +62,7 @@ def validate_image(image: Any) -> np.ndarray:
     return arr
 
 
-def _normalize(image: np.ndarray) -> np.ndarray:
+def normalize_intensity(image: np.ndarray) -> np.ndarray:
     """Scale so the 1st percentile is 0 and the 99th is 1, over the whole image or volume.
 
     Cellpose normalises each image this way; doing it once for a whole volume keeps slices
@@ -70,6 +72,9 @@ def _normalize(image: np.ndarray) -> np.ndarray:
     if hi - lo < 1e-6:
         hi = lo + max(float(np.abs(image).max() - lo), 1e-6)
     return ((image - lo) / (hi - lo)).astype(np.float32)
+
+
+_normalize = normalize_intensity
 
 
 class _Runner:
@@ -108,25 +113,33 @@ def _median_diameter(labels: np.ndarray) -> tuple[float, int]:
     return float(np.median(2.0 * np.sqrt(counts / np.pi))), int(counts.size)
 
 
-def _estimate_diameter(runner: _Runner, volume: np.ndarray, progress: Progress) -> tuple[float, dict[str, Any]]:
-    """Estimate the nucleus diameter (pixels) from the image itself, in two passes.
+def _estimate_diameter(runner: _Runner, volume: np.ndarray, progress: Progress,
+                       anisotropy: float = 1.0) -> tuple[float, dict[str, Any]]:
+    """Estimate the nucleus diameter (pixels, xy) from the image itself.
 
     Pass 1 runs the network at its own scale (``diam_mean``) on up to three planes; the median
-    size of what it finds sets the scale of pass 2, whose median is the estimate. Two passes
-    matter: nuclei far from the network's scale are under-segmented at first, and the second
-    pass, at roughly the right scale, measures them properly. Planes are the middle one and two
-    at a quarter from each end; a plane larger than 768x768 is cropped to its centre.
+    size of what it finds sets the scale of pass 2. Two passes matter: nuclei far from the
+    network's scale are under-segmented at first, and the second pass, at roughly the right
+    scale, measures them properly. Planes are the middle one and two at a quarter from each
+    end; a plane larger than 768x768 is cropped to its centre.
+
+    In 2D (``method="median_section"``) pass 2 runs on the same planes and its median is the
+    estimate. A plane through a stack cuts most nuclei off their equator, so in 3D the median
+    section is smaller than the nucleus; there (``method="largest_section_3d"``), pass 2
+    segments a run of consecutive planes around the middle (at least enough for three nuclei
+    along z, and as many as 16 planes of 224x224 pixels cost, in a centre crop of at most
+    224x224), links them into 3D objects and takes the median over objects of the diameter of
+    each one's largest section, leaving out objects cut by the run's first or last plane or the
+    crop's border when at least eight others remain.
     """
     nz = volume.shape[0]
     planes = sorted({nz // 2, nz // 4, (3 * nz) // 4}) if nz > 2 else list(range(nz))
-    crops = []
-    for z in planes:
-        plane = volume[z]
-        ys, xs = [max(0, (n - 768) // 2) for n in plane.shape]
-        crops.append(plane[ys:ys + 768, xs:xs + 768])
+    crops = [_centre_crop(volume[z], 768) for z in planes]
     estimate = runner.model.diam_mean
     passes = []
-    for step in range(2):
+    upper = _MAX_DIAMETER_FRACTION * min(volume.shape[-2:])
+    steps = 1 if nz >= 3 else 2
+    for step in range(steps):
         progress(step / 2, f"estimating nucleus size (pass {step + 1}/2)")
         sizes, counts = [], 0
         for crop in crops:
@@ -137,10 +150,54 @@ def _estimate_diameter(runner: _Runner, volume: np.ndarray, progress: Progress) 
                 counts += n
         if not sizes:
             break
-        estimate = float(np.clip(np.median(sizes), _MIN_DIAMETER,
-                                 _MAX_DIAMETER_FRACTION * min(volume.shape[-2:])))
+        estimate = float(np.clip(np.median(sizes), _MIN_DIAMETER, upper))
         passes.append({"diameter": round(estimate, 2), "objects": counts})
-    return estimate, {"passes": passes, "planes": planes}
+    if nz < 3:
+        return estimate, {"method": "median_section", "passes": passes, "planes": planes}
+    if not passes:
+        return estimate, {"method": "largest_section_3d", "passes": passes, "planes": planes}
+    progress(0.5, "estimating nucleus size in 3D (pass 2/2)")
+    crop_area = float(np.prod([min(n, 224) for n in volume.shape[-2:]]))
+    budget = max(16, int(_ESTIMATE_PIXELS // crop_area))  # planes that cost what 16 full crops cost
+    run = int(np.clip(max(np.ceil(3 * estimate / max(anisotropy, 1e-6)), budget), 3, nz))
+    z0 = max(0, nz // 2 - run // 2)
+    stack = np.stack([_centre_crop(volume[z], 224) for z in range(z0, z0 + run)])
+    sections = np.zeros(stack.shape, np.uint32)
+    for i, plane in enumerate(stack):
+        progress(0.5 + 0.5 * i / run, "estimating nucleus size in 3D (pass 2/2)")
+        sections[i] = runner.eval_2d(plane, diameter=estimate)[0]
+    from .linking import link_slices  # lazy: only 3D estimates link
+
+    objects = link_slices(sections, anisotropy=anisotropy)
+    diameters, whole = _largest_sections(objects)
+    chosen = diameters[whole] if whole.sum() >= 8 else diameters
+    if chosen.size:
+        estimate = float(np.clip(np.median(chosen), _MIN_DIAMETER, upper))
+    passes.append({"diameter": round(estimate, 2), "objects": int(diameters.size),
+                   "whole_objects": int(whole.sum())})
+    return estimate, {"method": "largest_section_3d", "passes": passes, "planes": planes,
+                      "run": [z0, z0 + run]}
+
+
+def _centre_crop(plane: np.ndarray, size: int) -> np.ndarray:
+    ys, xs = [max(0, (n - size) // 2) for n in plane.shape]
+    return plane[ys:ys + size, xs:xs + size]
+
+
+def _largest_sections(objects: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per 3D object of a (Z, Y, X) label image: the equivalent-circle diameter of its largest
+    section, and whether it touches none of the block's six faces."""
+    n = int(objects.max())
+    if n == 0:
+        return np.zeros(0), np.zeros(0, bool)
+    areas = np.stack([np.bincount(plane.ravel(), minlength=n + 1) for plane in objects])
+    largest = areas.max(axis=0)[1:]
+    touching = np.zeros(n + 1, bool)
+    for face in (objects[0], objects[-1], objects[:, 0], objects[:, -1], objects[:, :, 0], objects[:, :, -1]):
+        touching[np.unique(face)] = True
+    present = largest > 0
+    diameters = 2.0 * np.sqrt(largest / np.pi)
+    return diameters[present], ~touching[1:][present]
 
 
 @dataclass
@@ -210,6 +267,20 @@ class SegmentationEngine:
         result = self.segment(image, params, progress=progress)
         return result.labels, result.info
 
+    def estimate_diameter(self, image: Any, params: SegmentationParams | None = None,
+                          progress: Progress | None = None) -> tuple[float, dict[str, Any]]:
+        """The nucleus diameter (xy pixels) :meth:`segment` would estimate for ``image``, and how
+        it was found (``method``: ``"median_section"`` in 2D, ``"largest_section_3d"`` for a
+        stack; ``passes``). Restoration is not applied."""
+        params = params or SegmentationParams()
+        data = validate_image(image)
+        model = load_model(params.model_name, gpu=self.gpu_available)
+        volume = normalize_intensity(data)
+        if volume.ndim == 2:
+            volume = volume[np.newaxis]
+        runner = _Runner(model, params, diameter=model.diam_mean)
+        return _estimate_diameter(runner, volume, progress or _null_progress, anisotropy=params.anisotropy)
+
     def segment(self, image: Any, params: SegmentationParams | None = None,
                 progress: Progress | None = None) -> SegmentationResult:
         """Segment ``image`` with ``params``.
@@ -268,7 +339,8 @@ class SegmentationEngine:
         runner = _Runner(model, params, diameter=params.diameter or model.diam_mean)
         if params.diameter is None:
             t = time.perf_counter()
-            runner.diameter, diameter_info = _estimate_diameter(runner, volume, _stage(report, 0.05, 0.2))
+            runner.diameter, diameter_info = _estimate_diameter(runner, volume, _stage(report, 0.05, 0.2),
+                                                                anisotropy=params.anisotropy)
             timings["diameter_estimation"] = time.perf_counter() - t
             info["diameter_estimation"] = diameter_info
 

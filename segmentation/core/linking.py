@@ -3,6 +3,14 @@
 This is the linking step of the guide's "hybrid 2D+3D" backend: a 2D model labels each z-slice on
 its own, so the same nucleus carries unrelated ids on neighbouring slices; :func:`link_slices`
 gives it one id through the whole stack.
+
+Overlap alone cannot tell "the same nucleus one slice up" from "the next nucleus one slice up":
+two nuclei stacked in z overlap in (Y, X) as much as two sections of one nucleus do. So after
+linking, every track is cut where its sections say it holds two nuclei:
+where the section *profile* (each section's area, weighted by the network's mean cell
+probability in it when that is known) passes through a minimum that is at most ``split_dip``
+times the smaller of the maxima on either side, and where a track is longer in z (in physical
+units, through ``anisotropy``) than ``max_z_elongation`` times its largest section's diameter.
 """
 
 from __future__ import annotations
@@ -16,6 +24,12 @@ import scipy.optimize
 from segmentation.core.errors import InvalidInputError, InvalidParameterError
 
 __all__ = ["OVERLAP_MEASURES", "LinkingParams", "link_slices"]
+
+# Both sides of a dip must peak at this fraction of each other or more to be cut apart.
+_MIN_PEAK_RATIO = 0.2
+# Tracks whose largest section is smaller than this (pixels) are never cut: too small to hold
+# two nuclei, and their areas wobble by whole pixels.
+_MIN_SPLIT_AREA = 12
 
 #: What ``min_overlap_ratio`` is compared with: the IoU of the two 2D objects (the guide's
 #: definition), or their intersection over the area of the smaller one, which still links the
@@ -40,6 +54,15 @@ class LinkingParams:
         links between the small top or bottom section of a nucleus and its large middle when z
         steps are coarse; ``"intersection_over_smaller"`` (``|A & B| / min(|A|, |B|)``, used
         with a higher ratio such as 0.7) keeps them. The assignment itself always maximises IoU.
+    split_dip : float, optional
+        Cut a track where its section profile dips to at most this fraction of the smaller
+        maximum on either side (two nuclei stacked in z), in ``[0, 1)``; 0 never cuts on dips.
+        The default 0.7 leaves the profile of one nucleus (rising, then falling) uncut even when
+        the 2D model's sections wobble by 20 %.
+    max_z_elongation : float, optional
+        Cut a track whose z extent (slices x ``anisotropy``) is more than this many times the
+        diameter of its largest section, at its deepest dip; 0 turns the rule off. The default
+        2.5 keeps nuclei elongated along z and nuclei lengthened by axial blur whole.
 
     Raises
     ------
@@ -48,15 +71,27 @@ class LinkingParams:
 
     Examples
     --------
-    >>> LinkingParams.from_dict({"max_distance_z": 3}).to_dict()
-    {'min_overlap_ratio': 0.3, 'max_distance_z': 3, 'overlap_measure': 'iou'}
+    >>> LinkingParams.from_dict({"max_distance_z": 3}).to_dict()  # doctest: +NORMALIZE_WHITESPACE
+    {'min_overlap_ratio': 0.3, 'max_distance_z': 3, 'overlap_measure': 'iou', 'split_dip': 0.7,
+     'max_z_elongation': 2.5}
     """
 
     min_overlap_ratio: float = 0.3
     max_distance_z: int = 2
     overlap_measure: str = "iou"
+    split_dip: float = 0.7
+    max_z_elongation: float = 2.5
 
     def __post_init__(self) -> None:
+        dip = self.split_dip
+        if isinstance(dip, bool) or not isinstance(dip, numbers.Real) or not 0.0 <= float(dip) < 1.0:
+            raise InvalidParameterError(f"split_dip must be a number in [0, 1), got {dip!r}")
+        elong = self.max_z_elongation
+        if isinstance(elong, bool) or not isinstance(elong, numbers.Real) or not (
+                float(elong) == 0.0 or 1.0 <= float(elong) <= 100.0):
+            raise InvalidParameterError(f"max_z_elongation must be 0 (off) or a number in [1, 100], got {elong!r}")
+        object.__setattr__(self, "split_dip", float(dip))
+        object.__setattr__(self, "max_z_elongation", float(elong))
         ratio = self.min_overlap_ratio
         if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0.0 < float(ratio) <= 1.0:
             raise InvalidParameterError(f"min_overlap_ratio must be a number in (0, 1], got {ratio!r}")
@@ -160,7 +195,8 @@ def _assign(iou: np.ndarray, overlap: np.ndarray, rows: np.ndarray, cols: np.nda
 
 
 def link_slices(labels, *, min_overlap_ratio: float = 0.3, max_distance_z: int = 2,
-                overlap_measure: str = "iou") -> np.ndarray:
+                overlap_measure: str = "iou", split_dip: float = 0.7, max_z_elongation: float = 2.5,
+                anisotropy: float = 1.0, cellprob=None) -> np.ndarray:
     """Give the 2D objects of a z-stack consistent 3D ids by overlap-based tracking.
 
     Slices are visited from ``z = 0`` up. A *track* is a 3D instance built so far; it ends on the
@@ -176,6 +212,8 @@ def link_slices(labels, *, min_overlap_ratio: float = 0.3, max_distance_z: int =
        are tried first; a track missing on up to ``max_distance_z - 1`` slices (a gap, e.g. a
        nucleus the 2D model missed on one slice) is thus continued.
     3. Objects left unmatched start new tracks.
+    4. Every track is cut where its sections show two nuclei stacked in z (the rules
+       ``split_dip`` and ``max_z_elongation``, see the module's docstring).
 
     Consequences, by construction: two 2D objects are linked only if they overlap (IoU > 0) in
     (Y, X); a track holds at most one object per slice; every foreground voxel keeps a
@@ -192,12 +230,20 @@ def link_slices(labels, *, min_overlap_ratio: float = 0.3, max_distance_z: int =
         How many slices back a track may end and still be continued, ``>= 1``.
     overlap_measure : {"iou", "intersection_over_smaller"}, optional
         What ``min_overlap_ratio`` applies to (see :class:`LinkingParams`).
+    split_dip, max_z_elongation : float, optional
+        When a track is cut into several nuclei (see :class:`LinkingParams`).
+    anisotropy : float, optional
+        z step over the pixel size (from ``voxel_size``), for ``max_z_elongation``.
+    cellprob : (Z, Y, X) float array, optional
+        The network's cell-probability logits; a section's mean probability weighs its area in
+        the profile, so a dim junction between two nuclei shows as a dip.
 
     Returns
     -------
     linked : (Z, Y, X) uint32 array
         3D instance labels ``1..N``, numbered in order of first appearance (slice, then the
-        object's id on that slice); 0 = background exactly where ``labels`` is 0.
+        object's id on that slice); a track cut into several nuclei gives the later pieces new
+        ids after the others. 0 = background exactly where ``labels`` is 0.
 
     Raises
     ------
@@ -220,8 +266,16 @@ def link_slices(labels, *, min_overlap_ratio: float = 0.3, max_distance_z: int =
            [1, 1, 0, 0]], dtype=uint32)
     """
     params = LinkingParams(min_overlap_ratio=min_overlap_ratio, max_distance_z=max_distance_z,
-                           overlap_measure=overlap_measure)
+                           overlap_measure=overlap_measure, split_dip=split_dip,
+                           max_z_elongation=max_z_elongation)
+    if isinstance(anisotropy, bool) or not isinstance(anisotropy, numbers.Real) or not (
+            np.isfinite(anisotropy) and anisotropy > 0):
+        raise InvalidParameterError(f"anisotropy must be a positive number, got {anisotropy!r}")
     stack = _check_labels(labels)
+    if cellprob is not None:
+        cellprob = np.asarray(cellprob)
+        if cellprob.shape != stack.shape:
+            raise InvalidInputError(f"cellprob has shape {cellprob.shape}, labels {stack.shape}")
     out = np.zeros(stack.shape, np.uint32)
     if stack.size == 0:
         return out
@@ -230,6 +284,8 @@ def link_slices(labels, *, min_overlap_ratio: float = 0.3, max_distance_z: int =
     # Per recent slice: its compact labels, object count, each object's track id, and whether
     # that track still ends there (is "open"); only max_distance_z slices are kept.
     window: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+    # Each section of each track: (track, z, area, mean cell probability), for split_tracks.
+    sections: list[np.ndarray] = []
     for z in range(stack.shape[0]):
         local, sizes = _compact_slice(stack[z], top)
         n = sizes.size - 1
@@ -250,12 +306,148 @@ def link_slices(labels, *, min_overlap_ratio: float = 0.3, max_distance_z: int =
             track_of[rows + 1] = p_track[cols + 1]
             unmatched[rows + 1] = False
             p_open[cols + 1] = False
+            if d > 1 and cols.size:
+                sections.extend(_occupied_gaps(stack, z, d, p_local, p_sizes, p_track, cols))
         new = np.flatnonzero(unmatched)
         track_of[new] = np.arange(n_tracks + 1, n_tracks + 1 + new.size)
         n_tracks += new.size
         out[z] = track_of[local]
+        if n:
+            if cellprob is not None:
+                prob_sum = np.bincount(local.ravel(), weights=cellprob[z].ravel().astype(np.float64),
+                                       minlength=n + 1)[1:]
+                weight = 1.0 / (1.0 + np.exp(-np.clip(prob_sum / sizes[1:], -30, 30)))
+            else:
+                weight = np.ones(n)
+            sections.append(np.stack([track_of[1:], np.full(n, z), sizes[1:], weight], axis=1))
         is_open = np.ones(n + 1, bool)
         is_open[0] = False
         window[z] = (local, sizes, track_of, is_open)
         window.pop(z - params.max_distance_z, None)
+    if sections and (params.split_dip > 0 or params.max_z_elongation > 0):
+        _apply_cuts(out, np.concatenate(sections), n_tracks, params, float(anisotropy))
     return out
+
+
+def _occupied_gaps(stack: np.ndarray, z: int, d: int, p_local: np.ndarray, p_sizes: np.ndarray,
+                   p_track: np.ndarray, cols: np.ndarray) -> list[np.ndarray]:
+    """Sections of area 0 for the slices a link from ``z - d`` to ``z`` jumps over, where
+    another object lies in the track's place (it covers a tenth or more of the track's last
+    section there): the junction of two stacked nuclei, whose small section there overlapped
+    the track too little to be linked; not a nucleus the 2D model missed (an empty place)."""
+    out = []
+    for q in range(z - d + 1, z):
+        fg = np.bincount(p_local.ravel(), weights=(stack[q].ravel() > 0), minlength=p_sizes.size)
+        frac = fg[cols + 1] / np.maximum(p_sizes[cols + 1], 1)
+        taken = cols[frac >= 0.1]
+        if taken.size:
+            out.append(np.stack([p_track[taken + 1], np.full(taken.size, q), np.zeros(taken.size),
+                                 np.zeros(taken.size)], axis=1))
+    return out
+
+
+def _profile_cuts(zs: np.ndarray, profile: np.ndarray, areas: np.ndarray, params: LinkingParams,
+                  anisotropy: float) -> list[int]:
+    """Where one track's sections show two or more nuclei: the first z of each later piece.
+
+    ``zs`` are the slices from the track's first to its last, ``profile`` the weighted section
+    areas, ``areas`` the plain ones. A bridged gap where another object took the track's place
+    (often the junction of two stacked nuclei, whose small section there overlapped too little
+    to be linked) is 0 in both; a gap where the slice was empty (a section the 2D model missed)
+    takes the smaller of its neighbours' values, so bridging it never cuts the track. A piece is cut at its deepest dip whose
+    depth passes ``split_dip``, or, if the piece is too long for its width, at its deepest dip
+    whatever its depth (at its middle when it has none); both pieces are then examined again.
+    """
+    cuts: list[int] = []
+    pieces = [(0, len(zs))]
+    while pieces:
+        a, b = pieces.pop()
+        if b - a < 3:
+            continue
+        p = profile[a:b]
+        best, best_ratio = -1, np.inf
+        for i in range(1, b - a - 1):
+            if p[i] > p[i - 1] or p[i] > p[i + 1]:
+                continue
+            left, right = p[:i].max(), p[i + 1:].max()
+            if min(left, right) < _MIN_PEAK_RATIO * max(left, right):
+                continue  # a small cap beside a large nucleus: no second nucleus to cut off
+            ratio = p[i] / max(min(left, right), 1e-9)
+            if ratio < best_ratio:
+                best, best_ratio = i, ratio
+        if best >= 0:
+            # A flat bottom (equal sections, or a bridged gap that took its neighbours' value):
+            # cut in its middle.
+            last = best
+            while last + 1 < b - a - 1 and p[last + 1] == p[best]:
+                last += 1
+            best = (best + last) // 2
+        cut = -1
+        if best >= 0 and params.split_dip > 0 and best_ratio <= params.split_dip:
+            cut = best
+        elif params.max_z_elongation > 0:
+            extent = (zs[b - 1] - zs[a] + 1) * anisotropy
+            width = 2.0 * np.sqrt(areas[a:b].max() / np.pi)
+            if extent > params.max_z_elongation * width:
+                cut = best if (best >= 0 and best_ratio < 1.0) else (b - a) // 2
+        if cut < 0:
+            continue
+        # The dip's own section goes with the side that tapers towards it more gently (its
+        # neighbour there is the smaller one): a cap continues the nucleus it belongs to.
+        first_of_upper = a + cut + (1 if p[cut - 1] <= p[cut + 1] else 0)
+        if first_of_upper <= a or first_of_upper >= b:
+            first_of_upper = a + cut
+        cuts.append(int(zs[first_of_upper]))
+        pieces.extend([(a, first_of_upper), (first_of_upper, b)])
+    return sorted(cuts)
+
+
+def _apply_cuts(out: np.ndarray, sections: np.ndarray, n_tracks: int, params: LinkingParams,
+                anisotropy: float) -> None:
+    """Give the later pieces of every cut track new ids, in place."""
+    order = np.lexsort((sections[:, 1], sections[:, 0]))
+    sections = sections[order]
+    tracks = sections[:, 0].astype(np.int64)
+    starts = np.flatnonzero(np.r_[True, tracks[1:] != tracks[:-1]])
+    ends = np.r_[starts[1:], len(tracks)]
+    # plane -> {old id: new id}, filled for the planes of the later pieces only
+    remap: dict[int, dict[int, int]] = {}
+    next_id = n_tracks
+    for a, b in zip(starts, ends):
+        if b - a < 3:
+            continue
+        present = sections[a:b, 1].astype(np.int64)
+        if sections[a:b, 2].max() < _MIN_SPLIT_AREA:
+            continue
+        zs = np.arange(present[0], present[-1] + 1)
+        areas = np.full(zs.size, np.nan)
+        profile = np.full(zs.size, np.nan)
+        areas[present - zs[0]] = sections[a:b, 2]
+        profile[present - zs[0]] = sections[a:b, 2] * sections[a:b, 3]
+        for values in (areas, profile):
+            missing = np.flatnonzero(np.isnan(values))
+            if missing.size:  # empty gaps: the smaller neighbour, so they never make a dip
+                known = np.flatnonzero(~np.isnan(values))
+                before = values[known[np.searchsorted(known, missing) - 1]]
+                after = values[known[np.searchsorted(known, missing)]]
+                values[missing] = np.minimum(before, after)
+        cuts = _profile_cuts(zs, profile, areas, params, anisotropy)
+        if not cuts:
+            continue
+        zs = present
+        track = int(tracks[a])
+        bounds = cuts + [int(zs[-1]) + 1]
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            next_id += 1
+            for z in zs[(zs >= lo) & (zs < hi)]:
+                remap.setdefault(int(z), {})[track] = next_id
+    for z, mapping in remap.items():
+        old = np.fromiter(mapping.keys(), np.int64)
+        new = np.fromiter(mapping.values(), np.int64)
+        plane = out[z]
+        order = np.argsort(old)
+        old, new = old[order], new[order]
+        pos = np.searchsorted(old, plane)
+        pos = np.clip(pos, 0, len(old) - 1)
+        hit = old[pos] == plane
+        plane[hit] = new[pos[hit]].astype(np.uint32)

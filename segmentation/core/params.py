@@ -13,9 +13,14 @@ from typing import Any
 
 from .errors import InvalidParameterError
 
-__all__ = ["RESTORATION_MODES", "SegmentationParams"]
+__all__ = ["DEFAULT_3D_BACKEND", "RESTORATION_MODES", "SegmentationParams", "params_for_stack"]
 
 RESTORATION_MODES = ("none", "auto", "denoise", "deblur")
+
+#: The backend a z-stack gets when nobody chooses one (the ``segment`` command, a job started
+#: through the API or the viewer). Chosen by ``bench/volumetric.py`` (see the README's "Which
+#: 3D backend"); the guide's ``segment_cellpose`` keeps its own defaults (``do_3d=False``).
+DEFAULT_3D_BACKEND = "true3d"
 
 
 def _positive(name: str, value: Any, *, allow_none: bool = False) -> None:
@@ -46,6 +51,10 @@ class SegmentationParams:
         ``hybrid2d3d`` backend (see :func:`linking.link_slices`). ``overlap_measure="iou"`` is the
         guide's rule; ``"intersection_over_smaller"`` (with a ratio near 0.7) keeps the small
         top and bottom sections of a nucleus on a coarse z grid linked to its large middle one.
+    split_dip, max_z_elongation : how the ``hybrid2d3d`` backend cuts a track that holds
+        nuclei stacked in z (see :class:`linking.LinkingParams`): at a dip of its section
+        profile to ``split_dip`` of the smaller peak beside it (0 = never), and when its z
+        extent in micrometres passes ``max_z_elongation`` times its widest section (0 = never).
     """
 
     model_name: str | None = None
@@ -60,6 +69,8 @@ class SegmentationParams:
     min_overlap_ratio: float = 0.3
     max_distance_z: int = 2
     overlap_measure: str = "iou"
+    split_dip: float = 0.7
+    max_z_elongation: float = 2.5
 
     def __post_init__(self) -> None:
         from .backends import BACKENDS  # the registry imports this module
@@ -97,9 +108,10 @@ class SegmentationParams:
             raise InvalidParameterError(f"min_size must be a whole number >= 0, got {self.min_size!r}")
         from .linking import LinkingParams
 
-        # Validates min_overlap_ratio, max_distance_z and overlap_measure with one set of rules.
+        # Validates the linking fields with one set of rules.
         LinkingParams(min_overlap_ratio=self.min_overlap_ratio, max_distance_z=self.max_distance_z,
-                      overlap_measure=self.overlap_measure)
+                      overlap_measure=self.overlap_measure, split_dip=self.split_dip,
+                      max_z_elongation=self.max_z_elongation)
 
     @property
     def anisotropy(self) -> float:
@@ -123,3 +135,18 @@ class SegmentationParams:
         if unknown:
             raise InvalidParameterError(f"unknown segmentation parameters: {', '.join(unknown)}")
         return cls(**data)
+
+
+def params_for_stack(data: dict[str, Any], *, ndim: int, voxel_size: tuple[float, ...] | None) -> dict[str, Any]:
+    """``data`` with the defaults of a stored image filled in: a (Z, Y, X) stack is segmented in
+    3D with :data:`DEFAULT_3D_BACKEND`, and ``voxel_size`` is the image's own when not given.
+
+    Keys present in ``data`` win; ``do_3d=False`` keeps a stack slice by slice.
+    """
+    out = dict(data)
+    if ndim == 3:
+        out.setdefault("do_3d", True)
+        out.setdefault("use_3d_backend", DEFAULT_3D_BACKEND if out["do_3d"] else "slice")
+    if voxel_size is not None and out.get("voxel_size") is None:
+        out["voxel_size"] = list(voxel_size[-ndim:] if ndim == 2 else voxel_size)
+    return out

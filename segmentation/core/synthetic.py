@@ -16,8 +16,11 @@ models one thing that real widefield or confocal nuclei images show:
   blobs;
 * Gaussian blur, optionally varying across the field, Poisson shot noise at a chosen photon
   count and Gaussian read noise around a camera offset;
-* in 3D, ellipsoids on an anisotropic grid (z step coarser than the pixel size) blurred more
-  along z, as an axial point-spread function is.
+* in 3D, what real z-stacks show: ellipsoids on an anisotropic grid (z steps of 1-5x the pixel
+  size), an axial point-spread function 2-4x wider than the lateral one, signal falling with
+  depth into the sample (scattering and absorption), nuclei cut by every face of the stack (the
+  crop of a larger tissue), densely packed tissue with nuclei stacked on top of each other in z,
+  and grainy low-photon planes whose brightness flickers from plane to plane.
 
 The ground truth ``labels`` are the nuclei as drawn before blur and noise.
 
@@ -69,6 +72,18 @@ class NucleiConfig:
     varying_blur_probability : chance that blur varies across the field.
     photons_range : peak photon count of an average nucleus (log-uniform); low means noisy.
     read_noise_range : Gaussian read noise in photo-electrons.
+    axial_blur_ratio_range : 3D only: axial over lateral PSF sigma, both in micrometres (a
+        widefield or confocal PSF is 2-4x longer along z than across).
+    depth_attenuation_range : 3D only: fraction of the signal lost between the first and the
+        last plane (exponential fall-off with depth; the side imaged from is drawn).
+    stacked_fraction : 3D only: fraction of nuclei placed directly above or below another
+        one, touching it (columns of nuclei, as in epithelia and embryos).
+    face_margin : 3D only: nucleus centres may lie this many median radii outside each face of
+        the volume, so nuclei are cut by every face, as in a crop of larger tissue.
+    volume_density_range : 3D only: fraction of the volume filled by nuclei (dense tissue
+        reaches 0.4 and more).
+    plane_flicker_range : 3D only: sigma of the log-normal brightness change from plane to
+        plane (lamp flicker, bleaching during the stack).
     """
 
     diameter_range: tuple[float, float] = (10.0, 36.0)
@@ -88,6 +103,12 @@ class NucleiConfig:
     varying_blur_probability: float = 0.3
     photons_range: tuple[float, float] = (15.0, 2000.0)
     read_noise_range: tuple[float, float] = (0.5, 4.0)
+    axial_blur_ratio_range: tuple[float, float] = (2.0, 4.0)
+    depth_attenuation_range: tuple[float, float] = (0.0, 0.6)
+    stacked_fraction: float = 0.2
+    face_margin: float = 0.8
+    volume_density_range: tuple[float, float] = (0.06, 0.42)
+    plane_flicker_range: tuple[float, float] = (0.0, 0.08)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -105,8 +126,14 @@ class NucleiConfig:
             raise InvalidParameterError("elongation_range must start at 1 or more")
         if self.photons_range[0] <= 0:
             raise InvalidParameterError("photons_range must be positive")
-        if not self.density_range[1] < 1:
-            raise InvalidParameterError("density_range must stay below 1")
+        if not self.density_range[1] < 1 or not self.volume_density_range[1] < 1:
+            raise InvalidParameterError("density_range and volume_density_range must stay below 1")
+        if not self.depth_attenuation_range[1] < 1:
+            raise InvalidParameterError("depth_attenuation_range must stay below 1")
+        if self.stacked_fraction > 1:
+            raise InvalidParameterError("stacked_fraction must lie in [0, 1]")
+        if self.axial_blur_ratio_range[0] <= 0:
+            raise InvalidParameterError("axial_blur_ratio_range must be positive")
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
@@ -181,7 +208,9 @@ def _draw_nuclei(rng: np.random.Generator, extent: np.ndarray, config: NucleiCon
                  median_diameter: float, density: float) -> list[_Nucleus]:
     """Place nuclei by rejection sampling until the field holds the wanted density."""
     ndim = len(extent)
-    area = float(np.prod(extent))
+    # In 3D the nuclei fill the stack and the margin beyond its faces (see face_margin).
+    margin = config.face_margin * median_diameter / 2.0 if ndim == 3 else 0.0
+    area = float(np.prod(extent + 2 * margin))
     nuclei: list[_Nucleus] = []
     covered = 0.0
     attempts = 0
@@ -199,13 +228,24 @@ def _draw_nuclei(rng: np.random.Generator, extent: np.ndarray, config: NucleiCon
         radii[-2] /= np.sqrt(elong)
         if ndim == 3:
             radii[0] *= rng.uniform(0.7, 1.1)  # nuclei are often flatter in z
-        # Half of the nuclei gather around a few cluster centres, as cells in tissue or colonies do.
-        if rng.random() < 0.5:
+        if ndim == 3 and nuclei and rng.random() < config.stacked_fraction:
+            # A nucleus right above or below another one, touching it: the case that linking
+            # 2D sections must not merge into one long object.
+            below = nuclei[int(rng.integers(len(nuclei)))]
+            gap = (below.radii[0] + radii[0]) * rng.uniform(0.92, 1.1)
+            shift = rng.normal(0, 0.15 * median_diameter, size=2)
+            centre = below.centre + np.array([gap * rng.choice([-1.0, 1.0]), *shift])
+        elif rng.random() < 0.5:
+            # Half of the nuclei gather around a few cluster centres, as cells in tissue or colonies do.
             c = cluster_centres[rng.integers(len(cluster_centres))]
             centre = c + rng.normal(0, median_diameter * 1.5, size=ndim)
+        elif ndim == 3:
+            # Centres beyond every face: the stack is a crop of larger tissue.
+            centre = rng.uniform(-margin, extent + margin)
         else:
             centre = rng.uniform(0, 1, size=ndim) * extent
-        centre = np.clip(centre, -0.3 * radii, extent + 0.3 * radii)
+        reach = (config.face_margin if ndim == 3 else 0.3) * radii
+        centre = np.clip(centre, -reach, extent + reach)
         min_r = radii.min()
         ok = True
         for other in nuclei:
@@ -327,6 +367,20 @@ def _blur(rng: np.random.Generator, signal: np.ndarray, sigma: np.ndarray, vary:
     return (1 - w) * sharp + w * soft
 
 
+def _depth_profile(rng: np.random.Generator, nz: int, config: NucleiConfig,
+                   record: dict[str, Any]) -> np.ndarray:
+    """Brightness of each plane: exponential loss with depth and plane-to-plane flicker."""
+    attenuation = _uniform(rng, config.depth_attenuation_range)
+    depth = np.linspace(0.0, 1.0, nz) if nz > 1 else np.zeros(1)
+    if rng.random() < 0.5:
+        depth = depth[::-1]  # imaged from the other side
+    profile = (1.0 - attenuation) ** depth
+    flicker = _uniform(rng, config.plane_flicker_range)
+    profile = profile * np.exp(rng.normal(0.0, flicker, nz))
+    record.update({"depth_attenuation": attenuation, "plane_flicker": flicker})
+    return profile.astype(np.float32)
+
+
 def _camera(rng: np.random.Generator, photons_image: np.ndarray, read_noise: float,
             offset: float) -> np.ndarray:
     counts = rng.poisson(np.clip(photons_image, 0, None)).astype(np.float32)
@@ -348,8 +402,9 @@ def _generate(shape: tuple[int, ...], voxel_size: tuple[float, ...], seed: Any,
     median_diameter = float(diameter) if diameter is not None else _log_uniform(rng, config.diameter_range)
     density = _uniform(rng, config.density_range)
     if ndim == 3:
-        # A volume fraction reads denser than an area fraction: every slice cuts many nuclei.
-        density *= 0.6
+        # A volume fraction of its own: an area fraction reads denser, as every slice cuts many
+        # nuclei. Drawn after the 2D draws, so 2D images stay what they were.
+        density = _uniform(rng, config.volume_density_range)
     nuclei = _draw_nuclei(rng, extent, config, median_diameter, density)
     labels, signal = _render(rng, shape, spacing, nuclei, config)
     # Relabel to 1..n in drawing order, dropping nuclei hidden by their neighbours or cut off.
@@ -362,11 +417,16 @@ def _generate(shape: tuple[int, ...], voxel_size: tuple[float, ...], seed: Any,
     background = _background(rng, shape, spacing, config, median_diameter)
     sigma_xy = float(blur_sigma) if blur_sigma is not None else _uniform(rng, config.blur_range)
     sigma = np.full(ndim, sigma_xy)
+    extra: dict[str, Any] = {}
     if ndim == 3:
-        # The axial PSF is about three times longer than the lateral one, in micrometres.
-        sigma[0] = max(sigma_xy * 3.0 / spacing[0], 0.3)
+        # The axial PSF is 2-4x longer than the lateral one, in micrometres.
+        axial_ratio = _uniform(rng, config.axial_blur_ratio_range)
+        sigma[0] = max(sigma_xy * axial_ratio / spacing[0], 0.3)
+        extra["axial_blur_ratio"] = axial_ratio
     vary = bool(rng.random() < config.varying_blur_probability) and blur_sigma is None
     optical = _blur(rng, signal + background, sigma, vary)
+    if ndim == 3:
+        optical = optical * _depth_profile(rng, shape[0], config, extra)[:, None, None]
 
     peak = float(photons) if photons is not None else _log_uniform(rng, config.photons_range)
     read_noise = _uniform(rng, config.read_noise_range)
@@ -382,6 +442,7 @@ def _generate(shape: tuple[int, ...], voxel_size: tuple[float, ...], seed: Any,
         "offset": offset,
         "n_nuclei": int(labels.max()),
         "seed": seed if isinstance(seed, (int, type(None))) else str(seed),
+        **extra,
     }
     return SyntheticImage(image=image.astype(np.float32), labels=labels, voxel_size=tuple(voxel_size),
                           params=params)

@@ -194,3 +194,40 @@ def test_result_ranks_its_nuclei_by_uncertainty(engine, image_2d):
     assert np.all((table.score >= 0) & (table.score <= 1))
     ranked = table.ranked(3)
     assert len(ranked) == 3 and ranked[0][1] >= ranked[-1][1]
+
+
+def _largest_section_median(labels):
+    n = int(labels.max())
+    areas = np.stack([np.bincount(plane.ravel(), minlength=n + 1) for plane in labels]).max(axis=0)[1:]
+    return float(np.median(2 * np.sqrt(areas[areas > 0] / np.pi)))
+
+
+def _median_section(labels):
+    sizes = np.concatenate([np.bincount(plane.ravel())[1:] for plane in labels])
+    return float(np.median(2 * np.sqrt(sizes[sizes > 0] / np.pi)))
+
+
+def test_the_3d_diameter_comes_from_whole_nuclei_not_the_median_section(engine):
+    sample = generate_3d(shape=(24, 128, 128), seed=11, voxel_size=(1.0, 0.5, 0.5), diameter=20, photons=500,
+                         blur_sigma=1.0)
+    params = SegmentationParams(do_3d=True, voxel_size=sample.voxel_size)
+    diameter, info = engine.estimate_diameter(sample.image, params)
+    assert info["method"] == "largest_section_3d" and info["passes"][-1]["objects"] > 0
+    truth, median_section = _largest_section_median(sample.labels), _median_section(sample.labels)
+    assert median_section < 0.85 * truth  # why the median section is the wrong measure
+    assert abs(diameter - truth) < abs(diameter - median_section)
+    assert 0.8 * truth < diameter < 1.25 * truth
+    _, info_2d = engine.estimate_diameter(sample.image[12], SegmentationParams())
+    assert info_2d["method"] == "median_section"
+
+
+def test_a_stack_gets_the_default_3d_backend_and_its_voxel_size():
+    from segmentation.core.params import DEFAULT_3D_BACKEND, params_for_stack
+
+    assert params_for_stack({}, ndim=3, voxel_size=(2.0, 0.5, 0.5)) == {
+        "do_3d": True, "use_3d_backend": DEFAULT_3D_BACKEND, "voxel_size": [2.0, 0.5, 0.5]}
+    assert params_for_stack({"do_3d": False}, ndim=3, voxel_size=None) == {"do_3d": False, "use_3d_backend": "slice"}
+    kept = params_for_stack({"use_3d_backend": "hybrid2d3d", "voxel_size": [1, 1, 1]}, ndim=3, voxel_size=(2, 1, 1))
+    assert kept == {"do_3d": True, "use_3d_backend": "hybrid2d3d", "voxel_size": [1, 1, 1]}
+    assert params_for_stack({}, ndim=2, voxel_size=(1.0, 0.5, 0.5)) == {"voxel_size": [0.5, 0.5]}
+    SegmentationParams.from_dict(params_for_stack({}, ndim=3, voxel_size=(2.0, 0.5, 0.5)))

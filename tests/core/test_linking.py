@@ -66,7 +66,8 @@ def check_invariants(labels, linked):
 def test_linking_params_round_trip():
     params = LinkingParams(min_overlap_ratio=0.5, max_distance_z=3)
     assert LinkingParams.from_dict(params.to_dict()) == params
-    assert params.to_dict() == {"min_overlap_ratio": 0.5, "max_distance_z": 3, "overlap_measure": "iou"}
+    assert params.to_dict() == {"min_overlap_ratio": 0.5, "max_distance_z": 3, "overlap_measure": "iou",
+                                "split_dip": 0.7, "max_z_elongation": 2.5}
     assert LinkingParams.from_dict({}) == LinkingParams()
     with pytest.raises(dataclasses.FrozenInstanceError):
         params.max_distance_z = 5
@@ -223,3 +224,99 @@ def test_invariants_on_random_uncorrelated_slices(seed):
         {"min_overlap_ratio": 0.5, "overlap_measure": "intersection_over_smaller"},
     ):
         check_invariants(stack, link_slices(stack, **kwargs))
+
+
+def spheres(centres_radii, shape, spacing=(1.0, 1.0, 1.0)):
+    """Ground truth of balls ``(centre (z, y, x), radius)`` in physical units; later ones win."""
+    grid = np.meshgrid(*[np.arange(n) * s for n, s in zip(shape, spacing)], indexing="ij")
+    gt = np.zeros(shape, np.uint32)
+    for i, (centre, radius) in enumerate(centres_radii, start=1):
+        inside = sum((g - c) ** 2 for g, c in zip(grid, centre)) <= radius ** 2
+        gt[inside & (gt == 0)] = i
+    # A 2D model never finds the pixel-sized tips of a ball (min_size): drop sections under 8 px.
+    for z in range(shape[0]):
+        sizes = np.bincount(gt[z].ravel(), minlength=len(centres_radii) + 1)
+        gt[z][sizes[gt[z]] < 8] = 0
+    return gt
+
+
+@pytest.mark.parametrize("z_step", [1.0, 2.0])
+def test_it_cuts_nuclei_stacked_in_z_at_the_dip_of_their_sections(z_step):
+    # Two balls touching in z, one above the other: their sections overlap in (Y, X) as much
+    # as two sections of one ball, so overlap linking alone makes them one object.
+    gt = spheres([((8, 16, 16), 7), ((22, 17, 16), 7)], (int(32 / z_step), 32, 32), spacing=(z_step, 1, 1))
+    slices = scramble_per_slice(gt, seed=1, offset_unique=True)
+    merged = link_slices(slices, split_dip=0, max_z_elongation=0)
+    assert np.unique(merged).size - 1 == 1
+    linked = link_slices(slices, anisotropy=z_step)
+    check_invariants(slices, linked)
+    assert average_precision(gt, linked, thresholds=(0.9,)).ap[0] == 1.0
+
+
+def test_it_keeps_one_nucleus_whole_when_its_sections_wobble():
+    gt = spheres([((12, 16, 16), 10)], (24, 32, 32))
+    wobbly = gt.copy()
+    # The 2D model shrinks one middle section by a fifth: no second nucleus there.
+    z = 12
+    eroded = np.zeros_like(wobbly[z])
+    yy, xx = np.mgrid[:32, :32]
+    eroded[((yy - 16) ** 2 + (xx - 16) ** 2) <= (10 * 0.9) ** 2] = 1
+    wobbly[z] = eroded
+    linked = link_slices(scramble_per_slice(wobbly, seed=2, offset_unique=True))
+    assert np.unique(linked).size - 1 == 1
+
+
+def test_it_cuts_a_track_too_long_for_its_width_in_micrometres():
+    # A column of constant sections (no dip), 24 slices deep and 8 px wide.
+    col = np.zeros((24, 16, 16), np.int64)
+    col[:, 4:12, 4:12] = 1
+    stack = scramble_per_slice(col, seed=3, offset_unique=True)
+    width = 2 * np.sqrt(64 / np.pi)  # 9.0 px
+    # 24 slices of 1 px: 2.7 widths; of 0.5 px (anisotropy 0.5): 1.3 widths.
+    assert np.unique(link_slices(stack, anisotropy=1.0)).size - 1 == 2
+    assert np.unique(link_slices(stack, anisotropy=0.5)).size - 1 == 1
+    assert np.unique(link_slices(stack, anisotropy=1.0, max_z_elongation=0)).size - 1 == 1
+    assert 24 / width > 2.5 > 12 / width
+
+
+def test_it_cuts_at_a_gap_taken_by_another_object_but_bridges_an_empty_one():
+    yy, xx = np.mgrid[:20, :20]
+    radii = [3, 5, 6, 5, 2, 5, 6, 5, 3]
+    stack = np.stack([((yy - 10) ** 2 + (xx - 10) ** 2 <= r * r) * (z + 1) for z, r in enumerate(radii)])
+    # The small junction section (radius 2) links to neither neighbour; the track would bridge it.
+    assert np.unique(link_slices(stack, split_dip=0)[[0, 8], 10, 10]).size == 1
+    linked = link_slices(stack)
+    assert linked[0, 10, 10] != linked[8, 10, 10]
+    check_invariants(stack, linked)
+    missed = stack.copy()
+    missed[4] = 0  # the 2D model missed a section: bridged, not cut
+    assert np.unique(link_slices(missed)[[0, 8], 10, 10]).size == 1
+
+
+def test_cellprob_dip_weighs_the_sections():
+    col = np.zeros((9, 16, 16), np.int64)
+    col[:, 3:13, 3:13] = 1
+    stack = scramble_per_slice(col, seed=4, offset_unique=True)
+    prob = np.full(col.shape, 4.0, np.float32)
+    prob[4] = -2.0  # the network doubts the middle section: a dim junction
+    assert np.unique(link_slices(stack)).size - 1 == 1
+    assert np.unique(link_slices(stack, cellprob=prob)).size - 1 == 2
+    with pytest.raises(InvalidInputError):
+        link_slices(stack, cellprob=prob[:3])
+
+
+@pytest.mark.parametrize("kwargs", [{"split_dip": 1.0}, {"split_dip": -0.1}, {"max_z_elongation": 0.5},
+                                    {"anisotropy": 0}, {"anisotropy": float("nan")}])
+def test_it_refuses_bad_split_parameters(kwargs):
+    with pytest.raises(InvalidParameterError):
+        link_slices(np.zeros((2, 2, 2), int), **kwargs)
+
+
+def test_the_guides_two_parameter_backend_still_links():
+    from segmentation.core.backends import Hybrid2D3DBackend
+
+    backend = Hybrid2D3DBackend(0.3, 2)
+    assert (backend.linking.min_overlap_ratio, backend.linking.max_distance_z) == (0.3, 2)
+    gt = spheres([((8, 16, 16), 7), ((22, 17, 16), 7)], (32, 32, 32))
+    linked = backend.link(scramble_per_slice(gt, seed=5, offset_unique=True))
+    assert average_precision(gt, linked, thresholds=(0.9,)).ap[0] == 1.0

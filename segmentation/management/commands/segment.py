@@ -16,6 +16,8 @@ import tifffile
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from segmentation.core.params import DEFAULT_3D_BACKEND
+
 
 def _json_default(value):
     """Make numpy scalars and arrays, and paths, JSON-serialisable."""
@@ -93,8 +95,8 @@ class Command(BaseCommand):
                             help="expected nucleus diameter in pixels (default: estimated from the image)")
         # Backend and restoration names are checked by the core, which holds the registry:
         # a new backend needs no change here.
-        parser.add_argument("--backend", default="slice",
-                            help="3D backend: slice, hybrid2d3d or true3d (default: slice)")
+        parser.add_argument("--backend", default=DEFAULT_3D_BACKEND,
+                            help=f"3D backend: slice, hybrid2d3d or true3d (default: {DEFAULT_3D_BACKEND})")
         parser.add_argument("--restoration", default="none",
                             help="restoration before segmentation: none, auto, denoise or deblur (default: none)")
         parser.add_argument("--voxel-size", type=float, nargs="+", default=None, metavar="SIZE",
