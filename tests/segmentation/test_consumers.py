@@ -14,6 +14,8 @@ from annotation.models import LabelVersion
 from ezquant_web.routing import websocket_urlpatterns
 from segmentation.services import segmentation_job_create, segmentation_job_run
 
+from segmentation.core.modelzoo import DEFAULT_MODEL
+
 from .conftest import FAST_PARAMS
 
 
@@ -58,7 +60,7 @@ async def _streams(volume_2d, alice, ivy, path):
     progress = [s["progress"] for s in states if s["status"] == "running"]
     assert len(progress) >= 2 and progress == sorted(progress)
     assert states[-1]["progress"] == 1.0 and states[-1]["label_version"] == "v1"
-    assert states[-1]["model_version"].startswith("ezq_nuclei_v1")
+    assert states[-1]["model_version"].startswith(DEFAULT_MODEL)
     assert await database_sync_to_async(LabelVersion.objects.count)() == 1
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from segmentation.core.modelzoo import DEFAULT_MODEL
+
 pytestmark = pytest.mark.scale
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -192,7 +194,7 @@ def test_it_runs_a_job_in_a_worker_process_and_streams_its_progress(stack):
     assert len(progress) >= 2 and progress == sorted(progress)
     final = stack.api("GET", f"segmentation-jobs/{job['id']}/")
     assert (final["status"], final["label_version"], final["worker_id"]) == ("succeeded", "v1", "scale-worker-a")
-    assert final["model_version"].startswith("ezq_nuclei_v1")
+    assert final["model_version"].startswith(DEFAULT_MODEL)
     _stop(worker)
 
 

@@ -18,6 +18,8 @@ from segmentation.models import SegmentationJob
 from segmentation.services import (segmentation_job_cancel, segmentation_job_claim, segmentation_job_create,
                                    segmentation_job_reap_stale, segmentation_job_run)
 
+from segmentation.core.modelzoo import DEFAULT_MODEL
+
 from .conftest import FAST_PARAMS, run_queued_jobs
 
 
@@ -58,7 +60,7 @@ def test_it_runs_a_job_submitted_through_the_api(volume_2d, ivy, client_for, dja
     assert job.status == "succeeded", job.error
     assert (job.progress, job.attempts, job.error) == (1.0, 1, "")
     assert job.started_at <= job.finished_at
-    assert job.model_version.startswith("ezq_nuclei_v1")
+    assert job.model_version.startswith(DEFAULT_MODEL)
     assert {"read", "segment", "save", "total"} <= set(job.timings)
     version = job.label_version
     assert (version.source, version.model_version, version.created_by) == ("segmentation", job.model_version, ivy)

@@ -16,6 +16,8 @@ from annotation.services import correction_create, label_version_create
 from segmentation.models import ModelPromotion, ModelVersion, SegmentationJob, TrainingJob
 from segmentation.services import project_default_model, segmentation_job_create, training_job_create
 
+from segmentation.core.modelzoo import DEFAULT_MODEL, SHIPPED_MODELS_DIR
+
 from .conftest import FAST_PARAMS, run_queued_jobs
 
 pytestmark = pytest.mark.django_db
@@ -58,9 +60,9 @@ def test_it_trains_promotes_and_rolls_back(corrected, client_for, ada, ivy, alic
     assert len(job.metrics["loss"]) >= 2 and all(np.isfinite(loss) for _, loss in job.metrics["loss"])
     version = job.model_version
     path = Path(settings.EZQUANT_DATA_DIR) / version.adapter_path
-    base = Path("segmentation/core/models/ezq_nuclei_v1.pt")
+    base = SHIPPED_MODELS_DIR / f"{DEFAULT_MODEL}.pt"
     assert path.is_file() and version.adapter_bytes == path.stat().st_size < base.stat().st_size / 5
-    assert (version.number, version.base_model) == (1, "ezq_nuclei_v1")
+    assert (version.number, version.base_model) == (1, DEFAULT_MODEL)
     assert sorted(version.correction_ids + version.held_out_ids) == [c.id for c in corrected]
     assert version.scores["evaluated"] and {"ap50", "ap75", "splits", "merges"} <= set(version.scores["candidate"])
     listed = client_for(ivy).get(reverse("model-version-list", args=[project.id])).json()
