@@ -12,7 +12,12 @@ Django ``ValidationError``                    400     "Validation error"; ``extr
 ``ObjectDoesNotExist``, ``Http404``            404     "Not found." (also what non-members get)
 authentication missing or wrong               401     DRF's message
 other DRF ``APIException``                    its own DRF's message
+anything else (a bug)                         500     "Server error." (the traceback goes to the log)
 ============================================  ======  ==========================================
+
+Outside a view's exception handler (a URL that matches no route, a bug that escapes, a
+suspicious request) Django's ``handler404``/``handler500``/... answer instead; under
+``/api/`` they answer in the same shape (:func:`error_handler`), elsewhere with Django's pages.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler as drf_exception_handler
 
-__all__ = ["ApplicationError", "AutoSchema", "Pagination", "exception_handler"]
+__all__ = ["ApplicationError", "AutoSchema", "Pagination", "error_handler", "exception_handler"]
 
 
 class ApplicationError(Exception):
@@ -69,6 +74,29 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     else:
         response.data = {"message": str(exc.detail), "extra": {}}
     return response
+
+
+_HANDLER_MESSAGES = {400: "Bad request.", 403: "You do not have permission to perform this action.",
+                     404: "Not found.", 500: "Server error."}
+
+
+def error_handler(status: int):
+    """Django's ``handler<status>`` view for ``urls.py``: the error shape under ``/api/``,
+    Django's own page elsewhere. With DEBUG off Django would otherwise answer the API's
+    clients with HTML."""
+    from django.http import JsonResponse
+    from django.views import defaults
+
+    page = {400: defaults.bad_request, 403: defaults.permission_denied, 404: defaults.page_not_found,
+            500: defaults.server_error}[status]
+
+    def view(request, exception=None):
+        if request.path.startswith("/api/"):
+            return JsonResponse({"message": _HANDLER_MESSAGES[status], "extra": {}}, status=status)
+        return page(request) if status == 500 else page(request, exception)
+
+    view.__name__ = f"handler{status}"
+    return view
 
 
 class Pagination(PageNumberPagination):

@@ -91,15 +91,61 @@ def database_from_url(url: str) -> dict:
     raise ImproperlyConfigured(f"DATABASE_URL must start with postgres://, postgresql:// or sqlite://; got {url!r}")
 
 
+#: Django's own deploy check (security.W009) wants at least 50 characters.
+SECRET_KEY_MIN_LENGTH = 50
+
+
+def secret_key(given: str | None, path: Path) -> str:
+    """``SECRET_KEY`` as given (refused when shorter than 50 characters), else the key kept in
+    ``path``, generated the first time. Several processes may start at once: each writes a
+    whole key to a file of its own and links it into place, which fails if one is there, so
+    they all end up with the first key and none reads a half-written one."""
+    if given is not None:
+        if len(given) < SECRET_KEY_MIN_LENGTH or len(set(given)) < 5:
+            raise ImproperlyConfigured(
+                f"SECRET_KEY must be at least {SECRET_KEY_MIN_LENGTH} characters (of at least 5 different ones); "
+                f"got {len(given)}. Unset it to use a generated key kept in {path}, or make one with: "
+                "python -c 'import secrets; print(secrets.token_urlsafe(50))'")
+        return given
+    import secrets
+
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(50) + "\n")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process was first: use its key
+        finally:
+            tmp.unlink()
+    key = path.read_text().strip()
+    if len(key) < SECRET_KEY_MIN_LENGTH:
+        raise ImproperlyConfigured(f"the kept SECRET_KEY in {path} is shorter than {SECRET_KEY_MIN_LENGTH} "
+                                   "characters: delete the file to generate a new one")
+    return key
+
+
 VERSION = __version__
 
-DEBUG = env_bool("DEBUG", True)
-if DEBUG:
-    SECRET_KEY = env_str("SECRET_KEY", "django-insecure-ezquant-dev-only")
-else:
-    SECRET_KEY = env_str("SECRET_KEY")  # no default: production must set its own
+# Off unless asked for: debug pages show every URL pattern and the settings to whoever gets one.
+DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# --- Behind HTTPS (the production settings in the README: `manage.py check --deploy` is clean) ---
+# Trust the proxy's X-Forwarded-Proto: https (set only behind a proxy that sets it itself).
+if env_bool("SECURE_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# /healthz stays reachable over plain HTTP for a load balancer's probe.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# Send the session and CSRF cookies over HTTPS only; turn on wherever the site is served over HTTPS.
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
 
 INSTALLED_APPS = [
     "daphne",  # first, so `manage.py runserver` serves ASGI (HTTP and WebSockets)
@@ -210,13 +256,13 @@ STATIC_ROOT = BASE_DIR / "var" / "static"
 # Serve /static/ from the ASGI app itself (see asgi.py); turn off behind a web server that does.
 SERVE_STATIC = env_bool("SERVE_STATIC", True)
 
-# Send the session and CSRF cookies over HTTPS only; turn on wherever the site is served over HTTPS.
-SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
-
 # --- Volumes and the REST API ---------------------------------------------------------------
 # Where volumes (OME-Zarr directories), uploads in progress and exports live; relative paths are
 # relative to the repository. Volume rows store their path relative to this folder.
 EZQUANT_DATA_DIR = BASE_DIR / env_str("EZQUANT_DATA_DIR", "var/data")
+EZQUANT_DATA_DIR.mkdir(parents=True, exist_ok=True)
+# Empty counts as unset (an env file's "SECRET_KEY=").
+SECRET_KEY = secret_key(os.environ.get("SECRET_KEY") or None, EZQUANT_DATA_DIR / "secret_key")
 # Largest image accepted, in voxels (Z * Y * X), checked before anything is written.
 EZQUANT_MAX_VOXELS = env_int("EZQUANT_MAX_VOXELS", 2 ** 31)
 # Largest upload accepted (an image or a label TIFF), in bytes; larger ones get 413.

@@ -5,6 +5,14 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 
+from ezquant_web.api import error_handler
+
+# Under /api/ every error is {"message", "extra"} JSON, DEBUG or not (ezquant_web.api).
+handler400 = error_handler(400)
+handler403 = error_handler(403)
+handler404 = error_handler(404)
+handler500 = error_handler(500)
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(template_name="frontend/login.html",

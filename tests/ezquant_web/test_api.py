@@ -70,3 +70,39 @@ def test_it_renders_errors_in_one_shape():
     response = _handled(ValidationError({"name": ["taken"]}))
     assert response.status_code == 400 and response.data["extra"]["fields"] == {"name": ["taken"]}
     assert _handled(RuntimeError("bug")) is None
+
+
+@pytest.mark.django_db
+def test_it_answers_an_unknown_api_url_in_the_error_shape_with_debug_off(settings, alice):
+    settings.DEBUG = False
+    client = APIClient()
+    client.force_authenticate(alice)
+    response = client.get("/api/v1/no-such-thing/")
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"message": "Not found.", "extra": {}}
+
+
+@pytest.mark.django_db
+def test_it_answers_a_server_error_of_the_api_in_the_error_shape(settings, monkeypatch, alice):
+    from annotation import apis
+
+    settings.DEBUG = False
+
+    def broken(self, request):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(apis.ProjectListApi, "get", broken)
+    client = APIClient(raise_request_exception=False)
+    client.force_authenticate(alice)
+    response = client.get("/api/v1/projects/")
+    assert response.status_code == 500
+    assert response.json() == {"message": "Server error.", "extra": {}}
+
+
+@pytest.mark.django_db
+def test_it_keeps_html_error_pages_outside_the_api(settings, client):
+    settings.DEBUG = False
+    response = client.get("/no-such-page/")
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("text/html")

@@ -61,9 +61,54 @@ def test_it_refuses_other_database_urls(url):
         database_from_url(url)
 
 
-def test_it_refuses_to_start_without_a_secret_key_when_not_debugging():
-    env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"} | {"DEBUG": "0"}
-    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=120)
+def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG")}
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=base | env,
+                          capture_output=True, text=True, timeout=120)
+
+
+#: The production settings the README documents, behind an HTTPS proxy.
+PRODUCTION = {"SECRET_KEY": "p" + "roduction-key-" * 5, "ALLOWED_HOSTS": "ezquant.lab.example",
+              "CSRF_TRUSTED_ORIGINS": "https://ezquant.lab.example", "SECURE_PROXY_SSL_HEADER": "1",
+              "SECURE_SSL_REDIRECT": "1", "SECURE_COOKIES": "1", "SECURE_HSTS_SECONDS": "31536000",
+              "SECURE_HSTS_INCLUDE_SUBDOMAINS": "1", "SECURE_HSTS_PRELOAD": "1"}
+
+
+def test_it_does_not_debug_unless_asked(monkeypatch):
+    monkeypatch.delenv("DEBUG", raising=False)
+    result = subprocess.run([sys.executable, "-c", "from ezquant_web import settings; print(settings.DEBUG)"],
+                            cwd=REPO, capture_output=True, text=True, timeout=120,
+                            env={k: v for k, v in os.environ.items() if k != "DEBUG"})
+    assert result.stdout.split() == ["False"], result.stderr
+
+
+def test_it_refuses_a_short_secret_key():
+    result = _manage("check", SECRET_KEY="too-short-for-a-lab-server", DEBUG="0")
     assert result.returncode != 0
-    assert "SECRET_KEY is required" in result.stderr
+    assert "SECRET_KEY must be at least 50 characters" in result.stderr
+
+
+def test_it_generates_a_secret_key_once_and_keeps_it(tmp_path):
+    path = tmp_path / "secret_key"
+    from ezquant_web.settings import secret_key
+
+    first = secret_key(None, path)
+    assert len(first) >= 50
+    assert secret_key(None, path) == first
+    assert path.stat().st_mode & 0o077 == 0  # readable by its owner only
+    assert secret_key("g" + "iven-key-" * 6, path) == "g" + "iven-key-" * 6
+
+
+def test_it_starts_without_a_secret_key_and_keeps_the_one_it_made(tmp_path):
+    data = tmp_path / "data"
+    result = _manage("check", DEBUG="0", EZQUANT_DATA_DIR=str(data))
+    assert result.returncode == 0, result.stderr
+    key = (data / "secret_key").read_text()
+    assert _manage("check", DEBUG="0", EZQUANT_DATA_DIR=str(data)).returncode == 0
+    assert (data / "secret_key").read_text() == key
+
+
+def test_it_passes_the_deploy_check_under_the_production_settings(tmp_path):
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", EZQUANT_DATA_DIR=str(tmp_path), **PRODUCTION)
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "no issues" in result.stdout
