@@ -228,6 +228,9 @@ EZQUANT_EMBEDDED_WORKER = env_bool("EZQUANT_EMBEDDED_WORKER", "DATABASE_URL" not
 # A running job whose heartbeat is older than this is taken for dead (its worker was killed)
 # and marked failed by the reaper that every worker runs at start and every minute.
 EZQUANT_JOB_STALE_SECONDS = env_int("EZQUANT_JOB_STALE_SECONDS", 600)
+# /healthz answers 503 when the oldest queued job has waited this long while no job started or
+# gave a heartbeat (the queue does not move: no worker, or a stuck one).
+EZQUANT_JOB_QUEUE_STUCK_SECONDS = env_int("EZQUANT_JOB_QUEUE_STUCK_SECONDS", 900)
 # "HH:MM" (local time): every worker queues, once a day from then, a retraining of each project
 # with at least 20 approved corrections not trained on yet. Empty: no schedule.
 EZQUANT_RETRAIN_NIGHTLY_AT = env_str("EZQUANT_RETRAIN_NIGHTLY_AT", "")
@@ -265,6 +268,14 @@ EZQUANT_DATA_DIR.mkdir(parents=True, exist_ok=True)
 SECRET_KEY = secret_key(os.environ.get("SECRET_KEY") or None, EZQUANT_DATA_DIR / "secret_key")
 # Largest image accepted, in voxels (Z * Y * X), checked before anything is written.
 EZQUANT_MAX_VOXELS = env_int("EZQUANT_MAX_VOXELS", 2 ** 31)
+# Largest image accepted once decoded, in bytes (voxels x bytes per voxel of its type), read
+# from the file's header before any pixel is decoded: what one volume may cost in memory.
+EZQUANT_MAX_IMAGE_BYTES = env_int("EZQUANT_MAX_IMAGE_BYTES", 2 ** 30)
+# What one edit may cost: points of its drawing, brush radius (pixels), voxels of the region
+# it reads and rewrites. Larger edits are refused with 400 before any pixel is touched.
+EZQUANT_EDIT_MAX_POINTS = env_int("EZQUANT_EDIT_MAX_POINTS", 10_000)
+EZQUANT_EDIT_MAX_RADIUS = env_int("EZQUANT_EDIT_MAX_RADIUS", 100)
+EZQUANT_EDIT_MAX_VOXELS = env_int("EZQUANT_EDIT_MAX_VOXELS", 2 ** 24)
 # Largest upload accepted (an image or a label TIFF), in bytes; larger ones get 413.
 EZQUANT_MAX_UPLOAD_BYTES = env_int("EZQUANT_MAX_UPLOAD_BYTES", 8 * 2 ** 30)
 # Encoded tiles kept in memory per server process (LRU), in bytes; 0 turns the cache off.
