@@ -3,6 +3,9 @@
 ``ws/jobs/<job_id>/``: one job. ``ws/volumes/<volume_id>/jobs/``: every job of a volume.
 Anonymous connections are closed with 4401, non-members of the project with 4403. Each message
 is a job's state (``events.job_state``), first the persisted one, then each change.
+
+A refusal accepts the handshake and then closes with its code: a close before the accept is
+an HTTP 403 answer to the handshake, which no browser shows to the page (it sees 1006).
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+            await self.refuse(CLOSE_UNAUTHENTICATED)
             return
         kwargs = self.scope["url_route"]["kwargs"]
         # Join first, read second: an event sent in between is received as well, and each
@@ -64,12 +67,16 @@ class JobConsumer(AsyncJsonWebsocketConsumer):
         states = await self.states_for(user, kwargs)
         if states is None:
             await self.channel_layer.group_discard(group, self.channel_name)
-            await self.close(code=CLOSE_FORBIDDEN)
+            await self.refuse(CLOSE_FORBIDDEN)
             return
         self.groups = [group]
         await self.accept()
         for state in states:
             await self.send_json(state)
+
+    async def refuse(self, code: int) -> None:
+        await self.accept()
+        await self.close(code=code)
 
     async def job_event(self, event):
         await self.send_json(event["state"])

@@ -38,7 +38,14 @@ def training_job_visible(*, user: AbstractBaseUser) -> QuerySet[TrainingJob]:
 
 
 def training_job_get(*, user: AbstractBaseUser, job_id: int) -> TrainingJob:
-    return training_job_visible(user=user).get(id=job_id)
+    """The job for its project's instructors and admins: ``TrainingJob.DoesNotExist`` (404) for
+    a non-member, as everywhere, and 403 for a student, who is told who may."""
+    from annotation import roles
+
+    job = TrainingJob.objects.filter(project__memberships__user=user).select_related(
+        "model_version", "project").get(id=job_id) if user.is_authenticated else TrainingJob.objects.none().get()
+    roles.require_role(user=user, project_id=job.project_id, roles=roles.STAFF, action="reading trainings")
+    return job
 
 
 def training_job_list(*, user: AbstractBaseUser, project_id: int) -> QuerySet[TrainingJob]:

@@ -117,3 +117,15 @@ def test_the_retrain_command_waits_for_enough_corrections(corrected, capsys):
     assert result["model_version"] == 1 and result["adapter_bytes"] > 0
     with pytest.raises(CommandError, match="no project named"):
         call_command("retrain", "--project", "Nope")
+
+
+def test_it_tells_a_student_that_trainings_are_for_staff(project, client_for, ada, alice, eve):
+    job = TrainingJob.objects.create(project=project, created_by=ada, params={}, correction_ids=[1])
+    for name in ("training-job-detail", "training-job-cancel", "training-job-resume"):
+        url = reverse(name, args=[job.id])
+        response = client_for(alice).get(url) if name == "training-job-detail" else client_for(alice).post(url)
+        assert response.status_code == 403, name
+        assert "is for the instructors and admins" in response.json()["message"], name
+        outsider = client_for(eve).get(url) if name == "training-job-detail" else client_for(eve).post(url)
+        assert outsider.status_code == 404, name
+    assert client_for(ada).get(reverse("training-job-detail", args=[job.id])).status_code == 200
