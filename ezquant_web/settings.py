@@ -225,6 +225,9 @@ TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 # Run a worker thread inside the ASGI process: on by default when DATABASE_URL is unset (one
 # machine, SQLite, nothing else to start); off in the scale configuration.
 EZQUANT_EMBEDDED_WORKER = env_bool("EZQUANT_EMBEDDED_WORKER", "DATABASE_URL" not in os.environ)
+# Jobs waiting at once, per user and per project: more are refused (429) until some have run.
+EZQUANT_MAX_QUEUED_JOBS_PER_USER = env_int("EZQUANT_MAX_QUEUED_JOBS_PER_USER", 10)
+EZQUANT_MAX_QUEUED_JOBS_PER_PROJECT = env_int("EZQUANT_MAX_QUEUED_JOBS_PER_PROJECT", 30)
 # A running job whose heartbeat is older than this is taken for dead (its worker was killed)
 # and marked failed by the reaper that every worker runs at start and every minute.
 EZQUANT_JOB_STALE_SECONDS = env_int("EZQUANT_JOB_STALE_SECONDS", 600)

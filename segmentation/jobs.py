@@ -11,6 +11,7 @@ model class (``SegmentationJob``, ``TrainingJob``); the services say what the wo
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 import socket
@@ -21,7 +22,7 @@ from typing import Any, Callable
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from ezquant_web.api import ApplicationError
@@ -30,8 +31,8 @@ from segmentation.models import Job, SegmentationJob, TrainingJob
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HEARTBEAT_INTERVAL_S", "JOB_MODELS", "JobCancelled", "Progress", "job_cancel", "job_claim",
-           "job_reap_stale", "run_job"]
+__all__ = ["FAIR_WINDOW_S", "HEARTBEAT_INTERVAL_S", "JOB_MODELS", "JobCancelled", "Progress", "job_cancel",
+           "job_claim", "job_claim_next", "job_fair_order", "job_reap_stale", "run_job"]
 
 Status = Job.Status
 JOB_MODELS: tuple[type[Job], ...] = (SegmentationJob, TrainingJob)
@@ -57,6 +58,54 @@ def _worker_id() -> str:
 
 def _fresh(model: type[Job], job_id: int) -> Job:
     return model.objects.select_related(*events.RELATED[model]).get(id=job_id)
+
+
+# A project's share of the workers: its jobs running now, or started within this many seconds,
+# count against it when the next job is chosen (job_fair_order).
+FAIR_WINDOW_S = 600.0
+
+
+def job_fair_order(model: type[Job]) -> list[int]:
+    """The queued jobs' ids in the order workers should take them: fair across projects.
+
+    Each next job is the oldest queued job of the project with the fewest jobs running or
+    started in the last ``FAIR_WINDOW_S`` seconds (counting those already placed before it),
+    the project whose oldest queued job is older on a tie. One project that queues 90 jobs
+    thus takes its turn with the others instead of holding the workers until all 90 are done.
+    """
+    queued = list(model.objects.filter(status=Status.QUEUED, cancel_requested=False).order_by("id")
+                  .values_list("id", "project_id"))
+    if not queued:
+        return []
+    by_project: dict[int, list[int]] = {}
+    for job_id, project_id in queued:
+        by_project.setdefault(project_id, []).append(job_id)
+    cutoff = timezone.now() - timedelta(seconds=FAIR_WINDOW_S)
+    busy = dict.fromkeys(by_project, 0)
+    for project_id in model.objects.filter(project_id__in=list(by_project)).filter(
+            Q(status=Status.RUNNING) | Q(started_at__gte=cutoff)).values_list("project_id", flat=True):
+        busy[project_id] += 1
+    # (share used, oldest waiting id, project): a heap gives the next project in O(log n).
+    heap = [(busy[p], ids[0], p) for p, ids in by_project.items()]
+    heapq.heapify(heap)
+    order: list[int] = []
+    while heap:
+        used, job_id, project_id = heapq.heappop(heap)
+        order.append(job_id)
+        waiting = by_project[project_id]
+        waiting.pop(0)
+        if waiting:
+            heapq.heappush(heap, (used + 1, waiting[0], project_id))
+    return order
+
+
+def job_claim_next(model: type[Job], *, worker_id: str) -> int | None:
+    """Claim the fairest queued job (:func:`job_fair_order`) for this worker; its id, or
+    ``None`` when there is none left. Another worker may win a job first: then the next."""
+    for job_id in job_fair_order(model):
+        if job_claim(model, job_id=job_id, worker_id=worker_id):
+            return job_id
+    return None
 
 
 def job_claim(model: type[Job], *, job_id: int, worker_id: str) -> bool:
@@ -128,16 +177,17 @@ Work = Callable[[Job, Progress, dict], Callable[[], dict]]
 
 
 def run_job(model: type[Job], *, job_id: int, work: Work, worker_id: str | None = None,
-            on_metrics: Callable[[dict], dict] | None = None) -> str:
+            on_metrics: Callable[[dict], dict] | None = None, claimed: bool = False) -> str:
     """Claim and run one job to its end; returns the status it ended with.
 
-    A job another worker holds (or that was cancelled before it started) is left alone. Any
+    A job another worker holds (or that was cancelled before it started) is left alone;
+    ``claimed``: this worker has claimed it already (:func:`job_claim_next`). Any
     exception ends the job ``failed`` with its text, and nothing of its result is committed;
     an interrupt (SystemExit, KeyboardInterrupt from a worker shutting down) does too and is
     raised again.
     """
     worker_id = worker_id or _worker_id()
-    if not job_claim(model, job_id=job_id, worker_id=worker_id):
+    if not claimed and not job_claim(model, job_id=job_id, worker_id=worker_id):
         model.objects.filter(id=job_id, status=Status.QUEUED, cancel_requested=True).update(
             status=Status.CANCELLED, finished_at=timezone.now())
         return model.objects.filter(id=job_id).values_list("status", flat=True).first() or "missing"

@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["JobCancelled", "model_version_promote", "project_default_model", "segmentation_job_cancel",
            "segmentation_job_claim", "segmentation_job_create", "segmentation_job_reap_stale", "segmentation_job_run",
+           "segmentation_job_run_next",
            "retraining_needed", "training_job_cancel", "training_job_create", "training_job_resume",
            "training_job_run"]
 
@@ -53,6 +54,7 @@ def segmentation_job_create(*, volume: Volume, user: AbstractBaseUser | None, pa
     from annotation.services import audit_record
 
     with transaction.atomic():
+        _check_queue_limits(project_id=volume.project_id, user=user)
         job = SegmentationJob.objects.create(project_id=volume.project_id, volume=volume, created_by=user,
                                              params=checked)
         audit_record(user=user, project_id=volume.project_id, action="segmentation_job.create", obj=job,
@@ -60,6 +62,28 @@ def segmentation_job_create(*, volume: Volume, user: AbstractBaseUser | None, pa
     events.job_publish(job)
     transaction.on_commit(lambda: segmentation_job_task.enqueue(job_id=job.id))
     return job
+
+
+def _check_queue_limits(*, project_id: int, user: AbstractBaseUser | None) -> None:
+    """429 when the user, or the project, already has as many jobs waiting as allowed
+    (``EZQUANT_MAX_QUEUED_JOBS_PER_USER``, ``..._PER_PROJECT``): one account cannot fill the
+    queue that the lab shares. Inside the creating transaction, with the project row locked
+    (PostgreSQL; SQLite's IMMEDIATE transactions are serialised anyway), so two submissions
+    at once cannot both pass the last free place."""
+    from django.conf import settings
+
+    from annotation.models import Project
+
+    list(Project.objects.select_for_update().filter(id=project_id).values_list("id", flat=True))
+    queued = SegmentationJob.objects.filter(status=SegmentationJob.Status.QUEUED)
+    per_project = settings.EZQUANT_MAX_QUEUED_JOBS_PER_PROJECT
+    if queued.filter(project_id=project_id).count() >= per_project:
+        raise ApplicationError(f"this project already has {per_project} jobs waiting, the most allowed: wait for "
+                               "some to run, or cancel some", status=429, extra={"limit": per_project})
+    per_user = settings.EZQUANT_MAX_QUEUED_JOBS_PER_USER
+    if user is not None and queued.filter(created_by=user).count() >= per_user:
+        raise ApplicationError(f"you already have {per_user} jobs waiting, the most allowed: wait for some to run, "
+                               "or cancel some", status=429, extra={"limit": per_user})
 
 
 def segmentation_job_claim(*, job_id: int, worker_id: str) -> bool:
@@ -80,6 +104,19 @@ def _model_version(info: dict[str, Any]) -> str:
 def segmentation_job_run(*, job_id: int, worker_id: str | None = None) -> str:
     """Claim and run one segmentation job to its end (``jobs.run_job``); returns its status."""
     return jobs.run_job(SegmentationJob, job_id=job_id, worker_id=worker_id, work=_segmentation_work)
+
+
+def segmentation_job_run_next(*, worker_id: str | None = None) -> int | None:
+    """Claim and run the queued job that is fairest to run next, whichever project it is of
+    (``jobs.job_fair_order``); its id, or ``None`` when nothing is queued.
+
+    Each queued job has a task of its own, and a task runs the fairest job, not necessarily
+    its own: there are always at least as many tasks waiting as jobs, so every job runs."""
+    worker_id = worker_id or jobs._worker_id()
+    job_id = jobs.job_claim_next(SegmentationJob, worker_id=worker_id)
+    if job_id is not None:
+        jobs.run_job(SegmentationJob, job_id=job_id, worker_id=worker_id, work=_segmentation_work, claimed=True)
+    return job_id
 
 
 def _segmentation_work(job: SegmentationJob, progress, timings: dict):

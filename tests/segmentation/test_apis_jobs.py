@@ -99,3 +99,24 @@ def test_it_refuses_anonymous_callers(volume_2d, ivy, client_for, name, training
     job = segmentation_job_create(volume=volume_2d, user=ivy, params=FAST_PARAMS)
     assert _call(client_for(None), name, job).status_code == 401
     assert SegmentationJob.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_it_limits_the_jobs_one_user_and_one_project_may_queue(volume_2d, ivy, ada, client_for, settings):
+    settings.EZQUANT_MAX_QUEUED_JOBS_PER_USER = 2
+    settings.EZQUANT_MAX_QUEUED_JOBS_PER_PROJECT = 3
+    for _ in range(2):
+        assert client_for(ivy).post(_list_url(volume_2d), {"params": FAST_PARAMS}, format="json").status_code == 201
+    refused = client_for(ivy).post(_list_url(volume_2d), {"params": FAST_PARAMS}, format="json")
+    assert refused.status_code == 429
+    assert refused.json() == {"message": "you already have 2 jobs waiting, the most allowed: wait for some to run, "
+                                         "or cancel some", "extra": {"limit": 2}}
+    assert client_for(ada).post(_list_url(volume_2d), {"params": FAST_PARAMS}, format="json").status_code == 201
+    full = client_for(ada).post(_list_url(volume_2d), {"params": FAST_PARAMS}, format="json")
+    assert (full.status_code, full.json()["extra"]) == (429, {"limit": 3})
+    assert "this project already has 3 jobs waiting" in full.json()["message"]
+    assert SegmentationJob.objects.count() == 3
+    # A job that no longer waits frees its place.
+    job = SegmentationJob.objects.filter(created_by=ivy).first()
+    assert client_for(ivy).post(reverse("segmentation-job-cancel", kwargs={"job_id": job.id})).status_code == 200
+    assert client_for(ivy).post(_list_url(volume_2d), {"params": FAST_PARAMS}, format="json").status_code == 201
