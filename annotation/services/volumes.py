@@ -87,7 +87,9 @@ def volume_import(*, project: Project, src_path: str | os.PathLike, name: str, u
     """Import a TIFF / OME-TIFF file or OME-Zarr directory into ``project`` as a new volume.
 
     The image is streamed plane by plane into ``EZQUANT_DATA_DIR/volumes/<uuid>``; images with
-    more than ``EZQUANT_MAX_VOXELS`` voxels are refused before anything is written. ``name``
+    more than ``EZQUANT_MAX_VOXELS`` voxels or that decode to more than
+    ``EZQUANT_MAX_IMAGE_BYTES`` are refused from the file's header, before anything is decoded
+    or written. ``name``
     defaults to the source's file name. Storage errors (unreadable file, wrong axes, missing
     channel, too large) propagate as :class:`~annotation.storage.StorageError`.
     """
@@ -96,7 +98,7 @@ def volume_import(*, project: Project, src_path: str | os.PathLike, name: str, u
     relative = f"{VOLUMES_DIR}/{uuid.uuid4().hex}"
     dest = _data_dir() / relative
     store = import_image(src_path, dest, channel=channel, voxel_size=voxel_size,
-                         max_voxels=settings.EZQUANT_MAX_VOXELS)
+                         max_voxels=settings.EZQUANT_MAX_VOXELS, max_bytes=settings.EZQUANT_MAX_IMAGE_BYTES)
     meta = store.meta
     try:
         with transaction.atomic():
@@ -139,9 +141,14 @@ def label_version_create(*, volume: Volume, labels: np.ndarray, user: AbstractBa
         raise ApplicationError(f"source must be one of {', '.join(LabelVersion.Source.values)}, got {source!r}")
     if parent is not None and parent.volume_id != volume.id:
         raise ApplicationError(f"the parent version {parent.name} belongs to another volume")
+    from annotation.storage.labels import as_labels
+
     store = volume_store(volume)
-    meta = store.write_labels(labels, parent=parent.name if parent is not None else None)
+    # Validate and measure before any file is written: labels refused here leave no version
+    # directory behind (an orphan would make the version numbers jump).
+    labels = as_labels(labels, store.meta.shape)
     rows = nucleus_table(labels, store.read_volume(0), store.meta.voxel_size, uncertainty=uncertainty)
+    meta = store.write_labels(labels, parent=parent.name if parent is not None else None)
     with transaction.atomic():
         version = LabelVersion.objects.create(
             volume=volume, number=meta.number, name=meta.name, parent=parent, source=source,
@@ -158,20 +165,48 @@ def label_version_upload(*, volume: Volume, src_path: str | os.PathLike, user: A
     """A new label version (source ``upload``) from a label TIFF of the volume's shape.
 
     The TIFF holds (Z, Y, X) integer ids, or (Y, X) for a 2D volume; extra axes of length 1
-    (ImageJ's T and C) are dropped. A file that is no TIFF raises :class:`ApplicationError`; a
-    shape or type that does not fit, ``LabelShapeError`` / ``InvalidLabelsError`` (storage).
+    (ImageJ's T and C) are dropped. Shape and type are checked from the file's header before
+    any pixel is decoded, so a small file that would decode to gigabytes costs nothing. Ids
+    must stay below ``LABEL_ID_LIMIT - 1`` (2**24 - 1: what a label tile carries, with room
+    for one more nucleus). A file that is no TIFF, of the wrong shape or type (bool masks
+    included) or with ids out of range raises :class:`ApplicationError` (400), and nothing is
+    written.
     """
     import tifffile  # only uploads need it
 
+    from annotation.storage.tiles import LABEL_ID_LIMIT
+
+    shape = volume.shape
     try:
-        labels = tifffile.imread(src_path)
+        with tifffile.TiffFile(src_path) as tif:
+            series = tif.series[0] if tif.series else None
+            if series is None or 0 in series.shape:
+                raise ApplicationError("the labels TIFF holds no image")
+            found, dtype = tuple(int(s) for s in series.shape), np.dtype(series.dtype)
+            if tuple(s for s in found if s != 1) != tuple(s for s in shape if s != 1):
+                raise ApplicationError(f"labels have shape {found}, the volume is {shape} (z, y, x)",
+                                       extra={"shape": list(found), "volume_shape": list(shape)})
+            if dtype.kind == "b":
+                raise ApplicationError("the labels are a true/false mask; labels hold an integer id per nucleus "
+                                       "(0 = background): label the mask's objects first",
+                                       extra={"dtype": str(dtype)})
+            if dtype.kind not in "ui":
+                raise ApplicationError(f"labels must be integers (0 = background), got {dtype}",
+                                       extra={"dtype": str(dtype)})
+            labels = series.asarray().reshape(shape)
+    except ApplicationError:
+        raise
     except Exception as exc:  # tifffile raises many types for a bad file
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise ApplicationError(f"the labels are not a readable TIFF file: {reason}") from None
-    if labels.size == 0:
-        raise ApplicationError("the labels TIFF holds no image")
-    while labels.ndim > 3 and 1 in labels.shape:
-        labels = labels.squeeze(axis=labels.shape.index(1))
+    if labels.dtype.kind == "i" and labels.min() < 0:
+        raise ApplicationError("the labels contain negative ids; ids are 0 (background) or positive")
+    largest = int(labels.max())
+    if largest >= LABEL_ID_LIMIT - 1:
+        raise ApplicationError(
+            f"the labels' largest id is {largest:,}; ids must be below {LABEL_ID_LIMIT - 1:,} (what a label tile "
+            "carries, with room for a nucleus added later): renumber them 1..N",
+            extra={"largest_id": largest, "limit": LABEL_ID_LIMIT - 1})
     return label_version_create(volume=volume, labels=labels, user=user, source=LabelVersion.Source.UPLOAD,
                                 parent=parent)
 

@@ -30,7 +30,8 @@ class ChannelError(InvalidImageError):
 
 
 class ImageTooLargeError(StorageError):
-    """The image has more voxels than the configured ``max_voxels``."""
+    """The image has more voxels than the configured ``max_voxels``, or decodes to more bytes
+    than ``max_bytes``."""
 
 
 class DestinationExistsError(StorageError):

@@ -89,7 +89,10 @@ def as_labels(labels: np.ndarray, shape: tuple[int, int, int], what: str = "labe
         labels = labels[np.newaxis]
     if labels.shape != tuple(shape):
         raise LabelShapeError(f"{what} have shape {labels.shape}, the volume is {tuple(shape)} (z, y, x)")
-    if labels.dtype.kind not in "uib":
+    if labels.dtype.kind == "b":  # a mask is not labels: one id for every object would be a guess
+        raise InvalidLabelsError(f"{what} are a true/false mask; labels hold an integer id per nucleus "
+                                 "(0 = background)")
+    if labels.dtype.kind not in "ui":
         raise InvalidLabelsError(f"{what} must be integers (0 = background), got dtype {labels.dtype}")
     if labels.size and labels.dtype.kind == "i" and labels.min() < 0:
         raise InvalidLabelsError(f"{what} contain negative ids; ids are 0 (background) or positive")

@@ -16,7 +16,7 @@ import numpy as np
 
 from .errors import StorageError
 
-__all__ = ["TILE_SIZE", "LabelVersionMeta", "VolumeMeta"]
+__all__ = ["TILE_SIZE", "VOXEL_SIZE_RANGE", "LabelVersionMeta", "VolumeMeta", "check_voxel_range"]
 
 #: Side of a tile and of a chunk's (y, x) extent, in pixels.
 TILE_SIZE = 256
@@ -58,6 +58,21 @@ def voxel_size3(value: Any, *, ndim: int = 3) -> tuple[float, float, float]:
         wanted = "(z, y, x) or (y, x)" if ndim == 2 else "(z, y, x)"
         raise StorageError(f"voxel_size must be {wanted} positive numbers, got {value!r}")
     return values if len(values) == 3 else (1.0, *values)
+
+
+#: Voxel sizes accepted at import, in micrometres (a tenth of a nanometre to a centimetre):
+#: values outside make every volume and measurement meaningless (1e308 overflows to inf).
+VOXEL_SIZE_RANGE = (1e-4, 1e4)
+
+
+def check_voxel_range(size: tuple[float, float, float], *, what: str = "voxel_size") -> tuple[float, float, float]:
+    """Refuse a (z, y, x) voxel size outside :data:`VOXEL_SIZE_RANGE` with a one-line
+    :class:`StorageError`; return it unchanged otherwise."""
+    lo, hi = VOXEL_SIZE_RANGE
+    if not all(lo <= v <= hi for v in size):
+        raise StorageError(f"{what} {tuple(size)} is outside the accepted range {lo:g}..{hi:g} micrometres "
+                           "(z, y, x)")
+    return size
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ import numpy as np
 
 from . import labels as _labels
 from .errors import (
-    DestinationExistsError, ImageTooLargeError, NotAVolumeError, StorageError, TileOutOfRangeError,
+    DestinationExistsError, ImageTooLargeError, InvalidImageError, NotAVolumeError, StorageError, TileOutOfRangeError,
 )
-from .meta import TILE_SIZE, LabelVersionMeta, VolumeMeta, voxel_size3
+from .meta import TILE_SIZE, LabelVersionMeta, VolumeMeta, check_voxel_range, voxel_size3
 from .ngff import image_attributes, label_attributes, labels_group_attributes
 from .pyramid import ContrastEstimator, downsample_mean, pyramid_shapes
 from .sources import ArraySource, PlaneSource, open_source
@@ -67,6 +67,12 @@ def _write_volume(dest: Path, source: PlaneSource, *, voxel_size: tuple[float, f
         n_planes = source.shape[0]
         for z in range(n_planes):
             plane = source.plane(z)
+            if plane.dtype.kind == "f" and not np.isfinite(plane).all():
+                # NaN or Inf would poison every measurement and the contrast of the volume for
+                # good: refuse at the door rather than store it.
+                bad = int(np.count_nonzero(~np.isfinite(plane)))
+                raise InvalidImageError(f"{source.name!r} has {bad:,} NaN or infinite value(s) in plane {z}; "
+                                        "only finite intensities can be imported (replace them, e.g. by 0)")
             contrast.update(plane)
             arrays[0][z] = plane
             for array in arrays[1:]:
@@ -94,13 +100,62 @@ def _write_volume(dest: Path, source: PlaneSource, *, voxel_size: tuple[float, f
 
 def _resolve_voxel_size(given, found, ndim: int) -> tuple[float, float, float]:
     if given is not None:
-        return voxel_size3(given, ndim=ndim)
-    return tuple(float(v) if v is not None and math.isfinite(v) and v > 0 else 1.0 for v in found)
+        return check_voxel_range(voxel_size3(given, ndim=ndim))
+    size = tuple(float(v) if v is not None and math.isfinite(v) and v > 0 else 1.0 for v in found)
+    return check_voxel_range(size, what="the voxel size the file states,")
+
+
+class _NarrowedSource:
+    """A 64-bit integer source read as the smallest integer type that holds its values."""
+
+    def __init__(self, source: PlaneSource, dtype: np.dtype) -> None:
+        self._source, self.dtype = source, np.dtype(dtype)
+        self.shape, self.voxel_size, self.name = source.shape, source.voxel_size, source.name
+
+    def plane(self, z: int) -> np.ndarray:
+        return self._source.plane(z).astype(self.dtype)
+
+    def close(self) -> None:
+        self._source.close()
+
+
+def _narrow_64bit(source: PlaneSource) -> PlaneSource:
+    """``source`` unchanged, or, for an int64 / uint64 image, read as the smallest of (u)int8..32
+    that holds every value (one extra pass over the planes); :class:`InvalidImageError` when
+    the values need 64 bits (the pyramid, the contrast and the engine work in 32 bits at most)."""
+    if source.dtype.kind not in "ui" or source.dtype.itemsize < 8:
+        return source
+    lo, hi = None, None
+    for z in range(source.shape[0]):
+        plane = source.plane(z)
+        lo = int(plane.min()) if lo is None else min(lo, int(plane.min()))
+        hi = int(plane.max()) if hi is None else max(hi, int(plane.max()))
+        del plane
+    for candidate in (np.uint8, np.uint16, np.uint32) if lo >= 0 else (np.int8, np.int16, np.int32):
+        info = np.iinfo(candidate)
+        if info.min <= lo and hi <= info.max:
+            return _NarrowedSource(source, candidate)
+    raise InvalidImageError(f"{source.name!r} is {source.dtype} with values {lo:,}..{hi:,}, which need 64 bits; "
+                            "only values that fit 32-bit integers can be imported")
+
+
+def _check_size(source: PlaneSource, max_voxels: int | None, max_bytes: int | None) -> None:
+    """Refuse an image over the limits from its header alone (nothing is decoded yet)."""
+    z, y, x = source.shape
+    n_voxels = math.prod(source.shape)
+    if max_voxels is not None and n_voxels > max_voxels:
+        raise ImageTooLargeError(
+            f"{source.name!r} has {n_voxels:,} voxels ({z} x {y} x {x}); the limit is {max_voxels:,}")
+    n_bytes = n_voxels * source.dtype.itemsize
+    if max_bytes is not None and n_bytes > max_bytes:
+        raise ImageTooLargeError(
+            f"{source.name!r} is too large for this machine: {z} x {y} x {x} {source.dtype} decodes to "
+            f"{n_bytes:,} bytes; the limit is {max_bytes:,} bytes")
 
 
 def import_image(src: str | os.PathLike, dest: str | os.PathLike, *, channel: int | None = None,
                  voxel_size: tuple[float, ...] | None = None, max_voxels: int | None = None,
-                 progress: Progress | None = None) -> "VolumeStore":
+                 max_bytes: int | None = None, progress: Progress | None = None) -> "VolumeStore":
     """Import a TIFF / OME-TIFF / ImageJ TIFF file or an OME-Zarr directory as a new volume.
 
     Parameters
@@ -113,32 +168,35 @@ def import_image(src: str | os.PathLike, dest: str | os.PathLike, *, channel: in
     voxel_size : (z, y, x) micrometres ((y, x) for a 2D image), overriding the file's
         OME ``PhysicalSize*`` or ImageJ spacing/resolution; (1, 1, 1) where neither says.
     max_voxels : refuse images with more than Z * Y * X voxels, before writing anything.
+    max_bytes : refuse images that decode to more bytes (voxels x bytes per voxel of the file's
+        type), judged from the header before any pixel is decoded.
     progress : called as ``progress(fraction, message)`` after each plane.
 
     Returns
     -------
     The opened :class:`VolumeStore`. Intensities keep their dtype (bool becomes uint8);
-    a 2D image becomes Z = 1.
+    a 2D image becomes Z = 1; int64 / uint64 images whose values fit 32 bits are stored in the
+    smallest integer type that holds them.
 
     Raises
     ------
     InvalidImageError : missing, not a TIFF or OME-Zarr, corrupt or truncated.
     DimensionalityError : 1D, or more than Z, Y, X besides one channel axis (time series too).
     ChannelError : a channel axis without ``channel=``, or ``channel`` out of range.
-    ImageTooLargeError : more voxels than ``max_voxels``.
+    ImageTooLargeError : more voxels than ``max_voxels`` or more bytes than ``max_bytes``.
+    StorageError : a voxel size outside ``VOXEL_SIZE_RANGE`` (given, or stated by the file);
+        NaN or infinite intensities, 64-bit values (``InvalidImageError``).
     DestinationExistsError : ``dest`` exists.
     """
     dest = Path(dest)
-    if max_voxels is not None and (isinstance(max_voxels, bool) or not isinstance(max_voxels, int) or max_voxels < 1):
-        raise StorageError(f"max_voxels must be a positive whole number, got {max_voxels!r}")
+    for name, limit in (("max_voxels", max_voxels), ("max_bytes", max_bytes)):
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise StorageError(f"{name} must be a positive whole number, got {limit!r}")
     source = open_source(src, channel=channel)
     try:
-        n_voxels = math.prod(source.shape)
-        if max_voxels is not None and n_voxels > max_voxels:
-            z, y, x = source.shape
-            raise ImageTooLargeError(
-                f"{source.name!r} has {n_voxels:,} voxels ({z} x {y} x {x}); the limit is {max_voxels:,}")
+        _check_size(source, max_voxels, max_bytes)
         size = _resolve_voxel_size(voxel_size, source.voxel_size, 2 if source.shape[0] == 1 else 3)
+        source = _narrow_64bit(source)
         _write_volume(dest, source, voxel_size=size, progress=progress)
     finally:
         source.close()
