@@ -225,6 +225,10 @@ TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 # Run a worker thread inside the ASGI process: on by default when DATABASE_URL is unset (one
 # machine, SQLite, nothing else to start); off in the scale configuration.
 EZQUANT_EMBEDDED_WORKER = env_bool("EZQUANT_EMBEDDED_WORKER", "DATABASE_URL" not in os.environ)
+# A folder of model files that the admins of any project may name in a job's model_name
+# (relative to it). Empty: none; jobs use the shipped models, Cellpose's built-in ones and
+# their project's own model versions only.
+EZQUANT_MODELS_DIR = str(BASE_DIR / env_str("EZQUANT_MODELS_DIR")) if os.environ.get("EZQUANT_MODELS_DIR") else ""
 # Jobs waiting at once, per user and per project: more are refused (429) until some have run.
 EZQUANT_MAX_QUEUED_JOBS_PER_USER = env_int("EZQUANT_MAX_QUEUED_JOBS_PER_USER", 10)
 EZQUANT_MAX_QUEUED_JOBS_PER_PROJECT = env_int("EZQUANT_MAX_QUEUED_JOBS_PER_PROJECT", 30)

@@ -51,6 +51,8 @@ def segmentation_job_create(*, volume: Volume, user: AbstractBaseUser | None, pa
         raise ApplicationError(str(exc), extra={"field": "params"}) from None
     except (TypeError, ValueError) as exc:  # an unknown key, a value of the wrong type
         raise ApplicationError(f"invalid params: {exc}", extra={"field": "params"}) from None
+    checked["model_name"] = _allowed_model_name(project_id=volume.project_id, user=user,
+                                                model_name=checked.get("model_name"))
     from annotation.services import audit_record
 
     with transaction.atomic():
@@ -62,6 +64,100 @@ def segmentation_job_create(*, volume: Volume, user: AbstractBaseUser | None, pa
     events.job_publish(job)
     transaction.on_commit(lambda: segmentation_job_task.enqueue(job_id=job.id))
     return job
+
+
+#: Cellpose 3.1's built-in model names (``cellpose.models.MODEL_NAMES``, which cannot be read
+#: without importing torch into the web process; a test keeps the two equal).
+CELLPOSE_BUILTIN_MODELS = (
+    "cyto3", "nuclei", "cyto2_cp3", "tissuenet_cp3", "livecell_cp3", "yeast_PhC_cp3", "yeast_BF_cp3",
+    "bact_phase_cp3", "bact_fluor_cp3", "deepbacs_cp3", "cyto2", "cyto", "CPx", "transformer_cp3",
+    "neurips_cellpose_default", "neurips_cellpose_transformer", "neurips_grayscale_cyto2",
+    "CP", "TN1", "TN2", "TN3", "LC1", "LC2", "LC3", "LC4")
+
+
+def _allowed_model_name(*, project_id: int, user: AbstractBaseUser | None, model_name: str | None) -> str | None:
+    """``model_name`` if a job of this project may use it, else 400.
+
+    Allowed: none (the project's default), a shipped model, a Cellpose built-in name, one of
+    the project's own model versions (by its name), and, for the project's admins and for
+    jobs started from the shell (no user), a file under ``EZQUANT_MODELS_DIR`` (a folder the
+    server's operator chose; relative to it, no way out of it). Never another server path.
+    Every refusal says the same thing, so the answer never tells whether some file exists.
+    """
+    from django.conf import settings
+
+    from annotation import roles
+    from segmentation.core.modelzoo import shipped_models
+
+    if model_name in (None, "", "default"):
+        return None
+    if model_name in shipped_models() or model_name in CELLPOSE_BUILTIN_MODELS:
+        return model_name
+    if ModelVersion.objects.filter(project_id=project_id, name=model_name).exists():
+        return model_name
+    may_use_files = user is None or roles.role_of(user=user, project_id=project_id) == roles.ADMIN
+    if may_use_files and _models_dir_file(model_name) is not None:
+        return model_name
+    raise ApplicationError(
+        f"unknown model {model_name!r}: use a shipped model ({', '.join(shipped_models())}), a Cellpose "
+        "built-in name, or the name of one of this project's model versions"
+        + (", or a file in the models folder (EZQUANT_MODELS_DIR)" if may_use_files and settings.EZQUANT_MODELS_DIR
+           else ""), extra={"field": "params.model_name"})
+
+
+def _models_dir_file(model_name: str):
+    """The file ``model_name`` names inside ``EZQUANT_MODELS_DIR``, or ``None`` (no folder set,
+    a name that leads out of it, or no such file)."""
+    from pathlib import Path
+
+    from django.conf import settings
+
+    if not settings.EZQUANT_MODELS_DIR:
+        return None
+    root = Path(settings.EZQUANT_MODELS_DIR).resolve()
+    path = (root / model_name).resolve()
+    if not path.is_relative_to(root) or path == root or not path.is_file():
+        return None
+    return path
+
+
+def _allowed_base_model(base_model: str | None) -> str | None:
+    """A retraining's ``base_model`` (only admins retrain): a shipped model, a Cellpose
+    built-in name or a file under ``EZQUANT_MODELS_DIR`` (stored as its path); else 400, the
+    same answer whether or not some file exists."""
+    from segmentation.core.modelzoo import shipped_models
+
+    if base_model is None or base_model in shipped_models() or base_model in CELLPOSE_BUILTIN_MODELS:
+        return base_model
+    path = _models_dir_file(base_model)
+    if path is None:
+        raise ApplicationError(f"unknown base model {base_model!r}: use a shipped model "
+                               f"({', '.join(shipped_models())}), a Cellpose built-in name or a file in the models "
+                               "folder (EZQUANT_MODELS_DIR)", extra={"field": "params.base_model"})
+    return str(path)
+
+
+def _model_for_run(job: SegmentationJob) -> str | None:
+    """What the engine loads for the job's ``model_name``: the project's model versions and
+    the models folder's files as paths, the rest as they are."""
+    from pathlib import Path
+
+    from django.conf import settings
+
+    name = job.params.get("model_name")
+    if name in (None, "", "default"):
+        return project_default_model(project=job.project)
+    version = ModelVersion.objects.filter(project_id=job.project_id, name=name).first()
+    if version is not None:
+        return str(Path(settings.EZQUANT_DATA_DIR) / version.adapter_path)
+    from segmentation.core.modelzoo import shipped_models
+
+    if name in shipped_models() or name in CELLPOSE_BUILTIN_MODELS:
+        return name
+    path = _models_dir_file(name)
+    if path is None:  # the file went away, or the setting changed, since the job was queued
+        raise ApplicationError(f"the model {name!r} is no longer available")
+    return str(path)
 
 
 def _check_queue_limits(*, project_id: int, user: AbstractBaseUser | None) -> None:
@@ -148,11 +244,9 @@ def _segment(job: SegmentationJob, progress: jobs.Progress):
     if job.volume.shape_z == 1:
         image = image[0]
     timings["read"] = round(time.perf_counter() - t, 3)
-    params = SegmentationParams.from_dict(job.params)
-    if params.model_name is None:  # the project's promoted adapter, if it has one
-        default = project_default_model(project=job.project)
-        if default is not None:
-            params = dataclasses.replace(params, model_name=default)
+    # The project's promoted adapter when none is named; its model versions and the models
+    # folder's files as paths (what the job stores is the name that was allowed).
+    params = dataclasses.replace(SegmentationParams.from_dict(job.params), model_name=_model_for_run(job))
     engine = SegmentationEngine(gpu_available=torch.cuda.is_available())
     t = time.perf_counter()
     progress(0.0, "reading volume")
@@ -227,6 +321,7 @@ def training_job_create(*, project, user: AbstractBaseUser | None, params: dict 
         checked = RetrainingParams.from_dict(params or {}).to_dict()
     except (InvalidParameterError, TypeError, ValueError) as exc:
         raise ApplicationError(f"invalid params: {exc}", extra={"field": "params"}) from None
+    checked["base_model"] = _allowed_base_model(checked.get("base_model"))
     correction_ids = resumed_from.correction_ids if resumed_from is not None else \
         list(training_corrections(project=project).values_list("id", flat=True))
     if not correction_ids:

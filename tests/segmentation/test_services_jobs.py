@@ -201,3 +201,54 @@ def test_it_reaps_a_job_whose_worker_died(volume_2d, ivy):
     fresh.refresh_from_db()
     assert job.status == "failed" and "no heartbeat" in job.error
     assert fresh.status == "running"
+
+
+def _refusal(volume, user, model_name) -> str:
+    from ezquant_web.api import ApplicationError
+
+    with pytest.raises(ApplicationError) as refused:
+        segmentation_job_create(volume=volume, user=user, params={**FAST_PARAMS, "model_name": model_name})
+    assert refused.value.status == 400
+    return refused.value.message.replace(repr(model_name), "NAME")
+
+
+@pytest.mark.django_db
+def test_it_lets_jobs_use_only_the_models_a_lab_may(volume_2d, ivy, ada, settings, tmp_path):
+    from segmentation.models import ModelVersion
+
+    for name in (DEFAULT_MODEL, "nuclei", "cyto3", None):
+        job = segmentation_job_create(volume=volume_2d, user=ivy, params={**FAST_PARAMS, "model_name": name})
+        assert job.params["model_name"] == name
+    ModelVersion.objects.create(project=volume_2d.project, number=1, name="ezq_nuclei_v1-lora-abc123",
+                                base_model=DEFAULT_MODEL, adapter_path="models/1/adapter.pt", adapter_bytes=1,
+                                correction_ids=[], held_out_ids=[], params={}, scores={})
+    assert segmentation_job_create(volume=volume_2d, user=ivy, params={
+        **FAST_PARAMS, "model_name": "ezq_nuclei_v1-lora-abc123"}).params["model_name"] == "ezq_nuclei_v1-lora-abc123"
+    # Server paths are refused with one message, whether the file is there or not.
+    existing, missing = __file__, str(tmp_path / "no-such-model.pt")
+    messages = {_refusal(volume_2d, user, name) for user in (ivy, ada) for name in (existing, missing, "/etc/passwd")}
+    assert len(messages) == 1, messages
+    assert "unknown model NAME" in messages.pop()
+    assert SegmentationJob.objects.count() == 5
+
+
+@pytest.mark.django_db
+def test_it_lets_admins_use_the_models_folder_only(volume_2d, ivy, ada, settings, tmp_path):
+    folder = tmp_path / "lab-models"
+    folder.mkdir()
+    (folder / "ours.pt").write_bytes(b"weights")
+    (tmp_path / "outside.pt").write_bytes(b"weights")
+    settings.EZQUANT_MODELS_DIR = str(folder)
+    job = segmentation_job_create(volume=volume_2d, user=ada, params={**FAST_PARAMS, "model_name": "ours.pt"})
+    assert job.params["model_name"] == "ours.pt"
+    refused = {_refusal(volume_2d, ada, name) for name in ("../outside.pt", str(tmp_path / "outside.pt"), "gone.pt")}
+    assert len(refused) == 1 and "models folder" in refused.pop()
+    assert "models folder" not in _refusal(volume_2d, ivy, "ours.pt")  # instructors: not at all
+
+
+def test_it_knows_the_cellpose_built_in_names():
+    from cellpose import models
+
+    from segmentation.services import CELLPOSE_BUILTIN_MODELS
+
+    assert set(CELLPOSE_BUILTIN_MODELS) == set(models.MODEL_NAMES)
