@@ -35,8 +35,45 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+# What segmenting costs in memory beside the image itself, per voxel: the normalised float32
+# image, the flows (up to three float32 components), the cell probabilities, the uint32 labels
+# and the engine's temporaries. Rough, and on the high side: the check is to refuse a hopeless
+# input with one line instead of dying of a MemoryError deep in the network pass.
+BYTES_PER_VOXEL = 20
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process could still get: ``MemAvailable`` of ``/proc/meminfo``
+    (Linux), else the physical memory; ``None`` where neither can be read."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_memory(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """Refuse, from the file's header, an image this machine cannot segment."""
+    n_voxels = int(np.prod(shape, dtype=object))
+    need = n_voxels * (BYTES_PER_VOXEL + np.dtype(dtype).itemsize)
+    available = available_memory()
+    if available is not None and need > available:
+        raise CommandError(
+            f"{path} is too large for this machine: {' x '.join(map(str, shape))} {np.dtype(dtype)} needs about "
+            f"{need:,} bytes to segment ({BYTES_PER_VOXEL} per voxel plus the image); {available:,} are available")
+
+
 def read_image(path: Path) -> np.ndarray:
-    """Read a 2D (Y, X) or 3D (Z, Y, X) single-channel TIFF, or raise CommandError."""
+    """Read a 2D (Y, X) or 3D (Z, Y, X) single-channel TIFF, or raise CommandError.
+
+    Shape and type are judged from the header first: an image this machine has not the
+    memory to segment is refused before any pixel is decoded."""
     if not path.exists():
         raise CommandError(f"input file not found: {path}")
     if not path.is_file():
@@ -47,6 +84,7 @@ def read_image(path: Path) -> np.ndarray:
                 raise CommandError(f"{path} holds no image")
             series = tif.series[0]
             axes = series.axes
+            _check_memory(path, tuple(series.shape), series.dtype)
             image = series.asarray()
     except CommandError:
         raise
@@ -144,6 +182,9 @@ class Command(BaseCommand):
             )
         except SegmentationError as exc:
             raise CommandError(_first_line(exc)) from exc
+        except MemoryError:  # the estimate above was too kind: still one line, no traceback
+            raise CommandError(f"{source} is too large for this machine: segmenting "
+                               f"{' x '.join(map(str, image.shape))} {image.dtype} ran out of memory") from None
         finally:
             if bar is not None:
                 bar.close()
