@@ -21,7 +21,7 @@ __all__ = [
     "NUCLEUS_ORDERINGS", "agreement", "assignment_get", "assignment_list", "audit_list", "correction_get",
     "correction_list", "correction_list_by", "correction_planes", "membership_list", "review_queue", "training_corrections", "label_version_get", "label_version_list", "label_version_orphans",
     "label_version_path_for_tile", "nucleus_list", "uncertainty_scores", "nucleus_rows", "project_get", "project_list",
-    "volume_get", "volume_list", "volume_path_for_tile",
+    "user_addable", "volume_get", "volume_list", "volume_path_for_tile",
 ]
 
 #: Fields the nucleus list may be ordered by (``-field`` for descending).
@@ -199,6 +199,23 @@ def training_corrections(*, project: Project) -> QuerySet[Correction]:
     return (Correction.objects.filter(volume__project=project, review_status=Correction.Review.APPROVED,
                                       undone_version__isnull=True)
             .select_related(*_CORRECTION_RELATED).order_by("id"))
+
+
+def user_addable(*, by: AbstractBaseUser, username: str):
+    """The account ``by`` may add to a project by its exact ``username``, or ``None``.
+
+    Site staff may add any account. Anyone else only accounts they already share a project
+    with: any signed-in user may create a project and become its admin, so if a stranger's
+    username could be tried there, the answers would tell which accounts exist. ``None`` is
+    the one answer for "no such account" and "not one you may add", so the views give a
+    single message for both.
+    """
+    from django.contrib.auth import get_user_model
+
+    users = get_user_model().objects.filter(username=username, is_active=True)
+    if not by.is_staff:
+        users = users.filter(memberships__project__memberships__user=by)
+    return users.distinct().first()
 
 
 def membership_list(*, project: Project) -> QuerySet[Membership]:

@@ -41,14 +41,34 @@ def test_it_shows_a_project_to_members(project, client_for, alice):
 
 
 @pytest.mark.django_db
-def test_it_adds_a_member(project, client_for, ivy, eve):
+def test_it_adds_a_member(project, client_for, ada, ivy, eve):
     url = reverse("project-member-add", args=[project.id])
-    response = client_for(ivy).post(url, {"username": "eve", "role": "student"}, format="json")
+    response = client_for(ada).post(url, {"username": "eve", "role": "student"}, format="json")  # staff: anyone
     assert response.status_code == 201
     assert response.json()["username"] == "eve"
     assert client_for(eve).get(reverse("project-detail", args=[project.id])).status_code == 200
-    assert client_for(ivy).post(url, {"username": "eve"}, format="json").status_code == 400
-    assert client_for(ivy).post(url, {"username": "nobody"}, format="json").status_code == 400
+    assert client_for(ivy).post(url, {"username": "eve"}, format="json").status_code == 400  # a member already
+    assert client_for(ada).post(url, {"username": "nobody"}, format="json").status_code == 400
+
+
+@pytest.mark.django_db
+def test_it_adds_people_one_shares_a_project_with(project, client_for, ivy, alice):
+    other = client_for(ivy).post(reverse("project-create"), {"name": "Ivy's course"}, format="json").json()
+    url = reverse("project-member-add", args=[other["id"]])
+    assert client_for(ivy).post(url, {"username": "alice"}, format="json").status_code == 201
+
+
+@pytest.mark.django_db
+def test_it_does_not_tell_who_has_an_account(project, client_for, eve):
+    # eve makes a project of her own (she is its admin) and tries names: taken or not, one answer.
+    own = client_for(eve).post(reverse("project-create"), {"name": "Probe"}, format="json").json()
+    url = reverse("project-member-add", args=[own["id"]])
+    answers = [client_for(eve).post(url, {"username": name}, format="json") for name in ("alice", "ada", "nobody")]
+    assert {r.status_code for r in answers} == {400}
+    messages = {r.json()["message"].replace(repr(name), "NAME") for r, name in zip(answers, ("alice", "ada", "nobody"))}
+    assert messages == {"no account NAME that you can add: you can add the people you share a project with; "
+                        "a site administrator (staff) can add anyone"}
+    assert not Membership.objects.filter(project_id=own["id"]).exclude(user=eve).exists()
 
 
 @pytest.mark.django_db

@@ -52,8 +52,14 @@ def test_it_lets_only_staff_upload_and_segment(labels_v1, client_for, request, s
     ("alice", 403, 403), ("ivy", 201, 403), ("ada", 201, 201), ("eve", 404, 404)])
 def test_it_lets_instructors_add_students_and_admins_add_anyone(project, client_for, django_user_model, request,
                                                                  user, student, instructor):
-    for name in ("sam", "ian"):
-        django_user_model.objects.create_user(name, password="x")
+    from annotation.services import membership_add, project_create
+
+    # sam and ian take another course with everyone: one adds only people one shares a project with.
+    course = project_create(name="Other course", user=request.getfixturevalue("ada"))
+    for name in ("sam", "ian", "alice", "ivy"):
+        member = django_user_model.objects.filter(username=name).first() or \
+            django_user_model.objects.create_user(name, password="x")
+        membership_add(project=course, user=member)
     client = _client(client_for, request, user)
     url = reverse("project-member-add", args=[project.id])
     assert client.post(url, {"username": "sam"}, format="json").status_code == student
