@@ -90,6 +90,8 @@ class TileAnswer:
 def _whole(value: str, what: str) -> int:
     if not value.isdigit() or not value.isascii():
         raise _Refusal(400, f"{what} must be a whole number >= 0, got {value!r}")
+    if len(value.lstrip("0")) > 9:  # no index has that many digits (and int() refuses 4,300 and more)
+        raise _Refusal(404, f"{what} {value[:12]}... lies outside the volume")
     return int(value)
 
 

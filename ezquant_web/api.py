@@ -7,6 +7,7 @@ raised                                        status  message / extra
 ============================================  ======  ==========================================
 :class:`ApplicationError` (from a service)    its own the error's message; ``extra`` as given
 ``annotation.storage.StorageError``           400     the storage layer's one-line message
+``RecursionError`` (a body nested too deep)   400     "the request body is nested too deeply"
 DRF ``ValidationError``                       400     "Validation error"; ``extra.fields``
 Django ``ValidationError``                    400     "Validation error"; ``extra.fields``
 ``ObjectDoesNotExist``, ``Http404``            404     "Not found." (also what non-members get)
@@ -60,6 +61,10 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         return Response({"message": exc.message, "extra": exc.extra}, status=exc.status)
     if isinstance(exc, StorageError):
         return Response({"message": str(exc), "extra": {}}, status=400)
+    if isinstance(exc, RecursionError):
+        # json.loads of "[[[[..." 5,000 deep: the parser's recursion, not a bug of ours. DRF's
+        # JSONParser turns only ValueError into a 400.
+        return Response({"message": "the request body is nested too deeply to read", "extra": {}}, status=400)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(as_serializer_error(exc))
     elif isinstance(exc, (ObjectDoesNotExist, Http404)):
