@@ -14,7 +14,6 @@ import re
 import shutil
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
 from django.http import FileResponse, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -179,8 +178,16 @@ class ProjectMemberListApi(APIView):
         return Response(_MembershipOutputSerializer(selectors.membership_list(project=project), many=True).data)
 
 
+def _not_addable(username: str) -> str:
+    # One sentence whether the account exists or not (annotation.selectors.user_addable).
+    return (f"no account {username!r} that you can add: you can add the people you share a project with; "
+            "a site administrator (staff) can add anyone")
+
+
 class ProjectMemberAddApi(APIView):
-    """Add a user to a project: instructors add students, admins anyone."""
+    """Add a user to a project by exact username: instructors add students, admins anyone;
+    an account the adder shares no project with only when the adder is site staff, the same
+    refusal either way, so the answers never tell which accounts exist."""
 
     class InputSerializer(serializers.Serializer):
         username = serializers.CharField()
@@ -197,9 +204,10 @@ class ProjectMemberAddApi(APIView):
         roles.require_role(user=request.user, project_id=project.id,
                            roles=roles.STAFF if role == roles.STUDENT else (roles.ADMIN,),
                            action=f"adding {'a student' if role == roles.STUDENT else 'an ' + role}")
-        user = get_user_model().objects.filter(username=serializer.validated_data["username"]).first()
+        username = serializer.validated_data["username"]
+        user = selectors.user_addable(by=request.user, username=username)
         if user is None:
-            raise ApplicationError(f"there is no user {serializer.validated_data['username']!r}")
+            raise ApplicationError(_not_addable(username), extra={"field": "username"})
         membership = services.membership_add(project=project, user=user, role=role, added_by=request.user)
         return Response(self.OutputSerializer(membership).data, status=status.HTTP_201_CREATED)
 
@@ -734,9 +742,11 @@ class AssignmentCreateApi(APIView):
         volume = project.volumes.filter(id=data["volume"]).first()
         if volume is None:
             raise ApplicationError(f"{project.name} has no volume {data['volume']}")
-        student = get_user_model().objects.filter(username=data["student"]).first()
-        if student is None:
-            raise ApplicationError(f"there is no user {data['student']!r}")
+        student = project.memberships.filter(user__username=data["student"], role=roles.STUDENT).first()
+        if student is None:  # the same answer for an account that does not exist: nothing to enumerate
+            raise ApplicationError(f"{data['student']!r} is not a student of {project.name}",
+                                   extra={"field": "student"})
+        student = student.user
         assignment = services.assignment_create(project=project, volume=volume, student=student,
                                                 assigned_by=request.user, region=data["region"], due=data["due"],
                                                 note=data["note"])
