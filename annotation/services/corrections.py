@@ -3,14 +3,24 @@
 An edit reads only the region it touches (the named nuclei's bounding boxes and the drawing),
 changes it with ``segmentation.core.editing``, and becomes a new label version that shares
 every other chunk with its parent (``VolumeStore.write_label_edit``). The nucleus rows of the
-unchanged nuclei are copied in the database, the changed ones measured on the region. The
-volume's row is locked for the whole edit, so two edits of one volume never both pass the
-"is this still the latest version?" check: the second gets 409.
+unchanged nuclei are copied in the database, the changed ones measured on the region.
+
+The pixel work (reading the region, the edit itself, measuring the changed nuclei) runs before
+any transaction: on SQLite a transaction holds the database's one write lock (IMMEDIATE), and a
+slow edit held it for everyone. Only then, in a short transaction, is the volume's row locked
+and the version checked again: if another edit or a segmentation made a newer version
+meanwhile, the edit is refused with 409 and nothing is written, so two edits of one volume
+never both pass the "is this still the latest version?" check. What one edit may cost is
+bounded before any pixel is read (``EZQUANT_EDIT_MAX_POINTS``, ``EZQUANT_EDIT_MAX_RADIUS``,
+``EZQUANT_EDIT_MAX_VOXELS``: 400 above them).
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
@@ -29,6 +39,11 @@ def _head_for_edit(volume: Volume, expected: str) -> LabelVersion:
     """The volume's latest version, which must be ``expected``; call inside ``atomic``: it locks
     the volume's row until the transaction ends."""
     Volume.objects.select_for_update().filter(id=volume.id).exists()
+    return _latest(volume, expected)
+
+
+def _latest(volume: Volume, expected: str) -> LabelVersion:
+    """The volume's latest version, which must be ``expected`` (409 otherwise); no lock."""
     head = LabelVersion.objects.filter(volume=volume).order_by("-number").first()
     if head is None:
         raise ApplicationError("this volume has no labels to edit yet: segment it or upload labels first")
@@ -38,6 +53,44 @@ def _head_for_edit(volume: Volume, expected: str) -> LabelVersion:
             f"since); reload to edit {head.name}", status=_STALE_STATUS,
             extra={"label_version": expected, "current_label_version": head.name})
     return head
+
+
+def _check_cost(edit) -> None:
+    """Refuse, before any pixel is read, a drawing of more points or a brush wider than the
+    settings allow (a 60,000-point stroke of radius 500 took 34 s)."""
+    points = sum(len(getattr(edit, name) or ()) for name in ("line", "seeds", "polygon", "stroke"))
+    limit = settings.EZQUANT_EDIT_MAX_POINTS
+    if points > limit:
+        raise ApplicationError(f"the drawing has {points:,} points; an edit may have at most {limit:,} "
+                               "(EZQUANT_EDIT_MAX_POINTS): draw it in several edits",
+                               extra={"points": points, "limit": limit, "setting": "EZQUANT_EDIT_MAX_POINTS"})
+    radius = settings.EZQUANT_EDIT_MAX_RADIUS
+    if edit.radius is not None and edit.radius > radius:
+        raise ApplicationError(f"the brush radius is {edit.radius:g} pixels; at most {radius:,} "
+                               "(EZQUANT_EDIT_MAX_RADIUS)",
+                               extra={"radius": edit.radius, "limit": radius, "setting": "EZQUANT_EDIT_MAX_RADIUS"})
+
+
+def _check_region(region) -> None:
+    voxels = math.prod(s.stop - s.start for s in region)
+    limit = settings.EZQUANT_EDIT_MAX_VOXELS
+    if voxels > limit:
+        shape = " x ".join(str(s.stop - s.start) for s in region)
+        raise ApplicationError(f"the edit reaches a region of {shape} = {voxels:,} voxels; an edit may reach at "
+                               f"most {limit:,} (EZQUANT_EDIT_MAX_VOXELS): edit smaller parts",
+                               extra={"voxels": voxels, "limit": limit, "setting": "EZQUANT_EDIT_MAX_VOXELS"})
+
+
+def _check_new_id(head: LabelVersion, edit) -> int:
+    """The id a split's second half or an added nucleus gets; 400 when none is left (label
+    tiles carry ids below 2**24, and uint32 would overflow at 2**32)."""
+    from annotation.storage.tiles import LABEL_ID_LIMIT
+
+    new_id = head.n_labels + 1
+    if edit.correction_type in ("split", "add") and new_id >= LABEL_ID_LIMIT:
+        raise ApplicationError(f"{head.name}'s largest id is {head.n_labels:,}: no id below {LABEL_ID_LIMIT:,} is "
+                               "left for a new nucleus", extra={"largest_id": head.n_labels, "limit": LABEL_ID_LIMIT})
+    return new_id
 
 
 def _clip_region(volume: Volume, z: tuple[int, int], y: tuple[int, int], x: tuple[int, int]):
@@ -106,13 +159,10 @@ def _copy_nuclei(*, source: LabelVersion, target: LabelVersion, except_ids: set[
         cursor.execute(sql, params)
 
 
-def _commit_edit(*, volume: Volume, head: LabelVersion, region, before: np.ndarray, after: np.ndarray,
-                 user: AbstractBaseUser | None) -> tuple[LabelVersion, set[int], set[int]]:
-    """Write ``after`` (the whole region) as the version after ``head`` and its nucleus rows.
-
-    Returns the version and the ids, before and after, of the nuclei that changed. Runs
-    inside the caller's transaction (with the volume locked).
-    """
+def _measure_edit(*, volume: Volume, region, before: np.ndarray, after: np.ndarray,
+                  image: np.ndarray | None = None) -> tuple[set[int], list[dict]]:
+    """The ids of the nuclei an edit changes and their nucleus rows, measured on the region:
+    pixel work, done before the transaction."""
     from segmentation.core.measurements import nucleus_table
 
     changed = before != after
@@ -122,10 +172,25 @@ def _commit_edit(*, volume: Volume, head: LabelVersion, region, before: np.ndarr
     # background voxels only, yet edits the nucleus it paints).
     edited = (set(np.unique(before[changed]).tolist()) | set(np.unique(after[changed]).tolist())) - {0}
     store = volume_store(volume)
-    meta = store.write_label_edit(head.name, region, after)
+    image = _read_region(store, None, region) if image is None else image
     # A person drew these nuclei: they carry no model score (uncertainty None, ranked last).
-    rows = nucleus_table(_only(after, edited), _read_region(store, None, region), store.meta.voxel_size,
-                         offset=tuple(s.start for s in region))
+    rows = nucleus_table(_only(after, edited), image, store.meta.voxel_size, offset=tuple(s.start for s in region))
+    return edited, rows
+
+
+def _commit_edit(*, volume: Volume, head: LabelVersion, region, before: np.ndarray, after: np.ndarray,
+                 user: AbstractBaseUser | None,
+                 measured: tuple[set[int], list[dict]] | None = None) -> tuple[LabelVersion, set[int], set[int]]:
+    """Write ``after`` (the whole region) as the version after ``head`` and its nucleus rows.
+
+    Returns the version and the ids, before and after, of the nuclei that changed. Runs
+    inside the caller's transaction (with the volume locked); ``measured`` is what
+    :func:`_measure_edit` found, computed before the transaction (else here).
+    """
+    edited, rows = measured if measured is not None else _measure_edit(volume=volume, region=region, before=before,
+                                                                       after=after)
+    store = volume_store(volume)
+    meta = store.write_label_edit(head.name, region, after)
     version = LabelVersion.objects.create(
         volume=volume, number=meta.number, name=meta.name, parent=head, source=LabelVersion.Source.EDIT,
         created_by=user, n_labels=meta.n_labels, model_version=head.model_version)
@@ -175,21 +240,32 @@ def correction_create(*, volume: Volume, user: AbstractBaseUser | None, label_ve
         parsed = Edit.from_dict(edit)
     except (InvalidInputError, TypeError) as exc:
         raise ApplicationError(str(exc), extra={"field": "edit"}) from None
+    _check_cost(parsed)
+    # The pixel work, outside any transaction (module docstring): the version it starts from
+    # is checked again under the lock below.
+    head = _latest(volume, label_version)
+    region = _edit_region(volume, head, parsed)
+    if within is not None and not _inside(region, within):
+        raise ApplicationError("this edit reaches outside the region assigned to you: keep to "
+                               + "; ".join(f"planes {a[0]}-{a[1] - 1}, y {a[2]}-{a[3] - 1}, x {a[4]}-{a[5] - 1}"
+                                           for a in within), status=403)
+    _check_region(region)
+    new_id = _check_new_id(head, parsed)
+    store = volume_store(volume)
+    before = _read_region(store, head.name, region)
+    try:
+        after = apply_edit(before, parsed.shifted(*(s.start for s in region)), new_id=new_id)
+    except InvalidInputError as exc:
+        raise ApplicationError(str(exc)) from None
+    image = _read_region(store, None, region)
+    measured = _measure_edit(volume=volume, region=region, before=before, after=after, image=image)
     with transaction.atomic():
-        head = _head_for_edit(volume, label_version)
-        region = _edit_region(volume, head, parsed)
-        if within is not None and not _inside(region, within):
-            raise ApplicationError("this edit reaches outside the region assigned to you: keep to "
-                                   + "; ".join(f"planes {a[0]}-{a[1] - 1}, y {a[2]}-{a[3] - 1}, x {a[4]}-{a[5] - 1}"
-                                               for a in within), status=403)
-        store = volume_store(volume)
-        before = _read_region(store, head.name, region)
-        try:
-            after = apply_edit(before, parsed.shifted(*(s.start for s in region)), new_id=head.n_labels + 1)
-        except InvalidInputError as exc:
-            raise ApplicationError(str(exc)) from None
+        locked = _head_for_edit(volume, label_version)
+        if locked.id != head.id:  # the same name, another row: cannot happen with immutable versions
+            raise ApplicationError(f"label version {label_version} changed while the edit was computed; reload",
+                                   status=_STALE_STATUS, extra={"current_label_version": locked.name})
         version, ids_before, ids_after = _commit_edit(volume=volume, head=head, region=region, before=before,
-                                                      after=after, user=user)
+                                                      after=after, user=user, measured=measured)
         # The record keeps what an adapter trains on: the masks, the image under them (scaled by
         # the volume's stored percentiles, as the engine scales the whole volume) and the labels
         # around them after the edit.
@@ -201,7 +277,7 @@ def correction_create(*, volume: Volume, user: AbstractBaseUser | None, label_ve
              "result_version": version.name, "model_version": head.model_version,
              "user": user.get_username() if user is not None else None,
              "anisotropy": vz / ((vy + vx) / 2) if volume.shape_z > 1 else 1.0},
-            image=_read_region(store, None, region), image_range=volume.contrast_limits, context_labels=after)
+            image=image, image_range=volume.contrast_limits, context_labels=after)
         now = timezone.now()
         correction = Correction.objects.create(
             volume=volume, correction_type=parsed.correction_type, label_version=head, result_version=version,
