@@ -116,7 +116,23 @@ def _check_channel_layer() -> None:
     async_to_sync(_channel_round_trip)()
 
 
-_CHECKS = {"database": _check_database, "channel_layer": _check_channel_layer}
+def _check_job_queue() -> None:
+    from segmentation.jobs import job_queue_stuck
+
+    stuck = job_queue_stuck()
+    if stuck is not None:
+        raise RuntimeError(f"{stuck.kind} job {stuck.id} has waited since {stuck.created_at.isoformat()} and no job "
+                           "started, gave a heartbeat or finished since (EZQUANT_JOB_QUEUE_STUCK_SECONDS)")
+
+
+def _check_worker() -> None:
+    from segmentation.worker import embedded_worker_alive
+
+    if embedded_worker_alive() is False:  # None: this process runs no worker
+        raise RuntimeError("the embedded job worker thread had died (it was started again)")
+
+
+_CHECKS = {"database": _check_database, "channel_layer": _check_channel_layer, "job_queue": _check_job_queue}
 
 
 @never_cache
@@ -124,11 +140,19 @@ _CHECKS = {"database": _check_database, "channel_layer": _check_channel_layer}
 def healthz(request: HttpRequest) -> JsonResponse:
     """Liveness and readiness in one: 200 when every dependency answers, 503 otherwise.
 
+    Checks: the database, the channel layer, the job queue (503 when a job has waited
+    ``EZQUANT_JOB_QUEUE_STUCK_SECONDS`` while no job started, gave a heartbeat or finished) and,
+    in a process running the embedded worker, that its thread is alive (a dead one is started
+    again, and this answer is still 503).
+
     The body says which check failed but not why: the reason (host names, credentials in an
     error message) goes to the log, not to whoever asks.
     """
     body: dict[str, str] = {"status": "ok", "version": settings.VERSION}
-    for name, check in _CHECKS.items():
+    checks = dict(_CHECKS)
+    if settings.EZQUANT_EMBEDDED_WORKER:
+        checks["worker"] = _check_worker
+    for name, check in checks.items():
         try:
             check()
         except Exception:

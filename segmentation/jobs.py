@@ -32,7 +32,7 @@ from segmentation.models import Job, SegmentationJob, TrainingJob
 logger = logging.getLogger(__name__)
 
 __all__ = ["FAIR_WINDOW_S", "HEARTBEAT_INTERVAL_S", "JOB_MODELS", "JobCancelled", "Progress", "job_cancel",
-           "job_claim", "job_claim_next", "job_fair_order", "job_reap_stale", "run_job"]
+           "job_claim", "job_claim_next", "job_fair_order", "job_queue_stuck", "job_reap_stale", "run_job"]
 
 Status = Job.Status
 JOB_MODELS: tuple[type[Job], ...] = (SegmentationJob, TrainingJob)
@@ -272,3 +272,23 @@ def job_reap_stale(*, older_than_s: float | None = None) -> int:
                 reaped += 1
                 events.job_publish(_fresh(model, job_id))
     return reaped
+
+
+def job_queue_stuck(*, older_than_s: float | None = None) -> Job | None:
+    """The oldest queued job, of any kind, when the queue has not moved for ``older_than_s``
+    seconds (``EZQUANT_JOB_QUEUE_STUCK_SECONDS``): it has waited that long and no job started,
+    gave a heartbeat or finished since (no worker runs, or the one there is stuck). ``None``
+    when the queue moves or nothing has waited that long."""
+    from django.db.models import Q
+
+    limit = settings.EZQUANT_JOB_QUEUE_STUCK_SECONDS if older_than_s is None else older_than_s
+    cutoff = timezone.now() - timedelta(seconds=limit)
+    waiting = [job for job in (model.objects.filter(status=Status.QUEUED, cancel_requested=False,
+                                                      created_at__lt=cutoff).order_by("created_at").first()
+                               for model in JOB_MODELS) if job is not None]
+    if not waiting:
+        return None
+    moved = Q(started_at__gte=cutoff) | Q(heartbeat_at__gte=cutoff) | Q(finished_at__gte=cutoff)
+    if any(model.objects.filter(moved).exists() for model in JOB_MODELS):
+        return None
+    return min(waiting, key=lambda job: job.created_at)

@@ -4,6 +4,12 @@
 machines sharing one database; with ``EZQUANT_EMBEDDED_WORKER`` the ASGI process runs it in a
 thread (``start_embedded_worker``). Every worker first reaps jobs whose worker died, then does
 so every ``_REAP_INTERVAL_S``.
+
+The embedded worker survives its errors: the loop is run again after any exception (the
+database went away, or stayed locked past its timeout, as a slow edit once made it), after 1 s
+and then doubling up to 60 s (:func:`run_worker_forever`); and a supervisor thread starts the
+worker thread again if it dies all the same. ``/healthz`` reports a dead one
+(:func:`embedded_worker_alive`).
 """
 
 from __future__ import annotations
@@ -12,13 +18,23 @@ import logging
 import os
 import socket
 import threading
+import time
 
 from django.db import close_old_connections, connection
 
 logger = logging.getLogger(__name__)
 
 _REAP_INTERVAL_S = 60.0
+# After an error the worker loop starts again after this long, doubling up to the maximum; a
+# loop that ran this long without an error starts from the first delay again.
+_RETRY_FIRST_S = 1.0
+_RETRY_MAX_S = 60.0
+_RETRY_RESET_S = 60.0
+# How often the supervisor looks whether the embedded worker thread is still alive.
+_SUPERVISE_INTERVAL_S = 5.0
 _embedded: threading.Thread | None = None
+_embedded_id: str = ""
+_embedded_lock = threading.Lock()
 
 
 def _reap_forever(stop: threading.Event, interval: float) -> None:
@@ -115,21 +131,82 @@ def start_reaper(*, interval: float = _REAP_INTERVAL_S) -> threading.Event:
     return stop
 
 
-def start_embedded_worker() -> threading.Thread:
-    """The in-process worker of the embedded configuration (once per process)."""
-    global _embedded
-    if _embedded is not None and _embedded.is_alive():
-        return _embedded
+def run_worker_forever(*, worker_id: str, stop: threading.Event | None = None, make=make_worker,
+                       first_delay: float = _RETRY_FIRST_S, max_delay: float = _RETRY_MAX_S) -> None:
+    """Run ``make(worker_id=...).run()`` and run it again after any exception, waiting
+    ``first_delay`` and then twice as long each time up to ``max_delay`` (back to the first
+    delay after a loop that ran a minute). Returns when a loop returns (``max_tasks``,
+    ``batch``) or ``stop`` is set."""
+    stop = stop or threading.Event()
+    delay = first_delay
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            close_old_connections()
+            make(worker_id=worker_id).run()
+            return
+        except Exception:  # DatabaseError above all: the thread must not die of it
+            if time.monotonic() - started >= _RETRY_RESET_S:
+                delay = first_delay
+            logger.exception("the job worker stopped on an error; it starts again in %.0f s", delay)
+        finally:
+            try:
+                connection.close()  # a broken connection is not reused by the next loop
+            except Exception:
+                logger.exception("closing the job worker's connection failed")
+        if stop.wait(delay):
+            return
+        delay = min(delay * 2, max_delay)
 
-    def run() -> None:
+
+def _embedded_main() -> None:
+    run_worker_forever(worker_id=_embedded_id)
+
+
+def _start_embedded_thread() -> threading.Thread:
+    global _embedded
+    _embedded = threading.Thread(target=_embedded_main, daemon=True, name="embedded-job-worker")
+    _embedded.start()
+    return _embedded
+
+
+def embedded_worker_alive() -> bool | None:
+    """Whether this process' embedded worker thread is alive; ``None`` when this process has
+    none. A dead one is started again here (and by the supervisor), but the answer is still
+    ``False``: it was dead when asked."""
+    with _embedded_lock:
+        if _embedded is None:
+            return None
+        if _embedded.is_alive():
+            return True
+        logger.error("the embedded job worker thread had died; starting it again")
+        _start_embedded_thread()
+        return False
+
+
+def _supervise_forever(interval: float) -> None:
+    while True:
+        time.sleep(interval)
+        try:
+            embedded_worker_alive()
+        except Exception:
+            logger.exception("supervising the embedded job worker failed")
+
+
+def start_embedded_worker() -> threading.Thread:
+    """The in-process worker of the embedded configuration (once per process), with its reaper,
+    its nightly retraining and a supervisor that starts the worker thread again if it dies."""
+    global _embedded_id
+    with _embedded_lock:
+        if _embedded is not None and _embedded.is_alive():
+            return _embedded
+        first = _embedded is None
+        _embedded_id = f"embedded:{socket.gethostname()}:{os.getpid()}"[:64]
+        thread = _start_embedded_thread()
+    if first:
         start_reaper()
         start_nightly_retraining()
-        try:
-            make_worker(worker_id=f"embedded:{socket.gethostname()}:{os.getpid()}"[:64]).run()
-        finally:
-            connection.close()
-
-    _embedded = threading.Thread(target=run, daemon=True, name="embedded-job-worker")
-    _embedded.start()
+        threading.Thread(target=_supervise_forever, args=(_SUPERVISE_INTERVAL_S,), daemon=True,
+                         name="embedded-job-worker-supervisor").start()
     logger.info("embedded job worker started")
-    return _embedded
+    return thread

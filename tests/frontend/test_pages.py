@@ -48,7 +48,8 @@ def test_it_reports_healthy_dependencies(client):
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response["Content-Type"] == "application/json"
-    assert response.json() == {"status": "ok", "version": __version__, "database": "ok", "channel_layer": "ok"}
+    assert response.json() == {"status": "ok", "version": __version__, "database": "ok", "channel_layer": "ok",
+                               "job_queue": "ok"}
     assert "no-cache" in response["Cache-Control"]
 
 
@@ -57,7 +58,8 @@ def test_it_answers_503_when_the_database_is_unreachable(client):
     # real SELECT 1 fails the way an unreachable server does, inside connection.cursor().
     response = client.get("/healthz")
     assert response.status_code == 503
-    assert response.json() == {"status": "error", "version": __version__, "database": "error", "channel_layer": "ok"}
+    assert response.json() == {"status": "error", "version": __version__, "database": "error", "channel_layer": "ok",
+                               "job_queue": "error"}
 
 
 @pytest.mark.django_db
