@@ -10,6 +10,7 @@ variable's name, rather than running with a silent fallback.
 
 import os
 import re
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -160,6 +161,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files, served from here: nothing loads from a CDN
     "channels",
+    "axes",  # sign-in throttling (ezquant_web/login_throttle.py)
     "django_tasks",
     "django_tasks_db",  # the task queue's database backend: job rows any worker can claim
     "segmentation",
@@ -175,6 +177,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as axes asks: turns a locked-out sign-in into its answer
 ]
 
 ROOT_URLCONF = "ezquant_web.urls"
@@ -248,6 +251,19 @@ if EZQUANT_RETRAIN_NIGHTLY_AT and not re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "project-list-page"
 LOGOUT_REDIRECT_URL = "login"
+
+# Sign-in throttling (django-axes, ezquant_web/login_throttle.py): after this many failures for
+# one account or from one address (each counted on its own), every sign-in of that account or
+# from that address is refused (429) for the cool-off, the right password included; a success
+# before that clears the count.
+AUTHENTICATION_BACKENDS = ["ezquant_web.login_throttle.LoginThrottleBackend",
+                           "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("EZQUANT_LOGIN_FAILURE_LIMIT", 10)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("EZQUANT_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "ezquant_web.login_throttle.lockout_response"
+AXES_VERBOSE = False
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

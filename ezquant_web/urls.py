@@ -3,9 +3,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
-
 from ezquant_web.api import error_handler
+from ezquant_web.login_throttle import AuthTokenApi
 
 # Under /api/ every error is {"message", "extra"} JSON, DEBUG or not (ezquant_web.api).
 handler400 = error_handler(400)
@@ -26,7 +25,7 @@ urlpatterns = [
         name="password_change_done"),
     path("api/v1/", include("annotation.urls")),
     path("api/v1/", include("segmentation.urls")),
-    path("api/v1/auth/token/", obtain_auth_token, name="api-token"),
+    path("api/v1/auth/token/", AuthTokenApi.as_view(), name="api-token"),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("frontend.urls")),
