@@ -293,10 +293,12 @@ def correction_create(*, volume: Volume, user: AbstractBaseUser | None, label_ve
         return correction
 
 
-def _swap_back(*, volume: Volume, head: LabelVersion, correction, remove: np.ndarray, restore: np.ndarray,
-               user: AbstractBaseUser | None) -> LabelVersion:
-    """A version after ``head`` in which the nuclei of ``remove`` (as they are in ``head``) are
-    replaced by those of ``restore``: undo swaps after for before, redo before for after."""
+def _prepare_swap(*, volume: Volume, head: LabelVersion, correction, remove: np.ndarray,
+                  restore: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[set[int], list[dict]]]:
+    """The pixel work of a version after ``head`` in which the nuclei of ``remove`` (as they are
+    in ``head``) are replaced by those of ``restore`` (undo swaps after for before, redo before
+    for after): (the region now, the region after, what :func:`_measure_edit` found). Runs
+    before the transaction; 409 when later edits changed these nuclei."""
     region = correction.region
     current = _read_region(volume_store(volume), head.name, region)
     removed = set(np.unique(remove).tolist()) - {0}
@@ -314,8 +316,17 @@ def _swap_back(*, volume: Volume, head: LabelVersion, correction, remove: np.nda
     after = current.copy()
     after[np.isin(current, sorted(removed))] = 0
     after[target] = restore[target]
-    version, _, _ = _commit_edit(volume=volume, head=head, region=region, before=current, after=after, user=user)
-    return version
+    return current, after, _measure_edit(volume=volume, region=region, before=current, after=after)
+
+
+def _locked_step(volume: Volume, head: LabelVersion, label_version: str, correction: Correction) -> Correction:
+    """Inside ``atomic``: lock the volume, check ``head`` is still its latest version (409),
+    and return the correction's row, locked."""
+    locked = _head_for_edit(volume, label_version)
+    if locked.id != head.id:
+        raise ApplicationError(f"label version {label_version} changed while the step was computed; reload",
+                               status=_STALE_STATUS, extra={"current_label_version": locked.name})
+    return Correction.objects.select_for_update().get(id=correction.id)
 
 
 def _correction_masks(correction) -> tuple[np.ndarray, np.ndarray]:
@@ -332,14 +343,24 @@ def correction_undo(*, correction: Correction, user: AbstractBaseUser | None, la
     """
 
     volume = correction.volume
-    with transaction.atomic():
-        head = _head_for_edit(volume, label_version)
-        correction = Correction.objects.select_for_update().get(id=correction.id)
+
+    def refuse_undone(correction: Correction, head: LabelVersion) -> None:
         if correction.undone:
             raise ApplicationError("this edit was undone already", status=_STALE_STATUS,
                                    extra={"current_label_version": head.name})
-        before, after = _correction_masks(correction)
-        version = _swap_back(volume=volume, head=head, correction=correction, remove=after, restore=before, user=user)
+
+    # The pixel work before the transaction, as for an edit (module docstring).
+    head = _latest(volume, label_version)
+    correction = Correction.objects.get(id=correction.id)
+    refuse_undone(correction, head)
+    before, after = _correction_masks(correction)
+    current, result, measured = _prepare_swap(volume=volume, head=head, correction=correction, remove=after,
+                                              restore=before)
+    with transaction.atomic():
+        correction = _locked_step(volume, head, label_version, correction)
+        refuse_undone(correction, head)
+        version, _, _ = _commit_edit(volume=volume, head=head, region=correction.region, before=current,
+                                     after=result, user=user, measured=measured)
         correction.undone_version, correction.undone_at, correction.undone_by = version, timezone.now(), user
         correction.save(update_fields=["undone_version", "undone_at", "undone_by"])
         audit_record(user=user, project_id=volume.project_id, action="correction.undo", obj=correction,
@@ -353,14 +374,23 @@ def correction_redo(*, correction: Correction, user: AbstractBaseUser | None, la
     edits touched its nuclei."""
 
     volume = correction.volume
-    with transaction.atomic():
-        head = _head_for_edit(volume, label_version)
-        correction = Correction.objects.select_for_update().get(id=correction.id)
+
+    def refuse_not_undone(correction: Correction, head: LabelVersion) -> None:
         if not correction.undone or correction.redos.exists():
             raise ApplicationError("only an undone edit can be redone, once", status=_STALE_STATUS,
                                    extra={"current_label_version": head.name})
-        before, after = _correction_masks(correction)
-        version = _swap_back(volume=volume, head=head, correction=correction, remove=before, restore=after, user=user)
+
+    head = _latest(volume, label_version)
+    correction = Correction.objects.get(id=correction.id)
+    refuse_not_undone(correction, head)
+    before, after = _correction_masks(correction)
+    current, result, measured = _prepare_swap(volume=volume, head=head, correction=correction, remove=before,
+                                              restore=after)
+    with transaction.atomic():
+        correction = _locked_step(volume, head, label_version, correction)
+        refuse_not_undone(correction, head)
+        version, _, _ = _commit_edit(volume=volume, head=head, region=correction.region, before=current,
+                                     after=result, user=user, measured=measured)
         redo = Correction.objects.create(
             volume=volume, correction_type=correction.correction_type, label_version=head, result_version=version,
             model_version=head.model_version, nucleus_ids=correction.nucleus_ids, new_ids=correction.new_ids,

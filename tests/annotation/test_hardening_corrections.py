@@ -146,3 +146,30 @@ def test_an_add_never_overflows_the_ids(volume_3d, sample_3d, ivy, client_for):
     assert response.status_code == 400, response.content
     assert response.json()["extra"] == {"largest_id": LABEL_ID_LIMIT - 1, "limit": LABEL_ID_LIMIT}
     assert LabelVersion.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_undo_and_redo_measure_outside_any_transaction(labels_v1, ivy, monkeypatch):
+    from segmentation.core import measurements
+
+    from annotation.services import correction_create, correction_redo, correction_undo
+
+    n = _largest(labels_v1)
+    correction = correction_create(volume=labels_v1.volume, user=ivy, label_version="v1",
+                                   edit={"correction_type": "delete", "nucleus_ids": [n.label_id]})
+    seen = []
+    real_measure = measurements.nucleus_table
+
+    def nucleus_table(*args, **kwargs):
+        seen.append(connection.in_atomic_block)
+        return real_measure(*args, **kwargs)
+
+    monkeypatch.setattr(measurements, "nucleus_table", nucleus_table)
+    undone = correction_undo(correction=correction, user=ivy, label_version="v2")
+    assert undone.undone_version.name == "v3"
+    redo = correction_redo(correction=undone, user=ivy, label_version="v3")
+    assert redo.result_version.name == "v4" and redo.redo_of_id == correction.id
+    assert seen == [False, False]
+    with pytest.raises(ApplicationError) as refused:  # undone already: 409 as before
+        correction_undo(correction=correction, user=ivy, label_version="v4")
+    assert refused.value.status == 409
