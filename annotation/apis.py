@@ -353,6 +353,8 @@ _NUCLEUS_FIELDS = (
 class NucleusListApi(APIView):
     """The nuclei of a label version, a page at a time (``?page=``, ``?page_size=`` up to 1000)."""
 
+    pagination_class = Pagination  # read by the schema: the answer is a page, not an array
+
     class FilterSerializer(serializers.Serializer):
         label_id_min = serializers.IntegerField(min_value=0, max_value=_LABEL_ID_MAX, required=False)
         label_id_max = serializers.IntegerField(min_value=0, max_value=_LABEL_ID_MAX, required=False)
@@ -475,6 +477,8 @@ class CorrectionListCreateApi(APIView):
     """``POST``: edit the volume's latest label version (one correction, one new version).
     ``GET``: the volume's corrections, newest first, a page at a time."""
 
+    pagination_class = Pagination  # read by the schema: the answer is a page, not an array
+
     class InputSerializer(serializers.Serializer):
         label_version = serializers.RegexField(r"^v[1-9][0-9]*$", help_text="the version the edit was made on")
         type = serializers.ChoiceField(choices=["split", "merge", "delete", "add", "modify"])
@@ -588,6 +592,8 @@ class CorrectionRedoApi(_CorrectionStepApi):
 class ReviewQueueApi(APIView):
     """The project's corrections awaiting review, oldest first (instructors and admins)."""
 
+    pagination_class = Pagination  # read by the schema: the answer is a page, not an array
+
     @extend_schema(responses=CorrectionOutputSerializer(many=True))
     def get(self, request, project_id: int):
         project = selectors.project_get(user=request.user, project_id=project_id)
@@ -662,6 +668,8 @@ class AgreementApi(APIView):
 
 class AuditEventListApi(APIView):
     """The project's audit trail, newest first (instructors and admins)."""
+
+    pagination_class = Pagination  # read by the schema: the answer is a page, not an array
 
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()

@@ -30,13 +30,14 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
-from rest_framework import exceptions
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import exceptions, serializers
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler as drf_exception_handler
 
-__all__ = ["ApplicationError", "AutoSchema", "Pagination", "error_handler", "exception_handler"]
+__all__ = ["ApplicationError", "AutoSchema", "ErrorSerializer", "Pagination", "error_handler", "exception_handler"]
 
 
 class ApplicationError(Exception):
@@ -112,10 +113,48 @@ class Pagination(PageNumberPagination):
     max_page_size = 1000
 
 
+class ErrorSerializer(serializers.Serializer):
+    """The one error shape (module docstring)."""
+
+    message = serializers.CharField(help_text="what is wrong, in a sentence meant for people")
+    extra = serializers.DictField(help_text="details: fields in error, limits, the current version, ...")
+
+
+# What each error answers, for the schema; which operations may give it is in _error_codes.
+_ERRORS = {
+    "400": "input that cannot be used (the reason in message, fields in extra.fields)",
+    "401": "not signed in",
+    "403": "a member whose role may not do this (message says who may)",
+    "404": "not found, or not a member of its project (the same answer)",
+    "409": "the state changed meanwhile (a newer label version, a finished job)",
+    "413": "an upload over EZQUANT_MAX_UPLOAD_BYTES",
+    "429": "too many: jobs waiting, or failed sign-ins",
+}
+
+
 class AutoSchema(SpectacularAutoSchema):
     """Names a view's nested serializer after the view in the OpenAPI schema
     (``ProjectCreateApi.InputSerializer`` -> ``ProjectCreateInput``), so that the many
-    ``InputSerializer``/``OutputSerializer`` classes do not collide."""
+    ``InputSerializer``/``OutputSerializer`` classes do not collide; and documents the error
+    answers of every operation in the one error shape."""
+
+    def _error_codes(self) -> list[str]:
+        codes = ["400", "401", "403", "404"]
+        if self.method in ("POST", "PUT", "PATCH", "DELETE"):
+            codes += ["409", "429"]
+            if "multipart/form-data" in self.map_parsers():
+                codes.append("413")
+        return codes
+
+    def _get_response_bodies(self, direction="response"):
+        responses = super()._get_response_bodies(direction)
+        if direction != "response":
+            return responses
+        for code in self._error_codes():
+            if code not in responses:
+                responses[code] = self._get_response_for_code(
+                    OpenApiResponse(ErrorSerializer, description=_ERRORS[code]), code, direction=direction)
+        return responses
 
     def get_serializer_name(self, serializer, direction) -> str:
         owner, _, name = type(serializer).__qualname__.rpartition(".")
