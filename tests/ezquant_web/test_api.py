@@ -106,3 +106,25 @@ def test_it_keeps_html_error_pages_outside_the_api(settings, client):
     response = client.get("/no-such-page/")
     assert response.status_code == 404
     assert response["Content-Type"].startswith("text/html")
+
+
+@pytest.mark.django_db
+def test_it_documents_pages_and_errors_in_the_schema(client):
+    schema = client.get(reverse("api-schema"), HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    paths = schema["paths"]
+    lists = {"/api/v1/volumes/{volume_id}/label-versions/{version}/nuclei/": "PaginatedNucleusListOutputList",
+             "/api/v1/volumes/{volume_id}/corrections/": "PaginatedCorrectionOutputList",
+             "/api/v1/projects/{project_id}/reviews/": "PaginatedCorrectionOutputList",
+             "/api/v1/projects/{project_id}/audit/": "PaginatedAuditEventListOutputList"}
+    for path, name in lists.items():
+        get = paths[path]["get"]
+        assert get["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(name), path
+        assert {"page", "page_size"} <= {p["name"] for p in get["parameters"]}, path
+    error = {"$ref": "#/components/schemas/Error"}
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            for code in ("400", "401", "403", "404"):
+                assert operation["responses"][code]["content"]["application/json"]["schema"] == error, (method, path)
+    cancel = paths["/api/v1/segmentation-jobs/{job_id}/cancel/"]["post"]["responses"]
+    assert {"409", "429"} <= set(cancel)
+    assert set(schema["components"]["schemas"]["Error"]["properties"]) == {"message", "extra"}
