@@ -18,6 +18,7 @@ bounded before any pixel is read (``EZQUANT_EDIT_MAX_POINTS``, ``EZQUANT_EDIT_MA
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 from django.conf import settings
@@ -212,7 +213,8 @@ def _inside(region, allowed: list[list[int]]) -> bool:
 
 def correction_create(*, volume: Volume, user: AbstractBaseUser | None, label_version: str, edit: dict,
                       within: list[list[int]] | None = None, approved: bool = False,
-                      amends: Correction | None = None) -> Correction:
+                      amends: Correction | None = None,
+                      inside: Callable[[Correction], None] | None = None) -> Correction:
     """Carry out one edit on the volume's latest label version and record it.
 
     Parameters
@@ -225,7 +227,9 @@ def correction_create(*, volume: Volume, user: AbstractBaseUser | None, label_ve
         assignments (``annotation.roles.editable_regions``); ``None``: anywhere. 403 otherwise.
     approved : record it as approved (an instructor's own edit) instead of pending review.
     amends : the correction this one replaces (an instructor amending a student's): marked
-        ``amended``.
+        ``amended`` by the caller, in ``inside``.
+    inside : called with the new correction inside the edit's short transaction (with the
+        volume locked), for writes that must commit with it.
 
     Returns the :class:`~annotation.models.Correction`, whose ``result_version`` is the new
     latest version. Its masks go to the volume's correction store (the guide's
@@ -290,6 +294,8 @@ def correction_create(*, volume: Volume, user: AbstractBaseUser | None, label_ve
                      label_version=head.name, type=parsed.correction_type, result_version=version.name,
                      nucleus_ids=correction.nucleus_ids, new_ids=correction.new_ids,
                      amends=amends.id if amends is not None else None)
+        if inside is not None:
+            inside(correction)
         return correction
 
 

@@ -24,9 +24,11 @@ __all__ = ["assignment_create", "assignment_set_state", "correction_amend", "cor
 VERDICTS = {"approve": Correction.Review.APPROVED, "reject": Correction.Review.REJECTED}
 
 
-def _pending(correction: Correction) -> Correction:
-    """The correction, locked, if it still awaits a verdict; 409 otherwise."""
-    correction = Correction.objects.select_for_update().get(id=correction.id)
+def _pending(correction: Correction, *, lock: bool = True) -> Correction:
+    """The correction, locked (inside ``atomic``; ``lock=False``: read only), if it still awaits
+    a verdict; 409 otherwise."""
+    rows = Correction.objects.select_for_update() if lock else Correction.objects
+    correction = rows.get(id=correction.id)
     if correction.undone:
         raise ApplicationError("this correction was undone: there is nothing to review", status=409)
     if correction.review_status != Correction.Review.PENDING:
@@ -57,18 +59,23 @@ def correction_amend(*, correction: Correction, reviewer: AbstractBaseUser, labe
                      comment: str = "") -> Correction:
     """The reviewer's own edit in place of a pending correction: a new, approved correction on
     the latest version (``label_version``, 409 when stale) that ``amends`` the student's, which
-    is marked ``amended`` with the comment. Returns the reviewer's correction."""
-    with transaction.atomic():
-        original = _pending(correction)
-        amendment = correction_create(volume=original.volume, user=reviewer, label_version=label_version, edit=edit,
-                                      approved=True, amends=original)
-        original.review_status = Correction.Review.AMENDED
-        original.reviewed_by, original.reviewed_at = reviewer, timezone.now()
-        original.review_comment = (comment or "").strip()
-        original.save(update_fields=["review_status", "reviewed_by", "reviewed_at", "review_comment"])
-        audit_record(user=reviewer, project_id=original.volume.project_id, action="correction.amend", obj=original,
+    is marked ``amended`` with the comment. Returns the reviewer's correction.
+
+    The edit's pixel work runs before any transaction (``correction_create``); the original is
+    checked before it and again, locked, in the edit's own transaction, where it is marked."""
+    original = _pending(correction, lock=False)  # 409 before any pixel is read
+
+    def mark(amendment: Correction) -> None:
+        locked = _pending(original)
+        locked.review_status = Correction.Review.AMENDED
+        locked.reviewed_by, locked.reviewed_at = reviewer, timezone.now()
+        locked.review_comment = (comment or "").strip()
+        locked.save(update_fields=["review_status", "reviewed_by", "reviewed_at", "review_comment"])
+        audit_record(user=reviewer, project_id=original.volume.project_id, action="correction.amend", obj=locked,
                      label_version=amendment.result_version.name, amendment=amendment.id, comment=comment)
-        return amendment
+
+    return correction_create(volume=original.volume, user=reviewer, label_version=label_version, edit=edit,
+                             approved=True, amends=original, inside=mark)
 
 
 def _check_region(volume: Volume, region) -> list[int] | None:

@@ -173,3 +173,31 @@ def test_undo_and_redo_measure_outside_any_transaction(labels_v1, ivy, monkeypat
     with pytest.raises(ApplicationError) as refused:  # undone already: 409 as before
         correction_undo(correction=correction, user=ivy, label_version="v4")
     assert refused.value.status == 409
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_amendment_edits_outside_any_transaction_and_marks_the_original(labels_v1, ivy, alice, monkeypatch):
+    from segmentation.core import editing
+
+    from annotation.services import correction_amend, correction_create
+
+    first, second = Nucleus.objects.filter(label_version=labels_v1).order_by("label_id")[:2]
+    student = correction_create(volume=labels_v1.volume, user=alice, label_version="v1",
+                                edit={"correction_type": "delete", "nucleus_ids": [first.label_id]})
+    seen = []
+    real_apply = editing.apply_edit
+
+    def apply_edit(*args, **kwargs):
+        seen.append(connection.in_atomic_block)
+        return real_apply(*args, **kwargs)
+
+    monkeypatch.setattr(editing, "apply_edit", apply_edit)
+    amendment = correction_amend(correction=student, reviewer=ivy, label_version="v2",
+                                 edit={"correction_type": "delete", "nucleus_ids": [second.label_id]}, comment="both")
+    assert seen == [False]
+    student.refresh_from_db()
+    assert student.review_status == Correction.Review.AMENDED and amendment.amends_id == student.id
+    with pytest.raises(ApplicationError) as refused:  # amended already: 409 before any pixel work
+        correction_amend(correction=student, reviewer=ivy, label_version="v3",
+                         edit={"correction_type": "delete", "nucleus_ids": [second.label_id]})
+    assert refused.value.status == 409 and seen == [False]
