@@ -40,3 +40,14 @@ def test_it_refuses_a_websocket_from_another_site():
         return connected
 
     assert async_to_sync(connect)() is False
+
+
+def test_it_serves_static_files_with_debug_off(settings):
+    # DEBUG is off by default (and under pytest-django): make run must still serve the pages'
+    # files. Django's static handler serves them whatever DEBUG is (SERVE_STATIC=1).
+    settings.DEBUG = False
+    assert settings.SERVE_STATIC
+    status, body = async_to_sync(_get)("/static/frontend/site.css")
+    assert status == 200 and b":root" in body
+    status, _ = async_to_sync(_get)("/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui.css")
+    assert status == 200
