@@ -232,6 +232,16 @@ def _segment(job: SegmentationJob, progress: jobs.Progress):
     from segmentation.core.engine import SegmentationEngine
     from segmentation.core.params import SegmentationParams
 
+    from segmentation.resources import too_large_message
+
+    # Before reading the pixels (or importing torch): a volume this machine cannot segment ends
+    # the job failed with one line, instead of a MemoryError or the OOM killer taking the worker.
+    volume = job.volume
+    shape = volume.shape if volume.shape_z > 1 else volume.shape[1:]
+    refusal = too_large_message(f"volume {volume.name!r}", shape, volume.dtype)
+    if refusal is not None:
+        raise ApplicationError(refusal)
+
     # torch is imported here, in the worker, never by the web process at start-up.
     import torch
 

@@ -34,9 +34,10 @@ def test_the_estimate_counts_twenty_bytes_a_voxel_plus_the_image(tmp_path):
     import pytest
     from django.core.management.base import CommandError
 
+    from segmentation import resources
     from segmentation.management.commands import segment
 
-    available = segment.available_memory()
+    available = resources.available_memory()
     assert available is not None and available > 0
     voxels = 2 * available // 21  # twice what fits at 20 + 1 bytes a voxel (uint8): margin for other processes
     with pytest.raises(CommandError, match="too large for this machine"):

@@ -101,3 +101,18 @@ def test_healthz_reports_a_job_queue_that_does_not_move(client, volume_2d, ivy, 
                                    status="running",
                                    started_at=now - timedelta(seconds=60), heartbeat_at=now)
     assert client.get("/healthz").status_code == 200
+
+
+@pytest.mark.django_db
+def test_a_job_on_a_volume_too_large_for_this_machine_fails_in_one_line(volume_2d, ivy, monkeypatch):
+    """The estimate (20 bytes a voxel plus the image) is judged before the pixels are read or
+    torch imported; here the machine is made small by its memory probe (no database involved)."""
+    from segmentation import resources
+    from segmentation.services import segmentation_job_create, segmentation_job_run
+
+    monkeypatch.setattr(resources, "available_memory", lambda: 1000)
+    job = segmentation_job_create(volume=volume_2d, user=ivy, params={"diameter": 8.0})
+    assert segmentation_job_run(job_id=job.id) == "failed"
+    job.refresh_from_db()
+    assert "too large for this machine" in job.error and "1,000 are available" in job.error
+    assert job.label_version is None

@@ -35,38 +35,13 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-# What segmenting costs in memory beside the image itself, per voxel: the normalised float32
-# image, the flows (up to three float32 components), the cell probabilities, the uint32 labels
-# and the engine's temporaries. Rough, and on the high side: the check is to refuse a hopeless
-# input with one line instead of dying of a MemoryError deep in the network pass.
-BYTES_PER_VOXEL = 20
-
-
-def available_memory() -> int | None:
-    """Bytes of memory this process could still get: ``MemAvailable`` of ``/proc/meminfo``
-    (Linux), else the physical memory; ``None`` where neither can be read."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
 def _check_memory(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
     """Refuse, from the file's header, an image this machine cannot segment."""
-    n_voxels = int(np.prod(shape, dtype=object))
-    need = n_voxels * (BYTES_PER_VOXEL + np.dtype(dtype).itemsize)
-    available = available_memory()
-    if available is not None and need > available:
-        raise CommandError(
-            f"{path} is too large for this machine: {' x '.join(map(str, shape))} {np.dtype(dtype)} needs about "
-            f"{need:,} bytes to segment ({BYTES_PER_VOXEL} per voxel plus the image); {available:,} are available")
+    from segmentation.resources import too_large_message
+
+    message = too_large_message(str(path), shape, dtype)
+    if message is not None:
+        raise CommandError(message)
 
 
 def read_image(path: Path) -> np.ndarray:
