@@ -85,7 +85,8 @@ def test_it_splits_a_nucleus_through_its_z_range(labels_v1, alice):
 def test_it_keeps_the_table_exact_through_every_kind_of_edit(labels_v1, ivy):
     volume = labels_v1.volume
     rows = list(Nucleus.objects.filter(label_version=labels_v1).order_by("-volume_voxels")[:3])
-    a, b, c = rows
+    # A merge keeps the smallest id: a is the one that survives it and is modified after.
+    (a, b), c = sorted(rows[:2], key=lambda r: r.label_id), rows[2]
     z = round(a.centroid_z)
     steps = [
         {"correction_type": "merge", "nucleus_ids": [a.label_id, b.label_id]},

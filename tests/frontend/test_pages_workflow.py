@@ -76,14 +76,18 @@ def _nuclei(volume, k):
 @pytest.fixture
 def work(volume, sample, ivy, alice, bob):
     """Alice (whole volume, overdue) trims the largest nucleus (v2); bob (a region) deletes the
-    second largest (v3); ivy trims alice's nucleus at its other end (v4, approved as made)."""
+    largest one apart from it (v3); ivy trims alice's nucleus at its other end (v4, approved as made)."""
     from annotation.services import assignment_create, correction_create
 
     project = volume.project
     yesterday = datetime.date.today() - datetime.timedelta(days=1)
     alices = assignment_create(project=project, volume=volume, student=alice, assigned_by=ivy, due=yesterday,
                                note="the top left")
-    first, second = _nuclei(volume, 2)
+    ranked = _nuclei(volume, 50)
+    first = ranked[0]
+    # bob's nucleus lies apart from alice's and ivy's, so his edit is compared with nobody's.
+    second = next(n for n in ranked[1:] if n.y_min > first.y_max + 2 or n.y_max < first.y_min - 2
+                  or n.x_min > first.x_max + 2 or n.x_max < first.x_min - 2)
     bobs = assignment_create(project=project, volume=volume, student=bob, assigned_by=ivy,
                              region=[0, 4, 0, 96, 0, 80])
     z = round(first.centroid_z)
@@ -261,7 +265,7 @@ def test_it_shows_an_edit_on_the_plane_where_it_is(work, volume):
     by_alice, by_bob = work["by_alice"], work["by_bob"]
     planes = correction_planes(corrections=[by_alice, by_bob])
     assert planes[by_alice.id] == by_alice.geometry["z"]  # the plane she drew on
-    [gone] = [n for n in _nuclei(volume, 2) if n.label_id == by_bob.nucleus_ids[0]]
+    [gone] = [n for n in _nuclei(volume, 50) if n.label_id == by_bob.nucleus_ids[0]]
     assert planes[by_bob.id] == round(gone.centroid_z)  # the middle of the deleted nucleus
     assert correction_planes(corrections=[]) == {}
 
