@@ -1,9 +1,11 @@
 """AP of the default model on generated held-out 2D images and 3D volumes.
 
 Held-out means seeds the training command never uses (it draws from seeds 0 and 1000).
-Prints AP@0.5 and AP@0.75 (tp / (tp + fp + fn), counts pooled over images) per condition.
+Prints AP@0.5 and AP@0.75 (tp / (tp + fp + fn), counts pooled over images) per condition, for
+each model named (on the very same images, so models compare without noise between runs).
+``bench/volumetric.py`` measures the 3D backends in depth.
 
-    python bench/default_model.py [--n 24]
+    python bench/default_model.py [--n 24] [--models ezq_nuclei_v1,ezq_nuclei_v2]
 """
 
 import argparse
@@ -35,22 +37,28 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=24, help="images per 2D condition")
     parser.add_argument("--n3d", type=int, default=4, help="volumes per 3D backend")
+    parser.add_argument("--models", default="", help="comma-separated model names (default: the shipped default)")
+    parser.add_argument("--skip-3d", action="store_true")
     args = parser.parse_args()
     engine = SegmentationEngine()
-    print(f"{'2D condition':34s} {'n':>3s} {'AP@0.5':>7s} {'AP@0.75':>8s}  diameter  s/image")
+    models = [m for m in args.models.split(",") if m] or [None]
+    print(f"{'2D condition':34s} {'model':14s} {'n':>3s} {'AP@0.5':>7s} {'AP@0.75':>8s}  diameter  s/image")
     for k, (name, kwargs) in enumerate(CONDITIONS_2D.items()):
+        samples = [generate_2d(shape=(256, 256), seed=50_000 + 100 * k + i, **kwargs) for i in range(args.n)]
         for estimated in (False, True):
-            gts, preds = [], []
-            t = time.perf_counter()
-            for i in range(args.n):
-                s = generate_2d(shape=(256, 256), seed=50_000 + 100 * k + i, **kwargs)
-                d = None if estimated else s.params["median_diameter"]
-                masks, _ = engine.segment_cellpose(s.image, diameter=d)
-                gts.append(s.labels)
-                preds.append(masks)
-            ap50, ap75 = _ap(gts, preds)
-            how = "estimated" if estimated else "given"
-            print(f"{name:34s} {args.n:3d} {ap50:7.3f} {ap75:8.3f}  {how:9s} {(time.perf_counter() - t) / args.n:6.2f}")
+            for model in models:
+                preds = []
+                t = time.perf_counter()
+                for s in samples:
+                    d = None if estimated else s.params["median_diameter"]
+                    masks, info = engine.segment_cellpose(s.image, model_name=model, diameter=d)
+                    preds.append(masks)
+                ap50, ap75 = _ap([s.labels for s in samples], preds)
+                how = "estimated" if estimated else "given"
+                print(f"{name:34s} {info['model']['name']:14s} {args.n:3d} {ap50:7.3f} {ap75:8.3f}  {how:9s} "
+                      f"{(time.perf_counter() - t) / args.n:6.2f}", flush=True)
+    if args.skip_3d:
+        return
     print()
     print('3D volumes 24x192x192, voxel 2.0 x 0.5 x 0.5 um, ground truth in 3D')
     print(f"{'backend':12s} {'n':>3s} {'AP@0.5':>7s} {'AP@0.75':>8s} s/volume")

@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from segmentation.core.engine import SegmentationEngine  # noqa: E402
 from segmentation.core.metrics import average_precision, compute_split_merge_errors  # noqa: E402
-from segmentation.core.modelzoo import load_model  # noqa: E402
+from segmentation.core.modelzoo import DEFAULT_MODEL_3D, load_model  # noqa: E402
 from segmentation.core.params import SegmentationParams  # noqa: E402
 from segmentation.core.synthetic import NucleiConfig, generate_3d  # noqa: E402
 
@@ -113,6 +113,7 @@ def main() -> None:
     parser.add_argument("--only", default="", help="comma-separated condition prefixes")
     parser.add_argument("--backends", default=",".join(METHODS))
     args = parser.parse_args()
+    args.model = args.model or DEFAULT_MODEL_3D  # what the engine segments a stack with by default
     methods = [m for m in args.backends.split(",") if m]
     conditions = [c for c in CONDITIONS if not args.only or any(c.startswith(p) for p in args.only.split(","))]
     engine = SegmentationEngine()

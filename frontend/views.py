@@ -75,14 +75,14 @@ def volume_viewer(request: HttpRequest, volume_id: int) -> HttpResponse:
         "user": request.user.get_username(),
     }
     from segmentation.core.backends import BACKENDS
-    from segmentation.core.modelzoo import DEFAULT_MODEL
+    from segmentation.core.modelzoo import default_model_for
     from segmentation.core.params import DEFAULT_3D_BACKEND
 
     backends = [{"name": name, "summary": BACKEND_SUMMARIES.get(name, name), "default": name == DEFAULT_3D_BACKEND}
                 for name in sorted(BACKENDS, key=lambda n: n != DEFAULT_3D_BACKEND)]
     return render(request, "frontend/viewer.html", {"version": settings.VERSION, "volume": volume,
                                                     "viewer_config": config, "backends": backends,
-                                                    "default_model": DEFAULT_MODEL})
+                                                    "default_model": default_model_for(tuple(volume.shape))})
 
 
 # What the viewer's backend menu says of each 3D backend.

@@ -68,7 +68,7 @@ from .metrics import (
     iou_matrix,
     match_instances,
 )
-from .modelzoo import DEFAULT_MODEL, load_model
+from .modelzoo import DEFAULT_MODEL, DEFAULT_MODEL_3D, load_model
 from .params import RESTORATION_MODES, SegmentationParams
 from .restoration import (
     Cellpose3RestorationEngine,
@@ -88,6 +88,7 @@ __all__ = [
     "NucleusUncertainty", "UncertaintyEstimator", "UncertaintyParams", "nucleus_uncertainty",
     "APResult", "Anisotropy3DPreprocessor", "BACKENDS", "Backend",
     "DEFAULT_MODEL",
+    "DEFAULT_MODEL_3D",
     "Hybrid2D3DBackend", "InvalidInputError", "InvalidParameterError", "LinkingParams",
     "ModelNotAvailableError", "RESTORATION_MODES", "SegmentationEngine", "SegmentationError",
     "SegmentationParams", "SegmentationResult", "SliceBackend", "True3DBackend",

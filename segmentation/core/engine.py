@@ -23,7 +23,7 @@ import numpy as np
 
 from .backends import BACKENDS
 from .errors import InvalidInputError, InvalidParameterError
-from .modelzoo import LoadedModel, load_model
+from .modelzoo import LoadedModel, default_model_for, load_model
 from .params import SegmentationParams
 
 __all__ = ["SegmentationEngine", "SegmentationResult", "normalize_intensity", "validate_image"]
@@ -274,7 +274,7 @@ class SegmentationEngine:
         stack; ``passes``). Restoration is not applied."""
         params = params or SegmentationParams()
         data = validate_image(image)
-        model = load_model(params.model_name, gpu=self.gpu_available)
+        model = load_model(params.model_name or default_model_for(data.shape), gpu=self.gpu_available)
         volume = normalize_intensity(data)
         if volume.ndim == 2:
             volume = volume[np.newaxis]
@@ -314,7 +314,8 @@ class SegmentationEngine:
 
         report(0.0, "loading model")
         t = time.perf_counter()
-        model = load_model(params.model_name, gpu=self.gpu_available)
+        # No model named: the shipped default for this kind of image (a stack or a 2D image).
+        model = load_model(params.model_name or default_model_for(data.shape), gpu=self.gpu_available)
         timings["load_model"] = time.perf_counter() - t
 
         info: dict[str, Any] = {}

@@ -36,7 +36,8 @@ class SegmentationParams:
 
     Parameters
     ----------
-    model_name : a shipped model (``None`` = the default), a Cellpose built-in name, or a path
+    model_name : a shipped model (``None`` = the shipped default for the image: ``ezq_nuclei_v2``
+        for a z-stack, ``ezq_nuclei_v1`` for a 2D image), a Cellpose built-in name, or a path
         to a Cellpose model file.
     diameter : expected nucleus diameter in pixels (xy); ``None`` estimates it from the image.
     do_3d : treat a (Z, Y, X) image as a volume with one id per nucleus across z (with a 3D
