@@ -5,6 +5,7 @@ eve is in no project and gets 404 for the viewer, exactly as the API answers her
 """
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -162,3 +163,16 @@ def test_it_finds_the_viewer_bundle():
 
     assert finders.find("frontend/dist/viewer.js"), "no bundle: run `make frontend`"
     assert finders.find("frontend/viewer.css")
+
+
+@pytest.mark.django_db
+def test_it_offers_the_default_3d_backend_and_model_first_for_a_stack(client, alice, volume):
+    from segmentation.core.modelzoo import DEFAULT_MODEL_3D
+    from segmentation.core.params import DEFAULT_3D_BACKEND
+
+    client.login(username="alice", password=PASSWORD)
+    html = client.get(reverse("volume-viewer", kwargs={"volume_id": volume.id})).content.decode()
+    options = re.findall(r'<option value="([a-z0-9]+)"( selected)?>', html[html.index('id="job-backend"'):])
+    assert options[0] == (DEFAULT_3D_BACKEND, " selected")
+    assert {name for name, _ in options[:3]} == {"slice", "hybrid2d3d", "true3d"}
+    assert f'placeholder="{DEFAULT_MODEL_3D} (default)"' in html

@@ -252,3 +252,17 @@ def test_it_knows_the_cellpose_built_in_names():
     from segmentation.services import CELLPOSE_BUILTIN_MODELS
 
     assert set(CELLPOSE_BUILTIN_MODELS) == set(models.MODEL_NAMES)
+
+
+@pytest.mark.django_db
+def test_it_segments_a_stack_in_3d_with_the_default_backend_and_its_voxel_size(volume_3d, volume_2d, ivy):
+    from segmentation.core.params import DEFAULT_3D_BACKEND
+
+    job = segmentation_job_create(volume=volume_3d, user=ivy, params={"diameter": 15.0})
+    assert (job.params["do_3d"], job.params["use_3d_backend"]) == (True, DEFAULT_3D_BACKEND)
+    assert job.params["voxel_size"] == list(volume_3d.voxel_size)
+    kept = segmentation_job_create(volume=volume_3d, user=ivy, params={"use_3d_backend": "hybrid2d3d",
+                                                                        "voxel_size": [1.0, 0.5, 0.5]})
+    assert (kept.params["use_3d_backend"], kept.params["voxel_size"]) == ("hybrid2d3d", [1.0, 0.5, 0.5])
+    flat = segmentation_job_create(volume=volume_2d, user=ivy, params={"diameter": 15.0})
+    assert (flat.params["do_3d"], flat.params["voxel_size"]) == (False, list(volume_2d.voxel_size[1:]))
