@@ -74,8 +74,6 @@ def normalize_intensity(image: np.ndarray) -> np.ndarray:
     return ((image - lo) / (hi - lo)).astype(np.float32)
 
 
-_normalize = normalize_intensity
-
 
 class _Runner:
     """Runs one loaded Cellpose model with fixed thresholds; the backends call it."""
@@ -333,7 +331,7 @@ class SegmentationEngine:
                 "restoration_metrics": restoration["restoration_metrics"],
             })
 
-        volume = _normalize(data)
+        volume = normalize_intensity(data)
         if not is_volume:
             volume = volume[np.newaxis]
 

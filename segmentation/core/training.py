@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from .engine import normalize_intensity  # the engine's own rule: training sees what inference sees
 from .synthetic import NucleiConfig, generate_2d, generate_3d
 
 __all__ = ["DEFAULT_NBASE", "build_training_set", "file_sha256", "relabel_sequential", "resample_isotropic",
@@ -76,12 +77,6 @@ def resample_isotropic(image: np.ndarray, *labels: np.ndarray, factor: float) ->
     return (ndi.zoom(image, (factor, 1, 1), order=1), *(ndi.zoom(lab, (factor, 1, 1), order=0) for lab in labels))
 
 
-def _normalize(image: np.ndarray) -> np.ndarray:
-    from .engine import normalize_intensity  # the engine's own rule, so training sees what inference sees
-
-    return normalize_intensity(image)
-
-
 def _sections_of_volume(rng: np.random.Generator, seed: Any,
                         config: NucleiConfig | None) -> list[tuple[np.ndarray, np.ndarray]]:
     """xy sections and isotropic zy/zx sections of one generated volume, normalised as a volume.
@@ -95,7 +90,7 @@ def _sections_of_volume(rng: np.random.Generator, seed: Any,
     nz = int(np.clip(round(depth_um / z_step), 8, 48))
     size = int(rng.choice([160, 192]))
     vol = generate_3d(shape=(nz, size, size), seed=seed, voxel_size=(z_step, pixel, pixel), config=config)
-    image = _normalize(vol.image)
+    image = normalize_intensity(vol.image)
     out = []
     for z in rng.choice(nz, size=min(3, nz), replace=False):
         out.append((image[z], relabel_sequential(vol.labels[z])))
@@ -122,7 +117,7 @@ def build_training_set(seed: int = 0, n_2d: int = 480, n_volumes: int = 96,
     for i in range(n_2d):
         size = int(rng.choice([192, 256, 256, 320]))
         sample = generate_2d(shape=(size, size), seed=(seed, 2, i), config=config)
-        images.append(_normalize(sample.image))
+        images.append(normalize_intensity(sample.image))
         labels.append(sample.labels)
     for i in range(n_volumes):
         for image, lab in _sections_of_volume(rng, seed=(seed, 3, i), config=config):
