@@ -6,3 +6,12 @@ class AnnotationConfig(AppConfig):
 
     default_auto_field = "django.db.models.BigAutoField"
     name = "annotation"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_save
+
+        from annotation import events
+        from annotation.models import LabelVersion
+
+        # Every new label version is told to the volume's open viewers (annotation.events).
+        post_save.connect(events.label_version_saved, sender=LabelVersion, dispatch_uid="label_version_live")
