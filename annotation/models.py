@@ -114,6 +114,7 @@ class LabelVersion(models.Model):
         UPLOAD = "upload", "Upload"
         SEGMENTATION = "segmentation", "Segmentation"
         EDIT = "edit", "Edit"
+        REVERT = "revert", "Revert"  # a reviewer's rejection took a correction's edit back out
 
     volume = models.ForeignKey(Volume, on_delete=models.CASCADE, related_name="label_versions")
     number = models.PositiveIntegerField()
@@ -170,6 +171,15 @@ class Nucleus(models.Model):
     solidity = models.FloatField()
     uncertainty = models.FloatField(null=True, blank=True)
 
+    class Curation(models.TextChoices):
+        MODEL = "", "As the model or upload made it"
+        EDITED = "edited", "Made or changed by a person"
+        CHECKED = "checked", "Checked by a person"
+
+    # What people did to this nucleus: copied with the row while it is unchanged, so a mark
+    # lasts exactly as long as the voxels it vouches for; a re-segmentation keeps these nuclei.
+    curation = models.CharField(max_length=8, choices=Curation.choices, blank=True, default="")
+
     class Meta:
         verbose_name_plural = "nuclei"
         ordering = ["label_version", "label_id"]
@@ -199,13 +209,15 @@ class Correction(models.Model):
         DELETE = "delete", "Delete"
         ADD = "add", "Add"
         MODIFY = "modify", "Modify"
+        CONFIRM = "confirm", "Checked"  # "this nucleus is right": no voxel changes
 
     volume = models.ForeignKey(Volume, on_delete=models.CASCADE, related_name="corrections")
     correction_type = models.CharField(max_length=16, choices=Type.choices)
     label_version = models.ForeignKey(LabelVersion, on_delete=models.PROTECT, related_name="corrections",
                                       help_text="the version the edit was made on")
-    result_version = models.OneToOneField(LabelVersion, on_delete=models.PROTECT, related_name="made_by_correction",
-                                          help_text="the version the edit produced")
+    result_version = models.OneToOneField(LabelVersion, null=True, blank=True, on_delete=models.PROTECT,
+                                          related_name="made_by_correction",
+                                          help_text="the version the edit produced (none for a confirm)")
     model_version = models.CharField(max_length=200, blank=True,
                                      help_text="the model that produced the labels corrected")
     nucleus_ids = models.JSONField(help_text="ids of the edited nuclei before the edit")
@@ -239,6 +251,18 @@ class Correction(models.Model):
     review_comment = models.TextField(blank=True)
     amends = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="amended_by",
                                help_text="the student's correction this instructor's edit replaces")
+
+    class Labels(models.TextChoices):
+        UNCHANGED = "", "No verdict on the labels"
+        REVERTED = "reverted", "Reverted in the latest labels"
+        KEPT = "kept", "Kept in the labels by the reviewer"
+
+    # What a rejection did to the latest labels: reverted (a new version, ``reverted_version``,
+    # made by the reviewer; none for a confirm, whose mark is simply taken off) or kept.
+    review_labels = models.CharField(max_length=8, choices=Labels.choices, blank=True, default="")
+    reverted_version = models.OneToOneField(LabelVersion, null=True, blank=True, on_delete=models.PROTECT,
+                                            related_name="reverts_correction",
+                                            help_text="the version that took the rejected edit back out")
 
     class Meta:
         ordering = ["-id"]

@@ -67,6 +67,11 @@ class SegmentationJob(Job):
     label_version = models.ForeignKey("annotation.LabelVersion", null=True, blank=True, on_delete=models.SET_NULL,
                                       related_name="+")
     model_version = models.CharField(max_length=200, blank=True, help_text="name, version and sha256 of the model")
+    # People's work outranks the model's: the nuclei people made, changed or checked in the
+    # latest labels are kept in the new version unless the job was started from scratch.
+    from_scratch = models.BooleanField(default=False, help_text="drop people's corrections from the new labels")
+    kept_nuclei = models.PositiveIntegerField(null=True, blank=True,
+                                              help_text="person-made or checked nuclei kept from the latest labels")
 
     class Meta(Job.Meta):
         indexes = [models.Index(fields=["status", "heartbeat_at"], name="segjob_status_heartbeat_idx")]
