@@ -71,6 +71,7 @@ def volume_viewer(request: HttpRequest, volume_id: int) -> HttpResponse:
         "head": head,
         "api": reverse("volume-detail", kwargs={"volume_id": volume.id}).rsplit("volumes/", 1)[0],
         "websocket": f"/ws/volumes/{volume.id}/jobs/",
+        "live_websocket": f"/ws/volumes/{volume.id}/live/",
         "csrf_token": get_token(request),
         "user": request.user.get_username(),
     }

@@ -15,6 +15,7 @@ import { makeMap } from './layers.js';
 import { makeNucleiPanel } from './nuclei.js';
 import { makeJobPanel } from './jobs.js';
 import { makeEditor, TOOLS } from './edits.js';
+import { makeLivePanel } from './live.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -26,6 +27,7 @@ function main() {
   const grid = makeGrid(volume);
   const marks = { edits: [] };
   let editor = null; // made below, once the map and the panels exist
+  let live = null; // others' edits and presence, made below
   let tileErrorShown = false;
   const state = {
     z: Math.floor(volume.shape[0] / 2),
@@ -126,6 +128,7 @@ function main() {
     state.version = version;
     state.selection = selection;
     renderVersions();
+    live?.shown();
     layers.show({ version, edit });
     layers.setLabelStyle({ selected: selection });
     updateRoot();
@@ -334,6 +337,19 @@ function main() {
       banner.show(`Segmentation job ${job.id} finished: now showing ${job.label_version}.`, { kind: 'info' });
     },
     onError: (text) => banner.show(text, { kind: 'error' }),
+  });
+
+  // -- others' edits, who else is here ------------------------------------------------------
+  live = makeLivePanel({
+    config, state,
+    elements: { notice: $('live-notice'), text: $('live-notice-text'), show: $('live-show'), presence: $('presence') },
+    addVersion: (name) => {
+      if (state.versions.includes(name)) return;
+      state.versions.push(name);
+      state.versions.sort((a, b) => Number(a.slice(1)) - Number(b.slice(1)));
+      renderVersions();
+    },
+    showVersion: (name, edit) => setVersion(name, { edit }),
   });
 
   // -- editing ------------------------------------------------------------------------------
