@@ -26,7 +26,7 @@ from rest_framework.views import APIView
 
 from annotation import roles, selectors, services
 from annotation.exports import csv_stream, zip_directory_stream
-from annotation.models import Assignment, Membership
+from annotation.models import Assignment, Membership, Nucleus
 from ezquant_web.api import ApplicationError, Pagination
 
 # -- shared pieces ----------------------------------------------------------------------------
@@ -406,6 +406,58 @@ class NucleusCsvExportApi(_DownloadApi):
         name = _safe_filename(label_version.volume.name, label_version.name, "nuclei") + ".csv"
         response["Content-Disposition"] = f'attachment; filename="{name}"'
         return response
+
+
+class NucleusMeshApi(APIView):
+    """A 3D look at one nucleus: its surface (marching cubes on its labels, simplified to at most
+    ``max_triangles``) and those of the nuclei touching it, in (z, y, x) micrometres, with its z
+    extent, volume, uncertainty, area per plane and the signs of a z-merge."""
+
+    class FilterSerializer(serializers.Serializer):
+        neighbours = serializers.BooleanField(required=False, default=True,
+                                              help_text="also mesh the nuclei that touch it")
+        max_triangles = serializers.IntegerField(min_value=12, max_value=50_000, required=False, default=6000,
+                                                 help_text="the nucleus' triangles at most (neighbours share a quarter)")
+
+    class _MeshSerializer(serializers.Serializer):
+        label_id = serializers.IntegerField()
+        role = serializers.ChoiceField(choices=["nucleus", "neighbour"])
+        n_triangles = serializers.IntegerField()
+        vertices = serializers.ListField(child=serializers.FloatField(), help_text="z, y, x µm, flat")
+        faces = serializers.ListField(child=serializers.IntegerField(), help_text="vertex indices, three a triangle")
+
+    class _PlaneSerializer(serializers.Serializer):
+        z = serializers.IntegerField()
+        area_um2 = serializers.FloatField()
+
+    class OutputSerializer(serializers.Serializer):
+        label_version = serializers.CharField()
+        label_id = serializers.IntegerField()
+        voxel_size = serializers.ListField(child=serializers.FloatField())
+        z_min = serializers.IntegerField()
+        z_max = serializers.IntegerField()
+        z_extent_um = serializers.FloatField()
+        volume_um3 = serializers.FloatField()
+        volume_voxels = serializers.IntegerField()
+        uncertainty = serializers.FloatField(allow_null=True)
+        neighbours = serializers.ListField(child=serializers.IntegerField())
+        profile = serializers.ListField(child=serializers.DictField(), help_text="[{z, area_um2}] per plane")
+        z_merge_signs = serializers.ListField(child=serializers.CharField(),
+                                              help_text="why it may be two nuclei joined in z; empty: none")
+        meshes = serializers.ListField(child=serializers.DictField(),
+                                       help_text="[{label_id, role, n_triangles, vertices, faces}]")
+
+    @extend_schema(parameters=[FilterSerializer], responses=OutputSerializer)
+    def get(self, request, volume_id: int, version: str, label_id: int):
+        label_version = selectors.label_version_get(user=request.user, volume_id=volume_id, name=version)
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        try:
+            view = selectors.nucleus_mesh_get(label_version=label_version, label_id=label_id,
+                                              **filters.validated_data)
+        except Nucleus.DoesNotExist:
+            raise ApplicationError(f"{label_version.name} has no nucleus {label_id}", status=404) from None
+        return Response(self.OutputSerializer(view).data)
 
 
 # -- label exports ----------------------------------------------------------------------------

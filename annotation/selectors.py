@@ -20,7 +20,7 @@ from annotation.models import Assignment, AuditEvent, Correction, LabelVersion, 
 __all__ = [
     "NUCLEUS_ORDERINGS", "agreement", "assignment_get", "assignment_list", "audit_list", "correction_get",
     "correction_list", "correction_list_by", "correction_planes", "membership_list", "review_queue", "training_corrections", "label_version_get", "label_version_list", "label_version_orphans",
-    "label_version_path_for_tile", "nucleus_list", "uncertainty_scores", "nucleus_rows", "project_get", "project_list",
+    "label_version_path_for_tile", "nucleus_list", "nucleus_mesh_get", "uncertainty_scores", "nucleus_rows", "project_get", "project_list",
     "user_addable", "volume_get", "volume_list", "volume_path_for_tile",
 ]
 
@@ -308,3 +308,83 @@ def correction_get(*, user: AbstractBaseUser, correction_id: int) -> Correction:
     return (Correction.objects.filter(volume__project__memberships__user=user)
             .select_related("volume", "label_version", "result_version", "undone_version", "created_by")
             .get(id=correction_id))
+
+
+def _mesh_region(volume: Volume, boxes: list[tuple[int, int, int, int, int, int]], pad: int = 1):
+    """Level-0 slices around the union of inclusive boxes (z0, z1, y0, y1, x0, x1), ``pad``
+    voxels wider, clipped to the volume."""
+    lo = np.min([b[0::2] for b in boxes], axis=0) - pad
+    hi = np.max([b[1::2] for b in boxes], axis=0) + 1 + pad
+    return tuple(slice(max(int(a), 0), min(int(b), n)) for a, b, n in zip(lo, hi, volume.shape))
+
+
+def _nucleus_box(volume: Volume, nucleus: Nucleus) -> tuple[int, int, int, int, int, int]:
+    _, Y, X = volume.shape
+    if None in (nucleus.y_min, nucleus.y_max, nucleus.x_min, nucleus.x_max):  # measured before boxes were kept
+        return nucleus.z_min, nucleus.z_max, 0, Y - 1, 0, X - 1
+    return nucleus.z_min, nucleus.z_max, nucleus.y_min, nucleus.y_max, nucleus.x_min, nucleus.x_max
+
+
+def nucleus_mesh_get(*, label_version: LabelVersion, label_id: int, neighbours: bool = True,
+                     max_triangles: int = 5000) -> dict[str, Any]:
+    """A 3D look at one nucleus: its surface mesh (and those of the nuclei touching it) in
+    micrometres, its z extent, volume, uncertainty and area per plane, and what suggests a
+    z-merge (``segmentation.core.meshes``).
+
+    Reads the nucleus' bounding box (one voxel wider, to find who touches it), then the union
+    of its box and its neighbours' boxes; past ``EZQUANT_EDIT_MAX_VOXELS`` the neighbours are
+    cut at the nucleus' box widened by half its size, and a nucleus whose own box is larger is
+    refused (400). ``DoesNotExist`` for a nucleus the version does not have.
+    """
+    from django.conf import settings
+
+    from annotation.stores import volume_store
+    from ezquant_web.api import ApplicationError
+    from segmentation.core.meshes import nucleus_mesh, touching_labels, z_merge_signs, z_profile
+
+    volume = label_version.volume
+    nucleus = Nucleus.objects.get(label_version=label_version, label_id=label_id)
+    limit = settings.EZQUANT_EDIT_MAX_VOXELS
+    store = volume_store(volume)
+
+    def read(region) -> np.ndarray:
+        size = int(np.prod([s.stop - s.start for s in region]))
+        if size > limit:
+            raise ApplicationError(f"nucleus {label_id} spans {size:,} voxels with its surroundings; a 3D view reads "
+                                   f"at most {limit:,} (EZQUANT_EDIT_MAX_VOXELS)",
+                                   extra={"voxels": size, "limit": limit, "setting": "EZQUANT_EDIT_MAX_VOXELS"})
+        zs, ys, xs = region
+        return np.stack([store.read_label_region(label_version.name, 0, z, ys.start, ys.stop, xs.start, xs.stop)
+                         for z in range(zs.start, zs.stop)])
+
+    box = _nucleus_box(volume, nucleus)
+    around = _mesh_region(volume, [box])
+    touching = touching_labels(read(around), label_id) if neighbours else []
+    others = {n.label_id: n for n in Nucleus.objects.filter(label_version=label_version, label_id__in=touching)}
+    region = _mesh_region(volume, [box, *(_nucleus_box(volume, n) for n in others.values())])
+    if int(np.prod([s.stop - s.start for s in region])) > limit:
+        half = [max(2, (b - a) // 2) for a, b in zip(box[0::2], box[1::2])]
+        region = tuple(slice(max(s.start, a - h), min(s.stop, b + 1 + h))
+                       for s, a, b, h in zip(region, box[0::2], box[1::2], half))
+    labels = read(region)
+    offset = tuple(s.start for s in region)
+    present = set(np.unique(labels).tolist())
+    # The neighbours share the triangle budget with the nucleus: a quarter for them all.
+    shown = [i for i in touching if i in present]
+    share = max(12, max_triangles // 4 // max(1, len(shown)))
+    meshes = []
+    for i, role, budget in [(label_id, "nucleus", max_triangles), *((i, "neighbour", share) for i in shown)]:
+        mesh = nucleus_mesh(labels, i, voxel_size=volume.voxel_size, offset=offset, max_triangles=budget)
+        meshes.append({"label_id": i, "role": role, "n_triangles": mesh.n_triangles,
+                       "vertices": np.round(mesh.vertices.ravel(), 3).tolist(), "faces": mesh.faces.ravel().tolist()})
+    vz = volume.voxel_size[0]
+    profile = [(z + offset[0], area) for z, area in z_profile(labels, label_id, voxel_size=volume.voxel_size)]
+    return {
+        "label_version": label_version.name, "label_id": int(label_id), "voxel_size": list(volume.voxel_size),
+        "z_min": nucleus.z_min, "z_max": nucleus.z_max,
+        "z_extent_um": (nucleus.z_max - nucleus.z_min + 1) * vz, "volume_um3": nucleus.volume_um3,
+        "volume_voxels": nucleus.volume_voxels, "uncertainty": nucleus.uncertainty,
+        "neighbours": shown, "profile": [{"z": z, "area_um2": a} for z, a in profile],
+        "z_merge_signs": z_merge_signs(profile, z_step=vz) if volume.shape[0] > 1 else [],
+        "meshes": meshes,
+    }

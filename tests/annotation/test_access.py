@@ -40,6 +40,7 @@ ROUTES = {
     "label-version-detail": ("get", lambda c: {"volume_id": c.volume_id, "version": "v1"}, None),
     "nucleus-list": ("get", lambda c: {"volume_id": c.volume_id, "version": "v1"}, None),
     "nucleus-csv": ("get", lambda c: {"volume_id": c.volume_id, "version": "v1"}, None),
+    "nucleus-mesh": ("get", lambda c: {"volume_id": c.volume_id, "version": "v1", "label_id": 2}, None),
     "label-version-export-tiff": ("get", lambda c: {"volume_id": c.volume_id, "version": "v1"}, None),
     "label-version-export-zarr": ("get", lambda c: {"volume_id": c.volume_id, "version": "v1"}, None),
     "image-tile": ("get", lambda c: {"volume_id": c.volume_id, "level": 0, "z": 0, "ty": 0, "tx": 0, "fmt": "png"}, None),
