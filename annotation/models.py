@@ -13,6 +13,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import models
 
+from segmentation.models import Job
+
 
 class Project(models.Model):
     """A body of work: its members see its volumes and nothing else."""
@@ -104,6 +106,26 @@ class Volume(models.Model):
     def storage_path(self) -> Path:
         """Absolute path of the OME-Zarr directory."""
         return Path(settings.EZQUANT_DATA_DIR) / self.path
+
+
+class VolumeImportJob(Job):
+    """Import an uploaded image file as a new volume of the project, in a worker: the job row
+    (``segmentation.models.Job``) carries its progress, so the page shows a real bar for a
+    stack that takes minutes. ``params``: ``{"name", "channel", "voxel_size"}`` as asked. The
+    file waits in ``upload_path`` (under ``EZQUANT_DATA_DIR/imports/``, named as on the
+    user's machine so every message names it) and is removed when the job ends."""
+
+    kind = "import"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_jobs")
+    file_name = models.CharField(max_length=255, help_text="the file's name on the user's machine")
+    file_bytes = models.PositiveBigIntegerField(default=0)
+    upload_path = models.CharField(max_length=500, help_text="relative to EZQUANT_DATA_DIR, removed at the end")
+    volume = models.ForeignKey(Volume, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                               help_text="the volume it made")
+
+    class Meta(Job.Meta):
+        indexes = [models.Index(fields=["status", "heartbeat_at"], name="importjob_status_heartbeat_idx")]
 
 
 class LabelVersion(models.Model):
