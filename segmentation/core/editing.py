@@ -18,6 +18,8 @@ merge          :func:`merge_nuclei`: two or more become one, the smallest id kep
 delete         :func:`delete_nuclei`
 add            :func:`add_nucleus`: a polygon or brush mask, painted on background only
 modify         :func:`modify_nucleus`: brush (grow into background) or eraser (shrink)
+confirm        a person checked the nucleus: nothing changes (:func:`apply_edit` checks it
+               is there and returns the labels as they are)
 =============  ===========================================================================
 
 Painting never takes pixels from another nucleus: an edit changes the nuclei it names and
@@ -254,7 +256,7 @@ def modify_nucleus(labels, nucleus_id: int, mask2d: np.ndarray, *, planes: tuple
 # ---------------------------------------------------------------------------------------------
 # one edit as a validated, serialisable parameter object
 
-EDIT_TYPES = ("split", "merge", "delete", "add", "modify")
+EDIT_TYPES = ("split", "merge", "delete", "add", "modify", "confirm")
 Point = tuple[float, float]
 
 
@@ -278,7 +280,7 @@ class Edit:
     Parameters
     ----------
     correction_type : one of :data:`EDIT_TYPES`.
-    nucleus_ids : the nuclei edited: split and modify one, merge two or more, delete one or
+    nucleus_ids : the nuclei edited: split, modify and confirm one, merge two or more, delete one or
         more, add none.
     z : the plane the drawing was made on.
     z_range : (z0, z1) inclusive, the planes an ``add`` or ``modify`` applies to (default
@@ -330,7 +332,8 @@ class Edit:
             object.__setattr__(self, "radius", float(r))
         given = [name for name in ("line", "seeds", "polygon", "stroke") if getattr(self, name) is not None]
         wanted = {"split": (1, 1, ("line", "seeds")), "merge": (2, None, ()), "delete": (1, None, ()),
-                  "add": (0, 0, ("polygon", "stroke")), "modify": (1, 1, ("stroke",))}[kind]
+                  "add": (0, 0, ("polygon", "stroke")), "modify": (1, 1, ("stroke",)),
+                  "confirm": (1, 1, ())}[kind]
         low, high, drawings = wanted
         n = len(ids)
         if n < low or (high is not None and n > high):
@@ -404,6 +407,9 @@ def apply_edit(labels, edit: Edit, *, new_id: int) -> np.ndarray:
         out = merge_nuclei(volume, edit.nucleus_ids)
     elif kind == "delete":
         out = delete_nuclei(volume, edit.nucleus_ids)
+    elif kind == "confirm":
+        _present(volume, edit.nucleus_ids)
+        out = volume.copy()
     else:
         plane = volume.shape[1:]
         drawing = polygon_mask(edit.polygon, plane) if edit.polygon is not None \

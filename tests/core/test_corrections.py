@@ -113,7 +113,7 @@ def _masks():
     return empty, one, two_bool, two_labels
 
 
-@pytest.mark.parametrize("case", ["delete", "add", "split", "split_bool", "merge", "modify"])
+@pytest.mark.parametrize("case", ["delete", "add", "split", "split_bool", "merge", "modify", "confirm"])
 def test_consistent_corrections_are_accepted(tmp_path, case):
     empty, one, two_bool, two_labels = _masks()
     original, corrected, kind = {
@@ -123,6 +123,7 @@ def test_consistent_corrections_are_accepted(tmp_path, case):
         "split_bool": (one | two_bool | blob((10, 10), [(2, 5), (5, 6)]), two_bool, "split"),
         "merge": (two_labels, one | two_bool | blob((10, 10), [(2, 5), (5, 6)]), "merge"),
         "modify": (one, blob((10, 10), [(2, 6), (2, 5)]), "modify"),
+        "confirm": (one, one.copy(), "confirm"),
     }[case]
     assert CorrectionTracker(tmp_path).record("img", 1, original, corrected, kind).correction_type == kind
 
@@ -135,6 +136,8 @@ def test_consistent_corrections_are_accepted(tmp_path, case):
     ("modify_to_empty", "'modify'"),
     ("unchanged", "nothing was corrected"),
     ("both_empty", "nothing was corrected"),
+    ("confirm_changed", "'confirm'.*masks differ"),
+    ("confirm_empty", "both masks are empty"),
     ("shapes", "shape"),
     ("float", "dtype"),
     ("negative", ">= 0"),
@@ -150,6 +153,8 @@ def test_inconsistent_corrections_are_refused(tmp_path, case, match):
         "modify_to_empty": (one, empty, "modify"),
         "unchanged": (one, one.copy(), "modify"),
         "both_empty": (empty, empty, "modify"),
+        "confirm_changed": (one, blob((10, 10), [(2, 6), (2, 5)]), "confirm"),
+        "confirm_empty": (empty, empty, "confirm"),
         "shapes": (one, one[:, :9], "modify"),
         "float": (one.astype(float), one, "modify"),
         "negative": (-one.astype(int), one, "modify"),

@@ -13,7 +13,9 @@ from scipy import ndimage as ndi
 
 from ..errors import InvalidInputError, InvalidParameterError
 
-CORRECTION_TYPES = ("split", "merge", "delete", "add", "modify")
+#: ``confirm`` is a person saying "this nucleus is right": both masks hold it, unchanged (a
+#: positive training example).
+CORRECTION_TYPES = ("split", "merge", "delete", "add", "modify", "confirm")
 
 
 def _utc_now() -> str:
@@ -163,6 +165,12 @@ def _n_objects(crop: np.ndarray) -> int:
 def _check_consistency(correction_type: str, original: np.ndarray, corrected: np.ndarray) -> None:
     """Refuse masks that do not fit ``correction_type`` (both are the bounding-box crops)."""
     n_orig, n_corr = _n_objects(original), _n_objects(corrected)
+    if correction_type == "confirm":
+        if not np.array_equal(original, corrected) or n_orig < 1:
+            raise InvalidInputError("'confirm' needs the same non-empty mask before and after (the nucleus checked); "
+                                    f"got {n_orig} nucleus/nuclei before and {n_corr} after"
+                                    + ("" if np.array_equal(original, corrected) else ", and the masks differ"))
+        return
     if np.array_equal(original, corrected):
         raise InvalidInputError("the corrected mask equals the original: nothing was corrected")
     rules = {

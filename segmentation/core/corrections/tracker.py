@@ -350,10 +350,11 @@ class CorrectionTracker:
         original_mask, corrected_mask : (Y, X) or (Z, Y, X) bool or int arrays, same shape
             The region before and after the correction, in full-image coordinates: boolean
             masks or label arrays (0 = background). Never modified.
-        correction_type : {'split', 'merge', 'delete', 'add', 'modify'}
+        correction_type : {'split', 'merge', 'delete', 'add', 'modify', 'confirm'}
             ``delete``: corrected is empty; ``add``: original is empty; ``split``: corrected
             holds at least two nuclei; ``merge``: original holds at least two; ``modify``: both
-            non-empty. Nuclei are counted as distinct ids of a label array, or connected
+            non-empty; ``confirm`` (a person checked the nucleus: a positive example): both
+            equal and non-empty. Nuclei are counted as distinct ids of a label array, or connected
             components of a boolean one.
         metadata : dict, optional
             JSON-serialisable (who, which model ...). An adapter reads ``diameter`` (the
