@@ -6,19 +6,22 @@ Layout of one volume (NGFF 0.5 on zarr v3, which ome-zarr-py 0.18 reads)::
         0/ 1/ ...              intensities (Z, Y, X), y and x halved per level (2 x 2 mean), z kept,
                                until a plane fits in one 256 x 256 tile; chunks (1, 256, 256),
                                Blosc LZ4 + bit-shuffle; dtype of the source
+        xz/<k> yz/<k>          the same levels chunked (min(Z, 64), 16, 256) and (min(Z, 64), 256, 16),
+                               so XZ and YZ tiles read one chunk (see :mod:`.ortho`); stacks only
         labels/                zarr.json: "ome": {"labels": ["v1", "v2", ...]}
             v1/ v2/ ...        image-label + multiscales, uint32, levels [::2**k, ::2**k]; a
                                version shares its unchanged chunk files with its parent by hard
-                               links (see :mod:`.labels`)
+                               links (see :mod:`.labels`); each with its own xz/ and yz/
 
 =====================  ===========================================================================
 Write                  :func:`import_image` (TIFF, OME-TIFF, ImageJ TIFF, OME-Zarr),
                        :meth:`VolumeStore.create` (numpy array)
 Read                   :meth:`VolumeStore.open`, ``.meta`` (:class:`VolumeMeta`), ``read_region``,
-                       ``read_tile``, ``read_volume``
+                       ``read_tile``, ``read_ortho_tile`` (XZ, YZ), ``read_volume``
 Labels                 ``write_labels``, ``write_label_edit`` -> :class:`LabelVersionMeta`,
                        ``label_versions``, ``label_version_meta``, ``read_labels``,
-                       ``read_label_region``, ``read_label_tile``, ``export_labels_tiff``,
+                       ``read_label_region``, ``read_label_tile``, ``read_label_ortho_tile``,
+                       ``export_labels_tiff``,
                        ``export_labels_zarr``
 Tiles for browsers     :mod:`.tiles`: ``encode_image_tile``, ``encode_label_tile``,
                        ``decode_label_tile``, ``encode_score_tile``, ``score_lookup``

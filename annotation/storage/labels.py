@@ -46,6 +46,7 @@ import numpy as np
 from .errors import InvalidLabelsError, LabelShapeError, LabelVersionError
 from .meta import LabelVersionMeta, VolumeMeta, version_number
 from .ngff import label_attributes, labels_group_attributes
+from .ortho import ORTHO_PLANES, has_ortho, ortho_chunk, write_ortho_levels
 from .zarrio import CHUNK, chunk_path, create_array, open_array, read_json, same_encoding, write_group
 
 __all__ = ["as_labels", "label_version_meta", "list_versions", "write_edit", "write_full"]
@@ -205,6 +206,8 @@ def write_full(volume: Path, meta: VolumeMeta, labels: np.ndarray, *, parent: st
                             if old is not None:
                                 array[z, ys, xs] = block
                             counts.written += 1
+        if meta.is_3d:  # the XZ / YZ layouts (see .ortho), straight from the labels
+            write_ortho_levels(partial, lambda k: labels[:, ::2 ** k, ::2 ** k], meta.level_shapes, np.uint32)
         return int(labels.max()) if labels.size else 0
 
     return _new_version(volume, meta, parent, build)
@@ -284,6 +287,7 @@ def write_edit(volume: Path, meta: VolumeMeta, parent: str, region, new_values: 
                 elif new.any():
                     array[iz, ys, xs] = new
                     counts.written += 1
+        _edit_ortho(volume / LABELS_GROUP / parent, partial, meta, ((z0, z1), (y0, y1), (x0, x1)), values)
         new_max = int(values.max()) if values.size else 0
         if old_region_max < parent_meta.n_labels or new_max >= parent_meta.n_labels:
             # The parent's largest id survives outside the region, or the edit brings a larger one.
@@ -294,3 +298,46 @@ def write_edit(volume: Path, meta: VolumeMeta, parent: str, region, new_values: 
 
     return _new_version(volume, meta, parent, build)
 
+
+def _edit_ortho(parent_dir: Path, partial: Path, meta: VolumeMeta, bounds, values: np.ndarray) -> None:
+    """The XZ / YZ layouts of an edited version: the parent's chunks that meet the region are
+    read (one chunk each, in its own layout), changed and written; all others are hard links.
+    A parent without the layouts (written before them) gives a version without them: its
+    XZ / YZ tiles are then read from the levels (see .ortho)."""
+    if not meta.is_3d or not has_ortho(parent_dir):
+        return
+    (z0, z1), (y0, y1), (x0, x1) = bounds
+    ignored = _Counts()  # the version's counts are of the levels' chunks
+    for plane in ORTHO_PLANES:
+        write_group(partial / plane, {})
+        for level, shape in enumerate(meta.level_shapes):
+            step = 2 ** level
+            ky0, ky1, kx0, kx1 = (-(-v // step) for v in (y0, y1, x0, x1))
+            sub = values[:, ky0 * step - y0::step, kx0 * step - x0::step]
+            chunk = ortho_chunk(plane, shape[0])
+            parent_array = open_array(parent_dir / plane / str(level))
+            array = create_array(partial / plane / str(level), shape, np.uint32, chunk)
+            if not same_encoding(parent_array, array):  # cannot happen with layouts this module wrote
+                raise LabelVersionError(f"the {plane} layout of {parent_dir.name} is in another encoding")
+            spans = [range(lo // c, -(-hi // c)) if hi > lo else range(0)
+                     for (lo, hi), c in zip(((z0, z1), (ky0, ky1), (kx0, kx1)), chunk)]
+            touched = {(iz, iy, ix) for iz in spans[0] for iy in spans[1] for ix in spans[2]}
+            source_dir = parent_dir / plane / str(level)
+            for key, source in _chunk_files(source_dir):
+                if key not in touched:
+                    _share(source, chunk_path(partial / plane / str(level), *key), ignored)
+            for key in sorted(touched):
+                box = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(key, chunk, shape))
+                old = parent_array[box]
+                new = old.copy()
+                inner = tuple(slice(max(lo, b.start) - b.start, min(hi, b.stop) - b.start)
+                              for (lo, hi), b in zip(((z0, z1), (ky0, ky1), (kx0, kx1)), box))
+                picked = tuple(slice(max(lo, b.start) - lo, min(hi, b.stop) - lo)
+                               for (lo, hi), b in zip(((z0, z1), (ky0, ky1), (kx0, kx1)), box))
+                new[inner] = sub[picked]
+                if np.array_equal(new, old):
+                    source = chunk_path(source_dir, *key)
+                    if source.exists():
+                        _share(source, chunk_path(partial / plane / str(level), *key), ignored)
+                elif new.any():
+                    array[box] = new

@@ -29,6 +29,7 @@ from .errors import (
 )
 from .meta import TILE_SIZE, LabelVersionMeta, VolumeMeta, check_voxel_range, voxel_size3
 from .ngff import image_attributes, label_attributes, labels_group_attributes
+from .ortho import ORTHO_PLANES, has_ortho, ortho_shape, read_ortho, write_ortho_levels
 from .pyramid import ContrastEstimator, downsample_mean, pyramid_shapes
 from .sources import ArraySource, PlaneSource, open_source
 from .zarrio import create_array, open_array, read_json, write_group
@@ -81,6 +82,8 @@ def _write_volume(dest: Path, source: PlaneSource, *, voxel_size: tuple[float, f
             del plane
             if progress is not None:
                 progress(0.99 * (z + 1) / n_planes, f"plane {z + 1} of {n_planes}")
+        if n_planes > 1:  # the XZ / YZ layouts (see .ortho), read back from the levels just written
+            write_ortho_levels(partial, lambda k: arrays[k], shapes, source.dtype)
         meta = VolumeMeta(shape=source.shape, dtype=source.dtype.name, voxel_size=voxel_size,
                           level_shapes=tuple(shapes), contrast_limits=contrast.limits(),
                           source_name=source.name)
@@ -315,6 +318,53 @@ class VolumeStore:
         shape = self._check_plane(level, z)
         y0, y1, x0, x1 = self._tile_bounds(shape, ty, tx, tile_size)
         return self._read(self._array(("image", level), self.path / str(level)), shape, z, y0, y1, x0, x1)
+
+    # -- orthogonal planes (XZ, YZ) --------------------------------------------------------
+
+    def _ortho_source(self, key: tuple, root: Path, plane: str, level: int):
+        """The layout of ``plane`` under ``root`` (a volume or a label version), or, where it
+        was never written, the level itself (same values, one chunk per plane)."""
+        with self._lock:
+            found = self._arrays.get(("has-ortho", root))
+        if found is None:
+            found = has_ortho(root)
+            with self._lock:
+                self._arrays[("has-ortho", root)] = found
+        if found:
+            return self._array(key + (plane,), root / plane / str(level))
+        return self._array(key, root / str(level))
+
+    def _ortho_bounds(self, plane: str, level: int, index: int, ty: int, tx: int,
+                      tile_size: int) -> tuple[int, int, int, int]:
+        if plane not in ORTHO_PLANES:
+            raise TileOutOfRangeError(f"plane must be one of {', '.join(ORTHO_PLANES)}, got {plane!r}")
+        self._check_plane(level, 0)
+        index = operator.index(index)
+        shape = ortho_shape(self.meta, plane, level)
+        if not 0 <= index < shape[0]:
+            across = "y" if plane == "xz" else "x"
+            raise TileOutOfRangeError(f"{plane} plane {across}={index} is out of range: level {level} has "
+                                      f"{across} 0..{shape[0] - 1}")
+        r0, r1, c0, c1 = self._tile_bounds(shape, ty, tx, tile_size)
+        return r0, min(r1, shape[1]), c0, min(c1, shape[2])
+
+    def read_ortho_tile(self, plane: str, level: int, index: int, ty: int, tx: int,
+                        tile_size: int = TILE_SIZE) -> np.ndarray:
+        """Tile (ty, tx) of the XZ plane at row ``y = index`` (``plane="xz"``) or the YZ plane at
+        column ``x = index`` (``"yz"``) of a level: z downwards, stretched to the physical aspect
+        (see :mod:`.ortho`); edge tiles are smaller. :class:`TileOutOfRangeError` outside."""
+        r0, r1, c0, c1 = self._ortho_bounds(plane, level, index, ty, tx, tile_size)
+        array = self._ortho_source(("image", level), self.path, plane, level)
+        return read_ortho(array, self.meta, plane, level, index, r0, r1, c0, c1)
+
+    def read_label_ortho_tile(self, version: str, plane: str, level: int, index: int, ty: int, tx: int,
+                              tile_size: int = TILE_SIZE) -> np.ndarray:
+        """Like :meth:`read_ortho_tile`, for a label version (uint32)."""
+        r0, r1, c0, c1 = self._ortho_bounds(plane, level, index, ty, tx, tile_size)
+        self._label_array(version, level)  # raises LabelVersionError
+        array = self._ortho_source(("labels", version, level), self.path / _labels.LABELS_GROUP / version, plane,
+                                   level)
+        return read_ortho(array, self.meta, plane, level, index, r0, r1, c0, c1)
 
     def read_volume(self, level: int = 0) -> np.ndarray:
         """A whole level as a (Z, Y, X) array (mind its size at level 0)."""

@@ -31,12 +31,14 @@ def _codec():
     return BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")
 
 
-def create_array(path: Path, shape: tuple[int, int, int], dtype: np.dtype):
-    """Create an empty (Z, Y, X) zarr v3 array at ``path`` (a directory that must not exist)."""
+def create_array(path: Path, shape: tuple[int, int, int], dtype: np.dtype,
+                 chunks: tuple[int, int, int] = CHUNK):
+    """Create an empty (Z, Y, X) zarr v3 array at ``path`` (a directory that must not exist),
+    chunked ``chunks`` (the planes' (1, 256, 256) unless told: see ``.ortho`` for the others)."""
     import zarr
 
     return zarr.create_array(
-        store=str(path), shape=shape, dtype=np.dtype(dtype), chunks=CHUNK, compressors=[_codec()],
+        store=str(path), shape=shape, dtype=np.dtype(dtype), chunks=tuple(chunks), compressors=[_codec()],
         fill_value=0, dimension_names=("z", "y", "x"),
         chunk_key_encoding={"name": "default", "separator": "/"},
         config={"write_empty_chunks": False}, overwrite=False)

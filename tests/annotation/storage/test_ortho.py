@@ -1,0 +1,107 @@
+"""XZ / YZ planes: their tiles at the physical aspect, the chunk layouts behind them, and edits."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from annotation.storage import TileOutOfRangeError, VolumeStore
+from annotation.storage.ortho import display_rows, has_ortho, ortho_shape, row_planes
+
+
+def _section(stack, meta, plane, level, index):
+    _, rows, _ = ortho_shape(meta, plane, level)
+    planes = row_planes(meta, plane, level, 0, rows)
+    return (stack[:, index, :] if plane == "xz" else stack[:, :, index])[planes]
+
+
+@pytest.fixture
+def stack(tmp_path, nuclei_image):
+    """A 20-plane uint16 stack of 90 x 300 pixels, voxel size (1.5, 0.5, 0.25): XZ rows 120, YZ 60."""
+    image = nuclei_image((20, 90, 300), np.uint16)
+    return VolumeStore.create(tmp_path / "stack.zarr", image, voxel_size=(1.5, 0.5, 0.25)), image
+
+
+def _labels(shape):
+    labels = np.zeros(shape, np.uint32)
+    labels[2:15, 10:40, 20:90] = 1
+    labels[5:9, 50:80, 200:280] = 2
+    return labels
+
+
+def test_it_stretches_z_by_the_voxel_size(stack):
+    store, _ = stack
+    assert display_rows(store.meta, "xz") == 120 and display_rows(store.meta, "yz") == 60
+    assert ortho_shape(store.meta, "xz", 0) == (90, 120, 300) and ortho_shape(store.meta, "yz", 1) == (150, 30, 45)
+    rows = row_planes(store.meta, "xz", 0, 0, 120)
+    assert rows[0] == 0 and rows[-1] == 19 and np.bincount(rows).tolist() == [6] * 20  # each plane 6 rows tall
+
+
+@pytest.mark.parametrize("plane, level, index", [("xz", 0, 33), ("yz", 0, 250), ("xz", 1, 44), ("yz", 1, 7)])
+def test_it_reads_image_tiles_of_both_planes_at_every_level(stack, plane, level, index):
+    store, image = stack
+    assert has_ortho(store.path)
+    level_image = store.read_volume(level)
+    whole = _section(level_image, store.meta, plane, level, index)
+    tile = store.read_ortho_tile(plane, level, index, 0, 0)
+    np.testing.assert_array_equal(tile, whole[:256, :256])
+    if whole.shape[1] > 256:
+        np.testing.assert_array_equal(store.read_ortho_tile(plane, level, index, 0, 1), whole[:256, 256:512])
+
+
+def test_it_reads_the_same_pixels_from_the_planes_when_the_layouts_are_missing(stack, tmp_path):
+    store, image = stack
+    with_layouts = [store.read_ortho_tile(p, 0, 20, 0, 0) for p in ("xz", "yz")]
+    for plane in ("xz", "yz"):
+        shutil.rmtree(store.path / plane)
+    bare = VolumeStore.open(store.path)
+    assert not has_ortho(bare.path)
+    for plane, tile in zip(("xz", "yz"), with_layouts):
+        np.testing.assert_array_equal(bare.read_ortho_tile(plane, 0, 20, 0, 0), tile)
+
+
+def test_it_writes_label_layouts_and_edits_them_in_place_of_the_touched_chunks(stack):
+    store, _ = stack
+    labels = _labels(store.meta.shape)
+    store.write_labels(labels)
+    for plane, index in (("xz", 20), ("yz", 50)):
+        np.testing.assert_array_equal(store.read_label_ortho_tile("v1", plane, 0, index, 0, 0),
+                                      _section(labels, store.meta, plane, 0, index)[:256, :256])
+    # An edit of nucleus 2 (planes 5-8, y 50-80, x 200-280): a z-cut giving planes 7-8 id 3.
+    region = (slice(5, 9), slice(50, 80), slice(200, 280))
+    new = labels[region].copy()
+    new[2:] = np.where(new[2:] == 2, 3, new[2:])
+    store.write_label_edit("v1", region, new)
+    expected = labels.copy()
+    expected[region] = new
+    for level in (0, 1):
+        step = 2 ** level
+        for plane, index in (("xz", 60 // step), ("yz", 240 // step), ("xz", 20 // step)):
+            got = store.read_label_ortho_tile("v2", plane, level, index, 0, 0)
+            want = _section(expected[:, ::step, ::step], store.meta, plane, level, index)[:256, :256]
+            np.testing.assert_array_equal(got, want)
+    assert set(np.unique(store.read_label_ortho_tile("v2", "xz", 0, 60, 0, 0))) == {0, 2, 3}
+    # Untouched chunks of the layouts are the parent's files (hard links).
+    v1, v2 = store.path / "labels" / "v1" / "xz" / "0", store.path / "labels" / "v2" / "xz" / "0"
+    untouched = v1 / "c" / "0" / "1" / "0"  # rows 16-31: nucleus 1 only
+    assert os.stat(untouched).st_ino == os.stat(v2 / "c" / "0" / "1" / "0").st_ino
+    assert os.stat(v1 / "c" / "0" / "3" / "0").st_ino != os.stat(v2 / "c" / "0" / "3" / "0").st_ino  # rows 48-63
+
+
+def test_it_refuses_tiles_outside_the_planes(stack):
+    store, _ = stack
+    store.write_labels(_labels(store.meta.shape))
+    for args in [("xz", 0, 90, 0, 0), ("yz", 0, 300, 0, 0), ("xz", 0, 0, 1, 0), ("xz", 0, 0, 0, 2), ("xz", 3, 0, 0, 0),
+                 ("zz", 0, 0, 0, 0)]:
+        with pytest.raises(TileOutOfRangeError):
+            store.read_ortho_tile(*args)
+        with pytest.raises(TileOutOfRangeError):
+            store.read_label_ortho_tile("v1", *args)
+
+
+def test_it_writes_no_layouts_for_a_2d_image(tmp_path, nuclei_image):
+    store = VolumeStore.create(tmp_path / "flat.zarr", nuclei_image((1, 60, 70), np.uint16))
+    store.write_labels(np.ones((60, 70), np.uint32))
+    assert not has_ortho(store.path) and not has_ortho(store.path / "labels" / "v1")
+    assert store.read_ortho_tile("xz", 0, 5, 0, 0).shape == (1, 70)
