@@ -18,6 +18,9 @@ merge          :func:`merge_nuclei`: two or more become one, the smallest id kep
 delete         :func:`delete_nuclei`
 add            :func:`add_nucleus`: a polygon or brush mask, painted on background only
 modify         :func:`modify_nucleus`: brush (grow into background) or eraser (shrink)
+add, modify    across planes (:mod:`.drawing3d`): a solid interpolated between outlines drawn
+               on two or more planes, a spherical brush or eraser (radius in µm), a flood
+               fill of enclosed background
 confirm        a person checked the nucleus: nothing changes (:func:`apply_edit` checks it
                is there and returns the labels as they are)
 =============  ===========================================================================
@@ -257,6 +260,8 @@ def modify_nucleus(labels, nucleus_id: int, mask2d: np.ndarray, *, planes: tuple
 # one edit as a validated, serialisable parameter object
 
 EDIT_TYPES = ("split", "merge", "delete", "add", "modify", "confirm")
+#: What a person can draw; an edit carries one of them (or none: merge, delete, confirm).
+_DRAWINGS = ("line", "seeds", "polygon", "stroke", "sections", "fill")
 Point = tuple[float, float]
 
 
@@ -289,6 +294,16 @@ class Edit:
     polygon : an ``add``'s outline.
     stroke, radius, erase : a brush stroke ([y, x] points) and its radius in pixels: an
         ``add`` painted with a brush, or a ``modify`` (``erase=True`` for the eraser).
+    sections : ``[{"z": plane, "polygon": [[y, x], ...]}, ...]``, outlines drawn on two or more
+        planes: an ``add`` or ``modify`` of the solid interpolated between them
+        (:func:`~.drawing3d.interpolate_sections`); ``z_range`` is their span and ``z`` one of
+        their planes.
+    radius_um : with a ``stroke`` instead of ``radius``: the spherical brush (or eraser), a ball
+        of this radius in micrometres swept along the stroke through the planes it reaches
+        (:func:`~.drawing3d.sphere_mask`; no ``z_range``).
+    fill, radius : ``[y, x]``: an ``add`` or ``modify`` of the background connected to that
+        pixel on each of ``planes``, within ``radius`` pixels of it
+        (:func:`~.drawing3d.background_fill_mask`).
     """
 
     correction_type: str
@@ -301,6 +316,9 @@ class Edit:
     stroke: tuple[Point, ...] | None = None
     radius: float | None = None
     erase: bool = False
+    sections: tuple[tuple[int, tuple[Point, ...]], ...] | None = None
+    radius_um: float | None = None
+    fill: Point | None = None
 
     def __post_init__(self) -> None:
         kind = self.correction_type
@@ -313,6 +331,7 @@ class Edit:
             raise InvalidInputError("nucleus ids start at 1 (0 is the background)")
         object.__setattr__(self, "nucleus_ids", ids)
         object.__setattr__(self, "z", _whole(self.z, "z"))
+        self._check_3d()
         if self.z_range is not None:
             if isinstance(self.z_range, (str, bytes)) or len(self.z_range) != 2:
                 raise InvalidInputError(f"z_range must be [z0, z1], got {self.z_range!r}")
@@ -325,14 +344,17 @@ class Edit:
             object.__setattr__(self, name, _point_tuple(getattr(self, name), name, minimum))
         if not isinstance(self.erase, bool):
             raise InvalidInputError(f"erase must be true or false, got {self.erase!r}")
-        if self.stroke is not None:
+        if self.stroke is not None and self.radius_um is None or self.fill is not None:
             r = self.radius
             if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or not 0 < r <= 500:
-                raise InvalidInputError(f"a brush stroke needs a radius in (0, 500] pixels, got {r!r}")
+                raise InvalidInputError(f"a brush stroke or a fill needs a radius in (0, 500] pixels, got {r!r}")
             object.__setattr__(self, "radius", float(r))
-        given = [name for name in ("line", "seeds", "polygon", "stroke") if getattr(self, name) is not None]
+        elif self.radius is not None:
+            raise InvalidInputError("a radius in pixels goes with a brush stroke or a fill only")
+        given = [name for name in _DRAWINGS if getattr(self, name) is not None]
         wanted = {"split": (1, 1, ("line", "seeds")), "merge": (2, None, ()), "delete": (1, None, ()),
-                  "add": (0, 0, ("polygon", "stroke")), "modify": (1, 1, ("stroke",)),
+                  "add": (0, 0, ("polygon", "stroke", "sections", "fill")),
+                  "modify": (1, 1, ("stroke", "sections", "fill")),
                   "confirm": (1, 1, ())}[kind]
         low, high, drawings = wanted
         n = len(ids)
@@ -349,17 +371,85 @@ class Edit:
         if kind == "split" and self.seeds is not None and len(self.seeds) != 2:
             raise InvalidInputError(f"a split by seeds needs exactly two seeds, got {len(self.seeds)}")
 
+    def _check_3d(self) -> None:
+        """The drawings across planes: sections (which set ``z_range``), the ball's radius, the
+        fill's seed."""
+        if self.sections is not None:
+            if isinstance(self.sections, (str, bytes, dict)) or not isinstance(self.sections, (list, tuple)):
+                raise InvalidInputError("sections must be a list of {z, polygon} outlines")
+            sections = []
+            for section in self.sections:
+                if isinstance(section, dict):
+                    if set(section) - {"z", "polygon"} or "z" not in section or "polygon" not in section:
+                        raise InvalidInputError("each section is {\"z\": plane, \"polygon\": [[y, x], ...]}")
+                    z, polygon = section["z"], section["polygon"]
+                elif isinstance(section, (list, tuple)) and len(section) == 2:
+                    z, polygon = section
+                else:
+                    raise InvalidInputError("each section is {\"z\": plane, \"polygon\": [[y, x], ...]}")
+                sections.append((_whole(z, "a section's z"), _point_tuple(polygon, "a section's polygon", 3)))
+            sections.sort(key=lambda s: s[0])
+            planes = [z for z, _ in sections]
+            if len(planes) < 2 or len(set(planes)) != len(planes):
+                raise InvalidInputError("interpolation needs outlines on two or more different planes, "
+                                        f"got planes {planes}")
+            if self.z_range is not None and tuple(self.z_range) != (planes[0], planes[-1]):
+                raise InvalidInputError(f"the sections span planes {planes[0]}..{planes[-1]}; z_range says "
+                                        f"{list(self.z_range)}")
+            if self.z not in planes:
+                raise InvalidInputError(f"z={self.z} is none of the sections' planes {planes}")
+            object.__setattr__(self, "sections", tuple(sections))
+            object.__setattr__(self, "z_range", (planes[0], planes[-1]))
+        if self.radius_um is not None:
+            r = self.radius_um
+            if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or not 0 < r <= 500:
+                raise InvalidInputError(f"the spherical brush needs a radius in (0, 500] micrometres, got {r!r}")
+            if self.stroke is None:
+                raise InvalidInputError("radius_um is the spherical brush's: it goes with a stroke")
+            if self.radius is not None or self.z_range is not None:
+                raise InvalidInputError("the spherical brush takes radius_um alone: no radius in pixels, no z_range "
+                                        "(the ball reaches its own planes)")
+            object.__setattr__(self, "radius_um", float(r))
+        if self.fill is not None:
+            point = _point_tuple([self.fill] if not isinstance(self.fill, (str, bytes)) else self.fill, "fill", 1)
+            if point is None or len(point) != 1:
+                raise InvalidInputError("fill is one [y, x] point")
+            object.__setattr__(self, "fill", point[0])
+            if self.erase:
+                raise InvalidInputError("a fill paints background: it cannot erase")
+
     @property
     def planes(self) -> tuple[int, int]:
-        """The planes (inclusive) a drawing applies to: ``z_range``, else ``(z, z)``."""
+        """The planes (inclusive) a drawing applies to: ``z_range``, else ``(z, z)`` (a spherical
+        brush: see :meth:`planes_for`)."""
         return self.z_range if self.z_range is not None else (self.z, self.z)
 
-    def drawing_bounds(self) -> tuple[int, int, int, int] | None:
-        """(y0, y1, x0, x1), end exclusive, of the pixels the drawing can touch (None: none)."""
-        points = next((getattr(self, n) for n in ("line", "seeds", "polygon", "stroke") if getattr(self, n)), None)
+    def planes_for(self, voxel_size=None) -> tuple[int, int]:
+        """:attr:`planes`, or for a spherical brush the planes its ball reaches (needs the
+        ``voxel_size``; the lower end may be negative, callers clip)."""
+        if self.radius_um is None:
+            return self.planes
+        from .drawing3d import sphere_reach
+
+        depth, _ = sphere_reach(self.radius_um, voxel_size)
+        return self.z - depth, self.z + depth
+
+    def drawing_bounds(self, voxel_size=None) -> tuple[int, int, int, int] | None:
+        """(y0, y1, x0, x1), end exclusive, of the pixels the drawing can touch (None: none); a
+        spherical brush needs the ``voxel_size``."""
+        if self.sections is not None:
+            points = [p for _, polygon in self.sections for p in polygon]
+        elif self.fill is not None:
+            points = [self.fill]
+        else:
+            points = next((getattr(self, n) for n in ("line", "seeds", "polygon", "stroke") if getattr(self, n)), None)
         if points is None:
             return None
         pad = (self.radius or 0.0) + 1.0
+        if self.radius_um is not None:
+            from .drawing3d import sphere_reach
+
+            pad = sphere_reach(self.radius_um, voxel_size)[1] + 1.0
         ys, xs = [p[0] for p in points], [p[1] for p in points]
         return (math.floor(min(ys) - pad), math.ceil(max(ys) + pad) + 1,
                 math.floor(min(xs) - pad), math.ceil(max(xs) + pad) + 1)
@@ -369,8 +459,10 @@ class Edit:
         def move(points):
             return None if points is None else tuple((y - dy, x - dx) for y, x in points)
         z_range = None if self.z_range is None else (self.z_range[0] - dz, self.z_range[1] - dz)
+        sections = None if self.sections is None else tuple((z - dz, move(p)) for z, p in self.sections)
+        fill = None if self.fill is None else (self.fill[0] - dy, self.fill[1] - dx)
         return dataclasses.replace(self, z=self.z - dz, z_range=z_range, line=move(self.line), seeds=move(self.seeds),
-                                   polygon=move(self.polygon), stroke=move(self.stroke))
+                                   polygon=move(self.polygon), stroke=move(self.stroke), sections=sections, fill=fill)
 
     def to_dict(self) -> dict[str, Any]:
         data = {"correction_type": self.correction_type, "nucleus_ids": list(self.nucleus_ids), "z": self.z,
@@ -379,6 +471,10 @@ class Edit:
         for name in ("line", "seeds", "polygon", "stroke"):
             points = getattr(self, name)
             data[name] = None if points is None else [list(p) for p in points]
+        data["sections"] = None if self.sections is None else [
+            {"z": z, "polygon": [list(p) for p in polygon]} for z, polygon in self.sections]
+        data["radius_um"] = self.radius_um
+        data["fill"] = None if self.fill is None else list(self.fill)
         return data
 
     @classmethod
@@ -394,9 +490,58 @@ class Edit:
         return cls(**data)
 
 
-def apply_edit(labels, edit: Edit, *, new_id: int) -> np.ndarray:
+def _drawing3d(volume: np.ndarray, edit: Edit, voxel_size) -> np.ndarray:
+    """The (Z, Y, X) mask of an edit drawn across planes: sections, a ball, or a fill."""
+    from . import drawing3d
+
+    if edit.sections is not None:
+        z0, z1 = edit.planes
+        if not 0 <= z0 <= z1 < volume.shape[0]:
+            raise InvalidInputError(f"planes {z0}..{z1} lie outside 0..{volume.shape[0] - 1}")
+        return drawing3d.interpolate_sections([(z, polygon_mask(p, volume.shape[1:])) for z, p in edit.sections],
+                                              volume.shape)
+    if edit.fill is not None:
+        return drawing3d.background_fill_mask(volume, edit.fill, edit.planes, edit.radius)
+    if voxel_size is None:
+        raise InvalidInputError("the spherical brush needs the voxel size")
+    return drawing3d.sphere_mask(edit.stroke, edit.z, edit.radius_um, voxel_size=voxel_size, shape=volume.shape)
+
+
+def _paint3d(volume: np.ndarray, edit: Edit, region: np.ndarray, new_id: int) -> np.ndarray:
+    """Paint (add, modify) or erase (modify, ``erase``) with a (Z, Y, X) mask, background only."""
+    out = volume.copy()
+    if edit.correction_type == "add":
+        if int(new_id) <= 0 or (volume == new_id).any():
+            raise InvalidInputError(f"the new id {new_id} is 0 or already in use")
+        paint = region & (volume == 0)
+        if not paint.any():
+            raise InvalidInputError("the drawing covers no background: a new nucleus cannot take another's pixels")
+        out[paint] = new_id
+        return out
+    nucleus_id = edit.nucleus_ids[0]
+    _present(volume, [nucleus_id])
+    own = volume == nucleus_id
+    if edit.erase:
+        change = region & own
+        if not change.any():
+            raise InvalidInputError(f"the eraser touches no pixel of nucleus {nucleus_id}")
+        if change.sum() == own.sum():
+            raise InvalidInputError(f"that erases all of nucleus {nucleus_id}: delete it instead")
+        out[change] = 0
+        return out
+    change = region & (volume == 0)
+    if edit.fill is not None and not (ndi.binary_dilation(change) & own).any():
+        raise InvalidInputError(f"the filled background does not touch nucleus {nucleus_id}")
+    if not change.any():
+        raise InvalidInputError("the drawing covers no background: a nucleus cannot take another's pixels")
+    out[change] = nucleus_id
+    return out
+
+
+def apply_edit(labels, edit: Edit, *, new_id: int, voxel_size=None) -> np.ndarray:
     """Carry out ``edit`` (in ``labels``' own coordinates: see :meth:`Edit.shifted`) on a copy of
-    ``labels``; ``new_id`` is the id a split's second half or an added nucleus gets."""
+    ``labels``; ``new_id`` is the id a split's second half or an added nucleus gets;
+    ``voxel_size`` ((z, y, x) µm) is needed by the spherical brush only."""
     volume, flat = _as_volume(labels)
     if not 0 <= edit.z < volume.shape[0]:
         raise InvalidInputError(f"plane z={edit.z} lies outside the volume's planes")
@@ -410,6 +555,8 @@ def apply_edit(labels, edit: Edit, *, new_id: int) -> np.ndarray:
     elif kind == "confirm":
         _present(volume, edit.nucleus_ids)
         out = volume.copy()
+    elif edit.sections is not None or edit.fill is not None or edit.radius_um is not None:
+        out = _paint3d(volume, edit, _drawing3d(volume, edit, voxel_size), new_id)
     else:
         plane = volume.shape[1:]
         drawing = polygon_mask(edit.polygon, plane) if edit.polygon is not None \
