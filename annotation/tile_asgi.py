@@ -4,7 +4,7 @@ Under ASGI every Django request passes each middleware's ``process_request`` and
 ``process_response`` through ``sync_to_async``: about ten thread hops, ~3 ms per request on the
 bench machine, more than reading and encoding a 256 x 256 tile (~2 ms). A viewer asks for dozens
 of tiles per pan, so :class:`TileRouter` sits in front of Django in ``ezquant_web/asgi.py`` and
-answers the two tile routes itself:
+answers the tile routes itself (XY, XZ and YZ):
 
 * it resolves the path with Django's own URL configuration, so the routes stay declared once
   (``annotation/urls.py``); anything else, and any method but GET, goes on to Django untouched;
@@ -78,7 +78,7 @@ def _answer(kwargs: dict, query: str, headers: dict[str, str]) -> tile_views.Til
             volume_id=kwargs["volume_id"], version=kwargs.get("version"), level=kwargs["level"], z=kwargs["z"],
             ty=kwargs["ty"], tx=kwargs["tx"], fmt=kwargs["fmt"], query=QueryDict(query),
             authorization=headers.get("authorization"), session_user_id=_session_user_id(headers.get("cookie")),
-            if_none_match=headers.get("if-none-match"), layer=kwargs["layer"])
+            if_none_match=headers.get("if-none-match"), layer=kwargs["layer"], plane=kwargs.get("plane", "xy"))
     finally:
         close_old_connections()
 

@@ -12,6 +12,14 @@
     background and unscored nuclei transparent); the scores of a version are read once per
     process (versions are immutable).
 
+``GET /api/v1/volumes/<id>/tiles/<xz|yz>/<level>/<index>/<ty>/<tx>.<png|webp>?lo=&hi=&size=``, and
+``.../labels/<version>/tiles/<xz|yz>/...``, ``.../labels/<version>/uncertainty/<xz|yz>/...``
+    The same three kinds of tile of an orthogonal plane: the XZ plane at row ``y = index`` or
+    the YZ plane at column ``x = index`` of pyramid ``level`` (in that level's pixels), with z
+    downwards and stretched to the physical aspect (``annotation.storage.ortho``). Same
+    answers, caching and cost as an XY tile (one chunk read: the planes are stored in a second
+    chunk layout for this).
+
 Answers: 200 with the tile; 304 when ``If-None-Match`` holds the tile's ETag; 400 for a
 malformed request (a level, plane or tile index that is not a whole number >= 0, a size other
 than 256 or 512, an unknown format, a ``lo``/``hi`` that is not a finite number or
@@ -62,6 +70,7 @@ from annotation.storage import (
     encode_score_tile,
     score_lookup,
 )
+from annotation.storage.ortho import ORTHO_PLANES, ortho_shape
 from annotation.stores import volume_store_at
 
 __all__ = ["TileAnswer", "answer_tile", "image_tile", "label_tile", "tile_cache", "uncertainty_tile"]
@@ -126,8 +135,20 @@ def _store(path: str | None):
     return volume_store_at(str(Path(settings.EZQUANT_DATA_DIR) / path))
 
 
-def _check_range(store, level: int, z: int, ty: int, tx: int, size: int) -> None:
+def _check_range(store, level: int, z: int, ty: int, tx: int, size: int, plane: str = "xy") -> None:
     meta = store.meta
+    if plane != "xy":
+        if level >= meta.n_levels:
+            raise _Refusal(404, f"level {level} is out of range: this volume has levels 0..{meta.n_levels - 1}")
+        planes, rows, cols = ortho_shape(meta, plane, level)
+        across = "y" if plane == "xz" else "x"
+        if z >= planes:
+            raise _Refusal(404, f"{plane} plane {across}={z} is out of range: level {level} has {across} "
+                                f"0..{planes - 1}")
+        if ty >= -(-rows // size) or tx >= -(-cols // size):
+            raise _Refusal(404, f"tile ({ty}, {tx}) is out of range: the {plane} planes of level {level} have "
+                                f"{-(-rows // size)} x {-(-cols // size)} tiles of {size}")
+        return
     if level >= meta.n_levels:
         raise _Refusal(404, f"level {level} is out of range: this volume has levels 0..{meta.n_levels - 1}")
     if z >= meta.level_shapes[level][0]:
@@ -194,6 +215,11 @@ def _score_lookup(volume_id: int, store, version: str):
     return lookup
 
 
+def _plane_part(plane: str) -> tuple[str, ...]:
+    """What the plane adds to an ETag: nothing for XY (its tags stay as they were)."""
+    return () if plane == "xy" else (plane,)
+
+
 def _etag(*parts) -> str:
     return '"' + hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=16).hexdigest() + '"'
 
@@ -207,12 +233,15 @@ def _not_modified(if_none_match: str | None, etag: str) -> bool:
 
 def answer_tile(*, volume_id: str, version: str | None, level: str, z: str, ty: str, tx: str, fmt: str,
                 query: Mapping[str, str], authorization: str | None, session_user_id: Callable[[], int | None],
-                if_none_match: str | None, layer: str = "labels") -> TileAnswer:
+                if_none_match: str | None, layer: str = "labels", plane: str = "xy") -> TileAnswer:
     """Answer one tile request (see the module docstring); ``version`` is ``None`` for an image
     tile, and ``layer`` says what a version's tile shows: ``"labels"`` (the ids) or
     ``"uncertainty"`` (the heat map; ignored for an image tile). ``query`` holds ``size``, ``lo``, ``hi``; ``authorization`` is the header's value;
-    ``session_user_id()`` gives the signed-in user's id or ``None``."""
+    ``session_user_id()`` gives the signed-in user's id or ``None``. ``plane`` is ``"xy"``, or
+    ``"xz"`` / ``"yz"`` for an orthogonal plane, whose index ``z`` is then a row or column."""
     try:
+        if plane != "xy" and plane not in ORTHO_PLANES:
+            raise _Refusal(404, f"no plane {plane!r}: planes are xy, xz and yz")
         credentials = _credentials(authorization, session_user_id)
         size_text = query.get("size", "256")
         if size_text not in ("256", "512"):
@@ -226,7 +255,7 @@ def answer_tile(*, volume_id: str, version: str | None, level: str, z: str, ty: 
             lo = _finite(lo_text, "lo") if lo_text is not None else None
             hi = _finite(hi_text, "hi") if hi_text is not None else None
             store = _store(selectors.volume_path_for_tile(volume_id=int(volume_id), **credentials))
-            _check_range(store, level_, z_, ty_, tx_, size)
+            _check_range(store, level_, z_, ty_, tx_, size, plane)
             default_lo, default_hi = store.meta.contrast_limits
             if lo is not None or hi is not None:
                 lo, hi = (default_lo if lo is None else lo), (default_hi if hi is None else hi)
@@ -234,22 +263,26 @@ def answer_tile(*, volume_id: str, version: str | None, level: str, z: str, ty: 
                     raise _Refusal(400, f"lo must be below hi, got lo={lo:g}, hi={hi:g}")
             else:
                 lo, hi = default_lo, default_hi
-            etag = _etag("image", volume_id, store.path.name, level_, z_, ty_, tx_, size, repr(lo), repr(hi), fmt)
+            etag = _etag("image", volume_id, store.path.name, level_, z_, ty_, tx_, size, repr(lo), repr(hi), fmt,
+                         *_plane_part(plane))
             content_type = IMAGE_FORMATS[fmt]
 
             def render() -> bytes:
-                return encode_image_tile(store.read_tile(level_, z_, ty_, tx_, size), lo, hi, fmt)
+                tile = store.read_tile(level_, z_, ty_, tx_, size) if plane == "xy" \
+                    else store.read_ortho_tile(plane, level_, z_, ty_, tx_, size)
+                return encode_image_tile(tile, lo, hi, fmt)
         else:
             if fmt != "png":
                 raise _Refusal(400, f"a label tile is .png, got .{fmt}")
             store = _store(selectors.label_version_path_for_tile(volume_id=int(volume_id), name=version,
                                                                  **credentials))
-            _check_range(store, level_, z_, ty_, tx_, size)
-            etag = _etag(layer, volume_id, store.path.name, version, level_, z_, ty_, tx_, size)
+            _check_range(store, level_, z_, ty_, tx_, size, plane)
+            etag = _etag(layer, volume_id, store.path.name, version, level_, z_, ty_, tx_, size, *_plane_part(plane))
             content_type = "image/png"
 
             def render() -> bytes:
-                tile = store.read_label_tile(version, level_, z_, ty_, tx_, size)
+                tile = store.read_label_tile(version, level_, z_, ty_, tx_, size) if plane == "xy" \
+                    else store.read_label_ortho_tile(version, plane, level_, z_, ty_, tx_, size)
                 if layer == "uncertainty":
                     return encode_score_tile(tile, _score_lookup(int(volume_id), store, version))
                 return encode_label_tile(tile)
@@ -291,26 +324,28 @@ def _session_user_id(request: HttpRequest) -> Callable[[], int | None]:
 
 
 @require_GET
-def image_tile(request: HttpRequest, volume_id: str, level: str, z: str, ty: str, tx: str, fmt: str) -> HttpResponse:
+def image_tile(request: HttpRequest, volume_id: str, level: str, z: str, ty: str, tx: str, fmt: str,
+               plane: str = "xy") -> HttpResponse:
     return _http(answer_tile(volume_id=volume_id, version=None, level=level, z=z, ty=ty, tx=tx, fmt=fmt,
                              query=request.GET, authorization=request.META.get("HTTP_AUTHORIZATION"),
                              session_user_id=_session_user_id(request),
-                             if_none_match=request.META.get("HTTP_IF_NONE_MATCH")))
+                             if_none_match=request.META.get("HTTP_IF_NONE_MATCH"), plane=plane))
 
 
 @require_GET
 def label_tile(request: HttpRequest, volume_id: str, version: str, level: str, z: str, ty: str, tx: str,
-               fmt: str) -> HttpResponse:
+               fmt: str, plane: str = "xy") -> HttpResponse:
     return _http(answer_tile(volume_id=volume_id, version=version, level=level, z=z, ty=ty, tx=tx, fmt=fmt,
                              query=request.GET, authorization=request.META.get("HTTP_AUTHORIZATION"),
                              session_user_id=_session_user_id(request),
-                             if_none_match=request.META.get("HTTP_IF_NONE_MATCH")))
+                             if_none_match=request.META.get("HTTP_IF_NONE_MATCH"), plane=plane))
 
 
 @require_GET
 def uncertainty_tile(request: HttpRequest, volume_id: str, version: str, level: str, z: str, ty: str, tx: str,
-                     fmt: str) -> HttpResponse:
+                     fmt: str, plane: str = "xy") -> HttpResponse:
     return _http(answer_tile(volume_id=volume_id, version=version, level=level, z=z, ty=ty, tx=tx, fmt=fmt,
                              query=request.GET, authorization=request.META.get("HTTP_AUTHORIZATION"),
                              session_user_id=_session_user_id(request),
-                             if_none_match=request.META.get("HTTP_IF_NONE_MATCH"), layer="uncertainty"))
+                             if_none_match=request.META.get("HTTP_IF_NONE_MATCH"), layer="uncertainty",
+                             plane=plane))

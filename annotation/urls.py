@@ -9,6 +9,7 @@ from annotation import apis, tile_views
 from ezquant_web.converters import ID_PATTERN  # registers <id:...>: ids past 18 digits are 404
 
 _TILE = r"(?P<level>[^/]+)/(?P<z>[^/]+)/(?P<ty>[^/]+)/(?P<tx>[^/.]+)\.(?P<fmt>[^/.]+)$"
+_ORTHO = r"(?P<plane>xz|yz)/"  # an orthogonal plane's tiles: its index (a row or column) in the z group
 _VERSION = "volumes/<id:volume_id>/label-versions/<str:version>/"
 _VOLUME = r"^volumes/(?P<volume_id>" + ID_PATTERN + r")/"
 
@@ -51,6 +52,11 @@ urlpatterns = [
     path("corrections/<id:correction_id>/reject/", apis.CorrectionRejectApi.as_view(), name="correction-reject"),
     path("corrections/<id:correction_id>/amend/", apis.CorrectionAmendApi.as_view(), name="correction-amend"),
     re_path(_VOLUME + r"tiles/" + _TILE, tile_views.image_tile, name="image-tile"),
+    re_path(_VOLUME + r"tiles/" + _ORTHO + _TILE, tile_views.image_tile, name="image-ortho-tile"),
+    re_path(_VOLUME + r"labels/(?P<version>[^/]+)/tiles/" + _ORTHO + _TILE, tile_views.label_tile,
+            name="label-ortho-tile"),
+    re_path(_VOLUME + r"labels/(?P<version>[^/]+)/uncertainty/" + _ORTHO + _TILE, tile_views.uncertainty_tile,
+            name="uncertainty-ortho-tile"),
     re_path(_VOLUME + r"labels/(?P<version>[^/]+)/tiles/" + _TILE, tile_views.label_tile, name="label-tile"),
     re_path(_VOLUME + r"labels/(?P<version>[^/]+)/uncertainty/" + _TILE, tile_views.uncertainty_tile,
             name="uncertainty-tile"),

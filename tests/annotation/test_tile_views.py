@@ -169,3 +169,82 @@ def test_it_checks_membership_even_for_cached_tiles(volume_3d, client_for, alice
     url = _image_url(volume_3d, z=6)
     assert client_for(alice).get(url).status_code == 200
     assert client_for(eve).get(url).status_code == 404
+
+
+# -- XZ and YZ planes -------------------------------------------------------------------------
+
+def _ortho_url(name, volume_id, plane, level=0, index=0, ty=0, tx=0, fmt="png", **kwargs):
+    return reverse(name, kwargs=dict(volume_id=volume_id, plane=plane, level=level, z=index, ty=ty, tx=tx, fmt=fmt,
+                                     **kwargs))
+
+
+def _stretched(stack, volume, plane, level, index):
+    """The whole XZ (YZ) section of a level-``level`` stack, one row per displayed row."""
+    from annotation.storage.ortho import ortho_shape, row_planes
+    from annotation.stores import volume_store
+
+    meta = volume_store(volume).meta
+    rows = ortho_shape(meta, plane, level)[1]
+    section = stack[:, index, :] if plane == "xz" else stack[:, :, index]
+    return section[row_planes(meta, plane, level, 0, rows)]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("plane, level, index", [("xz", 0, 120), ("yz", 0, 33), ("xz", 1, 70), ("yz", 1, 149)])
+def test_it_serves_xz_and_yz_tiles_of_the_image_labels_and_heat_map(volume_3d, labels_v1, client_for, alice,
+                                                                      sample_3d, plane, level, index):
+    image, labels = sample_3d
+    step = 2 ** level
+    client = client_for(alice)
+    response = client.get(_ortho_url("image-ortho-tile", volume_3d.id, plane, level, index))
+    assert response.status_code == 200 and response["Content-Type"] == "image/png"
+    from annotation.stores import volume_store
+
+    level_image = volume_store(volume_3d).read_volume(level)
+    expected = _stretched(level_image, volume_3d, plane, level, index)[:256, :256]
+    assert expected.shape[0] == 32 // step  # 8 planes of 2 µm over 0.5 µm pixels: 4 rows a plane
+    np.testing.assert_array_equal(_pixels(response), to_display(expected, volume_3d.contrast_lo,
+                                                                volume_3d.contrast_hi))
+    label = client.get(_ortho_url("label-ortho-tile", volume_3d.id, plane, level, index, version=labels_v1.name))
+    np.testing.assert_array_equal(decode_label_tile(label.content),
+                                  _stretched(labels[:, ::step, ::step], volume_3d, plane, level, index)[:256, :256])
+    heat = client.get(_ortho_url("uncertainty-ortho-tile", volume_3d.id, plane, level, index,
+                                 version=labels_v1.name))
+    assert heat.status_code == 200 and _pixels(heat).shape == (*expected.shape, 4)
+
+
+@pytest.mark.django_db
+def test_it_gives_each_plane_its_own_etag_and_answers_304(volume_3d, client_for, alice):
+    client = client_for(alice)
+    tags = set()
+    for name, kwargs in [("image-tile", dict(level=0, z=5, ty=0, tx=0, fmt="png"))]:
+        tags.add(client.get(reverse(name, kwargs=dict(volume_id=volume_3d.id, **kwargs)))["ETag"])
+    for plane in ("xz", "yz"):
+        url = _ortho_url("image-ortho-tile", volume_3d.id, plane, index=5)
+        first = client.get(url)
+        assert first["Cache-Control"] == "private, max-age=31536000, immutable"
+        assert client.get(url, HTTP_IF_NONE_MATCH=first["ETag"]).status_code == 304
+        tags.add(first["ETag"])
+    assert len(tags) == 3
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("plane, kwargs", [("xz", dict(index=300)), ("yz", dict(index=300)), ("xz", dict(ty=1)),
+                                           ("xz", dict(tx=2)), ("yz", dict(level=2)), ("xz", dict(level=1, tx=1))])
+def test_it_answers_404_outside_the_orthogonal_planes(volume_3d, labels_v1, client_for, alice, plane, kwargs):
+    client = client_for(alice)
+    assert client.get(_ortho_url("image-ortho-tile", volume_3d.id, plane, **kwargs)).status_code == 404
+    assert client.get(_ortho_url("label-ortho-tile", volume_3d.id, plane, version=labels_v1.name,
+                                 **kwargs)).status_code == 404
+
+
+@pytest.mark.django_db
+def test_it_refuses_orthogonal_tiles_to_outsiders_and_anonymous_users(volume_3d, labels_v1, client_for, eve):
+    image = _ortho_url("image-ortho-tile", volume_3d.id, "xz", index=3)
+    label = _ortho_url("label-ortho-tile", volume_3d.id, "yz", index=3, version=labels_v1.name)
+    assert client_for(eve).get(image).status_code == 404
+    assert client_for(eve).get(label).status_code == 404
+    assert client_for().get(image).status_code == 401
+    assert client_for().get(label, {"size": "300"}).status_code == 401
+    assert client_for(eve).get(image, {"size": "300"}).status_code == 400
+    assert client_for().get(f"/api/v1/volumes/{volume_3d.id}/tiles/zz/0/0/0/0.png").status_code == 404
