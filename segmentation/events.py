@@ -6,7 +6,8 @@ worker's autocommit writes) the callback runs at once.
 
 Groups: a segmentation job is heard on its own group (``ws/jobs/<id>/``) and its volume's
 (``ws/volumes/<id>/jobs/``); a training job on its own (``ws/training-jobs/<id>/``) and its
-project's (``ws/projects/<id>/training/``).
+project's (``ws/projects/<id>/training/``); a volume import (``annotation.models.VolumeImportJob``)
+on its own (``ws/import-jobs/<id>/``).
 """
 
 from __future__ import annotations
@@ -18,15 +19,17 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
+from annotation.models import VolumeImportJob
 from segmentation.models import Job, SegmentationJob, TrainingJob
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RELATED", "job_group", "job_publish", "job_state", "training_group", "training_job_group",
-           "volume_group"]
+__all__ = ["RELATED", "import_job_group", "job_group", "job_publish", "job_state", "training_group",
+           "training_job_group", "volume_group"]
 
 #: What ``job_state`` reads beside the row, per kind (select_related).
-RELATED: dict[type[Job], tuple[str, ...]] = {SegmentationJob: ("label_version",), TrainingJob: ("model_version",)}
+RELATED: dict[type[Job], tuple[str, ...]] = {SegmentationJob: ("label_version",), TrainingJob: ("model_version",),
+                                             VolumeImportJob: ("volume",)}
 # Loss points sent with each training event: the tail of the curve (the row keeps all of it).
 _LOSS_POINTS = 200
 
@@ -47,6 +50,10 @@ def training_group(project_id: int) -> str:
     return f"trainjobs.project.{project_id}"
 
 
+def import_job_group(job_id: int) -> str:
+    return f"importjob.{job_id}"
+
+
 def job_state(job: Job) -> dict[str, Any]:
     """What a client is told about a job: the message format of the README's "Jobs" section."""
     state = {
@@ -63,6 +70,9 @@ def job_state(job: Job) -> dict[str, Any]:
         state.update(project=job.project_id, loss=(metrics.get("loss") or [])[-_LOSS_POINTS:],
                      steps=metrics.get("steps"),
                      model_version=job.model_version.number if job.model_version_id else None)
+    elif isinstance(job, VolumeImportJob):
+        state.update(project=job.project_id, file_name=job.file_name, file_bytes=job.file_bytes,
+                     volume=job.volume_id, volume_name=job.volume.name if job.volume_id else None)
     else:
         state.update(volume=job.volume_id, model_version=job.model_version,
                      label_version=job.label_version.name if job.label_version_id else None)
@@ -72,6 +82,8 @@ def job_state(job: Job) -> dict[str, Any]:
 def _groups(state: dict[str, Any]) -> list[str]:
     if state["kind"] == TrainingJob.kind:
         return [training_job_group(state["id"]), training_group(state["project"])]
+    if state["kind"] == VolumeImportJob.kind:
+        return [import_job_group(state["id"])]
     return [job_group(state["id"])] + ([volume_group(state["volume"])] if state["volume"] is not None else [])
 
 

@@ -25,6 +25,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from annotation.models import VolumeImportJob
 from ezquant_web.api import ApplicationError
 from segmentation import events
 from segmentation.models import Job, SegmentationJob, TrainingJob
@@ -35,7 +36,7 @@ __all__ = ["FAIR_WINDOW_S", "HEARTBEAT_INTERVAL_S", "JOB_MODELS", "JobCancelled"
            "job_claim", "job_claim_next", "job_fair_order", "job_queue_stuck", "job_reap_stale", "run_job"]
 
 Status = Job.Status
-JOB_MODELS: tuple[type[Job], ...] = (SegmentationJob, TrainingJob)
+JOB_MODELS: tuple[type[Job], ...] = (SegmentationJob, TrainingJob, VolumeImportJob)
 
 # At most this many progress writes (and events) per second; the first and last always go.
 _PROGRESS_INTERVAL_S = 0.2

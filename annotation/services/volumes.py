@@ -42,7 +42,7 @@ from ezquant_web.api import ApplicationError
 __all__ = [
     "label_version_create", "label_version_export_tiff", "label_version_export_zarr", "label_version_upload",
     "membership_add",
-    "project_create", "volume_import",
+    "project_create", "volume_import", "volume_row_create",
 ]
 
 VOLUMES_DIR = "volumes"
@@ -99,21 +99,28 @@ def volume_import(*, project: Project, src_path: str | os.PathLike, name: str, u
     dest = _data_dir() / relative
     store = import_image(src_path, dest, channel=channel, voxel_size=voxel_size,
                          max_voxels=settings.EZQUANT_MAX_VOXELS, max_bytes=settings.EZQUANT_MAX_IMAGE_BYTES)
-    meta = store.meta
     try:
         with transaction.atomic():
-            volume = Volume.objects.create(
-                project=project, name=(name or "").strip() or Path(src_path).name, path=relative,
-                shape_z=meta.shape[0], shape_y=meta.shape[1], shape_x=meta.shape[2], dtype=meta.dtype,
-                voxel_size_z=meta.voxel_size[0], voxel_size_y=meta.voxel_size[1], voxel_size_x=meta.voxel_size[2],
-                contrast_lo=meta.contrast_limits[0], contrast_hi=meta.contrast_limits[1],
-                n_levels=meta.n_levels, created_by=user)
-            audit_record(user=user, project_id=project.id, action="volume.import", obj=volume, name=volume.name,
-                         shape=list(meta.shape))
-            return volume
+            return volume_row_create(project=project, path=relative, meta=store.meta, user=user,
+                                     name=(name or "").strip() or Path(src_path).name)
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)  # no row will ever name it
         raise
+
+
+def volume_row_create(*, project: Project, path: str, meta, name: str, user: AbstractBaseUser | None) -> Volume:
+    """The row (and audit record) of a volume whose directory ``path`` (relative to
+    ``EZQUANT_DATA_DIR``) is written and described by ``meta``; inside the caller's
+    transaction (``volume_import``, an import job's commit)."""
+    volume = Volume.objects.create(
+        project=project, name=name[:200], path=path,
+        shape_z=meta.shape[0], shape_y=meta.shape[1], shape_x=meta.shape[2], dtype=meta.dtype,
+        voxel_size_z=meta.voxel_size[0], voxel_size_y=meta.voxel_size[1], voxel_size_x=meta.voxel_size[2],
+        contrast_lo=meta.contrast_limits[0], contrast_hi=meta.contrast_limits[1],
+        n_levels=meta.n_levels, created_by=user)
+    audit_record(user=user, project_id=project.id, action="volume.import", obj=volume, name=volume.name,
+                 shape=list(meta.shape))
+    return volume
 
 
 def label_version_create(*, volume: Volume, labels: np.ndarray, user: AbstractBaseUser | None, source: str,
