@@ -105,3 +105,17 @@ def test_it_passes_everything_else_to_django(volume_3d):
     assert call("/static/frontend/site.css")[0] == 200
     assert call(_image(volume_3d), method="HEAD")[0] == 405  # Django (require_GET) answers
     assert call(f"/api/v1/volumes/{volume_3d.id}/tiles/0/0/0/0")[0] == 404  # no such route
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_serves_xz_and_yz_tiles_like_the_views(labels_v1, alice, eve):
+    alice_key, eve_key = Token.objects.create(user=alice).key, Token.objects.create(user=eve).key
+    for name, extra in [("image-ortho-tile", {}), ("label-ortho-tile", {"version": labels_v1.name}),
+                        ("uncertainty-ortho-tile", {"version": labels_v1.name})]:
+        for plane in ("xz", "yz"):
+            url = reverse(name, kwargs=dict(volume_id=labels_v1.volume_id, plane=plane, level=0, z=40, ty=0, tx=1,
+                                            fmt="png", **extra))
+            status, headers, body = call(url, [(b"authorization", f"Token {alice_key}".encode())])
+            django_response = Client().get(url, HTTP_AUTHORIZATION=f"Token {alice_key}")
+            assert status == 200 and body == django_response.content and headers["etag"] == django_response["ETag"]
+            assert call(url, [(b"authorization", f"Token {eve_key}".encode())])[0] == 404
