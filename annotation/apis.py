@@ -549,7 +549,15 @@ class CorrectionListCreateApi(APIView):
         polygon = serializers.ListField(child=_Point(), required=False, allow_null=True, default=None,
                                         help_text="add: the outline")
         stroke = serializers.DictField(required=False, allow_null=True, default=None,
-                                       help_text='add or modify: {"points": [[y, x], ...], "radius": r, "erase": bool}')
+                                       help_text='add or modify: {"points": [[y, x], ...], "radius": r, "erase": bool}; '
+                                                 '"radius_um" instead of "radius": the spherical brush (a ball of '
+                                                 'that radius in µm, through the planes it reaches)')
+        sections = serializers.ListField(child=serializers.DictField(), required=False, allow_null=True, default=None,
+                                         help_text='add or modify: [{"z": plane, "polygon": [[y, x], ...]}, ...] on two '
+                                                   'or more planes, the planes between interpolated')
+        fill = serializers.DictField(required=False, allow_null=True, default=None,
+                                     help_text='add or modify: {"point": [y, x], "radius": r}: the background enclosed '
+                                               'around the point, within r pixels, on the planes of z_range')
 
     @extend_schema(request=InputSerializer, responses={201: CorrectionOutputSerializer})
     def post(self, request, volume_id: int):
@@ -575,13 +583,21 @@ class CorrectionListCreateApi(APIView):
 def _edit_of(data: dict) -> dict:
     """The ``Edit`` fields of a validated correction body (``stroke`` unpacked)."""
     edit = {"correction_type": data["type"],
-            **{k: v for k, v in data.items() if k not in ("label_version", "type", "stroke", "comment")}}
+            **{k: v for k, v in data.items() if k not in ("label_version", "type", "stroke", "fill", "comment")}}
     stroke = data.get("stroke")
     if stroke is not None:
-        unknown = sorted(set(stroke) - {"points", "radius", "erase"})
+        unknown = sorted(set(stroke) - {"points", "radius", "radius_um", "erase"})
         if unknown:
             raise ApplicationError(f"unknown stroke fields: {', '.join(unknown)}")
         edit.update(stroke=stroke.get("points"), radius=stroke.get("radius"), erase=stroke.get("erase", False))
+        if stroke.get("radius_um") is not None:
+            edit["radius_um"] = stroke["radius_um"]
+    fill = data.get("fill")
+    if fill is not None:
+        unknown = sorted(set(fill) - {"point", "radius"})
+        if unknown or "point" not in fill:
+            raise ApplicationError('a fill is {"point": [y, x], "radius": r}', extra={"field": "fill"})
+        edit.update(fill=fill["point"], radius=fill.get("radius"))
     return edit
 
 

@@ -56,16 +56,25 @@ def _latest(volume: Volume, expected: str) -> LabelVersion:
     return head
 
 
-def _check_cost(edit) -> None:
+def _check_cost(edit, voxel_size) -> None:
     """Refuse, before any pixel is read, a drawing of more points or a brush wider than the
     settings allow (a 60,000-point stroke of radius 500 took 34 s)."""
-    points = sum(len(getattr(edit, name) or ()) for name in ("line", "seeds", "polygon", "stroke"))
+    points = sum(len(getattr(edit, name) or ()) for name in ("line", "seeds", "polygon", "stroke")) \
+        + sum(len(polygon) for _, polygon in edit.sections or ())
     limit = settings.EZQUANT_EDIT_MAX_POINTS
     if points > limit:
         raise ApplicationError(f"the drawing has {points:,} points; an edit may have at most {limit:,} "
                                "(EZQUANT_EDIT_MAX_POINTS): draw it in several edits",
                                extra={"points": points, "limit": limit, "setting": "EZQUANT_EDIT_MAX_POINTS"})
     radius = settings.EZQUANT_EDIT_MAX_RADIUS
+    if edit.radius_um is not None:  # the spherical brush: its radius in pixels across
+        from segmentation.core.drawing3d import sphere_reach
+
+        pixels = sphere_reach(edit.radius_um, voxel_size)[1]
+        if pixels > radius:
+            raise ApplicationError(f"the ball's radius is {edit.radius_um:g} µm = {pixels:.4g} pixels; at most "
+                                   f"{radius:,} pixels (EZQUANT_EDIT_MAX_RADIUS)",
+                                   extra={"radius": pixels, "limit": radius, "setting": "EZQUANT_EDIT_MAX_RADIUS"})
     if edit.radius is not None and edit.radius > radius:
         raise ApplicationError(f"the brush radius is {edit.radius:g} pixels; at most {radius:,} "
                                "(EZQUANT_EDIT_MAX_RADIUS)",
@@ -106,7 +115,9 @@ def _edit_region(volume: Volume, head: LabelVersion, edit) -> tuple[slice, slice
     """Level-0 (z, y, x) slices holding every voxel the edit may change: the named nuclei whole,
     and the drawing on its planes, with one pixel to spare."""
     Z, Y, X = volume.shape
-    z0, z1 = edit.planes
+    z0, z1 = edit.planes_for(volume.voxel_size)
+    if edit.radius_um is not None:  # a ball near the first or last plane reaches fewer planes
+        z0, z1 = max(z0, 0), min(z1, Z - 1)
     if z1 >= Z:
         raise ApplicationError(f"plane {z1} lies outside the volume's planes 0..{Z - 1}")
     nuclei = {n.label_id: n for n in Nucleus.objects.filter(label_version=head, label_id__in=edit.nucleus_ids)}
@@ -115,7 +126,7 @@ def _edit_region(volume: Volume, head: LabelVersion, edit) -> tuple[slice, slice
         raise ApplicationError(f"{head.name} has no nucleus {', '.join(map(str, missing))}",
                                extra={"missing": missing})
     zs, ys, xs = [z0, z1 + 1], [], []
-    drawing = edit.drawing_bounds()
+    drawing = edit.drawing_bounds(volume.voxel_size)
     if drawing is not None:
         ys += drawing[:2]
         xs += drawing[2:]
@@ -244,7 +255,7 @@ def correction_create(*, volume: Volume, user: AbstractBaseUser | None, label_ve
         parsed = Edit.from_dict(edit)
     except (InvalidInputError, TypeError) as exc:
         raise ApplicationError(str(exc), extra={"field": "edit"}) from None
-    _check_cost(parsed)
+    _check_cost(parsed, volume.voxel_size)
     # The pixel work, outside any transaction (module docstring): the version it starts from
     # is checked again under the lock below.
     head = _latest(volume, label_version)
@@ -258,7 +269,8 @@ def correction_create(*, volume: Volume, user: AbstractBaseUser | None, label_ve
     store = volume_store(volume)
     before = _read_region(store, head.name, region)
     try:
-        after = apply_edit(before, parsed.shifted(*(s.start for s in region)), new_id=new_id)
+        after = apply_edit(before, parsed.shifted(*(s.start for s in region)), new_id=new_id,
+                           voxel_size=volume.voxel_size)
     except InvalidInputError as exc:
         raise ApplicationError(str(exc)) from None
     image = _read_region(store, None, region)
