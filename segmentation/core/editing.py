@@ -41,7 +41,8 @@ from scipy import ndimage as ndi
 
 from .errors import InvalidInputError
 
-__all__ = ["EDIT_TYPES", "Edit", "add_nucleus", "apply_edit", "delete_nuclei", "merge_nuclei", "modify_nucleus", "polygon_mask", "split_nucleus",
+__all__ = ["EDIT_TYPES", "Edit", "SPLIT_PLANES", "add_nucleus", "apply_edit", "delete_nuclei", "merge_nuclei",
+           "modify_nucleus", "polygon_mask", "split_nucleus",
            "stroke_mask"]
 
 
@@ -122,7 +123,19 @@ def _cut_line_mask(points, shape: tuple[int, int]) -> np.ndarray:
     return stroke_mask(pts, 0.75, shape)
 
 
-def split_nucleus(labels, nucleus_id: int, *, line=None, seeds=None, new_id: int) -> np.ndarray:
+def _reaching_edges(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The polyline with its first and last segments carried on past the edges of ``shape``."""
+    reach = float(np.hypot(*shape)) + 2.0
+    out = points.copy()
+    for end, inner in ((0, 1), (-1, -2)):
+        direction = points[end] - points[inner]
+        length = float(np.hypot(*direction))
+        if length > 0:
+            out[end] = points[end] + direction / length * reach
+    return out
+
+
+def split_nucleus(labels, nucleus_id: int, *, line=None, seeds=None, new_id: int, plane: str = "xy") -> np.ndarray:
     """Split one nucleus in two, through all the planes it occupies.
 
     Parameters
@@ -135,6 +148,12 @@ def split_nucleus(labels, nucleus_id: int, *, line=None, seeds=None, new_id: int
     seeds : [[y, x], [y, x]], one point inside each half (on the drawn plane, at least); the
         halves are the watershed basins of the distance to the nucleus' boundary.
     new_id : the id of the second half (the larger keeps ``nucleus_id``); must be unused.
+    plane : where the line was drawn: ``"xy"`` (points [y, x], the cut carried through z), or
+        an orthogonal plane, ``"xz"`` (points [z, x], carried through y) or ``"yz"`` ([z, y],
+        through x): a z-cut, what a nucleus merged with the one above it needs. On those planes
+        the line's end segments are carried on to the array's edges, so the cut crosses the
+        nucleus at every y (x), also where it is wider than on the plane drawn on. Seeds are
+        for ``"xy"`` only.
 
     Returns
     -------
@@ -148,9 +167,18 @@ def split_nucleus(labels, nucleus_id: int, *, line=None, seeds=None, new_id: int
         raise InvalidInputError(f"the new id {new_id} is 0 or already in use")
     mask = volume == nucleus_id
     plane_shape = volume.shape[1:]
+    if plane not in SPLIT_PLANES:
+        raise InvalidInputError(f"plane must be one of {', '.join(SPLIT_PLANES)}, got {plane!r}")
+    if plane != "xy" and line is None:
+        raise InvalidInputError(f"on the {plane} plane a split is drawn as a line")
     if line is not None:
-        cut = _cut_line_mask(line, plane_shape)
-        pieces, n = ndi.label(mask & ~cut[np.newaxis])  # 6-connected in 3D, 4 in 2D
+        if plane == "xy":
+            cut = _cut_line_mask(line, plane_shape)[np.newaxis]
+        else:
+            section = (volume.shape[0], volume.shape[2] if plane == "xz" else volume.shape[1])
+            cut = _cut_line_mask(_reaching_edges(_points(line, "line", 2), section), section)
+            cut = cut[:, np.newaxis, :] if plane == "xz" else cut[:, :, np.newaxis]
+        pieces, n = ndi.label(mask & ~cut)  # 6-connected in 3D, 4 in 2D
         if n < 2:
             raise InvalidInputError("the line does not cut the nucleus in two: draw it from one side across to "
                                     "the other")
@@ -260,6 +288,8 @@ def modify_nucleus(labels, nucleus_id: int, mask2d: np.ndarray, *, planes: tuple
 # one edit as a validated, serialisable parameter object
 
 EDIT_TYPES = ("split", "merge", "delete", "add", "modify", "confirm")
+#: Where a split's line can be drawn: the XY plane ([y, x] points) or an orthogonal one ([z, x], [z, y]).
+SPLIT_PLANES = ("xy", "xz", "yz")
 #: What a person can draw; an edit carries one of them (or none: merge, delete, confirm).
 _DRAWINGS = ("line", "seeds", "polygon", "stroke", "sections", "fill")
 Point = tuple[float, float]
@@ -304,6 +334,10 @@ class Edit:
     fill, radius : ``[y, x]``: an ``add`` or ``modify`` of the background connected to that
         pixel on each of ``planes``, within ``radius`` pixels of it
         (:func:`~.drawing3d.background_fill_mask`).
+    plane : the view the edit was made in: ``"xy"``, or ``"xz"`` / ``"yz"``, where a split's
+        ``line`` is [z, x] / [z, y] points and cuts through the nucleus' y / x range
+        (:func:`split_nucleus`); merge, delete and confirm are the same from any view; add and
+        modify are drawn on XY planes.
     """
 
     correction_type: str
@@ -319,6 +353,7 @@ class Edit:
     sections: tuple[tuple[int, tuple[Point, ...]], ...] | None = None
     radius_um: float | None = None
     fill: Point | None = None
+    plane: str = "xy"
 
     def __post_init__(self) -> None:
         kind = self.correction_type
@@ -370,6 +405,11 @@ class Edit:
             raise InvalidInputError("only a modify can erase")
         if kind == "split" and self.seeds is not None and len(self.seeds) != 2:
             raise InvalidInputError(f"a split by seeds needs exactly two seeds, got {len(self.seeds)}")
+        if self.plane not in SPLIT_PLANES:
+            raise InvalidInputError(f"plane must be one of {', '.join(SPLIT_PLANES)}, got {self.plane!r}")
+        if self.plane != "xy" and (kind in ("add", "modify") or self.seeds is not None):
+            raise InvalidInputError(f"on the {self.plane} plane a split is drawn as a line; seeds, add and modify "
+                                    "are drawn on an xy plane")
 
     def _check_3d(self) -> None:
         """The drawings across planes: sections (which set ``z_range``), the ball's radius, the
@@ -437,6 +477,8 @@ class Edit:
     def drawing_bounds(self, voxel_size=None) -> tuple[int, int, int, int] | None:
         """(y0, y1, x0, x1), end exclusive, of the pixels the drawing can touch (None: none); a
         spherical brush needs the ``voxel_size``."""
+        if self.plane != "xy":  # [z, x] or [z, y]: the cut stays inside the nucleus' own box
+            return None
         if self.sections is not None:
             points = [p for _, polygon in self.sections for p in polygon]
         elif self.fill is not None:
@@ -461,6 +503,10 @@ class Edit:
         z_range = None if self.z_range is None else (self.z_range[0] - dz, self.z_range[1] - dz)
         sections = None if self.sections is None else tuple((z - dz, move(p)) for z, p in self.sections)
         fill = None if self.fill is None else (self.fill[0] - dy, self.fill[1] - dx)
+        if self.plane != "xy":  # a line of [z, x] or [z, y] points
+            across = dx if self.plane == "xz" else dy
+            line = None if self.line is None else tuple((z - dz, a - across) for z, a in self.line)
+            return dataclasses.replace(self, z=self.z - dz, z_range=z_range, line=line)
         return dataclasses.replace(self, z=self.z - dz, z_range=z_range, line=move(self.line), seeds=move(self.seeds),
                                    polygon=move(self.polygon), stroke=move(self.stroke), sections=sections, fill=fill)
 
@@ -475,6 +521,7 @@ class Edit:
             {"z": z, "polygon": [list(p) for p in polygon]} for z, polygon in self.sections]
         data["radius_um"] = self.radius_um
         data["fill"] = None if self.fill is None else list(self.fill)
+        data["plane"] = self.plane
         return data
 
     @classmethod
@@ -547,7 +594,8 @@ def apply_edit(labels, edit: Edit, *, new_id: int, voxel_size=None) -> np.ndarra
         raise InvalidInputError(f"plane z={edit.z} lies outside the volume's planes")
     kind = edit.correction_type
     if kind == "split":
-        out = split_nucleus(volume, edit.nucleus_ids[0], line=edit.line, seeds=edit.seeds, new_id=new_id)
+        out = split_nucleus(volume, edit.nucleus_ids[0], line=edit.line, seeds=edit.seeds, new_id=new_id,
+                            plane=edit.plane)
     elif kind == "merge":
         out = merge_nuclei(volume, edit.nucleus_ids)
     elif kind == "delete":

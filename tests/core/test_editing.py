@@ -110,3 +110,56 @@ def test_it_validates_and_round_trips_an_edit():
     for data, message in bad:
         with pytest.raises(InvalidInputError, match=message):
             Edit.from_dict(data)
+
+
+def _z_merge() -> np.ndarray:
+    """Nucleus 1: two nuclei joined in z, planes 1-4 (x 4..13) on planes 5-9 (x 2..17, wider),
+    y 3..8; a neighbour 2 beside them on every plane."""
+    labels = np.zeros((11, 12, 24), np.uint32)
+    labels[1:5, 3:9, 4:14] = 1
+    labels[5:10, 3:9, 2:18] = 1
+    labels[:, 3:9, 20:23] = 2
+    return labels
+
+
+@pytest.mark.parametrize("plane", ["xz", "yz"])
+def test_it_splits_a_z_merge_with_one_line_on_an_orthogonal_plane(plane):
+    labels = _z_merge() if plane == "xz" else np.ascontiguousarray(_z_merge().transpose(0, 2, 1))
+    # Drawn across the narrower part only (x 5..12 on the plane y=5, or its YZ twin): the cut
+    # is carried on to the edges, so the wider planes below are cut too.
+    out = split_nucleus(labels, 1, line=[[5.0, 5.0], [5.0, 12.0]], new_id=3, plane=plane)
+    upper, lower = set(np.unique(out[1:5][labels[1:5] == 1])), set(np.unique(out[6:10][labels[6:10] == 1]))
+    assert len(upper) == len(lower) == 1 and upper | lower == {1, 3}
+    assert lower == {1}  # the larger half keeps the id
+    assert ((out == 1) | (out == 3)).sum() == (labels == 1).sum()
+    assert (out[labels == 2] == 2).all() and (out[labels == 0] == 0).all()
+
+
+def test_it_refuses_orthogonal_splits_it_cannot_make():
+    labels = _z_merge()
+    with pytest.raises(InvalidInputError, match="does not cut"):
+        split_nucleus(labels, 1, line=[[10.4, 0], [10.4, 20]], new_id=3, plane="xz")  # below the nucleus
+    with pytest.raises(InvalidInputError, match="line"):
+        split_nucleus(labels, 1, seeds=[[2, 5], [7, 5]], new_id=3, plane="xz")
+    with pytest.raises(InvalidInputError, match="plane"):
+        split_nucleus(labels, 1, line=[[5, 0], [5, 20]], new_id=3, plane="zz")
+    for bad in [dict(correction_type="split", nucleus_ids=[1], seeds=[[1, 1], [2, 2]], plane="xz"),
+                dict(correction_type="add", polygon=[[0, 0], [0, 5], [5, 5]], plane="yz"),
+                dict(correction_type="split", nucleus_ids=[1], line=[[1, 1], [2, 2]], plane="zy")]:
+        with pytest.raises(InvalidInputError):
+            Edit.from_dict(bad)
+
+
+def test_it_carries_an_orthogonal_edit_into_a_crop_and_back_through_json():
+    edit = Edit(correction_type="split", nucleus_ids=[1], z=6, line=((5.0, 3.0), (5.0, 14.0)), plane="xz")
+    assert Edit.from_dict(edit.to_dict()) == edit and edit.to_dict()["plane"] == "xz"
+    assert edit.drawing_bounds() is None  # the cut stays inside the nucleus' box
+    moved = edit.shifted(1, 2, 3)
+    assert moved.line == ((4.0, 0.0), (4.0, 11.0)) and moved.z == 5
+    assert Edit(correction_type="split", nucleus_ids=[1], z=3, line=((5.0, 3.0), (5.0, 4.0)),
+                plane="yz").shifted(1, 2, 3).line == ((4.0, 1.0), (4.0, 2.0))
+    labels = _z_merge()
+    crop = (slice(1, 11), slice(2, 10), slice(3, 19))
+    whole = apply_edit(labels, edit, new_id=3)
+    cropped = apply_edit(labels[crop], edit.shifted(1, 2, 3), new_id=3)
+    np.testing.assert_array_equal(whole[crop], cropped)
