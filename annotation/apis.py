@@ -543,7 +543,11 @@ class CorrectionListCreateApi(APIView):
                                         required=False, allow_null=True, default=None,
                                         help_text="[z0, z1] inclusive: planes an add or modify applies to")
         line = serializers.ListField(child=_Point(), required=False, allow_null=True, default=None,
-                                     help_text="split: [[y, x], ...] across the nucleus")
+                                     help_text="split: [[y, x], ...] across the nucleus ([[z, x], ...] on an xz "
+                                               "plane, [[z, y], ...] on a yz plane)")
+        plane = serializers.ChoiceField(choices=["xy", "xz", "yz"], required=False, default="xy",
+                                        help_text="the view the edit was made in; a split's line drawn on xz or yz "
+                                                  "cuts through the nucleus' y or x range (a z-cut)")
         seeds = serializers.ListField(child=_Point(), required=False, allow_null=True, default=None,
                                       help_text="split: two [y, x] seeds")
         polygon = serializers.ListField(child=_Point(), required=False, allow_null=True, default=None,
