@@ -31,7 +31,7 @@ from annotation.services.audit import audit_record
 from annotation.stores import correction_store, volume_store
 from ezquant_web.api import ApplicationError
 
-__all__ = ["correction_create", "correction_redo", "correction_undo"]
+__all__ = ["correction_create", "correction_redo", "correction_revert", "correction_undo"]
 
 _STALE_STATUS = 409
 
@@ -185,14 +185,34 @@ def _measure_edit(*, volume: Volume, region, before: np.ndarray, after: np.ndarr
     edited = (set(np.unique(before[changed]).tolist()) | set(np.unique(after[changed]).tolist())) - {0}
     store = volume_store(volume)
     image = _read_region(store, None, region) if image is None else image
-    # A person drew these nuclei: they carry no model score (uncertainty None, ranked last).
+    # A person drew these nuclei: they carry no model score (uncertainty None, ranked last), and
+    # a new segmentation keeps them (curation "edited").
     rows = nucleus_table(_only(after, edited), image, store.meta.voxel_size, offset=tuple(s.start for s in region))
+    for row in rows:
+        row["curation"] = Nucleus.Curation.EDITED
     return edited, rows
 
 
+_SHAPE = ("z_min", "z_max", "y_min", "y_max", "x_min", "x_max", "volume_voxels")
+
+
+def _restore_rows(rows: list[dict], source: LabelVersion | None) -> None:
+    """Rows of nuclei brought back as they were in ``source`` (an undo, a redo, a revert) get
+    that version's score and curation again, where the nucleus is the same (the same box and
+    voxel count): the nucleus the model scored, or the one a person had made."""
+    if source is None or not rows:
+        return
+    old = {n["label_id"]: n for n in Nucleus.objects.filter(label_version=source, label_id__in=[
+        r["label_id"] for r in rows]).values("label_id", "uncertainty", "curation", *_SHAPE)}
+    for row in rows:
+        was = old.get(row["label_id"])
+        if was is not None and all(row.get(k) == was[k] for k in _SHAPE):
+            row["uncertainty"], row["curation"] = was["uncertainty"], was["curation"]
+
+
 def _commit_edit(*, volume: Volume, head: LabelVersion, region, before: np.ndarray, after: np.ndarray,
-                 user: AbstractBaseUser | None,
-                 measured: tuple[set[int], list[dict]] | None = None) -> tuple[LabelVersion, set[int], set[int]]:
+                 user: AbstractBaseUser | None, measured: tuple[set[int], list[dict]] | None = None,
+                 source: str = LabelVersion.Source.EDIT) -> tuple[LabelVersion, set[int], set[int]]:
     """Write ``after`` (the whole region) as the version after ``head`` and its nucleus rows.
 
     Returns the version and the ids, before and after, of the nuclei that changed. Runs
@@ -204,7 +224,7 @@ def _commit_edit(*, volume: Volume, head: LabelVersion, region, before: np.ndarr
     store = volume_store(volume)
     meta = store.write_label_edit(head.name, region, after)
     version = LabelVersion.objects.create(
-        volume=volume, number=meta.number, name=meta.name, parent=head, source=LabelVersion.Source.EDIT,
+        volume=volume, number=meta.number, name=meta.name, parent=head, source=source,
         created_by=user, n_labels=meta.n_labels, model_version=head.model_version)
     _copy_nuclei(source=head, target=version, except_ids=edited)
     Nucleus.objects.bulk_create((Nucleus(label_version=version, **row) for row in rows), batch_size=2000)
@@ -265,6 +285,9 @@ def correction_create(*, volume: Volume, user: AbstractBaseUser | None, label_ve
                                + "; ".join(f"planes {a[0]}-{a[1] - 1}, y {a[2]}-{a[3] - 1}, x {a[4]}-{a[5] - 1}"
                                            for a in within), status=403)
     _check_region(region)
+    if parsed.correction_type == Correction.Type.CONFIRM:
+        return _confirm(volume=volume, user=user, head=head, region=region, edit=parsed, approved=approved,
+                        amends=amends, inside=inside)
     new_id = _check_new_id(head, parsed)
     store = volume_store(volume)
     before = _read_region(store, head.name, region)
@@ -285,14 +308,10 @@ def correction_create(*, volume: Volume, user: AbstractBaseUser | None, label_ve
         # The record keeps what an adapter trains on: the masks, the image under them (scaled by
         # the volume's stored percentiles, as the engine scales the whole volume) and the labels
         # around them after the edit.
-        vz, vy, vx = volume.voxel_size
         record = correction_store(volume).record(
             f"volume-{volume.id}", parsed.nucleus_ids[0] if parsed.nucleus_ids else min(ids_after),
             _only(before, ids_before | ids_after), _only(after, ids_before | ids_after), parsed.correction_type,
-            {"volume": volume.id, "offset": [s.start for s in region], "label_version": head.name,
-             "result_version": version.name, "model_version": head.model_version,
-             "user": user.get_username() if user is not None else None,
-             "anisotropy": vz / ((vy + vx) / 2) if volume.shape_z > 1 else 1.0},
+            _record_metadata(volume, head, region, version.name, user),
             image=image, image_range=volume.contrast_limits, context_labels=after)
         now = timezone.now()
         correction = Correction.objects.create(
@@ -306,6 +325,56 @@ def correction_create(*, volume: Volume, user: AbstractBaseUser | None, label_ve
                      label_version=head.name, type=parsed.correction_type, result_version=version.name,
                      nucleus_ids=correction.nucleus_ids, new_ids=correction.new_ids,
                      amends=amends.id if amends is not None else None)
+        if inside is not None:
+            inside(correction)
+        return correction
+
+
+def _record_metadata(volume: Volume, head: LabelVersion, region, result: str | None,
+                     user: AbstractBaseUser | None, **extra) -> dict:
+    vz, vy, vx = volume.voxel_size
+    return {"volume": volume.id, "offset": [s.start for s in region], "label_version": head.name,
+            "result_version": result, "model_version": head.model_version,
+            "user": user.get_username() if user is not None else None,
+            "anisotropy": vz / ((vy + vx) / 2) if volume.shape_z > 1 else 1.0, **extra}
+
+
+def _confirm(*, volume: Volume, user: AbstractBaseUser | None, head: LabelVersion, region, edit,
+             approved: bool, amends: Correction | None, inside: Callable[[Correction], None] | None) -> Correction:
+    """A person's "this nucleus is right": a record of its own kind (both masks the nucleus as it
+    is, with the image: a positive training example), no new version, and the nucleus' row in
+    the latest version marked ``checked`` (kept by a new segmentation). 409 when the version
+    moved on or the nucleus is checked already."""
+    nucleus_id = edit.nucleus_ids[0]
+    store = volume_store(volume)
+    labels = _read_region(store, head.name, region)
+    mask = _only(labels, {nucleus_id})
+    image = _read_region(store, None, region)
+    with transaction.atomic():
+        locked = _head_for_edit(volume, head.name)
+        if locked.id != head.id:
+            raise ApplicationError(f"label version {head.name} changed while the check was made; reload",
+                                   status=_STALE_STATUS, extra={"current_label_version": locked.name})
+        row = Nucleus.objects.select_for_update().get(label_version=head, label_id=nucleus_id)
+        if row.curation == Nucleus.Curation.CHECKED:
+            raise ApplicationError(f"nucleus {nucleus_id} of {head.name} is checked already", status=_STALE_STATUS,
+                                   extra={"current_label_version": head.name, "nucleus": nucleus_id})
+        record = correction_store(volume).record(
+            f"volume-{volume.id}", nucleus_id, mask, mask, Correction.Type.CONFIRM,
+            _record_metadata(volume, head, region, None, user, previous_curation=row.curation),
+            image=image, image_range=volume.contrast_limits, context_labels=labels)
+        Nucleus.objects.filter(id=row.id).update(curation=Nucleus.Curation.CHECKED)
+        now = timezone.now()
+        correction = Correction.objects.create(
+            volume=volume, correction_type=Correction.Type.CONFIRM, label_version=head, result_version=None,
+            model_version=head.model_version, nucleus_ids=[nucleus_id], new_ids=[nucleus_id],
+            bbox=[v for s in region for v in (s.start, s.stop)], geometry=edit.to_dict(), record_id=record.id,
+            created_by=user, amends=amends,
+            review_status=Correction.Review.APPROVED if approved else Correction.Review.PENDING,
+            reviewed_by=user if approved else None, reviewed_at=now if approved else None)
+        audit_record(user=user, project_id=volume.project_id, action="correction.create", obj=correction,
+                     label_version=head.name, type=Correction.Type.CONFIRM, result_version=None,
+                     nucleus_ids=[nucleus_id], new_ids=[nucleus_id], amends=amends.id if amends is not None else None)
         if inside is not None:
             inside(correction)
         return correction
@@ -352,6 +421,18 @@ def _correction_masks(correction) -> tuple[np.ndarray, np.ndarray]:
     return correction_store(correction.volume).load(correction.record_id)
 
 
+def _refuse_no_edit(correction: Correction, head: LabelVersion) -> None:
+    """409 for what undo and redo cannot take back: a check (it changed no voxel: a reviewer
+    rejects it) and an edit a reviewer rejected and reverted already."""
+    if correction.correction_type == Correction.Type.CONFIRM:
+        raise ApplicationError("a check changes no labels, so there is nothing to undo: a reviewer can reject it",
+                               status=_STALE_STATUS, extra={"current_label_version": head.name})
+    if correction.reverted_version_id is not None:
+        raise ApplicationError(f"this edit was rejected and taken out of the labels already (in "
+                               f"{correction.reverted_version.name})", status=_STALE_STATUS,
+                               extra={"current_label_version": head.name})
+
+
 def correction_undo(*, correction: Correction, user: AbstractBaseUser | None, label_version: str) -> Correction:
     """Undo an edit: a new latest version with the edited nuclei as they were before it.
 
@@ -363,6 +444,7 @@ def correction_undo(*, correction: Correction, user: AbstractBaseUser | None, la
     volume = correction.volume
 
     def refuse_undone(correction: Correction, head: LabelVersion) -> None:
+        _refuse_no_edit(correction, head)
         if correction.undone:
             raise ApplicationError("this edit was undone already", status=_STALE_STATUS,
                                    extra={"current_label_version": head.name})
@@ -374,6 +456,7 @@ def correction_undo(*, correction: Correction, user: AbstractBaseUser | None, la
     before, after = _correction_masks(correction)
     current, result, measured = _prepare_swap(volume=volume, head=head, correction=correction, remove=after,
                                               restore=before)
+    _restore_rows(measured[1], correction.label_version)
     with transaction.atomic():
         correction = _locked_step(volume, head, label_version, correction)
         refuse_undone(correction, head)
@@ -394,6 +477,7 @@ def correction_redo(*, correction: Correction, user: AbstractBaseUser | None, la
     volume = correction.volume
 
     def refuse_not_undone(correction: Correction, head: LabelVersion) -> None:
+        _refuse_no_edit(correction, head)
         if not correction.undone or correction.redos.exists():
             raise ApplicationError("only an undone edit can be redone, once", status=_STALE_STATUS,
                                    extra={"current_label_version": head.name})
@@ -404,6 +488,7 @@ def correction_redo(*, correction: Correction, user: AbstractBaseUser | None, la
     before, after = _correction_masks(correction)
     current, result, measured = _prepare_swap(volume=volume, head=head, correction=correction, remove=before,
                                               restore=after)
+    _restore_rows(measured[1], correction.result_version)
     with transaction.atomic():
         correction = _locked_step(volume, head, label_version, correction)
         refuse_not_undone(correction, head)
@@ -419,3 +504,112 @@ def correction_redo(*, correction: Correction, user: AbstractBaseUser | None, la
         audit_record(user=user, project_id=volume.project_id, action="correction.redo", obj=redo,
                      label_version=head.name, result_version=version.name, redo_of=correction.id)
         return redo
+
+
+def _later_corrections(correction: Correction) -> list[Correction]:
+    """Corrections of the same volume made after ``correction`` whose region meets its own and
+    that are still in the labels (not undone, not reverted): what a revert may undo."""
+    box = correction.bbox
+    later = (Correction.objects.filter(volume_id=correction.volume_id, id__gt=correction.id,
+                                       undone_version__isnull=True, reverted_version__isnull=True)
+             .exclude(review_status=Correction.Review.REJECTED).select_related("created_by", "result_version")
+             .order_by("id"))
+    return [c for c in later
+            if all(c.bbox[2 * i] < box[2 * i + 1] and box[2 * i] < c.bbox[2 * i + 1] for i in range(3))]
+
+
+def _grown_region(volume: Volume, head: LabelVersion, region, ids: set[int]):
+    """``region`` grown to hold every voxel of the nuclei ``ids`` of ``head`` (from their rows'
+    boxes; whole planes for rows measured before boxes were kept)."""
+    Z, Y, X = volume.shape
+    bounds = [[s.start, s.stop] for s in region]
+    for n in Nucleus.objects.filter(label_version=head, label_id__in=sorted(ids)):
+        box = [(n.z_min, n.z_max + 1)]
+        box += [(0, Y), (0, X)] if None in (n.y_min, n.y_max, n.x_min, n.x_max) else \
+            [(n.y_min, n.y_max + 1), (n.x_min, n.x_max + 1)]
+        for axis, (lo, hi) in enumerate(box):
+            bounds[axis] = [min(bounds[axis][0], lo), max(bounds[axis][1], hi)]
+    return _clip_region(volume, *(tuple(b) for b in bounds))
+
+
+def _in_region(mask: np.ndarray, inner, outer) -> np.ndarray:
+    """``mask`` (over ``inner``) placed in an array over ``outer``, which holds ``inner``."""
+    out = np.zeros(tuple(s.stop - s.start for s in outer), mask.dtype)
+    out[tuple(slice(i.start - o.start, i.stop - o.start) for i, o in zip(inner, outer))] = mask
+    return out
+
+
+def correction_revert(*, correction: Correction, user: AbstractBaseUser | None, label_version: str | None,
+                      overwrite_later: bool, inside: Callable[[LabelVersion | None, bool], None]) -> LabelVersion | None:
+    """Take a (rejected) edit back out of the latest labels: a new version (source ``revert``,
+    made by ``user``) in which the nuclei the edit changed are exactly as they were before it,
+    voxel for voxel; a check (``confirm``) has its mark taken off the nucleus instead.
+
+    ``label_version``: the latest version as the reviewer sees it (409 when it is not; ``None``:
+    whatever is latest now). When later edits changed the same nuclei (or checked one the edit
+    made), 409 lists them (``extra.later_corrections``) unless ``overwrite_later``: then the
+    edit's original nuclei are restored over them. ``inside(version, clean)`` is called in the
+    short transaction that writes the version (the volume locked), to mark the verdict with it.
+    Returns the new version, or ``None`` when no voxel had to change.
+    """
+    from segmentation.core.curation import revert_edit
+
+    volume = correction.volume
+    head = _latest(volume, label_version) if label_version else \
+        LabelVersion.objects.filter(volume=volume).order_by("-number").first()
+    if correction.correction_type == Correction.Type.CONFIRM:
+        with transaction.atomic():
+            _head_for_edit(volume, head.name)
+            previous = correction_store(volume).get(correction.record_id).metadata.get("previous_curation", "")
+            Nucleus.objects.filter(label_version=head, label_id=correction.nucleus_ids[0],
+                                   curation=Nucleus.Curation.CHECKED).update(curation=previous)
+            inside(None, True)
+        return None
+    # The pixel work before the transaction, as for an edit (module docstring).
+    before, after = _correction_masks(correction)
+    store = volume_store(volume)
+    inner = correction.region
+    current = _read_region(store, head.name, inner)
+    ids = (set(np.unique(before).tolist()) | set(np.unique(after).tolist())
+           | set(np.unique(current[before != 0]).tolist())) - {0}
+    region = _grown_region(volume, head, inner, ids)
+    if region != inner:
+        current = _read_region(store, head.name, region)
+        before, after = _in_region(before, inner, region), _in_region(after, inner, region)
+    reverted = revert_edit(current, before, after, next_id=head.n_labels + 1)
+    later = _later_corrections(correction)
+    made = set(correction.new_ids)
+    checked = [c for c in later if c.correction_type == Correction.Type.CONFIRM and made & set(c.nucleus_ids)]
+    clean = reverted.clean and not checked
+    if not clean and not overwrite_later:
+        touching = [c for c in later if c.correction_type != Correction.Type.CONFIRM] + checked
+        raise ApplicationError(
+            "later edits changed the nuclei of this correction"
+            + (f" ({', '.join(f'#{c.id} {c.correction_type}' for c in touching)})" if touching else "")
+            + ": revert anyway (their changes to these nuclei are lost) or keep the labels as they are",
+            status=_STALE_STATUS, extra={
+                "conflict": "later_edits", "current_label_version": head.name,
+                "later_corrections": [{"id": c.id, "type": c.correction_type,
+                                       "by": c.created_by.get_username() if c.created_by else None,
+                                       "result_version": c.result_version.name if c.result_version else None}
+                                      for c in touching]})
+    changes = not np.array_equal(reverted.labels, current)
+    measured = None
+    if changes:
+        measured = _measure_edit(volume=volume, region=region, before=current, after=reverted.labels)
+        _restore_rows(measured[1], correction.label_version)
+    with transaction.atomic():
+        locked = _head_for_edit(volume, head.name)
+        if locked.id != head.id:
+            raise ApplicationError(f"label version {head.name} changed while the revert was computed; reload",
+                                   status=_STALE_STATUS, extra={"current_label_version": locked.name})
+        version = None
+        if changes:
+            version, _, _ = _commit_edit(volume=volume, head=head, region=region, before=current,
+                                         after=reverted.labels, user=user, measured=measured,
+                                         source=LabelVersion.Source.REVERT)
+            audit_record(user=user, project_id=volume.project_id, action="label_version.revert", obj=version,
+                         label_version=head.name, result_version=version.name, correction=correction.id,
+                         clean=clean, renamed={str(k): v for k, v in reverted.renamed.items()})
+        inside(version, clean)
+        return version

@@ -4,6 +4,11 @@ Only approved corrections become training data (``annotation.selectors.training_
 A verdict is given once, on a pending correction that is still in effect (not undone); an
 amendment is the instructor's own edit of the same nuclei, approved as it is made, and marks the
 student's correction ``amended``. Nothing is deleted: every step is a row of the audit trail.
+
+A rejection means what it says: the edit is taken back out of the latest labels, as a new
+version made by the reviewer (``corrections.correction_revert``), unless the reviewer keeps the
+labels (``labels="keep"``). Where later edits changed the same nuclei the rejection is refused
+with 409 naming them, and the reviewer chooses: ``labels="revert_anyway"`` or ``"keep"``.
 """
 
 from __future__ import annotations
@@ -16,12 +21,14 @@ from django.utils import timezone
 
 from annotation.models import Assignment, Correction, Membership, Project, Volume
 from annotation.services.audit import audit_record
-from annotation.services.corrections import correction_create
+from annotation.services.corrections import correction_create, correction_revert
 from ezquant_web.api import ApplicationError
 
 __all__ = ["assignment_create", "assignment_set_state", "correction_amend", "correction_review"]
 
 VERDICTS = {"approve": Correction.Review.APPROVED, "reject": Correction.Review.REJECTED}
+#: What a rejection does to the latest labels.
+REJECT_LABELS = ("revert", "revert_anyway", "keep")
 
 
 def _pending(correction: Correction, *, lock: bool = True) -> Correction:
@@ -37,22 +44,57 @@ def _pending(correction: Correction, *, lock: bool = True) -> Correction:
     return correction
 
 
-def correction_review(*, correction: Correction, reviewer: AbstractBaseUser, verdict: str,
-                      comment: str = "") -> Correction:
-    """Approve or reject a pending correction; a rejection needs a comment for the student."""
+def _verdict(correction: Correction, reviewer: AbstractBaseUser, verdict: str, comment: str, *,
+             labels: str = "", reverted=None, **details) -> Correction:
+    """Inside ``atomic``: the pending correction, locked, given its verdict and recorded."""
+    correction = _pending(correction)
+    correction.review_status = VERDICTS[verdict]
+    correction.reviewed_by, correction.reviewed_at, correction.review_comment = reviewer, timezone.now(), comment
+    correction.review_labels, correction.reverted_version = labels, reverted
+    correction.save(update_fields=["review_status", "reviewed_by", "reviewed_at", "review_comment", "review_labels",
+                                   "reverted_version"])
+    made = correction.result_version or correction.label_version
+    audit_record(user=reviewer, project_id=correction.volume.project_id, action=f"correction.{verdict}",
+                 obj=correction, label_version=made.name, comment=comment, **(
+                     {"labels": labels, "reverted_version": reverted.name if reverted else None, **details}
+                     if verdict == "reject" else {}))
+    return correction
+
+
+def correction_review(*, correction: Correction, reviewer: AbstractBaseUser, verdict: str, comment: str = "",
+                      labels: str = "revert", label_version: str | None = None) -> Correction:
+    """Approve or reject a pending correction; a rejection needs a comment for the student.
+
+    A rejection takes the edit back out of the latest labels (module docstring): ``labels`` is
+    ``"revert"`` (409 with ``extra.later_corrections`` when later edits changed the same nuclei),
+    ``"revert_anyway"`` (over them) or ``"keep"``; ``label_version`` is the latest version as the
+    reviewer sees it (409 when it is not; ``None``: the latest now). The correction records which
+    happened (``review_labels``, ``reverted_version``).
+    """
     if verdict not in VERDICTS:
         raise ApplicationError(f"verdict must be one of {', '.join(VERDICTS)}, got {verdict!r}")
+    if labels not in REJECT_LABELS:
+        raise ApplicationError(f"labels must be one of {', '.join(REJECT_LABELS)}, got {labels!r}",
+                               extra={"field": "labels"})
     comment = (comment or "").strip()
     if verdict == "reject" and not comment:
         raise ApplicationError("say why it is rejected: the student sees the comment")
-    with transaction.atomic():
-        correction = _pending(correction)
-        correction.review_status = VERDICTS[verdict]
-        correction.reviewed_by, correction.reviewed_at, correction.review_comment = reviewer, timezone.now(), comment
-        correction.save(update_fields=["review_status", "reviewed_by", "reviewed_at", "review_comment"])
-        audit_record(user=reviewer, project_id=correction.volume.project_id, action=f"correction.{verdict}",
-                     obj=correction, label_version=correction.result_version.name, comment=comment)
-        return correction
+    if verdict == "approve":
+        with transaction.atomic():
+            return _verdict(correction, reviewer, verdict, comment)
+    if labels == "keep":
+        with transaction.atomic():
+            return _verdict(correction, reviewer, verdict, comment, labels=Correction.Labels.KEPT)
+    original = _pending(correction, lock=False)  # 409 before any pixel is read
+    marked = []
+
+    def mark(version, clean: bool) -> None:
+        marked.append(_verdict(original, reviewer, verdict, comment, labels=Correction.Labels.REVERTED,
+                               reverted=version, clean=clean))
+
+    correction_revert(correction=original, user=reviewer, label_version=label_version,
+                      overwrite_later=labels == "revert_anyway", inside=mark)
+    return marked[0]
 
 
 def correction_amend(*, correction: Correction, reviewer: AbstractBaseUser, label_version: str, edit: dict,

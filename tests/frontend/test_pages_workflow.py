@@ -164,7 +164,7 @@ def test_it_shows_alice_her_queue_and_her_corrections_with_their_verdicts(client
     from annotation.services import correction_review
 
     correction_review(correction=work["by_alice"], reviewer=work["by_ivy"].created_by, verdict="reject",
-                      comment="you cut into the next nucleus")
+                      comment="you cut into the next nucleus", labels="keep")  # ivy edited that nucleus since
     html = _html(_get(client, alice, "project-page", work["alice"].project_id))
     assert "Your queue" in html and "Your corrections" in html
     assert reverse("assignment-submit", args=[work["alice"].id]) in html

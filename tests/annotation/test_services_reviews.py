@@ -1,0 +1,173 @@
+"""correction_review's rejection on a generated 8x300x300 stack (v1 = its true labels): the
+rejected edit is taken back out of the latest labels voxel for voxel, as a new version by the
+reviewer, unless the reviewer keeps the labels; later edits of the same nuclei are a conflict
+the reviewer decides. And the check mark (``confirm``): recorded, reviewed, training data."""
+
+import numpy as np
+import pytest
+
+from annotation.models import AuditEvent, Correction, LabelVersion, Nucleus
+from annotation.selectors import training_corrections
+from annotation.services import correction_create, correction_review, correction_undo
+from annotation.stores import correction_store, volume_store
+from ezquant_web.api import ApplicationError
+from segmentation.core.corrections import correction_examples
+from segmentation.core.measurements import nucleus_table
+
+pytestmark = pytest.mark.django_db
+
+_MEASURED = ("label_id", "z_min", "z_max", "y_min", "y_max", "x_min", "x_max", "volume_voxels", "mean_intensity")
+
+
+def _labels(version: LabelVersion) -> np.ndarray:
+    return volume_store(version.volume).read_labels(version.name)
+
+
+def _assert_table_is_measured(version: LabelVersion) -> None:
+    store = volume_store(version.volume)
+    expected = {r["label_id"]: tuple(r[k] for k in _MEASURED)
+                for r in nucleus_table(store.read_labels(version.name), store.read_volume(0), store.meta.voxel_size)}
+    stored = {r[0]: r for r in Nucleus.objects.filter(label_version=version).values_list(*_MEASURED)}
+    assert stored.keys() == expected.keys()
+    for label_id, row in expected.items():
+        assert stored[label_id] == pytest.approx(row), label_id
+
+
+def _largest(version: LabelVersion, k: int = 0) -> Nucleus:
+    return Nucleus.objects.filter(label_version=version).order_by("-volume_voxels")[k]
+
+
+def _split(version, user, n):
+    x = round(n.centroid_x) + 0.5
+    return correction_create(volume=version.volume, user=user, label_version=version.name,
+                             edit={"correction_type": "split", "nucleus_ids": [n.label_id], "z": round(n.centroid_z),
+                                   "line": [[n.y_min - 2, x], [n.y_max + 2, x]]})
+
+
+def test_it_takes_a_rejected_delete_out_of_the_latest_labels(labels_v1, alice, bob, ivy):
+    volume = labels_v1.volume
+    n, other = _largest(labels_v1), _largest(labels_v1, 5)
+    deleted = correction_create(volume=volume, user=alice, label_version="v1",
+                                edit={"correction_type": "delete", "nucleus_ids": [n.label_id]})
+    # bob's later edit of another nucleus stays.
+    correction_create(volume=volume, user=bob, label_version="v2",
+                      edit={"correction_type": "delete", "nucleus_ids": [other.label_id]})
+    rejected = correction_review(correction=deleted, reviewer=ivy, verdict="reject", comment="that one is real",
+                                 label_version="v3")
+    v4 = rejected.reverted_version
+    assert (rejected.review_status, rejected.review_labels) == ("rejected", "reverted")
+    assert (v4.name, v4.parent.name, v4.source, v4.created_by) == ("v4", "v3", "revert", ivy)
+    expected = _labels(labels_v1)
+    expected[expected == other.label_id] = 0
+    assert np.array_equal(_labels(v4), expected)  # the nucleus is back, voxel for voxel; bob's edit stays
+    _assert_table_is_measured(v4)
+    back = Nucleus.objects.get(label_version=v4, label_id=n.label_id)
+    assert (back.uncertainty, back.curation) == (n.uncertainty, n.curation)  # the model's nucleus again
+    event = AuditEvent.objects.filter(action="correction.reject").get()
+    assert event.details["labels"] == "reverted" and event.details["reverted_version"] == "v4"
+    assert AuditEvent.objects.filter(action="label_version.revert", user=ivy).count() == 1
+    with pytest.raises(ApplicationError, match="taken out of the labels already") as undo:
+        correction_undo(correction=rejected, user=alice, label_version="v4")
+    assert undo.value.status == 409
+
+
+def test_it_keeps_the_labels_when_the_reviewer_says_so(labels_v1, alice, ivy):
+    n = _largest(labels_v1)
+    deleted = correction_create(volume=labels_v1.volume, user=alice, label_version="v1",
+                                edit={"correction_type": "delete", "nucleus_ids": [n.label_id]})
+    kept = correction_review(correction=deleted, reviewer=ivy, verdict="reject", comment="fine, but ask",
+                             labels="keep")
+    assert (kept.review_labels, kept.reverted_version) == ("kept", None)
+    assert LabelVersion.objects.filter(volume=labels_v1.volume).count() == 2
+
+
+def test_it_refuses_a_stale_version_and_a_bad_choice(labels_v1, alice, ivy):
+    n = _largest(labels_v1)
+    deleted = correction_create(volume=labels_v1.volume, user=alice, label_version="v1",
+                                edit={"correction_type": "delete", "nucleus_ids": [n.label_id]})
+    with pytest.raises(ApplicationError) as stale:
+        correction_review(correction=deleted, reviewer=ivy, verdict="reject", comment="no", label_version="v1")
+    assert stale.value.status == 409 and stale.value.extra["current_label_version"] == "v2"
+    with pytest.raises(ApplicationError, match="labels must be one of"):
+        correction_review(correction=deleted, reviewer=ivy, verdict="reject", comment="no", labels="maybe")
+    assert Correction.objects.get(id=deleted.id).review_status == "pending"
+    assert LabelVersion.objects.count() == 2
+
+
+def test_a_later_edit_of_the_same_nuclei_is_a_conflict_the_reviewer_decides(labels_v1, alice, ivy):
+    volume = labels_v1.volume
+    n = _largest(labels_v1)
+    split = _split(labels_v1, alice, n)
+    half = split.new_ids[1]
+    later = correction_create(volume=volume, user=alice, label_version="v2",
+                              edit={"correction_type": "delete", "nucleus_ids": [half]})
+    with pytest.raises(ApplicationError, match="later edits changed") as conflict:
+        correction_review(correction=split, reviewer=ivy, verdict="reject", comment="not two", label_version="v3")
+    assert conflict.value.status == 409
+    assert conflict.value.extra["conflict"] == "later_edits"
+    assert [c["id"] for c in conflict.value.extra["later_corrections"]] == [later.id]
+    assert LabelVersion.objects.count() == 3 and Correction.objects.get(id=split.id).review_status == "pending"
+    rejected = correction_review(correction=split, reviewer=ivy, verdict="reject", comment="not two",
+                                 labels="revert_anyway", label_version="v3")
+    v4 = rejected.reverted_version
+    assert v4.name == "v4" and AuditEvent.objects.get(action="correction.reject").details["clean"] is False
+    # Nucleus n is exactly as it was before the split; nothing else differs from v3.
+    original, now, before = _labels(labels_v1), _labels(v4), _labels(later.result_version)
+    mask = original == n.label_id
+    assert np.array_equal(now == n.label_id, mask)
+    assert np.array_equal(now[~mask], before[~mask])
+    _assert_table_is_measured(v4)
+
+
+def test_a_check_is_recorded_without_a_new_version_and_kept_until_the_nucleus_changes(labels_v1, alice, ivy):
+    volume = labels_v1.volume
+    n, m = _largest(labels_v1), _largest(labels_v1, 1)
+    check = correction_create(volume=volume, user=alice, label_version="v1",
+                              edit={"correction_type": "confirm", "nucleus_ids": [n.label_id], "z": round(n.centroid_z)})
+    assert (check.correction_type, check.result_version, check.nucleus_ids, check.new_ids) == (
+        "confirm", None, [n.label_id], [n.label_id])
+    assert LabelVersion.objects.filter(volume=volume).count() == 1
+    assert Nucleus.objects.get(label_version=labels_v1, label_id=n.label_id).curation == "checked"
+    with pytest.raises(ApplicationError, match="checked already") as twice:
+        correction_create(volume=volume, user=ivy, label_version="v1",
+                          edit={"correction_type": "confirm", "nucleus_ids": [n.label_id]})
+    assert twice.value.status == 409
+    with pytest.raises(ApplicationError, match="nothing to undo"):
+        correction_undo(correction=check, user=alice, label_version="v1")
+    # An edit of another nucleus carries the mark along; an edit of this one ends it.
+    v2 = correction_create(volume=volume, user=alice, label_version="v1",
+                           edit={"correction_type": "delete", "nucleus_ids": [m.label_id]}).result_version
+    assert Nucleus.objects.get(label_version=v2, label_id=n.label_id).curation == "checked"
+    v3 = _split(v2, alice, Nucleus.objects.get(label_version=v2, label_id=n.label_id)).result_version
+    assert Nucleus.objects.get(label_version=v3, label_id=n.label_id).curation == "edited"
+
+
+def test_a_check_is_a_positive_training_example_once_approved(labels_v1, alice, ivy):
+    volume = labels_v1.volume
+    n = _largest(labels_v1)
+    check = correction_create(volume=volume, user=alice, label_version="v1",
+                              edit={"correction_type": "confirm", "nucleus_ids": [n.label_id], "z": round(n.centroid_z)})
+    assert list(training_corrections(project=volume.project)) == []
+    correction_review(correction=check, reviewer=ivy, verdict="approve")
+    assert [c.id for c in training_corrections(project=volume.project)] == [check.id]
+    tracker = correction_store(volume)
+    before, after = tracker.load(check.record_id)
+    assert np.array_equal(before, after) and before.any()
+    (example,) = correction_examples(tracker, [check.record_id])
+    record, crop = tracker.get(check.record_id), tracker.load_image(check.record_id)
+    inner = tuple(slice(a - w.start, b - w.start) for (a, b), w in zip(record.bbox, crop.window))
+    nucleus = np.zeros(example.labels.shape, bool)
+    nucleus[inner] = tracker.load(check.record_id, crop=True)[0] != 0
+    # The nucleus is one object of the target, weighted in full: the model learns it is right.
+    assert len(np.unique(example.labels[nucleus])) == 1 and (example.labels[nucleus] > 0).all()
+    assert (example.weight[nucleus] == 1).all()
+
+
+def test_rejecting_a_check_takes_the_mark_off(labels_v1, alice, ivy):
+    n = _largest(labels_v1)
+    check = correction_create(volume=labels_v1.volume, user=alice, label_version="v1",
+                              edit={"correction_type": "confirm", "nucleus_ids": [n.label_id]})
+    rejected = correction_review(correction=check, reviewer=ivy, verdict="reject", comment="it is two nuclei")
+    assert (rejected.review_labels, rejected.reverted_version) == ("reverted", None)
+    assert Nucleus.objects.get(label_version=labels_v1, label_id=n.label_id).curation == ""
+    assert LabelVersion.objects.count() == 1
