@@ -444,6 +444,7 @@ class NucleusMeshApi(APIView):
         profile = serializers.ListField(child=serializers.DictField(), help_text="[{z, area_um2}] per plane")
         z_merge_signs = serializers.ListField(child=serializers.CharField(),
                                               help_text="why it may be two nuclei joined in z; empty: none")
+        waist_z = serializers.IntegerField(allow_null=True, help_text="the plane of its narrowest waist, if any")
         meshes = serializers.ListField(child=serializers.DictField(),
                                        help_text="[{label_id, role, n_triangles, vertices, faces}]")
 

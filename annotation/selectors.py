@@ -340,7 +340,7 @@ def nucleus_mesh_get(*, label_version: LabelVersion, label_id: int, neighbours: 
 
     from annotation.stores import volume_store
     from ezquant_web.api import ApplicationError
-    from segmentation.core.meshes import nucleus_mesh, touching_labels, z_merge_signs, z_profile
+    from segmentation.core.meshes import nucleus_mesh, touching_labels, z_merge_signs, z_profile, z_waist
 
     volume = label_version.volume
     nucleus = Nucleus.objects.get(label_version=label_version, label_id=label_id)
@@ -386,5 +386,6 @@ def nucleus_mesh_get(*, label_version: LabelVersion, label_id: int, neighbours: 
         "volume_voxels": nucleus.volume_voxels, "uncertainty": nucleus.uncertainty,
         "neighbours": shown, "profile": [{"z": z, "area_um2": a} for z, a in profile],
         "z_merge_signs": z_merge_signs(profile, z_step=vz) if volume.shape[0] > 1 else [],
+        "waist_z": z_waist(profile) if volume.shape[0] > 1 else None,
         "meshes": meshes,
     }

@@ -27,7 +27,7 @@ Adapters                   :class:`ModelAdapter` (LoRA on the CPnet), :class:`Ad
                            :func:`compare_models`, :func:`read_adapter_file`
 Measurements               :func:`nucleus_table` (the per-nucleus table)
 Meshes                     :func:`nucleus_mesh` (:class:`NucleusMesh`), :func:`touching_labels`,
-                           :func:`z_profile`, :func:`z_merge_signs`
+                           :func:`z_profile`, :func:`z_merge_signs`, :func:`z_waist`
 Models and data            :func:`load_model`, :data:`DEFAULT_MODEL`, :mod:`synthetic`
 =========================  ==================================================================
 """
@@ -60,7 +60,7 @@ from .engine import SegmentationEngine, SegmentationResult, validate_image
 from .errors import InvalidInputError, InvalidParameterError, ModelNotAvailableError, SegmentationError
 from .linking import LinkingParams, link_slices
 from .measurements import NUCLEUS_FIELDS, nucleus_table
-from .meshes import NucleusMesh, nucleus_mesh, touching_labels, z_merge_signs, z_profile
+from .meshes import NucleusMesh, nucleus_mesh, touching_labels, z_merge_signs, z_profile, z_waist
 from .metrics import (
     APResult,
     average_precision,
@@ -86,7 +86,7 @@ __all__ = [
     "AdapterParams", "AdapterTrainingParams", "ModelAdapter", "TrainingExample", "compare_models",
     "correction_example", "evaluate_model", "read_adapter_file", "ImageCrop", "RetrainingParams", "correction_examples", "select_for_review",
     "NUCLEUS_FIELDS", "nucleus_table",
-    "NucleusMesh", "nucleus_mesh", "touching_labels", "z_merge_signs", "z_profile",
+    "NucleusMesh", "nucleus_mesh", "touching_labels", "z_merge_signs", "z_profile", "z_waist",
     "Cellpose3RestorationEngine", "RestorationParams", "measure_image_quality", "restore", "should_use_restoration",
     "CORRECTION_TYPES", "ActiveLearningManager", "CorrectionRecord", "CorrectionStorageError", "CorrectionTracker",
     "NucleusUncertainty", "UncertaintyEstimator", "UncertaintyParams", "nucleus_uncertainty",

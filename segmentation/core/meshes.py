@@ -29,7 +29,7 @@ from scipy import ndimage as ndi
 
 from .errors import InvalidInputError
 
-__all__ = ["NucleusMesh", "nucleus_mesh", "touching_labels", "z_merge_signs", "z_profile"]
+__all__ = ["NucleusMesh", "nucleus_mesh", "touching_labels", "z_merge_signs", "z_profile", "z_waist"]
 
 #: Above this many voxels the marching cubes steps over voxels (its ``step_size``): the mesh is
 #: simplified anyway, and a 20-million-voxel blob would otherwise take seconds.
@@ -216,6 +216,27 @@ def z_profile(labels, nucleus_id: int, *, voxel_size) -> list[tuple[int, float]]
     return [(box[0].start + k, float(a)) for k, a in enumerate(areas)]
 
 
+def _waist(areas: np.ndarray, waist_ratio: float) -> tuple[float, int, float, float] | None:
+    best = None
+    for k in range(1, len(areas) - 1):
+        above, below = areas[:k].max(), areas[k + 1:].max()
+        ratio = areas[k] / min(above, below) if min(above, below) > 0 else 1.0
+        if ratio < waist_ratio and (best is None or ratio < best[0]):
+            best = (ratio, k, above, below)
+    return best
+
+
+def z_waist(profile: Sequence[tuple[int, float]], *, waist_ratio: float = 0.6) -> int | None:
+    """The plane of the narrowest waist in a nucleus' area per plane (see
+    :func:`z_merge_signs`), or ``None``.
+
+    >>> z_waist([(3, 10.0), (4, 30.0), (5, 8.0), (6, 28.0)])
+    5
+    """
+    best = _waist(np.array([float(a) for _, a in profile]), waist_ratio) if profile else None
+    return None if best is None else int(profile[best[1]][0])
+
+
 def z_merge_signs(profile: Sequence[tuple[int, float]], *, z_step: float, waist_ratio: float = 0.6,
                   elongation: float = 1.8) -> list[str]:
     """What, in a nucleus' area per plane, suggests two nuclei stacked in z and joined: one
@@ -240,12 +261,7 @@ def z_merge_signs(profile: Sequence[tuple[int, float]], *, z_step: float, waist_
     planes = [int(z) for z, _ in profile]
     areas = np.array([float(a) for _, a in profile])
     signs = []
-    best = None
-    for k in range(1, len(areas) - 1):
-        above, below = areas[:k].max(), areas[k + 1:].max()
-        ratio = areas[k] / min(above, below) if min(above, below) > 0 else 1.0
-        if ratio < waist_ratio and (best is None or ratio < best[0]):
-            best = (ratio, k, above, below)
+    best = _waist(areas, waist_ratio)
     if best is not None:
         _, k, above, below = best
         signs.append(f"a waist at plane {planes[k]}: {areas[k]:.3g} µm² between {above:.3g} and {below:.3g} µm²")

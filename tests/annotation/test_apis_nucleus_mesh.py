@@ -49,6 +49,7 @@ def test_it_meshes_the_nucleus_and_its_neighbours_in_micrometres(stacked, client
     assert [p["z"] for p in body["profile"]] == list(range(8))
     assert body["profile"][3]["area_um2"] == pytest.approx((labels[3] == 1).sum() * 0.25)
     assert any("waist at plane 3" in s or "waist at plane 4" in s for s in body["z_merge_signs"])
+    assert body["waist_z"] in (3, 4)
 
 
 @pytest.mark.django_db
@@ -58,7 +59,7 @@ def test_it_bounds_the_triangles_and_can_leave_the_neighbours_out(stacked, clien
     assert body["neighbours"] == [] and len(body["meshes"]) == 1
     assert 0 < body["meshes"][0]["n_triangles"] <= 200
     single = _get(client_for(alice), version, 3).json()
-    assert single["neighbours"] == [] and single["z_merge_signs"] == []
+    assert single["neighbours"] == [] and single["z_merge_signs"] == [] and single["waist_z"] is None
 
 
 @pytest.mark.django_db
