@@ -1,4 +1,7 @@
-"""WebSocket of a volume's open viewers, ``ws/volumes/<volume_id>/live/``: the label versions
+"""WebSockets of the annotation app. ``ws/import-jobs/<id>/``: a volume import's progress
+(``ImportJobConsumer``, as the job sockets of ``segmentation.consumers``).
+
+The live socket of a volume's open viewers, ``ws/volumes/<volume_id>/live/``: the label versions
 others make as they commit (``events.label_version_state``) and who else has the volume open.
 
 Authorise (4401 anonymous, 4403 not a member of the volume's project, as the job socket),
@@ -23,6 +26,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from annotation import events
+from segmentation.consumers import JobConsumer
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
@@ -112,3 +116,28 @@ class VolumeConsumer(AsyncJsonWebsocketConsumer):
 
     async def label_version_event(self, event):
         await self.send_json(event["state"])
+
+
+@database_sync_to_async
+def _import_states(user, job_id: int) -> list | None:
+    from annotation import roles
+    from annotation.models import VolumeImportJob
+    from segmentation.events import job_state
+
+    job = (VolumeImportJob.objects.filter(id=job_id, project__memberships__user=user,
+                                          project__memberships__role__in=roles.STAFF)
+           .select_related("volume").first())
+    return None if job is None else [job_state(job)]
+
+
+class ImportJobConsumer(JobConsumer):
+    """``ws/import-jobs/<job_id>/``: an import's state, then each change (the project's
+    instructors and admins; 4403 for others), as the job socket of a segmentation."""
+
+    def group_for(self, kwargs) -> str:
+        from segmentation.events import import_job_group
+
+        return import_job_group(int(kwargs["job_id"]))
+
+    async def states_for(self, user, kwargs) -> list | None:
+        return await _import_states(user, int(kwargs["job_id"]))

@@ -15,13 +15,15 @@ import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Case, F, IntegerField, OuterRef, QuerySet, Subquery, Value, When
 
-from annotation.models import Assignment, AuditEvent, Correction, LabelVersion, Membership, Nucleus, Project, Volume
+from annotation.models import (
+    Assignment, AuditEvent, Correction, LabelVersion, Membership, Nucleus, Project, Volume, VolumeImportJob,
+)
 
 __all__ = [
     "NUCLEUS_ORDERINGS", "agreement", "assignment_get", "assignment_list", "audit_list", "correction_get",
     "correction_list", "correction_list_by", "correction_planes", "membership_list", "review_queue", "training_corrections", "label_version_get", "label_version_list", "label_version_orphans",
     "label_version_path_for_tile", "nucleus_list", "nucleus_mesh_get", "uncertainty_scores", "nucleus_rows", "project_get", "project_list",
-    "user_addable", "volume_get", "volume_list", "volume_path_for_tile",
+    "user_addable", "volume_get", "volume_import_job_get", "volume_list", "volume_path_for_tile",
 ]
 
 #: Fields the nucleus list may be ordered by (``-field`` for descending).
@@ -56,6 +58,12 @@ def volume_list(*, user: AbstractBaseUser, project_id: int) -> QuerySet[Volume]:
 def volume_get(*, user: AbstractBaseUser, volume_id: int) -> Volume:
     return (_with_latest_version(Volume.objects.filter(project__memberships__user=user))
             .select_related("created_by", "project").get(id=volume_id))
+
+
+def volume_import_job_get(*, user: AbstractBaseUser, job_id: int) -> VolumeImportJob:
+    """An import job of one of the user's projects (``DoesNotExist`` otherwise: 404)."""
+    return (VolumeImportJob.objects.filter(project__memberships__user=user)
+            .select_related("volume", "created_by", "project").get(id=job_id))
 
 
 def label_version_list(*, volume: Volume) -> QuerySet[LabelVersion]:

@@ -71,6 +71,10 @@ def volume_import_job_create(*, project: Project, user: AbstractBaseUser | None,
     if not shown or not shown.lower().endswith(IMPORT_SUFFIXES):
         raise ApplicationError(f"{file_name!r} cannot be imported: upload a TIFF or OME-TIFF file (.tif, .tiff) or "
                                "an OME-Zarr folder zipped (.zip)", extra={"field": "file"})
+    if voxel_size is not None:  # checked now, not minutes later in the worker (400, StorageError)
+        from annotation.storage.meta import check_voxel_range, voxel_size3
+
+        check_voxel_range(voxel_size3(voxel_size, ndim=len(voxel_size) if len(voxel_size) in (2, 3) else 3))
     _check_queue_limits(project=project, user=user)
     relative = f"{IMPORTS_DIR}/{uuid.uuid4().hex}"
     folder = _data_dir() / relative

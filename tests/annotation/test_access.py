@@ -67,10 +67,22 @@ ROUTES = {
     "assignment-submit": ("post", lambda c: {"assignment_id": c.volume.assignments.get().id}, lambda: {}),
     "assignment-complete": ("post", lambda c: {"assignment_id": c.volume.assignments.get().id}, lambda: {}),
     "assignment-reopen": ("post", lambda c: {"assignment_id": c.volume.assignments.get().id}, lambda: {}),
+    "volume-import-job-create": ("post", lambda c: {"project_id": c.volume.project_id}, lambda: {"file": _tiff()}),
+    "volume-import-job-detail": ("get", lambda c: {"job_id": _import_job(c).id}, None),
+    "volume-import-job-cancel": ("post", lambda c: {"job_id": _import_job(c).id}, lambda: {}),
 }
 
+
+def _import_job(correction):
+    """A queued import of the project (ivy's): its row, as volume_import_job_create leaves it."""
+    from annotation.models import VolumeImportJob
+
+    job = VolumeImportJob.objects.filter(project_id=correction.volume.project_id).first()
+    return job or VolumeImportJob.objects.create(project_id=correction.volume.project_id, file_name="x.tif",
+                                                 upload_path="imports/x/x.tif", params={})
+
 # Reads only instructors and admins may make (students get 403, with the reason).
-STAFF_READS = {"project-member-list", "review-queue", "agreement", "audit-list"}
+STAFF_READS = {"project-member-list", "review-queue", "agreement", "audit-list", "volume-import-job-detail"}
 
 
 @pytest.fixture
