@@ -397,3 +397,53 @@ def nucleus_mesh_get(*, label_version: LabelVersion, label_id: int, neighbours: 
         "waist_z": z_waist(profile) if volume.shape[0] > 1 else None,
         "meshes": meshes,
     }
+
+
+#: A nucleus whose model score is at least this counts as uncertain in a student's progress
+#: ("12 of 40 uncertain nuclei checked").
+UNCERTAIN_SCORE = 0.5
+
+
+def volume_curation(*, volume: Volume) -> dict[str, Any]:
+    """What people did to the volume that a new segmentation keeps (``segmentation.services``):
+    in its latest version the nuclei made or changed by a person (``edited``) and those checked
+    (``checked``); and its open assignments and corrections awaiting review. What the viewer
+    says before a job starts, and what a job started from scratch records that it drops."""
+    from django.db.models import Count, Q
+
+    head = LabelVersion.objects.filter(volume=volume).order_by("-number").first()
+    counts = {"edited": 0, "checked": 0}
+    if head is not None:
+        counts = Nucleus.objects.filter(label_version=head).aggregate(
+            edited=Count("id", filter=Q(curation=Nucleus.Curation.EDITED)),
+            checked=Count("id", filter=Q(curation=Nucleus.Curation.CHECKED)))
+    return {"label_version": head.name if head is not None else None, **counts,
+            "open_assignments": volume.assignments.filter(
+                state__in=[Assignment.State.ASSIGNED, Assignment.State.REOPENED]).count(),
+            "pending_corrections": volume.corrections.filter(review_status=Correction.Review.PENDING,
+                                                             undone_version__isnull=True).count()}
+
+
+def assignment_progress(*, assignments) -> dict[int, dict[str, int]]:
+    """Per assignment id, in the latest labels of its volume and inside its region (by the
+    nuclei's centroids): ``uncertain`` (scored at least :data:`UNCERTAIN_SCORE`), how many of
+    those are ``checked``, and how many nuclei a person made or changed (``edited``)."""
+    from django.db.models import Count, Q
+
+    progress = {}
+    heads: dict[int, int | None] = {}
+    for a in assignments:
+        if a.volume_id not in heads:
+            heads[a.volume_id] = (LabelVersion.objects.filter(volume_id=a.volume_id).order_by("-number")
+                                  .values_list("id", flat=True).first())
+        nuclei = Nucleus.objects.filter(label_version_id=heads[a.volume_id])
+        if a.region:
+            z0, z1, y0, y1, x0, x1 = a.region
+            nuclei = nuclei.filter(centroid_z__gte=z0, centroid_z__lt=z1, centroid_y__gte=y0, centroid_y__lt=y1,
+                                   centroid_x__gte=x0, centroid_x__lt=x1)
+        uncertain = Q(uncertainty__gte=UNCERTAIN_SCORE)
+        progress[a.id] = nuclei.aggregate(
+            uncertain=Count("id", filter=uncertain),
+            checked=Count("id", filter=uncertain & Q(curation=Nucleus.Curation.CHECKED)),
+            edited=Count("id", filter=Q(curation=Nucleus.Curation.EDITED)))
+    return progress

@@ -31,6 +31,9 @@ class JobOutputSerializer(serializers.Serializer):
     worker_id = serializers.CharField()
     label_version = serializers.CharField(source="label_version.name", allow_null=True, default=None)
     model_version = serializers.CharField()
+    from_scratch = serializers.BooleanField(help_text="started without the nuclei people made, changed or checked")
+    kept_nuclei = serializers.IntegerField(allow_null=True,
+                                           help_text="person-made or checked nuclei kept from the latest labels")
     created_by = serializers.CharField(source="created_by.username", allow_null=True, default=None)
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
@@ -44,6 +47,9 @@ class SegmentationJobListCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
         params = serializers.JSONField(required=False, default=dict,
                                        help_text="SegmentationParams fields; omitted ones take their defaults")
+        from_scratch = serializers.BooleanField(required=False, default=False,
+                                                help_text="drop the nuclei people made, changed or checked from "
+                                                          "the new labels (by default they are kept)")
 
     @extend_schema(request=InputSerializer, responses={201: JobOutputSerializer})
     def post(self, request, volume_id: int):
@@ -53,7 +59,8 @@ class SegmentationJobListCreateApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         job = services.segmentation_job_create(volume=volume, user=request.user,
-                                               params=serializer.validated_data["params"])
+                                               params=serializer.validated_data["params"],
+                                               from_scratch=serializer.validated_data["from_scratch"])
         return Response(JobOutputSerializer(job).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses=JobOutputSerializer(many=True))

@@ -3,6 +3,13 @@
 How a job runs (the atomic claim, progress, heartbeat, cancel, the result committed with the
 ``succeeded`` status) is :mod:`segmentation.jobs`; here is what a segmentation job does: read
 the volume, run the engine, store the labels as a label version with its nucleus table.
+
+A person's work outranks the model's: the nuclei people made, changed or checked in the latest
+labels (``Nucleus.curation``) are kept in the new version voxel for voxel, places people
+deleted nuclei from stay background, and the model fills in everything else
+(``segmentation.core.curation.keep_curated``); the job's ``kept_nuclei`` says how many were
+kept. A job started ``from_scratch`` (recorded in the audit trail) keeps nothing. The same holds
+for a job with a promoted adapter, so retraining never drops curated nuclei.
 """
 
 from __future__ import annotations
@@ -30,8 +37,12 @@ __all__ = ["JobCancelled", "model_version_promote", "project_default_model", "se
            "training_job_run"]
 
 
-def segmentation_job_create(*, volume: Volume, user: AbstractBaseUser | None, params: dict[str, Any]) -> SegmentationJob:
+def segmentation_job_create(*, volume: Volume, user: AbstractBaseUser | None, params: dict[str, Any],
+                            from_scratch: bool = False) -> SegmentationJob:
     """Queue a segmentation of ``volume`` with ``params`` (a ``SegmentationParams`` dict).
+
+    ``from_scratch``: the new labels are the model's alone, without the nuclei people made,
+    changed or checked (module docstring); recorded in the audit trail with what it drops.
 
     Bad parameters raise :class:`ApplicationError` (400) before anything is written. The task
     is enqueued once the transaction commits, so a worker never looks for a row it cannot see.
@@ -58,9 +69,14 @@ def segmentation_job_create(*, volume: Volume, user: AbstractBaseUser | None, pa
     with transaction.atomic():
         _check_queue_limits(project_id=volume.project_id, user=user)
         job = SegmentationJob.objects.create(project_id=volume.project_id, volume=volume, created_by=user,
-                                             params=checked)
+                                             params=checked, from_scratch=bool(from_scratch))
+        extra = {}
+        if from_scratch:
+            from annotation.selectors import volume_curation
+
+            extra = {"from_scratch": True, "drops": volume_curation(volume=volume)}
         audit_record(user=user, project_id=volume.project_id, action="segmentation_job.create", obj=job,
-                     volume=volume.id, params=checked)
+                     volume=volume.id, params=checked, **extra)
     events.job_publish(job)
     transaction.on_commit(lambda: segmentation_job_task.enqueue(job_id=job.id))
     return job
@@ -220,11 +236,68 @@ def _segmentation_work(job: SegmentationJob, progress, timings: dict):
         raise ApplicationError("the volume was deleted")
     result, segment_timings = _segment(job, progress)
     timings.update(segment_timings)
+    t = time.perf_counter()
+    kept = _kept(job, result.labels)  # the pixel work before the commit's transaction
+    timings["keep"] = round(time.perf_counter() - t, 3)
 
     def commit() -> dict[str, Any]:
-        return {"label_version": _label_version(job, result), "model_version": _model_version(result.info)}
+        nonlocal kept
+        # The volume locked, the latest version checked again: a correction made while the job
+        # ran is kept too (it would otherwise vanish under the new version).
+        Volume.objects.select_for_update().filter(id=job.volume_id).exists()
+        if _curation_key(job) != kept[2]:
+            kept = _kept(job, result.labels)
+        version = _label_version(job, result, kept)
+        return {"label_version": version, "model_version": _model_version(result.info),
+                "kept_nuclei": len(kept[1].kept) if kept[1] is not None else 0}
 
     return commit
+
+
+def _curation_key(job: SegmentationJob) -> tuple:
+    """What the kept nuclei depend on: the latest version, its curated nuclei (a check makes no
+    new version) and the deletions in effect."""
+    from annotation.models import Correction, Nucleus
+
+    head = LabelVersion.objects.filter(volume_id=job.volume_id).order_by("-number").first()
+    if head is None or job.from_scratch:
+        return (head.id if head else None, (), ())
+    curated = tuple(Nucleus.objects.filter(label_version=head).exclude(curation="").order_by("label_id")
+                    .values_list("label_id", "curation"))
+    deletes = tuple(Correction.objects.filter(volume_id=job.volume_id, correction_type=Correction.Type.DELETE,
+                                              undone_version__isnull=True, reverted_version__isnull=True)
+                    .exclude(review_status=Correction.Review.REJECTED).order_by("id").values_list("id", flat=True))
+    return head.id, curated, deletes
+
+
+def _kept(job: SegmentationJob, labels):
+    """``(id of the latest version or None, CuratedMerge or None, the curation key)``: the
+    model's ``labels`` with the latest version's curated nuclei kept and the places people
+    deleted nuclei from left empty; ``None`` when there is nothing to keep or the job starts
+    from scratch."""
+    import numpy as np
+
+    from annotation.models import Correction
+    from annotation.stores import correction_store, volume_store
+    from segmentation.core.curation import keep_curated
+
+    volume = job.volume
+    key = _curation_key(job)
+    head_id, curated, delete_ids = key
+    if head_id is None or (not curated and not delete_ids):
+        return head_id, None, key
+    head = LabelVersion.objects.get(id=head_id)
+    curated = [label_id for label_id, _ in curated]
+    deletes = Correction.objects.filter(id__in=delete_ids)
+    current = volume_store(volume).read_labels(head.name)
+    kept = np.where(np.isin(current, curated), current, 0)
+    erased = np.zeros(current.shape, bool)
+    for deletion in deletes:
+        before, _ = correction_store(volume).load(deletion.record_id)
+        erased[deletion.region] |= before != 0
+    erased &= current == 0  # what a person put back there since is kept anyway
+    model = np.asarray(labels).reshape(current.shape)
+    return head.id, keep_curated(model, kept, erased=erased), key
 
 
 def _segment(job: SegmentationJob, progress: jobs.Progress):
@@ -266,13 +339,29 @@ def _segment(job: SegmentationJob, progress: jobs.Progress):
     return result, timings
 
 
-def _label_version(job: SegmentationJob, result) -> LabelVersion:
+def _label_version(job: SegmentationJob, result, kept) -> LabelVersion:
+    from annotation.models import Nucleus
     from annotation.services import label_version_create
 
     uncertainty = result.uncertainty().as_dict()
-    return label_version_create(volume=job.volume, labels=result.labels, user=job.created_by,
-                                source=LabelVersion.Source.SEGMENTATION,
-                                model_version=_model_version(result.info), uncertainty=uncertainty)
+    head_id, merged, _ = kept
+    if merged is None:
+        return label_version_create(volume=job.volume, labels=result.labels, user=job.created_by,
+                                    source=LabelVersion.Source.SEGMENTATION,
+                                    model_version=_model_version(result.info), uncertainty=uncertainty)
+    # The kept nuclei keep their ids, score and curation; the model's are numbered after them.
+    old = {n["label_id"]: n for n in Nucleus.objects.filter(label_version_id=head_id, label_id__in=merged.kept)
+           .values("label_id", "uncertainty", "curation")}
+    scores = {merged.model_ids[i]: u for i, u in uncertainty.items() if i in merged.model_ids}
+    scores.update({i: n["uncertainty"] for i, n in old.items() if n["uncertainty"] is not None})
+    version = label_version_create(volume=job.volume, labels=merged.labels, user=job.created_by,
+                                   source=LabelVersion.Source.SEGMENTATION,
+                                   parent=LabelVersion.objects.get(id=head_id),
+                                   model_version=_model_version(result.info), uncertainty=scores)
+    for curation in {n["curation"] for n in old.values()}:
+        Nucleus.objects.filter(label_version=version, label_id__in=[
+            i for i, n in old.items() if n["curation"] == curation]).update(curation=curation)
+    return version
 
 
 def segmentation_job_cancel(*, job: SegmentationJob, user: AbstractBaseUser | None) -> SegmentationJob:
