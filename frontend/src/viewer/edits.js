@@ -333,6 +333,8 @@ export function makeEditor({ viewer, elements }) {
     setTool,
     undo,
     redo,
+    /** Send one correction made on the version on screen (ortho.js: a split drawn in XZ / YZ). */
+    correct,
     mergeSelected,
     deleteSelected,
     refreshButtons,

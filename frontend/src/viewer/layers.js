@@ -69,7 +69,15 @@ class LoadCounter {
   }
 }
 
-export function makeMap({ target, grid, api, volumeId, onLoadsChange, onTileError }) {
+/**
+ * `plane`: 'xy' (the default: plane `z` of the stack), or 'xz' / 'yz', an orthogonal plane
+ * (ortho.js), whose `z` is then the level-0 row y (column x) it cuts: level k shows its row
+ * (column) floor(z / 2**k), drawn with z downwards at the physical aspect by the server.
+ */
+export function makeMap({ target, grid, api, volumeId, onLoadsChange, onTileError, plane = 'xy' }) {
+  const tilePath = (level, z, ty, tx) => (plane === 'xy' ? `${level}/${z}/${ty}/${tx}`
+    : `${plane}/${level}/${Math.floor(z / 2 ** level)}/${ty}/${tx}`);
+
   async function fetchTile(url, signal, layer) {
     let response;
     try {
@@ -132,7 +140,7 @@ export function makeMap({ target, grid, api, volumeId, onLoadsChange, onTileErro
     imageSource.switchTo(loads.image.wrap(async (olZ, tx, ty, { signal }) => {
       const level = grid.levelOf(olZ);
       const query = new URLSearchParams({ lo, hi, size: TILE_SIZE });
-      return imageOf(await fetchTile(`${base}tiles/${level}/${z}/${ty}/${tx}.png?${query}`, signal, 'image'));
+      return imageOf(await fetchTile(`${base}tiles/${tilePath(level, z, ty, tx)}.png?${query}`, signal, 'image'));
     }), key);
     if (imageSource.getState() !== 'ready') imageSource.setState('ready');
   }
@@ -140,7 +148,7 @@ export function makeMap({ target, grid, api, volumeId, onLoadsChange, onTileErro
   /** A kept tile of `edit.from` that the edit (bbox [z0, z1, y0, y1, x0, x1), level 0) cannot
    * have changed: its ids are those of the new version too. */
   function unchangedTile(edit, z, level, ty, tx) {
-    if (!edit) return null;
+    if (!edit || plane !== 'xy') return null; // an XZ / YZ tile: its rows are planes
     const [z0, z1, y0, y1, x0, x1] = edit.bbox;
     const span = TILE_SIZE * 2 ** level;
     const touched = z >= z0 && z < z1 && ty * span < y1 && (ty + 1) * span > y0 && tx * span < x1
@@ -158,7 +166,7 @@ export function makeMap({ target, grid, api, volumeId, onLoadsChange, onTileErro
       const same = unchangedTile(edit, z, level, ty, tx);
       if (same) return labelTiles.add({ version, z, level, ty, tx, ids: same.ids, width: same.width,
         height: same.height }).canvas;
-      const blob = await fetchTile(`${base}labels/${version}/tiles/${level}/${z}/${ty}/${tx}.png?size=${TILE_SIZE}`,
+      const blob = await fetchTile(`${base}labels/${version}/tiles/${tilePath(level, z, ty, tx)}.png?size=${TILE_SIZE}`,
         signal, 'labels');
       const decoded = await decodeLabelTile(blob);
       return labelTiles.add({ version, z, level, ty, tx, ...decoded }).canvas;
@@ -170,7 +178,7 @@ export function makeMap({ target, grid, api, volumeId, onLoadsChange, onTileErro
     if (version === null) return;
     heatSource.switchTo(loads.heat.wrap(async (olZ, tx, ty, { signal }) => {
       const level = grid.levelOf(olZ);
-      return imageOf(await fetchTile(`${base}labels/${version}/uncertainty/${level}/${z}/${ty}/${tx}.png?size=${TILE_SIZE}`,
+      return imageOf(await fetchTile(`${base}labels/${version}/uncertainty/${tilePath(level, z, ty, tx)}.png?size=${TILE_SIZE}`,
         signal, 'heat'));
     }), `heat|${version}|${z}`);
     if (heatSource.getState() !== 'ready') heatSource.setState('ready');

@@ -15,6 +15,7 @@ import { makeMap } from './layers.js';
 import { makeNucleiPanel } from './nuclei.js';
 import { makeJobPanel } from './jobs.js';
 import { makeEditor, TOOLS } from './edits.js';
+import { makeOrthoViews } from './ortho.js';
 import { makeLivePanel } from './live.js';
 
 const $ = (id) => document.getElementById(id);
@@ -77,6 +78,17 @@ function main() {
     },
   });
   const { map, view } = layers;
+  // The XZ and YZ views through the cursor (ortho.js), shown by the layout toggle.
+  const ortho = makeOrthoViews({
+    volume, api: config.api, root, xy: layers, state, banner,
+    elements: { views: $('views'), xz: $('map-xz'), yz: $('map-yz'), toggle: $('layout-toggle'),
+      statusPos: $('status-pos'), statusId: $('status-id') },
+    setZ: (z) => setZ(z), select: (ids) => select(ids), onPlace: () => rememberPlace(),
+    onLoadsChange: () => { root.dataset.tilesPending = String(layers.pending() + (ortho?.pending() ?? 0)); },
+    onTileError: (layer, status) => {
+      if (layer !== 'heat') banner.show(`Some tiles of the XZ / YZ views could not be loaded (${status || 'no answer'}).`);
+    },
+  });
 
   // -- version on screen --------------------------------------------------------------------
   function renderVersions() {
@@ -131,8 +143,12 @@ function main() {
     live?.shown();
     layers.show({ version, edit });
     layers.setLabelStyle({ selected: selection });
+    ortho.show({ version });
+    ortho.setLabelStyle({ selected: selection });
     updateRoot();
-    const overlay = nextFullRender().then((at) => {
+    // In three views the overlay is drawn when all three are.
+    const overlay = Promise.all([nextFullRender(), ortho.nextFullRender()]).then((times) => {
+      const at = Math.max(...times);
       if (editSent !== null) {
         marks.edits.push({ version, sent: editSent, answered, overlay: at, ms: at - editSent,
           serverMs: answered - editSent, overlayMs: at - answered });
@@ -194,6 +210,7 @@ function main() {
     $('status-z').textContent = `z ${next} / ${volume.shape[0] - 1}`;
     layers.show({ z: next });
     editor?.followPlane(next);
+    ortho.followZ(next);
     updateRoot();
     rememberPlace();
   }
@@ -212,6 +229,7 @@ function main() {
     state.lo = lo;
     state.hi = hi;
     layers.show({ lo, hi });
+    ortho.show({ lo, hi });
   }
   for (const id of ['contrast-lo', 'contrast-hi']) {
     $(id).addEventListener('input', () => {
@@ -228,16 +246,25 @@ function main() {
   $('contrast-lo').value = shown(state.lo);
   $('contrast-hi').value = shown(state.hi);
 
-  $('labels-visible').addEventListener('change', (e) => layers.setLabelsVisible(e.target.checked));
+  $('labels-visible').addEventListener('change', (e) => {
+    layers.setLabelsVisible(e.target.checked);
+    ortho.setLabelsVisible(e.target.checked);
+  });
   // Under the heat map the labels are drawn as outlines, so its colours read as they are.
-  const outlines = () => layers.setLabelStyle({ outline: $('labels-outline').checked || $('heatmap-visible').checked });
+  const outlines = () => {
+    const outline = $('labels-outline').checked || $('heatmap-visible').checked;
+    layers.setLabelStyle({ outline });
+    ortho.setLabelStyle({ outline });
+  };
   $('labels-outline').addEventListener('change', outlines);
   $('heatmap-visible').addEventListener('change', (e) => {
     layers.heatLayer.setVisible(e.target.checked);
+    ortho.setHeatVisible(e.target.checked);
     outlines();
   });
   $('labels-opacity').addEventListener('input', (e) => {
     layers.labelLayer.setOpacity(Number(e.target.value) / 100);
+    ortho.setOpacity(Number(e.target.value) / 100);
     $('opacity-value').textContent = `${e.target.value} %`;
   });
   $('version-select').addEventListener('change', (e) => setVersion(e.target.value || null));
@@ -246,6 +273,7 @@ function main() {
   function select(ids, { quiet = false } = {}) {
     state.selection = [...new Set(ids.filter((id) => id > 0))];
     layers.setLabelStyle({ selected: state.selection });
+    ortho.setLabelStyle({ selected: state.selection });
     nuclei.highlight(state.selection);
     const text = $('selection-text');
     if (state.selection.length === 0) {
@@ -272,6 +300,7 @@ function main() {
     const resolution = Math.max(1 / 4, Math.min((diameter * 5) / Math.min(w, h), 2 ** (grid.levels - 1)));
     view.animate({ center: toCoordinate(nucleus.centroid_y, nucleus.centroid_x), resolution, duration: 250 });
     select([nucleus.label_id]);
+    ortho.centreOn(nucleus);
   }
 
   const nuclei = makeNucleiPanel({
@@ -311,6 +340,7 @@ function main() {
     if (tool !== 'select' && tool !== 'merge') return;
     const [y, x] = toYX(event.coordinate);
     const id = inside(grid, [y, x]) ? layers.idAt(y, x) : 0;
+    if (inside(grid, [y, x])) ortho.setCursor({ y, x }); // the XZ and YZ views follow the click
     if (!id) {
       if (tool === 'select' && !event.originalEvent.shiftKey) select([]);
       return;
@@ -367,6 +397,7 @@ function main() {
       log: $('edit-log'), status: $('status-tool'),
     },
   });
+  ortho.attach(editor);
 
   // -- keyboard -----------------------------------------------------------------------------
   const toolKeys = Object.fromEntries(Object.entries(TOOLS).map(([name, t]) => [t.key, name]));
@@ -437,10 +468,12 @@ function main() {
       const [y, x] = toYX(center);
       const r = view.getResolution();
       window.history.replaceState(null, '',
-        `#z=${state.z}&y=${Math.round(y)}&x=${Math.round(x)}&r=${Number(r.toPrecision(3))}`);
+        `#z=${state.z}&y=${Math.round(y)}&x=${Math.round(x)}&r=${Number(r.toPrecision(3))}${ortho.placePart()}`);
     }, 300);
   }
   map.on('moveend', rememberPlace);
+  ortho.show({ lo: state.lo, hi: state.hi, version: state.version });
+  ortho.restore(place); // #...&v=3&cy=&cx=: three views, the cursor
 
   setZ(state.z);
   layers.show({ z: state.z, lo: state.lo, hi: state.hi, version: state.version });
@@ -484,7 +517,7 @@ function main() {
   }
 
   window.ezqViewer = {
-    state, marks, map, layers, setZ, setVersion, select, jumpTo, editor, nextFullRender, nucleiOnPlane,
+    state, marks, map, layers, setZ, setVersion, select, jumpTo, editor, nextFullRender, nucleiOnPlane, ortho,
   };
 }
 

@@ -1,0 +1,187 @@
+"""The three views end to end, in Debian's headless Chromium against the running app: alice opens
+a stack whose segmentation joined two nuclei stacked in z into one, switches to three views
+(XY, XZ, YZ), moves the cursor through the stack and sees in the XZ view the nucleus that spans
+twice the planes of its neighbours, splits it there with one line (a z-cut), sees the two
+halves in the XZ and YZ views (and in the 3D view of a nucleus where the page has one), and
+undoes the split. The place, layout and cursor survive a reload through the address.
+
+Screenshots of each step go to var/test-artifacts/ortho-e2e/ (git-ignored; the path is printed).
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from tests.frontend.live import ARTIFACTS, PASSWORD, LiveApp, launch_chromium, sign_in
+
+SHAPE = (16, 96, 128)
+TIMEOUT_MS = 30_000
+MERGED = 3  # the id of the two nuclei joined in z
+
+
+def _stack():
+    """(image uint16, labels uint32): six nuclei of ~5 planes, and nucleus 3, two of them one
+    above the other (planes ~2-13) under one id."""
+    z, y, x = np.indices(SHAPE, dtype=np.float32)
+    labels = np.zeros(SHAPE, np.uint32)
+    centres = [(1, 7.5, 24, 24), (2, 7.5, 24, 64), (MERGED, 4.5, 60, 64), (MERGED, 10.5, 62, 66), (4, 7.5, 24, 104),
+               (5, 7.5, 70, 20), (6, 7.5, 72, 104)]
+    for label, cz, cy, cx in centres:
+        inside = ((z - cz) / 2.7) ** 2 + ((y - cy) / 11) ** 2 + ((x - cx) / 11) ** 2 <= 1
+        labels[inside & (labels == 0)] = label
+    rng = np.random.default_rng(5)
+    image = np.where(labels > 0, 1400.0, 200.0) + rng.normal(0, 40, SHAPE)
+    return np.clip(image, 0, 65535).astype(np.uint16), labels
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    import tifffile
+
+    work = tmp_path_factory.mktemp("ortho-e2e")
+    image, labels = _stack()
+    tifffile.imwrite(work / "stack.tif", image, photometric="minisblack", metadata={"axes": "ZYX"})
+    labels.tofile(work / "labels.u32")
+    live = LiveApp(work, extra_env={"EZQUANT_EMBEDDED_WORKER": "0"})
+    try:
+        live.migrate()
+        seed = live.seed(username="alice", password=PASSWORD, project="Embryo", tiff=str(work / "stack.tif"),
+                         name="merged stack", voxel_size=[2.0, 0.5, 0.5], labels=str(work / "labels.u32"))
+        live.start()
+        yield live, seed
+    finally:
+        live.stop()
+
+
+@pytest.fixture(scope="module")
+def shots():
+    folder = ARTIFACTS / "ortho-e2e"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    print(f"\northo screenshots: {folder}")
+    return folder
+
+
+def _wait(page, condition: str, arg=None) -> None:
+    from playwright.sync_api import TimeoutError
+
+    try:
+        page.wait_for_function(condition, arg=arg, timeout=TIMEOUT_MS)
+    except TimeoutError:
+        state = page.evaluate("JSON.stringify(document.getElementById('viewer')?.dataset ?? {})")
+        shot = ARTIFACTS / "ortho-e2e" / "failure.png"
+        page.screenshot(path=shot)
+        banner = "" if page.locator("#banner").is_hidden() else page.text_content("#banner-text")
+        raise AssertionError(f"timed out waiting for {condition} ({arg!r}); viewer {state}; banner {banner!r}; "
+                             f"screenshot {shot}") from None
+
+
+def _drawn(page) -> None:
+    """Until the three views are drawn with every tile of the version on screen."""
+    page.evaluate("Promise.all([ezqViewer.nextFullRender(), ezqViewer.ortho.nextFullRender()])")
+
+
+def _wait_version(page, version: str) -> None:
+    _wait(page, "v => { const d = document.getElementById('viewer').dataset;"
+                " return d.version === v && d.overlayVersion === v && d.busy === 'false'; }", version)
+    _drawn(page)
+
+
+def _in_view(page, plane: str, z: float, across: float) -> tuple[float, float]:
+    """Page coordinates of level-0 (z, x) in the XZ view (z, y in YZ)."""
+    px, py = page.evaluate("([p, z, a]) => ezqViewer.ortho.pixelOf(p, z, a)", [plane, z, across])
+    box = page.locator(f"#map-{plane}").bounding_box()
+    return box["x"] + px, box["y"] + py
+
+
+def test_it_finds_and_splits_a_z_merge_in_the_xz_view_and_undoes_it(app, shots):
+    from playwright.sync_api import sync_playwright
+
+    live, seed = app
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_context(viewport={"width": 1500, "height": 950}, base_url=live.url).new_page()
+            sign_in(page, live.url, "alice")
+            page.goto(f"/volumes/{seed['volume']}/#z=7")
+            _wait(page, "document.getElementById('viewer').dataset.state === 'ready'")
+            assert page.locator("#map-xz").is_hidden()
+            page.click("#layout-toggle")
+            _wait(page, "document.getElementById('viewer').dataset.firstRenderAllMs")
+            assert page.get_attribute("#viewer", "data-layout") == "3"
+            assert page.locator("#map-xz").is_visible() and page.locator("#map-yz").is_visible()
+            _drawn(page)
+            page.screenshot(path=shots / "1-three-views.png")
+
+            # Move the cursor down the stack, row by row, watching the XZ view: one nucleus
+            # spans about twice the planes of the others.
+            spans: dict[int, tuple[int, int, int]] = {}  # id -> (planes, at y, z0)
+            for y in range(8, SHAPE[1], 6):
+                page.evaluate("y => ezqViewer.ortho.setCursor({ y })", y)
+                for n in page.evaluate("ezqViewer.ortho.nucleiOn('xz')"):
+                    planes = n["z1"] - n["z0"] + 1
+                    if planes > spans.get(n["id"], (0,))[0]:
+                        spans[n["id"]] = (planes, y, n["z0"])
+            tallest = max(spans, key=lambda i: spans[i][0])
+            others = sorted(p for i, (p, _, _) in spans.items() if i != tallest)
+            assert tallest == MERGED and spans[tallest][0] >= 1.8 * others[len(others) // 2], spans
+            page.evaluate("y => ezqViewer.ortho.setCursor({ y })", spans[tallest][1])
+            _drawn(page)
+            found = {n["id"]: n for n in page.evaluate("ezqViewer.ortho.nucleiOn('xz')")}[tallest]
+
+            # A click on it in the XZ view selects it and moves the cursor; then one line across
+            # its waist (between planes 7 and 8) with the split tool.
+            page.mouse.click(*_in_view(page, "xz", 10, (found["a0"] + found["a1"]) / 2))
+            _wait(page, "id => document.getElementById('viewer').dataset.selected === String(id)", tallest)
+            page.screenshot(path=shots / "2-found-in-xz.png")
+            page.keyboard.press("s")
+            before = page.get_attribute("#viewer", "data-version")
+            page.mouse.click(*_in_view(page, "xz", 7.0, found["a0"] - 6))
+            page.mouse.click(*_in_view(page, "xz", 7.0, found["a1"] + 6))
+            _wait(page, "v => { const d = document.getElementById('viewer').dataset;"
+                        " return d.busy === 'false' && d.version !== v && d.overlayVersion === d.version; }", before)
+            after = page.get_attribute("#viewer", "data-version")
+            _drawn(page)
+            page.screenshot(path=shots / "3-split-in-xz.png")
+            halves = {n["id"]: n for n in page.evaluate("ezqViewer.ortho.nucleiOn('xz')")
+                      if found["a0"] - 2 <= (n["a0"] + n["a1"]) / 2 <= found["a1"] + 2 and n["id"] != 2}
+            assert len(halves) == 2 and tallest in halves, halves
+            upper, lower = sorted(halves.values(), key=lambda n: n["z0"])
+            assert upper["z1"] < lower["z0"]  # one above the other: a z-cut
+            in_yz = {n["id"] for n in page.evaluate("ezqViewer.ortho.nucleiOn('yz')")}
+            assert set(halves) <= in_yz
+            record = page.evaluate("ezqViewer.editor.done[ezqViewer.editor.done.length - 1]")
+            assert record["type"] == "split" and record["geometry"]["plane"] == "xz"
+            assert record["label_version"] == before and record["result_version"] == after
+
+            if page.locator("#mesh-panel").count():  # the 3D view of the other helper's part of the issue
+                page.keyboard.press("v")
+                page.mouse.click(*_in_view(page, "xz", (upper["z0"] + upper["z1"]) / 2 + 0.5,
+                                           (upper["a0"] + upper["a1"]) / 2))
+                page.evaluate("document.getElementById('mesh-panel').open = true")
+                _wait(page, "id => { const d = document.getElementById('mesh-panel').dataset;"
+                            " return d.state === 'ready' && d.labelId === String(id); }", upper["id"])
+                assert str(lower["id"]) in page.get_attribute("#mesh-panel", "data-neighbours").split(",")
+                page.screenshot(path=shots / "4-two-nuclei-in-3d.png")
+
+            page.keyboard.press("Control+z")
+            _wait(page, "v => { const d = document.getElementById('viewer').dataset;"
+                        " return d.busy === 'false' && d.version !== v && d.overlayVersion === d.version; }", after)
+            _drawn(page)
+            again = {n["id"]: n for n in page.evaluate("ezqViewer.ortho.nucleiOn('xz')")}
+            assert again[tallest]["z0"] == found["z0"] and again[tallest]["z1"] == found["z1"]
+            assert not set(halves) - {tallest} & set(again)
+            page.screenshot(path=shots / "5-undone.png")
+
+            # The address keeps the layout and the cursor: a reload opens the same three views.
+            page.wait_for_function("location.hash.includes('v=3')", timeout=TIMEOUT_MS)
+            cursor = page.get_attribute("#viewer", "data-cursor")
+            page.reload()
+            _wait(page, "document.getElementById('viewer').dataset.firstRenderAllMs")
+            assert page.get_attribute("#viewer", "data-layout") == "3"
+            assert page.get_attribute("#viewer", "data-cursor").split(",")[1:] == cursor.split(",")[1:]
+        finally:
+            browser.close()
