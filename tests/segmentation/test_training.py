@@ -74,11 +74,21 @@ def test_it_trains_promotes_and_rolls_back(corrected, client_for, ada, ivy, alic
     assert client_for(ada).post(default, {"model_version": 1, "note": "better on dim nuclei"},
                                 format="json").status_code == 201
     assert project_default_model(project=project) == str(path)
+    # Re-segmenting with the promoted adapter keeps the curated nuclei: ivy checks one first.
+    head = corrected[-1].result_version
+    checked = Nucleus.objects.filter(label_version=head).order_by("-volume_voxels").first()
+    correction_create(volume=head.volume, user=ivy, label_version=head.name, approved=True,
+                      edit={"correction_type": "confirm", "nucleus_ids": [checked.label_id]})
     seg = segmentation_job_create(volume=corrected[0].volume, user=ivy, params=FAST_PARAMS)
+    from annotation.stores import volume_store
     from segmentation.services import segmentation_job_run
 
     assert segmentation_job_run(job_id=seg.id) == "succeeded"
-    assert SegmentationJob.objects.get(id=seg.id).model_version.startswith(version.name)  # the adapter ran
+    seg = SegmentationJob.objects.get(id=seg.id)
+    assert seg.model_version.startswith(version.name)  # the adapter ran
+    store = volume_store(head.volume)
+    assert seg.kept_nuclei == 1 and np.array_equal(store.read_labels(seg.label_version.name) == checked.label_id,
+                                                   store.read_labels(head.name) == checked.label_id)
     assert client_for(ada).post(default, {"model_version": None}, format="json").status_code == 201  # roll back
     assert project_default_model(project=project) is None
     history = client_for(ivy).get(default).json()
