@@ -124,3 +124,81 @@ def test_it_shows_who_is_here_and_their_edits_as_they_happen(app, shots):
         finally:
             browser.close()
     assert errors == []
+
+
+_RECORD_BARS = """() => {
+    window.bars = [];
+    const form = document.getElementById('volume-upload');
+    const read = () => {
+        const now = [...form.querySelectorAll('progress')].map((bar) => bar.value);
+        const last = window.bars[window.bars.length - 1];
+        if (!last || now.some((v, i) => v !== last[i])) window.bars.push(now);
+        if (form.dataset.state !== 'done' && form.dataset.state !== 'failed') requestAnimationFrame(read);
+    };
+    requestAnimationFrame(read);
+}"""
+
+
+def test_it_uploads_a_volume_from_the_project_page(app, shots):
+    import tifffile
+    from playwright.sync_api import sync_playwright
+
+    live, seed, work = app
+    # Large enough that the import takes a few seconds here: the bar moves between 0 and 1.
+    stack = np.random.default_rng(2).integers(0, 4000, (48, 512, 512), dtype=np.uint16)
+    path = work / "Big stack, day 3.tif"
+    tifffile.imwrite(path, stack, photometric="minisblack", metadata={"axes": "ZYX"})
+    errors: list[str] = []
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_context(viewport={"width": 1300, "height": 900}, base_url=live.url).new_page()
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            sign_in(page, live.url, "ivy")
+            page.goto(f"{live.url}/projects/{seed['project']}/")
+            form = page.locator("#volume-upload")
+            form.locator("input[type=file]").set_input_files(str(path))
+            assert "Big stack, day 3.tif" in form.locator("[data-drop-text]").text_content()
+            form.get_by_label("z", exact=True).fill("2")
+            form.get_by_label("y", exact=True).fill("0.25")
+            form.get_by_label("x", exact=True).fill("0.25")
+            page.evaluate(_RECORD_BARS)
+            form.get_by_role("button", name="Upload and import").click()
+            page.wait_for_function("['done', 'failed'].includes(document.getElementById('volume-upload').dataset.state)",
+                                   timeout=120_000)
+            page.screenshot(path=shots / "02-imported.png")
+            assert form.get_attribute("data-state") == "done", form.locator("[data-error]").text_content()
+            bars = page.evaluate("window.bars")
+            assert bars[-1] == [1, 1]
+            importing = [b[1] for b in bars if b[0] == 1]
+            assert any(0 < v < 1 for v in importing), bars  # a real bar: the worker's planes
+            assert importing == sorted(importing)
+            assert "plane" in page.text_content("[data-status=import]") or bars[-1][1] == 1
+
+            # The new volume opens in the viewer with the voxel size given.
+            page.get_by_role("link", name="Open Big stack, day 3.tif in the viewer").click()
+            page.wait_for_selector("#viewer[data-state=ready]", timeout=TIMEOUT_MS)
+            config = page.evaluate("JSON.parse(document.getElementById('viewer-config').textContent)")
+            assert config["volume"]["shape"] == [48, 512, 512]
+            assert config["volume"]["voxel_size"] == [2.0, 0.25, 0.25]
+            page.wait_for_function("document.getElementById('viewer').dataset.firstRenderMs", timeout=TIMEOUT_MS)
+
+            # A corrupt file, dropped on the zone: one message, naming the file.
+            page.goto(f"{live.url}/projects/{seed['project']}/")
+            page.evaluate("""() => {
+                const zone = document.querySelector('#volume-upload [data-drop]');
+                const transfer = new DataTransfer();
+                transfer.items.add(new File([new Uint8Array([73, 73, 42, 0, 8, 0, 0, 0, 9, 9, 9])], 'broken scan.tif'));
+                zone.dispatchEvent(new DragEvent('drop', { dataTransfer: transfer, bubbles: true, cancelable: true }));
+            }""")
+            assert "broken scan.tif" in form.locator("[data-drop-text]").text_content()
+            form.get_by_role("button", name="Upload and import").click()
+            page.wait_for_function("document.getElementById('volume-upload').dataset.state === 'failed'",
+                                   timeout=60_000)
+            shown = [e.text_content() for e in page.locator("[data-error]:visible").all()]
+            assert len(shown) == 1, shown
+            assert "'broken scan.tif'" in shown[0] and ".upload" not in shown[0] and "tmp" not in shown[0], shown
+            page.screenshot(path=shots / "03-corrupt.png")
+        finally:
+            browser.close()
+    assert errors == []

@@ -1,0 +1,234 @@
+/**
+ * Uploads from the project page (frontend/templates/frontend/project.html): a volume (TIFF,
+ * OME-TIFF or a zipped OME-Zarr folder, by drag and drop or the file picker) and a volume's
+ * labels.
+ *
+ * A <form class="upload-form" data-api="/api/v1/..."> is sent as multipart form data by
+ * XMLHttpRequest, whose upload events fill the [data-bar="upload"] bar. A volume upload is
+ * answered 202 with an import job (annotation.services.imports): the page then reads the
+ * job (data-job, its id in place of 0) until it ends, and the [data-bar="import"] bar shows
+ * the worker's progress (plane k of n). The end is a link to the new volume's viewer; a
+ * failure is one message, which names the user's file (the server's messages do; an answer
+ * that does not is prefixed with it). A label upload (data-parent: the version it derives
+ * from) is answered 201 with the new version, and the page reloads to list it.
+ */
+
+const csrfToken = () => document.querySelector('meta[name="csrf-token"]')?.content ?? '';
+const POLL_MS = 400;
+
+const megabytes = (n) => (n < 1e5 ? `${(n / 1e3).toFixed(1)} kB` : `${(n / 1e6).toFixed(n < 1e7 ? 1 : 0)} MB`);
+const percent = (f) => `${Math.floor(100 * f)} %`;
+
+function part(form, selector) {
+  return form.querySelector(selector);
+}
+
+function setBar(form, which, fraction, text) {
+  const bar = part(form, `[data-bar="${which}"]`);
+  if (bar) {
+    bar.hidden = false;
+    bar.value = Math.max(0, Math.min(1, fraction));
+  }
+  const status = part(form, `[data-status="${which}"]`) ?? (which === 'upload' ? part(form, '[data-status]') : null);
+  if (status && text !== undefined) status.textContent = text;
+}
+
+function showError(form, text) {
+  const error = part(form, '[data-error]');
+  error.textContent = text;
+  error.hidden = false;
+  form.dataset.state = 'failed';
+}
+
+/** The server's error as one sentence naming the file. */
+function messageOf(status, data, fileName) {
+  let text = data?.message ?? data?.detail ?? `the server answered ${status}`;
+  const fields = data?.extra?.fields;
+  if (fields && typeof fields === 'object') {
+    const details = Object.entries(fields).map(([k, v]) => `${k}: ${[].concat(v).join(' ')}`);
+    if (details.length) text = `${text} — ${details.join('; ')}`;
+  }
+  return text.includes(fileName) ? text : `${fileName}: ${text}`;
+}
+
+/** Read a form's fields into FormData (voxel size: z, y, x → one list; 2D: y, x). */
+function formData(form, file) {
+  const data = new FormData();
+  data.append('file', file, file.name);
+  const value = (name) => form.elements[name]?.value.trim() ?? '';
+  if (value('name')) data.append('name', value('name'));
+  if (value('channel')) data.append('channel', value('channel'));
+  if (form.dataset.parent) data.append('parent', form.dataset.parent);
+  const [z, y, x] = ['voxel_z', 'voxel_y', 'voxel_x'].map(value);
+  if (y || x || z) {
+    if (!y || !x) throw new Error('Give the voxel size in y and x (and z for a stack), or leave it all empty.');
+    for (const v of z ? [z, y, x] : [y, x]) data.append('voxel_size', v);
+  }
+  return data;
+}
+
+function send(url, data, onProgress) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', url);
+    xhr.setRequestHeader('X-CSRFToken', csrfToken());
+    xhr.setRequestHeader('Accept', 'application/json');
+    xhr.upload.addEventListener('progress', (event) => {
+      if (event.lengthComputable) onProgress(event.loaded, event.total);
+    });
+    xhr.addEventListener('load', () => {
+      let body = null;
+      try {
+        body = JSON.parse(xhr.responseText);
+      } catch {
+        body = null; // an HTML error page (a proxy's 413): the status says enough
+      }
+      resolve({ status: xhr.status, body });
+    });
+    xhr.addEventListener('error', () => reject(new Error('the server could not be reached')));
+    xhr.addEventListener('abort', () => reject(new Error('the upload was stopped')));
+    xhr.send(data);
+  });
+}
+
+const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
+
+async function getJson(url) {
+  const response = await fetch(url, { credentials: 'same-origin', headers: { Accept: 'application/json' } });
+  const body = await response.json().catch(() => null);
+  if (!response.ok) throw new Error(body?.message ?? `the server answered ${response.status}`);
+  return body;
+}
+
+/** Follow an import job until it ends; the final state. */
+async function follow(form, job) {
+  const url = form.dataset.job.replace(/\/0\/$/, `/${job.id}/`);
+  const cancel = part(form, '[data-cancel]');
+  form.dataset.importJob = String(job.id);
+  if (cancel) {
+    cancel.hidden = false;
+    cancel.onclick = async () => {
+      cancel.disabled = true;
+      await fetch(form.dataset.cancelApi.replace(/\/0\/$/, `/${job.id}/cancel/`), {
+        method: 'POST', credentials: 'same-origin', headers: { 'X-CSRFToken': csrfToken(), Accept: 'application/json' },
+      });
+    };
+  }
+  let state = job;
+  let failures = 0;
+  while (['queued', 'running'].includes(state.status)) {
+    const text = state.status === 'queued' ? 'waiting for a worker…'
+      : `${percent(state.progress)}${state.message ? ` · ${state.message}` : ''}`;
+    setBar(form, 'import', state.progress, text);
+    await sleep(POLL_MS);
+    try {
+      state = await getJson(url);
+      failures = 0;
+    } catch (error) {
+      failures += 1; // a dropped connection: keep asking a while, the job goes on without us
+      if (failures > 25) throw error;
+    }
+  }
+  if (cancel) cancel.hidden = true;
+  return state;
+}
+
+async function uploadVolume(form, file, data) {
+  const answer = await send(form.dataset.api, data, (loaded, total) => {
+    setBar(form, 'upload', loaded / total, `${percent(loaded / total)} of ${megabytes(total)}`);
+  });
+  if (answer.status !== 202) throw new Error(messageOf(answer.status, answer.body, file.name));
+  setBar(form, 'upload', 1, `done: ${megabytes(file.size)}`);
+  const end = await follow(form, answer.body);
+  if (end.status === 'succeeded') {
+    setBar(form, 'import', 1, 'done');
+    const done = part(form, '[data-done]');
+    const link = document.createElement('a');
+    link.href = form.dataset.viewer.replace(/\/0\/$/, `/${end.volume}/`);
+    link.textContent = `Open ${end.volume_name} in the viewer`;
+    done.replaceChildren(`${file.name} is imported. `, link);
+    done.hidden = false;
+    form.dataset.state = 'done';
+    form.dataset.volume = String(end.volume);
+  } else if (end.status === 'cancelled') {
+    setBar(form, 'import', end.progress, 'cancelled');
+    showError(form, `The import of ${file.name} was cancelled.`);
+  } else {
+    setBar(form, 'import', end.progress, 'failed');
+    showError(form, end.error.includes(file.name) ? end.error : `${file.name}: ${end.error}`);
+  }
+}
+
+async function uploadLabels(form, file, data) {
+  const answer = await send(form.dataset.api, data, (loaded, total) => {
+    setBar(form, 'upload', loaded / total, loaded < total ? `${percent(loaded / total)} of ${megabytes(total)}`
+      : 'measuring the nuclei…');
+  });
+  if (answer.status !== 201) throw new Error(messageOf(answer.status, answer.body, file.name));
+  form.dataset.state = 'done';
+  setBar(form, 'upload', 1, `${answer.body.name} made from ${file.name}`);
+  window.location.reload();
+}
+
+async function submit(form) {
+  const input = part(form, 'input[type="file"]');
+  const file = input.files[0];
+  part(form, '[data-error]').hidden = true;
+  const done = part(form, '[data-done]');
+  if (done) done.hidden = true;
+  if (!file) {
+    showError(form, 'Choose a file first (or drop one here).');
+    return;
+  }
+  let data;
+  try {
+    data = formData(form, file);
+  } catch (problem) {
+    showError(form, problem.message);
+    return;
+  }
+  const buttons = [...form.querySelectorAll('button[type="submit"]')];
+  buttons.forEach((b) => { b.disabled = true; });
+  form.dataset.state = 'sending';
+  setBar(form, 'upload', 0, `0 % of ${megabytes(file.size)}`);
+  if (part(form, '[data-bar="import"]')) setBar(form, 'import', 0, '—');
+  try {
+    if (form.classList.contains('volume-upload')) await uploadVolume(form, file, data);
+    else await uploadLabels(form, file, data);
+  } catch (problem) {
+    showError(form, problem.message.includes(file.name) ? problem.message : `${file.name}: ${problem.message}`);
+  } finally {
+    buttons.forEach((b) => { b.disabled = false; });
+  }
+}
+
+document.addEventListener('submit', (event) => {
+  const form = event.target;
+  if (!(form instanceof HTMLFormElement) || !form.classList.contains('upload-form')) return;
+  event.preventDefault();
+  if (form.dataset.state === 'sending') return;
+  submit(form);
+});
+
+// Drag and drop onto a [data-drop] zone: the dropped file becomes the picker's.
+for (const zone of document.querySelectorAll('[data-drop]')) {
+  const input = zone.querySelector('input[type="file"]');
+  const text = zone.querySelector('[data-drop-text]');
+  const shown = () => {
+    if (input.files[0]) text.textContent = `${input.files[0].name} (${megabytes(input.files[0].size)})`;
+  };
+  zone.addEventListener('dragover', (event) => {
+    event.preventDefault();
+    zone.classList.add('over');
+  });
+  zone.addEventListener('dragleave', () => zone.classList.remove('over'));
+  zone.addEventListener('drop', (event) => {
+    event.preventDefault();
+    zone.classList.remove('over');
+    if (event.dataTransfer?.files?.length) {
+      input.files = event.dataTransfer.files;
+      shown();
+    }
+  });
+  input.addEventListener('change', shown);
+}
