@@ -93,7 +93,8 @@ export function makeOrthoViews({ volume, api, root, xy, elements, state, setZ, s
     views[plane] = { plane, rows, cols, grid, layers, cursorSource, draw: null };
   }
   const xyCursor = new VectorSource({ wrapX: false });
-  xy.map.addLayer(new VectorLayer({ source: xyCursor }));
+  const xyCursorLayer = new VectorLayer({ source: xyCursor, visible: false }); // three views only
+  xy.map.addLayer(xyCursorLayer);
 
   /** Display row of the middle of plane z in the XZ / YZ views, and back. */
   const rowOf = (view, z) => ((z + 0.5) * view.rows) / Z;
@@ -150,6 +151,7 @@ export function makeOrthoViews({ volume, api, root, xy, elements, state, setZ, s
       });
     }
     elements.views.dataset.layout = layout;
+    xyCursorLayer.setVisible(layout === '3');
     root.dataset.layout = layout;
     for (const plane of PLANES) elements[plane].hidden = layout !== '3';
     if (elements.toggle) {
