@@ -198,11 +198,14 @@ class ModelVersionListApi(APIView):
 class DefaultModelApi(APIView):
     """``GET``: the project's default model and the history of promotions (newest first).
     ``POST`` ``{"model_version": N | null, "note"}`` (admins): promote version N, or go back
-    to the shipped base model with ``null``; a roll-back is a promotion of an older version."""
+    to the shipped base model with ``null``; a roll-back is a promotion of an older version. A
+    version that was not scored needs ``"unscored": true`` (400 otherwise)."""
 
     class InputSerializer(serializers.Serializer):
         model_version = serializers.IntegerField(allow_null=True, help_text="the version's number; null: base model")
         note = serializers.CharField(required=False, allow_blank=True, default="")
+        unscored = serializers.BooleanField(required=False, default=False,
+                                            help_text="required to promote a version that was not scored")
 
     class OutputSerializer(serializers.Serializer):
         model_version = serializers.IntegerField(source="model_version.number", allow_null=True, default=None)
@@ -230,5 +233,6 @@ class DefaultModelApi(APIView):
             if version is None:
                 raise ApplicationError(f"{project.name} has no model version {number}")
         promotion = services.model_version_promote(project=project, model_version=version, user=request.user,
-                                                   note=serializer.validated_data["note"])
+                                                   note=serializer.validated_data["note"],
+                                                   unscored=serializer.validated_data["unscored"])
         return Response(self.OutputSerializer(promotion).data, status=status.HTTP_201_CREATED)

@@ -555,18 +555,29 @@ def _display_name(model: str) -> str:
     return Path(model).name if ("/" in model or model.endswith(".pt")) else model
 
 
-def model_version_promote(*, project, model_version, user: AbstractBaseUser | None, note: str = ""):
+def model_version_promote(*, project, model_version, user: AbstractBaseUser | None, note: str = "",
+                          unscored: bool = False):
     """Make ``model_version`` (or the base model, ``None``) the project's default from now on; a
-    roll-back is a promotion of an older version. Every promotion is kept."""
+    roll-back is a promotion of an older version. Every promotion is kept.
+
+    A version that was not scored (fewer held-out corrections than ``min_holdout_corrections``)
+    is promoted only with ``unscored=True``: nothing shows it segments better, so the person
+    says so knowingly (400 otherwise)."""
     from annotation.services import audit_record
 
     if model_version is not None and model_version.project_id != project.id:
         raise ApplicationError("that model version belongs to another project")
+    if model_version is not None and not (model_version.scores or {}).get("evaluated") and not unscored:
+        reason = (model_version.scores or {}).get("reason") or "no held-out corrections"
+        raise ApplicationError(f"model version {model_version.number} was not scored ({reason}): nothing shows it "
+                               "segments better than the current default; confirm that you promote it unscored "
+                               "(unscored: true)", extra={"field": "unscored"})
     with transaction.atomic():
         promotion = ModelPromotion.objects.create(project=project, model_version=model_version, promoted_by=user,
                                                   note=note)
         audit_record(user=user, project_id=project.id, action="model_version.promote", obj=promotion,
-                     model_version=model_version.number if model_version else None, note=note)
+                     model_version=model_version.number if model_version else None, note=note,
+                     unscored=bool(model_version is not None and unscored))
     return promotion
 
 
