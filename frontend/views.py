@@ -83,7 +83,18 @@ def volume_viewer(request: HttpRequest, volume_id: int) -> HttpResponse:
                 for name in sorted(BACKENDS, key=lambda n: n != DEFAULT_3D_BACKEND)]
     return render(request, "frontend/viewer.html", {"version": settings.VERSION, "volume": volume,
                                                     "viewer_config": config, "backends": backends,
-                                                    "default_model": default_model_for(tuple(volume.shape))})
+                                                    "default_model": _default_model_label(
+                                                        volume, shipped=default_model_for(tuple(volume.shape)))})
+
+
+def _default_model_label(volume: Volume, *, shipped: str) -> str:
+    """What a job with no model named runs on this volume, for the viewer's Model field: the
+    project's promoted model version, else ``shipped`` (the shipped default for its shape)."""
+    promotion = segmentation_selectors.model_promotion_list(project=volume.project).first()
+    if promotion is not None and promotion.model_version is not None:
+        version = promotion.model_version
+        return f"model version {version.number} of {volume.project.name}, promoted ({version.name})"
+    return shipped
 
 
 # What the viewer's backend menu says of each 3D backend.
@@ -370,11 +381,19 @@ def project_training(request: HttpRequest, project: Project) -> HttpResponse:
         reference = (v.scores or {}).get("reference_model")
         today = Path(current.adapter_path).name if current is not None else None
         v.reference_changed = bool(reference) and (reference != today if today else reference.endswith(".pt"))
+    from segmentation.core.corrections import RetrainingParams
+
+    defaults = RetrainingParams()
+    approved = selectors.training_corrections(project=project).count()
     # The page draws the curves at once; the WebSocket sends each change after.
     live = [{**events.job_state(job), "loss": (job.metrics or {}).get("loss") or []} for job in jobs]
     return _page(request, "frontend/training.html", {
         "project": project, "is_admin": project.role == roles.ADMIN, "jobs": jobs, "versions": versions,
         "promotions": promotions, "current": current,
-        "approved": selectors.training_corrections(project=project).count(),
+        "approved": approved,
+        # What the page says of training and scoring comes from the parameters' own defaults.
+        "default_steps": defaults.training.steps, "min_scored": defaults.min_holdout_corrections,
+        "holdout_percent": round(100 * defaults.holdout_fraction),
+        "scoring_missing": max(0, defaults.min_holdout_corrections - approved),
         "training_config": {"project": project.id, "websocket": f"/ws/projects/{project.id}/training/", "jobs": live},
     })

@@ -8,9 +8,14 @@
  * job, or the one whose "Curve" button was pressed. When a job ends, or a new one starts, a
  * notice offers to reload the page (its tables and model versions come from the server).
  * The socket reconnects after a drop; a refusal (4401 signed out, 4403 not staff) is shown.
+ *
+ * The curve is drawn twice: the raw loss of each step, thin and pale (a small batch makes it
+ * jump), and beside it the loss smoothed by an exponential moving average (weight
+ * SMOOTHING, corrected for its start as TensorBoard does), which shows the trend.
  */
 
 const FINISHED = ['succeeded', 'failed', 'cancelled'];
+const SMOOTHING = 0.8;
 const $ = (id) => document.getElementById(id);
 
 const config = JSON.parse($('training-config').textContent);
@@ -33,6 +38,15 @@ function describe(job) {
   if (job.model_version) parts.push(`model version ${job.model_version}`);
   if (job.error) parts.push(job.error);
   return parts.join(' · ');
+}
+
+/** [[step, loss], ...] smoothed by an exponential moving average with bias correction. */
+export function smoothed(points, weight = SMOOTHING) {
+  let average = 0;
+  return points.map(([step, loss], i) => {
+    average = weight * average + (1 - weight) * loss;
+    return [step, average / (1 - weight ** (i + 1))];
+  });
 }
 
 /** The loss by step: axes with the first and last step and the loss range, and the curve. */
@@ -93,11 +107,18 @@ function drawCurve(canvas, job) {
   ctx.fillText('loss', 0, 0);
   ctx.restore();
 
-  ctx.strokeStyle = '#0f8a6a';
-  ctx.lineWidth = 2;
-  ctx.beginPath();
-  points.forEach(([s, l], i) => (i === 0 ? ctx.moveTo(X(s), Y(l)) : ctx.lineTo(X(s), Y(l))));
-  ctx.stroke();
+  const line = (series, colour, width) => {
+    ctx.strokeStyle = colour;
+    ctx.lineWidth = width;
+    ctx.beginPath();
+    series.forEach(([s, l], i) => (i === 0 ? ctx.moveTo(X(s), Y(l)) : ctx.lineTo(X(s), Y(l))));
+    ctx.stroke();
+  };
+  const smooth = smoothed(points);
+  line(points, 'rgba(15, 138, 106, 0.35)', 1);
+  line(smooth, '#0b6a51', 2.5);
+  canvas.dataset.smoothed = String(smooth.length);
+  canvas.dataset.lastSmoothed = smooth[smooth.length - 1][1].toPrecision(6);
   if (points.length === 1) {
     ctx.fillStyle = '#0f8a6a';
     ctx.beginPath();

@@ -1,0 +1,81 @@
+"""The training page says what training and scoring really do (the parameters' defaults, the
+rule that scoring needs held-out corrections), asks twice before an unscored version is
+promoted, and draws the smoothed loss beside the raw one; the viewer names the promoted model
+as the default."""
+
+import numpy as np
+import pytest
+from django.urls import reverse
+
+from segmentation.core.corrections import RetrainingParams
+from segmentation.models import ModelVersion
+from tests.conftest import PASSWORD
+
+
+@pytest.fixture(autouse=True)
+def data_dir(settings, tmp_path):
+    settings.EZQUANT_DATA_DIR = tmp_path / "data"
+    yield
+    from annotation.stores import volume_store_at
+
+    volume_store_at.cache_clear()
+
+
+@pytest.fixture
+def project(ada):
+    from annotation.services import project_create
+
+    return project_create(name="Nuclei 101", user=ada)
+
+
+def _version(project, number, scores):
+    return ModelVersion.objects.create(
+        project=project, number=number, name=f"ezq_nuclei_v1-lora-{number:04d}.pt", base_model="ezq_nuclei_v1",
+        base_sha256="0" * 64, adapter_path=f"models/{number}.pt", adapter_sha256="1" * 64, adapter_bytes=10,
+        correction_ids=[1, 2], held_out_ids=[], params={}, scores=scores)
+
+
+def _html(client, user, name, *args) -> str:
+    client.login(username=user.username, password=PASSWORD)
+    response = client.get(reverse(name, args=args))
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+@pytest.mark.django_db
+def test_it_states_the_real_defaults_and_the_scoring_rule(client, project, ada):
+    defaults = RetrainingParams()
+    html = _html(client, ada, "project-training-page", project.id)
+    assert f'placeholder="{defaults.training.steps} (the default)"' in html
+    assert f"at least <strong>{defaults.min_holdout_corrections}</strong> approved corrections" in html
+    assert "With 0, the next version will <strong>not be scored</strong>" in html
+    assert f"approve\n    {defaults.min_holdout_corrections} more first" in html
+    assert "smoothed (exponential moving average" in html and "(raw)" in html
+
+
+@pytest.mark.django_db
+def test_it_asks_twice_before_promoting_an_unscored_version(client, project, ada):
+    _version(project, 1, {"evaluated": False, "reason": "fewer than 10 corrections: none held out"})
+    _version(project, 2, {"evaluated": True, "better": True, "candidate": {}, "reference": {}, "delta": {}})
+    html = _html(client, ada, "project-training-page", project.id)
+    assert "Promote unscored version 1" in html and 'name="unscored" value="true"' in html
+    assert 'data-require="unscored"' in html and "was not scored: nothing shows it segments better" in html
+    assert "Promote version 2" in html and "Promote unscored version 2" not in html
+
+
+@pytest.mark.django_db
+def test_it_names_the_promoted_model_as_the_viewers_default(client, project, ada, tmp_path):
+    import tifffile
+
+    from annotation.services import volume_import
+    from segmentation.services import model_version_promote
+
+    path = tmp_path / "plane.tif"
+    tifffile.imwrite(path, np.zeros((64, 64), np.uint16))
+    volume = volume_import(project=project, src_path=path, name="plane", user=ada)
+    version = _version(project, 3, {"evaluated": True, "better": True})
+    model_version_promote(project=project, model_version=version, user=ada)
+    html = _html(client, ada, "volume-viewer", volume.id)
+    assert 'placeholder="model version 3 of Nuclei 101, promoted (ezq_nuclei_v1-lora-0003.pt) (default)"' in html
+    model_version_promote(project=project, model_version=None, user=ada)  # back to the shipped one
+    assert "promoted" not in _html(client, ada, "volume-viewer", volume.id).split('id="job-model"')[1][:200]
