@@ -84,7 +84,17 @@ def volume_viewer(request: HttpRequest, volume_id: int) -> HttpResponse:
     return render(request, "frontend/viewer.html", {"version": settings.VERSION, "volume": volume,
                                                     "viewer_config": config, "backends": backends,
                                                     "default_model": _default_model_label(
-                                                        volume, shipped=default_model_for(tuple(volume.shape)))})
+                                                        volume, shipped=default_model_for(tuple(volume.shape))),
+                                                    "segmentation_defaults": _segmentation_defaults()})
+
+
+def _segmentation_defaults() -> dict:
+    """The defaults of the parameters the viewer's form leaves optional (its placeholders)."""
+    from segmentation.core.params import SegmentationParams
+
+    defaults = SegmentationParams()
+    return {"flow_threshold": defaults.flow_threshold, "cellprob_threshold": defaults.cellprob_threshold,
+            "min_size": defaults.min_size}
 
 
 def _default_model_label(volume: Volume, *, shipped: str) -> str:

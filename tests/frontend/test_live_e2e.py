@@ -202,3 +202,36 @@ def test_it_uploads_a_volume_from_the_project_page(app, shots):
         finally:
             browser.close()
     assert errors == []
+
+
+def test_it_sends_the_segmentation_thresholds_from_the_viewer(app):
+    import json
+
+    from playwright.sync_api import sync_playwright
+
+    live, seed, _ = app
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            context, page = _open(browser, live, "ada", seed["volume"])
+            sent = []
+
+            def refuse(route):  # no job runs here: the request is read and answered by the test
+                sent.append(json.loads(route.request.post_data))
+                route.fulfill(status=400, content_type="application/json",
+                              body=json.dumps({"message": "read by the test", "extra": {}}))
+
+            page.route("**/segmentation-jobs/", refuse)
+            page.locator("details.more-params summary").click()
+            assert page.get_attribute("input[name=flow_threshold]", "placeholder") == "0.4"
+            page.get_by_label("Flow threshold").fill("0.6")
+            page.get_by_label("Cell probability threshold").fill("-1.5")
+            page.get_by_label("Smallest nucleus (voxels)").fill("40")
+            page.get_by_role("button", name="Start segmentation").click()
+            page.wait_for_selector("#banner:not([hidden])", timeout=TIMEOUT_MS)
+            assert "read by the test" in page.text_content("#banner-text")
+            params = sent[0]["params"]
+            assert (params["flow_threshold"], params["cellprob_threshold"], params["min_size"]) == (0.6, -1.5, 40)
+            context.close()
+        finally:
+            browser.close()

@@ -115,6 +115,11 @@ export function makeJobPanel({ api, config, elements, onSucceeded, onError }) {
 
   function params() {
     const out = {};
+    // Cellpose's thresholds and the smallest mask kept: the form's named fields, left out when empty.
+    for (const name of ['flow_threshold', 'cellprob_threshold', 'min_size']) {
+      const field = elements.form.elements.namedItem(name);
+      if (field && field.value.trim() !== '') out[name] = Number(field.value);
+    }
     const model = elements.model.value.trim();
     if (model) out.model_name = model;
     const diameter = elements.diameter.value.trim();
