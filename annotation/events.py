@@ -14,7 +14,8 @@ The message (``label_version_state``)::
     {"type": "label_version", "volume": 7, "name": "v5", "number": 5, "parent": "v4",
      "source": "edit", "by": "bob", "created_at": "...", "n_labels": 41,
      "what": "bob split nucleus 12 into 12, 42", "correction": {"id": 9, "type": "split",
-     "action": "edit", "nucleus_ids": [12], "new_ids": [12, 42], "bbox": [...]} | null}
+     "action": "edit" | "undo" | "redo" | "revert", "nucleus_ids": [12], "new_ids": [12, 42],
+     "bbox": [...]} | null}
 
 Presence (who has the volume open) is the consumer's own traffic on the same group: see
 ``consumers.VolumeConsumer``.
@@ -49,6 +50,10 @@ def _what(version, correction, action: str, by: str | None) -> str:
         kind = correction.correction_type
         if action == "undo":
             return f"{who} undid a {kind} of nucleus {_ids(correction.new_ids)}"
+        if action == "revert":
+            author = correction.created_by.get_username() if correction.created_by_id else "someone"
+            return (f"{who} rejected {author}'s {kind} of nucleus {_ids(correction.nucleus_ids or correction.new_ids)} "
+                    "and took it back out of the labels")
         if kind == "split":
             done = f"split nucleus {_ids(correction.nucleus_ids)} into {_ids(correction.new_ids)}"
         elif kind == "merge":
@@ -82,6 +87,10 @@ def label_version_state(version) -> dict[str, Any]:
         found = Correction.objects.filter(undone_version=version).first()
         if found is not None:
             correction, action = found, "undo"
+        else:
+            found = Correction.objects.filter(reverted_version=version).first()
+            if found is not None:
+                correction, action = found, "revert"
     by = version.created_by.get_username() if version.created_by_id else None
     return {
         "type": "label_version",

@@ -123,3 +123,31 @@ async def _refuses(labels_v1, eve):
         assert connected, "refusals accept the handshake, then close with a code"
         message = await communicator.receive_output(timeout=5)
         assert (message["type"], message.get("code")) == ("websocket.close", code)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_tells_a_rejection_that_takes_an_edit_back_out(labels_v1, alice, ivy):
+    async_to_sync(_revert)(labels_v1, alice, ivy)
+
+
+async def _revert(labels_v1, alice, ivy):
+    from annotation.services import assignment_create, correction_review
+
+    volume = labels_v1.volume
+    await database_sync_to_async(assignment_create)(project=volume.project, volume=volume, student=alice,
+                                                    assigned_by=ivy)
+    nucleus = await database_sync_to_async(lambda: Nucleus.objects.filter(label_version=labels_v1)
+                                           .order_by("label_id").first())()
+    correction = await database_sync_to_async(correction_create)(
+        volume=volume, user=alice, label_version="v1",
+        edit={"correction_type": "delete", "nucleus_ids": [nucleus.label_id]})
+    communicator, hello = await _open(volume, ivy)
+    assert hello["latest"] == "v2"
+    await database_sync_to_async(correction_review)(correction=correction, reviewer=ivy, verdict="reject",
+                                                    comment="that one is a real nucleus")
+    event = await _next(communicator, "label_version")
+    assert (event["name"], event["source"], event["by"], event["correction"]["action"]) == ("v3", "revert", "ivy",
+                                                                                           "revert")
+    assert event["what"] == f"ivy rejected alice's delete of nucleus {nucleus.label_id} and took it back out of " \
+                            "the labels"
+    await communicator.disconnect()
