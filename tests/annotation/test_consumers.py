@@ -151,3 +151,52 @@ async def _revert(labels_v1, alice, ivy):
     assert event["what"] == f"ivy rejected alice's delete of nucleus {nucleus.label_id} and took it back out of " \
                             "the labels"
     await communicator.disconnect()
+
+
+def _import_in_thread(job_id):
+    from django.db import connection
+
+    from annotation.services import volume_import_job_run
+
+    try:
+        return volume_import_job_run(job_id=job_id)
+    finally:
+        connection.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_streams_an_imports_progress_to_staff_only(project, ivy, alice, eve, tiff_3d, tmp_path):
+    async_to_sync(_import_progress)(project, ivy, alice, eve, tiff_3d, tmp_path)
+
+
+async def _import_progress(project, ivy, alice, eve, tiff_3d, tmp_path):
+    import asyncio
+    import shutil
+
+    from asgiref.sync import sync_to_async
+
+    from annotation.services import volume_import_job_create
+
+    upload = tmp_path / "tmp123.upload"
+    shutil.copy(tiff_3d, upload)
+    job = await database_sync_to_async(volume_import_job_create)(project=project, user=ivy, upload_path=upload,
+                                                                 file_name="stack.tif")
+    path = f"ws/import-jobs/{job.id}/"
+    for user in (alice, eve):
+        refused = WebsocketCommunicator(URLRouter(websocket_urlpatterns), path)
+        refused.scope["user"] = user
+        assert (await refused.connect())[0]
+        assert (await refused.receive_output(timeout=5)).get("code") == 4403
+    communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), path)
+    communicator.scope["user"] = ivy
+    assert (await communicator.connect())[0]
+    first = await communicator.receive_json_from(timeout=5)
+    assert (first["kind"], first["status"], first["file_name"]) == ("import", "queued", "stack.tif")
+    task = asyncio.ensure_future(sync_to_async(_import_in_thread, thread_sensitive=False)(job.id))
+    states = [first]
+    while states[-1]["status"] not in ("succeeded", "failed", "cancelled"):
+        states.append(await communicator.receive_json_from(timeout=60))
+    assert await task == "succeeded"
+    assert states[-1]["progress"] == 1.0 and states[-1]["volume_name"] == "stack.tif"
+    assert [s["progress"] for s in states] == sorted(s["progress"] for s in states)
+    await communicator.disconnect()
