@@ -271,6 +271,24 @@ class VolumeUploadApi(_UploadApi):
         return Response(self.OutputSerializer(volume).data, status=status.HTTP_201_CREATED)
 
 
+class VolumeCurationApi(APIView):
+    """What people did to the volume that a new segmentation keeps: the nuclei made, changed or
+    checked in its latest labels, its open assignments and corrections awaiting review (what
+    the viewer says before a job starts)."""
+
+    class OutputSerializer(serializers.Serializer):
+        label_version = serializers.CharField(allow_null=True)
+        edited = serializers.IntegerField(help_text="nuclei a person made or changed")
+        checked = serializers.IntegerField(help_text="nuclei a person checked")
+        open_assignments = serializers.IntegerField()
+        pending_corrections = serializers.IntegerField()
+
+    @extend_schema(responses=OutputSerializer)
+    def get(self, request, volume_id: int):
+        volume = selectors.volume_get(user=request.user, volume_id=volume_id)
+        return Response(self.OutputSerializer(selectors.volume_curation(volume=volume)).data)
+
+
 class VolumeDetailApi(APIView):
     OutputSerializer = VolumeOutputSerializer
 
@@ -450,6 +468,8 @@ class NucleusListApi(APIView):
         integrated_intensity = serializers.FloatField()
         solidity = serializers.FloatField()
         uncertainty = serializers.FloatField(allow_null=True)
+        curation = serializers.CharField(help_text='"edited" (made or changed by a person), "checked" or "" (as '
+                                                   "the model or upload made it); a new segmentation keeps the first two")
 
     @extend_schema(parameters=[FilterSerializer], responses=OutputSerializer(many=True))
     def get(self, request, volume_id: int, version: str):
@@ -568,7 +588,8 @@ class CorrectionOutputSerializer(serializers.Serializer):
     volume = serializers.IntegerField(source="volume_id")
     type = serializers.CharField(source="correction_type")
     label_version = serializers.CharField(source="label_version.name", help_text="the version edited")
-    result_version = serializers.CharField(source="result_version.name", help_text="the version it produced")
+    result_version = serializers.CharField(source="result_version.name", allow_null=True, default=None,
+                                           help_text="the version it produced (none for a confirm)")
     model_version = serializers.CharField(help_text="the model behind the labels corrected")
     nucleus_ids = serializers.ListField(child=serializers.IntegerField(), help_text="edited nuclei, before")
     new_ids = serializers.ListField(child=serializers.IntegerField(), help_text="edited nuclei, after")
@@ -585,6 +606,10 @@ class CorrectionOutputSerializer(serializers.Serializer):
     reviewed_by = _UserField(source="reviewed_by.username")
     reviewed_at = serializers.DateTimeField(allow_null=True)
     review_comment = serializers.CharField()
+    review_labels = serializers.CharField(help_text='what a rejection did to the latest labels: "reverted", "kept" '
+                                                    'or "" (no rejection)')
+    reverted_version = serializers.CharField(source="reverted_version.name", allow_null=True, default=None,
+                                             help_text="the version that took the rejected edit back out")
     amends = serializers.IntegerField(source="amends_id", allow_null=True)
 
 
@@ -601,7 +626,8 @@ class CorrectionListCreateApi(APIView):
 
     class InputSerializer(serializers.Serializer):
         label_version = serializers.RegexField(r"^v[1-9][0-9]*$", help_text="the version the edit was made on")
-        type = serializers.ChoiceField(choices=["split", "merge", "delete", "add", "modify"])
+        type = serializers.ChoiceField(choices=["split", "merge", "delete", "add", "modify", "confirm"],
+                                       help_text="confirm: the one nucleus named is right (a check mark)")
         nucleus_ids = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=_LABEL_ID_MAX),
                                             required=False, default=list)
         z = serializers.IntegerField(min_value=0, max_value=_PLANE_MAX, required=False, default=0,
@@ -758,7 +784,7 @@ class _VerdictApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         correction = services.correction_review(correction=correction, reviewer=request.user, verdict=self.verdict,
-                                                comment=serializer.validated_data["comment"])
+                                                **serializer.validated_data)
         return Response(CorrectionOutputSerializer(correction).data)
 
 
@@ -769,9 +795,24 @@ class CorrectionApproveApi(_VerdictApi):
 
 
 class CorrectionRejectApi(_VerdictApi):
-    """Reject a pending correction with a comment for the student."""
+    """Reject a pending correction with a comment for the student. Its edit is taken back out
+    of the latest labels (a new version by you), unless ``labels`` is ``keep``; when later edits
+    changed the same nuclei, 409 with ``extra.later_corrections``: send ``revert_anyway`` or
+    ``keep``."""
 
     verdict = "reject"
+
+    class InputSerializer(_VerdictApi.InputSerializer):
+        labels = serializers.ChoiceField(choices=["revert", "revert_anyway", "keep"], required=False,
+                                         default="revert",
+                                         help_text="revert: take the edit back out (409 over later edits); "
+                                                   "revert_anyway: over them too; keep: leave the labels")
+        label_version = serializers.RegexField(r"^v[1-9][0-9]*$", required=False, allow_null=True, default=None,
+                                               help_text="the latest version as you see it (409 when it is not)")
+
+    @extend_schema(request=InputSerializer, responses=CorrectionOutputSerializer)
+    def post(self, request, correction_id: int):
+        return super().post(request, correction_id)
 
 
 class CorrectionAmendApi(APIView):
@@ -834,6 +875,22 @@ class AuditEventListApi(APIView):
 # -- assignments ------------------------------------------------------------------------------
 
 
+class _ProgressSerializer(serializers.Serializer):
+    uncertain = serializers.IntegerField(help_text="nuclei in the region scored at least "
+                                                   f"{selectors.UNCERTAIN_SCORE} (latest labels)")
+    checked = serializers.IntegerField(help_text="how many of those a person checked")
+    edited = serializers.IntegerField(help_text="nuclei in the region a person made or changed")
+
+
+def _with_progress(assignments) -> list:
+    """The assignments, each with ``progress`` (``selectors.assignment_progress``)."""
+    assignments = list(assignments)
+    progress = selectors.assignment_progress(assignments=assignments)
+    for a in assignments:
+        a.progress = progress[a.id]
+    return assignments
+
+
 class AssignmentOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     project = serializers.IntegerField(source="project_id")
@@ -848,6 +905,8 @@ class AssignmentOutputSerializer(serializers.Serializer):
     assigned_by = _UserField(source="assigned_by.username")
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+    progress = _ProgressSerializer(allow_null=True, default=None,
+                                   help_text="in lists: uncertain nuclei checked, nuclei edited")
 
 
 class MyAssignmentListApi(APIView):
@@ -855,7 +914,8 @@ class MyAssignmentListApi(APIView):
 
     @extend_schema(responses=AssignmentOutputSerializer(many=True))
     def get(self, request):
-        return Response(AssignmentOutputSerializer(selectors.assignment_list(student=request.user), many=True).data)
+        return Response(AssignmentOutputSerializer(_with_progress(selectors.assignment_list(student=request.user)),
+                                                   many=True).data)
 
 
 class ProjectAssignmentListApi(APIView):
@@ -866,8 +926,8 @@ class ProjectAssignmentListApi(APIView):
         project = selectors.project_get(user=request.user, project_id=project_id)
         role = roles.role_of(user=request.user, project_id=project.id)
         student = None if role in roles.STAFF else request.user
-        return Response(AssignmentOutputSerializer(selectors.assignment_list(project=project, student=student),
-                                                   many=True).data)
+        return Response(AssignmentOutputSerializer(
+            _with_progress(selectors.assignment_list(project=project, student=student)), many=True).data)
 
 
 class AssignmentCreateApi(APIView):

@@ -39,6 +39,7 @@ urlpatterns = [
     path("import-jobs/<id:job_id>/cancel/", apis.VolumeImportJobCancelApi.as_view(),
          name="volume-import-job-cancel"),
     path("volumes/<id:volume_id>/", apis.VolumeDetailApi.as_view(), name="volume-detail"),
+    path("volumes/<id:volume_id>/curation/", apis.VolumeCurationApi.as_view(), name="volume-curation"),
     path("volumes/<id:volume_id>/label-versions/", apis.LabelVersionListApi.as_view(), name="label-version-list"),
     path("volumes/<id:volume_id>/label-versions/upload/", apis.LabelVersionUploadApi.as_view(),
          name="label-version-upload"),

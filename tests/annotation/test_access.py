@@ -35,6 +35,7 @@ ROUTES = {
     "volume-list": ("get", lambda c: {"project_id": c.volume.project_id}, None),
     "volume-upload": ("post", lambda c: {"project_id": c.volume.project_id}, lambda: {"file": _tiff()}),
     "volume-detail": ("get", lambda c: {"volume_id": c.volume_id}, None),
+    "volume-curation": ("get", lambda c: {"volume_id": c.volume_id}, None),
     "label-version-list": ("get", lambda c: {"volume_id": c.volume_id}, None),
     "label-version-upload": ("post", lambda c: {"volume_id": c.volume_id}, lambda: {"file": _tiff()}),
     "label-version-detail": ("get", lambda c: {"volume_id": c.volume_id, "version": "v1"}, None),

@@ -1,0 +1,111 @@
+"""The API of curation: a rejection that takes the edit back out (and its 409 when later edits
+changed the same nuclei), the check mark (``type: confirm``), what a volume's people did
+(``volumes/<id>/curation/``), a student's progress on their queue and the staff's list, and
+a segmentation job started from scratch."""
+
+import numpy as np
+import pytest
+from django.urls import reverse
+
+from annotation.models import AuditEvent, Nucleus
+from annotation.services import assignment_create
+from annotation.stores import volume_store
+
+pytestmark = pytest.mark.django_db
+
+
+def _largest(version, k=0):
+    return Nucleus.objects.filter(label_version=version).order_by("-volume_voxels")[k]
+
+
+@pytest.fixture
+def assigned(labels_v1, alice, ivy):
+    return assignment_create(project=labels_v1.volume.project, volume=labels_v1.volume, student=alice, assigned_by=ivy)
+
+
+def _edit(client, volume, body):
+    response = client.post(reverse("correction-list", args=[volume.id]), body, format="json")
+    assert response.status_code == 201, response.json()
+    return response.json()
+
+
+def test_it_reverts_a_rejected_edit_and_asks_when_later_edits_touched_it(labels_v1, assigned, client_for, alice,
+                                                                         ivy, eve):
+    volume = labels_v1.volume
+    n, m = _largest(labels_v1), _largest(labels_v1, 1)
+    merged = _edit(client_for(alice), volume, {"label_version": "v1", "type": "merge",
+                                               "nucleus_ids": [n.label_id, m.label_id]})
+    kept_id = min(n.label_id, m.label_id)
+    later = _edit(client_for(alice), volume, {"label_version": "v2", "type": "confirm", "nucleus_ids": [kept_id]})
+    assert (later["type"], later["result_version"], later["label_version"]) == ("confirm", None, "v2")
+    url = reverse("correction-reject", args=[merged["id"]])
+    assert client_for(eve).post(url, {"comment": "no"}, format="json").status_code == 404
+    assert client_for(alice).post(url, {"comment": "no"}, format="json").status_code == 403
+    stale = client_for(ivy).post(url, {"comment": "two nuclei", "label_version": "v1"}, format="json")
+    assert stale.status_code == 409 and stale.json()["extra"]["current_label_version"] == "v2"
+    conflict = client_for(ivy).post(url, {"comment": "two nuclei", "label_version": "v2"}, format="json")
+    assert conflict.status_code == 409, conflict.json()
+    assert conflict.json()["extra"]["conflict"] == "later_edits"
+    assert [c["id"] for c in conflict.json()["extra"]["later_corrections"]] == [later["id"]]
+    assert client_for(ivy).post(url, {"comment": "x", "labels": "sometimes"}, format="json").status_code == 400
+    done = client_for(ivy).post(url, {"comment": "two nuclei", "label_version": "v2", "labels": "revert_anyway"},
+                                format="json")
+    assert done.status_code == 200, done.json()
+    assert (done.json()["review_status"], done.json()["review_labels"], done.json()["reverted_version"]) == (
+        "rejected", "reverted", "v3")
+    store = volume_store(volume)
+    assert np.array_equal(store.read_labels("v3"), store.read_labels("v1"))  # both nuclei back, exactly
+    nuclei = client_for(alice).get(reverse("nucleus-list", args=[volume.id, "v3"]),
+                                   {"label_id_min": kept_id, "label_id_max": kept_id}).json()["results"]
+    assert nuclei[0]["curation"] == ""  # the model's nucleus again, not alice's checked merge
+
+
+def test_it_records_a_check_and_shows_it_on_the_nucleus(labels_v1, assigned, client_for, alice):
+    volume = labels_v1.volume
+    n = _largest(labels_v1)
+    check = _edit(client_for(alice), volume, {"label_version": "v1", "type": "confirm", "nucleus_ids": [n.label_id],
+                                              "z": round(n.centroid_z)})
+    assert (check["review_status"], check["nucleus_ids"], check["new_ids"]) == ("pending", [n.label_id], [n.label_id])
+    row = client_for(alice).get(reverse("nucleus-list", args=[volume.id, "v1"]),
+                                {"label_id_min": n.label_id, "label_id_max": n.label_id}).json()["results"][0]
+    assert row["curation"] == "checked"
+    again = client_for(alice).post(reverse("correction-list", args=[volume.id]),
+                                   {"label_version": "v1", "type": "confirm", "nucleus_ids": [n.label_id]},
+                                   format="json")
+    assert again.status_code == 409
+    two = client_for(alice).post(reverse("correction-list", args=[volume.id]),
+                                 {"label_version": "v1", "type": "confirm", "nucleus_ids": [1, 2]}, format="json")
+    assert two.status_code == 400
+
+
+def test_it_says_what_people_did_and_counts_a_students_progress(labels_v1, assigned, client_for, alice, ivy, eve):
+    volume = labels_v1.volume
+    scored = Nucleus.objects.filter(label_version=labels_v1, uncertainty__isnull=False)
+    scored.update(uncertainty=0.9)  # every scored nucleus uncertain
+    target = scored.order_by("-volume_voxels").first()
+    _edit(client_for(alice), volume, {"label_version": "v1", "type": "confirm", "nucleus_ids": [target.label_id]})
+    other = Nucleus.objects.filter(label_version=labels_v1).exclude(label_id=target.label_id) \
+        .order_by("-volume_voxels").first()
+    _edit(client_for(alice), volume, {"label_version": "v1", "type": "delete", "nucleus_ids": [other.label_id]})
+    url = reverse("volume-curation", args=[volume.id])
+    assert client_for(eve).get(url).status_code == 404
+    assert client_for(alice).get(url).json() == {"label_version": "v2", "edited": 0, "checked": 1,
+                                                 "open_assignments": 1, "pending_corrections": 2}
+    uncertain = scored.count() - (1 if other.uncertainty is not None else 0)
+    mine = client_for(alice).get(reverse("my-assignment-list")).json()
+    assert mine[0]["progress"] == {"uncertain": uncertain, "checked": 1, "edited": 0}
+    staff = client_for(ivy).get(reverse("project-assignment-list", args=[volume.project_id])).json()
+    assert staff[0]["progress"] == mine[0]["progress"]
+
+
+def test_it_starts_a_segmentation_from_scratch_only_when_asked(labels_v1, client_for, ivy):
+    from segmentation.models import SegmentationJob
+
+    volume = labels_v1.volume
+    url = reverse("segmentation-job-list", kwargs={"volume_id": volume.id})
+    kept = client_for(ivy).post(url, {"params": {"diameter": 15.0}}, format="json").json()
+    scratch = client_for(ivy).post(url, {"params": {"diameter": 15.0}, "from_scratch": True}, format="json").json()
+    assert (kept["from_scratch"], scratch["from_scratch"]) == (False, True)
+    assert SegmentationJob.objects.get(id=scratch["id"]).from_scratch
+    event = AuditEvent.objects.get(action="segmentation_job.create", object_id=scratch["id"])
+    assert event.details["from_scratch"] is True and event.details["drops"]["label_version"] == "v1"
