@@ -447,3 +447,11 @@ def assignment_progress(*, assignments) -> dict[int, dict[str, int]]:
             checked=Count("id", filter=uncertain & Q(curation=Nucleus.Curation.CHECKED)),
             edited=Count("id", filter=Q(curation=Nucleus.Curation.EDITED)))
     return progress
+
+
+def recent_verdicts(*, project: Project, limit: int = 10) -> QuerySet[Correction]:
+    """The project's latest verdicts, newest first: what the review page says happened to each
+    (approved; rejected with its edit taken out of the labels, ``reverted_version``, or kept)."""
+    return (Correction.objects.filter(volume__project=project, reviewed_at__isnull=False)
+            .exclude(review_status=Correction.Review.PENDING)
+            .select_related(*_CORRECTION_RELATED, "reverted_version").order_by("-reviewed_at", "-id")[:limit])
