@@ -453,5 +453,5 @@ def recent_verdicts(*, project: Project, limit: int = 10) -> QuerySet[Correction
     """The project's latest verdicts, newest first: what the review page says happened to each
     (approved; rejected with its edit taken out of the labels, ``reverted_version``, or kept)."""
     return (Correction.objects.filter(volume__project=project, reviewed_at__isnull=False)
-            .exclude(review_status=Correction.Review.PENDING)
+            .exclude(review_status=Correction.Review.PENDING).exclude(reviewed_by=F("created_by"))  # own edits
             .select_related(*_CORRECTION_RELATED, "reverted_version").order_by("-reviewed_at", "-id")[:limit])
