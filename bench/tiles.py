@@ -14,8 +14,12 @@ connection:
 * 304: the same tiles with their ETag (revalidation);
 * and with 4 connections in parallel (warm), for throughput;
 
-for 256 x 256 and 512 x 512 image tiles (PNG) and label tiles. Each kind reads its own planes,
-so no tile of one kind warms another's chunks. The same tiles are read straight from the store
+for 256 x 256 and 512 x 512 image tiles (PNG) and label tiles, and 256 x 256 image and label
+tiles of the XZ and YZ planes (``tiles/xz/...``, ``tiles/yz/...``: one 256-row tile spans the 64
+planes at the voxel size's aspect of 4). Each kind reads its own planes (rows, columns), so no
+tile of one kind warms another's chunks. The kinds take turns, one tile of each at a time, so
+a change in the machine's load meets all of them alike. The XZ and YZ figures are compared with the XY ones of
+the same size and layer (target: p50 within 2x). The same tiles are read straight from the store
 (``VolumeStore.read_tile``) and encoded (``encode_image_tile``/``encode_label_tile``) in this
 process, timed separately. Prints p50/p95 in milliseconds, tiles/s, and the ratio of HTTP to
 direct.
@@ -45,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 SHAPE = (64, 2048, 2048)
 BLOCK = (16, 256, 256)
 TARGET_WARM_MS, TARGET_COLD_MS = 10.0, 30.0
+TARGET_ORTHO_RATIO = 2.0  # XZ / YZ tiles' p50 over XY's
 
 
 def _free_port() -> int:
@@ -123,7 +128,25 @@ def create_rows(tiff: Path, label_file: Path):
     LabelVersion.objects.create(volume=volume, number=meta.number, name=meta.name, source="upload",
                                 n_labels=meta.n_labels, created_by=user)
     print(f"wrote label version {meta.name} ({meta.n_labels} ids) in {time.perf_counter() - t:.1f} s", flush=True)
+    _time_layouts(store, meta.name)
     return volume, meta.name, Token.objects.create(user=user).key
+
+
+def _time_layouts(store, version: str) -> None:
+    """What the XZ / YZ chunk layouts (annotation.storage.ortho) add to the import and to a
+    label version: the same writes again, into a scratch folder, from the stored levels."""
+    from annotation.storage.ortho import write_ortho_levels
+    from annotation.storage.zarrio import open_array
+
+    scratch = store.path.parent / "layouts-timed"
+    for name, root, dtype in (("image", store.path, store.meta.dtype), ("labels", store.path / "labels" / version,
+                                                                          np.uint32)):
+        levels = [open_array(root / str(k)) for k in range(store.meta.n_levels)]
+        t = time.perf_counter()
+        write_ortho_levels(scratch / name, lambda k: levels[k], store.meta.level_shapes, dtype)
+        print(f"  of which the {name} XZ and YZ layouts (written again from the levels): "
+              f"{time.perf_counter() - t:.1f} s", flush=True)
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 class Server:
@@ -188,25 +211,36 @@ def _parallel(port: int, urls: list[str], headers: dict, n_threads: int) -> floa
     return len(urls) / (time.perf_counter() - t)
 
 
-def _measure(port: int, urls: list[str], headers: dict, *, full: bool) -> dict:
+def _measure(port: int, urls: dict[str, list[str]], headers: dict, *, full: bool) -> dict[str, dict]:
+    """Each kind's figures; the kinds take turns tile by tile (one of each, then the next), so a
+    change of the machine's load meets all of them alike and their ratios hold."""
     conn = http.client.HTTPConnection("127.0.0.1", port)
-    out = {"first": [], "again": []}
-    etags, sizes = [], []
-    for u in urls:
-        ms, status, body, etag = _fetch(conn, u, headers)
-        assert status == 200, (u, status, body[:200])
-        out["first"].append(ms)
-        etags.append(etag)
-        sizes.append(len(body))
-    out["again"] = [_fetch(conn, u, headers)[0] for u in urls]
-    out["kb"] = float(np.mean(sizes)) / 1024
+    out = {name: {"first": [], "again": [], "304": []} for name in urls}
+    etags, sizes = {name: [] for name in urls}, {name: [] for name in urls}
+    n = max(len(u) for u in urls.values())
+    for i in range(n):
+        for name, kind_urls in urls.items():
+            if i < len(kind_urls):
+                ms, status, body, etag = _fetch(conn, kind_urls[i], headers)
+                assert status == 200, (kind_urls[i], status, body[:200])
+                out[name]["first"].append(ms)
+                etags[name].append(etag)
+                sizes[name].append(len(body))
+    for i in range(n):
+        for name, kind_urls in urls.items():
+            if i < len(kind_urls):
+                out[name]["again"].append(_fetch(conn, kind_urls[i], headers)[0])
+    for name in urls:
+        out[name]["kb"] = float(np.mean(sizes[name])) / 1024
     if full:
-        out["304"] = []
-        for u, etag in zip(urls, etags):
-            ms, status, _, _ = _fetch(conn, u, {**headers, "If-None-Match": etag})
-            assert status == 304
-            out["304"].append(ms)
-        out["parallel"] = _parallel(port, urls * 2, headers, 4)
+        for i in range(n):
+            for name, kind_urls in urls.items():
+                if i < len(kind_urls):
+                    ms, status, _, _ = _fetch(conn, kind_urls[i], {**headers, "If-None-Match": etags[name][i]})
+                    assert status == 304
+                    out[name]["304"].append(ms)
+        for name, kind_urls in urls.items():
+            out[name]["parallel"] = _parallel(port, kind_urls * 2, headers, 4)
     conn.close()
     return out
 
@@ -228,23 +262,28 @@ def main() -> None:
         label_file.unlink()
 
         from annotation.storage import encode_image_tile, encode_label_tile
+        from annotation.storage.ortho import ortho_shape
         from annotation.stores import volume_store
 
         rng = np.random.default_rng(0)
-        kinds = {}  # name -> (size, is_label, planes)
+        kinds = {}  # name -> (size, is_label, planes, plane): planes are z (XY) or rows / columns
         for k, (size, is_label) in enumerate([(256, False), (512, False), (256, True), (512, True)]):
-            kinds[("label" if is_label else "image") + f" {size}"] = (size, is_label, range(16 * k, 16 * k + 16))
+            kinds[("label" if is_label else "image") + f" {size}"] = (size, is_label, range(16 * k, 16 * k + 16), "xy")
+        for k, (plane, is_label) in enumerate([("xz", False), ("yz", False), ("xz", True), ("yz", True)]):
+            kinds[f"{plane} {'label' if is_label else 'image'}"] = (256, is_label, range(512 * k, 512 * k + 512), plane)
+        meta = volume_store(volume).meta
         tiles = {}
-        for name, (size, is_label, planes) in kinds.items():
-            n = SHAPE[1] // size
-            every = [(z, ty, tx) for z in planes for ty in range(n) for tx in range(n)]
+        for name, (size, is_label, planes, plane) in kinds.items():
+            rows, cols = (SHAPE[1], SHAPE[2]) if plane == "xy" else ortho_shape(meta, plane, 0)[1:]
+            every = [(z, ty, tx) for z in planes for ty in range(-(-rows // size)) for tx in range(-(-cols // size))]
             pick = rng.choice(len(every), size=min(args.tiles, len(every)), replace=False)
             tiles[name] = [every[i] for i in pick]
 
         def urls(name):
-            size, is_label, _ = kinds[name]
+            size, is_label, _, plane = kinds[name]
             base = f"/api/v1/volumes/{volume.id}/labels/{version}" if is_label else f"/api/v1/volumes/{volume.id}"
-            return [f"{base}/tiles/0/{z}/{ty}/{tx}.png?size={size}" for z, ty, tx in tiles[name]]
+            where = "" if plane == "xy" else f"{plane}/"
+            return [f"{base}/tiles/{where}0/{z}/{ty}/{tx}.png?size={size}" for z, ty, tx in tiles[name]]
 
         headers = {"Authorization": f"Token {token}"}
         runs = {}
@@ -253,25 +292,32 @@ def main() -> None:
             conn = http.client.HTTPConnection("127.0.0.1", server.port)
             _fetch(conn, "/healthz", {})  # the process's start-up, not a tile
             conn.close()
-            runs[cache] = {name: _measure(server.port, urls(name), headers, full=cache) for name in kinds}
+            runs[cache] = _measure(server.port, {name: urls(name) for name in kinds}, headers, full=cache)
             server.stop()
             server = None
 
         store = volume_store(volume)
         lo, hi = store.meta.contrast_limits
-        direct = {}
-        for name, (size, is_label, _) in kinds.items():
-            reads, encodes = [], []
-            for z, ty, tx in tiles[name]:
+        direct = {name: ([], [], []) for name in kinds}
+        for i in range(max(len(t) for t in tiles.values())):  # the kinds take turns, as over HTTP
+            for name, (size, is_label, _, plane) in kinds.items():
+                if i >= len(tiles[name]):
+                    continue
+                z, ty, tx = tiles[name][i]
+                reads, encodes, totals = direct[name]
                 t0 = time.perf_counter()
-                tile = (store.read_label_tile(version, 0, z, ty, tx, size) if is_label
-                        else store.read_tile(0, z, ty, tx, size))
+                if plane != "xy":
+                    tile = (store.read_label_ortho_tile(version, plane, 0, z, ty, tx, size) if is_label
+                            else store.read_ortho_tile(plane, 0, z, ty, tx, size))
+                else:
+                    tile = (store.read_label_tile(version, 0, z, ty, tx, size) if is_label
+                            else store.read_tile(0, z, ty, tx, size))
                 t1 = time.perf_counter()
                 encode_label_tile(tile) if is_label else encode_image_tile(tile, lo, hi, "png")
                 t2 = time.perf_counter()
                 reads.append((t1 - t0) * 1000)
                 encodes.append((t2 - t1) * 1000)
-            direct[name] = (reads, encodes, [r + e for r, e in zip(reads, encodes)])
+                totals.append((t2 - t0) * 1000)
 
         print()
         print(f"Level-0 PNG tiles of a {SHAPE[0]} x {SHAPE[1]} x {SHAPE[2]} uint16 volume and its labels, "
@@ -280,7 +326,7 @@ def main() -> None:
               "tile cache); no cache: the second request with EZQUANT_TILE_CACHE_BYTES=0 (read and encoded again); "
               "304: revalidation with the ETag; 4 conn: tiles/s over 4 parallel connections (warm); direct: "
               "VolumeStore.read_tile + encode in-process")
-        head = (f"{'kind':9s} {'KB':>4s} | {'cold p50':>8s} {'p95':>5s} | {'warm p50':>8s} {'p95':>5s} {'tiles/s':>7s} |"
+        head = (f"{'kind':10s} {'KB':>4s} | {'cold p50':>8s} {'p95':>5s} | {'warm p50':>8s} {'p95':>5s} {'tiles/s':>7s} |"
                 f" {'no cache p50':>12s} {'p95':>5s} {'tiles/s':>7s} | {'304 p50':>7s} | {'4 conn/s':>8s} |"
                 f" {'read':>5s} {'encode':>6s} {'direct':>6s} {'tiles/s':>7s} | {'cold/direct':>11s} {'nocache/direct':>14s}")
         print(head)
@@ -293,7 +339,7 @@ def main() -> None:
             w50, w95, wrate = _stats(on["again"])
             n50, n95, nrate = _stats(off["again"])
             d50, _, drate = _stats(totals)
-            print(f"{name:9s} {on['kb']:4.0f} | {c50:8.2f} {c95:5.1f} | {w50:8.2f} {w95:5.1f} {wrate:7.0f} |"
+            print(f"{name:10s} {on['kb']:4.0f} | {c50:8.2f} {c95:5.1f} | {w50:8.2f} {w95:5.1f} {wrate:7.0f} |"
                   f" {n50:12.2f} {n95:5.1f} {nrate:7.0f} | {_stats(on['304'])[0]:7.2f} | {on['parallel']:8.0f} |"
                   f" {_stats(reads)[0]:5.2f} {_stats(encodes)[0]:6.2f} {d50:6.2f} {drate:7.0f} |"
                   f" {c50 / d50:11.2f} {n50 / d50:14.2f}")
@@ -304,6 +350,24 @@ def main() -> None:
         print("HTTP cost per tile (no-cache p50 - direct p50): " + ", ".join(
             f"{name} {_stats(runs[False][name]['again'])[0] - _stats(direct[name][2])[0]:.2f}" for name in kinds))
         print(f"targets p50 warm <= {TARGET_WARM_MS:g} ms, cold <= {TARGET_COLD_MS:g} ms: " + "; ".join(verdicts))
+        print()
+        print("XZ / YZ against XY, 256 x 256 tiles of the same layer: p50 (p95) in ms, and the p50 ratio "
+              f"(target <= {TARGET_ORTHO_RATIO:g})")
+        ratios = []
+        for name, (size, is_label, _, plane) in kinds.items():
+            if plane == "xy":
+                continue
+            reference = "label 256" if is_label else "image 256"
+            cells = []
+            for run, key in ((True, "first"), (True, "again"), (False, "again")):
+                p50, p95, _ = _stats(runs[run][name][key])
+                x50, x95, _ = _stats(runs[run][reference][key])
+                cells.append(f"{p50:.2f} ({p95:.1f}) vs {x50:.2f} ({x95:.1f}) = {p50 / x50:.2f}x")
+                ratios.append(p50 / x50)
+            d50, x50 = _stats(direct[name][2])[0], _stats(direct[reference][2])[0]
+            print(f"  {name:10s} cold {cells[0]} | warm {cells[1]} | no cache {cells[2]} | direct {d50:.2f} vs "
+                  f"{x50:.2f} = {d50 / x50:.2f}x")
+        print(f"  worst p50 ratio {max(ratios):.2f}x: {'ok' if max(ratios) <= TARGET_ORTHO_RATIO else 'OVER'}")
         print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end")
     finally:
         if server is not None:
