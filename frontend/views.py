@@ -61,6 +61,12 @@ def volume_viewer(request: HttpRequest, volume_id: int) -> HttpResponse:
     # the viewer marks it as not the latest, and an edit made on it is refused with 409.
     shown = request.GET.get("version")
     head = shown if shown in versions else (versions[-1] if versions else None)
+    # Where this person may edit: the page draws a student's regions and greys the tools out
+    # elsewhere (the API refuses such edits anyway).
+    try:
+        regions, can_edit, edit_note = roles.editable_regions(user=request.user, volume=volume), True, ""
+    except ApplicationError as refusal:
+        regions, can_edit, edit_note = [], False, f"You may look at this volume but not edit it: {refusal.message}"
     config = {
         "volume": {
             "id": volume.id, "name": volume.name, "project": volume.project.name, "shape": list(volume.shape),
@@ -73,6 +79,9 @@ def volume_viewer(request: HttpRequest, volume_id: int) -> HttpResponse:
         "websocket": f"/ws/volumes/{volume.id}/jobs/",
         "live_websocket": f"/ws/volumes/{volume.id}/live/",
         "csrf_token": get_token(request),
+        "can_edit": can_edit,
+        "editable_regions": regions,
+        "edit_note": edit_note,
         "user": request.user.get_username(),
     }
     from segmentation.core.backends import BACKENDS

@@ -176,3 +176,33 @@ def test_it_offers_the_default_3d_backend_and_model_first_for_a_stack(client, al
     assert options[0] == (DEFAULT_3D_BACKEND, " selected")
     assert {name for name, _ in options[:3]} == {"slice", "hybrid2d3d", "true3d"}
     assert f'placeholder="{DEFAULT_MODEL_3D} (default)"' in html
+
+
+@pytest.mark.django_db
+def test_it_tells_the_viewer_where_each_person_may_edit(client, alice, ivy, volume):
+    from annotation.services import assignment_create
+
+    client.login(username="ivy", password=PASSWORD)
+    staff = _config(client.get(reverse("volume-viewer", kwargs={"volume_id": volume.id})))
+    assert (staff["can_edit"], staff["editable_regions"], staff["edit_note"]) == (True, None, "")
+    client.login(username="alice", password=PASSWORD)
+    unassigned = _config(client.get(reverse("volume-viewer", kwargs={"volume_id": volume.id})))
+    assert unassigned["can_edit"] is False and unassigned["editable_regions"] == []
+    assert "not edit it: this volume is not assigned to you" in unassigned["edit_note"]
+    assignment_create(project=volume.project, volume=volume, student=alice, assigned_by=ivy, region=[0, 4, 0, 48, 0, 40])
+    assigned = _config(client.get(reverse("volume-viewer", kwargs={"volume_id": volume.id})))
+    assert assigned["can_edit"] is True and assigned["editable_regions"] == [[0, 4, 0, 48, 0, 40]]
+
+
+@pytest.mark.django_db
+def test_it_hides_the_plane_controls_of_a_2d_image(client, alice, ivy, volume, tmp_path):
+    import tifffile
+
+    from annotation.services import volume_import
+
+    tifffile.imwrite(tmp_path / "flat.tif", np.zeros((64, 64), np.uint16))
+    flat = volume_import(project=volume.project, src_path=tmp_path / "flat.tif", name="flat", user=ivy)
+    client.login(username="alice", password=PASSWORD)
+    plane_row = r'<div class="row"( hidden)?>\s*<label for="z-slider">'
+    assert re.search(plane_row, client.get(reverse("volume-viewer", args=[flat.id])).content.decode()).group(1)
+    assert not re.search(plane_row, client.get(reverse("volume-viewer", args=[volume.id])).content.decode()).group(1)

@@ -43,6 +43,9 @@ export const TOOLS = {
   'modify-brush': { label: 'brush: paint onto the selected nucleus', key: 'g' },
   'modify-erase': { label: 'eraser: erase from the selected nucleus', key: 'e' },
 };
+// Other modules add tools here (draw3d.js): besides label and key, `makeDraw(common, context)`
+// makes the OpenLayers interaction, `onDrawEnd(geometry, context)` sends the edit and
+// `enter(draw, context)` answers Enter; context: {correct, zRange, radius, viewer, sketchSource}.
 
 const round = (v) => Math.round(v * 100) / 100;
 const points = (coordinates) => coordinates.map((c) => toYX(c).map(round));
@@ -105,15 +108,24 @@ export function makeEditor({ viewer, elements }) {
 
   function refreshButtons() {
     const busy = viewer.state.busy;
-    elements.undo.disabled = busy || done.length === 0;
-    elements.redo.disabled = busy || undone.length === 0;
+    const locked = Boolean(viewer.state.locked); // no editing here (role, assigned region): why
+    elements.undo.disabled = busy || locked || done.length === 0;
+    elements.redo.disabled = busy || locked || undone.length === 0;
     const n = viewer.state.selection.length;
-    elements.mergeApply.disabled = busy || n < 2;
-    elements.deleteApply.disabled = busy || n < 1;
-    if (draw) draw.setActive(!busy);
+    elements.mergeApply.disabled = busy || locked || n < 2;
+    elements.deleteApply.disabled = busy || locked || n < 1;
+    for (const button of elements.tools) {
+      button.disabled = locked && button.dataset.tool !== 'select';
+      button.title = locked && button.dataset.tool !== 'select' ? viewer.state.locked : (button.dataset.title ?? '');
+    }
+    if (draw) draw.setActive(!busy && !locked);
   }
 
   async function send(what, run) {
+    if (viewer.state.locked) {
+      viewer.banner.show(viewer.state.locked, { kind: 'info' });
+      return null;
+    }
     if (viewer.state.busy) {
       viewer.banner.show('Wait for the edit in progress to finish.', { kind: 'info' });
       return null;
@@ -274,7 +286,7 @@ export function makeEditor({ viewer, elements }) {
       case 'modify-erase':
         return new Draw({ ...common, type: 'LineString', freehand: true, style: brushStyle(radius, name === 'modify-erase') });
       default:
-        return null;
+        return TOOLS[name]?.makeDraw ? TOOLS[name].makeDraw(common, context) : null;
     }
   }
 
@@ -289,7 +301,8 @@ export function makeEditor({ viewer, elements }) {
     sketchSource.clear();
     tool = name;
     draw = makeDraw(name);
-    doubleClickZoom.forEach((i) => i.setActive(draw === null));
+    // Two quick clicks on two nuclei with the merge tool are picks, not a double-click zoom.
+    doubleClickZoom.forEach((i) => i.setActive(draw === null && name !== 'merge'));
     if (draw) {
       draw.on('drawend', (event) => {
         const geometry = event.feature.getGeometry();
@@ -301,10 +314,12 @@ export function makeEditor({ viewer, elements }) {
         else if (name === 'add-brush') onStroke(geometry.getCoordinates(), { type: 'add', erase: false });
         else if (name === 'modify-brush') onStroke(geometry.getCoordinates(), { type: 'modify', erase: false });
         else if (name === 'modify-erase') onStroke(geometry.getCoordinates(), { type: 'modify', erase: true });
+        else TOOLS[name].onDrawEnd?.(geometry, context);
       });
       map.addInteraction(draw);
       draw.setActive(!viewer.state.busy);
     }
+    TOOLS[name].onSelect?.(context);
     for (const button of elements.tools) {
       const on = button.dataset.tool === name;
       button.classList.toggle('active', on);
@@ -315,7 +330,12 @@ export function makeEditor({ viewer, elements }) {
     viewer.root.dataset.tool = name;
   }
 
-  for (const button of elements.tools) button.addEventListener('click', () => setTool(button.dataset.tool));
+  // What the tools of other modules may use (see TOOLS).
+  const context = { correct, zRange, radius, viewer, sketchSource, get draw() { return draw; } };
+  for (const button of elements.tools) {
+    button.dataset.title = button.title;
+    button.addEventListener('click', () => setTool(button.dataset.tool));
+  }
   elements.undo.addEventListener('click', undo);
   elements.redo.addEventListener('click', redo);
   elements.mergeApply.addEventListener('click', mergeSelected);
@@ -341,11 +361,12 @@ export function makeEditor({ viewer, elements }) {
     /** Enter: finish a polygon, or merge the picked nuclei. */
     enter() {
       if (tool === 'add-polygon' && draw) draw.finishDrawing();
+      else if (TOOLS[tool].enter) TOOLS[tool].enter(draw, context);
       else mergeSelected();
     },
     /** Escape: drop the drawing in progress; true if there was one. */
     escape() {
-      const drawing = seeds.length > 0 || sketchSource.getFeatures().length > 0;
+      const drawing = seeds.length > 0 || sketchSource.getFeatures().length > 0 || Boolean(TOOLS[tool].escape?.(context));
       if (draw) draw.abortDrawing();
       seeds = [];
       sketchSource.clear();

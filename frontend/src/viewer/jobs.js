@@ -15,6 +15,7 @@ export function makeJobPanel({ api, config, elements, onSucceeded, onError }) {
   let retry = 1000;
   let stopped = false;
   let pollTimer = null;
+  let starting = false; // a Start sent and not answered yet
 
   const [vz, vy, vx] = volume.voxel_size;
   elements.vz.value = vz;
@@ -28,9 +29,17 @@ export function makeJobPanel({ api, config, elements, onSucceeded, onError }) {
     return best;
   }
 
+  /** Start is off while a job is queued or running (one at a time) or being started. */
+  function renderStart(job) {
+    const active = job !== null && ACTIVE.has(job.status);
+    elements.start.disabled = starting || active;
+    elements.start.title = active ? `Job ${job.id} is ${job.status}: wait for it, or cancel it` : '';
+  }
+
   function render() {
     const job = newest();
     const status = elements.status;
+    renderStart(job);
     if (job === null) {
       status.dataset.status = 'none';
       elements.progress.value = 0;
@@ -139,7 +148,9 @@ export function makeJobPanel({ api, config, elements, onSucceeded, onError }) {
 
   elements.form.addEventListener('submit', async (event) => {
     event.preventDefault();
-    elements.start.disabled = true;
+    if (starting || elements.start.disabled) return;
+    starting = true;
+    renderStart(newest());
     try {
       const job = await api.post(`volumes/${volume.id}/segmentation-jobs/`, { params: params() });
       update({ ...job, type: 'job' });
@@ -147,7 +158,8 @@ export function makeJobPanel({ api, config, elements, onSucceeded, onError }) {
     } catch (error) {
       onError(`The job was not started: ${error.message}`);
     } finally {
-      elements.start.disabled = false;
+      starting = false;
+      render();
     }
   });
 

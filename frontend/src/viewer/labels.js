@@ -5,6 +5,14 @@
  * Painting depends on a style (outlines only or filled, which nuclei are selected); when it
  * changes, the kept tiles of the plane on screen are painted again in place and the layer
  * redrawn, without fetching anything.
+ *
+ * Colours come from a graph colouring of the nuclei that touch (`colouring`): each tile's
+ * decoded ids say which nuclei share an edge (within the tile and across its edges with the
+ * kept tiles beside it), and a nucleus gets the first colour of a palette of well separated
+ * ones, in an order of its own, that none of its known neighbours has; when a tile shows two
+ * nuclei of one colour touching, the larger id takes another and the tiles are painted again.
+ * So touching nuclei, and the two halves of a split, always differ. `colouring.shuffle()`
+ * (key `c`) deals the colours again in another order.
  */
 
 import { TILE_SIZE } from './grid.js';
@@ -34,18 +42,108 @@ function hslToRgb(h, s, l) {
   return [f(0), f(8), f(4)];
 }
 
-const colourCache = new Map();
+/** Twelve bright colours, hues 30 degrees apart, alternately lighter and darker. */
+export const PALETTE = Array.from({ length: 12 }, (_, k) => hslToRgb((k * 150) % 360, 0.78, k % 2 ? 0.62 : 0.5));
 
-/** [r, g, b] of a nucleus id: a bright colour from a hash of the id. */
+/** Which nuclei touch, and the colour (a palette index) each has: a greedy graph colouring. */
+export const colouring = {
+  seed: 0,
+  colour: new Map(), // id -> palette index
+  neighbours: new Map(), // id -> Set of ids seen touching it
+  changes: 0, // counts recolourings, for the page to know it must repaint
+
+  /** The palette index of `id`: the first, in the id's own order, no known neighbour has. */
+  of(id) {
+    let index = this.colour.get(id);
+    if (index === undefined) {
+      index = this.choose(id);
+      if (this.colour.size > 200000) this.colour.clear();
+      this.colour.set(id, index);
+    }
+    return index;
+  },
+
+  choose(id) {
+    const taken = new Set();
+    for (const other of this.neighbours.get(id) ?? []) {
+      const index = this.colour.get(other);
+      if (index !== undefined) taken.add(index);
+    }
+    const start = hash32(id ^ this.seed) % PALETTE.length;
+    const step = [1, 5, 7, 11][hash32(id + this.seed) % 4]; // each prime to 12: every colour is tried
+    for (let k = 0; k < PALETTE.length; k += 1) {
+      const index = (start + k * step) % PALETTE.length;
+      if (!taken.has(index)) return index;
+    }
+    return start; // more than twelve neighbours: one colour repeats, as far apart as it can
+  },
+
+  /** Learn touching pairs (a flat [a, b, a, b, ...] list); true when a colour changed. */
+  learn(pairs) {
+    let changed = false;
+    for (let i = 0; i < pairs.length; i += 2) {
+      const a = pairs[i];
+      const b = pairs[i + 1];
+      let na = this.neighbours.get(a);
+      if (na === undefined) this.neighbours.set(a, (na = new Set()));
+      if (na.has(b)) continue;
+      na.add(b);
+      let nb = this.neighbours.get(b);
+      if (nb === undefined) this.neighbours.set(b, (nb = new Set()));
+      nb.add(a);
+      const ca = this.colour.get(a);
+      const cb = this.colour.get(b);
+      if (ca !== undefined && ca === cb) {
+        const moved = Math.max(a, b);
+        this.colour.delete(moved);
+        this.colour.set(moved, this.choose(moved));
+        changed = true;
+      }
+    }
+    if (changed) this.changes += 1;
+    return changed;
+  },
+
+  /** Deal the colours again in another order (the neighbours stay known). */
+  shuffle() {
+    this.seed = (this.seed + 0x9e3779b9) >>> 0;
+    this.colour.clear();
+    this.changes += 1;
+  },
+};
+
+/** [r, g, b] of a nucleus id: its colour in the graph colouring of touching nuclei. */
 export function colourOf(id) {
-  let rgb = colourCache.get(id);
-  if (rgb === undefined) {
-    const h = hash32(id);
-    rgb = hslToRgb(h % 360, 0.7 + ((h >>> 9) % 25) / 100, 0.5 + ((h >>> 17) % 12) / 100);
-    if (colourCache.size > 100000) colourCache.clear();
-    colourCache.set(id, rgb);
+  return PALETTE[colouring.of(id)];
+}
+
+/** Touching pairs of different non-zero ids in a tile's ids, and along the edges it shares
+ * with the tiles `right` and `below` of it (their ids, or null). */
+export function touchingPairs(ids, width, height, { left = null, right = null, above = null, below = null } = {}) {
+  const seen = new Set();
+  const pairs = [];
+  const add = (a, b) => {
+    if (a === 0 || b === 0 || a === b) return;
+    const lo = Math.min(a, b);
+    const hi = Math.max(a, b);
+    const key = lo * 16777216 + hi;
+    if (seen.has(key)) return;
+    seen.add(key);
+    pairs.push(lo, hi);
+  };
+  for (let y = 0, i = 0; y < height; y += 1) {
+    for (let x = 0; x < width; x += 1, i += 1) {
+      const id = ids[i];
+      if (id === 0) continue;
+      if (x + 1 < width) add(id, ids[i + 1]);
+      if (y + 1 < height) add(id, ids[i + width]);
+    }
   }
-  return rgb;
+  if (right && right.height === height) for (let y = 0; y < height; y += 1) add(ids[y * width + width - 1], right.ids[y * right.width]);
+  if (left && left.height === height) for (let y = 0; y < height; y += 1) add(ids[y * width], left.ids[y * left.width + left.width - 1]);
+  if (below && below.width === width) for (let x = 0; x < width; x += 1) add(ids[(height - 1) * width + x], below.ids[x]);
+  if (above && above.width === width) for (let x = 0; x < width; x += 1) add(ids[x], above.ids[(above.height - 1) * width + x]);
+  return pairs;
 }
 
 /** The colour as one little-endian RGBA word for a Uint32Array over ImageData. */
@@ -82,9 +180,15 @@ export class LabelTiles {
     return `${version}|${z}|${level}|${ty}|${tx}`;
   }
 
-  /** Keep a decoded tile and paint it; the canvas is what the layer shows. */
+  /** Keep a decoded tile and paint it; the canvas is what the layer shows. Learns which
+   * nuclei touch in it (and across its edges with the kept tiles beside it); when that changes
+   * a colour, the other kept tiles are painted again and `onRecolour` is called. */
   add({ version, z, level, ty, tx, ids, width, height }) {
     const key = LabelTiles.key(version, z, level, ty, tx);
+    const beside = (dy, dx) => this.tiles.get(LabelTiles.key(version, z, level, ty + dy, tx + dx)) ?? null;
+    const pairs = touchingPairs(ids, width, height, {
+      left: beside(0, -1), right: beside(0, 1), above: beside(-1, 0), below: beside(1, 0) });
+    if (colouring.learn(pairs)) this.recolour(version, z);
     const canvas = document.createElement('canvas');
     // Full tile size: OpenLayers stretches a tile's image over the whole tile, and edge tiles
     // of the pyramid are smaller.
@@ -131,6 +235,15 @@ export class LabelTiles {
       else entry.stale = true;
     }
     return true;
+  }
+
+  /** Paint the kept tiles of (version, z) again after the colours changed; the others later. */
+  recolour(version, z) {
+    for (const entry of this.tiles.values()) {
+      if (entry.version === version && entry.z === z) this.paint(entry);
+      else entry.stale = true;
+    }
+    this.onRecolour?.();
   }
 
   /** Repaint the kept tiles of (version, z) painted under an older style (on a plane change). */

@@ -104,6 +104,7 @@ export function makeMap({ target, grid, api, volumeId, onLoadsChange, onTileErro
   const imageLayer = new TileLayer({ source: imageSource, preload: 1 });
   const heatLayer = new TileLayer({ source: heatSource, visible: false, opacity: 0.7 });
   const labelLayer = new TileLayer({ source: labelSource, opacity: 0.6 });
+  labelTiles.onRecolour = () => labelLayer.changed(); // touching nuclei seen with one colour
   const sketchSource = new VectorSource({ wrapX: false });
   const sketchLayer = new VectorLayer({ source: sketchSource });
 

@@ -17,6 +17,11 @@ import { makeJobPanel } from './jobs.js';
 import { makeEditor, TOOLS } from './edits.js';
 import { makeOrthoViews } from './ortho.js';
 import { makeLivePanel } from './live.js';
+import { makeDraw3d } from './draw3d.js';
+import { makeHelp } from './help.js';
+import { makeMeshView } from './mesh3d.js';
+import { makeRegionGate } from './region.js';
+import { colouring } from './labels.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -38,6 +43,7 @@ function main() {
     versions: [...config.label_versions],
     selection: [],
     busy: false,
+    locked: '', // why the edit tools are off here ('' when they are on): region.js
   };
 
   // -- banner: errors, conflicts and notices ------------------------------------------------
@@ -197,7 +203,20 @@ function main() {
   function setBusy(busy) {
     state.busy = busy;
     editor?.refreshButtons();
+    draw3d?.refresh();
     updateRoot();
+  }
+
+  // -- where this person may edit (region.js) -----------------------------------------------
+  let draw3d = null; // the tools across planes, made with the editor below
+  const gate = makeRegionGate({ config, map, elements: { note: $('region-note') } });
+  function refreshGate() {
+    const locked = gate.update(state.z, view.getCenter());
+    if (locked === state.locked) return;
+    state.locked = locked;
+    root.dataset.locked = locked ? 'true' : 'false';
+    editor?.refreshButtons();
+    draw3d?.refresh();
   }
 
   // -- plane, contrast, overlay controls ----------------------------------------------------
@@ -211,6 +230,8 @@ function main() {
     layers.show({ z: next });
     editor?.followPlane(next);
     ortho.followZ(next);
+    draw3d?.refresh();
+    refreshGate();
     updateRoot();
     rememberPlace();
   }
@@ -288,6 +309,7 @@ function main() {
       text.textContent = `${state.selection.length} nuclei: #${state.selection.join(', #')}`;
     }
     editor?.refreshButtons();
+    mesh.follow(state.selection.length === 1 ? state.selection[0] : null);
     updateRoot();
     if (!quiet) map.render();
   }
@@ -297,7 +319,8 @@ function main() {
     const planes = nucleus.z_max - nucleus.z_min + 1;
     const diameter = 2 * Math.sqrt(nucleus.volume_voxels / planes / Math.PI);
     const [w, h] = map.getSize() ?? [800, 600];
-    const resolution = Math.max(1 / 4, Math.min((diameter * 5) / Math.min(w, h), 2 ** (grid.levels - 1)));
+    // As close as the view allows (minResolution, 16x): a small nucleus fills a fifth of the map.
+    const resolution = Math.max(view.getMinResolution(), Math.min((diameter * 5) / Math.min(w, h), 2 ** (grid.levels - 1)));
     view.animate({ center: toCoordinate(nucleus.centroid_y, nucleus.centroid_x), resolution, duration: 250 });
     select([nucleus.label_id]);
     ortho.centreOn(nucleus);
@@ -307,6 +330,13 @@ function main() {
     api, volumeId: volume.id,
     elements: { list: $('nuclei-list'), count: $('nuclei-count'), next: $('next-uncertain') },
     onPick: jumpTo,
+    // A student's queue keeps to the assigned region.
+    accept: gate.regions ? (n) => gate.inside(Math.round(n.centroid_z), n.centroid_y, n.centroid_x) : null,
+  });
+  const mesh = makeMeshView({
+    api, volumeId: volume.id, getVersion: () => state.version,
+    elements: { panel: $('mesh-panel'), canvas: $('mesh-canvas'), profile: $('mesh-profile'), info: $('mesh-info'),
+      signs: $('mesh-signs') },
   });
   function nextUncertain() {
     const next = nuclei.next(state.selection[0]);
@@ -345,9 +375,14 @@ function main() {
       if (tool === 'select' && !event.originalEvent.shiftKey) select([]);
       return;
     }
-    const toggle = tool === 'merge' || event.originalEvent.shiftKey;
-    if (toggle) {
-      select(state.selection.includes(id) ? state.selection.filter((s) => s !== id) : [...state.selection, id]);
+    const picked = state.selection.includes(id);
+    if (tool === 'merge') {
+      // Merge adds what is clicked and keeps what is picked (the two halves of a split stay
+      // picked); shift-click takes one out.
+      if (event.originalEvent.shiftKey) select(state.selection.filter((s) => s !== id));
+      else if (!picked) select([...state.selection, id]);
+    } else if (event.originalEvent.shiftKey) {
+      select(picked ? state.selection.filter((s) => s !== id) : [...state.selection, id]);
     } else {
       select([id]);
     }
@@ -388,6 +423,11 @@ function main() {
     setVersion, setBusy, showApiError,
     idAt: (y, x) => layers.idAt(y, x),
   };
+  draw3d = makeDraw3d({
+    viewer, volume,
+    elements: { ballRadius: $('ball-radius'), sections: $('sections-text'), apply: $('sections-apply'),
+      clear: $('sections-clear'), onto: $('sections-onto') },
+  });
   editor = makeEditor({
     viewer,
     elements: {
@@ -398,6 +438,11 @@ function main() {
     },
   });
   ortho.attach(editor);
+  viewer.editor = editor;
+  refreshGate();
+  map.on('moveend', refreshGate);
+  const help = makeHelp({ element: $('help') });
+  $('help-open')?.addEventListener('click', () => help.show());
 
   // -- keyboard -----------------------------------------------------------------------------
   const toolKeys = Object.fromEntries(Object.entries(TOOLS).map(([name, t]) => [t.key, name]));
@@ -421,6 +466,15 @@ function main() {
       setZ(state.z - 1);
     } else if (key === '.' || key === 'PageUp') {
       setZ(state.z + 1);
+    } else if (key === '?') {
+      help.toggle();
+    } else if (key === 'c') {
+      colouring.shuffle();
+      layers.labelTiles.recolour(state.version, state.z);
+      nuclei.recolour();
+      root.dataset.colourSeed = String(colouring.seed);
+    } else if (key === 'd') {
+      mesh.toggle();
     } else if (key === 'n') {
       nextUncertain();
     } else if (key === 'o') {
@@ -435,7 +489,8 @@ function main() {
     } else if (key === 'Enter') {
       editor.enter();
     } else if (key === 'Escape') {
-      if (!editor.escape()) select([]);
+      if (help.open) help.hide();
+      else if (!editor.escape()) select([]);
     } else if (key === 'Delete' || key === 'Backspace') {
       if (!editor.removeLastPoint()) editor.deleteSelected();
     } else if (key in toolKeys) {
@@ -518,6 +573,7 @@ function main() {
 
   window.ezqViewer = {
     state, marks, map, layers, setZ, setVersion, select, jumpTo, editor, nextFullRender, nucleiOnPlane, ortho,
+    mesh, draw3d, help, colouring, regions: gate,
   };
 }
 

@@ -1,13 +1,16 @@
 /**
  * The nuclei of the version on screen, least certain first (the core's score), as a review
  * queue: clicking one, or `n` for the next, jumps to its plane and centre and selects it.
+ * With `accept` (a student's assigned region: region.js), the queue keeps to the nuclei it
+ * accepts, out of the REGION_PAGE least certain.
  */
 
 import { colourOf } from './labels.js';
 
 const PAGE_SIZE = 200;
+const REGION_PAGE = 1000;
 
-export function makeNucleiPanel({ api, volumeId, elements, onPick }) {
+export function makeNucleiPanel({ api, volumeId, elements, onPick, accept = null }) {
   let nuclei = [];
   let byId = new Map();
   let version = null;
@@ -60,12 +63,13 @@ export function makeNucleiPanel({ api, volumeId, elements, onPick }) {
       }
       elements.count.textContent = `Loading the nuclei of ${version}…`;
       const data = await api.get(
-        `volumes/${volumeId}/label-versions/${version}/nuclei/?ordering=-uncertainty&page_size=${PAGE_SIZE}`);
+        `volumes/${volumeId}/label-versions/${version}/nuclei/?ordering=-uncertainty&page_size=${accept ? REGION_PAGE : PAGE_SIZE}`);
       if (mine !== request) return; // a newer version was asked for meanwhile
-      nuclei = data.results;
-      byId = new Map(nuclei.map((n) => [n.label_id, n]));
+      nuclei = accept ? data.results.filter(accept) : data.results;
+      byId = new Map(data.results.map((n) => [n.label_id, n]));
       const shown = data.count > nuclei.length ? `the ${nuclei.length} least certain of ` : '';
-      elements.count.textContent = `${shown}${data.count} nuclei in ${version}`;
+      elements.count.textContent = accept ? `${nuclei.length} nuclei in your region (of ${data.count} in ${version})`
+        : `${shown}${data.count} nuclei in ${version}`;
       elements.next.disabled = nuclei.length === 0;
       render(selected);
     },
@@ -76,6 +80,12 @@ export function makeNucleiPanel({ api, volumeId, elements, onPick }) {
       return nuclei[(index + 1) % nuclei.length];
     },
     get: (labelId) => byId.get(labelId) ?? null,
+    /** Paint the swatches again (the label colours were shuffled). */
+    recolour() {
+      for (const button of elements.list.querySelectorAll('button.nucleus')) {
+        button.querySelector('.swatch').style.background = `rgb(${colourOf(Number(button.dataset.labelId)).join(',')})`;
+      }
+    },
     top: () => nuclei[0] ?? null,
     highlight(selected) {
       for (const button of elements.list.querySelectorAll('button.nucleus')) {
