@@ -49,7 +49,7 @@ from .ngff import label_attributes, labels_group_attributes
 from .ortho import ORTHO_PLANES, has_ortho, ortho_chunk, write_ortho_levels
 from .zarrio import CHUNK, chunk_path, create_array, open_array, read_json, same_encoding, write_group
 
-__all__ = ["as_labels", "label_version_meta", "list_versions", "write_edit", "write_full"]
+__all__ = ["as_labels", "label_version_meta", "list_versions", "write_edit", "write_full", "write_planes"]
 
 LABELS_GROUP = "labels"
 _UINT32_MAX = 2 ** 32 - 1
@@ -180,20 +180,36 @@ def _chunk_slices(shape: tuple[int, int, int], iy: int, ix: int) -> tuple[slice,
 def write_full(volume: Path, meta: VolumeMeta, labels: np.ndarray, *, parent: str | None) -> LabelVersionMeta:
     """A new version holding ``labels``; chunks equal to ``parent``'s are linked to its files."""
     labels = as_labels(labels, meta.shape)
+    n_labels = int(labels.max()) if labels.size else 0
+    return write_planes(volume, meta, lambda z: labels[z], n_labels=n_labels, parent=parent,
+                        levels=lambda k: labels[:, ::2 ** k, ::2 ** k])
+
+
+def write_planes(volume: Path, meta: VolumeMeta, plane_of, *, n_labels: int, parent: str | None,
+                 levels=None) -> LabelVersionMeta:
+    """A new version whose level-0 plane ``z`` is ``plane_of(z)``, a (Y, X) uint32 array, asked
+    for once per plane in order: a volume too large to hold is written a plane at a time (its
+    levels are strides of that plane). ``n_labels`` is the largest id. Chunks equal to
+    ``parent``'s are linked to its files. The XZ / YZ layouts of a stack are copied from
+    ``levels(k)`` (level k as a (Z, Y, X) array-like) when given, else read back from the
+    levels just written, a block at a time."""
     parents = _parent_arrays(volume, meta, parent)
+    level_shapes = list(meta.level_shapes)
 
     def build(partial: Path, counts: _Counts) -> int:
-        for level, shape in enumerate(meta.level_shapes):
-            step = 2 ** level
-            data = labels[:, ::step, ::step]
-            array = create_array(partial / str(level), shape, np.uint32)
-            before = parents[level] if parents is not None and same_encoding(parents[level], array) else None
-            rows, cols = -(-shape[1] // CHUNK[1]), -(-shape[2] // CHUNK[2])
-            for z in range(shape[0]):
-                plane = np.ascontiguousarray(data[z])
-                old = before[z] if before is not None else None
+        arrays = [create_array(partial / str(level), shape, np.uint32) for level, shape in enumerate(level_shapes)]
+        before = [parents[level] if parents is not None and same_encoding(parents[level], arrays[level]) else None
+                  for level in range(len(level_shapes))]
+        for z in range(meta.shape[0]):
+            full = as_labels(np.asarray(plane_of(z))[np.newaxis], (1, *meta.shape[1:]), what=f"labels of plane {z}")[0]
+            for level, shape in enumerate(level_shapes):
+                step = 2 ** level
+                plane = np.ascontiguousarray(full[::step, ::step])
+                array = arrays[level]
+                old = before[level][z] if before[level] is not None else None
                 if old is None:
                     array[z] = plane  # zarr skips the all-zero chunks
+                rows, cols = -(-shape[1] // CHUNK[1]), -(-shape[2] // CHUNK[2])
                 for iy in range(rows):
                     for ix in range(cols):
                         ys, xs = _chunk_slices(shape, iy, ix)
@@ -206,9 +222,9 @@ def write_full(volume: Path, meta: VolumeMeta, labels: np.ndarray, *, parent: st
                             if old is not None:
                                 array[z, ys, xs] = block
                             counts.written += 1
-        if meta.is_3d:  # the XZ / YZ layouts (see .ortho), straight from the labels
-            write_ortho_levels(partial, lambda k: labels[:, ::2 ** k, ::2 ** k], meta.level_shapes, np.uint32)
-        return int(labels.max()) if labels.size else 0
+        if meta.is_3d:  # the XZ / YZ layouts (see .ortho)
+            write_ortho_levels(partial, levels or (lambda k: arrays[k]), level_shapes, np.uint32)
+        return int(n_labels)
 
     return _new_version(volume, meta, parent, build)
 

@@ -399,6 +399,19 @@ class VolumeStore:
         """
         return _labels.write_full(self.path, self.meta, labels, parent=parent)
 
+    def write_label_planes(self, plane_of, *, n_labels: int, parent: str | None = None) -> LabelVersionMeta:
+        """Store a segmentation too large to hold as a new version ``vN``, a plane at a time.
+
+        ``plane_of(z)`` returns level-0 plane ``z`` as a (Y, X) integer array and is called once
+        per plane, in order; ``n_labels`` is the largest id. Otherwise as :meth:`write_labels`.
+        """
+        return _labels.write_planes(self.path, self.meta, plane_of, n_labels=n_labels, parent=parent)
+
+    def level_path(self, level: int = 0) -> Path:
+        """The folder of a level's zarr array (for readers in other processes)."""
+        self._check_plane(level, 0)
+        return self.path / str(level)
+
     def write_label_edit(self, parent: str, region: tuple[slice, slice, slice],
                          new_values: np.ndarray) -> LabelVersionMeta:
         """A new version ``vN``: ``parent`` with level-0 ``region`` replaced by ``new_values``.

@@ -26,6 +26,8 @@ Adapters                   :class:`ModelAdapter` (LoRA on the CPnet), :class:`Ad
                            :func:`correction_example`, :func:`evaluate_model`,
                            :func:`compare_models`, :func:`read_adapter_file`
 Measurements               :func:`nucleus_table` (the per-nucleus table)
+Large volumes              :func:`segment_blockwise` (:class:`BlockwiseParams`,
+                           :class:`BlockwiseResult`): overlapping blocks on Dask, stitched
 Meshes                     :func:`nucleus_mesh` (:class:`NucleusMesh`), :func:`touching_labels`,
                            :func:`z_profile`, :func:`z_merge_signs`, :func:`z_waist`
 Models and data            :func:`load_model`, :data:`DEFAULT_MODEL`, :mod:`synthetic`
@@ -45,6 +47,7 @@ from .adapter import (
 )
 from .anisotropy import Anisotropy3DPreprocessor
 from .backends import BACKENDS, Backend, Hybrid2D3DBackend, SliceBackend, True3DBackend
+from .blockwise import BlockwiseParams, BlockwiseResult, segment_blockwise
 from .corrections import (
     CORRECTION_TYPES,
     ActiveLearningManager,
@@ -86,6 +89,7 @@ __all__ = [
     "AdapterParams", "AdapterTrainingParams", "ModelAdapter", "TrainingExample", "compare_models",
     "correction_example", "evaluate_model", "read_adapter_file", "ImageCrop", "RetrainingParams", "correction_examples", "select_for_review",
     "NUCLEUS_FIELDS", "nucleus_table",
+    "BlockwiseParams", "BlockwiseResult", "segment_blockwise",
     "NucleusMesh", "nucleus_mesh", "touching_labels", "z_merge_signs", "z_profile", "z_waist",
     "Cellpose3RestorationEngine", "RestorationParams", "measure_image_quality", "restore", "should_use_restoration",
     "CORRECTION_TYPES", "ActiveLearningManager", "CorrectionRecord", "CorrectionStorageError", "CorrectionTracker",

@@ -62,13 +62,15 @@ def validate_image(image: Any) -> np.ndarray:
     return arr
 
 
-def normalize_intensity(image: np.ndarray) -> np.ndarray:
+def normalize_intensity(image: np.ndarray, intensity_range: tuple[float, float] | None = None) -> np.ndarray:
     """Scale so the 1st percentile is 0 and the 99th is 1, over the whole image or volume.
 
     Cellpose normalises each image this way; doing it once for a whole volume keeps slices
     comparable, so a nearly empty slice is not stretched until its noise looks like nuclei.
+    ``intensity_range``: the (1st, 99th) percentiles of a larger volume this image is a block
+    of (``blockwise.intensity_range``), so every block is scaled alike.
     """
-    lo, hi = np.percentile(image, [1.0, 99.0])
+    lo, hi = np.percentile(image, [1.0, 99.0]) if intensity_range is None else intensity_range
     if hi - lo < 1e-6:
         hi = lo + max(float(np.abs(image).max() - lo), 1e-6)
     return ((image - lo) / (hi - lo)).astype(np.float32)
@@ -280,7 +282,8 @@ class SegmentationEngine:
         return _estimate_diameter(runner, volume, progress or _null_progress, anisotropy=params.anisotropy)
 
     def segment(self, image: Any, params: SegmentationParams | None = None,
-                progress: Progress | None = None) -> SegmentationResult:
+                progress: Progress | None = None,
+                intensity_range: tuple[float, float] | None = None) -> SegmentationResult:
         """Segment ``image`` with ``params``.
 
         Parameters
@@ -289,6 +292,8 @@ class SegmentationEngine:
         params : what to run; defaults to ``SegmentationParams()``.
         progress : called as ``progress(fraction, message)`` with fraction rising 0..1. An
             exception it raises (a cancelled job) stops the run and propagates.
+        intensity_range : the (1st, 99th) percentiles to normalise with instead of the image's
+            own: a block of a larger volume (:mod:`blockwise`).
 
         Returns
         -------
@@ -331,7 +336,7 @@ class SegmentationEngine:
                 "restoration_metrics": restoration["restoration_metrics"],
             })
 
-        volume = normalize_intensity(data)
+        volume = normalize_intensity(data, intensity_range)
         if not is_volume:
             volume = volume[np.newaxis]
 

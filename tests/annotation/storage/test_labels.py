@@ -218,3 +218,26 @@ def test_it_exports_a_version_as_a_standalone_ome_zarr_label_image(volume, tmp_p
     np.testing.assert_array_equal(np.asarray(node.data[0]), expected)
     assert [d.shape for d in node.data] == list(volume.meta.level_shapes)
     assert all(os.stat(os.path.join(d, f)).st_nlink == 1 for d, _, fs in os.walk(out) for f in fs)
+
+
+def test_it_writes_a_version_a_plane_at_a_time_like_a_whole_one(volume):
+    labels = _labels(volume.meta.shape)
+    asked = []
+
+    def plane_of(z):
+        asked.append(z)
+        return labels[z]
+
+    whole = volume.write_labels(labels)
+    planes = volume.write_label_planes(plane_of, n_labels=int(labels.max()))
+    assert asked == list(range(volume.meta.shape[0]))
+    assert planes.n_labels == whole.n_labels == 4
+    for level in range(volume.meta.n_levels):
+        assert np.array_equal(volume.read_labels(planes.name, level), volume.read_labels(whole.name, level))
+    root = volume.path / "labels"
+    for name in ("0", "xz/0", "yz/0"):
+        a, b = _files(root / whole.name / name), _files(root / planes.name / name)
+        assert {k: v[1] for k, v in a.items()} == {k: v[1] for k, v in b.items()}, name
+    with pytest.raises(LabelShapeError):
+        volume.write_label_planes(lambda z: labels[z, :10], n_labels=4)
+    assert volume.label_versions() == [whole.name, planes.name]

@@ -1,0 +1,802 @@
+"""Blockwise segmentation of volumes too large to hold whole: overlapping blocks on Dask, stitched.
+
+A volume is cut into a grid of *cores* that partition it; each block is its core grown by an
+overlap of at least one nucleus diameter on every side (``outer``, clipped to the volume). Each
+block is segmented on its own by the same engine, backend and model, with the intensity range
+and nucleus diameter of the whole volume, and its labels are written to a work folder (zarr,
+one array per block). A nucleus cut by a face between two cores is then seen whole by both
+blocks, since the overlap is as large as a nucleus; the two pieces are merged when their labels
+overlap by at least ``match_iou`` (intersection over union) in the margin the two blocks share
+(``outer_i`` ∩ ``outer_j``), for every pair of blocks whose cores touch (faces, edges and
+corners). The merges are the edges of a union-find over ``(block, local id)``; every id left
+in some core gets one final id, ``1..n`` in order of first appearance.
+
+Memory is bounded by the block, not the volume: a block task holds its image, float copy, flows
+and probabilities (about ``BYTES_PER_VOXEL`` bytes a voxel of ``block_voxels``); the stitching
+reads only margins; the result is read back plane by plane (:meth:`BlockwiseResult.plane`) or
+block by block. Measurements are reduced from per-block sums over each core (counts, intensity
+sums, centroids, bounding boxes: exactly what :func:`measurements.nucleus_table` gives on the
+stitched labels); solidity and the uncertainty score, which need a nucleus' whole mask, come
+from the block that owns it (the piece whose centroid lies in its block's core, the largest
+piece when several or none do), measured on that block's view of the nucleus.
+
+The blocks run on Dask: its local scheduler in this process by default (``"sync"``, one block
+at a time, whose torch uses every core; more blocks at once only multiply the memory), or, with
+``scheduler_address``, on a ``dask.distributed`` cluster whose workers share the work folder
+and the image's path. A worker lost mid-run has its blocks run again elsewhere (block outputs
+are written to a temporary name and renamed, so a block written twice is written once).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import os
+import secrets
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from .errors import InvalidInputError, InvalidParameterError
+
+__all__ = ["Block", "BlockwiseParams", "BlockwiseResult", "ZarrVolume", "block_grid", "intensity_range",
+           "segment_blockwise"]
+
+Progress = Callable[[float, str], None]
+Region = tuple[slice, slice, slice]
+
+# Samples the intensity range is taken from at most, for a float image (integer images up to
+# 16 bits are counted exactly with a histogram).
+_RANGE_SAMPLES = 2 ** 24
+# How long a cancelled run waits for blocks still running on a cluster before removing the work
+# folder (a running task cannot be interrupted).
+_DRAIN_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class BlockwiseParams:
+    """How a volume is cut into blocks and stitched.
+
+    Parameters
+    ----------
+    block_voxels : int >= 4096
+        Largest block, margins included, in voxels.
+    overlap : float >= 1
+        Margin on each side of a core, in nucleus diameters (z: diameters over the anisotropy).
+    match_iou : float in (0, 1]
+        Two pieces in the shared margin of two blocks are one nucleus when their intersection
+        over union there is at least this.
+    align : (z, y, x) ints >= 1
+        Core extents are multiples of these (but for the last core of an axis), so a core
+        covers whole storage chunks.
+    """
+
+    block_voxels: int = 2 ** 25
+    overlap: float = 1.0
+    match_iou: float = 0.5
+    align: tuple[int, int, int] = (1, 1, 1)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.block_voxels, bool) or not isinstance(self.block_voxels, (int, np.integer)) \
+                or self.block_voxels < 4096:
+            raise InvalidParameterError(f"block_voxels must be a whole number >= 4096, got {self.block_voxels!r}")
+        if isinstance(self.overlap, bool) or not isinstance(self.overlap, (int, float)) \
+                or not math.isfinite(self.overlap) or self.overlap < 1:
+            raise InvalidParameterError(f"overlap must be at least 1 nucleus diameter, got {self.overlap!r}")
+        if isinstance(self.match_iou, bool) or not isinstance(self.match_iou, (int, float)) \
+                or not 0 < self.match_iou <= 1:
+            raise InvalidParameterError(f"match_iou must lie in (0, 1], got {self.match_iou!r}")
+        align = tuple(self.align)
+        if len(align) != 3 or not all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) and a >= 1
+                                      for a in align):
+            raise InvalidParameterError(f"align must be three whole numbers >= 1, got {self.align!r}")
+        object.__setattr__(self, "block_voxels", int(self.block_voxels))
+        object.__setattr__(self, "align", tuple(int(a) for a in align))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "align": list(self.align)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "BlockwiseParams":
+        if not isinstance(data, dict):
+            raise InvalidParameterError("blockwise parameters must be a JSON object")
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise InvalidParameterError(f"unknown blockwise parameters: {', '.join(unknown)}")
+        return cls(**{**data, **({"align": tuple(data["align"])} if "align" in data else {})})
+
+
+@dataclass(frozen=True)
+class Block:
+    """One block of a grid: ``index`` (z, y, x) in the grid, ``number`` in raster order, its
+    ``core`` (the part of the volume it labels) and ``outer`` (what it segments) as slices of
+    the volume."""
+
+    index: tuple[int, int, int]
+    number: int
+    core: Region
+    outer: Region
+
+    @property
+    def outer_shape(self) -> tuple[int, int, int]:
+        return tuple(s.stop - s.start for s in self.outer)
+
+    @property
+    def core_in_outer(self) -> Region:
+        """The core as slices of the block's own (outer) array."""
+        return tuple(slice(c.start - o.start, c.stop - o.start) for c, o in zip(self.core, self.outer))
+
+
+def _core_extents(shape, n, align) -> tuple[int, ...]:
+    return tuple(min(size, -(-(-(-size // k)) // a) * a) for size, k, a in zip(shape, n, align))
+
+
+def block_grid(shape: tuple[int, int, int], *, block_voxels: int, overlap: tuple[int, int, int],
+               align: tuple[int, int, int] = (1, 1, 1)) -> list[Block]:
+    """Cut a (Z, Y, X) volume into overlapping blocks of at most ``block_voxels`` voxels.
+
+    The cores partition the volume; each outer region is its core grown by ``overlap`` voxels
+    on each side (per axis), clipped to the volume. The grid is refined along the axis whose
+    core is longest until every outer region fits; cores are multiples of ``align``.
+
+    Raises
+    ------
+    InvalidParameterError
+        When even the smallest cores with their margins exceed ``block_voxels``.
+
+    Examples
+    --------
+    >>> blocks = block_grid((10, 100, 100), block_voxels=10 * 60 * 60, overlap=(2, 5, 5))
+    >>> len(blocks), blocks[0].core, blocks[0].outer
+    (4, (slice(0, 10, None), slice(0, 50, None), slice(0, 50, None)), (slice(0, 10, None), slice(0, 55, None), slice(0, 55, None)))
+    """
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise InvalidInputError(f"a block grid needs a (Z, Y, X) shape, got {shape}")
+    overlap = tuple(max(0, int(o)) for o in overlap)
+    n = [1, 1, 1]
+    while True:
+        cores = _core_extents(shape, n, align)
+        outer = [min(size, c + 2 * o) for size, c, o in zip(shape, cores, overlap)]
+        if math.prod(outer) <= block_voxels:
+            break
+        # Refine the axis with the longest core that can still shrink (x before y before z on a tie).
+        candidates = [a for a in (2, 1, 0) if cores[a] > align[a]]
+        if not candidates:
+            raise InvalidParameterError(
+                f"blocks of at most {block_voxels} voxels cannot hold a core and margins of {overlap} voxels "
+                f"in a volume of shape {shape}: raise the block size")
+        n[max(candidates, key=lambda a: cores[a])] += 1
+    counts = [-(-size // c) for size, c in zip(shape, cores)]
+    blocks = []
+    for number, index in enumerate(itertools.product(*(range(k) for k in counts))):
+        core = tuple(slice(i * c, min((i + 1) * c, size)) for i, c, size in zip(index, cores, shape))
+        outer = tuple(slice(max(0, s.start - o), min(size, s.stop + o)) for s, o, size in zip(core, overlap, shape))
+        blocks.append(Block(index=tuple(int(i) for i in index), number=number, core=core, outer=outer))
+    return blocks
+
+
+class ZarrVolume:
+    """A (Z, Y, X) zarr array opened by path on first use: what a block task reads its region
+    from, picklable (it travels to cluster workers as its path)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = str(path)
+        self._array = None
+        array = self._open()
+        self.shape = tuple(array.shape)
+        self.dtype = np.dtype(array.dtype)
+
+    def _open(self):
+        if self._array is None:
+            import zarr
+
+            self._array = zarr.open_array(self.path, mode="r")
+        return self._array
+
+    def __getitem__(self, index) -> np.ndarray:
+        return np.asarray(self._open()[index])
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "shape": self.shape, "dtype": self.dtype.str}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.path, self.shape, self.dtype, self._array = state["path"], tuple(state["shape"]), \
+            np.dtype(state["dtype"]), None
+
+
+def _as_zyx(image: Any) -> Any:
+    shape = tuple(getattr(image, "shape", ()))
+    if len(shape) == 2:
+        if isinstance(image, np.ndarray):
+            return image[np.newaxis]
+        raise InvalidInputError("a 2D image to segment blockwise must be a numpy array or have a Z axis of 1")
+    if len(shape) != 3:
+        raise InvalidInputError(f"image must be (Z, Y, X) or (Y, X), got shape {shape}")
+    return image
+
+
+def intensity_range(image: Any, *, max_samples: int = _RANGE_SAMPLES) -> tuple[float, float]:
+    """The 1st and 99th percentiles of a (Z, Y, X) image read a few planes at a time.
+
+    Integer images of at most 16 bits are counted exactly (a histogram); others, when larger
+    than ``max_samples``, from a regular subsample of planes and pixels. What
+    :func:`engine.normalize_intensity` computes on the whole image, without holding it.
+    """
+    image = _as_zyx(image)
+    nz, ny, nx = image.shape
+    dtype = np.dtype(image.dtype)
+    planes_at_once = max(1, (2 ** 24) // max(1, ny * nx))
+    if dtype.kind in "uib" and dtype.itemsize <= 2:
+        offset = 2 ** (8 * dtype.itemsize - 1) if dtype.kind == "i" else 0
+        hist = np.zeros(2 ** (8 * dtype.itemsize), np.int64)
+        for z0 in range(0, nz, planes_at_once):
+            values = np.asarray(image[z0:z0 + planes_at_once]).astype(np.int64).ravel() + offset
+            hist += np.bincount(values, minlength=hist.size)
+        return _histogram_percentiles(hist, offset)
+    total = nz * ny * nx
+    if total <= max_samples:
+        values = np.concatenate([np.asarray(image[z0:z0 + planes_at_once], np.float64).ravel()
+                                 for z0 in range(0, nz, planes_at_once)])
+    else:
+        stride = int(np.ceil(np.sqrt(total / max_samples)))
+        values = np.concatenate([np.asarray(image[z], np.float64)[::stride, ::stride].ravel()
+                                 for z in range(0, nz, max(1, stride // 2))])
+    if not np.isfinite(values).all():
+        raise InvalidInputError("image contains NaN or infinite values")
+    lo, hi = np.percentile(values, [1.0, 99.0])
+    return float(lo), float(hi)
+
+
+def _histogram_percentiles(hist: np.ndarray, offset: int) -> tuple[float, float]:
+    """np.percentile's linear interpolation ([1, 99]) from a histogram of integer values."""
+    total = int(hist.sum())
+    cumulative = np.cumsum(hist)
+    out = []
+    for q in (1.0, 99.0):
+        position = (total - 1) * q / 100.0
+        below, frac = int(np.floor(position)), position - np.floor(position)
+        v0 = int(np.searchsorted(cumulative, below + 1))
+        v1 = int(np.searchsorted(cumulative, min(below + 2, total)))
+        out.append(float(v0 + frac * (v1 - v0) - offset))
+    return out[0], out[1]
+
+
+# -- one block (runs on a Dask worker) ------------------------------------------------------------
+
+
+def _block_store_path(workdir: str, number: int) -> Path:
+    return Path(workdir) / "blocks" / str(number)
+
+
+def _write_block_labels(workdir: str, number: int, labels: np.ndarray) -> None:
+    """Write a block's labels to ``blocks/<number>`` under a temporary name, then rename: a
+    block run twice (a worker lost after writing) is kept once, and a folder removed by a
+    cancelled run is not written into again."""
+    import zarr
+    from zarr.codecs import BloscCodec
+
+    parent = Path(workdir) / "blocks"
+    if not parent.is_dir():  # the run was cancelled or failed and its folder removed
+        raise FileNotFoundError(f"the work folder {workdir} is gone")
+    partial = parent / f".{number}.partial-{secrets.token_hex(6)}"
+    os.mkdir(partial)  # fails if the folder went away meanwhile
+    try:
+        chunks = (1, min(256, labels.shape[1]), min(256, labels.shape[2]))
+        array = zarr.create_array(store=str(partial), shape=labels.shape, dtype=np.uint32, chunks=chunks,
+                                  compressors=[BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")],
+                                  fill_value=0, overwrite=True)
+        array[...] = labels
+        try:
+            os.rename(partial, _block_store_path(workdir, number))
+        except OSError:
+            if not _block_store_path(workdir, number).is_dir():
+                raise
+            shutil.rmtree(partial, ignore_errors=True)  # another run of this block came first
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+
+
+def _read_block(workdir: str, number: int, region: Region | None = None) -> np.ndarray:
+    import zarr
+
+    array = zarr.open_array(str(_block_store_path(workdir, number)), mode="r")
+    return np.asarray(array[region if region is not None else ...])
+
+
+def _core_stats(block: Block, labels: np.ndarray, image: np.ndarray) -> dict[str, np.ndarray]:
+    """Per local id present in the core: voxel count, intensity sum, coordinate sums and the
+    bounding box, in volume coordinates."""
+    core = labels[block.core_in_outer]
+    values = image[block.core_in_outer]
+    n = int(labels.max()) + 1
+    counts = np.zeros(n, np.int64)
+    sums = np.zeros(n, np.float64)
+    sum_zyx = np.zeros((3, n), np.float64)
+    lo = np.full((3, n), np.iinfo(np.int64).max, np.int64)
+    hi = np.full((3, n), -1, np.int64)
+    z0, y0, x0 = (s.start for s in block.core)
+    _, height, width = core.shape
+    for z in range(core.shape[0]):
+        flat = core[z].ravel()
+        inside = np.flatnonzero(flat)
+        if inside.size == 0:
+            continue
+        ids = flat[inside].astype(np.intp)
+        ys, xs = inside // width + y0, inside % width + x0
+        c = np.bincount(ids, minlength=n)
+        counts += c
+        sums += np.bincount(ids, weights=values[z].ravel()[inside].astype(np.float64), minlength=n)
+        sum_zyx[0] += c * (z + z0)
+        sum_zyx[1] += np.bincount(ids, weights=ys, minlength=n)
+        sum_zyx[2] += np.bincount(ids, weights=xs, minlength=n)
+        present = c > 0
+        lo[0, present] = np.minimum(lo[0, present], z + z0)
+        hi[0, present] = np.maximum(hi[0, present], z + z0)
+        for axis, coords in ((1, ys), (2, xs)):
+            np.minimum.at(lo[axis], ids, coords)
+            np.maximum.at(hi[axis], ids, coords)
+    ids = np.flatnonzero(counts)
+    ids = ids[ids > 0]
+    return {"ids": ids.astype(np.int64), "count": counts[ids], "sum": sums[ids], "sum_zyx": sum_zyx[:, ids],
+            "lo": lo[:, ids], "hi": hi[:, ids]}
+
+
+def _owned_measures(block: Block, labels: np.ndarray, ids: np.ndarray, flows, cellprob) -> dict[str, np.ndarray]:
+    """For each id present in the core: whether its centroid (in the block's own view) lies in
+    the core, its voxels in the block, its solidity and its uncertainty score, measured on the
+    block's whole view of the nucleus."""
+    from scipy import ndimage as ndi
+
+    from .measurements import _solidity
+    from .uncertainty import UncertaintyEstimator
+
+    n = int(labels.max())
+    boxes = ndi.find_objects(labels, max_label=n) if n else []
+    counts = np.bincount(labels.ravel(), minlength=n + 1)
+    coords = [np.arange(s) for s in labels.shape]
+    owned = np.zeros(ids.size, bool)
+    voxels = np.zeros(ids.size, np.int64)
+    solidity = np.ones(ids.size)
+    core = block.core_in_outer
+    for k, label_id in enumerate(ids):
+        box = boxes[label_id - 1]
+        mask = labels[box] == label_id
+        voxels[k] = counts[label_id]
+        centroid = [float((np.count_nonzero(mask, axis=tuple(a for a in range(3) if a != axis))
+                           * coords[axis][box[axis]]).sum() / voxels[k]) for axis in range(3)]
+        owned[k] = all(s.start - 0.5 <= c < s.stop - 0.5 for s, c in zip(core, centroid))
+        solidity[k] = _solidity(mask)
+    scores = UncertaintyEstimator().estimate(labels, flows, cellprob)
+    lookup = dict(zip(scores.ids.tolist(), scores.score.tolist()))
+    return {"owned": owned, "voxels": voxels, "solidity": solidity,
+            "uncertainty": np.array([lookup.get(int(i), np.nan) for i in ids], np.float64)}
+
+
+def _segment_block(image, block: Block, params, intensity: tuple[float, float], workdir: str,
+                   gpu: bool | None, progress: Progress | None = None) -> dict[str, Any]:
+    """Segment one block and write its labels; return its summary (small arrays only)."""
+    from .engine import SegmentationEngine
+
+    if gpu is None:  # on a cluster worker: its own device
+        import torch
+
+        gpu = bool(torch.cuda.is_available())
+    t = time.perf_counter()
+    data = np.asarray(image[block.outer])
+    flat = data.shape[0] == 1 and not params.do_3d
+    result = SegmentationEngine(gpu_available=gpu).segment(data[0] if flat else data, params, progress=progress,
+                                                           intensity_range=intensity)
+    labels = result.labels[np.newaxis] if flat else result.labels
+    flows = result.flows[:, np.newaxis] if flat else result.flows
+    cellprob = result.cellprob[np.newaxis] if flat else result.cellprob
+    summary = _block_summary(workdir, block, labels, data, flows, cellprob)
+    return {**summary, "seconds": time.perf_counter() - t, "model": result.info["model"],
+            "device": result.info["device"], "backend": result.info["backend"]}
+
+
+def _block_summary(workdir: str, block: Block, labels: np.ndarray, image: np.ndarray, flows=None,
+                   cellprob=None) -> dict[str, Any]:
+    """Write a block's labels (its outer region) and return what stitching needs of it."""
+    _write_block_labels(workdir, block.number, labels)
+    stats = _core_stats(block, labels, image)
+    stats.update(_owned_measures(block, labels, stats["ids"], flows, cellprob))
+    return {"number": block.number, "max_id": int(labels.max()), "stats": stats}
+
+
+def _shared_region(a: Block, b: Block) -> Region | None:
+    region = tuple(slice(max(sa.start, sb.start), min(sa.stop, sb.stop)) for sa, sb in zip(a.outer, b.outer))
+    return region if all(s.stop > s.start for s in region) else None
+
+
+def _local(region: Region, block: Block) -> Region:
+    return tuple(slice(s.start - o.start, s.stop - o.start) for s, o in zip(region, block.outer))
+
+
+def _match_pair(workdir: str, a: Block, b: Block, match_iou: float) -> list[tuple[int, int]]:
+    """Pairs (id in a, id in b) of pieces that overlap by IoU >= ``match_iou`` in the region
+    the two blocks both segmented."""
+    region = _shared_region(a, b)
+    if region is None:
+        return []
+    la = _read_block(workdir, a.number, _local(region, a)).ravel().astype(np.int64)
+    lb = _read_block(workdir, b.number, _local(region, b)).ravel().astype(np.int64)
+    size_a = np.bincount(la)
+    size_b = np.bincount(lb)
+    both = (la > 0) & (lb > 0)
+    if not both.any():
+        return []
+    pairs, overlap = np.unique(np.stack([la[both], lb[both]]), axis=1, return_counts=True)
+    union = size_a[pairs[0]] + size_b[pairs[1]] - overlap
+    keep = overlap / union >= match_iou
+    return [(int(i), int(j)) for i, j in zip(pairs[0, keep], pairs[1, keep])]
+
+
+def _neighbours(blocks: list[Block]) -> list[tuple[Block, Block]]:
+    by_index = {b.index: b for b in blocks}
+    pairs = []
+    for block in blocks:
+        for step in itertools.product((-1, 0, 1), repeat=3):
+            other = by_index.get(tuple(i + s for i, s in zip(block.index, step)))
+            if other is not None and other.number > block.number:
+                pairs.append((block, other))
+    return pairs
+
+
+# -- running tasks: the local scheduler or a cluster ------------------------------------------
+
+
+def _run_local(calls: list[tuple], progress: Callable[[int], None]) -> list[Any]:
+    """Run ``(function, *args)`` calls with Dask's synchronous local scheduler, in this thread:
+    one block at a time, so a cancel raised by ``progress`` stops before the next block and
+    nothing is left running."""
+    import dask
+    from dask.callbacks import Callback
+
+    tasks = [dask.delayed(fn, pure=False)(*args) for fn, *args in calls]
+    keys = {t.key for t in tasks}
+    done = [0]
+
+    def posttask(key, result, dsk, state, worker_id):
+        if key in keys:
+            done[0] += 1
+            progress(done[0])
+
+    with Callback(posttask=posttask):
+        return list(dask.compute(*tasks, scheduler="sync"))
+
+
+def _run_cluster(address: str, calls: list[tuple], progress: Callable[[int], None]) -> list[Any]:
+    """Run the calls on a ``dask.distributed`` cluster; a cancel raised by ``progress`` cancels
+    the rest and waits (a while) for tasks that were already running."""
+    from distributed import Client, as_completed
+
+    with Client(address, timeout="30s", set_as_default=False) as client:
+        futures = [client.submit(fn, *args, pure=False) for fn, *args in calls]
+        index = {f.key: k for k, f in enumerate(futures)}
+        results: list[Any] = [None] * len(futures)
+        try:
+            for done, future in enumerate(as_completed(futures), start=1):
+                results[index[future.key]] = future.result()
+                progress(done)
+        except BaseException:
+            client.cancel(futures)
+            _drain(client, set(index))
+            raise
+        return results
+
+
+def _drain(client, keys: set, timeout: float = _DRAIN_TIMEOUT_S) -> None:
+    """Wait until no worker is still running one of ``keys`` (cancelled tasks run to their end)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            busy = {k for tasks in client.processing().values() for k in tasks}
+        except Exception:
+            return
+        if not busy & keys:
+            return
+        time.sleep(0.5)
+
+
+def _run(calls: list[tuple], address: str | None, progress: Callable[[int], None]) -> list[Any]:
+    if not calls:
+        return []
+    return _run_cluster(address, calls, progress) if address else _run_local(calls, progress)
+
+
+# -- stitching and the result -----------------------------------------------------------------
+
+
+def _union_find(total: int, edges: list[tuple[int, int]]) -> np.ndarray:
+    parent = np.arange(total, dtype=np.int64)
+
+    def find(i: int) -> int:
+        root = i
+        while parent[root] != root:
+            root = parent[root]
+        while parent[i] != root:
+            parent[i], i = root, parent[i]
+        return root
+
+    for i, j in edges:
+        ri, rj = find(i), find(j)
+        if ri != rj:
+            parent[max(ri, rj)] = min(ri, rj)
+    return np.array([find(i) for i in range(total)], np.int64)
+
+
+@dataclass
+class BlockwiseResult:
+    """The stitched segmentation, kept block by block in ``workdir`` until :meth:`close`.
+
+    Attributes
+    ----------
+    shape : (Z, Y, X) of the volume.
+    blocks : the grid.
+    lookups : per block, local id -> final id (0 for background and ids left in no core).
+    n_labels : final ids are ``1..n_labels``.
+    info : as :meth:`SegmentationEngine.segment`'s, with ``blockwise`` (grid, overlap, merges).
+    """
+
+    shape: tuple[int, int, int]
+    blocks: list[Block]
+    lookups: list[np.ndarray]
+    n_labels: int
+    info: dict[str, Any]
+    workdir: str
+    _measures: dict[str, np.ndarray]
+
+    def block_labels(self) -> Iterator[tuple[Region, np.ndarray]]:
+        """``(core, labels)`` for each block: final uint32 ids over its core (volume slices)."""
+        for block in self.blocks:
+            local = _read_block(self.workdir, block.number, block.core_in_outer)
+            yield block.core, self.lookups[block.number][local]
+
+    def plane(self, z: int) -> np.ndarray:
+        """Plane ``z`` of the stitched labels, (Y, X) uint32."""
+        out = np.zeros(self.shape[1:], np.uint32)
+        for block in self.blocks:
+            if block.core[0].start <= z < block.core[0].stop:
+                cy, cx = block.core_in_outer[1:]
+                local = _read_block(self.workdir, block.number, (z - block.outer[0].start, cy, cx))
+                out[block.core[1], block.core[2]] = self.lookups[block.number][local]
+        return out
+
+    def read(self) -> np.ndarray:
+        """The whole stitched label volume (for small volumes and tests only)."""
+        return np.stack([self.plane(z) for z in range(self.shape[0])])
+
+    def rows(self, voxel_size: tuple[float, ...]) -> list[dict[str, Any]]:
+        """One row per nucleus, as :func:`measurements.nucleus_table` on the stitched labels with
+        the block's scores as ``uncertainty``: counts, sums, centroids and bounding boxes are
+        exact; ``solidity`` is the owning block's."""
+        size = tuple(float(v) for v in voxel_size)
+        if len(size) == 2:
+            size = (1.0, *size)
+        m = self._measures
+        voxel_um3 = size[0] * size[1] * size[2]
+        rows = []
+        for k in range(self.n_labels):
+            count = int(m["count"][k])
+            score = float(m["uncertainty"][k])
+            rows.append({
+                "label_id": k + 1,
+                "z_min": int(m["lo"][0, k]), "z_max": int(m["hi"][0, k]),
+                "y_min": int(m["lo"][1, k]), "y_max": int(m["hi"][1, k]),
+                "x_min": int(m["lo"][2, k]), "x_max": int(m["hi"][2, k]),
+                "centroid_z": float(m["sum_zyx"][0, k] / count),
+                "centroid_y": float(m["sum_zyx"][1, k] / count),
+                "centroid_x": float(m["sum_zyx"][2, k] / count),
+                "volume_voxels": count,
+                "volume_um3": count * voxel_um3,
+                "mean_intensity": float(m["sum"][k] / count),
+                "integrated_intensity": float(m["sum"][k]),
+                "solidity": float(m["solidity"][k]),
+                "uncertainty": None if math.isnan(score) else score,
+            })
+        return rows
+
+    def uncertainty(self) -> dict[int, float]:
+        """``{final id: score}`` from each nucleus' owning block."""
+        scores = self._measures["uncertainty"]
+        return {k + 1: float(s) for k, s in enumerate(scores) if not math.isnan(s)}
+
+    def close(self) -> None:
+        """Remove the work folder."""
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _reduce(summaries: list[dict], offsets: np.ndarray, final_of: np.ndarray, n_labels: int) -> dict[str, np.ndarray]:
+    """Per final id: summed core statistics, and solidity and uncertainty of the owning piece."""
+    count = np.zeros(n_labels, np.int64)
+    total = np.zeros(n_labels)
+    sum_zyx = np.zeros((3, n_labels))
+    lo = np.full((3, n_labels), np.iinfo(np.int64).max, np.int64)
+    hi = np.full((3, n_labels), -1, np.int64)
+    best = np.full(n_labels, -1.0)  # rank of the piece chosen so far: owned first, then voxels
+    solidity = np.ones(n_labels)
+    uncertainty = np.full(n_labels, np.nan)
+    for summary in summaries:
+        s = summary["stats"]
+        if s["ids"].size == 0:
+            continue
+        final = final_of[offsets[summary["number"]] + s["ids"]] - 1
+        np.add.at(count, final, s["count"])
+        np.add.at(total, final, s["sum"])
+        for axis in range(3):
+            np.add.at(sum_zyx[axis], final, s["sum_zyx"][axis])
+            np.minimum.at(lo[axis], final, s["lo"][axis])
+            np.maximum.at(hi[axis], final, s["hi"][axis])
+        rank = s["owned"] * 1e15 + s["voxels"]
+        for k, f in enumerate(final):
+            if rank[k] > best[f]:
+                best[f], solidity[f], uncertainty[f] = rank[k], s["solidity"][k], s["uncertainty"][k]
+    return {"count": count, "sum": total, "sum_zyx": sum_zyx, "lo": lo, "hi": hi, "solidity": solidity,
+            "uncertainty": uncertainty}
+
+
+def _stitch(workdir: str, blocks: list[Block], summaries: list[dict], match_iou: float, address: str | None,
+            report: Callable[[int, int], None]) -> tuple[list[np.ndarray], int, dict[str, np.ndarray], int]:
+    """Match the pieces of every pair of touching blocks in their shared margin, join them
+    (union-find) and number the nuclei left in some core ``1..n``. Returns the per-block
+    lookups (local id -> final id), ``n``, the per-nucleus measures and the merges made."""
+    pairs = _neighbours(blocks)
+    matches = _run([(_match_pair, workdir, a, b, match_iou) for a, b in pairs], address,
+                   lambda done: report(done, len(pairs)))
+    summaries = sorted(summaries, key=lambda s: s["number"])
+    offsets = np.concatenate([[0], np.cumsum([s["max_id"] + 1 for s in summaries])]).astype(np.int64)
+    edges = [(offsets[a.number] + i, offsets[b.number] + j) for (a, b), found in zip(pairs, matches) for i, j in found]
+    roots = _union_find(int(offsets[-1]), edges)
+    present = np.zeros(int(offsets[-1]), bool)
+    for s in summaries:
+        present[roots[offsets[s["number"]] + s["stats"]["ids"]]] = True
+    n_labels = int(present.sum())
+    if n_labels >= 2 ** 32 - 1:
+        raise InvalidInputError(f"{n_labels} nuclei do not fit uint32 ids")
+    # Final ids 1..n in the order of the roots: raster order of the blocks, then local ids.
+    final_of_root = np.zeros(int(offsets[-1]), np.uint32)
+    final_of_root[present] = np.arange(1, n_labels + 1, dtype=np.uint32)
+    final_of = final_of_root[roots]
+    lookups = []
+    for s in summaries:
+        lookup = final_of[offsets[s["number"]]:offsets[s["number"] + 1]].copy()
+        in_core = np.zeros(lookup.size, bool)
+        in_core[s["stats"]["ids"]] = True
+        lookup[~in_core] = 0  # background, and pieces that lie in margins only
+        lookups.append(lookup)
+    measures = _reduce(summaries, offsets, final_of.astype(np.int64), n_labels)
+    return lookups, n_labels, measures, len(edges)
+
+
+def segment_blockwise(image: Any, params, blockwise: BlockwiseParams | None = None, *, workdir: str | os.PathLike,
+                      gpu: bool = False, scheduler_address: str | None = None,
+                      progress: Progress | None = None) -> BlockwiseResult:
+    """Segment a (Z, Y, X) volume block by block and stitch the blocks.
+
+    Parameters
+    ----------
+    image : (Z, Y, X) array-like of real numbers (a numpy array, a :class:`ZarrVolume`; for a
+        cluster, one that pickles small, like ``ZarrVolume``); (Y, X) numpy arrays are taken as
+        Z = 1. Read a block at a time; never modified.
+    params : :class:`SegmentationParams`; a missing diameter is estimated once, on a centre crop
+        of at most ``block_voxels`` voxels. Restoration is not applied blockwise (refused).
+    blockwise : grid and stitching parameters (defaults: ``BlockwiseParams()``).
+    workdir : a folder to create for the blocks' labels (on a cluster: one every worker sees);
+        it must not exist. :meth:`BlockwiseResult.close` removes it; a failure or cancel removes
+        it before raising.
+    gpu : use a GPU in this process (local scheduler); cluster workers use theirs if torch sees one.
+    scheduler_address : a ``dask.distributed`` scheduler (``tcp://host:8786``); ``None``: local.
+    progress : ``progress(fraction, message)``; an exception it raises stops the run and
+        propagates, leaving nothing behind.
+
+    Returns
+    -------
+    BlockwiseResult
+    """
+    from .engine import SegmentationEngine, _null_progress, _stage
+    from .params import SegmentationParams
+
+    params = params or SegmentationParams()
+    blockwise = blockwise or BlockwiseParams()
+    report = progress or _null_progress
+    if params.restoration_mode != "none":
+        raise InvalidParameterError(
+            "restoration is not applied to volumes segmented block by block; segment with restoration_mode 'none' "
+            "(or restore the volume first)")
+    image = _as_zyx(image)
+    shape = tuple(int(s) for s in image.shape)
+    if params.voxel_size is not None and len(params.voxel_size) != (3 if shape[0] > 1 else 2) \
+            and len(params.voxel_size) != 3:
+        raise InvalidParameterError(f"voxel_size has {len(params.voxel_size)} values for a volume of shape {shape}")
+    if min(shape[1:]) < 8:
+        raise InvalidInputError(f"image planes must be at least 8x8 pixels, got shape {shape}")
+    workdir = Path(workdir)
+    workdir.mkdir(parents=False, exist_ok=False)
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    try:
+        (workdir / "blocks").mkdir()
+        report(0.0, "measuring the intensity range")
+        t = time.perf_counter()
+        lo, hi = intensity_range(image)
+        timings["intensity_range"] = time.perf_counter() - t
+        info: dict[str, Any] = {}
+        diameter = params.diameter
+        if diameter is None:
+            t = time.perf_counter()
+            crop = _centre_crop(image, blockwise.block_voxels)
+            diameter, estimate = SegmentationEngine(gpu_available=gpu).estimate_diameter(
+                crop[0] if crop.shape[0] == 1 else crop, params, progress=_stage(report, 0.01, 0.05))
+            info["diameter_estimation"] = {**estimate, "crop": list(crop.shape)}
+            timings["diameter_estimation"] = time.perf_counter() - t
+        block_params = dataclasses.replace(params, diameter=float(diameter))
+        z_diameter = diameter / params.anisotropy if shape[0] > 1 else 0
+        overlap = (math.ceil(blockwise.overlap * z_diameter), math.ceil(blockwise.overlap * diameter),
+                   math.ceil(blockwise.overlap * diameter))
+        blocks = block_grid(shape, block_voxels=blockwise.block_voxels, overlap=overlap, align=blockwise.align)
+        stage = _stage(report, 0.05, 0.92)
+        total = len(blocks)
+        stage(0.0, f"segmenting {total} blocks")
+        t = time.perf_counter()
+        summaries = _run([(_segment_block, image, b, block_params, (lo, hi), str(workdir),
+                           gpu if scheduler_address is None else None,
+                           None if scheduler_address else _block_progress(stage, b.number, total)) for b in blocks],
+                         scheduler_address, lambda done: stage(done / total, f"segmented {done}/{total} blocks"))
+        timings["blocks"] = time.perf_counter() - t
+        report(0.92, "stitching blocks")
+        t = time.perf_counter()
+        lookups, n_labels, measures, merged = _stitch(
+            str(workdir), blocks, summaries, blockwise.match_iou, scheduler_address,
+            lambda done, pairs: report(0.92 + 0.05 * done / max(pairs, 1), f"stitched {done}/{pairs} block pairs"))
+        timings["stitching"] = time.perf_counter() - t
+        timings["total"] = time.perf_counter() - t_start
+        first = min(summaries, key=lambda s: s["number"])
+        info.update({
+            "nucleus_count": n_labels,
+            "backend": first["backend"],
+            "do_3d": bool(shape[0] > 1 and params.do_3d),
+            "shape": list(shape),
+            "model": first["model"],
+            "device": first["device"],
+            "diameter": round(float(diameter), 3),
+            "diameter_estimated": params.diameter is None,
+            "params": params.to_dict(),
+            "timings": {k: round(v, 4) for k, v in timings.items()},
+            "blockwise": {
+                **blockwise.to_dict(), "blocks": total, "grid": [max(b.index[a] for b in blocks) + 1 for a in range(3)],
+                "core_shape": [s.stop - s.start for s in blocks[0].core], "overlap_voxels": list(overlap),
+                "intensity_range": [lo, hi], "pieces_merged": merged,
+                "scheduler": scheduler_address or "local (dask sync)",
+                "block_seconds": round(float(sum(s["seconds"] for s in summaries)), 3),
+            },
+        })
+        report(0.97, f"stitched: {n_labels} nuclei")
+        return BlockwiseResult(shape=shape, blocks=blocks, lookups=lookups, n_labels=n_labels, info=info,
+                               workdir=str(workdir), _measures=measures)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+
+
+def _block_progress(stage: Progress, number: int, total: int) -> Progress:
+    """Progress of one block run in this process (the local scheduler): its share of the total,
+    so a cancel is seen within the block too."""
+    def report(fraction: float, message: str) -> None:
+        stage((number + min(max(float(fraction), 0.0), 1.0)) / total, f"block {number + 1}/{total}: {message}")
+    return report
+
+
+def _centre_crop(image: Any, max_voxels: int) -> np.ndarray:
+    """The centre of a (Z, Y, X) image, at most 768 x 768 in y, x and ``max_voxels`` in all."""
+    nz, ny, nx = image.shape
+    cy, cx = min(ny, 768), min(nx, 768)
+    cz = max(1, min(nz, max_voxels // (cy * cx)))
+    z0, y0, x0 = (nz - cz) // 2, (ny - cy) // 2, (nx - cx) // 2
+    return np.asarray(image[z0:z0 + cz, y0:y0 + cy, x0:x0 + cx])

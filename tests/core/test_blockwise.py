@@ -1,0 +1,201 @@
+"""Blockwise segmentation: the block grid, the intensity range, stitching, and the whole run
+against whole-volume segmentation on generated volumes.
+
+The stitching tests give every block the exact labels of a generated volume (ids shuffled per
+block), so the stitched labels must be those labels again, nucleus for nucleus; the run tests
+use the shipped network.
+"""
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from segmentation.core import BlockwiseParams, SegmentationEngine, SegmentationParams, segment_blockwise, synthetic
+from segmentation.core.blockwise import (
+    _block_summary,
+    _stitch,
+    BlockwiseResult,
+    block_grid,
+    intensity_range,
+)
+from segmentation.core.errors import InvalidParameterError
+from segmentation.core.measurements import nucleus_table
+from segmentation.core.metrics import average_precision
+
+
+@pytest.mark.parametrize("shape, block_voxels, overlap, align", [
+    ((10, 100, 100), 10 * 60 * 60, (2, 5, 5), (1, 1, 1)),
+    ((33, 97, 61), 20 * 40 * 40, (3, 7, 7), (1, 1, 1)),
+    ((1, 300, 200), 120 * 120, (0, 10, 10), (1, 1, 1)),
+    ((7, 520, 530), 7 * 300 * 300, (2, 16, 16), (1, 32, 32)),
+])
+def test_it_cuts_the_volume_into_cores_that_partition_it(shape, block_voxels, overlap, align):
+    blocks = block_grid(shape, block_voxels=block_voxels, overlap=overlap, align=align)
+    cover = np.zeros(shape, np.int32)
+    for block in blocks:
+        cover[block.core] += 1
+        assert np.prod(block.outer_shape) <= block_voxels
+        for core, outer, size, o in zip(block.core, block.outer, shape, overlap):
+            assert outer.start == max(0, core.start - o) and outer.stop == min(size, core.stop + o)
+        for axis in (1, 2):
+            assert block.core[axis].start % align[axis] == 0
+    assert (cover == 1).all()
+    assert [b.number for b in blocks] == list(range(len(blocks)))
+
+
+def test_it_refuses_blocks_too_small_for_their_margins():
+    with pytest.raises(InvalidParameterError, match="raise the block size"):
+        block_grid((10, 100, 100), block_voxels=4096, overlap=(10, 30, 30))
+    with pytest.raises(InvalidParameterError, match="block_voxels"):
+        BlockwiseParams(block_voxels=100)
+    with pytest.raises(InvalidParameterError, match="overlap"):
+        BlockwiseParams(overlap=0.5)
+    assert BlockwiseParams.from_dict(BlockwiseParams(match_iou=0.3).to_dict()) == BlockwiseParams(match_iou=0.3)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16])
+def test_it_measures_the_intensity_range_of_integer_images_exactly(dtype):
+    rng = np.random.default_rng(0)
+    info = np.iinfo(dtype)
+    image = rng.integers(max(info.min, -2000), min(info.max, 3000), size=(9, 40, 50)).astype(dtype)
+    assert intensity_range(image) == pytest.approx(tuple(np.percentile(image, [1, 99])))
+
+
+def test_it_measures_the_intensity_range_of_float_images_from_a_sample():
+    image = synthetic.generate_3d((8, 96, 96), seed=1).image
+    exact = np.percentile(image, [1, 99])
+    assert intensity_range(image) == pytest.approx(tuple(exact))
+    sampled = intensity_range(image, max_samples=5000)
+    assert sampled == pytest.approx(tuple(exact), rel=0.05)
+
+
+def _exact_blocks(labels, image, blockwise, overlap, workdir):
+    """Run the stitching on blocks whose 'segmentation' is ``labels`` itself, ids shuffled."""
+    (workdir / "blocks").mkdir(parents=True)
+    blocks = block_grid(labels.shape, block_voxels=blockwise.block_voxels, overlap=overlap)
+    rng = np.random.default_rng(7)
+    summaries = []
+    for block in blocks:
+        crop = labels[block.outer]
+        ids = np.unique(crop)[1:]
+        lookup = np.zeros(int(labels.max()) + 1, np.uint32)
+        lookup[ids] = rng.permutation(ids.size).astype(np.uint32) + 1
+        summaries.append(_block_summary(str(workdir), block, lookup[crop], image[block.outer]))
+    lookups, n, measures, merged = _stitch(str(workdir), blocks, summaries, blockwise.match_iou, None,
+                                           lambda done, total: None)
+    return BlockwiseResult(shape=labels.shape, blocks=blocks, lookups=lookups, n_labels=n, info={},
+                           workdir=str(workdir), _measures=measures), merged
+
+
+def _same_up_to_ids(a, b):
+    pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
+    return (len(set(pairs[0])) == pairs.shape[1] == len(set(pairs[1])) and
+            ((pairs[0] == 0) == (pairs[1] == 0)).all())
+
+
+@pytest.mark.parametrize("shape, block_voxels, overlap", [
+    ((12, 96, 96), 12 * 64 * 64, (0, 16, 16)),        # 2 x 2 in y, x
+    ((64, 96, 96), 60 * 76 * 76, (14, 14, 14)),        # 2 x 2 x 2: nuclei at block corners
+    ((1, 128, 128), 80 * 80, (0, 16, 16)),             # a 2D image
+])
+def test_it_stitches_the_pieces_back_into_whole_nuclei(tmp_path, shape, block_voxels, overlap):
+    if shape[0] == 1:
+        sample = synthetic.generate_2d(shape[1:], seed=2, diameter=10)
+        labels, image = sample.labels[np.newaxis], sample.image[np.newaxis]
+    else:
+        sample = synthetic.generate_3d(shape, seed=2, diameter=10, voxel_size=(1.0, 1.0, 1.0))
+        labels, image = sample.labels, sample.image
+    blockwise = BlockwiseParams(block_voxels=block_voxels)
+    # Solidity comes from one block's view of a nucleus: exact when margins hold whole nuclei.
+    assert all(s.stop - s.start <= 2 * o + 1 for box in ndi.find_objects(labels) if box
+               for s, o in zip(box, overlap) if o)
+    result, merged = _exact_blocks(labels, image, blockwise, overlap, tmp_path / "work")
+    try:
+        assert len(result.blocks) >= 4 and merged > 0
+        stitched = result.read()
+        assert _same_up_to_ids(stitched, labels)
+        assert result.n_labels == np.unique(labels).size - 1
+        assert sorted(np.unique(stitched)[1:].tolist()) == list(range(1, result.n_labels + 1))
+        # The table is nucleus_table's on the stitched labels: counts, sums, boxes and centroids exact.
+        expected = {row["label_id"]: row for row in nucleus_table(stitched, image, (1.0, 1.0, 1.0))}
+        rows = result.rows((1.0, 1.0, 1.0))
+        assert len(rows) == len(expected)
+        for row in rows:
+            want = expected[row["label_id"]]
+            for key in ("z_min", "z_max", "y_min", "y_max", "x_min", "x_max", "volume_voxels"):
+                assert row[key] == want[key], key
+            for key in ("centroid_z", "centroid_y", "centroid_x", "mean_intensity", "integrated_intensity",
+                        "solidity"):
+                assert row[key] == pytest.approx(want[key], rel=1e-6), key
+            assert 0 <= row["uncertainty"] <= 1
+    finally:
+        result.close()
+    assert not (tmp_path / "work").exists()
+
+
+def _split_at_faces(labels, blocks):
+    """Nuclei of ``labels`` whose voxels on the two sides of a core face carry different ids."""
+    split = set()
+    for block in blocks:
+        for axis in range(3):
+            face = block.core[axis].stop
+            if face >= labels.shape[axis]:
+                continue
+            index = list(block.core)
+            before, after = index.copy(), index.copy()
+            before[axis], after[axis] = slice(face - 1, face), slice(face, face + 1)
+            a, b = labels[tuple(before)], labels[tuple(after)]
+            both = (a > 0) & (b > 0)
+            split |= {int(i) for i, j in zip(a[both], b[both]) if i != j}
+    return split
+
+
+@pytest.fixture(scope="module")
+def volume():
+    sample = synthetic.generate_3d((16, 144, 144), seed=3, diameter=16)
+    return np.clip(np.round(sample.image), 0, 65535).astype(np.uint16)
+
+
+@pytest.mark.parametrize("backend", ["true3d"])
+def test_it_matches_whole_volume_segmentation(tmp_path, volume, backend):
+    params = SegmentationParams(diameter=16.0, do_3d=True, use_3d_backend=backend, voxel_size=(2.0, 0.5, 0.5))
+    whole = SegmentationEngine().segment(volume, params)
+    fractions = []
+    result = segment_blockwise(volume, params, BlockwiseParams(block_voxels=16 * 120 * 120, overlap=2.0),
+                               workdir=tmp_path / "work", progress=lambda f, m: fractions.append(f))
+    try:
+        stitched = result.read()
+        assert result.info["blockwise"]["blocks"] == 4
+        assert average_precision(whole.labels, stitched, thresholds=(0.5,)).ap[0] >= 0.98
+        assert not _split_at_faces(stitched, result.blocks)
+        assert result.info["nucleus_count"] == result.n_labels == np.unique(stitched).size - 1
+        assert fractions == sorted(fractions) and fractions[-1] >= 0.97
+        scores = result.uncertainty()
+        assert set(scores) <= set(range(1, result.n_labels + 1)) and len(scores) >= 0.9 * result.n_labels
+    finally:
+        result.close()
+
+
+def test_it_leaves_nothing_behind_when_cancelled(tmp_path, volume):
+    params = SegmentationParams(diameter=16.0, do_3d=True, use_3d_backend="slice", voxel_size=(2.0, 0.5, 0.5))
+    seen = []
+
+    def progress(fraction, message):
+        seen.append(message)
+        if message.startswith("segmented 1/"):
+            raise KeyboardInterrupt("cancelled")
+
+    with pytest.raises(KeyboardInterrupt):
+        segment_blockwise(volume[:4], params, BlockwiseParams(block_voxels=4 * 100 * 100), workdir=tmp_path / "work",
+                          progress=progress)
+    assert not (tmp_path / "work").exists()
+    assert not any(m.startswith("segmented 2/") for m in seen)
+
+
+def test_it_refuses_restoration_and_an_existing_folder(tmp_path, volume):
+    with pytest.raises(InvalidParameterError, match="restoration"):
+        segment_blockwise(volume, SegmentationParams(restoration_mode="denoise"), workdir=tmp_path / "w")
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(FileExistsError):
+        segment_blockwise(volume, SegmentationParams(diameter=16.0), workdir=tmp_path / "taken")
+    assert (tmp_path / "taken").is_dir()
