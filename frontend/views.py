@@ -41,7 +41,7 @@ def project_list(request: HttpRequest) -> HttpResponse:
     """The user's projects and their volumes, each linked to its viewer."""
     volumes = Volume.objects.annotate(n_label_versions=Count("label_versions")).order_by("id")
     projects = selectors.project_list(user=request.user).prefetch_related(Prefetch("volumes", queryset=volumes))
-    queue = [_with_viewer_link(a) for a in selectors.assignment_list(student=request.user)]
+    queue = _with_progress([_with_viewer_link(a) for a in selectors.assignment_list(student=request.user)])
     return render(request, "frontend/projects.html", {"version": settings.VERSION, "projects": projects,
                                                       "queue": queue})
 
@@ -267,6 +267,14 @@ def _with_viewer_link(assignment):
     return assignment
 
 
+def _with_progress(assignments: list) -> list:
+    """The assignments, each with ``progress`` (uncertain nuclei checked, nuclei edited)."""
+    progress = selectors.assignment_progress(assignments=assignments)
+    for a in assignments:
+        a.progress = progress[a.id]
+    return assignments
+
+
 def _thumbnail(volume: Volume, box: list[int], z: int) -> dict:
     """Where a thumbnail of an edit on plane ``z`` reads its tiles: the pyramid level at which
     the box with a margin fits in about ``_THUMB_PX`` pixels, that crop (``[y0, y1, x0, x1)``
@@ -303,17 +311,18 @@ def project_detail(request: HttpRequest, project: Project) -> HttpResponse:
             students=[m.user.get_username() for m in members if m.role == roles.STUDENT],
             # Instructors add students; admins anyone (annotation.roles).
             member_roles=[c for c in Membership.Role.choices if project.role == roles.ADMIN or c[0] == roles.STUDENT],
-            assignments=[_with_viewer_link(a) for a in selectors.assignment_list(project=project)],
+            assignments=_with_progress([_with_viewer_link(a) for a in selectors.assignment_list(project=project)]),
             pending=selectors.review_queue(project=project).count(),
         )
     else:
         corrections = list(selectors.correction_list_by(project=project, user=request.user)[:_PAGE_SIZE])
         planes = selectors.correction_planes(corrections=corrections)
         for c in corrections:
-            c.viewer_url = _viewer_url(c.volume, version=c.result_version.name, box=c.bbox, z=planes[c.id])
+            c.viewer_url = _viewer_url(c.volume, version=(c.result_version or c.label_version).name, box=c.bbox,
+                                       z=planes[c.id])
         context.update(
-            assignments=[_with_viewer_link(a) for a in selectors.assignment_list(project=project,
-                                                                                student=request.user)],
+            assignments=_with_progress([_with_viewer_link(a) for a in selectors.assignment_list(
+                project=project, student=request.user)]),
             corrections=corrections)
     return _page(request, "frontend/project.html", context)
 
@@ -330,20 +339,23 @@ def project_review(request: HttpRequest, project: Project) -> HttpResponse:
     for c in page:
         tiles = reverse("volume-detail", kwargs={"volume_id": c.volume_id})
         z = planes[c.id]
+        after = c.result_version or c.label_version  # a check makes no new version
         items.append({
             "correction": c,
             "before_url": _viewer_url(c.volume, version=c.label_version.name, box=c.bbox, z=z),
-            "after_url": _viewer_url(c.volume, version=c.result_version.name, box=c.bbox, z=z),
+            "after_url": _viewer_url(c.volume, version=after.name, box=c.bbox, z=z),
             "latest": latest.get(c.volume_id),
             "edit_url": _viewer_url(c.volume, box=c.bbox, z=z),
             "thumb": _thumbnail(c.volume, c.bbox, z),
             "image_tiles": f"{tiles}tiles/",
             "before_tiles": f"{tiles}labels/{c.label_version.name}/tiles/",
-            "after_tiles": f"{tiles}labels/{c.result_version.name}/tiles/",
+            "after_tiles": f"{tiles}labels/{after.name}/tiles/",
+            "after_version": after.name,
             "before_ids": ",".join(map(str, c.nucleus_ids)),
             "after_ids": ",".join(map(str, c.new_ids)),
         })
-    return _page(request, "frontend/review.html", {"project": project, "page": page, "items": items})
+    return _page(request, "frontend/review.html", {"project": project, "page": page, "items": items,
+                                                   "verdicts": selectors.recent_verdicts(project=project)})
 
 
 @_project_page(allowed=roles.STAFF, action="reading agreement")

@@ -248,10 +248,29 @@ def test_it_lists_the_pending_corrections_with_before_and_after_at_their_place(c
     assert f'id="correction-{work["by_ivy"].id}"' not in html  # an instructor's own edit needs no review
     assert html.index(f'id="correction-{by_alice.id}"') < html.index(f'id="correction-{by_bob.id}"')  # oldest first
     assert 'data-require="comment"' in html  # reject asks for the comment before sending
-    assert html.count('<input type="hidden" name="label_version" value="v4">') == 2  # amend on the latest
+    # The verdict and the amendment are both made on the latest labels.
+    assert html.count('<input type="hidden" name="label_version" value="v4">') == 4
+    # A rejection takes the edit out of the labels unless the reviewer chooses otherwise.
+    assert html.count('<input type="radio" name="labels" value="revert" checked>') == 2
+    assert 'value="revert_anyway"' in html and 'value="keep"' in html
     assert html.count('<canvas class="thumb"') == 4
     assert f'data-labels="/api/v1/volumes/{by_bob.volume_id}/labels/v2/tiles/"' in html
     assert "Modify" in html and "by <strong>alice</strong>" in html and "Delete" in html
+
+
+def test_it_says_what_each_verdict_did_to_the_labels_and_counts_progress(client, ivy, alice, work):
+    from annotation.services import correction_review
+
+    correction_review(correction=work["by_bob"], reviewer=ivy, verdict="reject", comment="that one was real")
+    correction_review(correction=work["by_alice"], reviewer=ivy, verdict="reject", comment="too deep", labels="keep")
+    html = _html(_get(client, ivy, "project-review-page", work["alice"].project_id))
+    assert "Recent verdicts" in html
+    assert f'data-correction="{work["by_bob"].id}" data-review-labels="reverted"' in html
+    assert "taken out of the latest labels in v5" in html and "the labels kept as they were" in html
+    html = _html(_get(client, alice, "project-page", work["alice"].project_id))
+    assert "labels kept" in html and "uncertain nuclei checked" in html
+    html = _html(_get(client, ivy, "project-page", work["alice"].project_id))
+    assert html.count("uncertain nuclei checked") == 2  # alice's and bob's assignments
 
 
 def test_it_says_when_nothing_waits_for_review(client, ada, project):
