@@ -1,6 +1,8 @@
 from django.contrib import admin
 
-from annotation.models import Assignment, AuditEvent, Correction, LabelVersion, Membership, Nucleus, Project, Volume
+from annotation.models import (
+    Assignment, AuditEvent, Correction, LabelVersion, Membership, Nucleus, Project, Volume, VolumeImportJob,
+)
 
 
 class MembershipInline(admin.TabularInline):
@@ -89,3 +91,22 @@ class AuditEventAdmin(_NoDeleteAdmin):
     list_display = ["created_at", "project", "user", "action", "object_type", "object_id", "label_version"]
     list_filter = ["action", "project"]
     search_fields = ["user__username", "action"]
+
+
+@admin.register(VolumeImportJob)
+class VolumeImportJobAdmin(admin.ModelAdmin):
+    """Written by the upload and the worker: shown here, never added, edited or deleted."""
+
+    list_display = ["id", "project", "file_name", "file_bytes", "status", "progress", "volume", "created_by",
+                    "created_at"]
+    list_filter = ["status", "project"]
+    search_fields = ["file_name"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
