@@ -311,6 +311,11 @@ def test_it_fixes_what_tripped_people(app, browser):
     # alice: her region is drawn, the queue keeps to it, the tools are off outside it.
     page, errors = _open(browser, live, seed, "alice")
     assert page.evaluate("ezqViewer.regions.regions") == [[0, 10, 0, 64, 0, 64]]
+    # Drawn in every view: the XY map and the XZ and YZ views each carry the box.
+    boxes = page.evaluate("""[ezqViewer.map, ezqViewer.ortho.views.xz.layers.map, ezqViewer.ortho.views.yz.layers.map]
+        .map((m) => m.getLayers().getArray().filter((l) => l.getSource?.()?.getFeatures?.().some(
+            (f) => f.getGeometry().getType() === 'Polygon')).length)""")
+    assert boxes == [1, 1, 1], boxes
     queue = page.locator("#nuclei-list button.nucleus")
     assert sorted(int(queue.nth(i).get_attribute("data-label-id")) for i in range(queue.count())) == [1, 2]
     assert page.get_attribute("#viewer", "data-locked") == "true"  # the view is centred outside it

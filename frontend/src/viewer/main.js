@@ -210,6 +210,7 @@ function main() {
   // -- where this person may edit (region.js) -----------------------------------------------
   let draw3d = null; // the tools across planes, made with the editor below
   const gate = makeRegionGate({ config, map, elements: { note: $('region-note') } });
+  gate.drawIn(ortho.views, { cursor: state.cursor, planes: volume.shape[0] }); // and in XZ, YZ
   function refreshGate() {
     const locked = gate.update(state.z, view.getCenter());
     if (locked === state.locked) return;

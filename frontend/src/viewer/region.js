@@ -3,8 +3,9 @@
  * annotation.roles.editable_regions) and the server refuses edits elsewhere anyway (403).
  *
  * - A student's assigned regions ([z0, z1, y0, y1, x0, x1), level 0) are drawn on the map as
- *   dashed boxes, bright on the planes they cover and faint on the others; `regions` and
- *   `inside` are there for the other views of the page too (window.ezqViewer.regions).
+ *   dashed boxes, bright on the planes they cover and faint on the others, and in the XZ and
+ *   YZ views (`drawIn`) as the boxes' z-by-x (z-by-y) sides, bright while the cursor's row
+ *   (column) crosses them; `regions` and `inside` are on window.ezqViewer.regions.
  * - The edit tools are off (greyed, with the reason as their tooltip and in #region-note) for
  *   someone who may not edit the volume, and while the plane or the centre of the view lies
  *   outside every region.
@@ -58,10 +59,33 @@ export function makeRegionGate({ config, map, elements }) {
       + 'here. Go to the dashed box.';
   }
 
+  /** Draw the regions in the XZ and YZ views too (ortho.js's `views`; `cursor` {y, x} is the
+   * page's, read at each frame; `planes` the stack's Z). */
+  function drawIn(views, { cursor, planes }) {
+    for (const [plane, view] of Object.entries(views)) {
+      const boxes = new VectorSource({ wrapX: false });
+      for (const region of regions ?? []) {
+        const [z0, z1, y0, y1, x0, x1] = region;
+        const [a0, a1, b0, b1] = plane === 'xz' ? [x0, x1, y0, y1] : [y0, y1, x0, x1];
+        const r0 = (z0 * view.rows) / planes;
+        const r1 = (z1 * view.rows) / planes;
+        const feature = new Feature(new Polygon([[[a0, -r0], [a1, -r0], [a1, -r1], [a0, -r1], [a0, -r0]]]));
+        const crossing = () => {
+          const index = plane === 'xz' ? cursor.y : cursor.x;
+          return index >= b0 && index < b1;
+        };
+        feature.setStyle(() => (crossing() ? onPlane : offPlane));
+        boxes.addFeature(feature);
+      }
+      view.layers.map.addLayer(new VectorLayer({ source: boxes, zIndex: 4 }));
+    }
+  }
+
   return {
     regions,
     canEdit,
     inside,
+    drawIn,
     /** Restyle the boxes for plane z and say whether editing is on here. */
     update(z, centre) {
       for (const feature of features) {
