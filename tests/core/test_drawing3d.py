@@ -145,3 +145,18 @@ def test_it_round_trips_and_shifts_3d_drawings():
     fill = Edit(correction_type="add", z=2, fill=[5, 6], radius=3).shifted(1, 2, 2)
     assert fill.fill == (3.0, 4.0) and Edit.from_dict(fill.to_dict()) == fill
     assert fill.drawing_bounds() == (-1, 8, 0, 9)
+
+
+def test_it_grows_a_nucleus_by_interpolated_sections_into_background_only():
+    labels = np.zeros((5, 30, 30), np.uint32)
+    labels[1:4, 10:14, 10:14] = 2
+    labels[2, 16:20, 16:20] = 7  # a neighbour inside the drawn solid keeps its pixels
+    edit = _edit(correction_type="modify", nucleus_ids=[2], z=1, sections=[{"z": 1, "polygon": _square(8, 8, 8)},
+                                                                          {"z": 3, "polygon": _square(8, 8, 14)}])
+    out = apply_edit(labels, edit, new_id=9)
+    assert ((out == 7) == (labels == 7)).all() and (out == 9).sum() == 0
+    assert (out == 2).sum() > (labels == 2).sum() and not (out[0] == 2).any() and not (out[4] == 2).any()
+    erase = _edit(correction_type="modify", nucleus_ids=[2], z=1, erase=True,
+                  sections=[{"z": 1, "polygon": _square(9, 9, 2)}, {"z": 3, "polygon": _square(9, 9, 2)}])
+    carved = apply_edit(labels, erase, new_id=9)
+    assert carved[2, 10, 10] == 0 and carved[2, 13, 13] == 2
