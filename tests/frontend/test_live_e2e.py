@@ -235,3 +235,38 @@ def test_it_sends_the_segmentation_thresholds_from_the_viewer(app):
             context.close()
         finally:
             browser.close()
+
+
+def test_it_uploads_labels_for_a_volume_from_the_project_page(app):
+    import tifffile
+    from playwright.sync_api import sync_playwright
+
+    live, seed, work = app
+    labels = np.fromfile(work / "labels.raw", dtype=np.uint32).reshape(SHAPE)
+    tifffile.imwrite(work / "curated labels.tif", labels, photometric="minisblack", metadata={"axes": "ZYX"})
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_context(base_url=live.url).new_page()
+            sign_in(page, live.url, "ivy")
+            page.goto(f"{live.url}/projects/{seed['project']}/")
+            row = page.locator("tr", has=page.get_by_role("link", name="generated stack", exact=True))
+            before = row.locator("form.labels-upload").get_attribute("data-parent")
+            row.locator("form.labels-upload input[type=file]").set_input_files(str(work / "curated labels.tif"))
+            with page.expect_navigation(timeout=TIMEOUT_MS):
+                row.get_by_role("button", name="Send").click()
+            after = row.locator("form.labels-upload").get_attribute("data-parent")
+            assert int(after[1:]) == int(before[1:]) + 1, (before, after)
+            assert row.locator("a", has_text="Labels OME-TIFF").get_attribute("href").endswith(
+                f"/label-versions/{after}/export.ome.tif")
+
+            # Labels of another shape: one message naming the file, nothing made.
+            tifffile.imwrite(work / "wrong.tif", labels[:, :64], photometric="minisblack", metadata={"axes": "ZYX"})
+            row.locator("form.labels-upload input[type=file]").set_input_files(str(work / "wrong.tif"))
+            row.get_by_role("button", name="Send").click()
+            error = row.locator("form.labels-upload [data-error]")
+            error.wait_for(state="visible", timeout=TIMEOUT_MS)
+            assert error.text_content().startswith("wrong.tif: labels have shape"), error.text_content()
+            assert row.locator("form.labels-upload").get_attribute("data-parent") == after
+        finally:
+            browser.close()
