@@ -55,6 +55,7 @@ export function makeEditor({ viewer, elements }) {
   const { map, sketchSource, doubleClickZoom } = viewer.layers;
   const done = []; // this page's edits, oldest first: correction records
   const undone = []; // undone ones that redo can bring back, last undone on top
+  const checks = []; // this page's check marks (confirm records)
   let tool = 'select';
   let draw = null;
   let seeds = [];
@@ -90,6 +91,13 @@ export function makeEditor({ viewer, elements }) {
 
   function renderLog() {
     elements.log.replaceChildren();
+    for (const record of checks.slice().reverse()) { // checks change no labels: no undo, a reviewer rejects
+      const item = document.createElement('li');
+      item.dataset.correctionId = String(record.id);
+      item.dataset.type = record.type;
+      item.textContent = `checked #${record.nucleus_ids.join(', #')} (${record.label_version})`;
+      elements.log.append(item);
+    }
     for (const record of [...done, ...undone.slice().reverse()].reverse()) {
       const item = document.createElement('li');
       const isUndone = undone.includes(record);
@@ -114,6 +122,7 @@ export function makeEditor({ viewer, elements }) {
     const n = viewer.state.selection.length;
     elements.mergeApply.disabled = busy || locked || n < 2;
     elements.deleteApply.disabled = busy || locked || n < 1;
+    elements.checkApply.disabled = busy || locked || n !== 1;
     for (const button of elements.tools) {
       button.disabled = locked && button.dataset.tool !== 'select';
       button.title = locked && button.dataset.tool !== 'select' ? viewer.state.locked : (button.dataset.title ?? '');
@@ -223,6 +232,26 @@ export function makeEditor({ viewer, elements }) {
       return;
     }
     correct({ type: 'delete', nucleus_ids: [...ids] }, () => []);
+  }
+
+  /** "This nucleus is right": a check mark (a correction of its own kind, reviewed like the
+   * others, training data once approved; a new segmentation keeps the nucleus). */
+  function checkSelected() {
+    const ids = viewer.state.selection;
+    if (ids.length !== 1) {
+      viewer.banner.show('Select the one nucleus that is right first (select tool, click it).', { kind: 'info' });
+      return;
+    }
+    send('check', async () => {
+      const record = await api.post(`volumes/${volumeId}/corrections/`, {
+        label_version: viewer.state.version, z: viewer.state.z, type: 'confirm', nucleus_ids: [ids[0]],
+      });
+      checks.push(record);
+      renderLog();
+      await viewer.setVersion(viewer.state.version, { selection: [ids[0]] }); // the list shows the mark
+      viewer.banner.show(`Nucleus #${ids[0]} checked: it waits for review like any correction.`, { kind: 'info' });
+      return record;
+    });
   }
 
   function onLine(coordinates) {
@@ -340,6 +369,7 @@ export function makeEditor({ viewer, elements }) {
   elements.redo.addEventListener('click', redo);
   elements.mergeApply.addEventListener('click', mergeSelected);
   elements.deleteApply.addEventListener('click', deleteSelected);
+  elements.checkApply.addEventListener('click', checkSelected);
   elements.zThis.addEventListener('change', () => {
     elements.zInputs.classList.toggle('disabled', elements.zThis.checked);
     for (const input of elements.zInputs.querySelectorAll('input')) input.disabled = elements.zThis.checked;
@@ -357,6 +387,7 @@ export function makeEditor({ viewer, elements }) {
     correct,
     mergeSelected,
     deleteSelected,
+    checkSelected,
     refreshButtons,
     /** Enter: finish a polygon, or merge the picked nuclei. */
     enter() {

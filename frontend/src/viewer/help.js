@@ -10,6 +10,7 @@ import { TOOLS } from './edits.js';
 export const KEYS = [
   [', .  PgDn PgUp', 'previous / next plane'],
   ['n', 'next uncertain nucleus (in your region): jump there and zoom in'],
+  ['y', 'check the selected nucleus: it is right (a correction of its own, kept by a new segmentation)'],
   ['o', 'labels as outlines only'],
   ['l', 'labels on / off'],
   ['h', 'uncertainty heat map'],

@@ -3,6 +3,10 @@
  * volume's newest job from the WebSocket (each message is a job's whole state: first the
  * persisted ones, then every change). When a job that was queued or running while the page was
  * open succeeds, `onSucceeded` gets its label version.
+ *
+ * Before a job starts on a volume where people made, changed or checked nuclei, or that has
+ * open assignments, the panel says so (`volumes/{id}/curation/`): a new segmentation keeps
+ * those nuclei, unless "start from scratch" is ticked; a second Start sends it.
  */
 
 const ACTIVE = new Set(['queued', 'running']);
@@ -16,6 +20,7 @@ export function makeJobPanel({ api, config, elements, onSucceeded, onError }) {
   let stopped = false;
   let pollTimer = null;
   let starting = false; // a Start sent and not answered yet
+  let warned = false; // the curation notice was shown for the Start to come
 
   const [vz, vy, vx] = volume.voxel_size;
   elements.vz.value = vz;
@@ -146,13 +151,40 @@ export function makeJobPanel({ api, config, elements, onSucceeded, onError }) {
     return out;
   }
 
+  /** Whether people's work is at stake (and the notice now says what happens to it). */
+  async function curationAtStake() {
+    const c = await api.get(`volumes/${volume.id}/curation/`);
+    const people = c.edited + c.checked;
+    if (people === 0 && c.open_assignments === 0) return false;
+    const parts = [];
+    if (c.edited) parts.push(`${c.edited} nucle${c.edited === 1 ? 'us' : 'i'} made or changed by people`);
+    if (c.checked) parts.push(`${c.checked} checked`);
+    const open = c.open_assignments
+      ? ` ${c.open_assignments} assignment${c.open_assignments === 1 ? ' is' : 's are'} still open on this volume.` : '';
+    elements.curationText.textContent = (people
+      ? `${c.label_version} has ${parts.join(' and ')}: the new segmentation keeps them exactly and the model `
+        + 'fills in the rest.' : 'Nobody has corrected these labels yet.') + open
+      + ' Press Start again to go ahead.';
+    elements.curation.hidden = false;
+    return true;
+  }
+
   elements.form.addEventListener('submit', async (event) => {
     event.preventDefault();
     if (starting || elements.start.disabled) return;
     starting = true;
     renderStart(newest());
     try {
-      const job = await api.post(`volumes/${volume.id}/segmentation-jobs/`, { params: params() });
+      if (!warned && await curationAtStake()) {
+        warned = true;
+        return;
+      }
+      const job = await api.post(`volumes/${volume.id}/segmentation-jobs/`, {
+        params: params(), from_scratch: elements.fromScratch.checked,
+      });
+      warned = false;
+      elements.curation.hidden = true;
+      elements.fromScratch.checked = false;
       update({ ...job, type: 'job' });
       poll();
     } catch (error) {

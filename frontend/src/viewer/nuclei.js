@@ -42,7 +42,13 @@ export function makeNucleiPanel({ api, volumeId, elements, onPick, accept = null
       const size = document.createElement('span');
       size.className = 'size muted';
       size.textContent = `${nucleus.volume_voxels.toLocaleString()} vx`;
-      button.append(swatch, id, score, where, size);
+      const mark = document.createElement('span');
+      mark.className = 'curation';
+      button.dataset.curation = nucleus.curation ?? '';
+      mark.textContent = { checked: '✓ checked', edited: '✎ edited' }[nucleus.curation] ?? '';
+      mark.title = { checked: 'a person checked it: it is right', edited: 'made or changed by a person' }[
+        nucleus.curation] ?? '';
+      button.append(swatch, id, score, where, size, mark);
       button.addEventListener('click', () => onPick(nucleus));
       item.append(button);
       list.append(item);

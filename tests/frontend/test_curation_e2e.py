@@ -1,0 +1,133 @@
+"""Curation in Debian's headless Chromium against the running app (tests/frontend/live.py):
+alice checks a nucleus (the key ``y``: the queue marks it checked) and deletes another; ivy
+rejects the deletion on the review page, which says the edit was taken out of the latest
+labels, and the nucleus is back in them voxel for voxel; in the viewer, Start segmentation
+first says what a new segmentation keeps, and starts nothing.
+
+Screenshots go to var/test-artifacts/curation-e2e/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from tests.frontend.live import ARTIFACTS, PASSWORD, LiveApp, launch_chromium, sign_in
+
+TIMEOUT_MS = 20_000
+
+ASSIGN = """
+from django.contrib.auth import get_user_model
+from annotation.models import Volume
+from annotation.services import assignment_create
+users = get_user_model().objects
+volume = Volume.objects.get()
+assignment_create(project=volume.project, volume=volume, student=users.get(username="alice"),
+                  assigned_by=users.get(username="ivy"))
+"""
+
+SAME = """
+import json
+import numpy as np
+from annotation.models import Volume
+from annotation.stores import volume_store
+store = volume_store(Volume.objects.get())
+print(json.dumps(bool(np.array_equal(store.read_labels("v1"), store.read_labels(sys.argv[-1])))))
+"""
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    import tifffile
+
+    from segmentation.core import synthetic
+
+    work = tmp_path_factory.mktemp("curation-e2e")
+    sample = synthetic.generate_3d(shape=(6, 128, 128), seed=3)
+    tifffile.imwrite(work / "stack.tif", np.clip(np.round(sample.image * 100), 0, 65535).astype(np.uint16),
+                     photometric="minisblack", metadata={"axes": "ZYX"})
+    sample.labels.astype(np.uint32).tofile(work / "labels.raw")
+    live = LiveApp(work, extra_env={"EZQUANT_EMBEDDED_WORKER": "0"})  # nothing is segmented here
+    try:
+        live.migrate()
+        seed = live.seed(username="ada", password=PASSWORD, members=[["ivy", "instructor"], ["alice", "student"]],
+                         project="Nuclei 101", tiff=str(work / "stack.tif"), name="generated stack",
+                         voxel_size=[2.0, 0.5, 0.5], labels=str(work / "labels.raw"))
+        live.manage("shell", "-c", ASSIGN)
+        live.start()
+        yield live, seed
+    finally:
+        live.stop()
+
+
+def test_it_checks_rejects_and_keeps_in_the_browser(app):
+    from playwright.sync_api import expect, sync_playwright
+
+    live, seed = app
+    shots = ARTIFACTS / "curation-e2e"
+    shutil.rmtree(shots, ignore_errors=True)
+    shots.mkdir(parents=True)
+    errors: list[str] = []
+    viewer = f"{live.url}/volumes/{seed['volume']}/"
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            alice = browser.new_page(viewport={"width": 1400, "height": 900})
+            alice.on("pageerror", lambda error: errors.append(str(error)))
+            sign_in(alice, live.url, "alice")
+            alice.goto(viewer)
+            alice.wait_for_selector("#viewer[data-state='ready']", timeout=TIMEOUT_MS)
+            queue = alice.locator("#nuclei-list button.nucleus")
+            expect(queue.first).to_be_visible(timeout=TIMEOUT_MS)
+            checked = int(queue.nth(0).get_attribute("data-label-id"))
+            deleted = int(queue.nth(1).get_attribute("data-label-id"))
+            queue.nth(0).click()
+            alice.wait_for_function(f"document.querySelector('#viewer').dataset.selected === '{checked}'")
+            alice.keyboard.press("y")
+            expect(alice.locator("#edit-log li[data-type='confirm']")).to_have_text(f"checked #{checked} (v1)",
+                                                                                   timeout=TIMEOUT_MS)
+            mark = alice.locator(f"#nuclei-list button[data-label-id='{checked}']")
+            expect(mark).to_have_attribute("data-curation", "checked", timeout=TIMEOUT_MS)
+            expect(mark).to_contain_text("checked")
+            expect(alice.locator("#selection-text")).to_contain_text("checked")
+            alice.locator(f"#nuclei-list button[data-label-id='{deleted}']").click()
+            alice.wait_for_function(f"document.querySelector('#viewer').dataset.selected === '{deleted}'")
+            alice.locator("#delete-apply").click()
+            alice.wait_for_selector("#viewer[data-version='v2']", timeout=TIMEOUT_MS)
+            alice.screenshot(path=shots / "alice-viewer.png")
+
+            ivy = browser.new_page(viewport={"width": 1200, "height": 900})
+            ivy.on("pageerror", lambda error: errors.append(str(error)))
+            sign_in(ivy, live.url, "ivy")
+            ivy.goto(f"{live.url}/projects/{seed['project']}/review/")
+            items = ivy.locator("article.review-item")
+            expect(items).to_have_count(2)
+            deletion = items.filter(has=ivy.locator("h2", has_text="Delete"))
+            expect(deletion.locator("input[name='labels'][value='revert']")).to_be_checked()
+            deletion.locator("textarea").fill("that nucleus is real")
+            deletion.get_by_role("button", name="Reject").click()
+            expect(items).to_have_count(1, timeout=TIMEOUT_MS)
+            verdicts = ivy.locator("#verdicts")
+            expect(verdicts).to_contain_text("taken out of the latest labels in v3")
+            ivy.screenshot(path=shots / "review.png", full_page=True)
+            back = ivy.request.get(f"{live.url}/api/v1/volumes/{seed['volume']}/label-versions/v3/nuclei/"
+                                   f"?label_id_min={deleted}&label_id_max={deleted}").json()
+            assert back["count"] == 1
+            same = live.manage("shell", "-c", SAME.replace("sys.argv[-1]", '"v3"')).strip().splitlines()[-1]
+            assert json.loads(same) is True  # v3 is v1 again: the deleted nucleus back voxel for voxel
+
+            ivy.goto(viewer)
+            ivy.wait_for_selector("#viewer[data-state='ready']", timeout=TIMEOUT_MS)
+            ivy.locator("#job-start").click()
+            notice = ivy.locator("#job-curation")
+            expect(notice).to_be_visible(timeout=TIMEOUT_MS)
+            expect(notice).to_contain_text("1 checked")
+            expect(notice).to_contain_text("1 assignment is still open")
+            expect(ivy.locator("#job-status")).to_have_attribute("data-status", "none")  # nothing started yet
+            ivy.screenshot(path=shots / "start.png")
+        finally:
+            browser.close()
+    assert not errors, errors
