@@ -305,6 +305,7 @@ function main() {
       text.textContent = n
         ? `#${n.label_id}: z ${n.z_min}–${n.z_max}, ${n.volume_voxels.toLocaleString()} voxels, uncertainty `
           + `${n.uncertainty === null ? '—' : n.uncertainty.toFixed(3)}`
+          + ({ checked: ' · checked ✓', edited: ' · edited by a person' }[n.curation] ?? '')
         : `#${state.selection[0]}`;
     } else {
       text.textContent = `${state.selection.length} nuclei: #${state.selection.join(', #')}`;
@@ -396,7 +397,8 @@ function main() {
       form: $('job-form'), model: $('job-model'), diameter: $('job-diameter'), backend: $('job-backend'),
       restoration: $('job-restoration'), vz: $('job-vz'), vy: $('job-vy'), vx: $('job-vx'),
       start: $('job-start'), cancel: $('job-cancel'), status: $('job-status'), progress: $('job-progress'),
-      text: $('job-text'),
+      text: $('job-text'), curation: $('job-curation'), curationText: $('job-curation-text'),
+      fromScratch: $('job-from-scratch'),
     },
     onSucceeded: async (job) => {
       await setVersion(job.label_version);
@@ -435,6 +437,7 @@ function main() {
       tools: [...document.querySelectorAll('button.tool')], radius: $('brush-radius'),
       zThis: $('zrange-this'), zFrom: $('zrange-from'), zTo: $('zrange-to'), zInputs: $('zrange-inputs'),
       undo: $('undo'), redo: $('redo'), mergeApply: $('merge-apply'), deleteApply: $('delete-apply'),
+      checkApply: $('check-apply'),
       log: $('edit-log'), status: $('status-tool'),
     },
   });
@@ -476,6 +479,8 @@ function main() {
       root.dataset.colourSeed = String(colouring.seed);
     } else if (key === 'd') {
       mesh.toggle();
+    } else if (key === 'y') {
+      editor.checkSelected();
     } else if (key === 'n') {
       nextUncertain();
     } else if (key === 'o') {
