@@ -21,6 +21,8 @@ Active learning            :class:`UncertaintyEstimator`, :func:`nucleus_uncerta
                            :class:`CorrectionTracker` (:class:`ImageCrop`),
                            :class:`ActiveLearningManager` (:class:`RetrainingParams`),
                            :func:`correction_examples`, :func:`select_for_review`
+Curation                   :func:`keep_curated` (:class:`CuratedMerge`): people's nuclei kept
+                           through a new segmentation; :func:`revert_edit` (:class:`Revert`)
 Adapters                   :class:`ModelAdapter` (LoRA on the CPnet), :class:`AdapterParams`,
                            :class:`AdapterTrainingParams`, :class:`TrainingExample`,
                            :func:`correction_example`, :func:`evaluate_model`,
@@ -48,6 +50,7 @@ from .adapter import (
 from .anisotropy import Anisotropy3DPreprocessor
 from .backends import BACKENDS, Backend, Hybrid2D3DBackend, SliceBackend, True3DBackend
 from .blockwise import BlockwiseParams, BlockwiseResult, segment_blockwise
+from .curation import CuratedMerge, Revert, keep_curated, revert_edit
 from .corrections import (
     CORRECTION_TYPES,
     ActiveLearningManager,
@@ -89,6 +92,7 @@ __all__ = [
     "AdapterParams", "AdapterTrainingParams", "ModelAdapter", "TrainingExample", "compare_models",
     "correction_example", "evaluate_model", "read_adapter_file", "ImageCrop", "RetrainingParams", "correction_examples", "select_for_review",
     "NUCLEUS_FIELDS", "nucleus_table",
+    "CuratedMerge", "Revert", "keep_curated", "revert_edit",
     "BlockwiseParams", "BlockwiseResult", "segment_blockwise",
     "NucleusMesh", "nucleus_mesh", "touching_labels", "z_merge_signs", "z_profile", "z_waist",
     "Cellpose3RestorationEngine", "RestorationParams", "measure_image_quality", "restore", "should_use_restoration",
