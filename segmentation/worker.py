@@ -38,6 +38,7 @@ _embedded_lock = threading.Lock()
 
 
 def _reap_forever(stop: threading.Event, interval: float) -> None:
+    from annotation.services.imports import volume_import_uploads_remove
     from segmentation.services import segmentation_job_reap_stale
 
     while True:
@@ -46,6 +47,9 @@ def _reap_forever(stop: threading.Event, interval: float) -> None:
             reaped = segmentation_job_reap_stale()
             if reaped:
                 logger.warning("reaped %d job(s) whose worker had died", reaped)
+            removed = volume_import_uploads_remove()
+            if removed:
+                logger.warning("removed the uploads of %d import job(s) whose worker had died", removed)
         except Exception:
             logger.exception("reaping stale jobs failed")
         if stop.wait(interval):

@@ -33,7 +33,8 @@ from ezquant_web.api import ApplicationError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IMPORT_SUFFIXES", "volume_import_job_cancel", "volume_import_job_create", "volume_import_job_run"]
+__all__ = ["IMPORT_SUFFIXES", "volume_import_job_cancel", "volume_import_job_create", "volume_import_job_run",
+           "volume_import_uploads_remove"]
 
 IMPORTS_DIR = "imports"
 #: What an upload may be: a TIFF (OME-TIFF and ImageJ TIFF included) or a zipped OME-Zarr folder.
@@ -123,6 +124,18 @@ def volume_import_job_cancel(*, job: VolumeImportJob) -> VolumeImportJob:
 
 def _remove_upload(job: VolumeImportJob) -> None:
     shutil.rmtree(_data_dir() / Path(job.upload_path).parent, ignore_errors=True)
+
+
+def volume_import_uploads_remove() -> int:
+    """Remove the uploads of import jobs that have ended but whose worker could not remove them
+    (it died: the reaper marked the job failed). Run beside the reaper; returns how many."""
+    removed = 0
+    for job in VolumeImportJob.objects.filter(status__in=VolumeImportJob.FINISHED).only("id", "upload_path"):
+        folder = _data_dir() / Path(job.upload_path).parent
+        if job.upload_path and folder.is_dir() and folder.parent == _data_dir() / IMPORTS_DIR:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 def volume_import_job_run(*, job_id: int, worker_id: str | None = None) -> str:

@@ -166,3 +166,23 @@ def test_it_limits_the_imports_waiting(project, ivy, tiff_3d, tmp_path, settings
     with pytest.raises(ApplicationError) as refused:
         _create(project, ivy, tmp_path, "b.tif", b"b")
     assert refused.value.status == 429
+
+
+def test_it_removes_the_upload_of_an_import_whose_worker_died(project, ivy, tiff_3d, tmp_path, data_dir):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from annotation.services.imports import volume_import_uploads_remove
+    from segmentation.jobs import job_reap_stale
+
+    job = _create(project, ivy, tmp_path, "stack.tif", tiff_3d.read_bytes())
+    waiting = _create(project, ivy, tmp_path, "other.tif", tiff_3d.read_bytes())
+    long_ago = timezone.now() - timedelta(hours=1)
+    VolumeImportJob.objects.filter(id=job.id).update(status="running", heartbeat_at=long_ago, started_at=long_ago)
+    assert job_reap_stale(older_than_s=60) == 1
+    assert VolumeImportJob.objects.get(id=job.id).status == "failed"
+    assert volume_import_uploads_remove() == 1
+    assert not (data_dir / job.upload_path).exists()
+    assert (data_dir / waiting.upload_path).is_file()  # a queued one keeps its file
+    assert volume_import_uploads_remove() == 0
