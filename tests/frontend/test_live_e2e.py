@@ -270,3 +270,44 @@ def test_it_uploads_labels_for_a_volume_from_the_project_page(app):
             assert row.locator("form.labels-upload").get_attribute("data-parent") == after
         finally:
             browser.close()
+
+
+_TRAINED = """
+import json, os
+from annotation.models import Project
+from segmentation.models import TrainingJob
+project = Project.objects.get(name="Nuclei 101")
+loss = json.loads(os.environ["LOSS"])
+job = TrainingJob.objects.create(project=project, params={}, correction_ids=[], status="succeeded", progress=1.0,
+                                 message="done", metrics={"loss": loss, "steps": len(loss)})
+print(job.id)
+"""
+
+
+def test_it_draws_the_smoothed_loss_beside_the_raw_one(app):
+    import json
+
+    from playwright.sync_api import sync_playwright
+
+    live, seed, _ = app
+    rng = np.random.default_rng(4)
+    loss = [[step, round(float(1 / (1 + step / 10) + rng.normal(0, 0.1)), 5)] for step in range(1, 41)]
+    live.manage("shell", "-c", _TRAINED, env={"LOSS": json.dumps(loss)})
+    expected, average = 0.0, 0.0
+    for i, (_, value) in enumerate(loss):  # the page's exponential moving average, bias-corrected
+        average = 0.8 * average + 0.2 * value
+        expected = average / (1 - 0.8 ** (i + 1))
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_context(base_url=live.url).new_page()
+            sign_in(page, live.url, "ada")
+            page.goto(f"{live.url}/projects/{seed['project']}/training/")
+            canvas = page.locator("#loss-curve")
+            page.wait_for_function("document.getElementById('loss-curve').dataset.smoothed === '40'",
+                                   timeout=TIMEOUT_MS)
+            assert canvas.get_attribute("data-points") == "40"
+            assert float(canvas.get_attribute("data-last-smoothed")) == pytest.approx(expected, rel=1e-5)
+            assert "smoothed" in page.text_content(".curve-legend")
+        finally:
+            browser.close()
