@@ -10,9 +10,9 @@
  * decoded ids say which nuclei share an edge (within the tile and across its edges with the
  * kept tiles beside it), and a nucleus gets the first colour of a palette of well separated
  * ones, in an order of its own, that none of its known neighbours has; when a tile shows two
- * nuclei of one colour touching, the larger id takes another and the tiles are painted again.
- * So touching nuclei, and the two halves of a split, always differ. `colouring.shuffle()`
- * (key `c`) deals the colours again in another order.
+ * nuclei of one colour touching, the larger id takes another and every view's kept tiles are
+ * painted again (`colouring.listeners`). So touching nuclei, and the two halves of a split,
+ * always differ. `colouring.shuffle()` (key `c`) deals the colours again in another order.
  */
 
 import { TILE_SIZE } from './grid.js';
@@ -50,7 +50,12 @@ export const colouring = {
   seed: 0,
   colour: new Map(), // id -> palette index
   neighbours: new Map(), // id -> Set of ids seen touching it
-  changes: 0, // counts recolourings, for the page to know it must repaint
+  changes: 0, // counts recolourings
+  listeners: new Set(), // called when colours changed: every view repaints (LabelTiles, the queue)
+
+  notify() {
+    for (const listener of this.listeners) listener();
+  },
 
   /** The palette index of `id`: the first, in the id's own order, no known neighbour has. */
   of(id) {
@@ -109,6 +114,7 @@ export const colouring = {
     this.seed = (this.seed + 0x9e3779b9) >>> 0;
     this.colour.clear();
     this.changes += 1;
+    this.notify();
   },
 };
 
@@ -174,6 +180,8 @@ export class LabelTiles {
   constructor() {
     this.tiles = new Map(); // key -> entry, oldest first
     this.style = { outline: false, selected: [] };
+    this.current = { version: null, z: null }; // the plane on screen, as last told
+    colouring.listeners.add(() => this.recolour(this.current.version, this.current.z));
   }
 
   static key(version, z, level, ty, tx) {
@@ -182,13 +190,13 @@ export class LabelTiles {
 
   /** Keep a decoded tile and paint it; the canvas is what the layer shows. Learns which
    * nuclei touch in it (and across its edges with the kept tiles beside it); when that changes
-   * a colour, the other kept tiles are painted again and `onRecolour` is called. */
+   * a colour, every view's kept tiles are painted again (`colouring.notify`). */
   add({ version, z, level, ty, tx, ids, width, height }) {
     const key = LabelTiles.key(version, z, level, ty, tx);
     const beside = (dy, dx) => this.tiles.get(LabelTiles.key(version, z, level, ty + dy, tx + dx)) ?? null;
     const pairs = touchingPairs(ids, width, height, {
       left: beside(0, -1), right: beside(0, 1), above: beside(-1, 0), below: beside(1, 0) });
-    if (colouring.learn(pairs)) this.recolour(version, z);
+    if (colouring.learn(pairs)) colouring.notify();
     const canvas = document.createElement('canvas');
     // Full tile size: OpenLayers stretches a tile's image over the whole tile, and edge tiles
     // of the pyramid are smaller.
@@ -227,6 +235,7 @@ export class LabelTiles {
 
   /** Change the style and repaint the kept tiles of (version, z); true if anything changed. */
   setStyle(style, version, z) {
+    this.current = { version, z };
     const next = { ...this.style, ...style };
     if (next.outline === this.style.outline && sameIds(next.selected, this.style.selected)) return false;
     this.style = { outline: next.outline, selected: [...next.selected] };
@@ -239,6 +248,7 @@ export class LabelTiles {
 
   /** Paint the kept tiles of (version, z) again after the colours changed; the others later. */
   recolour(version, z) {
+    this.current = { version, z };
     for (const entry of this.tiles.values()) {
       if (entry.version === version && entry.z === z) this.paint(entry);
       else entry.stale = true;
@@ -248,6 +258,7 @@ export class LabelTiles {
 
   /** Repaint the kept tiles of (version, z) painted under an older style (on a plane change). */
   refresh(version, z) {
+    this.current = { version, z };
     let changed = false;
     for (const entry of this.tiles.values()) {
       if (entry.stale && entry.version === version && entry.z === z) {

@@ -335,6 +335,7 @@ function main() {
     // A student's queue keeps to the assigned region.
     accept: gate.regions ? (n) => gate.inside(Math.round(n.centroid_z), n.centroid_y, n.centroid_x) : null,
   });
+  colouring.listeners.add(() => nuclei.recolour());
   const mesh = makeMeshView({
     api, volumeId: volume.id, getVersion: () => state.version,
     elements: { panel: $('mesh-panel'), canvas: $('mesh-canvas'), profile: $('mesh-profile'), info: $('mesh-info'),
@@ -473,9 +474,7 @@ function main() {
     } else if (key === '?') {
       help.toggle();
     } else if (key === 'c') {
-      colouring.shuffle();
-      layers.labelTiles.recolour(state.version, state.z);
-      nuclei.recolour();
+      colouring.shuffle(); // every view repaints, the queue's swatches too
       root.dataset.colourSeed = String(colouring.seed);
     } else if (key === 'd') {
       mesh.toggle();
