@@ -54,6 +54,14 @@ def test_it_adds_a_nucleus_interpolated_between_two_planes(drawn, client_for, al
     # Not one polygon stacked: between 5 x 10 x 10 and 5 x 30 x 30 pixels.
     assert 5 * 10 * 10 < made.volume_voxels < 5 * 30 * 30
     assert Correction.objects.count() == 1 and LabelVersion.objects.filter(volume=version.volume).count() == 2
+    # The same outlines onto nucleus 2 ("grow the selected nucleus"): a modify, background only.
+    head = LabelVersion.objects.get(volume=version.volume, name="v2")
+    grow = _post(client_for(alice), head, {"type": "modify", "nucleus_ids": [2], "z": 3, "sections": [
+        {"z": 3, "polygon": _square(190, 190, 60)}, {"z": 5, "polygon": _square(195, 195, 50)}]})
+    assert grow.status_code == 201, grow.json()
+    assert grow.json()["type"] == "modify" and grow.json()["new_ids"] == [2]
+    grown = Nucleus.objects.get(label_version__name="v3", label_version__volume=version.volume, label_id=2)
+    assert (grown.z_min, grown.z_max) == (2, 5) and grown.volume_voxels > 4 * 40 * 40
 
 
 def test_it_grows_a_nucleus_with_the_spherical_brush_through_the_planes_it_reaches(drawn, client_for, alice):

@@ -75,3 +75,19 @@ def test_it_refuses_bad_parameters_a_missing_nucleus_a_huge_one_and_outsiders(st
     settings.EZQUANT_EDIT_MAX_VOXELS = 1000
     huge = _get(client_for(alice), version, 1)
     assert huge.status_code == 400 and huge.json()["extra"]["setting"] == "EZQUANT_EDIT_MAX_VOXELS"
+
+
+@pytest.mark.django_db
+def test_it_meshes_a_nucleus_of_a_2d_image_without_z_merge_signs(project, ivy, alice, client_for, tmp_path):
+    import tifffile
+
+    from annotation.services import label_version_create, volume_import
+
+    tifffile.imwrite(tmp_path / "flat.tif", np.zeros((64, 64), np.uint16))
+    flat = volume_import(project=project, src_path=tmp_path / "flat.tif", name="flat", user=ivy, voxel_size=(0.5, 0.5))
+    labels = np.zeros((1, 64, 64), np.uint32)
+    labels[0, 10:20, 10:30] = 4
+    version = label_version_create(volume=flat, labels=labels, user=ivy, source=LabelVersion.Source.UPLOAD)
+    body = _get(client_for(alice), version, 4).json()
+    assert (body["z_min"], body["z_max"], body["waist_z"], body["z_merge_signs"]) == (0, 0, None, [])
+    assert body["meshes"][0]["n_triangles"] > 0 and body["volume_um3"] == pytest.approx(200 * 0.25 * body["voxel_size"][0])
