@@ -23,7 +23,8 @@ __all__ = [
     "NUCLEUS_ORDERINGS", "agreement", "assignment_get", "assignment_list", "audit_list", "correction_get",
     "correction_list", "correction_list_by", "correction_planes", "membership_list", "review_queue", "training_corrections", "label_version_get", "label_version_list", "label_version_orphans",
     "label_version_path_for_tile", "nucleus_list", "nucleus_mesh_get", "uncertainty_scores", "nucleus_rows", "project_get", "project_list",
-    "user_addable", "volume_get", "volume_import_job_get", "volume_list", "volume_path_for_tile",
+    "user_addable", "volume_get", "volume_import_job_get", "volume_import_job_list", "volume_list",
+    "volume_path_for_tile",
 ]
 
 #: Fields the nucleus list may be ordered by (``-field`` for descending).
@@ -64,6 +65,11 @@ def volume_import_job_get(*, user: AbstractBaseUser, job_id: int) -> VolumeImpor
     """An import job of one of the user's projects (``DoesNotExist`` otherwise: 404)."""
     return (VolumeImportJob.objects.filter(project__memberships__user=user)
             .select_related("volume", "created_by", "project").get(id=job_id))
+
+
+def volume_import_job_list(*, project: Project) -> QuerySet[VolumeImportJob]:
+    """A project's imports, newest first."""
+    return project.import_jobs.select_related("volume", "created_by").order_by("-id")
 
 
 def label_version_list(*, volume: Volume) -> QuerySet[LabelVersion]:

@@ -313,6 +313,8 @@ def project_detail(request: HttpRequest, project: Project) -> HttpResponse:
             member_roles=[c for c in Membership.Role.choices if project.role == roles.ADMIN or c[0] == roles.STUDENT],
             assignments=_with_progress([_with_viewer_link(a) for a in selectors.assignment_list(project=project)]),
             pending=selectors.review_queue(project=project).count(),
+            # The latest imports: one still running after a reload is followed again (uploads.js).
+            imports=list(selectors.volume_import_job_list(project=project)[:5]),
         )
     else:
         corrections = list(selectors.correction_list_by(project=project, user=request.user)[:_PAGE_SIZE])

@@ -68,3 +68,23 @@ def test_it_offers_everyone_the_downloads_and_students_no_uploads(client, volume
     assert csv.status_code == 200 and b"".join(csv.streaming_content).startswith(b"label_id,")
     assert tiff.status_code == 200 and tiff["Content-Type"] == "image/tiff"
     assert zipped.status_code == 200 and b"".join(zipped.streaming_content)[:2] == b"PK"
+
+
+@pytest.mark.django_db
+def test_it_lists_the_latest_imports_for_staff(client, volume, ivy, alice, tmp_path):
+    from annotation.services import volume_import_job_create, volume_import_job_run
+
+    def upload(name, data):
+        path = tmp_path / f"{len(name)}.upload"
+        path.write_bytes(data)
+        return volume_import_job_create(project=volume.project, user=ivy, upload_path=path, file_name=name)
+
+    broken = upload("broken.tif", b"II*\x00" + b"\x00" * 32)
+    volume_import_job_run(job_id=broken.id)
+    waiting = upload("next stack.tif", b"II*\x00")
+    html = _page(client, ivy, volume)
+    assert "Latest imports" in html
+    assert f'data-import-job="{waiting.id}" data-status="queued"' in html
+    assert f'data-import-job="{broken.id}" data-status="failed"' in html and "&#x27;broken.tif&#x27;" in html
+    client.logout()
+    assert "Latest imports" not in _page(client, alice, volume)

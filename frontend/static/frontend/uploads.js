@@ -11,6 +11,9 @@
  * failure is one message, which names the user's file (the server's messages do; an answer
  * that does not is prefixed with it). A label upload (data-parent: the version it derives
  * from) is answered 201 with the new version, and the page reloads to list it.
+ *
+ * "Latest imports" ([data-import-job] rows the server rendered) are followed the same way while
+ * they are queued or running: a reload in the middle of a long import loses nothing.
  */
 
 const csrfToken = () => document.querySelector('meta[name="csrf-token"]')?.content ?? '';
@@ -231,4 +234,40 @@ for (const zone of document.querySelectorAll('[data-drop]')) {
     }
   });
   input.addEventListener('change', shown);
+}
+
+// Imports still under way when the page was rendered (a reload in the middle of a long one).
+for (const row of document.querySelectorAll('[data-import-job]')) {
+  if (!['queued', 'running'].includes(row.dataset.status)) continue;
+  const list = row.closest('[data-job]');
+  const url = list.dataset.job.replace(/\/0\/$/, `/${row.dataset.importJob}/`);
+  const text = row.querySelector('[data-text]');
+  (async () => {
+    for (;;) {
+      await sleep(POLL_MS * 2);
+      let job;
+      try {
+        job = await getJson(url);
+      } catch {
+        continue; // the connection dropped: ask again
+      }
+      row.dataset.status = job.status;
+      row.querySelector('progress').value = job.status === 'succeeded' ? 1 : job.progress;
+      if (job.status === 'succeeded') {
+        const link = document.createElement('a');
+        link.href = list.dataset.viewer.replace(/\/0\/$/, `/${job.volume}/`);
+        link.textContent = job.volume_name;
+        text.replaceChildren(link);
+        return;
+      }
+      if (!['queued', 'running'].includes(job.status)) {
+        const why = document.createElement('span');
+        why.className = 'error';
+        why.textContent = job.error || job.status;
+        text.replaceChildren(why);
+        return;
+      }
+      text.textContent = `${job.status} · ${percent(job.progress)}${job.message ? ` · ${job.message}` : ''}`;
+    }
+  })();
 }
