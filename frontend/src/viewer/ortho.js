@@ -200,10 +200,17 @@ export function makeOrthoViews({ volume, api, root, xy, elements, state, setZ, s
       if (tool === 'select' && !event.originalEvent.shiftKey) select([]);
       return;
     }
-    const toggle = tool === 'merge' || event.originalEvent.shiftKey;
     const selection = state.selection;
-    if (toggle) select(selection.includes(id) ? selection.filter((s) => s !== id) : [...selection, id]);
-    else select([id]);
+    const picked = selection.includes(id);
+    const shift = event.originalEvent.shiftKey;
+    if (tool === 'merge') { // as in the XY view: a click adds, a shift-click takes one out
+      if (shift) select(selection.filter((s) => s !== id));
+      else if (!picked) select([...selection, id]);
+    } else if (shift) {
+      select(picked ? selection.filter((s) => s !== id) : [...selection, id]);
+    } else {
+      select([id]);
+    }
   }
 
   function cursorFromView(view, coordinate) {
