@@ -164,6 +164,7 @@ export function makeDraw3d({ viewer, volume, elements }) {
       key: 'f',
       makeDraw: (common) => new Draw({ ...common, type: 'Point', style: outlineStyle }),
       onDrawEnd(geometry, context) {
+        setTimeout(() => context.sketchSource.clear(), 0); // the point is added after drawend
         const [y, x] = toYX(geometry.getCoordinates()).map(round);
         const selected = viewer.state.selection;
         const fill = { point: [y, x], radius: FILL_REACH };
