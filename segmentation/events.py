@@ -75,7 +75,8 @@ def job_state(job: Job) -> dict[str, Any]:
                      volume=job.volume_id, volume_name=job.volume.name if job.volume_id else None)
     else:
         state.update(volume=job.volume_id, model_version=job.model_version,
-                     label_version=job.label_version.name if job.label_version_id else None)
+                     label_version=job.label_version.name if job.label_version_id else None,
+                     kept_nuclei=job.kept_nuclei, from_scratch=job.from_scratch)
     return state
 
 

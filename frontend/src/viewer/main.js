@@ -403,7 +403,9 @@ function main() {
     },
     onSucceeded: async (job) => {
       await setVersion(job.label_version);
-      banner.show(`Segmentation job ${job.id} finished: now showing ${job.label_version}.`, { kind: 'info' });
+      const kept = job.kept_nuclei ? ` It kept the ${job.kept_nuclei} nucle${job.kept_nuclei === 1 ? 'us' : 'i'} `
+        + 'people made, changed or checked; the model filled in the rest.' : '';
+      banner.show(`Segmentation job ${job.id} finished: now showing ${job.label_version}.${kept}`, { kind: 'info' });
     },
     onError: (text) => banner.show(text, { kind: 'error' }),
   });
