@@ -461,3 +461,20 @@ def recent_verdicts(*, project: Project, limit: int = 10) -> QuerySet[Correction
     return (Correction.objects.filter(volume__project=project, reviewed_at__isnull=False)
             .exclude(review_status=Correction.Review.PENDING).exclude(reviewed_by=F("created_by"))  # own edits
             .select_related(*_CORRECTION_RELATED, "reverted_version").order_by("-reviewed_at", "-id")[:limit])
+
+
+def corrections_after(*, corrections: list[Correction]) -> dict[int, list[Correction]]:
+    """Per correction id, the later corrections of its volume whose region meets its own and
+    that are still in the labels: where rejecting it may meet later work on the same nuclei
+    (``correction_revert`` decides from the voxels; this is what the review page warns of)."""
+    volumes = {c.volume_id for c in corrections}
+    first = min((c.id for c in corrections), default=0)
+    later = list(Correction.objects.filter(volume_id__in=volumes, id__gt=first, undone_version__isnull=True,
+                                           reverted_version__isnull=True)
+                 .exclude(review_status=Correction.Review.REJECTED).select_related("created_by").order_by("id"))
+    found = {}
+    for c in corrections:
+        box = c.bbox
+        found[c.id] = [o for o in later if o.volume_id == c.volume_id and o.id > c.id and all(
+            o.bbox[2 * i] < box[2 * i + 1] and box[2 * i] < o.bbox[2 * i + 1] for i in range(3))]
+    return found

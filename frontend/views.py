@@ -337,6 +337,7 @@ def project_review(request: HttpRequest, project: Project) -> HttpResponse:
     page = Paginator(queue, _PAGE_SIZE).get_page(request.GET.get("page"))
     latest = {v.id: v.latest_label_version for v in selectors.volume_list(user=request.user, project_id=project.id)}
     planes = selectors.correction_planes(corrections=list(page))
+    after_them = selectors.corrections_after(corrections=list(page))
     items = []
     for c in page:
         tiles = reverse("volume-detail", kwargs={"volume_id": c.volume_id})
@@ -353,6 +354,7 @@ def project_review(request: HttpRequest, project: Project) -> HttpResponse:
             "before_tiles": f"{tiles}labels/{c.label_version.name}/tiles/",
             "after_tiles": f"{tiles}labels/{after.name}/tiles/",
             "after_version": after.name,
+            "later": after_them[c.id],
             "before_ids": ",".join(map(str, c.nucleus_ids)),
             "after_ids": ",".join(map(str, c.new_ids)),
         })

@@ -253,6 +253,8 @@ def test_it_lists_the_pending_corrections_with_before_and_after_at_their_place(c
     # A rejection takes the edit out of the labels unless the reviewer chooses otherwise.
     assert html.count('<input type="radio" name="labels" value="revert" checked>') == 2
     assert 'value="revert_anyway"' in html and 'value="keep"' in html
+    # ivy trimmed alice's nucleus since: the page warns before the verdict.
+    assert f'data-later="{work["by_ivy"].id}"' in html and "Later" in html
     assert html.count('<canvas class="thumb"') == 4
     assert f'data-labels="/api/v1/volumes/{by_bob.volume_id}/labels/v2/tiles/"' in html
     assert "Modify" in html and "by <strong>alice</strong>" in html and "Delete" in html
