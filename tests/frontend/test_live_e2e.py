@@ -311,3 +311,55 @@ def test_it_draws_the_smoothed_loss_beside_the_raw_one(app):
             assert "smoothed" in page.text_content(".curve-legend")
         finally:
             browser.close()
+
+
+def test_it_forgets_a_viewer_whose_connection_died_without_a_word(app):
+    """ivy's socket stays open on the server (no leave is ever said) but nothing of hers gets
+    through any more, as when her network died: ada's page forgets her 45 s after her last
+    ping. Both pages' clocks are Playwright's, so minutes pass in a moment."""
+    from playwright.sync_api import sync_playwright
+
+    live, seed, _ = app
+    volume = seed["volume"]
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            contexts = {}
+            pages = {}
+            dead = {"ivy": False}
+            for user in ("ada", "ivy"):
+                contexts[user] = browser.new_context(viewport={"width": 1200, "height": 800}, base_url=live.url)
+                contexts[user].clock.install()
+                pages[user] = contexts[user].new_page()
+
+            def through(ws):  # ivy's live socket, relayed by the test so it can go silent
+                server = ws.connect_to_server()
+                ws.on_message(lambda message: None if dead["ivy"] else server.send(message))
+                server.on_message(lambda message: None if dead["ivy"] else ws.send(message))
+
+            pages["ivy"].route_web_socket("**/live/", through)
+            for user in ("ada", "ivy"):
+                sign_in(pages[user], live.url, user)
+                pages[user].goto(f"{live.url}/volumes/{volume}/")
+                pages[user].wait_for_selector("#viewer[data-state=ready]", timeout=TIMEOUT_MS)
+            ada, ivy = pages["ada"], pages["ivy"]
+            ada.wait_for_function("document.getElementById('presence').dataset.users === 'ivy'", timeout=TIMEOUT_MS)
+
+            # Alive: ivy's pings keep her listed however long it lasts.
+            for _ in range(3):
+                ada.clock.fast_forward(30_000)
+                ivy.clock.fast_forward(15_000)  # her ping goes out, ada hears "here"
+                ada.wait_for_timeout(500)
+            ada.clock.fast_forward(30_000)
+            assert _presence(ada) == "ivy"
+
+            # Dead: nothing of hers arrives; her socket is never closed, so no leave is said.
+            dead["ivy"] = True
+            ivy.clock.fast_forward(15_000)
+            ada.clock.fast_forward(30_000)
+            ada.wait_for_timeout(300)
+            ada.clock.fast_forward(30_000)
+            ada.wait_for_function("document.getElementById('presence').dataset.users === ''", timeout=TIMEOUT_MS)
+            assert "Nobody else" in ada.text_content("#presence")
+        finally:
+            browser.close()
