@@ -124,7 +124,7 @@ def test_it_checks_rejects_and_keeps_in_the_browser(app):
             ivy.locator("#job-start").click()
             notice = ivy.locator("#job-curation")
             expect(notice).to_be_visible(timeout=TIMEOUT_MS)
-            expect(notice).to_contain_text("1 checked")
+            expect(notice).to_contain_text("v3 has 1 nucleus people checked")
             expect(notice).to_contain_text("1 assignment is still open")
             expect(ivy.locator("#job-status")).to_have_attribute("data-status", "none")  # nothing started yet
             ivy.screenshot(path=shots / "start.png")

@@ -156,9 +156,10 @@ export function makeJobPanel({ api, config, elements, onSucceeded, onError }) {
     const c = await api.get(`volumes/${volume.id}/curation/`);
     const people = c.edited + c.checked;
     if (people === 0 && c.open_assignments === 0) return false;
+    const nuclei = (n) => `${n} nucle${n === 1 ? 'us' : 'i'}`;
     const parts = [];
-    if (c.edited) parts.push(`${c.edited} nucle${c.edited === 1 ? 'us' : 'i'} made or changed by people`);
-    if (c.checked) parts.push(`${c.checked} checked`);
+    if (c.checked) parts.push(`${nuclei(c.checked)} people checked`);
+    if (c.edited) parts.push(`${nuclei(c.edited)} ${parts.length ? 'they' : 'people'} made or changed`);
     const open = c.open_assignments
       ? ` ${c.open_assignments} assignment${c.open_assignments === 1 ? ' is' : 's are'} still open on this volume.` : '';
     elements.curationText.textContent = (people
