@@ -127,15 +127,14 @@ def test_it_shows_who_is_here_and_their_edits_as_they_happen(app, shots):
 
 
 _RECORD_BARS = """() => {
+    // Each change of the form's texts (one per upload event, one per job state heard): the bars then.
     window.bars = [];
     const form = document.getElementById('volume-upload');
-    const read = () => {
+    new MutationObserver(() => {
         const now = [...form.querySelectorAll('progress')].map((bar) => bar.value);
         const last = window.bars[window.bars.length - 1];
         if (!last || now.some((v, i) => v !== last[i])) window.bars.push(now);
-        if (form.dataset.state !== 'done' && form.dataset.state !== 'failed') requestAnimationFrame(read);
-    };
-    requestAnimationFrame(read);
+    }).observe(form, { subtree: true, childList: true, characterData: true });
 }"""
 
 
@@ -144,8 +143,9 @@ def test_it_uploads_a_volume_from_the_project_page(app, shots):
     from playwright.sync_api import sync_playwright
 
     live, seed, work = app
-    # Large enough that the import takes a few seconds here: the bar moves between 0 and 1.
-    stack = np.random.default_rng(2).integers(0, 4000, (48, 512, 512), dtype=np.uint16)
+    # The worker reports each plane (at most five a second, the first at once) and the page hears
+    # each report on the job's socket, so the bar stops between 0 and 1 however fast the import.
+    stack = np.random.default_rng(2).integers(0, 4000, (24, 256, 256), dtype=np.uint16)
     path = work / "Big stack, day 3.tif"
     tifffile.imwrite(path, stack, photometric="minisblack", metadata={"axes": "ZYX"})
     errors: list[str] = []
@@ -154,6 +154,8 @@ def test_it_uploads_a_volume_from_the_project_page(app, shots):
         try:
             page = browser.new_context(viewport={"width": 1300, "height": 900}, base_url=live.url).new_page()
             page.on("pageerror", lambda error: errors.append(str(error)))
+            sockets: list[str] = []
+            page.on("websocket", lambda ws: sockets.append(ws.url))
             sign_in(page, live.url, "ivy")
             page.goto(f"{live.url}/projects/{seed['project']}/")
             form = page.locator("#volume-upload")
@@ -163,6 +165,11 @@ def test_it_uploads_a_volume_from_the_project_page(app, shots):
             form.get_by_label("y", exact=True).fill("0.25")
             form.get_by_label("x", exact=True).fill("0.25")
             page.evaluate(_RECORD_BARS)
+            # A slow line (2 MB/s up), as from a lab's network: the upload's bar moves too.
+            cdp = page.context.new_cdp_session(page)
+            cdp.send("Network.enable")
+            cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 20,
+                                                          "downloadThroughput": -1, "uploadThroughput": 2_000_000})
             form.get_by_role("button", name="Upload and import").click()
             page.wait_for_function("['done', 'failed'].includes(document.getElementById('volume-upload').dataset.state)",
                                    timeout=120_000)
@@ -170,16 +177,19 @@ def test_it_uploads_a_volume_from_the_project_page(app, shots):
             assert form.get_attribute("data-state") == "done", form.locator("[data-error]").text_content()
             bars = page.evaluate("window.bars")
             assert bars[-1] == [1, 1]
+            uploading = [b[0] for b in bars]
+            assert any(0 < v < 1 for v in uploading) and uploading == sorted(uploading), bars
             importing = [b[1] for b in bars if b[0] == 1]
             assert any(0 < v < 1 for v in importing), bars  # a real bar: the worker's planes
             assert importing == sorted(importing)
+            assert any("/ws/import-jobs/" in url for url in sockets), sockets  # heard, not polled
             assert "plane" in page.text_content("[data-status=import]") or bars[-1][1] == 1
 
             # The new volume opens in the viewer with the voxel size given.
             page.get_by_role("link", name="Open Big stack, day 3.tif in the viewer").click()
             page.wait_for_selector("#viewer[data-state=ready]", timeout=TIMEOUT_MS)
             config = page.evaluate("JSON.parse(document.getElementById('viewer-config').textContent)")
-            assert config["volume"]["shape"] == [48, 512, 512]
+            assert config["volume"]["shape"] == [24, 256, 256]
             assert config["volume"]["voxel_size"] == [2.0, 0.25, 0.25]
             page.wait_for_function("document.getElementById('viewer').dataset.firstRenderMs", timeout=TIMEOUT_MS)
 

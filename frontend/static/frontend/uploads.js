@@ -5,9 +5,9 @@
  *
  * A <form class="upload-form" data-api="/api/v1/..."> is sent as multipart form data by
  * XMLHttpRequest, whose upload events fill the [data-bar="upload"] bar. A volume upload is
- * answered 202 with an import job (annotation.services.imports): the page then reads the
- * job (data-job, its id in place of 0) until it ends, and the [data-bar="import"] bar shows
- * the worker's progress (plane k of n). The end is a link to the new volume's viewer; a
+ * answered 202 with an import job (annotation.services.imports): the page then follows the
+ * job on its socket (data-socket, its id in place of 0; reading data-job while the socket is
+ * down) until it ends, and the [data-bar="import"] bar shows the worker's progress (plane k of n). The end is a link to the new volume's viewer; a
  * failure is one message, which names the user's file (the server's messages do; an answer
  * that does not is prefixed with it). A label upload (data-parent: the version it derives
  * from) is answered 201 with the new version, and the page reloads to list it.
@@ -103,13 +103,70 @@ async function getJson(url) {
   return body;
 }
 
-/** Follow an import job until it ends; the final state. */
+const ACTIVE = ['queued', 'running'];
+
+/**
+ * The states of import job `id` until it ends, each given to `onState`; resolves with the last.
+ * They come from its socket (ws/import-jobs/<id>/: every progress report the worker makes, at
+ * most five a second); while the socket is down, from reading the job every POLL_MS.
+ */
+function watch(form, id, onState) {
+  const url = form.dataset.job.replace(/\/0\/$/, `/${id}/`);
+  return new Promise((resolve, reject) => {
+    let done = false;
+    let socket = null;
+    let polling = false;
+    const take = (state) => {
+      if (done) return;
+      onState(state);
+      if (!ACTIVE.includes(state.status)) {
+        done = true;
+        socket?.close();
+        resolve(state);
+      }
+    };
+    const poll = async () => {
+      if (polling || done) return;
+      polling = true;
+      let failures = 0;
+      while (!done) {
+        await sleep(POLL_MS);
+        try {
+          take(await getJson(url));
+          failures = 0;
+        } catch (error) {
+          failures += 1; // a dropped connection: keep asking a while, the job goes on without us
+          if (failures > 25) {
+            done = true;
+            reject(error);
+          }
+        }
+      }
+    };
+    try {
+      const scheme = window.location.protocol === 'https:' ? 'wss' : 'ws';
+      socket = new WebSocket(`${scheme}://${window.location.host}${form.dataset.socket.replace(/\/0\/$/, `/${id}/`)}`);
+      socket.addEventListener('message', (event) => {
+        try {
+          take(JSON.parse(event.data));
+        } catch (error) {
+          console.error('bad import message', error);
+        }
+      });
+      socket.addEventListener('close', () => poll());
+    } catch {
+      poll();
+    }
+  });
+}
+
+/** Follow an import job until it ends, on the import bar; the final state. */
 async function follow(form, job) {
-  const url = form.dataset.job.replace(/\/0\/$/, `/${job.id}/`);
   const cancel = part(form, '[data-cancel]');
   form.dataset.importJob = String(job.id);
   if (cancel) {
     cancel.hidden = false;
+    cancel.disabled = false;
     cancel.onclick = async () => {
       cancel.disabled = true;
       await fetch(form.dataset.cancelApi.replace(/\/0\/$/, `/${job.id}/cancel/`), {
@@ -117,23 +174,18 @@ async function follow(form, job) {
       });
     };
   }
-  let state = job;
-  let failures = 0;
-  while (['queued', 'running'].includes(state.status)) {
+  const show = (state) => {
+    if (!ACTIVE.includes(state.status)) return;
     const text = state.status === 'queued' ? 'waiting for a worker…'
       : `${percent(state.progress)}${state.message ? ` · ${state.message}` : ''}`;
     setBar(form, 'import', state.progress, text);
-    await sleep(POLL_MS);
-    try {
-      state = await getJson(url);
-      failures = 0;
-    } catch (error) {
-      failures += 1; // a dropped connection: keep asking a while, the job goes on without us
-      if (failures > 25) throw error;
-    }
+  };
+  show(job);
+  try {
+    return await watch(form, job.id, show);
+  } finally {
+    if (cancel) cancel.hidden = true;
   }
-  if (cancel) cancel.hidden = true;
-  return state;
 }
 
 async function uploadVolume(form, file, data) {
