@@ -64,7 +64,9 @@ export function makeLivePanel({ config, state, elements, addVersion, showVersion
     const count = pending === null ? 1 : pending.count + 1;
     if (pending === null || number(event.name) > number(pending.name)) pending = { ...event, count };
     else pending.count = count;
-    if (event.by === me) pending.what = pending.what.replace(new RegExp(`^${me}\\b`), 'you (in another window)');
+    if (pending.name === event.name && event.by === me && pending.what.startsWith(`${me} `)) {
+      pending.what = `you (in another window) ${pending.what.slice(me.length + 1)}`;
+    }
     renderNotice();
   }
 
