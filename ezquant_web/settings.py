@@ -294,6 +294,13 @@ EZQUANT_MAX_VOXELS = env_int("EZQUANT_MAX_VOXELS", 2 ** 31)
 # Largest image accepted once decoded, in bytes (voxels x bytes per voxel of its type), read
 # from the file's header before any pixel is decoded: what one volume may cost in memory.
 EZQUANT_MAX_IMAGE_BYTES = env_int("EZQUANT_MAX_IMAGE_BYTES", 2 ** 30)
+# Volumes of more voxels than this are segmented block by block (segmentation.core.blockwise),
+# jobs and `manage.py segment` alike, in blocks of at most this many voxels, margins included:
+# memory is then bounded by the block (about 20 bytes a voxel), not by the volume.
+EZQUANT_BLOCK_VOXELS = env_int("EZQUANT_BLOCK_VOXELS", 2 ** 25)
+# A dask.distributed scheduler (tcp://host:8786) whose workers run the blocks; its workers must
+# see EZQUANT_DATA_DIR at the same path. Empty: the blocks run in the job's own process.
+DASK_SCHEDULER_ADDRESS = env_str("DASK_SCHEDULER_ADDRESS", "")
 # What one edit may cost: points of its drawing, brush radius (pixels), voxels of the region
 # it reads and rewrites. Larger edits are refused with 400 before any pixel is touched.
 EZQUANT_EDIT_MAX_POINTS = env_int("EZQUANT_EDIT_MAX_POINTS", 10_000)

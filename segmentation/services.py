@@ -234,6 +234,10 @@ def segmentation_job_run_next(*, worker_id: str | None = None) -> int | None:
 def _segmentation_work(job: SegmentationJob, progress, timings: dict):
     if job.volume is None:
         raise ApplicationError("the volume was deleted")
+    from segmentation.blockwise import blockwise_needed, segmentation_work_blockwise
+
+    if blockwise_needed(job.volume.shape):  # above EZQUANT_BLOCK_VOXELS: in blocks, on Dask
+        return segmentation_work_blockwise(job, progress, timings, model_name=_model_for_run(job))
     result, segment_timings = _segment(job, progress)
     timings.update(segment_timings)
     t = time.perf_counter()

@@ -12,6 +12,7 @@ from .imports import volume_import_job_cancel, volume_import_job_create, volume_
 from .reviews import assignment_create, assignment_set_state, correction_amend, correction_review
 from .volumes import (
     label_version_create,
+    label_version_create_planes,
     label_version_export_tiff,
     label_version_export_zarr,
     label_version_upload,
@@ -24,7 +25,7 @@ from .volumes import (
 __all__ = [
     "assignment_create", "assignment_set_state", "audit_record", "correction_amend", "correction_review",
     "correction_create", "correction_redo", "correction_undo",
-    "label_version_create", "label_version_export_tiff", "label_version_export_zarr", "label_version_upload",
+    "label_version_create", "label_version_create_planes", "label_version_export_tiff", "label_version_export_zarr", "label_version_upload",
     "membership_add", "project_create", "volume_import", "volume_import_job_cancel", "volume_import_job_create",
     "volume_import_job_run", "volume_row_create",
 ]

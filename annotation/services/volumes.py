@@ -27,6 +27,7 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from django.conf import settings
@@ -164,6 +165,35 @@ def label_version_create(*, volume: Volume, labels: np.ndarray, user: AbstractBa
         audit_record(user=user, project_id=volume.project_id, action=f"label_version.{source}", obj=version,
                      label_version=version.name, parent=parent.name if parent is not None else None,
                      model_version=model_version, nuclei=len(rows))
+    return version
+
+
+def label_version_create_planes(*, volume: Volume, plane_of, n_labels: int, rows: list[dict[str, Any]],
+                                user: AbstractBaseUser | None, source: str, model_version: str = "") -> LabelVersion:
+    """Store a segmentation too large to hold whole as the volume's next label version, a plane
+    at a time, with its nuclei measured already.
+
+    Parameters
+    ----------
+    plane_of : ``plane_of(z)`` returns level-0 plane ``z`` as a (Y, X) integer array; called
+        once per plane, in order (e.g. ``BlockwiseResult.plane``).
+    n_labels : the largest id.
+    rows : one dict per nucleus with the fields of ``measurements.NUCLEUS_FIELDS`` (e.g.
+        ``BlockwiseResult.rows``).
+
+    The version directory is published only when every plane is written, and its rows are
+    created in one transaction after that, as in :func:`label_version_create`.
+    """
+    if source not in LabelVersion.Source.values:
+        raise ApplicationError(f"source must be one of {', '.join(LabelVersion.Source.values)}, got {source!r}")
+    meta = volume_store(volume).write_label_planes(plane_of, n_labels=n_labels)
+    with transaction.atomic():
+        version = LabelVersion.objects.create(
+            volume=volume, number=meta.number, name=meta.name, parent=None, source=source,
+            created_by=user, n_labels=meta.n_labels, model_version=model_version)
+        Nucleus.objects.bulk_create((Nucleus(label_version=version, **row) for row in rows), batch_size=2000)
+        audit_record(user=user, project_id=volume.project_id, action=f"label_version.{source}", obj=version,
+                     label_version=version.name, parent=None, model_version=model_version, nuclei=len(rows))
     return version
 
 

@@ -38,7 +38,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
@@ -310,77 +310,72 @@ def _read_block(workdir: str, number: int, region: Region | None = None) -> np.n
     return np.asarray(array[region if region is not None else ...])
 
 
-def _core_stats(block: Block, labels: np.ndarray, image: np.ndarray) -> dict[str, np.ndarray]:
-    """Per local id present in the core: voxel count, intensity sum, coordinate sums and the
-    bounding box, in volume coordinates."""
-    core = labels[block.core_in_outer]
-    values = image[block.core_in_outer]
-    n = int(labels.max()) + 1
-    counts = np.zeros(n, np.int64)
-    sums = np.zeros(n, np.float64)
-    sum_zyx = np.zeros((3, n), np.float64)
-    lo = np.full((3, n), np.iinfo(np.int64).max, np.int64)
-    hi = np.full((3, n), -1, np.int64)
-    z0, y0, x0 = (s.start for s in block.core)
-    _, height, width = core.shape
-    for z in range(core.shape[0]):
-        flat = core[z].ravel()
-        inside = np.flatnonzero(flat)
-        if inside.size == 0:
-            continue
-        ids = flat[inside].astype(np.intp)
-        ys, xs = inside // width + y0, inside % width + x0
-        c = np.bincount(ids, minlength=n)
-        counts += c
-        sums += np.bincount(ids, weights=values[z].ravel()[inside].astype(np.float64), minlength=n)
-        sum_zyx[0] += c * (z + z0)
-        sum_zyx[1] += np.bincount(ids, weights=ys, minlength=n)
-        sum_zyx[2] += np.bincount(ids, weights=xs, minlength=n)
-        present = c > 0
-        lo[0, present] = np.minimum(lo[0, present], z + z0)
-        hi[0, present] = np.maximum(hi[0, present], z + z0)
-        for axis, coords in ((1, ys), (2, xs)):
-            np.minimum.at(lo[axis], ids, coords)
-            np.maximum.at(hi[axis], ids, coords)
-    ids = np.flatnonzero(counts)
-    ids = ids[ids > 0]
-    return {"ids": ids.astype(np.int64), "count": counts[ids], "sum": sums[ids], "sum_zyx": sum_zyx[:, ids],
-            "lo": lo[:, ids], "hi": hi[:, ids]}
+def _inner_faces(block: Block, shape: tuple[int, int, int]) -> list[tuple[int, int]]:
+    """(axis, index in the block's own array) of the faces of its outer region that lie inside
+    the volume: a label touching one is cut by the block's edge."""
+    faces = []
+    for axis, (outer, size) in enumerate(zip(block.outer, shape)):
+        if outer.start > 0:
+            faces.append((axis, 0))
+        if outer.stop < size:
+            faces.append((axis, outer.stop - outer.start - 1))
+    return faces
 
 
-def _owned_measures(block: Block, labels: np.ndarray, ids: np.ndarray, flows, cellprob) -> dict[str, np.ndarray]:
-    """For each id present in the core: whether its centroid (in the block's own view) lies in
-    the core, its voxels in the block, its solidity and its uncertainty score, measured on the
-    block's whole view of the nucleus."""
+def _piece_measures(block: Block, labels: np.ndarray, shape: tuple[int, int, int], overlap: tuple[int, int, int],
+                    flows, cellprob) -> dict[str, np.ndarray]:
+    """Per label of a block (ids ``1..max``; absent ids have count 0): voxels, whether it has
+    voxels in the core, whether the block's edge cuts it, how deep inside the block its centroid
+    lies (distance to the nearest inner face, in margins), its solidity and uncertainty score."""
     from scipy import ndimage as ndi
 
     from .measurements import _solidity
     from .uncertainty import UncertaintyEstimator
 
-    n = int(labels.max())
-    boxes = ndi.find_objects(labels, max_label=n) if n else []
-    counts = np.bincount(labels.ravel(), minlength=n + 1)
-    coords = [np.arange(s) for s in labels.shape]
-    owned = np.zeros(ids.size, bool)
-    voxels = np.zeros(ids.size, np.int64)
-    solidity = np.ones(ids.size)
-    core = block.core_in_outer
-    for k, label_id in enumerate(ids):
-        box = boxes[label_id - 1]
-        mask = labels[box] == label_id
-        voxels[k] = counts[label_id]
-        centroid = [float((np.count_nonzero(mask, axis=tuple(a for a in range(3) if a != axis))
-                           * coords[axis][box[axis]]).sum() / voxels[k]) for axis in range(3)]
-        owned[k] = all(s.start - 0.5 <= c < s.stop - 0.5 for s, c in zip(core, centroid))
-        solidity[k] = _solidity(mask)
-    scores = UncertaintyEstimator().estimate(labels, flows, cellprob)
-    lookup = dict(zip(scores.ids.tolist(), scores.score.tolist()))
-    return {"owned": owned, "voxels": voxels, "solidity": solidity,
-            "uncertainty": np.array([lookup.get(int(i), np.nan) for i in ids], np.float64)}
+    n = int(labels.max()) + 1
+    count = np.zeros(n, np.int64)
+    sum_zyx = np.zeros((3, n))
+    width = labels.shape[2]
+    for z in range(labels.shape[0]):
+        flat = labels[z].ravel()
+        inside = np.flatnonzero(flat)
+        if inside.size:
+            ids = flat[inside].astype(np.intp)
+            c = np.bincount(ids, minlength=n)
+            count += c
+            sum_zyx[0] += c * z
+            sum_zyx[1] += np.bincount(ids, weights=inside // width, minlength=n)
+            sum_zyx[2] += np.bincount(ids, weights=inside % width, minlength=n)
+    centroid = sum_zyx / np.maximum(count, 1)
+    in_core = np.zeros(n, bool)
+    in_core[np.unique(labels[block.core_in_outer])] = True
+    cut = np.zeros(n, bool)
+    depth = np.full(n, np.inf)
+    for axis, index in _inner_faces(block, shape):
+        face = [slice(None)] * 3
+        face[axis] = index
+        cut[np.unique(labels[tuple(face)])] = True
+        depth = np.minimum(depth, np.abs(centroid[axis] - index) / max(overlap[axis], 1))
+    solidity = np.ones(n)
+    for label_id, box in enumerate(ndi.find_objects(labels, max_label=n - 1), start=1):
+        if box is not None:
+            solidity[label_id] = _solidity(labels[box] == label_id)
+    uncertainty = np.full(n, np.nan)
+    if n > 1 and (flows is not None or cellprob is not None):
+        scores = UncertaintyEstimator().estimate(labels, flows, cellprob)
+        uncertainty[scores.ids] = scores.score
+    elif n > 1:
+        scores = UncertaintyEstimator().estimate(labels)
+        uncertainty[scores.ids] = scores.score
+    present = count > 0
+    present[0] = False
+    return {"present": present, "count": count, "in_core": in_core & present, "cut": cut & present,
+            "depth": np.where(present, depth, -np.inf), "solidity": solidity, "uncertainty": uncertainty}
 
 
-def _segment_block(image, block: Block, params, intensity: tuple[float, float], workdir: str,
-                   gpu: bool | None, progress: Progress | None = None) -> dict[str, Any]:
+def _segment_block(image, block: Block, shape: tuple[int, int, int], overlap: tuple[int, int, int], params,
+                   intensity: tuple[float, float], workdir: str, gpu: bool | None,
+                   progress: Progress | None = None) -> dict[str, Any]:
     """Segment one block and write its labels; return its summary (small arrays only)."""
     from .engine import SegmentationEngine
 
@@ -396,18 +391,17 @@ def _segment_block(image, block: Block, params, intensity: tuple[float, float], 
     labels = result.labels[np.newaxis] if flat else result.labels
     flows = result.flows[:, np.newaxis] if flat else result.flows
     cellprob = result.cellprob[np.newaxis] if flat else result.cellprob
-    summary = _block_summary(workdir, block, labels, data, flows, cellprob)
+    summary = _block_summary(workdir, block, labels, shape, overlap, flows, cellprob)
     return {**summary, "seconds": time.perf_counter() - t, "model": result.info["model"],
             "device": result.info["device"], "backend": result.info["backend"]}
 
 
-def _block_summary(workdir: str, block: Block, labels: np.ndarray, image: np.ndarray, flows=None,
-                   cellprob=None) -> dict[str, Any]:
+def _block_summary(workdir: str, block: Block, labels: np.ndarray, shape: tuple[int, int, int],
+                   overlap: tuple[int, int, int], flows=None, cellprob=None) -> dict[str, Any]:
     """Write a block's labels (its outer region) and return what stitching needs of it."""
     _write_block_labels(workdir, block.number, labels)
-    stats = _core_stats(block, labels, image)
-    stats.update(_owned_measures(block, labels, stats["ids"], flows, cellprob))
-    return {"number": block.number, "max_id": int(labels.max()), "stats": stats}
+    return {"number": block.number, "max_id": int(labels.max()),
+            "pieces": _piece_measures(block, labels, shape, overlap, flows, cellprob)}
 
 
 def _shared_region(a: Block, b: Block) -> Region | None:
@@ -477,7 +471,7 @@ def _run_cluster(address: str, calls: list[tuple], progress: Callable[[int], Non
     the rest and waits (a while) for tasks that were already running."""
     from distributed import Client, as_completed
 
-    with Client(address, timeout="30s", set_as_default=False) as client:
+    with Client(address, timeout="10s", set_as_default=False) as client:
         futures = [client.submit(fn, *args, pure=False) for fn, *args in calls]
         index = {f.key: k for k, f in enumerate(futures)}
         results: list[Any] = [None] * len(futures)
@@ -536,11 +530,15 @@ def _union_find(total: int, edges: list[tuple[int, int]]) -> np.ndarray:
 class BlockwiseResult:
     """The stitched segmentation, kept block by block in ``workdir`` until :meth:`close`.
 
+    Each nucleus is one block's label, whole: the piece of the nucleus chosen among the blocks
+    that saw it (see the module docstring). Planes are assembled on demand.
+
     Attributes
     ----------
     shape : (Z, Y, X) of the volume.
     blocks : the grid.
-    lookups : per block, local id -> final id (0 for background and ids left in no core).
+    lookups : per block, local id -> final id (0: background, or a piece another block's view
+        of the nucleus was chosen over).
     n_labels : final ids are ``1..n_labels``.
     info : as :meth:`SegmentationEngine.segment`'s, with ``blockwise`` (grid, overlap, merges).
     """
@@ -553,125 +551,134 @@ class BlockwiseResult:
     workdir: str
     _measures: dict[str, np.ndarray]
 
-    def block_labels(self) -> Iterator[tuple[Region, np.ndarray]]:
-        """``(core, labels)`` for each block: final uint32 ids over its core (volume slices)."""
-        for block in self.blocks:
-            local = _read_block(self.workdir, block.number, block.core_in_outer)
-            yield block.core, self.lookups[block.number][local]
-
     def plane(self, z: int) -> np.ndarray:
-        """Plane ``z`` of the stitched labels, (Y, X) uint32."""
+        """Plane ``z`` of the stitched labels, (Y, X) uint32. Where the chosen views of two
+        nuclei overlap, the block first in raster order keeps the voxel."""
         out = np.zeros(self.shape[1:], np.uint32)
         for block in self.blocks:
-            if block.core[0].start <= z < block.core[0].stop:
-                cy, cx = block.core_in_outer[1:]
-                local = _read_block(self.workdir, block.number, (z - block.outer[0].start, cy, cx))
-                out[block.core[1], block.core[2]] = self.lookups[block.number][local]
+            if block.outer[0].start <= z < block.outer[0].stop:
+                lookup = self.lookups[block.number]
+                if not lookup.any():
+                    continue
+                local = _read_block(self.workdir, block.number, (z - block.outer[0].start, slice(None), slice(None)))
+                values = lookup[local]
+                target = out[block.outer[1], block.outer[2]]
+                free = (target == 0) & (values != 0)
+                target[free] = values[free]
         return out
 
     def read(self) -> np.ndarray:
         """The whole stitched label volume (for small volumes and tests only)."""
         return np.stack([self.plane(z) for z in range(self.shape[0])])
 
-    def rows(self, voxel_size: tuple[float, ...]) -> list[dict[str, Any]]:
-        """One row per nucleus, as :func:`measurements.nucleus_table` on the stitched labels with
-        the block's scores as ``uncertainty``: counts, sums, centroids and bounding boxes are
-        exact; ``solidity`` is the owning block's."""
+    def rows(self, image: Any, voxel_size: tuple[float, ...]) -> list[dict[str, Any]]:
+        """One row per nucleus, as :func:`measurements.nucleus_table` on the stitched labels,
+        measured a plane at a time against ``image`` (the volume, (Z, Y, X) array-like) with
+        the chosen views' scores as ``uncertainty``. Solidity is the chosen view's."""
         size = tuple(float(v) for v in voxel_size)
         if len(size) == 2:
             size = (1.0, *size)
-        m = self._measures
+        image = _as_zyx(image)
+        n = self.n_labels + 1
+        count = np.zeros(n, np.int64)
+        total = np.zeros(n)
+        sum_zyx = np.zeros((3, n))
+        lo = np.full((3, n), np.iinfo(np.int64).max, np.int64)
+        hi = np.full((3, n), -1, np.int64)
+        width = self.shape[2]
+        for z in range(self.shape[0]):
+            flat = self.plane(z).ravel()
+            inside = np.flatnonzero(flat)
+            if inside.size == 0:
+                continue
+            ids = flat[inside].astype(np.intp)
+            ys, xs = inside // width, inside % width
+            c = np.bincount(ids, minlength=n)
+            count += c
+            total += np.bincount(ids, weights=np.asarray(image[z]).ravel()[inside].astype(np.float64), minlength=n)
+            sum_zyx[0] += c * z
+            sum_zyx[1] += np.bincount(ids, weights=ys, minlength=n)
+            sum_zyx[2] += np.bincount(ids, weights=xs, minlength=n)
+            here = c > 0
+            lo[0, here] = np.minimum(lo[0, here], z)
+            hi[0, here] = z
+            for axis, coords in ((1, ys), (2, xs)):
+                np.minimum.at(lo[axis], ids, coords)
+                np.maximum.at(hi[axis], ids, coords)
         voxel_um3 = size[0] * size[1] * size[2]
         rows = []
-        for k in range(self.n_labels):
-            count = int(m["count"][k])
-            score = float(m["uncertainty"][k])
+        for k in range(1, n):
+            voxels = int(count[k])
+            if voxels == 0:  # every voxel taken by an overlapping nucleus of an earlier block
+                continue
+            score = float(self._measures["uncertainty"][k])
             rows.append({
-                "label_id": k + 1,
-                "z_min": int(m["lo"][0, k]), "z_max": int(m["hi"][0, k]),
-                "y_min": int(m["lo"][1, k]), "y_max": int(m["hi"][1, k]),
-                "x_min": int(m["lo"][2, k]), "x_max": int(m["hi"][2, k]),
-                "centroid_z": float(m["sum_zyx"][0, k] / count),
-                "centroid_y": float(m["sum_zyx"][1, k] / count),
-                "centroid_x": float(m["sum_zyx"][2, k] / count),
-                "volume_voxels": count,
-                "volume_um3": count * voxel_um3,
-                "mean_intensity": float(m["sum"][k] / count),
-                "integrated_intensity": float(m["sum"][k]),
-                "solidity": float(m["solidity"][k]),
+                "label_id": k,
+                "z_min": int(lo[0, k]), "z_max": int(hi[0, k]),
+                "y_min": int(lo[1, k]), "y_max": int(hi[1, k]),
+                "x_min": int(lo[2, k]), "x_max": int(hi[2, k]),
+                "centroid_z": float(sum_zyx[0, k] / voxels),
+                "centroid_y": float(sum_zyx[1, k] / voxels),
+                "centroid_x": float(sum_zyx[2, k] / voxels),
+                "volume_voxels": voxels,
+                "volume_um3": voxels * voxel_um3,
+                "mean_intensity": float(total[k] / voxels),
+                "integrated_intensity": float(total[k]),
+                "solidity": float(self._measures["solidity"][k]),
                 "uncertainty": None if math.isnan(score) else score,
             })
         return rows
 
     def uncertainty(self) -> dict[int, float]:
-        """``{final id: score}`` from each nucleus' owning block."""
+        """``{final id: score}`` of each nucleus' chosen view."""
         scores = self._measures["uncertainty"]
-        return {k + 1: float(s) for k, s in enumerate(scores) if not math.isnan(s)}
+        return {k: float(scores[k]) for k in range(1, self.n_labels + 1) if not math.isnan(scores[k])}
 
     def close(self) -> None:
         """Remove the work folder."""
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def _reduce(summaries: list[dict], offsets: np.ndarray, final_of: np.ndarray, n_labels: int) -> dict[str, np.ndarray]:
-    """Per final id: summed core statistics, and solidity and uncertainty of the owning piece."""
-    count = np.zeros(n_labels, np.int64)
-    total = np.zeros(n_labels)
-    sum_zyx = np.zeros((3, n_labels))
-    lo = np.full((3, n_labels), np.iinfo(np.int64).max, np.int64)
-    hi = np.full((3, n_labels), -1, np.int64)
-    best = np.full(n_labels, -1.0)  # rank of the piece chosen so far: owned first, then voxels
-    solidity = np.ones(n_labels)
-    uncertainty = np.full(n_labels, np.nan)
-    for summary in summaries:
-        s = summary["stats"]
-        if s["ids"].size == 0:
-            continue
-        final = final_of[offsets[summary["number"]] + s["ids"]] - 1
-        np.add.at(count, final, s["count"])
-        np.add.at(total, final, s["sum"])
-        for axis in range(3):
-            np.add.at(sum_zyx[axis], final, s["sum_zyx"][axis])
-            np.minimum.at(lo[axis], final, s["lo"][axis])
-            np.maximum.at(hi[axis], final, s["hi"][axis])
-        rank = s["owned"] * 1e15 + s["voxels"]
-        for k, f in enumerate(final):
-            if rank[k] > best[f]:
-                best[f], solidity[f], uncertainty[f] = rank[k], s["solidity"][k], s["uncertainty"][k]
-    return {"count": count, "sum": total, "sum_zyx": sum_zyx, "lo": lo, "hi": hi, "solidity": solidity,
-            "uncertainty": uncertainty}
-
-
 def _stitch(workdir: str, blocks: list[Block], summaries: list[dict], match_iou: float, address: str | None,
             report: Callable[[int, int], None]) -> tuple[list[np.ndarray], int, dict[str, np.ndarray], int]:
-    """Match the pieces of every pair of touching blocks in their shared margin, join them
-    (union-find) and number the nuclei left in some core ``1..n``. Returns the per-block
-    lookups (local id -> final id), ``n``, the per-nucleus measures and the merges made."""
+    """Group the pieces of each nucleus and choose one view of it.
+
+    Pieces of touching blocks that overlap by IoU >= ``match_iou`` in their shared margin are
+    one nucleus (union-find over ``(block, local id)``). A nucleus is kept when one of its
+    pieces has voxels in its own block's core (otherwise it lies in margins only, and the block
+    whose core holds it has its own view); its view is the piece not cut by its block's edge
+    whose centroid lies deepest inside its block. Returns the per-block lookups (local id ->
+    final id, 0 for pieces not chosen), the number of nuclei, their measures (solidity and
+    uncertainty of the chosen view, by final id) and the number of merges."""
     pairs = _neighbours(blocks)
     matches = _run([(_match_pair, workdir, a, b, match_iou) for a, b in pairs], address,
                    lambda done: report(done, len(pairs)))
     summaries = sorted(summaries, key=lambda s: s["number"])
     offsets = np.concatenate([[0], np.cumsum([s["max_id"] + 1 for s in summaries])]).astype(np.int64)
+    total = int(offsets[-1])
     edges = [(offsets[a.number] + i, offsets[b.number] + j) for (a, b), found in zip(pairs, matches) for i, j in found]
-    roots = _union_find(int(offsets[-1]), edges)
-    present = np.zeros(int(offsets[-1]), bool)
-    for s in summaries:
-        present[roots[offsets[s["number"]] + s["stats"]["ids"]]] = True
-    n_labels = int(present.sum())
+    roots = _union_find(total, edges)
+    pieces = {key: np.concatenate([s["pieces"][key] for s in summaries])
+              for key in ("present", "in_core", "cut", "depth", "solidity", "uncertainty")}
+    present = pieces["present"]
+    kept_root = np.zeros(total, bool)
+    kept_root[roots[present & pieces["in_core"]]] = True
+    # The chosen view of each kept nucleus: not cut first, then deepest; ties to the first piece.
+    candidates = np.flatnonzero(present & kept_root[roots])
+    order = np.lexsort((candidates, -pieces["depth"][candidates], pieces["cut"][candidates],
+                        roots[candidates]))
+    ranked = candidates[order]
+    first = np.ones(ranked.size, bool)
+    first[1:] = roots[ranked[1:]] != roots[ranked[:-1]]
+    chosen = ranked[first]  # one piece per kept nucleus, by increasing root
+    n_labels = int(chosen.size)
     if n_labels >= 2 ** 32 - 1:
         raise InvalidInputError(f"{n_labels} nuclei do not fit uint32 ids")
-    # Final ids 1..n in the order of the roots: raster order of the blocks, then local ids.
-    final_of_root = np.zeros(int(offsets[-1]), np.uint32)
-    final_of_root[present] = np.arange(1, n_labels + 1, dtype=np.uint32)
-    final_of = final_of_root[roots]
-    lookups = []
-    for s in summaries:
-        lookup = final_of[offsets[s["number"]]:offsets[s["number"] + 1]].copy()
-        in_core = np.zeros(lookup.size, bool)
-        in_core[s["stats"]["ids"]] = True
-        lookup[~in_core] = 0  # background, and pieces that lie in margins only
-        lookups.append(lookup)
-    measures = _reduce(summaries, offsets, final_of.astype(np.int64), n_labels)
+    final = np.zeros(total, np.uint32)
+    final[chosen] = np.arange(1, n_labels + 1, dtype=np.uint32)
+    lookups = [final[offsets[s["number"]]:offsets[s["number"] + 1]].copy() for s in summaries]
+    measures = {"solidity": np.concatenate([[1.0], pieces["solidity"][chosen]]),
+                "uncertainty": np.concatenate([[np.nan], pieces["uncertainty"][chosen]])}
     return lookups, n_labels, measures, len(edges)
 
 
@@ -745,7 +752,7 @@ def segment_blockwise(image: Any, params, blockwise: BlockwiseParams | None = No
         total = len(blocks)
         stage(0.0, f"segmenting {total} blocks")
         t = time.perf_counter()
-        summaries = _run([(_segment_block, image, b, block_params, (lo, hi), str(workdir),
+        summaries = _run([(_segment_block, image, b, shape, overlap, block_params, (lo, hi), str(workdir),
                            gpu if scheduler_address is None else None,
                            None if scheduler_address else _block_progress(stage, b.number, total)) for b in blocks],
                          scheduler_address, lambda done: stage(done / total, f"segmented {done}/{total} blocks"))

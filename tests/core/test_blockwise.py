@@ -80,7 +80,7 @@ def _exact_blocks(labels, image, blockwise, overlap, workdir):
         ids = np.unique(crop)[1:]
         lookup = np.zeros(int(labels.max()) + 1, np.uint32)
         lookup[ids] = rng.permutation(ids.size).astype(np.uint32) + 1
-        summaries.append(_block_summary(str(workdir), block, lookup[crop], image[block.outer]))
+        summaries.append(_block_summary(str(workdir), block, lookup[crop], labels.shape, overlap))
     lookups, n, measures, merged = _stitch(str(workdir), blocks, summaries, blockwise.match_iou, None,
                                            lambda done, total: None)
     return BlockwiseResult(shape=labels.shape, blocks=blocks, lookups=lookups, n_labels=n, info={},
@@ -118,7 +118,7 @@ def test_it_stitches_the_pieces_back_into_whole_nuclei(tmp_path, shape, block_vo
         assert sorted(np.unique(stitched)[1:].tolist()) == list(range(1, result.n_labels + 1))
         # The table is nucleus_table's on the stitched labels: counts, sums, boxes and centroids exact.
         expected = {row["label_id"]: row for row in nucleus_table(stitched, image, (1.0, 1.0, 1.0))}
-        rows = result.rows((1.0, 1.0, 1.0))
+        rows = result.rows(image, (1.0, 1.0, 1.0))
         assert len(rows) == len(expected)
         for row in rows:
             want = expected[row["label_id"]]

@@ -1,0 +1,171 @@
+"""segmentation.blockwise: jobs on volumes above EZQUANT_BLOCK_VOXELS run block by block, on
+Dask's local scheduler in the worker's process or on a real dask.distributed cluster (a
+scheduler and two workers started here, one of them killed mid-job)."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from annotation.models import LabelVersion, Nucleus
+from annotation.stores import volume_store
+from segmentation.core.metrics import average_precision
+from segmentation.services import segmentation_job_cancel, segmentation_job_create, segmentation_job_run
+
+from .conftest import FAST_PARAMS
+
+REPO = Path(__file__).resolve().parents[2]
+# A 96 x 96 image in 2 x 2 blocks of at most 78 x 78 pixels (15-pixel margins).
+FOUR_BLOCKS_2D = 78 * 78
+
+
+def _work_folders(data_dir):
+    root = Path(data_dir) / "tmp"
+    return sorted(root.iterdir()) if root.is_dir() else []
+
+
+@pytest.mark.django_db
+def test_it_segments_a_volume_above_the_threshold_block_by_block(volume_2d, ivy, settings, data_dir):
+    whole_job = segmentation_job_create(volume=volume_2d, user=ivy, params=FAST_PARAMS)
+    assert segmentation_job_run(job_id=whole_job.id) == "succeeded"
+    settings.EZQUANT_BLOCK_VOXELS = FOUR_BLOCKS_2D
+    job = segmentation_job_create(volume=volume_2d, user=ivy, params=FAST_PARAMS)
+    assert segmentation_job_run(job_id=job.id) == "succeeded"
+    job.refresh_from_db()
+    whole_job.refresh_from_db()
+    assert job.timings["blocks"] == 4 and job.progress == 1.0
+    version = job.label_version
+    store = volume_store(volume_2d)
+    labels = store.read_labels(version.name)
+    whole = store.read_labels(whole_job.label_version.name)
+    assert average_precision(whole, labels, thresholds=(0.5,)).ap[0] >= 0.85
+    ids = np.unique(labels)[1:]
+    rows = Nucleus.objects.filter(label_version=version)
+    assert version.n_labels == int(labels.max()) and rows.count() == ids.size
+    row = rows.order_by("-volume_voxels").first()
+    assert row.volume_voxels == int(np.count_nonzero(labels == row.label_id))
+    assert row.uncertainty is not None and 0 <= row.uncertainty <= 1
+    assert _work_folders(data_dir) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_cancels_a_blockwise_job_between_blocks(volume_3d, ivy, settings, data_dir):
+    settings.EZQUANT_BLOCK_VOXELS = 16 * 100 * 100
+    job = segmentation_job_create(volume=volume_3d, user=ivy, params={"diameter": 15.0, "do_3d": True,
+                                                                       "use_3d_backend": "slice"})
+    outcome = {}
+
+    def work():
+        from django.db import connection
+
+        outcome["status"] = segmentation_job_run(job_id=job.id)
+        connection.close()
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        job.refresh_from_db()
+        if job.status == "running" and "block" in job.message:
+            break
+        time.sleep(0.05)
+    assert job.status == "running" and job.progress < 0.9, (job.status, job.progress, job.message)
+    segmentation_job_cancel(job=job, user=ivy)
+    worker.join(60)
+    job.refresh_from_db()
+    assert outcome["status"] == "cancelled" and job.status == "cancelled"
+    assert job.label_version is None and not LabelVersion.objects.exists()
+    assert _work_folders(data_dir) == []
+
+
+def _start(args, log):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-m", *args], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """``dask scheduler`` and two single-threaded ``dask worker`` processes on this machine."""
+    scheduler_file = tmp_path / "scheduler.json"
+    log = open(tmp_path / "cluster.log", "w")
+    scheduler = _start(["distributed.cli.dask_scheduler", "--scheduler-file", str(scheduler_file), "--port", "0",
+                        "--no-dashboard"], log)
+    deadline = time.monotonic() + 60
+    while not scheduler_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    workers = [_start(["distributed.cli.dask_worker", "--scheduler-file", str(scheduler_file), "--nthreads", "1",
+                       "--nworkers", "1", "--no-nanny", "--no-dashboard", "--name", f"w{k}"], log) for k in range(2)]
+    import json
+
+    from distributed import Client
+
+    address = json.loads(scheduler_file.read_text())["address"]
+    with Client(address, timeout="60s") as client:
+        client.wait_for_workers(2, timeout=120)
+        # Each worker imports torch and loads the shipped model once, before the job's clock.
+        client.run(lambda: __import__("segmentation.core.modelzoo", fromlist=["load_model"]).load_model(None))
+    try:
+        yield address, workers
+    finally:
+        for process in [*workers, scheduler]:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in [*workers, scheduler]:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_runs_the_blocks_on_a_cluster_and_survives_a_lost_worker(cluster, volume_2d, ivy, settings, data_dir):
+    address, workers = cluster
+    settings.EZQUANT_BLOCK_VOXELS = FOUR_BLOCKS_2D
+    settings.DASK_SCHEDULER_ADDRESS = address
+    job = segmentation_job_create(volume=volume_2d, user=ivy, params=FAST_PARAMS)
+    killed = {}
+
+    def kill_after_first_block():
+        # A worker is killed as soon as the first block's labels are written: its running or
+        # queued blocks go to the other worker.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and "at" not in killed:
+            for folder in _work_folders(data_dir):
+                if (folder / "blocks").is_dir() and any(p.name.isdigit() for p in (folder / "blocks").iterdir()):
+                    os.killpg(workers[0].pid, signal.SIGKILL)
+                    killed["at"] = time.monotonic()
+                    return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_after_first_block)
+    killer.start()
+    status = segmentation_job_run(job_id=job.id)
+    killer.join(5)
+    job.refresh_from_db()
+    assert "at" in killed and workers[0].wait(10) is not None
+    assert status == "succeeded", job.error
+    assert job.timings["blocks"] == 4
+    labels = volume_store(volume_2d).read_labels(job.label_version.name)
+    assert job.label_version.n_labels == int(labels.max()) > 0
+    assert Nucleus.objects.filter(label_version=job.label_version).count() == np.unique(labels).size - 1
+    assert _work_folders(data_dir) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_fails_cleanly_when_the_cluster_is_gone(volume_2d, ivy, settings, data_dir):
+    settings.EZQUANT_BLOCK_VOXELS = FOUR_BLOCKS_2D
+    settings.DASK_SCHEDULER_ADDRESS = "tcp://127.0.0.1:9"  # nothing listens there
+    job = segmentation_job_create(volume=volume_2d, user=ivy, params=FAST_PARAMS)
+    assert segmentation_job_run(job_id=job.id) == "failed"
+    job.refresh_from_db()
+    assert job.error and job.label_version is None and not LabelVersion.objects.exists()
+    assert not [p for p in (volume_store(volume_2d).path / "labels").glob("*") if p.is_dir()]
+    assert _work_folders(data_dir) == []
