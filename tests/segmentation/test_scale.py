@@ -258,3 +258,35 @@ def test_it_keeps_an_idle_job_socket_open(stack):
             await ws.close()
 
     async_to_sync(idle)()
+
+
+def test_it_tells_open_viewers_of_a_workers_label_version_and_who_is_here(stack):
+    """The live socket (annotation/consumers.py) across processes: the worker's label version
+    reaches a viewer through Redis, and two viewers hear of each other."""
+    from asgiref.sync import async_to_sync
+
+    volume = stack.seed["volumes"]["image2d"]
+    worker = stack.start_worker("scale-worker-live")
+
+    async def scenario():
+        first = await stack.socket(f"ws/volumes/{volume}/live/")
+        second = await stack.socket(f"ws/volumes/{volume}/live/")
+        try:
+            hello = json.loads(await first.recv())
+            assert hello["type"] == "hello" and hello["you"]["user"] == "alice"
+            joined = await _states_until(first, lambda s: s["type"] == "presence", timeout=20)
+            assert (joined[-1]["action"], joined[-1]["user"]) == ("join", "alice")  # her other window
+            job = stack.api("POST", f"volumes/{volume}/segmentation-jobs/", {"params": {"diameter": 15.0}})
+            heard = await _states_until(second, lambda s: s["type"] == "label_version", timeout=180)
+        finally:
+            await first.close()
+            await second.close()
+        return job, heard[-1]
+
+    job, event = async_to_sync(scenario)()
+    final = stack.api("GET", f"segmentation-jobs/{job['id']}/")
+    assert final["status"] == "succeeded", (stack.tmp / "scale-worker-live.log").read_text()[-3000:]
+    assert (event["volume"], event["name"], event["source"], event["by"]) == (volume, final["label_version"],
+                                                                              "segmentation", "alice")
+    assert event["what"].startswith("a segmentation by alice made new labels")
+    _stop(worker)
