@@ -290,3 +290,41 @@ def test_it_tells_open_viewers_of_a_workers_label_version_and_who_is_here(stack)
                                                                               "segmentation", "alice")
     assert event["what"].startswith("a segmentation by alice made new labels")
     _stop(worker)
+
+
+def test_it_imports_an_upload_in_a_worker_process(stack):
+    """An upload answered 202 by daphne is imported by a worker process (the file shared through
+    EZQUANT_DATA_DIR), its progress pushed on ws/import-jobs/<id>/ through Redis."""
+    import tifffile
+    from asgiref.sync import async_to_sync
+
+    project = stack.api("GET", "projects/")[0]["id"]
+    path = stack.tmp / "uploaded stack.tif"
+    tifffile.imwrite(path, np.arange(6 * 64 * 64, dtype=np.uint16).reshape(6, 64, 64), photometric="minisblack",
+                     metadata={"axes": "ZYX"})
+    boundary = uuid.uuid4().hex
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
+            "Content-Type: image/tiff\r\n\r\n").encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{stack.port}/api/v1/projects/{project}/volumes/import-jobs/",
+                                     method="POST", data=body,
+                                     headers={"Authorization": f"Token {stack.seed['token']}",
+                                              "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 202
+        job = json.loads(response.read())
+    worker = stack.start_worker("scale-worker-import")
+
+    async def follow():
+        ws = await stack.socket(f"ws/import-jobs/{job['id']}/")
+        try:
+            return await _states_until(ws, lambda s: s["status"] in ("succeeded", "failed", "cancelled"), timeout=120)
+        finally:
+            await ws.close()
+
+    states = async_to_sync(follow)()
+    assert states[-1]["status"] == "succeeded", (states[-1], (stack.tmp / "scale-worker-import.log").read_text()[-3000:])
+    assert states[-1]["volume_name"] == "uploaded stack.tif" and states[-1]["progress"] == 1.0
+    volume = stack.api("GET", f"volumes/{states[-1]['volume']}/")
+    assert volume["shape"] == [6, 64, 64]
+    assert not any((stack.tmp / "data" / "imports").iterdir())  # the upload is gone
+    _stop(worker)
