@@ -733,10 +733,12 @@ class _CorrectionStepApi(APIView):
         roles.editable_regions(user=request.user, volume=correction.volume)  # a submitted assignment is closed
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        correction = type(self).step(correction=correction, user=request.user,
-                                     label_version=serializer.validated_data["label_version"])
+        latest = serializer.validated_data["label_version"]
+        correction = type(self).step(correction=correction, user=request.user, label_version=latest)
         version = correction.undone_version if correction.undone else correction.result_version
-        return Response(self.OutputSerializer({"correction": correction, "result_version": version.name}).data,
+        # A withdrawn check made no version: the latest stays as it was.
+        return Response(self.OutputSerializer({"correction": correction,
+                                               "result_version": version.name if version else latest}).data,
                         status=status.HTTP_201_CREATED)
 
 

@@ -222,7 +222,8 @@ class Correction(models.Model):
     it produced; the masks before and after (the edited nuclei in ``bbox``) are in the
     volume's correction store (``segmentation.core.CorrectionTracker``, record ``record_id``).
     Nothing is deleted: an undo is a new version that restores the region, recorded here as
-    ``undone_version``; a redo is a new record (``redo_of``).
+    ``undone_version``; a redo is a new record (``redo_of``). A check (``confirm``) changes no
+    voxel: withdrawing it sets ``undone_at`` only.
     """
 
     class Type(models.TextChoices):
@@ -295,7 +296,7 @@ class Correction(models.Model):
 
     @property
     def undone(self) -> bool:
-        return self.undone_version_id is not None
+        return self.undone_at is not None
 
     @property
     def region(self) -> tuple[slice, slice, slice]:

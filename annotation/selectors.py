@@ -204,14 +204,14 @@ def correction_planes(*, corrections: list[Correction]) -> dict[int, int]:
 def review_queue(*, project: Project) -> QuerySet[Correction]:
     """Corrections of the project awaiting a verdict (and still in effect), oldest first."""
     return (Correction.objects.filter(volume__project=project, review_status=Correction.Review.PENDING,
-                                      undone_version__isnull=True)
+                                      undone_at__isnull=True)
             .select_related(*_CORRECTION_RELATED).order_by("id"))
 
 
 def training_corrections(*, project: Project) -> QuerySet[Correction]:
     """What a model may learn from: the project's approved corrections still in effect."""
     return (Correction.objects.filter(volume__project=project, review_status=Correction.Review.APPROVED,
-                                      undone_version__isnull=True)
+                                      undone_at__isnull=True)
             .select_related(*_CORRECTION_RELATED).order_by("id"))
 
 
@@ -293,7 +293,7 @@ def agreement(*, project: Project) -> dict[str, Any]:
     """
     staff = set(project.memberships.filter(role__in=[Membership.Role.INSTRUCTOR, Membership.Role.ADMIN])
                 .values_list("user_id", flat=True))
-    corrections = list(Correction.objects.filter(volume__project=project, undone_version__isnull=True,
+    corrections = list(Correction.objects.filter(volume__project=project, undone_at__isnull=True,
                                                  created_by__isnull=False)
                        .exclude(review_status=Correction.Review.REJECTED)
                        .select_related("volume", "created_by").order_by("id"))
@@ -427,7 +427,7 @@ def volume_curation(*, volume: Volume) -> dict[str, Any]:
             "open_assignments": volume.assignments.filter(
                 state__in=[Assignment.State.ASSIGNED, Assignment.State.REOPENED]).count(),
             "pending_corrections": volume.corrections.filter(review_status=Correction.Review.PENDING,
-                                                             undone_version__isnull=True).count()}
+                                                             undone_at__isnull=True).count()}
 
 
 def assignment_progress(*, assignments) -> dict[int, dict[str, int]]:
@@ -469,7 +469,7 @@ def corrections_after(*, corrections: list[Correction]) -> dict[int, list[Correc
     (``correction_revert`` decides from the voxels; this is what the review page warns of)."""
     volumes = {c.volume_id for c in corrections}
     first = min((c.id for c in corrections), default=0)
-    later = list(Correction.objects.filter(volume_id__in=volumes, id__gt=first, undone_version__isnull=True,
+    later = list(Correction.objects.filter(volume_id__in=volumes, id__gt=first, undone_at__isnull=True,
                                            reverted_version__isnull=True)
                  .exclude(review_status=Correction.Review.REJECTED).select_related("created_by").order_by("id"))
     found = {}

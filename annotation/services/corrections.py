@@ -422,15 +422,42 @@ def _correction_masks(correction) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _refuse_no_edit(correction: Correction, head: LabelVersion) -> None:
-    """409 for what undo and redo cannot take back: a check (it changed no voxel: a reviewer
-    rejects it) and an edit a reviewer rejected and reverted already."""
+    """409 for what undo and redo cannot take back: an edit a reviewer rejected and reverted
+    already; and a redo of a check (check the nucleus again instead)."""
     if correction.correction_type == Correction.Type.CONFIRM:
-        raise ApplicationError("a check changes no labels, so there is nothing to undo: a reviewer can reject it",
-                               status=_STALE_STATUS, extra={"current_label_version": head.name})
+        raise ApplicationError("a withdrawn check is not redone: check the nucleus again", status=_STALE_STATUS,
+                               extra={"current_label_version": head.name})
     if correction.reverted_version_id is not None:
         raise ApplicationError(f"this edit was rejected and taken out of the labels already (in "
                                f"{correction.reverted_version.name})", status=_STALE_STATUS,
                                extra={"current_label_version": head.name})
+
+
+def _uncheck(correction: Correction, head: LabelVersion) -> None:
+    """Inside ``atomic``: the check's mark taken off its nucleus in ``head`` (if it still carries
+    it), back to what the nucleus was before it was checked."""
+    previous = correction_store(correction.volume).get(correction.record_id).metadata.get("previous_curation", "")
+    Nucleus.objects.filter(label_version=head, label_id=correction.nucleus_ids[0],
+                           curation=Nucleus.Curation.CHECKED).update(curation=previous)
+
+
+def _withdraw_check(*, correction: Correction, user: AbstractBaseUser | None, head: LabelVersion,
+                    refuse_undone) -> Correction:
+    """The undo of a check: no new version; the mark is taken off the nucleus in the latest
+    version and the record marked undone (``undone_at``, no ``undone_version``)."""
+    with transaction.atomic():
+        locked = _head_for_edit(correction.volume, head.name)
+        if locked.id != head.id:
+            raise ApplicationError(f"label version {head.name} changed meanwhile; reload", status=_STALE_STATUS,
+                                   extra={"current_label_version": locked.name})
+        correction = Correction.objects.select_for_update().get(id=correction.id)
+        refuse_undone(correction, head)
+        _uncheck(correction, head)
+        correction.undone_at, correction.undone_by = timezone.now(), user
+        correction.save(update_fields=["undone_at", "undone_by"])
+        audit_record(user=user, project_id=correction.volume.project_id, action="correction.undo", obj=correction,
+                     label_version=head.name, result_version=None)
+        return correction
 
 
 def correction_undo(*, correction: Correction, user: AbstractBaseUser | None, label_version: str) -> Correction:
@@ -444,7 +471,8 @@ def correction_undo(*, correction: Correction, user: AbstractBaseUser | None, la
     volume = correction.volume
 
     def refuse_undone(correction: Correction, head: LabelVersion) -> None:
-        _refuse_no_edit(correction, head)
+        if correction.correction_type != Correction.Type.CONFIRM:
+            _refuse_no_edit(correction, head)
         if correction.undone:
             raise ApplicationError("this edit was undone already", status=_STALE_STATUS,
                                    extra={"current_label_version": head.name})
@@ -453,6 +481,8 @@ def correction_undo(*, correction: Correction, user: AbstractBaseUser | None, la
     head = _latest(volume, label_version)
     correction = Correction.objects.get(id=correction.id)
     refuse_undone(correction, head)
+    if correction.correction_type == Correction.Type.CONFIRM:
+        return _withdraw_check(correction=correction, user=user, head=head, refuse_undone=refuse_undone)
     before, after = _correction_masks(correction)
     current, result, measured = _prepare_swap(volume=volume, head=head, correction=correction, remove=after,
                                               restore=before)
@@ -511,7 +541,7 @@ def _later_corrections(correction: Correction) -> list[Correction]:
     that are still in the labels (not undone, not reverted): what a revert may undo."""
     box = correction.bbox
     later = (Correction.objects.filter(volume_id=correction.volume_id, id__gt=correction.id,
-                                       undone_version__isnull=True, reverted_version__isnull=True)
+                                       undone_at__isnull=True, reverted_version__isnull=True)
              .exclude(review_status=Correction.Review.REJECTED).select_related("created_by", "result_version")
              .order_by("id"))
     return [c for c in later
@@ -560,9 +590,7 @@ def correction_revert(*, correction: Correction, user: AbstractBaseUser | None, 
     if correction.correction_type == Correction.Type.CONFIRM:
         with transaction.atomic():
             _head_for_edit(volume, head.name)
-            previous = correction_store(volume).get(correction.record_id).metadata.get("previous_curation", "")
-            Nucleus.objects.filter(label_version=head, label_id=correction.nucleus_ids[0],
-                                   curation=Nucleus.Curation.CHECKED).update(curation=previous)
+            _uncheck(correction, head)
             inside(None, True)
         return None
     # The pixel work before the transaction, as for an edit (module docstring).

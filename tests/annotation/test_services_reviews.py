@@ -8,7 +8,8 @@ import pytest
 
 from annotation.models import AuditEvent, Correction, LabelVersion, Nucleus
 from annotation.selectors import training_corrections
-from annotation.services import correction_create, correction_review, correction_undo
+from annotation.selectors import review_queue
+from annotation.services import correction_create, correction_redo, correction_review, correction_undo
 from annotation.stores import correction_store, volume_store
 from ezquant_web.api import ApplicationError
 from segmentation.core.corrections import correction_examples
@@ -132,8 +133,6 @@ def test_a_check_is_recorded_without_a_new_version_and_kept_until_the_nucleus_ch
         correction_create(volume=volume, user=ivy, label_version="v1",
                           edit={"correction_type": "confirm", "nucleus_ids": [n.label_id]})
     assert twice.value.status == 409
-    with pytest.raises(ApplicationError, match="nothing to undo"):
-        correction_undo(correction=check, user=alice, label_version="v1")
     # An edit of another nucleus carries the mark along; an edit of this one ends it.
     v2 = correction_create(volume=volume, user=alice, label_version="v1",
                            edit={"correction_type": "delete", "nucleus_ids": [m.label_id]}).result_version
@@ -161,6 +160,25 @@ def test_a_check_is_a_positive_training_example_once_approved(labels_v1, alice, 
     # The nucleus is one object of the target, weighted in full: the model learns it is right.
     assert len(np.unique(example.labels[nucleus])) == 1 and (example.labels[nucleus] > 0).all()
     assert (example.weight[nucleus] == 1).all()
+
+
+def test_a_check_is_withdrawn_by_its_undo(labels_v1, alice):
+    n = _largest(labels_v1)
+    check = correction_create(volume=labels_v1.volume, user=alice, label_version="v1",
+                              edit={"correction_type": "confirm", "nucleus_ids": [n.label_id]})
+    withdrawn = correction_undo(correction=check, user=alice, label_version="v1")
+    assert (withdrawn.undone, withdrawn.undone_version, withdrawn.undone_by) == (True, None, alice)
+    assert Nucleus.objects.get(label_version=labels_v1, label_id=n.label_id).curation == ""
+    assert LabelVersion.objects.count() == 1 and list(review_queue(project=labels_v1.volume.project)) == []
+    with pytest.raises(ApplicationError, match="undone already"):
+        correction_undo(correction=check, user=alice, label_version="v1")
+    with pytest.raises(ApplicationError, match="check the nucleus again") as redo:
+        correction_redo(correction=check, user=alice, label_version="v1")
+    assert redo.value.status == 409
+    again = correction_create(volume=labels_v1.volume, user=alice, label_version="v1",
+                              edit={"correction_type": "confirm", "nucleus_ids": [n.label_id]})
+    assert again.id != check.id and Nucleus.objects.get(label_version=labels_v1, label_id=n.label_id).curation == \
+        "checked"
 
 
 def test_rejecting_a_check_takes_the_mark_off(labels_v1, alice, ivy):

@@ -87,9 +87,15 @@ def test_it_checks_rejects_and_keeps_in_the_browser(app):
             queue.nth(0).click()
             alice.wait_for_function(f"document.querySelector('#viewer').dataset.selected === '{checked}'")
             alice.keyboard.press("y")
-            expect(alice.locator("#edit-log li[data-type='confirm']")).to_have_text(f"checked #{checked} (v1)",
-                                                                                   timeout=TIMEOUT_MS)
+            expect(alice.locator("#edit-log li[data-type='confirm']").first).to_have_text(
+                f"checked #{checked} (v1)", timeout=TIMEOUT_MS)
             mark = alice.locator(f"#nuclei-list button[data-label-id='{checked}']")
+            expect(mark).to_have_attribute("data-curation", "checked", timeout=TIMEOUT_MS)
+            alice.keyboard.press("Control+z")  # a slip: the check is withdrawn, then made again
+            expect(alice.locator("#edit-log li[data-type='confirm']")).to_have_text(
+                f"checked #{checked} (v1) · withdrawn", timeout=TIMEOUT_MS)
+            expect(mark).to_have_attribute("data-curation", "", timeout=TIMEOUT_MS)
+            alice.keyboard.press("y")
             expect(mark).to_have_attribute("data-curation", "checked", timeout=TIMEOUT_MS)
             expect(mark).to_contain_text("checked")
             expect(alice.locator("#selection-text")).to_contain_text("checked")

@@ -55,7 +55,8 @@ export function makeEditor({ viewer, elements }) {
   const { map, sketchSource, doubleClickZoom } = viewer.layers;
   const done = []; // this page's edits, oldest first: correction records
   const undone = []; // undone ones that redo can bring back, last undone on top
-  const checks = []; // this page's check marks (confirm records)
+  const checks = []; // this page's check marks (confirm records): undo withdraws them, no redo
+  const withdrawn = new Set(); // ids of the checks withdrawn here
   let tool = 'select';
   let draw = null;
   let seeds = [];
@@ -91,11 +92,13 @@ export function makeEditor({ viewer, elements }) {
 
   function renderLog() {
     elements.log.replaceChildren();
-    for (const record of checks.slice().reverse()) { // checks change no labels: no undo, a reviewer rejects
+    for (const record of checks.slice().reverse()) { // checks change no labels: no new version
       const item = document.createElement('li');
       item.dataset.correctionId = String(record.id);
       item.dataset.type = record.type;
-      item.textContent = `checked #${record.nucleus_ids.join(', #')} (${record.label_version})`;
+      item.className = withdrawn.has(record.id) ? 'undone' : '';
+      item.textContent = `checked #${record.nucleus_ids.join(', #')} (${record.label_version})`
+        + (withdrawn.has(record.id) ? ' · withdrawn' : '');
       elements.log.append(item);
     }
     for (const record of [...done, ...undone.slice().reverse()].reverse()) {
@@ -117,7 +120,7 @@ export function makeEditor({ viewer, elements }) {
   function refreshButtons() {
     const busy = viewer.state.busy;
     const locked = Boolean(viewer.state.locked); // no editing here (role, assigned region): why
-    elements.undo.disabled = busy || locked || done.length === 0;
+    elements.undo.disabled = busy || locked || (done.length === 0 && lastCheck() === null);
     elements.redo.disabled = busy || locked || undone.length === 0;
     const n = viewer.state.selection.length;
     elements.mergeApply.disabled = busy || locked || n < 2;
@@ -182,7 +185,27 @@ export function makeEditor({ viewer, elements }) {
     });
   }
 
+  function lastCheck() {
+    for (let i = checks.length - 1; i >= 0; i -= 1) if (!withdrawn.has(checks[i].id)) return checks[i];
+    return null;
+  }
+
+  /** Undo of a check: its mark comes off the nucleus; the labels stay as they are. */
+  async function withdrawCheck(record) {
+    await send('undo', async () => {
+      await api.post(`corrections/${record.id}/undo/`, { label_version: viewer.state.version });
+      withdrawn.add(record.id);
+      renderLog();
+      await viewer.setVersion(viewer.state.version, { selection: record.nucleus_ids });
+    });
+  }
+
   async function undo() {
+    const check = lastCheck();
+    if (check !== null && (done.length === 0 || check.id > done[done.length - 1].id)) {
+      await withdrawCheck(check);
+      return;
+    }
     if (done.length === 0) return;
     const record = done[done.length - 1];
     await send('undo', async () => {
