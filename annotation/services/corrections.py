@@ -1,4 +1,10 @@
-"""Writes of corrections: edits of a volume's latest label version, their undo and redo.
+"""Writes of corrections: edits of a volume's latest label version, their undo and redo, the
+check mark (``confirm``: no new version, the nucleus row marked ``checked``), and the revert of
+a rejected edit (``correction_revert``, for ``reviews.correction_review``).
+
+Every nucleus an edit measures is ``curation = "edited"``: people's nuclei, which a new
+segmentation keeps; the row of an untouched nucleus is copied with its curation, so a mark
+lasts exactly as long as the nucleus is unchanged.
 
 An edit reads only the region it touches (the named nuclei's bounding boxes and the drawing),
 changes it with ``segmentation.core.editing``, and becomes a new label version that shares
@@ -465,7 +471,8 @@ def correction_undo(*, correction: Correction, user: AbstractBaseUser | None, la
 
     ``label_version`` is the latest version as the user sees it (409 when it is not). Refused
     with 409 when the edit was undone already or later edits changed the same nuclei. The
-    record stays, marked undone (``undone_version``); nothing is deleted.
+    record stays, marked undone (``undone_version``); nothing is deleted. The undo of a check
+    withdraws it: the mark comes off, no version is made (``undone_at`` only).
     """
 
     volume = correction.volume
