@@ -476,7 +476,7 @@ def _run_cluster(address: str, calls: list[tuple], progress: Callable[[int], Non
         index = {f.key: k for k, f in enumerate(futures)}
         results: list[Any] = [None] * len(futures)
         try:
-            for done, future in enumerate(as_completed(futures), start=1):
+            for done, future in enumerate(as_completed(futures, loop=client.loop), start=1):
                 results[index[future.key]] = future.result()
                 progress(done)
         except BaseException:
@@ -646,8 +646,8 @@ def _stitch(workdir: str, blocks: list[Block], summaries: list[dict], match_iou:
     Pieces of touching blocks that overlap by IoU >= ``match_iou`` in their shared margin are
     one nucleus (union-find over ``(block, local id)``). A nucleus is kept when one of its
     pieces has voxels in its own block's core (otherwise it lies in margins only, and the block
-    whose core holds it has its own view); its view is the piece not cut by its block's edge
-    whose centroid lies deepest inside its block. Returns the per-block lookups (local id ->
+    whose core holds it has its own view); its view is a piece not cut by its block's edge,
+    with the most voxels (then the deepest centroid). Returns the per-block lookups (local id ->
     final id, 0 for pieces not chosen), the number of nuclei, their measures (solidity and
     uncertainty of the chosen view, by final id) and the number of merges."""
     pairs = _neighbours(blocks)
@@ -659,14 +659,15 @@ def _stitch(workdir: str, blocks: list[Block], summaries: list[dict], match_iou:
     edges = [(offsets[a.number] + i, offsets[b.number] + j) for (a, b), found in zip(pairs, matches) for i, j in found]
     roots = _union_find(total, edges)
     pieces = {key: np.concatenate([s["pieces"][key] for s in summaries])
-              for key in ("present", "in_core", "cut", "depth", "solidity", "uncertainty")}
+              for key in ("present", "count", "in_core", "cut", "depth", "solidity", "uncertainty")}
     present = pieces["present"]
     kept_root = np.zeros(total, bool)
     kept_root[roots[present & pieces["in_core"]]] = True
-    # The chosen view of each kept nucleus: not cut first, then deepest; ties to the first piece.
+    # The chosen view of each kept nucleus: not cut by its block's edge first, then the largest
+    # (a block that split the nucleus has smaller pieces), then the deepest; ties to the first.
     candidates = np.flatnonzero(present & kept_root[roots])
-    order = np.lexsort((candidates, -pieces["depth"][candidates], pieces["cut"][candidates],
-                        roots[candidates]))
+    order = np.lexsort((candidates, -pieces["depth"][candidates], -pieces["count"][candidates],
+                        pieces["cut"][candidates], roots[candidates]))
     ranked = candidates[order]
     first = np.ones(ranked.size, bool)
     first[1:] = roots[ranked[1:]] != roots[ranked[:-1]]
