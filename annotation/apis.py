@@ -282,6 +282,7 @@ class VolumeCurationApi(APIView):
         checked = serializers.IntegerField(help_text="nuclei a person checked")
         open_assignments = serializers.IntegerField()
         pending_corrections = serializers.IntegerField()
+        deleted = serializers.IntegerField(help_text="deletions in effect: their places stay empty")
 
     @extend_schema(responses=OutputSerializer)
     def get(self, request, volume_id: int):

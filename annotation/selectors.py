@@ -413,8 +413,9 @@ UNCERTAIN_SCORE = 0.5
 def volume_curation(*, volume: Volume) -> dict[str, Any]:
     """What people did to the volume that a new segmentation keeps (``segmentation.services``):
     in its latest version the nuclei made or changed by a person (``edited``) and those checked
-    (``checked``); and its open assignments and corrections awaiting review. What the viewer
-    says before a job starts, and what a job started from scratch records that it drops."""
+    (``checked``), the deletions in effect (``deleted``: their places stay empty); and its open
+    assignments and corrections awaiting review. What the viewer says before a job starts, and
+    what a job started from scratch records that it drops."""
     from django.db.models import Count, Q
 
     head = LabelVersion.objects.filter(volume=volume).order_by("-number").first()
@@ -427,7 +428,10 @@ def volume_curation(*, volume: Volume) -> dict[str, Any]:
             "open_assignments": volume.assignments.filter(
                 state__in=[Assignment.State.ASSIGNED, Assignment.State.REOPENED]).count(),
             "pending_corrections": volume.corrections.filter(review_status=Correction.Review.PENDING,
-                                                             undone_at__isnull=True).count()}
+                                                             undone_at__isnull=True).count(),
+            "deleted": volume.corrections.filter(correction_type=Correction.Type.DELETE, undone_at__isnull=True,
+                                                 reverted_version__isnull=True)
+            .exclude(review_status=Correction.Review.REJECTED).count()}
 
 
 def assignment_progress(*, assignments) -> dict[int, dict[str, int]]:

@@ -90,7 +90,7 @@ def test_it_says_what_people_did_and_counts_a_students_progress(labels_v1, assig
     url = reverse("volume-curation", args=[volume.id])
     assert client_for(eve).get(url).status_code == 404
     assert client_for(alice).get(url).json() == {"label_version": "v2", "edited": 0, "checked": 1,
-                                                 "open_assignments": 1, "pending_corrections": 2}
+                                                 "open_assignments": 1, "pending_corrections": 2, "deleted": 1}
     uncertain = scored.count() - (1 if other.uncertainty is not None else 0)
     mine = client_for(alice).get(reverse("my-assignment-list")).json()
     assert mine[0]["progress"] == {"uncertain": uncertain, "checked": 1, "edited": 0}

@@ -94,7 +94,7 @@ def test_from_scratch_keeps_nothing_and_says_so_in_the_audit_trail(curated, ivy)
     event = AuditEvent.objects.get(action="segmentation_job.create", object_id=job.id)
     assert event.details["from_scratch"] is True
     assert event.details["drops"] == {"label_version": head.name, "edited": 3, "checked": 1, "open_assignments": 0,
-                                      "pending_corrections": 3}
+                                      "pending_corrections": 3, "deleted": 1}
     assert segmentation_job_run(job_id=job.id) == "succeeded"
     job = SegmentationJob.objects.get(id=job.id)
     assert (job.kept_nuclei, job.label_version.parent) == (0, None)

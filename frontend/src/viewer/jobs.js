@@ -154,14 +154,17 @@ export function makeJobPanel({ api, config, elements, onSucceeded, onError }) {
   /** Whether people's work is at stake (and the notice now says what happens to it). */
   async function curationAtStake() {
     const c = await api.get(`volumes/${volume.id}/curation/`);
-    const people = c.edited + c.checked;
-    if (people === 0 && c.open_assignments === 0) return false;
+    const people = c.edited + c.checked + c.deleted;
+    if (people === 0 && c.open_assignments === 0 && c.pending_corrections === 0) return false;
     const nuclei = (n) => `${n} nucle${n === 1 ? 'us' : 'i'}`;
     const parts = [];
     if (c.checked) parts.push(`${nuclei(c.checked)} people checked`);
     if (c.edited) parts.push(`${nuclei(c.edited)} ${parts.length ? 'they' : 'people'} made or changed`);
-    const open = c.open_assignments
-      ? ` ${c.open_assignments} assignment${c.open_assignments === 1 ? ' is' : 's are'} still open on this volume.` : '';
+    if (c.deleted) parts.push(`${c.deleted} deletion${c.deleted === 1 ? '' : 's'} (those places stay empty)`);
+    const open = (c.open_assignments
+      ? ` ${c.open_assignments} assignment${c.open_assignments === 1 ? ' is' : 's are'} still open on this volume.` : '')
+      + (c.pending_corrections ? ` ${c.pending_corrections} correction${c.pending_corrections === 1 ? ' waits' : 's wait'}`
+        + ' for review.' : '');
     elements.curationText.textContent = (people
       ? `${c.label_version} has ${parts.join(' and ')}: the new segmentation keeps them exactly and the model `
         + 'fills in the rest.' : 'Nobody has corrected these labels yet.') + open
