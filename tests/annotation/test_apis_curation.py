@@ -14,13 +14,32 @@ from annotation.stores import volume_store
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture
+def small_v1(project, ivy, tmp_path):
+    """v1 of a small generated 4x96x96 stack (quick to import and edit): its true labels, every
+    other nucleus with a made-up score."""
+    import tifffile
+
+    from annotation.services import label_version_create, volume_import
+    from segmentation.core import synthetic
+
+    sample = synthetic.generate_3d(shape=(4, 96, 96), seed=2)
+    path = tmp_path / "small.tif"
+    tifffile.imwrite(path, np.clip(np.round(sample.image * 100), 0, 65535).astype(np.uint16),
+                     photometric="minisblack", metadata={"axes": "ZYX"})
+    volume = volume_import(project=project, src_path=path, name="small", user=ivy, voxel_size=(2.0, 0.5, 0.5))
+    ids = np.unique(sample.labels)[1:]
+    return label_version_create(volume=volume, labels=sample.labels, user=ivy, source="segmentation",
+                                model_version="ezq_nuclei_v1", uncertainty={int(i): float(i) / 1000 for i in ids[::2]})
+
+
 def _largest(version, k=0):
     return Nucleus.objects.filter(label_version=version).order_by("-volume_voxels")[k]
 
 
 @pytest.fixture
-def assigned(labels_v1, alice, ivy):
-    return assignment_create(project=labels_v1.volume.project, volume=labels_v1.volume, student=alice, assigned_by=ivy)
+def assigned(small_v1, alice, ivy):
+    return assignment_create(project=small_v1.volume.project, volume=small_v1.volume, student=alice, assigned_by=ivy)
 
 
 def _edit(client, volume, body):
@@ -29,10 +48,10 @@ def _edit(client, volume, body):
     return response.json()
 
 
-def test_it_reverts_a_rejected_edit_and_asks_when_later_edits_touched_it(labels_v1, assigned, client_for, alice,
+def test_it_reverts_a_rejected_edit_and_asks_when_later_edits_touched_it(small_v1, assigned, client_for, alice,
                                                                          ivy, eve):
-    volume = labels_v1.volume
-    n, m = _largest(labels_v1), _largest(labels_v1, 1)
+    volume = small_v1.volume
+    n, m = _largest(small_v1), _largest(small_v1, 1)
     merged = _edit(client_for(alice), volume, {"label_version": "v1", "type": "merge",
                                                "nucleus_ids": [n.label_id, m.label_id]})
     kept_id = min(n.label_id, m.label_id)
@@ -60,9 +79,9 @@ def test_it_reverts_a_rejected_edit_and_asks_when_later_edits_touched_it(labels_
     assert nuclei[0]["curation"] == ""  # the model's nucleus again, not alice's checked merge
 
 
-def test_it_records_a_check_and_shows_it_on_the_nucleus(labels_v1, assigned, client_for, alice):
-    volume = labels_v1.volume
-    n = _largest(labels_v1)
+def test_it_records_a_check_and_shows_it_on_the_nucleus(small_v1, assigned, client_for, alice):
+    volume = small_v1.volume
+    n = _largest(small_v1)
     check = _edit(client_for(alice), volume, {"label_version": "v1", "type": "confirm", "nucleus_ids": [n.label_id],
                                               "z": round(n.centroid_z)})
     assert (check["review_status"], check["nucleus_ids"], check["new_ids"]) == ("pending", [n.label_id], [n.label_id])
@@ -78,13 +97,13 @@ def test_it_records_a_check_and_shows_it_on_the_nucleus(labels_v1, assigned, cli
     assert two.status_code == 400
 
 
-def test_it_says_what_people_did_and_counts_a_students_progress(labels_v1, assigned, client_for, alice, ivy, eve):
-    volume = labels_v1.volume
-    scored = Nucleus.objects.filter(label_version=labels_v1, uncertainty__isnull=False)
+def test_it_says_what_people_did_and_counts_a_students_progress(small_v1, assigned, client_for, alice, ivy, eve):
+    volume = small_v1.volume
+    scored = Nucleus.objects.filter(label_version=small_v1, uncertainty__isnull=False)
     scored.update(uncertainty=0.9)  # every scored nucleus uncertain
     target = scored.order_by("-volume_voxels").first()
     _edit(client_for(alice), volume, {"label_version": "v1", "type": "confirm", "nucleus_ids": [target.label_id]})
-    other = Nucleus.objects.filter(label_version=labels_v1).exclude(label_id=target.label_id) \
+    other = Nucleus.objects.filter(label_version=small_v1).exclude(label_id=target.label_id) \
         .order_by("-volume_voxels").first()
     _edit(client_for(alice), volume, {"label_version": "v1", "type": "delete", "nucleus_ids": [other.label_id]})
     url = reverse("volume-curation", args=[volume.id])
@@ -98,10 +117,10 @@ def test_it_says_what_people_did_and_counts_a_students_progress(labels_v1, assig
     assert staff[0]["progress"] == mine[0]["progress"]
 
 
-def test_it_starts_a_segmentation_from_scratch_only_when_asked(labels_v1, client_for, ivy):
+def test_it_starts_a_segmentation_from_scratch_only_when_asked(small_v1, client_for, ivy):
     from segmentation.models import SegmentationJob
 
-    volume = labels_v1.volume
+    volume = small_v1.volume
     url = reverse("segmentation-job-list", kwargs={"volume_id": volume.id})
     kept = client_for(ivy).post(url, {"params": {"diameter": 15.0}}, format="json").json()
     scratch = client_for(ivy).post(url, {"params": {"diameter": 15.0}, "from_scratch": True}, format="json").json()

@@ -1,4 +1,4 @@
-"""correction_review's rejection on a generated 8x300x300 stack (v1 = its true labels): the
+"""correction_review's rejection on a small generated stack (v1 = its true labels): the
 rejected edit is taken back out of the latest labels voxel for voxel, as a new version by the
 reviewer, unless the reviewer keeps the labels; later edits of the same nuclei are a conflict
 the reviewer decides. And the check mark (``confirm``): recorded, reviewed, training data."""
@@ -16,6 +16,25 @@ from segmentation.core.corrections import correction_examples
 from segmentation.core.measurements import nucleus_table
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def small_v1(project, ivy, tmp_path):
+    """v1 of a small generated 4x96x96 stack (quick to import and edit): its true labels, every
+    other nucleus with a made-up score."""
+    import tifffile
+
+    from annotation.services import label_version_create, volume_import
+    from segmentation.core import synthetic
+
+    sample = synthetic.generate_3d(shape=(4, 96, 96), seed=2)
+    path = tmp_path / "small.tif"
+    tifffile.imwrite(path, np.clip(np.round(sample.image * 100), 0, 65535).astype(np.uint16),
+                     photometric="minisblack", metadata={"axes": "ZYX"})
+    volume = volume_import(project=project, src_path=path, name="small", user=ivy, voxel_size=(2.0, 0.5, 0.5))
+    ids = np.unique(sample.labels)[1:]
+    return label_version_create(volume=volume, labels=sample.labels, user=ivy, source="segmentation",
+                                model_version="ezq_nuclei_v1", uncertainty={int(i): float(i) / 1000 for i in ids[::2]})
 
 _MEASURED = ("label_id", "z_min", "z_max", "y_min", "y_max", "x_min", "x_max", "volume_voxels", "mean_intensity")
 
@@ -45,9 +64,9 @@ def _split(version, user, n):
                                    "line": [[n.y_min - 2, x], [n.y_max + 2, x]]})
 
 
-def test_it_takes_a_rejected_delete_out_of_the_latest_labels(labels_v1, alice, bob, ivy):
-    volume = labels_v1.volume
-    n, other = _largest(labels_v1), _largest(labels_v1, 5)
+def test_it_takes_a_rejected_delete_out_of_the_latest_labels(small_v1, alice, bob, ivy):
+    volume = small_v1.volume
+    n, other = _largest(small_v1), _largest(small_v1, 5)
     deleted = correction_create(volume=volume, user=alice, label_version="v1",
                                 edit={"correction_type": "delete", "nucleus_ids": [n.label_id]})
     # bob's later edit of another nucleus stays.
@@ -58,7 +77,7 @@ def test_it_takes_a_rejected_delete_out_of_the_latest_labels(labels_v1, alice, b
     v4 = rejected.reverted_version
     assert (rejected.review_status, rejected.review_labels) == ("rejected", "reverted")
     assert (v4.name, v4.parent.name, v4.source, v4.created_by) == ("v4", "v3", "revert", ivy)
-    expected = _labels(labels_v1)
+    expected = _labels(small_v1)
     expected[expected == other.label_id] = 0
     assert np.array_equal(_labels(v4), expected)  # the nucleus is back, voxel for voxel; bob's edit stays
     _assert_table_is_measured(v4)
@@ -72,19 +91,19 @@ def test_it_takes_a_rejected_delete_out_of_the_latest_labels(labels_v1, alice, b
     assert undo.value.status == 409
 
 
-def test_it_keeps_the_labels_when_the_reviewer_says_so(labels_v1, alice, ivy):
-    n = _largest(labels_v1)
-    deleted = correction_create(volume=labels_v1.volume, user=alice, label_version="v1",
+def test_it_keeps_the_labels_when_the_reviewer_says_so(small_v1, alice, ivy):
+    n = _largest(small_v1)
+    deleted = correction_create(volume=small_v1.volume, user=alice, label_version="v1",
                                 edit={"correction_type": "delete", "nucleus_ids": [n.label_id]})
     kept = correction_review(correction=deleted, reviewer=ivy, verdict="reject", comment="fine, but ask",
                              labels="keep")
     assert (kept.review_labels, kept.reverted_version) == ("kept", None)
-    assert LabelVersion.objects.filter(volume=labels_v1.volume).count() == 2
+    assert LabelVersion.objects.filter(volume=small_v1.volume).count() == 2
 
 
-def test_it_refuses_a_stale_version_and_a_bad_choice(labels_v1, alice, ivy):
-    n = _largest(labels_v1)
-    deleted = correction_create(volume=labels_v1.volume, user=alice, label_version="v1",
+def test_it_refuses_a_stale_version_and_a_bad_choice(small_v1, alice, ivy):
+    n = _largest(small_v1)
+    deleted = correction_create(volume=small_v1.volume, user=alice, label_version="v1",
                                 edit={"correction_type": "delete", "nucleus_ids": [n.label_id]})
     with pytest.raises(ApplicationError) as stale:
         correction_review(correction=deleted, reviewer=ivy, verdict="reject", comment="no", label_version="v1")
@@ -95,10 +114,10 @@ def test_it_refuses_a_stale_version_and_a_bad_choice(labels_v1, alice, ivy):
     assert LabelVersion.objects.count() == 2
 
 
-def test_a_later_edit_of_the_same_nuclei_is_a_conflict_the_reviewer_decides(labels_v1, alice, ivy):
-    volume = labels_v1.volume
-    n = _largest(labels_v1)
-    split = _split(labels_v1, alice, n)
+def test_a_later_edit_of_the_same_nuclei_is_a_conflict_the_reviewer_decides(small_v1, alice, ivy):
+    volume = small_v1.volume
+    n = _largest(small_v1)
+    split = _split(small_v1, alice, n)
     half = split.new_ids[1]
     later = correction_create(volume=volume, user=alice, label_version="v2",
                               edit={"correction_type": "delete", "nucleus_ids": [half]})
@@ -113,22 +132,22 @@ def test_a_later_edit_of_the_same_nuclei_is_a_conflict_the_reviewer_decides(labe
     v4 = rejected.reverted_version
     assert v4.name == "v4" and AuditEvent.objects.get(action="correction.reject").details["clean"] is False
     # Nucleus n is exactly as it was before the split; nothing else differs from v3.
-    original, now, before = _labels(labels_v1), _labels(v4), _labels(later.result_version)
+    original, now, before = _labels(small_v1), _labels(v4), _labels(later.result_version)
     mask = original == n.label_id
     assert np.array_equal(now == n.label_id, mask)
     assert np.array_equal(now[~mask], before[~mask])
     _assert_table_is_measured(v4)
 
 
-def test_a_check_is_recorded_without_a_new_version_and_kept_until_the_nucleus_changes(labels_v1, alice, ivy):
-    volume = labels_v1.volume
-    n, m = _largest(labels_v1), _largest(labels_v1, 1)
+def test_a_check_is_recorded_without_a_new_version_and_kept_until_the_nucleus_changes(small_v1, alice, ivy):
+    volume = small_v1.volume
+    n, m = _largest(small_v1), _largest(small_v1, 1)
     check = correction_create(volume=volume, user=alice, label_version="v1",
                               edit={"correction_type": "confirm", "nucleus_ids": [n.label_id], "z": round(n.centroid_z)})
     assert (check.correction_type, check.result_version, check.nucleus_ids, check.new_ids) == (
         "confirm", None, [n.label_id], [n.label_id])
     assert LabelVersion.objects.filter(volume=volume).count() == 1
-    assert Nucleus.objects.get(label_version=labels_v1, label_id=n.label_id).curation == "checked"
+    assert Nucleus.objects.get(label_version=small_v1, label_id=n.label_id).curation == "checked"
     with pytest.raises(ApplicationError, match="checked already") as twice:
         correction_create(volume=volume, user=ivy, label_version="v1",
                           edit={"correction_type": "confirm", "nucleus_ids": [n.label_id]})
@@ -141,9 +160,9 @@ def test_a_check_is_recorded_without_a_new_version_and_kept_until_the_nucleus_ch
     assert Nucleus.objects.get(label_version=v3, label_id=n.label_id).curation == "edited"
 
 
-def test_a_check_is_a_positive_training_example_once_approved(labels_v1, alice, ivy):
-    volume = labels_v1.volume
-    n = _largest(labels_v1)
+def test_a_check_is_a_positive_training_example_once_approved(small_v1, alice, ivy):
+    volume = small_v1.volume
+    n = _largest(small_v1)
     check = correction_create(volume=volume, user=alice, label_version="v1",
                               edit={"correction_type": "confirm", "nucleus_ids": [n.label_id], "z": round(n.centroid_z)})
     assert list(training_corrections(project=volume.project)) == []
@@ -162,30 +181,30 @@ def test_a_check_is_a_positive_training_example_once_approved(labels_v1, alice, 
     assert (example.weight[nucleus] == 1).all()
 
 
-def test_a_check_is_withdrawn_by_its_undo(labels_v1, alice):
-    n = _largest(labels_v1)
-    check = correction_create(volume=labels_v1.volume, user=alice, label_version="v1",
+def test_a_check_is_withdrawn_by_its_undo(small_v1, alice):
+    n = _largest(small_v1)
+    check = correction_create(volume=small_v1.volume, user=alice, label_version="v1",
                               edit={"correction_type": "confirm", "nucleus_ids": [n.label_id]})
     withdrawn = correction_undo(correction=check, user=alice, label_version="v1")
     assert (withdrawn.undone, withdrawn.undone_version, withdrawn.undone_by) == (True, None, alice)
-    assert Nucleus.objects.get(label_version=labels_v1, label_id=n.label_id).curation == ""
-    assert LabelVersion.objects.count() == 1 and list(review_queue(project=labels_v1.volume.project)) == []
+    assert Nucleus.objects.get(label_version=small_v1, label_id=n.label_id).curation == ""
+    assert LabelVersion.objects.count() == 1 and list(review_queue(project=small_v1.volume.project)) == []
     with pytest.raises(ApplicationError, match="undone already"):
         correction_undo(correction=check, user=alice, label_version="v1")
     with pytest.raises(ApplicationError, match="check the nucleus again") as redo:
         correction_redo(correction=check, user=alice, label_version="v1")
     assert redo.value.status == 409
-    again = correction_create(volume=labels_v1.volume, user=alice, label_version="v1",
+    again = correction_create(volume=small_v1.volume, user=alice, label_version="v1",
                               edit={"correction_type": "confirm", "nucleus_ids": [n.label_id]})
-    assert again.id != check.id and Nucleus.objects.get(label_version=labels_v1, label_id=n.label_id).curation == \
+    assert again.id != check.id and Nucleus.objects.get(label_version=small_v1, label_id=n.label_id).curation == \
         "checked"
 
 
-def test_rejecting_a_check_takes_the_mark_off(labels_v1, alice, ivy):
-    n = _largest(labels_v1)
-    check = correction_create(volume=labels_v1.volume, user=alice, label_version="v1",
+def test_rejecting_a_check_takes_the_mark_off(small_v1, alice, ivy):
+    n = _largest(small_v1)
+    check = correction_create(volume=small_v1.volume, user=alice, label_version="v1",
                               edit={"correction_type": "confirm", "nucleus_ids": [n.label_id]})
     rejected = correction_review(correction=check, reviewer=ivy, verdict="reject", comment="it is two nuclei")
     assert (rejected.review_labels, rejected.reverted_version) == ("reverted", None)
-    assert Nucleus.objects.get(label_version=labels_v1, label_id=n.label_id).curation == ""
+    assert Nucleus.objects.get(label_version=small_v1, label_id=n.label_id).curation == ""
     assert LabelVersion.objects.count() == 1
