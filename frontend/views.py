@@ -417,9 +417,12 @@ def project_training(request: HttpRequest, project: Project) -> HttpResponse:
         today = Path(current.adapter_path).name if current is not None else None
         v.reference_changed = bool(reference) and (reference != today if today else reference.endswith(".pt"))
     from segmentation.core.corrections import RetrainingParams
+    from segmentation.services import training_holdout
 
     defaults = RetrainingParams()
-    approved = selectors.training_corrections(project=project).count()
+    approved_ids = list(selectors.training_corrections(project=project).values_list("id", flat=True))
+    approved = len(approved_ids)
+    held_next = training_holdout(approved_ids, params=defaults)
     # The page draws the curves at once; the WebSocket sends each change after.
     live = [{**events.job_state(job), "loss": (job.metrics or {}).get("loss") or []} for job in jobs]
     return _page(request, "frontend/training.html", {
@@ -430,5 +433,6 @@ def project_training(request: HttpRequest, project: Project) -> HttpResponse:
         "default_steps": defaults.training.steps, "min_scored": defaults.min_holdout_corrections,
         "holdout_percent": round(100 * defaults.holdout_fraction),
         "scoring_missing": max(0, defaults.min_holdout_corrections - approved),
+        "held_out_next": len(held_next), "trained_next": approved - len(held_next),
         "training_config": {"project": project.id, "websocket": f"/ws/projects/{project.id}/training/", "jobs": live},
     })

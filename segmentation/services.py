@@ -33,8 +33,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["JobCancelled", "model_version_promote", "project_default_model", "segmentation_job_cancel",
            "segmentation_job_claim", "segmentation_job_create", "segmentation_job_reap_stale", "segmentation_job_run",
            "segmentation_job_run_next",
-           "retraining_needed", "training_job_cancel", "training_job_create", "training_job_resume",
-           "training_job_run"]
+           "retraining_needed", "training_holdout", "training_job_cancel", "training_job_create",
+           "training_job_resume", "training_job_run"]
 
 
 def segmentation_job_create(*, volume: Volume, user: AbstractBaseUser | None, params: dict[str, Any],
@@ -477,6 +477,19 @@ def training_job_run(*, job_id: int, worker_id: str | None = None) -> str:
     return jobs.run_job(TrainingJob, job_id=job_id, worker_id=worker_id, work=_training_work, on_metrics=on_metrics)
 
 
+def training_holdout(correction_ids, *, params) -> list[int]:
+    """The corrections held out of a training to score its version: a stable part of them (by a
+    hash of the id, ``params.holdout_fraction``), once there are ``params.min_holdout_corrections``;
+    none before. The training page says the same from this."""
+    import hashlib
+
+    ids = sorted(correction_ids)
+    if len(ids) < params.min_holdout_corrections:
+        return []
+    return [i for i in ids if int.from_bytes(hashlib.sha256(f"ezquant-holdout-{i}".encode()).digest()[:8], "big")
+            / 2 ** 64 < params.holdout_fraction]
+
+
 def _training_work(job, progress, timings: dict):
     """Fine-tune, save the adapter, score it against the project's current model on held-out
     corrections; the commit creates the :class:`ModelVersion`."""
@@ -500,11 +513,9 @@ def _training_work(job, progress, timings: dict):
         made = correction_examples(correction_store(mine[0].volume), [c.record_id for c in mine],
                                    zone_margin=params.zone_margin, context_weight=params.context_weight)
         examples.update(zip((c.id for c in mine), made))
-    # A stable part of the corrections (by a hash of the id) is held out to score the new
-    # version, once there are enough of them; the rest is trained on.
+    # A stable part of the corrections is held out to score the new version; the rest is trained on.
     ids = sorted(examples)
-    held = [i for i in ids if len(ids) >= params.min_holdout_corrections and int.from_bytes(
-        hashlib.sha256(f"ezquant-holdout-{i}".encode()).digest()[:8], "big") / 2 ** 64 < params.holdout_fraction]
+    held = training_holdout(ids, params=params)
     train = [i for i in ids if i not in held]
     timings["examples"] = round(time.perf_counter() - t, 3)
 

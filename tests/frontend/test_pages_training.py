@@ -79,3 +79,33 @@ def test_it_names_the_promoted_model_as_the_viewers_default(client, project, ada
     assert 'placeholder="model version 3 of Nuclei 101, promoted (ezq_nuclei_v1-lora-0003.pt) (default)"' in html
     model_version_promote(project=project, model_version=None, user=ada)  # back to the shipped one
     assert "promoted" not in _html(client, ada, "volume-viewer", volume.id).split('id="job-model"')[1][:200]
+
+
+@pytest.mark.django_db
+def test_it_says_how_many_corrections_the_next_version_is_scored_on(client, project, ada, tmp_path):
+    import tifffile
+
+    from annotation.models import LabelVersion, Nucleus
+    from annotation.services import correction_create, label_version_create, volume_import
+    from segmentation.core import synthetic
+    from segmentation.services import training_holdout
+
+    sample = synthetic.generate_2d(shape=(256, 256), seed=2)
+    path = tmp_path / "plane.tif"
+    tifffile.imwrite(path, np.clip(sample.image * 100, 0, 65535).astype(np.uint16))
+    volume = volume_import(project=project, src_path=path, name="plane", user=ada)
+    head = label_version_create(volume=volume, labels=sample.labels[None], user=ada, source=LabelVersion.Source.UPLOAD)
+    ids = list(Nucleus.objects.filter(label_version=head).order_by("label_id").values_list("label_id", flat=True))
+    assert len(ids) >= 12
+    corrections = []
+    for label_id in ids[:12]:  # ada's own edits are approved: training data
+        corrections.append(correction_create(volume=volume, user=ada, label_version=head.name, approved=True,
+                                             edit={"correction_type": "delete", "nucleus_ids": [label_id]}))
+        head = corrections[-1].result_version
+    held = training_holdout([c.id for c in corrections], params=RetrainingParams())
+    html = _html(client, ada, "project-training-page", project.id)
+    if held:
+        assert f"With\n    12, the next version is trained on {12 - len(held)} and scored on the {len(held)} held" in html
+    else:  # the hash left none of these twelve out
+        assert "none happens to be held out by the hash yet" in html
+    assert training_holdout([c.id for c in corrections[:9]], params=RetrainingParams()) == []
