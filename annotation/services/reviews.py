@@ -114,7 +114,8 @@ def correction_amend(*, correction: Correction, reviewer: AbstractBaseUser, labe
         locked.review_comment = (comment or "").strip()
         locked.save(update_fields=["review_status", "reviewed_by", "reviewed_at", "review_comment"])
         audit_record(user=reviewer, project_id=original.volume.project_id, action="correction.amend", obj=locked,
-                     label_version=amendment.result_version.name, amendment=amendment.id, comment=comment)
+                     label_version=(amendment.result_version or amendment.label_version).name,  # a check: none
+                     amendment=amendment.id, comment=comment)
 
     return correction_create(volume=original.volume, user=reviewer, label_version=label_version, edit=edit,
                              approved=True, amends=original, inside=mark)

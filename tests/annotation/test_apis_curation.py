@@ -79,7 +79,7 @@ def test_it_reverts_a_rejected_edit_and_asks_when_later_edits_touched_it(small_v
     assert nuclei[0]["curation"] == ""  # the model's nucleus again, not alice's checked merge
 
 
-def test_it_records_a_check_and_shows_it_on_the_nucleus(small_v1, assigned, client_for, alice):
+def test_it_records_a_check_and_shows_it_on_the_nucleus(small_v1, assigned, client_for, alice, ivy):
     volume = small_v1.volume
     n = _largest(small_v1)
     check = _edit(client_for(alice), volume, {"label_version": "v1", "type": "confirm", "nucleus_ids": [n.label_id],
@@ -92,6 +92,19 @@ def test_it_records_a_check_and_shows_it_on_the_nucleus(small_v1, assigned, clie
                                    {"label_version": "v1", "type": "confirm", "nucleus_ids": [n.label_id]},
                                    format="json")
     assert again.status_code == 409
+    # A reviewer may amend a student's correction by checking a nucleus instead.
+    m = _largest(small_v1, 1)
+    deleted = _edit(client_for(alice), volume, {"label_version": "v1", "type": "delete", "nucleus_ids": [m.label_id]})
+    amended = client_for(ivy).post(reverse("correction-amend", args=[deleted["id"]]),
+                                   {"label_version": "v2", "type": "confirm", "nucleus_ids": [n.label_id]},
+                                   format="json")
+    assert amended.status_code == 409  # n is checked already in v2 (the mark came along)
+    other = Nucleus.objects.filter(label_version__volume=volume, label_version__name="v2", curation="") \
+        .order_by("-volume_voxels").first()
+    amended = client_for(ivy).post(reverse("correction-amend", args=[deleted["id"]]),
+                                   {"label_version": "v2", "type": "confirm", "nucleus_ids": [other.label_id]},
+                                   format="json")
+    assert amended.status_code == 201 and amended.json()["result_version"] is None
     two = client_for(alice).post(reverse("correction-list", args=[volume.id]),
                                  {"label_version": "v1", "type": "confirm", "nucleus_ids": [1, 2]}, format="json")
     assert two.status_code == 400
