@@ -1,5 +1,6 @@
 """The viewer in the browser: time to the first full screen of tiles, and from an edit to the
-updated overlay, on a 64 x 2048 x 2048 uint16 volume with a label version.
+updated overlay, on a 64 x 2048 x 2048 uint16 volume with a label version (``--shape`` for
+another size), in one view and in three (XY, XZ, YZ).
 
 Builds, in a temporary folder, the volume (a generated 16 x 256 x 256 block of nuclei repeated
 across the field and down the stack, each copy with its own ids; written plane by plane as a
@@ -15,11 +16,16 @@ every nucleus: the corrections need their rows), and serves them with daphne on 
   server that never read a tile, the later ones its tile cache;
 * edits: deletes a nucleus at the centre, undoes that, merges two nuclei, and takes the time
   from the request leaving the page to the first complete frame of the new version's overlay
-  (the edit itself, the new label tiles and their decoding in the browser).
+  (the edit itself, the new label tiles and their decoding in the browser);
+* three views (XY, XZ, YZ; ``#...&v=3``): the time from navigation start to the first frame in
+  which all three are drawn; from a cursor move (a new y and x: the XZ and YZ views show other
+  planes) to both redrawn; and from an edit made in the XZ view (select a nucleus there and
+  delete it, undo, split one with a line across it: a z-cut) to the overlay updated in all
+  three views.
 
 Prints each figure and the median of ``--repeat`` runs.
 
-    python bench/viewer.py [--repeat 3] [--work DIR]
+    python bench/viewer.py [--repeat 3] [--work DIR] [--shape 64 2048 2048]
 
 ``--work DIR`` keeps the data there and, on a later run, uses it again instead of building and
 measuring it anew (some minutes).
@@ -161,6 +167,85 @@ def _edits(browser, base: str, volume: int, place: str, repeat: int) -> dict[str
     return figures
 
 
+def _open_three(browser, base: str, volume: int, place: str) -> float:
+    """Like ``_open``, in three views: ms to the first frame in which XY, XZ and YZ are drawn."""
+    context = browser.new_context(viewport=VIEWPORT, base_url=base)
+    try:
+        page = context.new_page()
+        sign_in(page, base, "bench")
+        page.goto(f"/volumes/{volume}/{place}")
+        _wait(page, "document.getElementById('viewer').dataset.firstRenderAllMs")
+        return float(page.get_attribute("#viewer", "data-first-render-all-ms"))
+    finally:
+        context.close()
+
+
+def _xz_point(page, z: float, across: float) -> tuple[float, float]:
+    px, py = page.evaluate("([z, a]) => ezqViewer.ortho.pixelOf('xz', z, a)", [z, across])
+    box = page.locator("#map-xz").bounding_box()
+    return box["x"] + px, box["y"] + py
+
+
+def _xz_nucleus(page, cx: float, exclude=()) -> dict:
+    found = [n for n in page.evaluate("ezqViewer.ortho.nucleiOn('xz')") if n["n"] > 50 and n["id"] not in exclude
+             and n["z1"] - n["z0"] >= 3]
+    return min(found, key=lambda n: abs((n["a0"] + n["a1"]) / 2 - cx))
+
+
+def _three_views(browser, base: str, volume: int, place: str, repeat: int) -> dict[str, list[float]]:
+    """Cursor moves and edits made in the XZ view, in three views (ms)."""
+    context = browser.new_context(viewport=VIEWPORT, base_url=base)
+    page = context.new_page()
+    sign_in(page, base, "bench")
+    page.goto(f"/volumes/{volume}/{place}")
+    _wait(page, "document.getElementById('viewer').dataset.firstRenderAllMs")
+    rng = np.random.default_rng(1)
+    figures: dict[str, list] = {"cursor": [], "delete in xz": [], "undo": [], "split in xz": []}
+    zoom = """() => { for (const v of Object.values(ezqViewer.ortho.views)) {
+        const c = v.plane === 'xz' ? ezqViewer.state.cursor.x : ezqViewer.state.cursor.y;
+        v.layers.view.setCenter([c, -v.rows / 2]); v.layers.view.setResolution(1); } }"""
+    try:
+        for _ in range(3 * repeat):
+            y, x = (int(v) for v in rng.integers(SHAPE[1] // 4, 3 * SHAPE[1] // 4, 2))
+            figures["cursor"].append(page.evaluate(
+                "async ([y, x]) => { const t = performance.now(); await ezqViewer.ortho.setCursor({ y, x });"
+                " return performance.now() - t; }", [y, x]))
+        page.evaluate(zoom)
+        page.evaluate("Promise.all([ezqViewer.nextFullRender(), ezqViewer.ortho.nextFullRender()])")
+        for _ in range(repeat):
+            cx = page.evaluate("ezqViewer.state.cursor.x")
+            page.keyboard.press("v")
+            doomed = _xz_nucleus(page, cx)
+            page.mouse.click(*_xz_point(page, (doomed["z0"] + doomed["z1"]) / 2 + 0.5, (doomed["a0"] + doomed["a1"]) / 2))
+            _wait(page, "id => document.getElementById('viewer').dataset.selected === String(id)", doomed["id"])
+            page.evaluate(zoom)
+            figures["delete in xz"].append(_edit(page, lambda: page.keyboard.press("Delete")))
+            _progress("delete in xz", figures["delete in xz"][-1])
+            figures["undo"].append(_edit(page, lambda: page.keyboard.press("Control+z")))
+            _progress("undo", figures["undo"][-1])
+            page.evaluate(zoom)
+            page.evaluate("Promise.all([ezqViewer.nextFullRender(), ezqViewer.ortho.nextFullRender()])")
+            target = _xz_nucleus(page, page.evaluate("ezqViewer.state.cursor.x"))
+            page.keyboard.press("Escape")
+            page.keyboard.press("s")
+            # Across the boundary between its middle planes: pixelOf takes a plane's middle.
+            boundary = (target["z0"] + target["z1"] + 1) // 2 - 0.5
+
+            def split(n=target, boundary=boundary):
+                page.mouse.click(*_xz_point(page, boundary, n["a0"] - 4))
+                page.mouse.click(*_xz_point(page, boundary, n["a1"] + 4))
+            figures["split in xz"].append(_edit(page, split))
+            _progress("split in xz", figures["split in xz"][-1])
+            page.keyboard.press("v")
+            page.evaluate("([y, x]) => ezqViewer.ortho.setCursor({ y, x })",
+                          [int(v) for v in rng.integers(SHAPE[1] // 4, 3 * SHAPE[1] // 4, 2)])
+            page.evaluate(zoom)
+            page.evaluate("Promise.all([ezqViewer.nextFullRender(), ezqViewer.ortho.nextFullRender()])")
+    finally:
+        context.close()
+    return figures
+
+
 def _progress(name: str, mark: dict) -> None:
     print(f"  {name}: {mark['ms']:.0f} ms (answer {mark['serverMs']:.0f} ms, then overlay {mark['overlayMs']:.0f} ms)",
           flush=True)
@@ -171,10 +256,16 @@ def _row(name: str, values: list[float]) -> str:
 
 
 def main() -> None:
+    global SHAPE  # --shape: the module's functions build and read the volume of this shape
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3, help="openings and edits of each kind")
     parser.add_argument("--work", type=Path, help="keep the data in this folder, and reuse it if it is there")
+    parser.add_argument("--shape", type=int, nargs=3, metavar=("Z", "Y", "X"), default=SHAPE,
+                        help="the volume's shape: multiples of 16 x 256 x 256 (default %(default)s)")
     args = parser.parse_args()
+    SHAPE = tuple(args.shape)
+    if any(s % b for s, b in zip(SHAPE, BLOCK)):
+        parser.error(f"--shape must be multiples of {BLOCK}")
 
     from playwright.sync_api import sync_playwright
 
@@ -207,6 +298,10 @@ def main() -> None:
                 fitted = [_open(browser, app.url, volume, f"#z={z}") for _ in range(args.repeat)]
                 centred = [_open(browser, app.url, volume, level0) for _ in range(args.repeat)]
                 edits = _edits(browser, app.url, volume, level0, args.repeat)
+                three = f"&v=3&cy={cy}&cx={cx}"
+                three_fitted = [_open_three(browser, app.url, volume, f"#z={z}{three}") for _ in range(args.repeat)]
+                three_centred = [_open_three(browser, app.url, volume, level0 + three) for _ in range(args.repeat)]
+                ortho = _three_views(browser, app.url, volume, level0 + three, args.repeat)
             finally:
                 browser.close()
         print(f"\nviewer, {SHAPE[0]}x{SHAPE[1]}x{SHAPE[2]} uint16, window {VIEWPORT['width']}x{VIEWPORT['height']}, "
@@ -219,6 +314,16 @@ def main() -> None:
             print(_row(f"  {name}", [m["ms"] for m in marks]))
             print(_row("    of which the API's answer", [m["serverMs"] for m in marks]))
             print(_row("    of which the overlay after it", [m["overlayMs"] for m in marks]))
+        print("three views (XY, XZ, YZ), fresh browser context each time: page open to all three drawn:")
+        print(_row("  XY fitted, XZ and YZ fitted", three_fitted))
+        print(_row("  XY at level 0, XZ and YZ fitted", three_centred))
+        print("  cursor moved (new y and x) to the XZ and YZ views redrawn:")
+        print(_row("    cursor move", ortho["cursor"]))
+        print("  edit made in the XZ view to the overlay updated in all three views:")
+        for name in ("delete in xz", "undo", "split in xz"):
+            print(_row(f"    {name}", [m["ms"] for m in ortho[name]]))
+            print(_row("      of which the API's answer", [m["serverMs"] for m in ortho[name]]))
+            print(_row("      of which the three overlays after it", [m["overlayMs"] for m in ortho[name]]))
     finally:
         app.stop()
         if args.work is None:
