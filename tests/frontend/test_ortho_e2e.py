@@ -3,7 +3,8 @@ a stack whose segmentation joined two nuclei stacked in z into one, switches to 
 (XY, XZ, YZ), moves the cursor through the stack and sees in the XZ view the nucleus that spans
 twice the planes of its neighbours, splits it there with one line (a z-cut), sees the two
 halves in the XZ and YZ views (and in the 3D view of a nucleus where the page has one), and
-undoes the split. The place, layout and cursor survive a reload through the address.
+undoes the split. The place, layout and cursor survive a reload through the address; the
+queue's jump and an Alt-drag move the cursor.
 
 Screenshots of each step go to var/test-artifacts/ortho-e2e/ (git-ignored; the path is printed).
 """
@@ -183,5 +184,25 @@ def test_it_finds_and_splits_a_z_merge_in_the_xz_view_and_undoes_it(app, shots):
             _wait(page, "document.getElementById('viewer').dataset.firstRenderAllMs")
             assert page.get_attribute("#viewer", "data-layout") == "3"
             assert page.get_attribute("#viewer", "data-cursor").split(",")[1:] == cursor.split(",")[1:]
+
+            # The queue's jump centres all three views on a nucleus: the cursor goes to its centre.
+            page.click("#nuclei-list button.nucleus[data-label-id='5']")
+            _wait(page, "() => document.getElementById('viewer').dataset.cursor.endsWith(',70,20')")
+            # An Alt-drag in the XY view moves the cursor with the pointer; the XZ view follows.
+            page.evaluate("ezqViewer.map.getView().fit(ezqViewer.layers.grid.extent)")
+            _drawn(page)
+            box = page.locator("#map").bounding_box()
+            start = page.evaluate("([x, y]) => ezqViewer.map.getPixelFromCoordinate([x, -y])", [64.5, 24.5])
+            end = page.evaluate("([x, y]) => ezqViewer.map.getPixelFromCoordinate([x, -y])", [104.5, 30.5])
+            page.keyboard.down("Alt")
+            page.mouse.move(box["x"] + start[0], box["y"] + start[1])
+            page.mouse.down()
+            page.mouse.move(box["x"] + end[0], box["y"] + end[1], steps=5)
+            page.mouse.up()
+            page.keyboard.up("Alt")
+            _wait(page, "() => document.getElementById('viewer').dataset.cursor.endsWith(',30,104')")
+            _drawn(page)
+            assert 4 in {n["id"] for n in page.evaluate("ezqViewer.ortho.nucleiOn('xz')")}  # nucleus 4 is at y 24, x 104
+            page.screenshot(path=shots / "6-cursor-dragged.png")
         finally:
             browser.close()
