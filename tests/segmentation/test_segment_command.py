@@ -176,3 +176,23 @@ def test_it_writes_labels_readable_like_any_new_file(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "labels.tif").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_it_segments_an_image_above_the_threshold_block_by_block(tmp_path, settings):
+    settings.EZQUANT_DATA_DIR = tmp_path / "data"
+    settings.EZQUANT_BLOCK_VOXELS = 128 * 120  # two blocks: cores of 128 x 64 pixels, 28-pixel margins
+    image, centres = _blobs()
+    source = _tiff(tmp_path / "nuclei.tif", image)
+    target = tmp_path / "labels.tif"
+
+    out, err = _run(source, target, "--diameter", "28")
+
+    info = json.loads(out.strip().splitlines()[-1])
+    labels = tifffile.imread(target)
+    assert labels.dtype == np.uint32 and labels.shape == image.shape
+    assert info["blockwise"]["blocks"] == 2 and info["nucleus_count"] == len(np.unique(labels)) - 1
+    found = {labels[cy, cx] for cy, cx in centres} - {0}
+    assert len(found) >= 3, f"nuclei at {len(found)} of {len(centres)} centres"
+    assert "100%" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "labels.tif", "nuclei.tif"]
+    assert not list((tmp_path / "data" / "tmp").iterdir())

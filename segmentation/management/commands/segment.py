@@ -44,6 +44,68 @@ def _check_memory(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
         raise CommandError(message)
 
 
+def read_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and type of a 2D (Y, X) or 3D (Z, Y, X) single-channel TIFF, from its header
+    alone, or raise CommandError."""
+    if not path.exists():
+        raise CommandError(f"input file not found: {path}")
+    if not path.is_file():
+        raise CommandError(f"input is not a file: {path}")
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if not tif.series:
+                raise CommandError(f"{path} holds no image")
+            series = tif.series[0]
+            shape, dtype, axes = tuple(series.shape), np.dtype(series.dtype), series.axes
+    except CommandError:
+        raise
+    except Exception as exc:  # tifffile raises many types for a damaged or foreign file
+        raise CommandError(f"cannot read {path} as a TIFF image: {_first_line(exc)}") from exc
+    if "S" in axes:
+        raise CommandError(f"{path} is a colour (RGB) image (axes {axes}); save one channel as greyscale")
+    if len(shape) not in (2, 3):
+        raise CommandError(f"{path} has {len(shape)} axes of shape {shape}; expected 2D (Y, X) or 3D (Z, Y, X)")
+    return shape, dtype
+
+
+class TiffPlanes:
+    """A (Z, Y, X) TIFF read a few planes at a time: ``planes[z0:z1, y0:y1, x0:x1]`` decodes
+    planes z0..z1 only. What a block of a blockwise run reads; picklable (its path travels)."""
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype):
+        self.path = str(path)
+        self.shape = tuple(shape) if len(shape) == 3 else (1, *shape)
+        self.dtype = np.dtype(dtype)
+
+    def __getitem__(self, index) -> np.ndarray:
+        zs, ys, xs = index if isinstance(index, tuple) and len(index) == 3 else (index, slice(None), slice(None))
+        if isinstance(zs, (int, np.integer)):
+            return self[slice(int(zs), int(zs) + 1), ys, xs][0]
+        planes = range(*zs.indices(self.shape[0]))
+        with tifffile.TiffFile(self.path) as tif:
+            series = tif.series[0]
+            return np.stack([series.asarray(key=z)[ys, xs] for z in planes]) if planes else \
+                np.zeros((0, *self.shape[1:]), self.dtype)[:, ys, xs]
+
+
+def write_label_planes(path: Path, plane_of, shape: tuple[int, ...]) -> None:
+    """Write a uint32 label TIFF of ``shape`` whose plane ``z`` is ``plane_of(z)``, a plane at a
+    time, atomically (as :func:`write_labels`)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        planes = (np.asarray(plane_of(z), np.uint32) for z in range(shape[0] if len(shape) == 3 else 1))
+        tifffile.imwrite(tmp, data=planes, shape=tuple(shape), dtype=np.uint32, photometric="minisblack",
+                         compression="zlib", metadata={"axes": "ZYX" if len(shape) == 3 else "YX"})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def read_image(path: Path) -> np.ndarray:
     """Read a 2D (Y, X) or 3D (Z, Y, X) single-channel TIFF, or raise CommandError.
 
@@ -122,6 +184,13 @@ class Command(BaseCommand):
             raise CommandError(f"output folder does not exist: {target.parent}")
         if target.is_dir():
             raise CommandError(f"output is a folder, not a file: {target}")
+        from segmentation.blockwise import blockwise_needed
+
+        shape, dtype = read_header(source)
+        if blockwise_needed(shape):
+            info = self._segment_blockwise(source, target, shape, dtype, options)
+            self.stdout.write(json.dumps(info, default=_json_default))
+            return
         image = read_image(source)
 
         # Imported here, not at the top: torch and cellpose take seconds to import, and `--help`
@@ -166,3 +235,47 @@ class Command(BaseCommand):
 
         write_labels(target, labels)
         self.stdout.write(json.dumps(info, default=_json_default))
+
+    def _segment_blockwise(self, source: Path, target: Path, shape, dtype, options) -> dict:
+        """Above ``EZQUANT_BLOCK_VOXELS``: read the TIFF and write the labels a plane at a time,
+        segmenting in blocks (``segmentation.core.blockwise``); memory is bounded by the block."""
+        from django.conf import settings
+
+        from segmentation.blockwise import block_memory_refusal, blockwise_params, work_folder
+
+        refusal = block_memory_refusal(str(source), dtype)
+        if refusal is not None:
+            raise CommandError(refusal)
+        import torch
+
+        from segmentation.core import SegmentationParams
+        from segmentation.core.blockwise import segment_blockwise
+        from segmentation.core.errors import SegmentationError
+
+        bar = tqdm(total=100, file=options.get("stderr") or sys.stderr, bar_format="{l_bar}{bar}| {elapsed}")
+
+        def progress(fraction: float, message: str) -> None:
+            bar.n = round(100 * min(max(float(fraction), 0.0), 1.0), 1)
+            bar.set_description_str(message, refresh=False)
+            bar.refresh()
+
+        voxel_size = tuple(options["voxel_size"]) if options["voxel_size"] is not None else None
+        result = None
+        try:
+            params = SegmentationParams(model_name=options["model"], diameter=options["diameter"],
+                                        do_3d=len(shape) == 3, use_3d_backend=options["backend"],
+                                        restoration_mode=options["restoration"], voxel_size=voxel_size)
+            result = segment_blockwise(TiffPlanes(source, shape, dtype), params, blockwise_params(),
+                                       workdir=work_folder(f"blockwise-{target.name}"),
+                                       gpu=torch.cuda.is_available(),
+                                       scheduler_address=settings.DASK_SCHEDULER_ADDRESS or None, progress=progress)
+            progress(0.98, "writing labels")
+            write_label_planes(target, result.plane, shape)
+            progress(1.0, f"done: {result.n_labels} nuclei")
+        except SegmentationError as exc:
+            raise CommandError(_first_line(exc)) from exc
+        finally:
+            bar.close()
+            if result is not None:
+                result.close()
+        return result.info
