@@ -206,3 +206,33 @@ def test_it_finds_and_splits_a_z_merge_in_the_xz_view_and_undoes_it(app, shots):
             page.screenshot(path=shots / "6-cursor-dragged.png")
         finally:
             browser.close()
+
+
+def test_it_keeps_one_view_for_a_2d_image(app, tmp_path):
+    """A 2D image has no XZ / YZ planes: no toggle, and ``v=3`` in the address is ignored."""
+    import tifffile
+    from playwright.sync_api import sync_playwright
+
+    live, seed = app
+    tifffile.imwrite(tmp_path / "flat.tif", _stack()[0][7], photometric="minisblack")
+    out = live.manage("shell", "-c", (
+        "from django.contrib.auth import get_user_model\n"
+        "from annotation.models import Project\n"
+        "from annotation.services import volume_import\n"
+        f"v = volume_import(project=Project.objects.get(id={seed['project']}), src_path={str(tmp_path / 'flat.tif')!r},"
+        " name='flat', user=get_user_model().objects.get(username='alice'))\n"
+        "print(v.id)\n"))
+    flat = int(out.strip().splitlines()[-1])
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_context(base_url=live.url).new_page()
+            errors = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            sign_in(page, live.url, "alice")
+            page.goto(f"/volumes/{flat}/#z=0&v=3&cy=5&cx=5")
+            _wait(page, "document.getElementById('viewer').dataset.state === 'ready'")
+            assert page.locator("#layout-toggle").count() == 0 and page.locator("#map-xz").count() == 0
+            assert page.get_attribute("#viewer", "data-layout") == "1" and errors == []
+        finally:
+            browser.close()

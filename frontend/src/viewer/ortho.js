@@ -82,7 +82,8 @@ export function makeOrthoViews({ volume, api, root, xy, elements, state, setZ, s
   const fitted = new Set();
 
   const views = {};
-  for (const plane of PLANES) {
+  // A 2D image has no XZ / YZ planes (the page leaves their elements out): no views, one layout.
+  for (const plane of PLANES.filter((p) => Z > 1 && elements[p])) {
     const rows = displayRows(volume, plane);
     const cols = plane === 'xz' ? X : Y;
     const grid = makeGrid({ id: `${volume.id}-${plane}`, shape: [1, rows, cols], level_shapes: volume.level_shapes });
@@ -142,7 +143,7 @@ export function makeOrthoViews({ volume, api, root, xy, elements, state, setZ, s
 
   let firstRender = null;
   function setLayout(next) {
-    layout = next === '3' && Z > 1 ? '3' : '1';
+    layout = next === '3' && Object.keys(views).length === PLANES.length ? '3' : '1';
     if (layout === '3' && firstRender === null) { // the first time all three are drawn (bench/viewer.py)
       firstRender = Promise.all([xy.map, ...Object.values(views).map((v) => v.layers.map)].map(
         (map) => new Promise((resolve) => map.once('rendercomplete', () => resolve(performance.now()))),
@@ -153,7 +154,7 @@ export function makeOrthoViews({ volume, api, root, xy, elements, state, setZ, s
     elements.views.dataset.layout = layout;
     xyCursorLayer.setVisible(layout === '3');
     root.dataset.layout = layout;
-    for (const plane of PLANES) elements[plane].hidden = layout !== '3';
+    for (const view of Object.values(views)) elements[view.plane].hidden = layout !== '3';
     if (elements.toggle) {
       elements.toggle.setAttribute('aria-pressed', String(layout === '3'));
       elements.toggle.textContent = layout === '3' ? 'One view' : 'Three views (XY, XZ, YZ)';
@@ -339,6 +340,7 @@ export function makeOrthoViews({ volume, api, root, xy, elements, state, setZ, s
    */
   function nucleiOn(plane) {
     const view = views[plane];
+    if (!view) return [];
     const found = new Map();
     const index = indexOf(plane);
     const version = view.layers.showing().version;
@@ -364,7 +366,7 @@ export function makeOrthoViews({ volume, api, root, xy, elements, state, setZ, s
   /** The map pixel of level-0 (z, across) in a view, for tests that click or draw there. */
   function pixelOf(plane, z, across) {
     const view = views[plane];
-    return view.layers.map.getPixelFromCoordinate(toCoordinate(rowOf(view, z), across + 0.5));
+    return view ? view.layers.map.getPixelFromCoordinate(toCoordinate(rowOf(view, z), across + 0.5)) : null;
   }
 
   drawCursor();
