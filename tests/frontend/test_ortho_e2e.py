@@ -2,8 +2,8 @@
 a stack whose segmentation joined two nuclei stacked in z into one, switches to three views
 (XY, XZ, YZ), moves the cursor through the stack and sees in the XZ view the nucleus that spans
 twice the planes of its neighbours, splits it there with one line (a z-cut), sees the two
-halves in the XZ and YZ views (and in the 3D view of a nucleus where the page has one), and
-undoes the split. The place, layout and cursor survive a reload through the address; the
+halves in the XZ and YZ views (and in the 3D view of a nucleus where the page has one), merges
+them again there (what a z-split needs), and undoes both. The place, layout and cursor survive a reload through the address; the
 queue's jump and an Alt-drag move the cursor.
 
 Screenshots of each step go to var/test-artifacts/ortho-e2e/ (git-ignored; the path is printed).
@@ -168,14 +168,36 @@ def test_it_finds_and_splits_a_z_merge_in_the_xz_view_and_undoes_it(app, shots):
                 assert str(lower["id"]) in page.get_attribute("#mesh-panel", "data-neighbours").split(",")
                 page.screenshot(path=shots / "4-two-nuclei-in-3d.png")
 
-            page.keyboard.press("Control+z")
+            # A z-split (one nucleus cut in two along z) is fixed there too: the merge tool, a
+            # click on each half in the XZ view, Enter.
+            page.keyboard.press("m")
+            for half in (upper, lower):
+                page.mouse.click(*_in_view(page, "xz", (half["z0"] + half["z1"]) / 2 + 0.5, (half["a0"] + half["a1"]) / 2))
+                page.wait_for_timeout(400)  # two clicks within OpenLayers' 250 ms are a double click
+            _wait(page, "ids => ids.every((id) => document.getElementById('viewer').dataset.selected.split(',')"
+                        ".includes(String(id)))", [upper["id"], lower["id"]])
+            page.keyboard.press("Enter")
             _wait(page, "v => { const d = document.getElementById('viewer').dataset;"
                         " return d.busy === 'false' && d.version !== v && d.overlayVersion === d.version; }", after)
+            merged = page.get_attribute("#viewer", "data-version")
+            _drawn(page)
+            whole = {n["id"]: n for n in page.evaluate("ezqViewer.ortho.nucleiOn('xz')")}[min(halves)]
+            assert (whole["z0"], whole["z1"]) == (upper["z0"], lower["z1"]) and max(halves) not in {
+                n["id"] for n in page.evaluate("ezqViewer.ortho.nucleiOn('xz')")}
+            page.screenshot(path=shots / "5-merged-in-xz.png")
+
+            page.keyboard.press("Control+z")  # the merge, then the split
+            _wait(page, "v => { const d = document.getElementById('viewer').dataset;"
+                        " return d.busy === 'false' && d.version !== v && d.overlayVersion === d.version; }", merged)
+            unmerged = page.get_attribute("#viewer", "data-version")
+            page.keyboard.press("Control+z")
+            _wait(page, "v => { const d = document.getElementById('viewer').dataset;"
+                        " return d.busy === 'false' && d.version !== v && d.overlayVersion === d.version; }", unmerged)
             _drawn(page)
             again = {n["id"]: n for n in page.evaluate("ezqViewer.ortho.nucleiOn('xz')")}
             assert again[tallest]["z0"] == found["z0"] and again[tallest]["z1"] == found["z1"]
             assert not set(halves) - {tallest} & set(again)
-            page.screenshot(path=shots / "5-undone.png")
+            page.screenshot(path=shots / "6-undone.png")
 
             # The address keeps the layout and the cursor: a reload opens the same three views.
             page.wait_for_function("location.hash.includes('v=3')", timeout=TIMEOUT_MS)
@@ -203,7 +225,7 @@ def test_it_finds_and_splits_a_z_merge_in_the_xz_view_and_undoes_it(app, shots):
             _wait(page, "() => document.getElementById('viewer').dataset.cursor.endsWith(',30,104')")
             _drawn(page)
             assert 4 in {n["id"] for n in page.evaluate("ezqViewer.ortho.nucleiOn('xz')")}  # nucleus 4 is at y 24, x 104
-            page.screenshot(path=shots / "6-cursor-dragged.png")
+            page.screenshot(path=shots / "7-cursor-dragged.png")
         finally:
             browser.close()
 
