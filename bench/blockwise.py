@@ -201,6 +201,7 @@ def part_cluster(work: Path, shape: tuple[int, int, int]) -> None:
 
 
 def main() -> None:
+    global BLOCK_VOXELS, BACKEND
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", default="all", choices=["all", "memory", "quality", "cluster"])
     parser.add_argument("--sizes", default=MEMORY_SIZES, help="memory part: ZxYxX,...")
@@ -219,7 +220,6 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    global BLOCK_VOXELS, BACKEND
     BLOCK_VOXELS, BACKEND = args.block_voxels, args.backend
     work = Path(tempfile.mkdtemp(prefix="bench-blockwise-"))
     try:
