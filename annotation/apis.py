@@ -702,10 +702,8 @@ def _edit_of(data: dict) -> dict:
 
 def _own_or_staff(request, correction, action: str) -> None:
     """A student may read and undo their own corrections only."""
-    role = roles.role_of(user=request.user, project_id=correction.volume.project_id)
-    if role not in roles.STAFF and correction.created_by_id != request.user.id:
-        raise ApplicationError(f"{action} another student's correction is for the instructors and admins",
-                               status=403)
+    roles.require_own_or_staff(user=request.user, project_id=correction.volume.project_id,
+                               owner_id=correction.created_by_id, action=f"{action} another student's correction")
 
 
 class CorrectionDetailApi(APIView):

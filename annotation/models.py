@@ -313,6 +313,9 @@ class Assignment(models.Model):
         COMPLETED = "completed", "Completed"  # the instructor accepts it
         REOPENED = "reopened", "Reopened"  # the instructor sends it back
 
+    #: The states in which the student may still edit (``annotation.roles.editable_regions``).
+    OPEN_STATES = (State.ASSIGNED, State.REOPENED)
+
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="assignments")
     volume = models.ForeignKey(Volume, on_delete=models.CASCADE, related_name="assignments")
     student = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
@@ -333,7 +336,7 @@ class Assignment(models.Model):
 
     @property
     def is_open(self) -> bool:
-        return self.state in (self.State.ASSIGNED, self.State.REOPENED)
+        return self.state in self.OPEN_STATES
 
     @property
     def overdue(self) -> bool:

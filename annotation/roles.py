@@ -30,7 +30,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from annotation.models import Assignment, Membership, Project
 from ezquant_web.api import ApplicationError
 
-__all__ = ["ADMIN", "INSTRUCTOR", "STAFF", "STUDENT", "editable_regions", "require_role", "role_of"]
+__all__ = ["ADMIN", "INSTRUCTOR", "STAFF", "STUDENT", "editable_regions", "is_staff", "require_own_or_staff",
+           "require_role", "role_of"]
 
 STUDENT, INSTRUCTOR, ADMIN = Membership.Role.STUDENT, Membership.Role.INSTRUCTOR, Membership.Role.ADMIN
 #: Roles that see and manage everyone's work in a project.
@@ -56,6 +57,19 @@ def require_role(*, user: AbstractBaseUser, project_id: int, roles: tuple[str, .
     return role
 
 
+def is_staff(*, user: AbstractBaseUser, project_id: int) -> bool:
+    """Whether the user is an instructor or admin of the project (sees and manages everyone's work)."""
+    return role_of(user=user, project_id=project_id) in STAFF
+
+
+def require_own_or_staff(*, user: AbstractBaseUser, project_id: int, owner_id: int | None, action: str) -> None:
+    """403 unless the user made the thing (``owner_id``) or is staff of the project: a student
+    reads, undoes and cancels their own work only. ``action`` names the refused act ("cancelling
+    another user's job"); the caller has already refused non-members with 404."""
+    if owner_id != user.id and not is_staff(user=user, project_id=project_id):
+        raise ApplicationError(f"{action} is for the instructors and admins", status=403)
+
+
 def editable_regions(*, user: AbstractBaseUser, volume) -> list[list[int]] | None:
     """Where the user may edit the volume's labels: ``None`` for anywhere (staff, or a student
     assigned the whole volume), else the regions of the student's open assignments
@@ -63,8 +77,7 @@ def editable_regions(*, user: AbstractBaseUser, volume) -> list[list[int]] | Non
     role = require_role(user=user, project_id=volume.project_id, roles=(STUDENT, *STAFF), action="editing labels")
     if role in STAFF:
         return None
-    open_states = (Assignment.State.ASSIGNED, Assignment.State.REOPENED)
-    regions = list(Assignment.objects.filter(volume=volume, student=user, state__in=open_states)
+    regions = list(Assignment.objects.filter(volume=volume, student=user, state__in=Assignment.OPEN_STATES)
                    .values_list("region", flat=True))
     if not regions:
         raise ApplicationError("this volume is not assigned to you (or your assignment is submitted): ask your "

@@ -15,6 +15,7 @@ import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Case, F, IntegerField, OuterRef, QuerySet, Subquery, Value, When
 
+from annotation import roles
 from annotation.models import (
     Assignment, AuditEvent, Correction, LabelVersion, Membership, Nucleus, Project, Volume, VolumeImportJob,
 )
@@ -163,8 +164,7 @@ def correction_list(*, volume: Volume, user: AbstractBaseUser | None = None) -> 
     student's own only when ``user`` is a student; everyone's for instructors and admins."""
     corrections = volume.corrections.select_related(*_CORRECTION_RELATED).order_by("-id")
     if user is not None:
-        role = Membership.objects.filter(project_id=volume.project_id, user=user).values_list("role", flat=True)
-        if role.first() == Membership.Role.STUDENT:
+        if roles.role_of(user=user, project_id=volume.project_id) == roles.STUDENT:
             corrections = corrections.filter(created_by=user)
     return corrections
 
@@ -246,7 +246,7 @@ def assignment_list(*, project: Project | None = None, student: AbstractBaseUser
         assignments = assignments.filter(student=student, project__memberships__user=student)
     order = ["-is_open_rank", F("due").asc(nulls_last=True), "id"]
     return assignments.annotate(is_open_rank=Case(
-        When(state__in=[Assignment.State.ASSIGNED, Assignment.State.REOPENED], then=Value(1)),
+        When(state__in=Assignment.OPEN_STATES, then=Value(1)),
         default=Value(0), output_field=IntegerField())).order_by(*order)
 
 
@@ -291,7 +291,7 @@ def agreement(*, project: Project) -> dict[str, Any]:
     against those of instructors and admins; ``pairs`` lists every compared pair, student
     against student included, with both users, both correction ids and the scores.
     """
-    staff = set(project.memberships.filter(role__in=[Membership.Role.INSTRUCTOR, Membership.Role.ADMIN])
+    staff = set(project.memberships.filter(role__in=roles.STAFF)
                 .values_list("user_id", flat=True))
     corrections = list(Correction.objects.filter(volume__project=project, undone_at__isnull=True,
                                                  created_by__isnull=False)
@@ -426,7 +426,7 @@ def volume_curation(*, volume: Volume) -> dict[str, Any]:
             checked=Count("id", filter=Q(curation=Nucleus.Curation.CHECKED)))
     return {"label_version": head.name if head is not None else None, **counts,
             "open_assignments": volume.assignments.filter(
-                state__in=[Assignment.State.ASSIGNED, Assignment.State.REOPENED]).count(),
+                state__in=Assignment.OPEN_STATES).count(),
             "pending_corrections": volume.corrections.filter(review_status=Correction.Review.PENDING,
                                                              undone_at__isnull=True).count(),
             "deleted": volume.corrections.filter(correction_type=Correction.Type.DELETE, undone_at__isnull=True,

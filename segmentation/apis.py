@@ -81,9 +81,8 @@ class SegmentationJobCancelApi(APIView):
     @extend_schema(request=None, responses=JobOutputSerializer)
     def post(self, request, job_id: int):
         job = selectors.segmentation_job_get(user=request.user, job_id=job_id)
-        if job.created_by_id != request.user.id and \
-                roles.role_of(user=request.user, project_id=job.project_id) not in roles.STAFF:
-            raise ApplicationError("cancelling another user's job is for the instructors and admins", status=403)
+        roles.require_own_or_staff(user=request.user, project_id=job.project_id, owner_id=job.created_by_id,
+                                   action="cancelling another user's job")
         job = services.segmentation_job_cancel(job=job, user=request.user)
         return Response(JobOutputSerializer(job).data)
 

@@ -93,9 +93,9 @@ def _training_states(user, kwargs):
         job = training_job_visible(user=user).filter(id=int(kwargs["job_id"])).first()
         return None if job is None else [events.job_state(job)]
     project_id = int(kwargs["project_id"])
-    from annotation.models import Membership
+    from annotation import roles
 
-    if not Membership.objects.filter(project_id=project_id, user=user, role__in=("instructor", "admin")).exists():
+    if not roles.is_staff(user=user, project_id=project_id):
         return None
     return [events.job_state(job) for job in training_job_list(user=user, project_id=project_id)[:20]]
 

@@ -6,13 +6,11 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 
+from annotation import roles
 from segmentation.models import ModelPromotion, ModelVersion, SegmentationJob, TrainingJob
 
 __all__ = ["model_promotion_list", "model_version_list", "segmentation_job_get", "segmentation_job_list",
            "segmentation_job_visible", "training_job_get", "training_job_list", "training_job_visible"]
-
-_STAFF = ("instructor", "admin")
-
 
 def segmentation_job_visible(*, user: AbstractBaseUser) -> QuerySet[SegmentationJob]:
     if not user.is_authenticated:
@@ -33,15 +31,13 @@ def training_job_visible(*, user: AbstractBaseUser) -> QuerySet[TrainingJob]:
     """Training jobs of the projects where the user is an instructor or admin (others: none)."""
     if not user.is_authenticated:
         return TrainingJob.objects.none()
-    return TrainingJob.objects.filter(project__memberships__user=user, project__memberships__role__in=_STAFF) \
+    return TrainingJob.objects.filter(project__memberships__user=user, project__memberships__role__in=roles.STAFF) \
         .select_related("model_version", "project")
 
 
 def training_job_get(*, user: AbstractBaseUser, job_id: int) -> TrainingJob:
     """The job for its project's instructors and admins: ``TrainingJob.DoesNotExist`` (404) for
     a non-member, as everywhere, and 403 for a student, who is told who may."""
-    from annotation import roles
-
     job = TrainingJob.objects.filter(project__memberships__user=user).select_related(
         "model_version", "project").get(id=job_id) if user.is_authenticated else TrainingJob.objects.none().get()
     roles.require_role(user=user, project_id=job.project_id, roles=roles.STAFF, action="reading trainings")
