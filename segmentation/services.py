@@ -478,29 +478,22 @@ def training_job_run(*, job_id: int, worker_id: str | None = None) -> str:
 
 
 def training_holdout(correction_ids, *, params) -> list[int]:
-    """The corrections held out of a training to score its version: a stable part of them (by a
-    hash of the id, ``params.holdout_fraction``), once there are ``params.min_holdout_corrections``;
-    none before. The training page says the same from this."""
-    import hashlib
+    """The corrections held out of a training to score its version
+    (``segmentation.core.corrections.holdout_split``: a stable part of them by a hash of the id,
+    once there are ``params.min_holdout_corrections``; none before). The training page says the
+    same from this."""
+    from segmentation.core.corrections import holdout_split
 
-    ids = sorted(correction_ids)
-    if len(ids) < params.min_holdout_corrections:
-        return []
-    return [i for i in ids if int.from_bytes(hashlib.sha256(f"ezquant-holdout-{i}".encode()).digest()[:8], "big")
-            / 2 ** 64 < params.holdout_fraction]
+    return holdout_split(correction_ids, params)[1]
 
 
 def _training_work(job, progress, timings: dict):
-    """Fine-tune, save the adapter, score it against the project's current model on held-out
-    corrections; the commit creates the :class:`ModelVersion`."""
-    import hashlib
-    import json
-    import os
-
+    """Build the corrections' examples and run ``segmentation.core.corrections.train_model_version``
+    (hold-out, fine-tune, save the adapter, score it against the project's current model); the
+    commit creates the :class:`ModelVersion`."""
     from annotation.models import Correction
     from annotation.stores import correction_store
-    from segmentation.core.adapter import ModelAdapter, compare_models
-    from segmentation.core.corrections import RetrainingParams, correction_examples
+    from segmentation.core.corrections import RetrainingParams, correction_examples, train_model_version
 
     params = RetrainingParams.from_dict(job.params)
     corrections = list(Correction.objects.filter(id__in=job.correction_ids).select_related("volume").order_by("id"))
@@ -513,51 +506,30 @@ def _training_work(job, progress, timings: dict):
         made = correction_examples(correction_store(mine[0].volume), [c.record_id for c in mine],
                                    zone_margin=params.zone_margin, context_weight=params.context_weight)
         examples.update(zip((c.id for c in mine), made))
-    # A stable part of the corrections is held out to score the new version; the rest is trained on.
-    ids = sorted(examples)
-    held = training_holdout(ids, params=params)
-    train = [i for i in ids if i not in held]
     timings["examples"] = round(time.perf_counter() - t, 3)
-
-    progress(0.0, f"training on {len(train)} corrections")
-    adapter = ModelAdapter(params.base_model, params.adapter)
-    folder = _models_dir(job.project)
-    folder.mkdir(parents=True, exist_ok=True)
-    run_key = hashlib.sha256(json.dumps({"base": adapter.base.sha256, "params": params.to_dict(), "train": train},
-                                        sort_keys=True).encode()).hexdigest()[:16]
-    checkpoint = folder / f"run-{run_key}.ckpt"  # a resumed job continues from here
-    t = time.perf_counter()
-    record = adapter.train([examples[i] for i in train], params.training,
-                           progress=lambda f, message, metrics: progress(0.9 * f, message, metrics),
-                           checkpoint_path=checkpoint, resume_from=checkpoint if checkpoint.is_file() else None)
-    timings["train"] = round(time.perf_counter() - t, 3)
-    pending = folder / f"run-{run_key}.pt"
-    info = adapter.save(pending, correction_ids=train, metadata={"held_out_ids": held, "project": job.project.slug})
-    final = folder / f"{adapter.base.name}.lora-{info['weights_sha256'][:12]}.pt"
-    os.replace(pending, final)
-    reference = project_default_model(project=job.project) or adapter.base.name
-    if held:
-        progress(0.9, f"scoring on {len(held)} held-out corrections", {"stage": "evaluating"})
-        t = time.perf_counter()
-        scores = {**compare_models(str(final), reference, [examples[i] for i in held]), "evaluated": True,
-                  "reference_model": _display_name(reference)}
-        timings["evaluate"] = round(time.perf_counter() - t, 3)
-    else:
-        scores = {"evaluated": False, "reason": f"fewer than {params.min_holdout_corrections} approved corrections: "
-                                                "none could be held out"}
+    # A resumed job continues from the run's checkpoint in the project's models folder.
+    run = train_model_version(examples, params, folder=_models_dir(job.project),
+                              reference_model=project_default_model(project=job.project), progress=progress,
+                              metadata={"project": job.project.slug})
+    timings.update(run["timings"])
+    train, held, info, record = run["correction_ids"], run["held_out_ids"], run["adapter"], run["training"]
+    scores = run["metrics"]
+    if scores["evaluated"]:
+        scores["reference_model"] = _display_name(scores["reference_model"])
 
     def commit() -> dict[str, Any]:
         from django.conf import settings
 
         last = ModelVersion.objects.filter(project=job.project).order_by("-number").first()
         version = ModelVersion.objects.create(
-            project=job.project, number=(last.number + 1) if last else 1, name=final.stem,
-            base_model=adapter.base.name, base_sha256=adapter.base.sha256,
-            adapter_path=str(final.relative_to(settings.EZQUANT_DATA_DIR)), adapter_sha256=info["sha256"],
-            adapter_bytes=info["bytes"], correction_ids=train, held_out_ids=held, params=params.to_dict(),
+            project=job.project, number=(last.number + 1) if last else 1, name=run["model_version"],
+            base_model=run["base"].name, base_sha256=run["base"].sha256,
+            adapter_path=str(run["adapter_path"].relative_to(settings.EZQUANT_DATA_DIR)),
+            adapter_sha256=info["sha256"], adapter_bytes=info["bytes"], correction_ids=train, held_out_ids=held,
+            params=params.to_dict(),
             scores={**scores, "loss_final": record.get("loss_final") if isinstance(record, dict) else None},
             training_job=job, created_by=job.created_by)
-        checkpoint.unlink(missing_ok=True)
+        run["checkpoint"].unlink(missing_ok=True)
         return {"model_version": version}
 
     return commit

@@ -23,6 +23,7 @@ from segmentation.core import (
     load_model,
     synthetic,
 )
+from segmentation.core.corrections import holdout_split
 from segmentation.core.errors import InvalidInputError, InvalidParameterError, ModelNotAvailableError
 
 torch = pytest.importorskip("torch")
@@ -470,6 +471,19 @@ def test_trigger_retraining_can_be_limited_to_some_corrections(tmp_path, sample,
     assert result["correction_ids"] == [1, 3] and manager.last_training()["last_correction_id"] == 3
     with pytest.raises(InvalidInputError, match="no correction record 9"):
         manager.trigger_retraining(params, correction_ids=[9])
+
+
+def test_trigger_retraining_trains_on_every_correction_when_the_hash_holds_all_out(tmp_path, sample, tiny_base):
+    # Corrections 1 and 4 both fall in a half hold-out: a version needs something to learn from,
+    # so both are trained on and none is scored (the web app's training job runs the same code).
+    manager = ActiveLearningManager(tmp_path)
+    _record_corrections(manager, sample, 4)
+    params = RetrainingParams(base_model=tiny_base, training=FAST, holdout_fraction=0.5, min_holdout_corrections=2)
+    assert holdout_split([1, 2, 3, 4], params) == ([2, 3], [1, 4])
+    result = manager.trigger_retraining(params, correction_ids=[1, 4])
+    assert (result["correction_ids"], result["held_out_ids"]) == ([1, 4], [])
+    assert not result["metrics"]["evaluated"] and "held out every correction" in result["metrics"]["reason"]
+    assert result["promoted"] is None and result["training"]["n_examples"] == 2
 
 
 # --- picking what to review -------------------------------------------------------------------

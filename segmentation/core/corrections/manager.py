@@ -13,7 +13,6 @@ adapter as a model version in ``<storage_dir>/training.json``::
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -113,12 +112,6 @@ class RetrainingParams:
         if unknown:
             raise InvalidParameterError(f"unknown retraining parameters: {', '.join(unknown)}")
         return cls(**data)
-
-
-def _held_out(record_id: int, fraction: float) -> bool:
-    """Whether correction ``record_id`` is held out: a stable hash, the same in every training."""
-    digest = hashlib.sha256(f"ezquant-holdout-{int(record_id)}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2 ** 64 < fraction
 
 
 class ActiveLearningManager:
@@ -308,7 +301,11 @@ class ActiveLearningManager:
         Every recorded correction is used: most to train on, a stable ``holdout_fraction`` of
         them (by a hash of their id, once there are ``min_holdout_corrections``) to compare the
         new version with ``reference_model`` (default :meth:`current_model`, i.e. the newest
-        promoted adapter or the base model) by AP@0.5, AP@0.75 and split/merge errors.
+        promoted adapter or the base model) by AP@0.5, AP@0.75 and split/merge errors. The run is
+        :func:`~segmentation.core.corrections.train_model_version` (the web app's training job
+        runs it too; :func:`~segmentation.core.corrections.holdout_split` is the hold-out rule:
+        should the hash hold out every correction, all are trained on and none scored); this
+        method adds the training log.
 
         Parameters
         ----------
@@ -346,12 +343,11 @@ class ActiveLearningManager:
         ModelNotAvailableError
             The base or reference model cannot be loaded.
         """
-        from ..adapter import ModelAdapter, compare_models
+        from .retraining import train_model_version
 
         params = params or RetrainingParams()
         if not isinstance(params, RetrainingParams):
             raise InvalidParameterError(f"params must be RetrainingParams, got {type(params).__name__}")
-        report = progress or (lambda fraction, message, metrics: None)
         records = self.tracker.records()
         if correction_ids is not None:
             wanted = {int(i) for i in correction_ids}
@@ -361,60 +357,25 @@ class ActiveLearningManager:
             records = [r for r in records if r.id in wanted]
         if not records:
             raise InvalidInputError("no corrections recorded yet: there is nothing to retrain on")
-        held = [r for r in records if _held_out(r.id, params.holdout_fraction)] \
-            if len(records) >= params.min_holdout_corrections else []
-        train = [r for r in records if r not in held] or records
-        held = [r for r in held if r not in train]
-        train_examples = self.training_examples(train, image_provider=image_provider, zone_margin=params.zone_margin,
-                                                context_weight=params.context_weight)
-        held_examples = self.training_examples(held, image_provider=image_provider, zone_margin=params.zone_margin,
-                                               context_weight=params.context_weight)
-
-        adapter = ModelAdapter(params.base_model, params.adapter)
-        work = self.storage_dir / "adapters"
-        run_key = hashlib.sha256(json.dumps(
-            {"base": adapter.base.sha256, "params": params.to_dict(), "train": [r.id for r in train]},
-            sort_keys=True).encode()).hexdigest()[:16]
-        checkpoint = work / f"run-{run_key}.ckpt"
-
-        def training_progress(fraction: float, message: str, metrics: dict[str, Any]) -> None:
-            report(0.9 * fraction, message, {**metrics, "stage": "training"})
-
-        record = adapter.train(train_examples, params.training, progress=training_progress,
-                               checkpoint_path=checkpoint,
-                               resume_from=checkpoint if resume and checkpoint.is_file() else None)
-        train_ids = [r.id for r in train]
-        held_ids = [r.id for r in held]
-        # Saved under the run's name, then renamed after its weights' hash: the file name is the
-        # model version, and a half-written file never carries a version's name.
-        pending = work / f"run-{run_key}.pt"
-        info = adapter.save(pending, correction_ids=train_ids, metadata={"held_out_ids": held_ids})
-        final = work / f"{adapter.base.name}.lora-{info['weights_sha256'][:12]}.pt"
-        os.replace(pending, final)
-        info["path"] = str(final)
-
-        reference = reference_model if reference_model is not None else self.current_model()
-        if held_examples:
-            report(0.9, f"evaluating on {len(held_examples)} held-out corrections", {"stage": "evaluating"})
-            metrics = compare_models(str(final), reference, held_examples)
-            metrics["evaluated"] = True
-            metrics["reference_model"] = reference or adapter.base.name
-            promoted: bool | None = bool(metrics["better"])
-        else:
-            metrics = {"evaluated": False,
-                       "reason": f"fewer than {params.min_holdout_corrections} corrections: none held out"}
-            promoted = None
-        model_version = final.stem
-        entry = self.record_training(model_version, {
-            "adapter_path": str(final), "adapter_sha256": info["sha256"], "weights_sha256": info["weights_sha256"],
-            "adapter_bytes": info["bytes"], "base": adapter.base.describe(), "correction_ids": train_ids,
-            "held_out_ids": held_ids, "params": params.to_dict(), "training": record, "metrics": metrics,
-            "promoted": promoted}, last_correction_id=max(r.id for r in records))
-        checkpoint.unlink(missing_ok=True)
-        report(1.0, f"trained {model_version}", {"stage": "done"})
-        return {"status": "completed", "model_version": model_version, "adapter_path": str(final),
-                "metrics": metrics, "promoted": promoted, "correction_ids": train_ids, "held_out_ids": held_ids,
-                "training": record, "adapter": info, "entry": entry}
+        examples = self.training_examples(records, image_provider=image_provider, zone_margin=params.zone_margin,
+                                          context_weight=params.context_weight)
+        run = train_model_version(dict(zip((r.id for r in records), examples)), params,
+                                  folder=self.storage_dir / "adapters",
+                                  reference_model=reference_model if reference_model is not None
+                                  else self.current_model(), progress=progress, resume=resume)
+        metrics, info = run["metrics"], run["adapter"]
+        promoted: bool | None = bool(metrics["better"]) if metrics["evaluated"] else None
+        entry = self.record_training(run["model_version"], {
+            "adapter_path": info["path"], "adapter_sha256": info["sha256"], "weights_sha256": info["weights_sha256"],
+            "adapter_bytes": info["bytes"], "base": run["base"].describe(), "correction_ids": run["correction_ids"],
+            "held_out_ids": run["held_out_ids"], "params": params.to_dict(), "training": run["training"],
+            "metrics": metrics, "promoted": promoted}, last_correction_id=max(r.id for r in records))
+        run["checkpoint"].unlink(missing_ok=True)
+        if progress is not None:
+            progress(1.0, f"trained {run['model_version']}", {"stage": "done"})
+        return {"status": "completed", "model_version": run["model_version"], "adapter_path": info["path"],
+                "metrics": metrics, "promoted": promoted, "correction_ids": run["correction_ids"],
+                "held_out_ids": run["held_out_ids"], "training": run["training"], "adapter": info, "entry": entry}
 
 
 def correction_examples(tracker: CorrectionTracker, records: list[CorrectionRecord] | None = None, *,
