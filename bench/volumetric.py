@@ -15,9 +15,14 @@ and AP@0.75 (counts pooled over the volumes), split and merge errors (summed), s
 memory above the start (resident set, sampled every 5 ms) per volume.
 
     python bench/volumetric.py [--n 2] [--model NAME] [--only typical,crowded] [--backends hybrid2d3d,true3d]
+                               [--set flow3d_smooth=0 --set normalize_planes=false]
+
+``--set NAME=VALUE`` changes one ``SegmentationParams`` field for the engine's backends (and
+the diameter estimate), to measure what a default is worth.
 """
 
 import argparse
+import json
 import os
 import sys
 import threading
@@ -89,10 +94,10 @@ def volumes(condition: str, n: int):
             for i in range(n)]
 
 
-def run_method(method, engine, model, volume, diameter):
+def run_method(method, engine, model, volume, diameter, overrides):
     if method in ("slice", "hybrid2d3d", "true3d"):
         masks, _ = engine.segment_cellpose(volume.image, model_name=model, diameter=diameter, do_3d=True,
-                                           use_3d_backend=method, voxel_size=volume.voxel_size)
+                                           use_3d_backend=method, voxel_size=volume.voxel_size, **overrides)
         return masks
     cp = load_model(model).cellpose_model
     anisotropy = volume.voxel_size[0] / volume.voxel_size[1]
@@ -112,14 +117,21 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="model name (default: the shipped default)")
     parser.add_argument("--only", default="", help="comma-separated condition prefixes")
     parser.add_argument("--backends", default=",".join(METHODS))
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a SegmentationParams field for the engine's backends (JSON value)")
     args = parser.parse_args()
+    overrides = {}
+    for item in args.set:
+        name, _, value = item.partition("=")
+        overrides[name] = json.loads(value)
     args.model = args.model or DEFAULT_MODEL_3D  # what the engine segments a stack with by default
     methods = [m for m in args.backends.split(",") if m]
     conditions = [c for c in CONDITIONS if not args.only or any(c.startswith(p) for p in args.only.split(","))]
     engine = SegmentationEngine()
     model = load_model(args.model)
     print(f"model {model.name} {model.version}; {args.n} volumes per condition, 160x160 px of {PIXEL} um, "
-          f"{DEPTH_UM:.0f} um deep; diameter estimated by the engine (only the voxel size given)")
+          f"{DEPTH_UM:.0f} um deep; diameter estimated by the engine (only the voxel size given)"
+          + (f"; set {overrides}" if overrides else ""))
     print(f"{'condition':24s} {'method':12s} {'nuclei':>6s} {'AP@0.5':>7s} {'AP@0.75':>8s} {'splits':>6s} "
           f"{'merges':>6s} {'s/vol':>6s} {'peak MB':>8s}")
     summary = {}
@@ -128,14 +140,14 @@ def main() -> None:
         diameters = []
         for v in vols:
             # The engine's estimate (what every backend finds by itself), made once per volume.
-            params = SegmentationParams(model_name=args.model, do_3d=True, voxel_size=v.voxel_size)
+            params = SegmentationParams(model_name=args.model, do_3d=True, voxel_size=v.voxel_size, **overrides)
             diameters.append(engine.estimate_diameter(v.image, params)[0])
         for method in methods:
             preds, seconds, peaks = [], 0.0, []
             for v, d in zip(vols, diameters):
                 with PeakRSS() as mem:
                     t = time.perf_counter()
-                    preds.append(run_method(method, engine, args.model, v, d))
+                    preds.append(run_method(method, engine, args.model, v, d, overrides))
                     seconds += time.perf_counter() - t
                 peaks.append(mem.mb)
             gts = [v.labels for v in vols]

@@ -374,7 +374,7 @@ def _piece_measures(block: Block, labels: np.ndarray, shape: tuple[int, int, int
 
 
 def _segment_block(image, block: Block, shape: tuple[int, int, int], overlap: tuple[int, int, int], params,
-                   intensity: tuple[float, float], workdir: str, gpu: bool | None,
+                   intensity: Any, workdir: str, gpu: bool | None,
                    progress: Progress | None = None) -> dict[str, Any]:
     """Segment one block and write its labels; return its summary (small arrays only)."""
     from .engine import SegmentationEngine
@@ -385,7 +385,11 @@ def _segment_block(image, block: Block, shape: tuple[int, int, int], overlap: tu
         gpu = bool(torch.cuda.is_available())
     t = time.perf_counter()
     data = np.asarray(image[block.outer])
+    if np.ndim(intensity) == 2:  # one range per plane of the volume: this block's planes
+        intensity = np.asarray(intensity)[block.outer[0]]
     flat = data.shape[0] == 1 and not params.do_3d
+    if flat and np.ndim(intensity) == 2:
+        intensity = intensity[0]
     result = SegmentationEngine(gpu_available=gpu).segment(data[0] if flat else data, params, progress=progress,
                                                            intensity_range=intensity)
     labels = result.labels[np.newaxis] if flat else result.labels
@@ -708,7 +712,7 @@ def segment_blockwise(image: Any, params, blockwise: BlockwiseParams | None = No
     -------
     BlockwiseResult
     """
-    from .engine import SegmentationEngine, _null_progress, _stage
+    from .engine import SegmentationEngine, _null_progress, _stage, plane_intensity_ranges
     from .params import SegmentationParams
 
     params = params or SegmentationParams()
@@ -734,6 +738,8 @@ def segment_blockwise(image: Any, params, blockwise: BlockwiseParams | None = No
         report(0.0, "measuring the intensity range")
         t = time.perf_counter()
         lo, hi = intensity_range(image)
+        # Planes scaled by their own ranges (as the engine does for a whole stack), or all by one.
+        intensity = plane_intensity_ranges(image, (lo, hi)) if shape[0] > 1 and params.normalize_planes else (lo, hi)
         timings["intensity_range"] = time.perf_counter() - t
         info: dict[str, Any] = {}
         diameter = params.diameter
@@ -753,7 +759,7 @@ def segment_blockwise(image: Any, params, blockwise: BlockwiseParams | None = No
         total = len(blocks)
         stage(0.0, f"segmenting {total} blocks")
         t = time.perf_counter()
-        summaries = _run([(_segment_block, image, b, shape, overlap, block_params, (lo, hi), str(workdir),
+        summaries = _run([(_segment_block, image, b, shape, overlap, block_params, intensity, str(workdir),
                            gpu if scheduler_address is None else None,
                            None if scheduler_address else _block_progress(stage, b.number, total)) for b in blocks],
                          scheduler_address, lambda done: stage(done / total, f"segmented {done}/{total} blocks"))

@@ -26,7 +26,11 @@ from .errors import InvalidInputError, InvalidParameterError
 from .modelzoo import LoadedModel, default_model_for, load_model
 from .params import SegmentationParams
 
-__all__ = ["SegmentationEngine", "SegmentationResult", "normalize_intensity", "validate_image"]
+__all__ = ["MAX_PLANE_GAIN", "SegmentationEngine", "SegmentationResult", "normalize_intensity",
+           "plane_intensity_ranges", "validate_image"]
+
+# How much more than the whole stack a plane is stretched at most (plane_intensity_ranges).
+MAX_PLANE_GAIN = 4.0
 
 Progress = Callable[[float, str], None]
 
@@ -62,19 +66,47 @@ def validate_image(image: Any) -> np.ndarray:
     return arr
 
 
-def normalize_intensity(image: np.ndarray, intensity_range: tuple[float, float] | None = None) -> np.ndarray:
+def normalize_intensity(image: np.ndarray, intensity_range: Any = None) -> np.ndarray:
     """Scale so the 1st percentile is 0 and the 99th is 1, over the whole image or volume.
 
     Cellpose normalises each image this way; doing it once for a whole volume keeps slices
     comparable, so a nearly empty slice is not stretched until its noise looks like nuclei.
-    ``intensity_range``: the (1st, 99th) percentiles of a larger volume this image is a block
-    of (``blockwise.intensity_range``), so every block is scaled alike.
+    ``intensity_range``: the (1st, 99th) percentiles to use instead of the image's own: one
+    pair (a block of a larger volume, ``blockwise.intensity_range``, so every block is scaled
+    alike), or one pair per plane of a (Z, Y, X) stack (:func:`plane_intensity_ranges`).
     """
-    lo, hi = np.percentile(image, [1.0, 99.0]) if intensity_range is None else intensity_range
+    if intensity_range is None:
+        intensity_range = np.percentile(image, [1.0, 99.0])
+    ranges = np.asarray(intensity_range, dtype=np.float64)
+    if ranges.ndim == 2:  # one (lo, hi) per plane
+        if image.ndim != 3 or ranges.shape != (image.shape[0], 2):
+            raise InvalidParameterError(
+                f"per-plane intensity ranges must be ({image.shape[0]}, 2) for this stack, got {ranges.shape}")
+        lo, hi = ranges[:, 0].reshape(-1, 1, 1), ranges[:, 1].reshape(-1, 1, 1)
+        return ((image - lo) / np.maximum(hi - lo, 1e-6)).astype(np.float32)
+    lo, hi = float(ranges[0]), float(ranges[1])
     if hi - lo < 1e-6:
         hi = lo + max(float(np.abs(image).max() - lo), 1e-6)
     return ((image - lo) / (hi - lo)).astype(np.float32)
 
+
+def plane_intensity_ranges(volume: Any, intensity_range: tuple[float, float] | None = None) -> np.ndarray:
+    """Each plane's own (1st, 99th) percentiles, for a (Z, Y, X) stack: ``(Z, 2)``.
+
+    Real stacks lose signal with depth and flicker from plane to plane; scaling each plane by its
+    own range gives the network every plane at the contrast it was trained on. A plane whose
+    range is narrower than 1/``MAX_PLANE_GAIN`` of the whole stack's (``intensity_range``, or
+    the stack's own) is not stretched further, so an empty plane's noise never looks like
+    nuclei. Reads one plane at a time (works on a Zarr array too).
+    """
+    nz = volume.shape[0]
+    planes = np.array([np.percentile(np.asarray(volume[z], np.float64), [1.0, 99.0]) for z in range(nz)])
+    if intensity_range is None:
+        intensity_range = np.percentile(np.asarray(volume), [1.0, 99.0])
+    lo, hi = float(intensity_range[0]), float(intensity_range[1])
+    least = max(hi - lo, 1e-6) / MAX_PLANE_GAIN
+    planes[:, 1] = np.maximum(planes[:, 1], planes[:, 0] + least)
+    return planes
 
 
 class _Runner:
@@ -100,8 +132,16 @@ class _Runner:
 
     def eval_3d(self, volume: np.ndarray, anisotropy: float):
         masks, flows, _ = self._eval(volume, self.diameter, do_3D=True, z_axis=0,
-                                     anisotropy=anisotropy if anisotropy != 1.0 else None)
+                                     anisotropy=anisotropy if anisotropy != 1.0 else None,
+                                     flow3D_smooth=self.params.flow3d_smooth)
         return masks.astype(np.uint32), flows[1].astype(np.float32), flows[2].astype(np.float32)
+
+
+def _stack_ranges(data: np.ndarray, params: SegmentationParams) -> np.ndarray | None:
+    """Per-plane intensity ranges when ``params`` asks for them and ``data`` is a stack."""
+    if data.ndim == 3 and data.shape[0] > 1 and params.normalize_planes:
+        return plane_intensity_ranges(data)
+    return None
 
 
 def _median_diameter(labels: np.ndarray) -> tuple[float, int]:
@@ -275,7 +315,7 @@ class SegmentationEngine:
         params = params or SegmentationParams()
         data = validate_image(image)
         model = load_model(params.model_name or default_model_for(data.shape), gpu=self.gpu_available)
-        volume = normalize_intensity(data)
+        volume = normalize_intensity(data, _stack_ranges(data, params))
         if volume.ndim == 2:
             volume = volume[np.newaxis]
         runner = _Runner(model, params, diameter=model.diam_mean)
@@ -336,7 +376,7 @@ class SegmentationEngine:
                 "restoration_metrics": restoration["restoration_metrics"],
             })
 
-        volume = normalize_intensity(data, intensity_range)
+        volume = normalize_intensity(data, _stack_ranges(data, params) if intensity_range is None else intensity_range)
         if not is_volume:
             volume = volume[np.newaxis]
 

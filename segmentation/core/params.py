@@ -56,6 +56,13 @@ class SegmentationParams:
         nuclei stacked in z (see :class:`linking.LinkingParams`): at a dip of its section
         profile to ``split_dip`` of the smaller peak beside it (0 = never), and when its z
         extent in micrometres passes ``max_z_elongation`` times its widest section (0 = never).
+    flow3d_smooth : ``true3d`` only: sigma, in voxels, of the Gaussian that smooths the 3D flow
+        field before the masks are followed out of it (0 = none). The three views' flows
+        disagree most where the z blur is wide; smoothing keeps one nucleus from breaking up.
+    normalize_planes : for a stack, scale each plane by its own 1st and 99th percentiles
+        (bounded, see :func:`engine.plane_intensity_ranges`), so signal that falls with depth
+        or flickers from plane to plane reaches the network at one contrast; ``False`` scales
+        the whole stack by one range.
     """
 
     model_name: str | None = None
@@ -72,6 +79,8 @@ class SegmentationParams:
     overlap_measure: str = "iou"
     split_dip: float = 0.7
     max_z_elongation: float = 2.5
+    flow3d_smooth: float = 1.0
+    normalize_planes: bool = True
 
     def __post_init__(self) -> None:
         from .backends import BACKENDS  # the registry imports this module
@@ -107,6 +116,11 @@ class SegmentationParams:
             raise InvalidParameterError(f"cellprob_threshold must lie in [-8, 8], got {self.cellprob_threshold!r}")
         if isinstance(self.min_size, bool) or not isinstance(self.min_size, int) or self.min_size < 0:
             raise InvalidParameterError(f"min_size must be a whole number >= 0, got {self.min_size!r}")
+        if isinstance(self.flow3d_smooth, bool) or not isinstance(self.flow3d_smooth, (int, float)) \
+                or not (0 <= self.flow3d_smooth <= 10):
+            raise InvalidParameterError(f"flow3d_smooth must lie in [0, 10] voxels, got {self.flow3d_smooth!r}")
+        if not isinstance(self.normalize_planes, bool):
+            raise InvalidParameterError(f"normalize_planes must be true or false, got {self.normalize_planes!r}")
         from .linking import LinkingParams
 
         # Validates the linking fields with one set of rules.

@@ -5,7 +5,13 @@ import json
 import numpy as np
 import pytest
 
-from segmentation.core.engine import SegmentationEngine, validate_image
+from segmentation.core.engine import (
+    MAX_PLANE_GAIN,
+    SegmentationEngine,
+    normalize_intensity,
+    plane_intensity_ranges,
+    validate_image,
+)
 from segmentation.core.errors import InvalidInputError, InvalidParameterError, ModelNotAvailableError
 from segmentation.core.metrics import average_precision
 from segmentation.core.modelzoo import DEFAULT_MODEL, load_model
@@ -134,7 +140,7 @@ def test_bad_images_are_refused(bad, message):
     {"use_3d_backend": "magic"}, {"restoration_mode": "sharpen"}, {"diameter": -3},
     {"diameter": float("nan")}, {"voxel_size": (1, 0, 1)}, {"voxel_size": (1, 1, 1, 1)},
     {"flow_threshold": -1}, {"min_size": 2.5}, {"max_distance_z": 0}, {"min_overlap_ratio": 0},
-    {"not_a_parameter": 1},
+    {"not_a_parameter": 1}, {"flow3d_smooth": -1}, {"flow3d_smooth": True}, {"normalize_planes": "yes"},
 ])
 def test_bad_parameters_are_refused(engine, image_2d, kwargs):
     with pytest.raises(InvalidParameterError):
@@ -231,3 +237,35 @@ def test_a_stack_gets_the_default_3d_backend_and_its_voxel_size():
     assert kept == {"do_3d": True, "use_3d_backend": "hybrid2d3d", "voxel_size": [1, 1, 1]}
     assert params_for_stack({}, ndim=2, voxel_size=(1.0, 0.5, 0.5)) == {"voxel_size": [0.5, 0.5]}
     SegmentationParams.from_dict(params_for_stack({}, ndim=3, voxel_size=(2.0, 0.5, 0.5)))
+
+
+def test_each_plane_of_a_stack_is_scaled_by_its_own_range_within_a_bound():
+    rng = np.random.default_rng(3)
+    bright = rng.poisson(50.0, (64, 64)).astype(np.float64)
+    bright[20:40, 20:40] += 1000.0
+    # Signal falling with depth: the same plane at 100 %, 40 % and 30 %, and an empty plane.
+    stack = np.stack([bright, 0.4 * bright, 0.3 * bright, rng.poisson(5.0, (64, 64)).astype(np.float64)])
+    ranges = plane_intensity_ranges(stack)
+    assert ranges.shape == (4, 2)
+    scaled = normalize_intensity(stack, ranges)
+    # The dimmed planes reach the network at the first plane's contrast...
+    np.testing.assert_allclose(scaled[1], scaled[0], atol=1e-5)
+    np.testing.assert_allclose(scaled[2], scaled[0], atol=1e-5)
+    # ...but an empty plane's noise is stretched no more than MAX_PLANE_GAIN times the stack's range.
+    whole_lo, whole_hi = np.percentile(stack, [1, 99])
+    assert ranges[3, 1] - ranges[3, 0] >= (whole_hi - whole_lo) / MAX_PLANE_GAIN - 1e-9
+    assert scaled[3].max() < 0.3
+    with pytest.raises(InvalidParameterError, match=r"per-plane intensity ranges must be \(4, 2\)"):
+        normalize_intensity(stack, ranges[:3])
+
+
+def test_plane_normalization_is_a_parameter_of_a_stack_run(engine):
+    sample = generate_3d(shape=(8, 64, 64), seed=5, voxel_size=(1.0, 0.5, 0.5), diameter=16, photons=400)
+    depth = np.linspace(1.0, 0.3, 8).reshape(-1, 1, 1)  # signal falling with depth
+    image = (sample.image * depth).astype(np.float32)
+    own = engine.segment(image, SegmentationParams(do_3d=True, use_3d_backend="slice", diameter=16))
+    one = engine.segment(image, SegmentationParams(do_3d=True, use_3d_backend="slice", diameter=16,
+                                                   normalize_planes=False))
+    assert own.info["params"]["normalize_planes"] is True and one.info["params"]["normalize_planes"] is False
+    deep = slice(5, 8)  # the dim planes: scaled by their own range they keep at least as many nuclei
+    assert len(np.unique(own.labels[deep])) >= len(np.unique(one.labels[deep]))
