@@ -759,16 +759,17 @@ def segment_blockwise(image: Any, params, blockwise: BlockwiseParams | None = No
         total = len(blocks)
         stage(0.0, f"segmenting {total} blocks")
         t = time.perf_counter()
+        finished = [0]  # blocks done so far (the local scheduler runs them in its own order)
         summaries = _run([(_segment_block, image, b, shape, overlap, block_params, intensity, str(workdir),
                            gpu if scheduler_address is None else None,
-                           None if scheduler_address else _block_progress(stage, b.number, total)) for b in blocks],
-                         scheduler_address, lambda done: stage(done / total, f"segmented {done}/{total} blocks"))
+                           None if scheduler_address else _block_progress(stage, finished, total)) for b in blocks],
+                         scheduler_address, lambda done: _blocks_done(stage, finished, done, total))
         timings["blocks"] = time.perf_counter() - t
         report(0.92, "stitching blocks")
         t = time.perf_counter()
         lookups, n_labels, measures, merged = _stitch(
             str(workdir), blocks, summaries, blockwise.match_iou, scheduler_address,
-            lambda done, pairs: report(0.92 + 0.05 * done / max(pairs, 1), f"stitched {done}/{pairs} block pairs"))
+            lambda done, pairs: report(0.92 + 0.04 * done / max(pairs, 1), f"stitched {done}/{pairs} block pairs"))
         timings["stitching"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t_start
         first = min(summaries, key=lambda s: s["number"])
@@ -799,12 +800,18 @@ def segment_blockwise(image: Any, params, blockwise: BlockwiseParams | None = No
         raise
 
 
-def _block_progress(stage: Progress, number: int, total: int) -> Progress:
-    """Progress of one block run in this process (the local scheduler): its share of the total,
-    so a cancel is seen within the block too."""
+def _block_progress(stage: Progress, finished: list[int], total: int) -> Progress:
+    """Progress of one block run in this process (the local scheduler): its share of the total
+    after the blocks ``finished`` so far, so a cancel is seen within the block too."""
     def report(fraction: float, message: str) -> None:
-        stage((number + min(max(float(fraction), 0.0), 1.0)) / total, f"block {number + 1}/{total}: {message}")
+        done = finished[0]
+        stage((done + min(max(float(fraction), 0.0), 1.0)) / total, f"block {done + 1}/{total}: {message}")
     return report
+
+
+def _blocks_done(stage: Progress, finished: list[int], done: int, total: int) -> None:
+    finished[0] = done
+    stage(done / total, f"segmented {done}/{total} blocks")
 
 
 def _centre_crop(image: Any, max_voxels: int) -> np.ndarray:
