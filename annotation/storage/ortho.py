@@ -19,11 +19,13 @@ chunked (min(Z, 64), 16, 256) and (min(Z, 64), 256, 16): an XZ or YZ tile of up 
 reads one chunk of 16 rows (or columns), about what an XY tile costs. The layouts hold the same
 values as the levels; NGFF readers ignore them, exports leave them out. A volume or version
 written before they existed has none, and its XZ/YZ tiles are read from the planes instead
-(same pixels, slower). 2D images get none.
+(same pixels, slower), until :func:`add_missing_layouts` (``manage.py build_ortho_layouts``)
+writes them. 2D images get none.
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -32,8 +34,8 @@ import numpy as np
 from .meta import TILE_SIZE, VolumeMeta
 from .zarrio import create_array, write_group
 
-__all__ = ["ORTHO_PLANES", "display_rows", "has_ortho", "ortho_chunk", "ortho_shape", "read_ortho",
-           "row_planes", "write_ortho_levels"]
+__all__ = ["ORTHO_PLANES", "add_missing_layouts", "display_rows", "has_ortho", "ortho_chunk", "ortho_shape",
+           "read_ortho", "row_planes", "write_ortho_levels"]
 
 #: The orthogonal planes, named by the axes they show (rows first: z is drawn downwards).
 ORTHO_PLANES = ("xz", "yz")
@@ -103,3 +105,25 @@ def write_ortho_levels(root: Path, level: Callable[[int], object], shapes, dtype
                     if block.any():
                         for array in arrays:
                             array[box] = block
+
+
+def add_missing_layouts(root: Path, level: Callable[[int], object], shapes, dtype) -> bool:
+    """Write the XZ / YZ layouts of the group at ``root`` if it lacks them; True if written.
+
+    For a volume or label version stored before the layouts existed. They are written into a
+    folder beside them and moved in, ``yz`` last, so a reader (``has_ortho``) sees either no
+    layouts or both, and a run stopped half-way leaves nothing a reader uses (a second run
+    writes them again).
+    """
+    if has_ortho(root):
+        return False
+    partial = root / ".ortho-partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        write_ortho_levels(partial, level, shapes, dtype)
+        for plane in ORTHO_PLANES:
+            shutil.rmtree(root / plane, ignore_errors=True)  # left by a stopped run
+            (partial / plane).rename(root / plane)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return True

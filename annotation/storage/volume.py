@@ -29,7 +29,7 @@ from .errors import (
 )
 from .meta import TILE_SIZE, LabelVersionMeta, VolumeMeta, check_voxel_range, voxel_size3
 from .ngff import image_attributes, label_attributes, labels_group_attributes
-from .ortho import ORTHO_PLANES, has_ortho, ortho_shape, read_ortho, write_ortho_levels
+from .ortho import ORTHO_PLANES, add_missing_layouts, has_ortho, ortho_shape, read_ortho, write_ortho_levels
 from .pyramid import ContrastEstimator, downsample_mean, pyramid_shapes
 from .sources import ArraySource, PlaneSource, open_source
 from .zarrio import create_array, open_array, read_json, write_group
@@ -333,6 +333,27 @@ class VolumeStore:
         if found:
             return self._array(key + (plane,), root / plane / str(level))
         return self._array(key, root / str(level))
+
+    def build_ortho_layouts(self) -> list[str]:
+        """Write the XZ / YZ layouts (see :mod:`.ortho`) where this volume or one of its label
+        versions was stored without them; returns what was written (``"image"``, ``"v1"``, ...).
+        A 2D image needs none. Stores already open in other processes keep reading the planes
+        until they are opened again (a server restart)."""
+        if self.meta.shape[0] < 2:
+            return []
+        shapes = list(self.meta.level_shapes)
+        built = []
+        if add_missing_layouts(self.path, lambda k: open_array(self.path / str(k)), shapes,
+                               np.dtype(self.meta.dtype)):
+            built.append("image")
+        for version in self.label_versions():
+            root = self.path / _labels.LABELS_GROUP / version
+            if add_missing_layouts(root, lambda k, root=root: open_array(root / str(k)), shapes, np.uint32):
+                built.append(version)
+        with self._lock:  # this store reads the new layouts from now on
+            for key in [k for k in self._arrays if k and k[0] == "has-ortho"]:
+                del self._arrays[key]
+        return built
 
     def _ortho_bounds(self, plane: str, level: int, index: int, ty: int, tx: int,
                       tile_size: int) -> tuple[int, int, int, int]:

@@ -105,3 +105,30 @@ def test_it_writes_no_layouts_for_a_2d_image(tmp_path, nuclei_image):
     store.write_labels(np.ones((60, 70), np.uint32))
     assert not has_ortho(store.path) and not has_ortho(store.path / "labels" / "v1")
     assert store.read_ortho_tile("xz", 0, 5, 0, 0).shape == (1, 70)
+
+
+def test_it_builds_the_layouts_of_a_volume_and_versions_stored_without_them(stack):
+    store, _ = stack
+    v1 = store.write_labels(_labels(store.meta.shape)).name
+    expected = {(p, g): (store.read_ortho_tile(p, 0, 20, 0, 0) if g == "image" else
+                         store.read_label_ortho_tile(g, p, 0, 20, 0, 0))
+                for p in ("xz", "yz") for g in ("image", v1)}
+    for root in (store.path, store.path / "labels" / v1):
+        shutil.rmtree(root / "xz")
+        shutil.rmtree(root / "yz")
+    (store.path / "xz").mkdir()  # what a stopped run might leave: ignored by readers, replaced
+    old = VolumeStore.open(store.path)
+    assert old.build_ortho_layouts() == ["image", v1]
+    assert has_ortho(old.path) and has_ortho(old.path / "labels" / v1)
+    assert not (old.path / ".ortho-partial").exists()
+    for reader in (old, VolumeStore.open(store.path)):
+        for (plane, group), tile in expected.items():
+            got = (reader.read_ortho_tile(plane, 0, 20, 0, 0) if group == "image" else
+                   reader.read_label_ortho_tile(group, plane, 0, 20, 0, 0))
+            np.testing.assert_array_equal(got, tile)
+    assert old.build_ortho_layouts() == []  # nothing left to do
+
+
+def test_it_builds_nothing_for_a_2d_image(tmp_path, nuclei_image):
+    store = VolumeStore.create(tmp_path / "flat.zarr", nuclei_image((1, 60, 70), np.uint16))
+    assert store.build_ortho_layouts() == [] and not has_ortho(store.path)
