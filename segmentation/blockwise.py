@@ -11,11 +11,13 @@ volume. A failed or cancelled job removes its work folder and leaves no label ve
 from __future__ import annotations
 
 import dataclasses
+import math
 import secrets
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from django.conf import settings
 
 from ezquant_web.api import ApplicationError
@@ -47,6 +49,30 @@ def block_memory_refusal(what: str, dtype) -> str | None:
     if settings.DASK_SCHEDULER_ADDRESS:
         return None
     return too_large_message(f"{what} (one block of EZQUANT_BLOCK_VOXELS)", (settings.EZQUANT_BLOCK_VOXELS,), dtype)
+
+
+def plane_refusal(what: str, shape: tuple[int, ...], dtype, *, output_dir: Path | None = None) -> str | None:
+    """The one-line refusal when a blockwise run of a ``shape`` volume cannot be done here even
+    a block at a time, else ``None``: its labels (4 bytes a voxel) do not fit the free disk of
+    ``output_dir``, or one whole plane (read for the intensity ranges, written as labels) does
+    not fit the memory."""
+    import shutil
+
+    from segmentation.resources import available_memory, segmentation_memory_needed
+
+    if output_dir is not None:
+        need = 4 * math.prod(shape)
+        free = shutil.disk_usage(output_dir).free
+        if need > free:
+            return (f"{what} is too large for this machine: {' x '.join(map(str, shape))} {np.dtype(dtype)} "
+                    f"needs about {need:,} bytes of disk for its labels in {output_dir}; {free:,} are free")
+    need = segmentation_memory_needed(tuple(shape[-2:]), dtype)
+    available = available_memory()
+    if available is not None and need > available:
+        return (f"{what} is too large for this machine: {' x '.join(map(str, shape))} {np.dtype(dtype)} has planes "
+                f"that need about {need:,} bytes each (a blockwise run holds one whole plane); "
+                f"{available:,} are available")
+    return None
 
 
 def work_folder(name: str) -> Path:

@@ -31,6 +31,8 @@ __all__ = ["MAX_PLANE_GAIN", "SegmentationEngine", "SegmentationResult", "normal
 
 # How much more than the whole stack a plane is stretched at most (plane_intensity_ranges).
 MAX_PLANE_GAIN = 4.0
+# Pixels of a plane its range is measured on at most (a regular subsample beyond).
+_PLANE_SAMPLES = 2 ** 22
 
 Progress = Callable[[float, str], None]
 
@@ -97,10 +99,13 @@ def plane_intensity_ranges(volume: Any, intensity_range: tuple[float, float] | N
     own range gives the network every plane at the contrast it was trained on. A plane whose
     range is narrower than 1/``MAX_PLANE_GAIN`` of the whole stack's (``intensity_range``, or
     the stack's own) is not stretched further, so an empty plane's noise never looks like
-    nuclei. Reads one plane at a time (works on a Zarr array too).
+    nuclei. Reads one plane at a time (works on a Zarr array too); a plane of more than 4 Mpixel
+    is measured on a regular subsample of its pixels.
     """
-    nz = volume.shape[0]
-    planes = np.array([np.percentile(np.asarray(volume[z], np.float64), [1.0, 99.0]) for z in range(nz)])
+    nz, ny, nx = volume.shape
+    step = max(1, int(np.ceil(np.sqrt(ny * nx / _PLANE_SAMPLES))))  # a regular subsample of a huge plane
+    planes = np.array([np.percentile(np.asarray(volume[z])[::step, ::step].astype(np.float64), [1.0, 99.0])
+                       for z in range(nz)])
     if intensity_range is None:
         intensity_range = np.percentile(np.asarray(volume), [1.0, 99.0])
     lo, hi = float(intensity_range[0]), float(intensity_range[1])

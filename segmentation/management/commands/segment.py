@@ -241,9 +241,10 @@ class Command(BaseCommand):
         segmenting in blocks (``segmentation.core.blockwise``); memory is bounded by the block."""
         from django.conf import settings
 
-        from segmentation.blockwise import block_memory_refusal, blockwise_params, work_folder
+        from segmentation.blockwise import block_memory_refusal, blockwise_params, plane_refusal, work_folder
 
-        refusal = block_memory_refusal(str(source), dtype)
+        refusal = plane_refusal(str(source), shape, dtype, output_dir=target.parent) \
+            or block_memory_refusal(str(source), dtype)
         if refusal is not None:
             raise CommandError(refusal)
         import torch
