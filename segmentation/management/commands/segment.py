@@ -111,28 +111,13 @@ def read_image(path: Path) -> np.ndarray:
 
     Shape and type are judged from the header first: an image this machine has not the
     memory to segment is refused before any pixel is decoded."""
-    if not path.exists():
-        raise CommandError(f"input file not found: {path}")
-    if not path.is_file():
-        raise CommandError(f"input is not a file: {path}")
+    shape, dtype = read_header(path)
+    _check_memory(path, shape, dtype)
     try:
         with tifffile.TiffFile(path) as tif:
-            if not tif.series:
-                raise CommandError(f"{path} holds no image")
-            series = tif.series[0]
-            axes = series.axes
-            _check_memory(path, tuple(series.shape), series.dtype)
-            image = series.asarray()
-    except CommandError:
-        raise
+            return tif.series[0].asarray()
     except Exception as exc:  # tifffile raises many types for a damaged or foreign file
         raise CommandError(f"cannot read {path} as a TIFF image: {_first_line(exc)}") from exc
-    if "S" in axes:
-        raise CommandError(f"{path} is a colour (RGB) image (axes {axes}); save one channel as greyscale")
-    if image.ndim not in (2, 3):
-        raise CommandError(
-            f"{path} has {image.ndim} axes of shape {image.shape}; expected 2D (Y, X) or 3D (Z, Y, X)")
-    return image
 
 
 def write_labels(path: Path, labels: np.ndarray) -> None:
