@@ -527,7 +527,7 @@ def _training_work(job, progress, timings: dict):
             adapter_path=str(run["adapter_path"].relative_to(settings.EZQUANT_DATA_DIR)),
             adapter_sha256=info["sha256"], adapter_bytes=info["bytes"], correction_ids=train, held_out_ids=held,
             params=params.to_dict(),
-            scores={**scores, "loss_final": record.get("loss_final") if isinstance(record, dict) else None},
+            scores={**scores, "loss_final": record.get("final_loss") if isinstance(record, dict) else None},
             training_job=job, created_by=job.created_by)
         run["checkpoint"].unlink(missing_ok=True)
         return {"model_version": version}

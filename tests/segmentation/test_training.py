@@ -65,6 +65,8 @@ def test_it_trains_promotes_and_rolls_back(corrected, client_for, ada, ivy, alic
     assert (version.number, version.base_model) == (1, DEFAULT_MODEL)
     assert sorted(version.correction_ids + version.held_out_ids) == [c.id for c in corrected]
     assert version.scores["evaluated"] and {"ap50", "ap75", "splits", "merges"} <= set(version.scores["candidate"])
+    # The adapter's record names it final_loss (the mean loss of the last logged steps).
+    assert np.isfinite(version.scores["loss_final"]) and version.scores["loss_final"] > 0
     listed = client_for(ivy).get(reverse("model-version-list", args=[project.id])).json()
     assert [(v["number"], v["is_default"]) for v in listed] == [(1, False)]
     assert client_for(alice).get(reverse("model-version-list", args=[project.id])).status_code == 403
