@@ -62,7 +62,7 @@ from .corrections import (
     correction_examples,
     select_for_review,
 )
-from .engine import SegmentationEngine, SegmentationResult, validate_image
+from .engine import Cellpose3RestorationEngine, SegmentationEngine, SegmentationResult, validate_image
 from .errors import InvalidInputError, InvalidParameterError, ModelNotAvailableError, SegmentationError
 from .linking import LinkingParams, link_slices
 from .measurements import NUCLEUS_FIELDS, nucleus_table
@@ -79,13 +79,7 @@ from .metrics import (
 )
 from .modelzoo import DEFAULT_MODEL, DEFAULT_MODEL_3D, load_model
 from .params import RESTORATION_MODES, SegmentationParams
-from .restoration import (
-    Cellpose3RestorationEngine,
-    RestorationParams,
-    measure_image_quality,
-    restore,
-    should_use_restoration,
-)
+from .restoration import RestorationParams, measure_image_quality, restore, should_use_restoration
 from .uncertainty import NucleusUncertainty, UncertaintyEstimator, UncertaintyParams, nucleus_uncertainty
 
 __all__ = [

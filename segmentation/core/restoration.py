@@ -79,7 +79,7 @@ from .params import RESTORATION_MODES
 
 __all__ = [
     "BLUR_SCORE_SCALE", "DEBLUR_MIN_BLUR_SIGMA", "DENOISE_MAX_ROBUST_SNR",
-    "Cellpose3RestorationEngine", "RestorationParams", "cellpose_restoration_weights",
+    "RestorationParams", "cellpose_restoration_weights",
     "measure_image_quality", "restore", "should_use_restoration",
 ]
 
@@ -553,59 +553,3 @@ def restore(image: Any, mode: str = "auto", *, params: RestorationParams | None 
         info["metrics_after"] = _metrics(out)
     info["seconds"] = round(time.perf_counter() - t0, 4)
     return out.reshape(shape).astype(np.float32), info
-
-
-# --- segmentation with restoration ---------------------------------------------------------
-
-class Cellpose3RestorationEngine:
-    """Segment with restoration first, as in the EZQUANT guide.
-
-    A thin convenience over :class:`engine.SegmentationEngine`, which itself restores the image
-    (with :func:`restore`) before running the network when ``restoration_mode`` is not ``"none"``.
-
-    Parameters
-    ----------
-    gpu_available : use a GPU when torch sees one.
-    engine : a ``SegmentationEngine`` to delegate to; by default a new one with ``gpu_available``.
-
-    Examples
-    --------
-    As in the guide (runs the default model)::
-
-        engine = Cellpose3RestorationEngine(gpu_available=False)
-        masks, info = engine.segment_with_restoration(image, restoration_mode="auto", diameter=30)
-        print(info["restoration_metrics"]["snr"], info["restoration_metrics"]["blur_score"])
-        print(info["restoration_mode"])  # what auto applied: none, denoise or deblur
-    """
-
-    def __init__(self, gpu_available: bool = False, engine: Any = None):
-        self.gpu_available = bool(gpu_available)
-        self._engine = engine
-
-    @property
-    def engine(self) -> Any:
-        if self._engine is None:
-            from .engine import SegmentationEngine  # lazy: the engine imports this module lazily too
-
-            self._engine = SegmentationEngine(gpu_available=self.gpu_available)
-        return self._engine
-
-    def segment_with_restoration(self, image: Any, model_name: str | None = None, restoration_mode: str = "auto",
-                                 diameter: float | None = None, **kwargs: Any) -> tuple[np.ndarray, dict[str, Any]]:
-        """Restore (per ``restoration_mode``) and segment ``image``; return ``(masks, info)``.
-
-        ``info`` is the engine's, with ``restoration_metrics`` (including the guide's ``snr``
-        and ``blur_score``) always present: measured here when the mode is ``"none"``, for which
-        the engine measures nothing. ``info["restoration_mode"]`` is the mode applied and
-        ``info["restoration_requested"]`` the one asked for. ``kwargs`` go to
-        ``SegmentationEngine.segment_cellpose`` (``do_3d``, ``use_3d_backend``, ``voxel_size``...).
-        """
-        if not isinstance(restoration_mode, str) or restoration_mode not in RESTORATION_MODES:
-            raise InvalidParameterError(
-                f"unknown restoration mode {restoration_mode!r}; choose one of {', '.join(RESTORATION_MODES)}")
-        masks, info = self.engine.segment_cellpose(image, model_name=model_name, diameter=diameter,
-                                                   restoration_mode=restoration_mode, **kwargs)
-        if "restoration_metrics" not in info:
-            info = {**info, "restoration_requested": restoration_mode, "restoration_mode": "none",
-                    "restoration_method": "none", "restoration_metrics": measure_image_quality(image)}
-        return masks, info

@@ -7,6 +7,7 @@ import pytest
 
 from segmentation.core.engine import (
     MAX_PLANE_GAIN,
+    Cellpose3RestorationEngine,
     SegmentationEngine,
     normalize_intensity,
     plane_intensity_ranges,
@@ -16,6 +17,7 @@ from segmentation.core.errors import InvalidInputError, InvalidParameterError, M
 from segmentation.core.metrics import average_precision
 from segmentation.core.modelzoo import DEFAULT_MODEL, load_model
 from segmentation.core.params import SegmentationParams
+from segmentation.core.restoration import restore
 from segmentation.core.synthetic import generate_2d, generate_3d
 
 
@@ -269,3 +271,49 @@ def test_plane_normalization_is_a_parameter_of_a_stack_run(engine):
     assert own.info["params"]["normalize_planes"] is True and one.info["params"]["normalize_planes"] is False
     deep = slice(5, 8)  # the dim planes: scaled by their own range they keep at least as many nuclei
     assert len(np.unique(own.labels[deep])) >= len(np.unique(one.labels[deep]))
+
+
+# --- the guide's façade: segmentation with restoration -------------------------------------
+
+def _noisy_2d():
+    return generate_2d(shape=(160, 160), seed=0, photons=4, blur_sigma=1.0, diameter=20.0).image
+
+
+class _RecordingEngine:
+    def __init__(self):
+        self.calls = []
+
+    def segment_cellpose(self, image, **kwargs):
+        self.calls.append(kwargs)
+        info = {"nucleus_count": 0}
+        if kwargs["restoration_mode"] != "none":
+            _, r = restore(image, kwargs["restoration_mode"], use_cellpose=False)
+            info.update({"restoration_requested": kwargs["restoration_mode"], "restoration_mode": r["applied"],
+                         "restoration_metrics": r["restoration_metrics"]})
+        return np.zeros(np.shape(image), np.uint32), info
+
+
+@pytest.mark.parametrize("mode", ["sharpen", "", None, "AUTO"])
+def test_segment_with_restoration_refuses_unknown_modes(mode):
+    with pytest.raises(InvalidParameterError):
+        Cellpose3RestorationEngine(engine=object()).segment_with_restoration(_noisy_2d(), restoration_mode=mode)
+
+
+@pytest.mark.parametrize("mode", ["none", "auto", "denoise"])
+def test_segment_with_restoration_delegates_to_the_engine(mode):
+    engine = _RecordingEngine()
+    masks, info = Cellpose3RestorationEngine(engine=engine).segment_with_restoration(
+        _noisy_2d(), model_name="nuclei", restoration_mode=mode, diameter=18, do_3d=False)
+    assert engine.calls == [{"model_name": "nuclei", "diameter": 18, "restoration_mode": mode, "do_3d": False}]
+    assert masks.shape == (160, 160)
+    assert {"snr", "blur_score"} <= set(info["restoration_metrics"])
+    assert info["restoration_mode"] == ("none" if mode == "none" else "denoise")
+
+
+def test_segment_with_restoration_runs_the_default_model_as_the_guide_shows():
+    engine = Cellpose3RestorationEngine(gpu_available=False)
+    image = generate_2d(shape=(96, 96), seed=12, photons=3, blur_sigma=1.0, diameter=16).image
+    masks, info = engine.segment_with_restoration(image=image, restoration_mode="auto", diameter=16)
+    assert masks.shape == image.shape and masks.dtype == np.uint32
+    assert info["restoration_mode"] == "denoise" and info["restoration_requested"] == "auto"
+    assert info["restoration_metrics"]["snr"] > 0 and 0 < info["restoration_metrics"]["blur_score"] <= 1

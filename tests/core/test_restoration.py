@@ -11,7 +11,6 @@ from segmentation.core.errors import InvalidInputError, InvalidParameterError
 from segmentation.core.restoration import (
     DEBLUR_MIN_BLUR_SIGMA,
     DENOISE_MAX_ROBUST_SNR,
-    Cellpose3RestorationEngine,
     RestorationParams,
     measure_image_quality,
     restore,
@@ -204,8 +203,6 @@ def test_bad_images_are_refused(image, function):
 def test_unknown_modes_are_refused(mode):
     with pytest.raises(InvalidParameterError):
         restore(_clean(), mode)
-    with pytest.raises(InvalidParameterError):
-        Cellpose3RestorationEngine(engine=object()).segment_with_restoration(_clean(), restoration_mode=mode)
 
 
 def test_params_round_trip_and_validate():
@@ -293,39 +290,3 @@ def test_a_failing_network_falls_back_and_says_why(tmp_path, monkeypatch):
     _, info = restore(_blurred(), "deblur")
     assert info["method"].endswith("richardson_lucy")
     assert "weights do not fit" in info["cellpose_error"]
-
-
-# --- segmentation with restoration ---------------------------------------------------------
-
-class _RecordingEngine:
-    def __init__(self):
-        self.calls = []
-
-    def segment_cellpose(self, image, **kwargs):
-        self.calls.append(kwargs)
-        info = {"nucleus_count": 0}
-        if kwargs["restoration_mode"] != "none":
-            _, r = restore(image, kwargs["restoration_mode"], use_cellpose=False)
-            info.update({"restoration_requested": kwargs["restoration_mode"], "restoration_mode": r["applied"],
-                         "restoration_metrics": r["restoration_metrics"]})
-        return np.zeros(np.shape(image), np.uint32), info
-
-
-@pytest.mark.parametrize("mode", ["none", "auto", "denoise"])
-def test_segment_with_restoration_delegates_to_the_engine(mode):
-    engine = _RecordingEngine()
-    masks, info = Cellpose3RestorationEngine(engine=engine).segment_with_restoration(
-        _noisy(), model_name="nuclei", restoration_mode=mode, diameter=18, do_3d=False)
-    assert engine.calls == [{"model_name": "nuclei", "diameter": 18, "restoration_mode": mode, "do_3d": False}]
-    assert masks.shape == SHAPE_2D
-    assert {"snr", "blur_score"} <= set(info["restoration_metrics"])
-    assert info["restoration_mode"] == ("none" if mode == "none" else "denoise")
-
-
-def test_segment_with_restoration_runs_the_default_model_as_the_guide_shows():
-    engine = Cellpose3RestorationEngine(gpu_available=False)
-    image = generate_2d(shape=(96, 96), seed=12, photons=3, blur_sigma=1.0, diameter=16).image
-    masks, info = engine.segment_with_restoration(image=image, restoration_mode="auto", diameter=16)
-    assert masks.shape == image.shape and masks.dtype == np.uint32
-    assert info["restoration_mode"] == "denoise" and info["restoration_requested"] == "auto"
-    assert info["restoration_metrics"]["snr"] > 0 and 0 < info["restoration_metrics"]["blur_score"] <= 1
