@@ -1,33 +1,40 @@
-"""Immutable label versions that share unchanged chunk files with their parent.
+"""Immutable label versions: complete ones, and edits that record only the chunks they changed.
 
 Scheme
 ------
 A volume's segmentations live in its ``labels/`` group as ``v1``, ``v2``, ... (the group's
-``labels`` attribute lists them in order), each a complete NGFF label image: uint32, same
-chunking as the intensities, levels ``[::2**k, ::2**k]`` of level 0.
+``ezquant.versions`` attribute lists them in order; its NGFF ``ome.labels`` lists the complete
+ones, which is what an OME-Zarr reader sees), each uint32, same chunking as the intensities,
+levels ``[::2**k, ::2**k]`` of level 0.
 
-A new version is a new set of arrays, so a version once written never changes, and every
-version can be read (and exported, or opened by any NGFF reader) on its own. It is nonetheless
-cheap, because a chunk that is equal to the parent's chunk is not written again: its file is a
-hard link (``os.link``) to the parent's file. An edit of one nucleus therefore writes the few
-chunks around it at each level and links the rest: the cost in time and disk is that of the
-changed chunks plus one directory entry per shared chunk, whatever the volume's size.
+A version is written once and never changed. There are two kinds (see :mod:`.manifest`):
+
+* a **complete** version (a segmentation, an upload, or any version stored before deltas) holds
+  every chunk; a chunk equal to its parent's is a hard link (``os.link``) to the parent's file,
+  so it costs one directory entry, not a copy. It is a plain NGFF label image.
+* an **edit** makes a **delta** version: the chunks the edit changed, at each level and in the
+  XZ / YZ layouts, and one ``manifest.json`` that says which version holds each chunk changed
+  since the nearest complete ancestor (its base). Nothing is written or linked for the
+  untouched chunks, so an edit costs what it changes, whatever the volume's size. Our readers
+  open it through :class:`.manifest.DeltaStore` (a zarr store that follows the manifest);
+  exports copy the resolved chunks; :func:`materialise_version` makes it complete in place
+  for other readers.
 
 Why this is safe:
 
 * chunks are never modified in place: zarr writes a chunk to a temporary file and renames it
   over the old name (``zarr.storage.LocalStore``), so a write to a linked name would replace
-  the link, not the shared file; and this package never writes into an existing version;
+  the link, not the shared file; and this package never writes new values into an existing
+  version (materialising one adds links to the very files its manifest names);
 * a version is built in ``labels/.vN.partial-<random>`` and renamed to ``labels/vN`` only when
-  complete; the ``labels`` attribute is updated after that, so a reader that lists versions
-  never sees a half-written one; a crash leaves at most an unlisted directory, whose number is
-  skipped;
+  complete, manifest included; the listing is updated after that, so a reader that lists
+  versions never sees a half-written one; a crash leaves at most an unlisted directory, whose
+  number is skipped;
 * writers of one volume are serialised by an ``fcntl.flock`` on ``labels/.lock`` (version
   numbers are allocated under it), so two processes never create the same ``vN``;
+* versions are never removed, so every holder a manifest names exists;
 * where the file system refuses a hard link (another device, no link support, too many links),
   the chunk file is copied instead (``chunks_copied``).
-
-Hard links need the versions on one local POSIX file system, which is where volumes live.
 """
 
 from __future__ import annotations
@@ -45,13 +52,17 @@ import numpy as np
 
 from .errors import InvalidLabelsError, LabelShapeError, LabelVersionError
 from .meta import LabelVersionMeta, VolumeMeta, version_number
+from .manifest import MANIFEST, Manifest, VersionLayout, materialise, write_manifest
 from .ngff import label_attributes, labels_group_attributes
-from .ortho import ORTHO_PLANES, has_ortho, ortho_chunk, write_ortho_levels
-from .zarrio import CHUNK, chunk_path, create_array, open_array, read_json, same_encoding, write_group
+from .ortho import ORTHO_PLANES, ortho_chunk, write_ortho_levels
+from .zarrio import CHUNK, chunk_path, create_array, read_json, reference_array, same_encoding, write_group
 
-__all__ = ["as_labels", "label_version_meta", "list_versions", "write_edit", "write_full", "write_planes"]
+__all__ = ["as_labels", "label_version_meta", "list_versions", "materialise_version", "version_layout",
+           "write_edit", "write_full", "write_planes"]
 
 LABELS_GROUP = "labels"
+#: In every version written since delta versions: the largest id of each level-0 chunk, (Z, rows, cols).
+CHUNK_MAXIMA = "chunk_max.npy"
 _UINT32_MAX = 2 ** 32 - 1
 
 
@@ -62,13 +73,45 @@ class _Counts:
     copied: int = 0
 
 
-def list_versions(volume: Path) -> list[str]:
-    """Names of the complete versions, oldest first."""
+def _group_attributes(volume: Path) -> dict:
     try:
-        attrs = read_json(volume / LABELS_GROUP / "zarr.json").get("attributes", {})
+        return read_json(volume / LABELS_GROUP / "zarr.json").get("attributes", {})
     except FileNotFoundError:
-        return []
-    return [str(n) for n in attrs.get("ome", {}).get("labels", [])]
+        return {}
+
+
+def list_versions(volume: Path) -> list[str]:
+    """Names of the published versions (complete and delta), oldest first.
+
+    ``ezquant.versions`` of the labels group; a volume written before delta versions has only
+    ``ome.labels``, which then lists them all."""
+    attrs = _group_attributes(volume)
+    names = attrs.get("ezquant", {}).get("versions")
+    if names is None:
+        names = attrs.get("ome", {}).get("labels", [])
+    return [str(n) for n in names]
+
+
+def _publish_listing(volume: Path, name: str, *, complete: bool) -> None:
+    """Add ``name`` to the listings (under the lock): every version in ``ezquant.versions``,
+    complete ones also in the NGFF ``ome.labels`` that OME-Zarr readers follow."""
+    group = volume / LABELS_GROUP
+    attrs = _group_attributes(volume)
+    versions = [n for n in list_versions(volume) if n != name]
+    if name not in versions:
+        versions.append(name)
+    versions.sort(key=version_number)
+    ngff = [str(n) for n in attrs.get("ome", {}).get("labels", []) if n != name]
+    if complete:
+        ngff = sorted(ngff + [name], key=version_number)
+    write_group(group, {**attrs, "ome": labels_group_attributes(ngff),
+                        "ezquant": {**attrs.get("ezquant", {}), "versions": versions}})
+
+
+def version_layout(volume: Path, name: str) -> VersionLayout:
+    """Where the files of a published version are; :class:`LabelVersionError` if unknown."""
+    label_version_meta(volume, name)
+    return VersionLayout(volume / LABELS_GROUP, name)
 
 
 def label_version_meta(volume: Path, name: str) -> LabelVersionMeta:
@@ -126,19 +169,9 @@ def _share(src: Path, dst: Path, counts: _Counts) -> None:
     counts.linked += 1
 
 
-def _chunk_files(array_dir: Path) -> Iterator[tuple[tuple[int, int, int], Path]]:
-    """Existing chunk files of an array: ((iz, iy, ix), path)."""
-    root = array_dir / "c"
-    if not root.is_dir():
-        return
-    for zdir in os.scandir(root):
-        for ydir in os.scandir(zdir.path):
-            for xfile in os.scandir(ydir.path):
-                yield (int(zdir.name), int(ydir.name), int(xfile.name)), Path(xfile.path)
-
-
 def _new_version(volume: Path, meta: VolumeMeta, parent: str | None, build) -> LabelVersionMeta:
-    """Allocate vN, let ``build(partial_dir, counts)`` write its levels, publish it."""
+    """Allocate vN, let ``build(partial_dir, name, counts)`` write its levels (and, for a
+    delta version, its manifest), publish it."""
     group = volume / LABELS_GROUP
     with _locked(volume):
         number = _next_number(volume)
@@ -147,7 +180,7 @@ def _new_version(volume: Path, meta: VolumeMeta, parent: str | None, build) -> L
         partial.mkdir()
         try:
             counts = _Counts()
-            n_labels = build(partial, counts)
+            n_labels = build(partial, name, counts)
             version = LabelVersionMeta(
                 name=name, number=number, parent=parent, shape=meta.shape, n_labels=n_labels,
                 chunks_written=counts.written, chunks_linked=counts.linked, chunks_copied=counts.copied)
@@ -155,21 +188,25 @@ def _new_version(volume: Path, meta: VolumeMeta, parent: str | None, build) -> L
                 "ome": label_attributes(name=name, shapes=list(meta.level_shapes), voxel_size=meta.voxel_size),
                 "ezquant": {"label_version": version.to_dict()},
             })
+            complete = not (partial / MANIFEST).exists()
             os.rename(partial, group / name)
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
-        attrs = read_json(group / "zarr.json").get("attributes", {})
-        names = [n for n in attrs.get("ome", {}).get("labels", []) if n != name] + [name]
-        write_group(group, {**attrs, "ome": labels_group_attributes(names)})
+        _publish_listing(volume, name, complete=complete)
     return version
 
 
-def _parent_arrays(volume: Path, meta: VolumeMeta, parent: str | None) -> list | None:
-    if parent is None:
-        return None
-    label_version_meta(volume, parent)  # raises if unknown
-    return [open_array(volume / LABELS_GROUP / parent / str(k)) for k in range(meta.n_levels)]
+def materialise_version(volume: Path, meta: VolumeMeta, name: str) -> bool:
+    """Make a delta version complete in place (see :func:`.manifest.materialise`) and list it
+    for OME-Zarr readers; False if it was complete already."""
+    layout = version_layout(volume, name)
+    if not layout.is_delta:
+        return False
+    with _locked(volume):
+        done = materialise(VersionLayout(volume / LABELS_GROUP, name), meta.n_levels)
+        _publish_listing(volume, name, complete=True)
+    return done
 
 
 def _chunk_slices(shape: tuple[int, int, int], iy: int, ix: int) -> tuple[slice, slice]:
@@ -193,15 +230,18 @@ def write_planes(volume: Path, meta: VolumeMeta, plane_of, *, n_labels: int, par
     ``parent``'s are linked to its files. The XZ / YZ layouts of a stack are copied from
     ``levels(k)`` (level k as a (Z, Y, X) array-like) when given, else read back from the
     levels just written, a block at a time."""
-    parents = _parent_arrays(volume, meta, parent)
+    source = version_layout(volume, parent) if parent is not None else None
+    parents = [source.open(str(k)) for k in range(meta.n_levels)] if source is not None else None
     level_shapes = list(meta.level_shapes)
 
-    def build(partial: Path, counts: _Counts) -> int:
+    def build(partial: Path, name: str, counts: _Counts) -> int:
         arrays = [create_array(partial / str(level), shape, np.uint32) for level, shape in enumerate(level_shapes)]
         before = [parents[level] if parents is not None and same_encoding(parents[level], arrays[level]) else None
                   for level in range(len(level_shapes))]
+        maxima = []
         for z in range(meta.shape[0]):
             full = as_labels(np.asarray(plane_of(z))[np.newaxis], (1, *meta.shape[1:]), what=f"labels of plane {z}")[0]
+            maxima.append(_chunk_maxima(full))
             for level, shape in enumerate(level_shapes):
                 step = 2 ** level
                 plane = np.ascontiguousarray(full[::step, ::step])
@@ -215,15 +255,16 @@ def write_planes(volume: Path, meta: VolumeMeta, plane_of, *, n_labels: int, par
                         ys, xs = _chunk_slices(shape, iy, ix)
                         block = plane[ys, xs]
                         if old is not None and np.array_equal(block, old[ys, xs]):
-                            source = chunk_path(volume / LABELS_GROUP / parent / str(level), z, iy, ix)
-                            if source.exists():
-                                _share(source, chunk_path(partial / str(level), z, iy, ix), counts)
+                            shared = source.chunk_file(str(level), (z, iy, ix))
+                            if shared is not None and shared.exists():
+                                _share(shared, chunk_path(partial / str(level), z, iy, ix), counts)
                         elif block.any():
                             if old is not None:
                                 array[z, ys, xs] = block
                             counts.written += 1
         if meta.is_3d:  # the XZ / YZ layouts (see .ortho)
             write_ortho_levels(partial, levels or (lambda k: arrays[k]), level_shapes, np.uint32)
+        _write_maxima(partial, np.stack(maxima))
         return int(n_labels)
 
     return _new_version(volume, meta, parent, build)
@@ -243,117 +284,160 @@ def _normalise_region(region, shape: tuple[int, int, int]) -> tuple[tuple[int, i
     return tuple(bounds)
 
 
+def _chunk_maxima(plane: np.ndarray) -> np.ndarray:
+    """(rows, cols) largest id of each (256, 256) chunk of a level-0 (Y, X) plane."""
+    rows, cols = -(-plane.shape[0] // CHUNK[1]), -(-plane.shape[1] // CHUNK[2])
+    out = np.zeros((rows, cols), np.uint32)
+    for iy in range(rows):
+        for ix in range(cols):
+            block = plane[iy * CHUNK[1]:(iy + 1) * CHUNK[1], ix * CHUNK[2]:(ix + 1) * CHUNK[2]]
+            out[iy, ix] = block.max() if block.size else 0
+    return out
+
+
+def _read_maxima(folder: Path) -> np.ndarray | None:
+    try:
+        return np.load(folder / CHUNK_MAXIMA, allow_pickle=False)
+    except (FileNotFoundError, ValueError, OSError):
+        return None
+
+
+def _write_maxima(folder: Path, maxima: np.ndarray) -> None:
+    with open(folder / CHUNK_MAXIMA, "wb") as fh:
+        np.save(fh, maxima.astype(np.uint32, copy=False), allow_pickle=False)
+
+
+class _DeltaWriter:
+    """The chunks one array of a delta version writes, in its base's encoding (a parent stored
+    by an older release keeps its codecs). The array's metadata is used while writing and removed
+    after: the version's arrays are read through its manifest only (see :mod:`.manifest`)."""
+
+    def __init__(self, base: VersionLayout, partial: Path, array: str) -> None:
+        self._metadata, self._dir, self._array = base.metadata_file(array), partial / array, None
+
+    def write(self, box, values: np.ndarray) -> None:
+        if self._array is None:
+            import zarr
+
+            self._dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self._metadata, self._dir / "zarr.json")
+            self._array = zarr.open_array(store=str(self._dir), mode="r+", zarr_format=3)
+        self._array[box] = values
+
+    def close(self) -> None:
+        (self._dir / "zarr.json").unlink(missing_ok=True)
+
+
+def _edit_chunks(parent_array, writer: _DeltaWriter, name: str, bounds, sub: np.ndarray, chunk, shape,
+                 changes: dict[str, str | None], maxima: np.ndarray | None = None) -> tuple[int, int]:
+    """Write the chunks of one array that the region ``bounds`` ((lo, hi) per axis, in the
+    array's pixels) meets, with ``sub`` (the region's values) in place; record each changed key
+    in ``changes`` (this version, or ``None`` for a chunk of background) and, for level 0, its
+    largest id in ``maxima``. Returns (chunks written, largest id the region held before)."""
+    spans = [range(lo // c, -(-hi // c)) if hi > lo else range(0) for (lo, hi), c in zip(bounds, chunk)]
+    written, before_max = 0, 0
+    for key in ((a, b, c) for a in spans[0] for b in spans[1] for c in spans[2]):
+        box = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(key, chunk, shape))
+        old = np.asarray(parent_array[box])
+        inner = tuple(slice(max(lo, b.start) - b.start, min(hi, b.stop) - b.start) for (lo, hi), b in zip(bounds, box))
+        picked = tuple(slice(max(lo, b.start) - lo, min(hi, b.stop) - lo) for (lo, hi), b in zip(bounds, box))
+        before_max = max(before_max, int(old[inner].max()) if old[inner].size else 0)
+        new = old.copy()
+        new[inner] = sub[picked]
+        if maxima is not None:
+            maxima[key] = new.max() if new.size else 0
+        if np.array_equal(new, old):
+            continue
+        if new.any():
+            writer.write(box, new)
+            changes["/".join(map(str, key))] = name
+            written += 1
+        else:
+            changes["/".join(map(str, key))] = None
+    return written, before_max
+
+
 def write_edit(volume: Path, meta: VolumeMeta, parent: str, region, new_values: np.ndarray) -> LabelVersionMeta:
     """A new version equal to ``parent`` except ``region``, which takes ``new_values``.
 
-    Only chunks that intersect the region (at each level, the region's samples of that level)
-    are read, compared and written; every other chunk file of the parent is linked.
+    Only chunks that intersect the region (at each level and in the XZ / YZ layouts, the
+    region's samples there) are read, compared and written; the new version is a delta (see
+    :mod:`.manifest`) that records them and nothing else. ``n_labels`` stays exact without a
+    scan of the volume: each version keeps the largest id of every level-0 chunk
+    (``chunk_max.npy``), so when the edit removes the largest id, the next largest is read from
+    there (a version stored before that file is scanned once, and its successors have it).
     """
     (z0, z1), (y0, y1), (x0, x1) = _normalise_region(region, meta.shape)
     values = as_labels(np.asarray(new_values), (z1 - z0, y1 - y0, x1 - x0), what="new values")
     if parent is None:
         raise LabelVersionError("an edit needs a parent version")
-    parents = _parent_arrays(volume, meta, parent)
+    group = volume / LABELS_GROUP
+    source = version_layout(volume, parent)
     parent_meta = label_version_meta(volume, parent)
+    base = VersionLayout(group, source.manifest.base) if source.is_delta else source
+    if not same_encoding(base.open("0"), reference_array(meta.level_shapes[0], np.uint32)):
+        return _write_edit_complete(volume, meta, source, parent, ((z0, z1), (y0, y1), (x0, x1)), values)
+    start = source.manifest if source.is_delta else Manifest(base=parent, ortho=meta.is_3d and source.has_ortho())
+    parent_maxima = _read_maxima(source.folder)
 
-    def build(partial: Path, counts: _Counts) -> int:
-        old_region_max = 0
+    def build(partial: Path, name: str, counts: _Counts) -> int:
+        changes: dict[str, dict[str, str | None]] = {}
+        maxima = parent_maxima.copy() if parent_maxima is not None else None
+        region_before = 0
         for level, shape in enumerate(meta.level_shapes):
             step = 2 ** level
             # Level-k pixel j is level-0 pixel j * step: the region's level-k pixels are
             # ceil(y0 / step) .. ceil(y1 / step) - 1, sampled from the values at that stride.
             ky0, ky1, kx0, kx1 = (-(-v // step) for v in (y0, y1, x0, x1))
             sub = values[:, ky0 * step - y0::step, kx0 * step - x0::step]
-            array = create_array(partial / str(level), shape, np.uint32)
-            parent_dir = volume / LABELS_GROUP / parent / str(level)
-            compatible = same_encoding(parents[level], array)
-            touched = set()
-            if z1 > z0 and ky1 > ky0 and kx1 > kx0:
-                touched = {(iz, iy, ix) for iz in range(z0, z1)
-                           for iy in range(ky0 // CHUNK[1], -(-ky1 // CHUNK[1]))
-                           for ix in range(kx0 // CHUNK[2], -(-kx1 // CHUNK[2]))}
-            if compatible:
-                for key, source in _chunk_files(parent_dir):
-                    if key not in touched:
-                        _share(source, chunk_path(partial / str(level), *key), counts)
-            else:  # a parent in another encoding (an older format): rewrite its untouched chunks
-                rows, cols = -(-shape[1] // CHUNK[1]), -(-shape[2] // CHUNK[2])
-                for z in range(shape[0]):
-                    plane = parents[level][z]
-                    for iy in range(rows):
-                        for ix in range(cols):
-                            ys, xs = _chunk_slices(shape, iy, ix)
-                            if (z, iy, ix) not in touched and plane[ys, xs].any():
-                                array[z, ys, xs] = plane[ys, xs]
-                                counts.written += 1
-            for iz, iy, ix in sorted(touched):
-                ys, xs = _chunk_slices(shape, iy, ix)
-                old = parents[level][iz, ys, xs]
-                new = old.copy()
-                ty0, ty1 = max(ky0, ys.start), min(ky1, ys.stop)
-                tx0, tx1 = max(kx0, xs.start), min(kx1, xs.stop)
-                inner = (slice(ty0 - ys.start, ty1 - ys.start), slice(tx0 - xs.start, tx1 - xs.start))
-                if level == 0:
-                    old_region_max = max(old_region_max, int(old[inner].max()))
-                new[inner] = sub[iz - z0, ty0 - ky0:ty1 - ky0, tx0 - kx0:tx1 - kx0]
-                if compatible and np.array_equal(new, old):
-                    source = chunk_path(parent_dir, iz, iy, ix)
-                    if source.exists():
-                        _share(source, chunk_path(partial / str(level), iz, iy, ix), counts)
-                elif new.any():
-                    array[iz, ys, xs] = new
-                    counts.written += 1
-        _edit_ortho(volume / LABELS_GROUP / parent, partial, meta, ((z0, z1), (y0, y1), (x0, x1)), values)
+            bounds = ((z0, z1), (ky0, ky1), (kx0, kx1))
+            arrays = [(str(level), CHUNK)]
+            if start.ortho:
+                arrays += [(f"{plane}/{level}", ortho_chunk(plane, shape[0])) for plane in ORTHO_PLANES]
+            for array, chunk in arrays:
+                writer = _DeltaWriter(base, partial, array)
+                try:
+                    written, before = _edit_chunks(source.open(array), writer, name, bounds, sub, chunk, shape,
+                                                   changes.setdefault(array, {}),
+                                                   maxima if array == "0" else None)
+                finally:
+                    writer.close()
+                if array == str(level):
+                    counts.written += written  # the layouts' chunks are not counted (as for complete versions)
+                if array == "0":
+                    region_before = before
+        manifest = start.with_changes({array: entries for array, entries in changes.items() if entries})
+        write_manifest(partial, manifest)
         new_max = int(values.max()) if values.size else 0
-        if old_region_max < parent_meta.n_labels or new_max >= parent_meta.n_labels:
+        if region_before < parent_meta.n_labels or new_max >= parent_meta.n_labels:
             # The parent's largest id survives outside the region, or the edit brings a larger one.
-            return max(parent_meta.n_labels, new_max)
-        # The edit removed the largest id from the region; it may survive elsewhere: look.
-        level0 = open_array(partial / "0")
-        return max(int(level0[z].max()) for z in range(meta.shape[0]))
+            n_labels = max(parent_meta.n_labels, new_max)
+        elif maxima is not None:
+            n_labels = int(maxima.max()) if maxima.size else 0
+        else:  # the largest id left the region; a parent without chunk maxima: scan once
+            level0 = VersionLayout(group, name, folder=partial, manifest=manifest).open("0")
+            maxima = np.stack([_chunk_maxima(np.asarray(level0[z])) for z in range(meta.shape[0])])
+            n_labels = int(maxima.max()) if maxima.size else 0
+        if maxima is not None:
+            _write_maxima(partial, maxima)
+        return n_labels
 
     return _new_version(volume, meta, parent, build)
 
 
-def _edit_ortho(parent_dir: Path, partial: Path, meta: VolumeMeta, bounds, values: np.ndarray) -> None:
-    """The XZ / YZ layouts of an edited version: the parent's chunks that meet the region are
-    read (one chunk each, in its own layout), changed and written; all others are hard links.
-    A parent without the layouts (written before them) gives a version without them: its
-    XZ / YZ tiles are then read from the levels (see .ortho)."""
-    if not meta.is_3d or not has_ortho(parent_dir):
-        return
+def _write_edit_complete(volume: Path, meta: VolumeMeta, source: VersionLayout, parent: str, bounds,
+                         values: np.ndarray) -> LabelVersionMeta:
+    """An edit of a version stored in another encoding (an older release): written as a complete
+    version in the current one, a plane at a time, so later edits are deltas over it."""
     (z0, z1), (y0, y1), (x0, x1) = bounds
-    ignored = _Counts()  # the version's counts are of the levels' chunks
-    for plane in ORTHO_PLANES:
-        write_group(partial / plane, {})
-        for level, shape in enumerate(meta.level_shapes):
-            step = 2 ** level
-            ky0, ky1, kx0, kx1 = (-(-v // step) for v in (y0, y1, x0, x1))
-            sub = values[:, ky0 * step - y0::step, kx0 * step - x0::step]
-            chunk = ortho_chunk(plane, shape[0])
-            parent_array = open_array(parent_dir / plane / str(level))
-            array = create_array(partial / plane / str(level), shape, np.uint32, chunk)
-            if not same_encoding(parent_array, array):  # cannot happen with layouts this module wrote
-                raise LabelVersionError(f"the {plane} layout of {parent_dir.name} is in another encoding")
-            spans = [range(lo // c, -(-hi // c)) if hi > lo else range(0)
-                     for (lo, hi), c in zip(((z0, z1), (ky0, ky1), (kx0, kx1)), chunk)]
-            touched = {(iz, iy, ix) for iz in spans[0] for iy in spans[1] for ix in spans[2]}
-            source_dir = parent_dir / plane / str(level)
-            for key, source in _chunk_files(source_dir):
-                if key not in touched:
-                    _share(source, chunk_path(partial / plane / str(level), *key), ignored)
-            for key in sorted(touched):
-                box = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(key, chunk, shape))
-                old = parent_array[box]
-                new = old.copy()
-                inner = tuple(slice(max(lo, b.start) - b.start, min(hi, b.stop) - b.start)
-                              for (lo, hi), b in zip(((z0, z1), (ky0, ky1), (kx0, kx1)), box))
-                picked = tuple(slice(max(lo, b.start) - lo, min(hi, b.stop) - lo)
-                               for (lo, hi), b in zip(((z0, z1), (ky0, ky1), (kx0, kx1)), box))
-                new[inner] = sub[picked]
-                if np.array_equal(new, old):
-                    source = chunk_path(source_dir, *key)
-                    if source.exists():
-                        _share(source, chunk_path(partial / plane / str(level), *key), ignored)
-                elif new.any():
-                    array[box] = new
+    level0 = source.open("0")
+
+    def plane_of(z: int) -> np.ndarray:
+        plane = np.asarray(level0[z])
+        if z0 <= z < z1:
+            plane = plane.copy()
+            plane[y0:y1, x0:x1] = values[z - z0]
+        return plane
+
+    n_labels = max(int(plane_of(z).max()) for z in range(meta.shape[0]))
+    return write_planes(volume, meta, plane_of, n_labels=n_labels, parent=parent)

@@ -29,6 +29,7 @@ from .errors import (
 )
 from .meta import TILE_SIZE, LabelVersionMeta, VolumeMeta, check_voxel_range, voxel_size3
 from .ngff import image_attributes, label_attributes, labels_group_attributes
+from .manifest import copy_arrays
 from .ortho import ORTHO_PLANES, add_missing_layouts, has_ortho, ortho_shape, read_ortho, write_ortho_levels
 from .pyramid import ContrastEstimator, downsample_mean, pyramid_shapes
 from .sources import ArraySource, PlaneSource, open_source
@@ -259,13 +260,15 @@ class VolumeStore:
 
     # -- arrays ---------------------------------------------------------------------------
 
-    def _array(self, key: tuple, path: Path):
+    def _array(self, key: tuple, path):
+        """The cached object under ``key``: else ``open_array(path)``, or ``path()`` when it is a
+        function (a label version's array, through its manifest)."""
         with self._lock:
             array = self._arrays.get(key)
             if array is not None:
                 self._arrays.move_to_end(key)
                 return array
-        array = open_array(path)
+        array = path() if callable(path) else open_array(path)
         with self._lock:
             self._arrays[key] = array
             while len(self._arrays) > _ARRAY_CACHE_SIZE:
@@ -321,16 +324,19 @@ class VolumeStore:
 
     # -- orthogonal planes (XZ, YZ) --------------------------------------------------------
 
-    def _ortho_source(self, key: tuple, root: Path, plane: str, level: int):
-        """The layout of ``plane`` under ``root`` (a volume or a label version), or, where it
-        was never written, the level itself (same values, one chunk per plane)."""
+    def _has_ortho(self, root: Path, test) -> bool:
         with self._lock:
             found = self._arrays.get(("has-ortho", root))
         if found is None:
-            found = has_ortho(root)
+            found = test()
             with self._lock:
                 self._arrays[("has-ortho", root)] = found
-        if found:
+        return found
+
+    def _ortho_source(self, key: tuple, root: Path, plane: str, level: int):
+        """The layout of ``plane`` of the intensities, or, where it was never written, the level
+        itself (same values, one chunk per plane)."""
+        if self._has_ortho(root, lambda: has_ortho(root)):
             return self._array(key + (plane,), root / plane / str(level))
         return self._array(key, root / str(level))
 
@@ -347,13 +353,30 @@ class VolumeStore:
                                np.dtype(self.meta.dtype)):
             built.append("image")
         for version in self.label_versions():
+            layout = _labels.version_layout(self.path, version)
+            if layout.has_ortho():  # a delta version keeps its base's layouts in step
+                continue
+            if layout.is_delta:  # over a base stored without them: made complete first
+                _labels.materialise_version(self.path, self.meta, version)
             root = self.path / _labels.LABELS_GROUP / version
             if add_missing_layouts(root, lambda k, root=root: open_array(root / str(k)), shapes, np.uint32):
                 built.append(version)
-        with self._lock:  # this store reads the new layouts from now on
-            for key in [k for k in self._arrays if k and k[0] == "has-ortho"]:
-                del self._arrays[key]
+        self._forget_layouts()  # this store reads the new layouts from now on
         return built
+
+    def _forget_layouts(self) -> None:
+        with self._lock:
+            for key in [k for k in self._arrays if k and k[0] in ("has-ortho", "layout")]:
+                del self._arrays[key]
+
+    def materialise_label_versions(self) -> list[str]:
+        """Make every delta label version (an edit: see :mod:`.manifest`) complete in place, so
+        that any zarr or OME-Zarr reader opening the volume's folder reads it; returns the
+        versions made complete. Their values do not change, and readers keep working meanwhile."""
+        done = [version for version in self.label_versions()
+                if _labels.materialise_version(self.path, self.meta, version)]
+        self._forget_layouts()
+        return done
 
     def _ortho_bounds(self, plane: str, level: int, index: int, ty: int, tx: int,
                       tile_size: int) -> tuple[int, int, int, int]:
@@ -382,9 +405,11 @@ class VolumeStore:
                               tile_size: int = TILE_SIZE) -> np.ndarray:
         """Like :meth:`read_ortho_tile`, for a label version (uint32)."""
         r0, r1, c0, c1 = self._ortho_bounds(plane, level, index, ty, tx, tile_size)
-        self._label_array(version, level)  # raises LabelVersionError
-        array = self._ortho_source(("labels", version, level), self.path / _labels.LABELS_GROUP / version, plane,
-                                   level)
+        layout = self._layout(version)  # raises LabelVersionError
+        if self._has_ortho(layout.folder, layout.has_ortho):
+            array = self._array(("labels", version, level, plane), lambda: layout.open(f"{plane}/{level}"))
+        else:
+            array = self._label_array(version, level)
         return read_ortho(array, self.meta, plane, level, index, r0, r1, c0, c1)
 
     def read_volume(self, level: int = 0) -> np.ndarray:
@@ -450,13 +475,14 @@ class VolumeStore:
         """
         return _labels.write_edit(self.path, self.meta, parent, region, new_values)
 
+    def _layout(self, version: str):
+        """Where a version's files are (complete, or a delta through its manifest); versions are
+        immutable and never removed, so this is read once. :class:`LabelVersionError` if unknown."""
+        return self._array(("layout", version), lambda: _labels.version_layout(self.path, version))
+
     def _label_array(self, version: str, level: int):
-        key = ("labels", version, level)
-        with self._lock:
-            cached = key in self._arrays
-        if not cached:  # versions are immutable and never removed: check once
-            _labels.label_version_meta(self.path, version)  # raises LabelVersionError
-        return self._array(key, self.path / _labels.LABELS_GROUP / version / str(level))
+        layout = self._layout(version)
+        return self._array(("labels", version, level), lambda: layout.open(str(level)))
 
     def read_labels(self, version: str, level: int = 0) -> np.ndarray:
         """A whole level of a version as a (Z, Y, X) uint32 array."""
@@ -516,13 +542,11 @@ class VolumeStore:
         ``out`` must not exist; it is written beside itself and renamed into place.
         """
         out = Path(out)
-        self._label_array(version, 0)  # raises LabelVersionError
+        layout = self._layout(version)  # raises LabelVersionError
         partial = _partial_dir(out)
         try:
-            source = self.path / _labels.LABELS_GROUP / version
-            partial.mkdir()
-            for level in range(self.meta.n_levels):
-                shutil.copytree(source / str(level), partial / str(level))
+            partial.mkdir()  # a delta version's chunks resolved through its manifest: a complete copy
+            copy_arrays(layout, partial, [str(level) for level in range(self.meta.n_levels)], link=False)
             attrs = label_attributes(name=version, shapes=list(self.meta.level_shapes),
                                      voxel_size=self.meta.voxel_size, source_image=None)
             write_group(partial, {"ome": attrs, "ezquant": {"label_version": self.label_version_meta(version).to_dict(),

@@ -20,7 +20,7 @@ import numpy as np
 
 from .meta import TILE_SIZE
 
-__all__ = ["CHUNK", "chunk_path", "create_array", "read_json", "write_group"]
+__all__ = ["CHUNK", "chunk_path", "create_array", "read_json", "reference_array", "write_group"]
 
 CHUNK = (1, TILE_SIZE, TILE_SIZE)
 
@@ -35,10 +35,22 @@ def create_array(path: Path, shape: tuple[int, int, int], dtype: np.dtype,
                  chunks: tuple[int, int, int] = CHUNK):
     """Create an empty (Z, Y, X) zarr v3 array at ``path`` (a directory that must not exist),
     chunked ``chunks`` (the planes' (1, 256, 256) unless told: see ``.ortho`` for the others)."""
+    return _create(str(path), shape, dtype, chunks)
+
+
+def reference_array(shape: tuple[int, int, int], dtype: np.dtype, chunks: tuple[int, int, int] = CHUNK):
+    """An in-memory array in the encoding :func:`create_array` writes (to compare with a stored
+    one through :func:`same_encoding`)."""
+    from zarr.storage import MemoryStore
+
+    return _create(MemoryStore(), shape, dtype, chunks)
+
+
+def _create(store, shape, dtype, chunks):
     import zarr
 
     return zarr.create_array(
-        store=str(path), shape=shape, dtype=np.dtype(dtype), chunks=tuple(chunks), compressors=[_codec()],
+        store=store, shape=shape, dtype=np.dtype(dtype), chunks=tuple(chunks), compressors=[_codec()],
         fill_value=0, dimension_names=("z", "y", "x"),
         chunk_key_encoding={"name": "default", "separator": "/"},
         config={"write_empty_chunks": False}, overwrite=False)

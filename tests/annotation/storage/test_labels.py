@@ -76,7 +76,9 @@ def test_it_refuses_labels_that_do_not_fit(volume):
     assert sorted(p.name for p in (volume.path / "labels").iterdir() if p.name != ".lock") == ["zarr.json"]
 
 
-def test_it_makes_an_edit_a_new_version_sharing_unchanged_chunk_files(volume):
+def test_it_makes_an_edit_a_delta_version_holding_only_the_chunks_it_changed(volume):
+    from annotation.storage.manifest import read_manifest
+
     labels = _labels(volume.meta.shape)
     volume.write_labels(labels)
     v1_dir = volume.path / "labels" / "v1"
@@ -85,16 +87,18 @@ def test_it_makes_an_edit_a_new_version_sharing_unchanged_chunk_files(volume):
     meta = volume.write_label_edit("v1", (slice(1, 2), slice(100, 140), slice(300, 330)), new_values)
 
     assert (meta.name, meta.parent, meta.n_labels) == ("v2", "v1", 9)
-    assert meta.chunks_written == volume.meta.n_levels  # one chunk per level
+    assert meta.chunks_written == volume.meta.n_levels and meta.chunks_linked == 0  # one chunk per level
     assert _files(v1_dir) == v1_before  # v1 byte-identical, same inodes
-    v2_files = _files(volume.path / "labels" / "v2")
-    shared = {p for p in v2_files if p.startswith(tuple("012")) and "/c/" in p and v2_files[p] == v1_before.get(p)}
-    changed = {p for p in v2_files if "/c/" in p and p not in shared and not p.startswith(("xz/", "yz/"))}
-    assert changed == {"0/c/1/0/1", "1/c/1/0/0", "2/c/1/0/0"}  # x 300..330 is x 150..165 at level 1
-    levels_before = [p for p in v1_before if "/c/" in p and not p.startswith(("xz/", "yz/"))]  # not the layouts
-    assert len(shared) == meta.chunks_linked == len(levels_before) - 3
-    for path in shared:  # hard links: the very same file
-        assert os.stat(v1_dir / path).st_ino == os.stat(volume.path / "labels" / "v2" / path).st_ino
+    v2_dir = volume.path / "labels" / "v2"
+    chunks = {p for p in _files(v2_dir) if "/c/" in p}
+    levels = {p for p in chunks if not p.startswith(("xz/", "yz/"))}
+    assert levels == {"0/c/1/0/1", "1/c/1/0/0", "2/c/1/0/0"}  # x 300..330 is x 150..165 at level 1
+    assert {p.split("/c/")[0] for p in chunks - levels} == {f"{p}/{k}" for p in ("xz", "yz") for k in range(3)}
+    manifest = read_manifest(v2_dir)
+    assert manifest.base == "v1" and manifest.ortho
+    assert {f"{array}/c/{key}" for array, entries in manifest.chunks.items() for key, holder in entries.items()
+            if holder == "v2"} == chunks
+    assert not (v2_dir / "0" / "zarr.json").exists()  # a plain zarr client refuses it instead of reading zeros
 
     expected = labels.copy()
     expected[1, 100:140, 300:330] = 9
@@ -172,10 +176,10 @@ def test_it_copies_chunks_where_links_are_refused(volume, monkeypatch):
         raise OSError(1, "Operation not permitted")
 
     monkeypatch.setattr(os, "link", no_links)
-    meta = volume.write_label_edit("v1", (slice(0, 1), slice(0, 5), slice(0, 5)), np.full((1, 5, 5), 7, np.uint32))
-    assert meta.chunks_copied == meta.chunks_linked > 0
     expected = _labels(volume.meta.shape)
     expected[0, :5, :5] = 7
+    meta = volume.write_labels(expected, parent="v1")
+    assert meta.chunks_copied == meta.chunks_linked > 0
     np.testing.assert_array_equal(volume.read_labels("v2"), expected)
 
 
