@@ -1,0 +1,167 @@
+"""Delta label versions: exact after many edits, readable by plain zarr once exported or
+materialised, never half-written, and the layout of older volumes still read."""
+
+import json
+
+import numpy as np
+import pytest
+import zarr
+
+from annotation.storage import VolumeStore
+from annotation.storage.manifest import read_manifest
+from annotation.storage.ortho import ortho_shape, row_planes
+
+
+def _labels(shape, seed=0):
+    """Boxes of ids 1..12 scattered over the volume."""
+    rng = np.random.default_rng(seed)
+    labels = np.zeros(shape, np.uint32)
+    for i in range(1, 13):
+        z, y, x = (int(rng.integers(0, s - 4)) for s in shape)
+        labels[z:z + 3, y:y + 40, x:x + 40] = i
+    return labels
+
+
+@pytest.fixture
+def stack(tmp_path, nuclei_image):
+    """An 8-plane stack of 300 x 520 pixels (three levels, XZ / YZ layouts)."""
+    return VolumeStore.create(tmp_path / "stack.zarr", nuclei_image((8, 300, 520), np.uint16),
+                              voxel_size=(2.0, 0.5, 0.5))
+
+
+def _assert_version(store, version, expected):
+    for level in range(store.meta.n_levels):
+        step = 2 ** level
+        np.testing.assert_array_equal(store.read_labels(version, level), expected[:, ::step, ::step])
+    for plane, index in (("xz", 120), ("yz", 300)):
+        _, rows, _ = ortho_shape(store.meta, plane, 0)
+        section = expected[:, index, :] if plane == "xz" else expected[:, :, index]
+        want = section[row_planes(store.meta, plane, 0, 0, rows)]
+        got = store.read_label_ortho_tile(version, plane, 0, index, 0, 0)
+        np.testing.assert_array_equal(got, want[:256, :256])
+
+
+def test_it_keeps_every_old_version_exact_after_many_edits(stack):
+    rng = np.random.default_rng(3)
+    current = _labels(stack.meta.shape)
+    stack.write_labels(current)
+    expected = {"v1": current.copy()}
+    for _ in range(25):
+        z0, y0, x0 = int(rng.integers(0, 7)), int(rng.integers(0, 280)), int(rng.integers(0, 500))
+        region = (slice(z0, z0 + int(rng.integers(1, 3))), slice(y0, y0 + int(rng.integers(5, 300 - y0 + 1))),
+                  slice(x0, x0 + int(rng.integers(5, 520 - x0 + 1))))
+        shape = tuple(s.stop - s.start for s in region)
+        kind = rng.integers(0, 3)
+        values = (np.zeros(shape, np.uint32) if kind == 0 else  # background: chunks removed
+                  np.full(shape, int(rng.integers(1, 20)), np.uint32) if kind == 1 else
+                  current[region])  # no change at all
+        meta = stack.write_label_edit(stack.label_versions()[-1], region, values)
+        current = current.copy()
+        current[region] = values
+        expected[meta.name] = current
+        assert meta.n_labels == int(current.max())
+    reopened = VolumeStore.open(stack.path)
+    for version, labels in expected.items():
+        _assert_version(reopened, version, labels)
+    manifest = read_manifest(stack.path / "labels" / "v26")
+    assert manifest.base == "v1"  # one manifest over the base, never a chain to walk
+    assert stack.label_versions() == [f"v{i}" for i in range(1, 27)]
+
+
+def test_it_exports_and_materialises_a_delta_version_that_plain_zarr_reads(stack, tmp_path):
+    labels = _labels(stack.meta.shape)
+    stack.write_labels(labels)
+    region = (slice(2, 5), slice(0, 300), slice(100, 300))
+    stack.write_label_edit("v1", region, np.zeros((3, 300, 200), np.uint32))
+    expected = labels.copy()
+    expected[region] = 0
+    groups = json.loads((stack.path / "labels" / "zarr.json").read_text())["attributes"]
+    assert groups["ome"]["labels"] == ["v1"]  # OME-Zarr readers see complete versions only
+    with pytest.raises(Exception):
+        zarr.open_array(str(stack.path / "labels" / "v2" / "0"), mode="r")  # refused, not read as zeros
+
+    out = stack.export_labels_zarr("v2", tmp_path / "v2.zarr")
+    for level in range(stack.meta.n_levels):
+        step = 2 ** level
+        np.testing.assert_array_equal(zarr.open_array(str(out / str(level)), mode="r")[...],
+                                      expected[:, ::step, ::step])
+
+    assert stack.materialise_label_versions() == ["v2"]
+    assert read_manifest(stack.path / "labels" / "v2") is None
+    groups = json.loads((stack.path / "labels" / "zarr.json").read_text())["attributes"]
+    assert groups["ome"]["labels"] == ["v1", "v2"]
+    for level in range(stack.meta.n_levels):
+        step = 2 ** level
+        plain = zarr.open_array(str(stack.path / "labels" / "v2" / str(level)), mode="r")[...]
+        np.testing.assert_array_equal(plain, expected[:, ::step, ::step])
+    _assert_version(VolumeStore.open(stack.path), "v2", expected)
+    _assert_version(stack, "v2", expected)  # a store that read the manifest before keeps reading right
+    assert stack.materialise_label_versions() == []
+
+
+def test_it_leaves_no_partial_version_when_an_edit_fails_mid_write(stack, monkeypatch, leftovers):
+    from annotation.storage import labels as labels_module
+
+    labels = _labels(stack.meta.shape)
+    stack.write_labels(labels)
+
+    def crash(folder, manifest):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(labels_module, "write_manifest", crash)  # chunks written, manifest not
+    with pytest.raises(OSError):
+        stack.write_label_edit("v1", (slice(0, 8), slice(0, 300), slice(0, 520)), np.ones((8, 300, 520), np.uint32))
+    monkeypatch.undo()
+    assert stack.label_versions() == ["v1"] and leftovers(stack.path / "labels") == []
+    assert sorted(p.name for p in (stack.path / "labels").iterdir()) == [".lock", "v1", "zarr.json"]
+    meta = stack.write_label_edit("v1", (slice(0, 1), slice(0, 5), slice(0, 5)), np.full((1, 5, 5), 7, np.uint32))
+    expected = labels.copy()
+    expected[0, :5, :5] = 7
+    assert meta.name == "v2"
+    _assert_version(stack, "v2", expected)
+
+
+def test_it_reads_and_edits_a_volume_stored_before_delta_versions(stack, monkeypatch):
+    from annotation.storage import labels as labels_module
+
+    labels = _labels(stack.meta.shape)
+    stack.write_labels(labels)
+    stack.write_labels(labels, parent="v1")
+    group = stack.path / "labels" / "zarr.json"
+    attrs = json.loads(group.read_text())
+    del attrs["attributes"]["ezquant"]  # the listing an older release wrote: ome.labels only
+    group.write_text(json.dumps(attrs))
+    for version in ("v1", "v2"):
+        (stack.path / "labels" / version / "chunk_max.npy").unlink()
+    old = VolumeStore.open(stack.path)
+    assert old.label_versions() == ["v1", "v2"]
+    largest = labels == 12
+    region = tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(largest))
+    meta = old.write_label_edit("v2", region, np.where(largest[region], 0, labels[region]).astype(np.uint32))
+    expected = np.where(largest, 0, labels).astype(np.uint32)
+    assert meta.n_labels == int(expected.max()) == 11  # the largest id left: found by one scan
+    assert old.label_versions() == ["v1", "v2", "v3"]
+    _assert_version(old, "v3", expected)
+    eleven = expected == 11  # v3 keeps the chunk maxima that scan found: no scan again
+    region = tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(eleven))
+    monkeypatch.setattr(labels_module, "_chunk_maxima", None)  # a scan would call it
+    again = old.write_label_edit("v3", region, np.where(eleven[region], 0, expected[region]).astype(np.uint32))
+    assert again.n_labels == int(np.where(eleven, 0, expected).max()) == 10
+
+
+def test_it_builds_the_layouts_of_a_delta_version_over_a_base_stored_without_them(stack):
+    import shutil
+
+    labels = _labels(stack.meta.shape)
+    stack.write_labels(labels)
+    for plane in ("xz", "yz"):
+        shutil.rmtree(stack.path / "labels" / "v1" / plane)
+    old = VolumeStore.open(stack.path)
+    region = (slice(0, 8), slice(100, 200), slice(0, 520))
+    old.write_label_edit("v1", region, np.full((8, 100, 520), 5, np.uint32))
+    expected = labels.copy()
+    expected[region] = 5
+    _assert_version(old, "v2", expected)  # XZ / YZ read from the levels
+    assert old.build_ortho_layouts() == ["v1", "v2"]
+    _assert_version(VolumeStore.open(stack.path), "v2", expected)
+    _assert_version(VolumeStore.open(stack.path), "v1", labels)
