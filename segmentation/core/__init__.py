@@ -9,7 +9,8 @@ importing this package stays cheap.
 Segmentation               :class:`SegmentationEngine`, :class:`SegmentationParams`,
                            :class:`SegmentationResult`, backends ``"slice"``,
                            ``"hybrid2d3d"`` (:class:`Hybrid2D3DBackend`), ``"true3d"``
-                           (:class:`True3DBackend`), :func:`link_slices`
+                           (:class:`True3DBackend`), :func:`link_slices`; a backend runs
+                           the network through a :class:`ModelRunner`
 Anisotropy                 :class:`Anisotropy3DPreprocessor`
 Restoration                :class:`Cellpose3RestorationEngine`, :func:`should_use_restoration`,
                            :func:`measure_image_quality`, :func:`restore`
@@ -79,6 +80,7 @@ from .metrics import (
 )
 from .modelzoo import DEFAULT_MODEL, DEFAULT_MODEL_3D, load_model
 from .params import RESTORATION_MODES, SegmentationParams
+from .runner import ModelRunner
 from .restoration import RestorationParams, measure_image_quality, restore, should_use_restoration
 from .uncertainty import NucleusUncertainty, UncertaintyEstimator, UncertaintyParams, nucleus_uncertainty
 
@@ -96,7 +98,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "DEFAULT_MODEL_3D",
     "Hybrid2D3DBackend", "InvalidInputError", "InvalidParameterError", "LinkingParams",
-    "ModelNotAvailableError", "RESTORATION_MODES", "SegmentationEngine", "SegmentationError",
+    "ModelNotAvailableError", "ModelRunner", "RESTORATION_MODES", "SegmentationEngine", "SegmentationError",
     "SegmentationParams", "SegmentationResult", "SliceBackend", "True3DBackend",
     "average_precision", "coefficient_of_variation", "compute_3d_dice", "compute_3d_iou",
     "compute_split_merge_errors", "iou_matrix", "link_slices", "load_model", "match_instances",

@@ -26,6 +26,8 @@ from typing import Callable, ClassVar
 
 import numpy as np
 
+from .runner import ModelRunner
+
 __all__ = ["BACKENDS", "Backend", "BackendOutput", "SliceBackend", "Hybrid2D3DBackend", "True3DBackend", "register"]
 
 Progress = Callable[[float, str], None]
@@ -48,9 +50,9 @@ class BackendOutput:
 class Backend:
     """Base class: ``segment(volume, runner, params, progress) -> BackendOutput``.
 
-    ``runner`` is the engine's model runner (see ``engine._Runner``): ``runner.eval_2d(image)``
-    returns ``(labels, flows (2, Y, X), cellprob)`` and ``runner.eval_3d(volume, anisotropy)``
-    returns ``(labels, flows (3, Z, Y, X), cellprob)``.
+    ``runner`` is a :class:`runner.ModelRunner` (the engine passes a ``CellposeRunner``):
+    ``runner.eval_2d(image)`` returns ``(labels, flows (2, Y, X), cellprob)`` and
+    ``runner.eval_3d(volume, anisotropy)`` returns ``(labels, flows (3, Z, Y, X), cellprob)``.
     """
 
     name: ClassVar[str] = ""
@@ -60,7 +62,7 @@ class Backend:
         """Build the backend a :class:`SegmentationParams` asks for."""
         return cls()
 
-    def segment(self, volume, runner, params, progress: Progress) -> BackendOutput:  # pragma: no cover
+    def segment(self, volume, runner: ModelRunner, params, progress: Progress) -> BackendOutput:  # pragma: no cover
         raise NotImplementedError
 
 
@@ -74,7 +76,7 @@ def register(cls: type[Backend]) -> type[Backend]:
     return cls
 
 
-def _segment_slices(volume: np.ndarray, runner, progress: Progress) -> BackendOutput:
+def _segment_slices(volume: np.ndarray, runner: ModelRunner, progress: Progress) -> BackendOutput:
     nz = volume.shape[0]
     labels = np.zeros(volume.shape, np.uint32)
     flows = np.zeros((2, *volume.shape), np.float32)

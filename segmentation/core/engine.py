@@ -15,7 +15,6 @@ uncertainty ranking).
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -23,8 +22,9 @@ import numpy as np
 
 from .backends import BACKENDS
 from .errors import InvalidInputError, InvalidParameterError
-from .modelzoo import LoadedModel, default_model_for, load_model
+from .modelzoo import default_model_for, load_model
 from .params import RESTORATION_MODES, SegmentationParams
+from .runner import CellposeRunner, ModelRunner
 
 __all__ = ["MAX_PLANE_GAIN", "Cellpose3RestorationEngine", "SegmentationEngine", "SegmentationResult", "normalize_intensity",
            "plane_intensity_ranges", "validate_image"]
@@ -114,34 +114,6 @@ def plane_intensity_ranges(volume: Any, intensity_range: tuple[float, float] | N
     return planes
 
 
-class _Runner:
-    """Runs one loaded Cellpose model with fixed thresholds; the backends call it."""
-
-    def __init__(self, model: LoadedModel, params: SegmentationParams, diameter: float):
-        self.model = model
-        self.params = params
-        self.diameter = diameter
-
-    def _eval(self, image: np.ndarray, diameter: float, **kwargs: Any):
-        with warnings.catch_warnings():
-            # cellpose builds a sparse tensor in its mask step; torch warns about it on every call.
-            warnings.filterwarnings("ignore", message="Sparse invariant checks", category=UserWarning)
-            return self.model.cellpose_model.eval(
-                image, channels=[0, 0], diameter=diameter, normalize=False,
-                flow_threshold=self.params.flow_threshold, cellprob_threshold=self.params.cellprob_threshold,
-                min_size=self.params.min_size, **kwargs)
-
-    def eval_2d(self, image: np.ndarray, diameter: float | None = None):
-        masks, flows, _ = self._eval(image, diameter or self.diameter)
-        return masks.astype(np.uint32), flows[1].astype(np.float32), flows[2].astype(np.float32)
-
-    def eval_3d(self, volume: np.ndarray, anisotropy: float):
-        masks, flows, _ = self._eval(volume, self.diameter, do_3D=True, z_axis=0,
-                                     anisotropy=anisotropy if anisotropy != 1.0 else None,
-                                     flow3D_smooth=self.params.flow3d_smooth)
-        return masks.astype(np.uint32), flows[1].astype(np.float32), flows[2].astype(np.float32)
-
-
 def _stack_ranges(data: np.ndarray, params: SegmentationParams) -> np.ndarray | None:
     """Per-plane intensity ranges when ``params`` asks for them and ``data`` is a stack."""
     if data.ndim == 3 and data.shape[0] > 1 and params.normalize_planes:
@@ -158,7 +130,7 @@ def _median_diameter(labels: np.ndarray) -> tuple[float, int]:
     return float(np.median(2.0 * np.sqrt(counts / np.pi))), int(counts.size)
 
 
-def _estimate_diameter(runner: _Runner, volume: np.ndarray, progress: Progress,
+def _estimate_diameter(runner: ModelRunner, volume: np.ndarray, progress: Progress,
                        anisotropy: float = 1.0) -> tuple[float, dict[str, Any]]:
     """Estimate the nucleus diameter (pixels, xy) from the image itself.
 
@@ -323,7 +295,7 @@ class SegmentationEngine:
         volume = normalize_intensity(data, _stack_ranges(data, params))
         if volume.ndim == 2:
             volume = volume[np.newaxis]
-        runner = _Runner(model, params, diameter=model.diam_mean)
+        runner = CellposeRunner(model, params, diameter=model.diam_mean)
         return _estimate_diameter(runner, volume, progress or _null_progress, anisotropy=params.anisotropy)
 
     def segment(self, image: Any, params: SegmentationParams | None = None,
@@ -385,7 +357,7 @@ class SegmentationEngine:
         if not is_volume:
             volume = volume[np.newaxis]
 
-        runner = _Runner(model, params, diameter=params.diameter or model.diam_mean)
+        runner = CellposeRunner(model, params, diameter=params.diameter or model.diam_mean)
         if params.diameter is None:
             t = time.perf_counter()
             runner.diameter, diameter_info = _estimate_diameter(runner, volume, _stage(report, 0.05, 0.2),

@@ -57,15 +57,15 @@ def evaluate_model(model: Any, examples: Any, *, params: Any = None) -> dict[str
         ``splits``, ``merges`` (:func:`compute_split_merge_errors`, summed), ``n_planes``,
         ``n_nuclei`` (reference nuclei scored).
     """
-    from ..engine import _Runner
     from ..params import SegmentationParams
+    from ..runner import CellposeRunner
 
     examples: list[TrainingExample] = as_examples(examples)
     loaded = _as_loaded(model)
     params = params or SegmentationParams()
     diameters = example_diameters(examples)
     fallback = float(np.median(diameters)) if diameters else loaded.diam_mean
-    runner = _Runner(loaded, params, diameter=fallback)
+    runner = CellposeRunner(loaded, params, diameter=fallback)
     gts, preds = [], []
     splits = merges = 0
     for ex in examples:
