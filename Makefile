@@ -14,8 +14,9 @@ PORT  ?= 8000
 .PHONY: help venv frontend run worker test bench lint
 
 NPM_STAMP := frontend/node_modules/.installed
+# One esbuild run (frontend/build.mjs) writes every page's entry point; the viewer's stands for all.
 BUNDLE    := frontend/static/frontend/dist/viewer.js
-FRONTEND_SOURCES := $(shell find frontend/src -type f 2>/dev/null)
+FRONTEND_SOURCES := frontend/build.mjs $(shell find frontend/src -type f 2>/dev/null)
 CHROMIUM  := /usr/bin/chromium
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -38,7 +39,7 @@ $(NPM_STAMP): frontend/package.json frontend/package-lock.json
 $(BUNDLE): $(NPM_STAMP) $(FRONTEND_SOURCES)
 	cd frontend && npm run build
 
-frontend: $(BUNDLE) ## Build the viewer's bundle (npm ci from the lockfile, then esbuild)
+frontend: $(BUNDLE) ## Build the viewer's and the pages' bundles (npm ci from the lockfile, then esbuild)
 
 # Debian's Chromium for the browser tests and bench/viewer.py (Playwright never downloads one).
 $(CHROMIUM):

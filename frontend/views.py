@@ -198,7 +198,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 # -- the pages of a project: its work, assignments, review, agreement, audit, training -------
 #
 # Reads go through the selectors, as in the API; every write is a POST to the REST API from
-# the page (frontend/static/frontend/actions.js), so a rule is checked in one place only.
+# the page (frontend/src/pages/actions.js), so a rule is checked in one place only.
 
 _PAGE_SIZE = 50
 # Below this mean F1 against the instructors the agreement page marks a student "needs help".

@@ -53,7 +53,7 @@ def test_it_offers_staff_the_uploads(client, volume, ivy):
     assert 'data-bar="upload"' in html and 'data-bar="import"' in html
     assert 'accept=".tif,.tiff,.zip"' in html and 'name="voxel_z"' in html
     assert reverse("label-version-upload", args=[volume.id]) in html and 'data-parent="v1"' in html
-    assert "frontend/uploads.js" in html
+    assert "frontend/dist/uploads.js" in html  # the bundle of frontend/src/pages/uploads.js
 
 
 @pytest.mark.django_db

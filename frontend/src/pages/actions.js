@@ -1,5 +1,6 @@
 /**
- * The forms of the project pages that call the REST API (frontend/templates/frontend/*.html).
+ * The forms of the project pages that call the REST API (frontend/templates/frontend/*.html),
+ * bundled by esbuild into static/frontend/dist/actions.js (`make frontend`).
  *
  * A <form class="api-form" data-api="/api/v1/..."> is sent as JSON with the page's CSRF token
  * (<meta name="csrf-token">); its buttons are disabled while the request runs; an error is
@@ -17,9 +18,11 @@
  * null); anything else is a string. Other empty fields are left out.
  */
 
+import { ApiError, makeApi } from '../shared/api.js';
+
 class FormProblem extends Error {}
 
-const csrfToken = () => document.querySelector('meta[name="csrf-token"]')?.content ?? '';
+const api = makeApi(); // whole paths, the token from <meta name="csrf-token">
 
 function setPath(body, name, value) {
   const keys = name.split('.');
@@ -126,24 +129,14 @@ async function send(form, submitter) {
   form.dataset.busy = 'true';
   form.setAttribute('aria-busy', 'true');
   try {
-    let response;
+    let data;
     try {
-      response = await fetch(url, {
-        method: 'POST',
-        credentials: 'same-origin',
-        headers: { 'Content-Type': 'application/json', Accept: 'application/json', 'X-CSRFToken': csrfToken() },
-        body: JSON.stringify(body),
-      });
+      data = await api.post(url, body);
     } catch (failure) {
-      throw new FormProblem(`The server could not be reached (${failure.message}).`);
+      if (!(failure instanceof ApiError)) throw failure;
+      // Unreached: the api's sentence; answered: the message and the fields it names.
+      throw new FormProblem(failure.status === 0 ? failure.message : messageOf(failure.status, failure.body));
     }
-    let data = null;
-    try {
-      data = JSON.parse(await response.text());
-    } catch {
-      data = null; // an HTML error page: the status says enough
-    }
-    if (!response.ok) throw new FormProblem(messageOf(response.status, data));
     const then = submitter?.dataset.then ?? form.dataset.then;
     if (then) {
       window.location.assign(then.replace(/\{(\w+)\}/g, (_, key) => encodeURIComponent(data?.[key] ?? '')));

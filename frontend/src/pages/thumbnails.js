@@ -9,7 +9,11 @@
  * crop), ids (the edited nuclei) and tile (the tile size). Drawn when scrolled near, so a long
  * queue does not fetch every tile at once; `data-state` ends "drawn" or "failed" (the title
  * says why, and the viewer links beside it still work).
+ *
+ * Bundled by esbuild into static/frontend/dist/thumbnails.js (`make frontend`).
  */
+
+import { LABEL_BITMAP, idsOf } from '../shared/labeltiles.js';
 
 const SHOWN_PX = 200; // the longer side on screen
 const FILL_ALPHA = 0.45;
@@ -63,17 +67,14 @@ async function draw(canvas) {
         pictureContext.drawImage(bitmap, dx, dy);
         bitmap.close();
       }));
-      // No colour management and no premultiplication: the bytes are ids (r | g << 8 | b << 16).
-      loads.push(bitmapAt(d.labels + path, { premultiplyAlpha: 'none', colorSpaceConversion: 'none' }).then((bitmap) => {
+      loads.push(bitmapAt(d.labels + path, LABEL_BITMAP).then((bitmap) => {
         packedContext.drawImage(bitmap, dx, dy);
         bitmap.close();
       }));
     }
   }
   await Promise.all(loads);
-  const rgb = packedContext.getImageData(0, 0, w, h).data;
-  const ids = new Uint32Array(w * h);
-  for (let i = 0; i < ids.length; i += 1) ids[i] = rgb[4 * i] | (rgb[4 * i + 1] << 8) | (rgb[4 * i + 2] << 16);
+  const ids = idsOf(packedContext.getImageData(0, 0, w, h).data);
 
   const frame = pictureContext.getImageData(0, 0, w, h);
   const px = frame.data;

@@ -12,7 +12,11 @@
  * The curve is drawn twice: the raw loss of each step, thin and pale (a small batch makes it
  * jump), and beside it the loss smoothed by an exponential moving average (weight
  * SMOOTHING, corrected for its start as TensorBoard does), which shows the trend.
+ *
+ * Bundled by esbuild into static/frontend/dist/training.js (`make frontend`).
  */
+
+import { keepSocket } from '../shared/socket.js';
 
 const FINISHED = ['succeeded', 'failed', 'cancelled'];
 const SMOOTHING = 0.8;
@@ -21,7 +25,6 @@ const $ = (id) => document.getElementById(id);
 const config = JSON.parse($('training-config').textContent);
 const jobs = new Map(config.jobs.map((job) => [job.id, job]));
 let shown = config.jobs.length ? Math.max(...jobs.keys()) : null;
-let retryMs = 1000;
 
 function notice(text) {
   $('live-notice-text').textContent = text;
@@ -183,29 +186,20 @@ function receive(state) {
 }
 
 function connect() {
-  const scheme = window.location.protocol === 'https:' ? 'wss' : 'ws';
-  const socket = new WebSocket(`${scheme}://${window.location.host}${config.websocket}`);
-  socket.addEventListener('open', () => {
-    retryMs = 1000;
-    $('live-connection').textContent = 'live: progress arrives as it happens';
-  });
-  socket.addEventListener('message', (event) => {
-    try {
-      receive(JSON.parse(event.data));
-    } catch (error) {
-      console.error('training page: bad message', error);
-    }
-  });
-  socket.addEventListener('close', (event) => {
-    if (event.code === 4401 || event.code === 4403) {
-      $('live-connection').textContent = event.code === 4401
+  keepSocket({
+    path: config.websocket,
+    what: 'training page',
+    maxRetryMs: 30000,
+    onMessage: receive,
+    onOpen: () => { $('live-connection').textContent = 'live: progress arrives as it happens'; },
+    onRefused: (code) => {
+      $('live-connection').textContent = code === 4401
         ? 'Not live: your session has ended. Sign in again.'
         : 'Not live: this project\'s trainings are for its instructors and admins.';
-      return;
-    }
-    $('live-connection').textContent = `Not live: connection lost; trying again in ${Math.round(retryMs / 1000)} s.`;
-    setTimeout(connect, retryMs);
-    retryMs = Math.min(retryMs * 2, 30000);
+    },
+    onDrop: (retryMs) => {
+      $('live-connection').textContent = `Not live: connection lost; trying again in ${Math.round(retryMs / 1000)} s.`;
+    },
   });
 }
 

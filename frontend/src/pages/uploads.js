@@ -14,9 +14,14 @@
  *
  * "Latest imports" ([data-import-job] rows the server rendered) are followed the same way while
  * they are queued or running: a reload in the middle of a long import loses nothing.
+ *
+ * Bundled by esbuild into static/frontend/dist/uploads.js (`make frontend`).
  */
 
-const csrfToken = () => document.querySelector('meta[name="csrf-token"]')?.content ?? '';
+import { csrfToken, jsonOrNull, makeApi } from '../shared/api.js';
+import { socketUrl } from '../shared/socket.js';
+
+const api = makeApi(); // whole paths, the token from <meta name="csrf-token">
 const POLL_MS = 400;
 
 const megabytes = (n) => (n < 1e5 ? `${(n / 1e3).toFixed(1)} kB` : `${(n / 1e6).toFixed(n < 1e7 ? 1 : 0)} MB`);
@@ -79,15 +84,8 @@ function send(url, data, onProgress) {
     xhr.upload.addEventListener('progress', (event) => {
       if (event.lengthComputable) onProgress(event.loaded, event.total);
     });
-    xhr.addEventListener('load', () => {
-      let body = null;
-      try {
-        body = JSON.parse(xhr.responseText);
-      } catch {
-        body = null; // an HTML error page (a proxy's 413): the status says enough
-      }
-      resolve({ status: xhr.status, body });
-    });
+    // An HTML error page (a proxy's 413) is no JSON: the status says enough.
+    xhr.addEventListener('load', () => resolve({ status: xhr.status, body: jsonOrNull(xhr.responseText) }));
     xhr.addEventListener('error', () => reject(new Error('the server could not be reached')));
     xhr.addEventListener('abort', () => reject(new Error('the upload was stopped')));
     xhr.send(data);
@@ -95,13 +93,6 @@ function send(url, data, onProgress) {
 }
 
 const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
-
-async function getJson(url) {
-  const response = await fetch(url, { credentials: 'same-origin', headers: { Accept: 'application/json' } });
-  const body = await response.json().catch(() => null);
-  if (!response.ok) throw new Error(body?.message ?? `the server answered ${response.status}`);
-  return body;
-}
 
 const ACTIVE = ['queued', 'running'];
 
@@ -132,7 +123,7 @@ function watch(form, id, onState) {
       while (!done) {
         await sleep(POLL_MS);
         try {
-          take(await getJson(url));
+          take(await api.get(url));
           failures = 0;
         } catch (error) {
           failures += 1; // a dropped connection: keep asking a while, the job goes on without us
@@ -144,8 +135,7 @@ function watch(form, id, onState) {
       }
     };
     try {
-      const scheme = window.location.protocol === 'https:' ? 'wss' : 'ws';
-      socket = new WebSocket(`${scheme}://${window.location.host}${form.dataset.socket.replace(/\/0\/$/, `/${id}/`)}`);
+      socket = new WebSocket(socketUrl(form.dataset.socket.replace(/\/0\/$/, `/${id}/`)));
       socket.addEventListener('message', (event) => {
         try {
           take(JSON.parse(event.data));
@@ -169,9 +159,11 @@ async function follow(form, job) {
     cancel.disabled = false;
     cancel.onclick = async () => {
       cancel.disabled = true;
-      await fetch(form.dataset.cancelApi.replace(/\/0\/$/, `/${job.id}/cancel/`), {
-        method: 'POST', credentials: 'same-origin', headers: { 'X-CSRFToken': csrfToken(), Accept: 'application/json' },
-      });
+      try {
+        await api.post(form.dataset.cancelApi.replace(/\/0\/$/, `/${job.id}/cancel/`));
+      } catch (error) {
+        console.warn('the import was not cancelled', error); // the job's own states say how it ends
+      }
     };
   }
   const show = (state) => {
@@ -299,7 +291,7 @@ for (const row of document.querySelectorAll('[data-import-job]')) {
       await sleep(POLL_MS * 2);
       let job;
       try {
-        job = await getJson(url);
+        job = await api.get(url);
       } catch {
         continue; // the connection dropped: ask again
       }

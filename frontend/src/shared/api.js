@@ -1,23 +1,44 @@
 /**
- * The REST API, as the page uses it: JSON in and out, the session cookie for authentication
- * and Django's CSRF token on every write. Every failure becomes an ApiError carrying the
- * server's one error shape, {"message", "extra"}, so callers show `message` as it is.
+ * The REST API, as the pages use it (the viewer and the pages' scripts alike): JSON in and
+ * out, the session cookie for authentication and Django's CSRF token on every write. Every
+ * failure becomes an ApiError carrying the server's one error shape, {"message", "extra"}, so
+ * callers show `message` as it is.
  */
 
 export class ApiError extends Error {
-  constructor(status, message, extra = {}) {
+  constructor(status, message, extra = {}, body = null) {
     super(message);
     this.name = 'ApiError';
     this.status = status; // 0: the server could not be reached
     this.extra = extra;
+    this.body = body; // the answer as JSON, null when it was not (an HTML error page, no answer)
   }
 }
 
-export function makeApi({ base, csrfToken }) {
+/** The page's CSRF token: base.html puts it in <meta name="csrf-token">. */
+export function csrfToken() {
+  return document.querySelector('meta[name="csrf-token"]')?.content ?? '';
+}
+
+/** An answer's text as JSON; null when it is empty or not JSON (an HTML error page). */
+export function jsonOrNull(text) {
+  if (!text) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null; // the status line says enough
+  }
+}
+
+/**
+ * `base` is put before every path (the viewer's "/api/v1/"; '' for whole paths); `csrfToken`
+ * is the token to send, read from the page's <meta> when not given.
+ */
+export function makeApi({ base = '', csrfToken: token = null } = {}) {
   async function request(method, path, body) {
     const headers = { Accept: 'application/json' };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
-    if (method !== 'GET') headers['X-CSRFToken'] = csrfToken;
+    if (method !== 'GET') headers['X-CSRFToken'] = token ?? csrfToken();
     let response;
     try {
       response = await fetch(base + path, {
@@ -29,18 +50,10 @@ export function makeApi({ base, csrfToken }) {
     } catch (error) {
       throw new ApiError(0, `The server could not be reached (${error.message}).`);
     }
-    const text = await response.text();
-    let data = null;
-    if (text) {
-      try {
-        data = JSON.parse(text);
-      } catch {
-        data = null; // an HTML error page: the status line says enough
-      }
-    }
+    const data = jsonOrNull(await response.text());
     if (!response.ok) {
       const message = data?.message ?? data?.detail ?? `${response.status} ${response.statusText}`;
-      throw new ApiError(response.status, message, data?.extra ?? {});
+      throw new ApiError(response.status, message, data?.extra ?? {}, data);
     }
     return data;
   }

@@ -9,6 +9,8 @@
  * those nuclei, unless "start from scratch" is ticked; a second Start sends it.
  */
 
+import { keepSocket } from '../shared/socket.js';
+
 const ACTIVE = new Set(['queued', 'running']);
 
 export function makeJobPanel({ api, config, elements, onSucceeded, onError }) {
@@ -16,8 +18,6 @@ export function makeJobPanel({ api, config, elements, onSucceeded, onError }) {
   const jobs = new Map(); // id -> last state
   const watched = new Set(); // ids seen queued or running here
   let socket = null;
-  let retry = 1000;
-  let stopped = false;
   let pollTimer = null;
   let starting = false; // a Start sent and not answered yet
   let warned = false; // the curation notice was shown for the Start to come
@@ -83,29 +83,13 @@ export function makeJobPanel({ api, config, elements, onSucceeded, onError }) {
   }
 
   function connect() {
-    if (stopped) return;
-    const scheme = window.location.protocol === 'https:' ? 'wss' : 'ws';
-    socket = new WebSocket(`${scheme}://${window.location.host}${config.websocket}`);
-    socket.addEventListener('open', () => {
-      retry = 1000;
-      elements.status.dataset.socket = 'open';
-    });
-    socket.addEventListener('message', (event) => {
-      try {
-        update(JSON.parse(event.data));
-      } catch (error) {
-        console.error('bad job message', error);
-      }
-    });
-    socket.addEventListener('close', (event) => {
-      elements.status.dataset.socket = 'closed';
-      socket = null;
-      if (event.code === 4401 || event.code === 4403) {
-        onError('The job updates were refused: sign in again.');
-        return;
-      }
-      setTimeout(connect, retry);
-      retry = Math.min(retry * 2, 15000);
+    socket = keepSocket({
+      path: config.websocket,
+      what: 'job',
+      onMessage: update,
+      onOpen: () => { elements.status.dataset.socket = 'open'; },
+      onClose: () => { elements.status.dataset.socket = 'closed'; },
+      onRefused: () => onError('The job updates were refused: sign in again.'),
     });
   }
 
@@ -114,7 +98,7 @@ export function makeJobPanel({ api, config, elements, onSucceeded, onError }) {
     clearTimeout(pollTimer);
     pollTimer = setTimeout(async () => {
       const active = [...jobs.values()].filter((job) => ACTIVE.has(job.status));
-      if (socket === null || socket.readyState !== WebSocket.OPEN) {
+      if (!socket.open) {
         for (const job of active) {
           try {
             update({ ...(await api.get(`segmentation-jobs/${job.id}/`)), type: 'job' });
@@ -214,10 +198,7 @@ export function makeJobPanel({ api, config, elements, onSucceeded, onError }) {
   connect();
   render();
   return {
-    stop() {
-      stopped = true;
-      socket?.close();
-    },
+    stop: () => socket.stop(),
     jobs,
   };
 }

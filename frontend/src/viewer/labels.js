@@ -1,5 +1,5 @@
 /**
- * Label tiles: ids decoded from the server's packed RGB (id = r | g << 8 | b << 16), kept per
+ * Label tiles: ids decoded from the server's packed RGB (shared/labeltiles.js), kept per
  * tile for hover and picking, and painted into a canvas that the label layer shows.
  *
  * Painting depends on a style (outlines only or filled, which nuclei are selected); when it
@@ -15,6 +15,7 @@
  * always differ. `colouring.shuffle()` (key `c`) deals the colours again in another order.
  */
 
+import { LABEL_BITMAP, idsOf } from '../shared/labeltiles.js';
 import { TILE_SIZE } from './grid.js';
 
 const FILL_ALPHA = 110; // of 255; the layer's opacity slider multiplies it
@@ -158,9 +159,9 @@ function packed(id, alpha) {
   return ((alpha << 24) | (b << 16) | (g << 8) | r) >>> 0;
 }
 
+/** A label tile's PNG as {ids, width, height} (shared/labeltiles.js says how ids are packed). */
 export async function decodeLabelTile(blob) {
-  // No colour management and no premultiplication: the bytes are ids, not colours.
-  const bitmap = await createImageBitmap(blob, { premultiplyAlpha: 'none', colorSpaceConversion: 'none' });
+  const bitmap = await createImageBitmap(blob, LABEL_BITMAP);
   const { width, height } = bitmap;
   const canvas = document.createElement('canvas');
   canvas.width = width;
@@ -168,12 +169,7 @@ export async function decodeLabelTile(blob) {
   const context = canvas.getContext('2d', { willReadFrequently: true });
   context.drawImage(bitmap, 0, 0);
   bitmap.close();
-  const rgba = context.getImageData(0, 0, width, height).data;
-  const ids = new Uint32Array(width * height);
-  for (let i = 0, j = 0; i < ids.length; i += 1, j += 4) {
-    ids[i] = rgba[j] | (rgba[j + 1] << 8) | (rgba[j + 2] << 16);
-  }
-  return { ids, width, height };
+  return { ids: idsOf(context.getImageData(0, 0, width, height).data), width, height };
 }
 
 export class LabelTiles {

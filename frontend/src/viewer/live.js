@@ -13,6 +13,8 @@
  * other people (a person with two windows open counts once).
  */
 
+import { keepSocket } from '../shared/socket.js';
+
 const PING_MS = 15000;
 const FORGET_MS = 45000;
 
@@ -20,8 +22,6 @@ export function makeLivePanel({ config, state, elements, addVersion, showVersion
   const me = config.user;
   const sockets = new Map(); // socket id -> { user, seen }
   let mySocket = null;
-  let socket = null;
-  let retry = 1000;
   let pingTimer = null;
   let pending = null; // the newest version announced and not shown yet
   let greeted = false; // a hello after the first is a reconnection
@@ -101,41 +101,26 @@ export function makeLivePanel({ config, state, elements, addVersion, showVersion
     }
   }
 
-  function connect() {
-    const scheme = window.location.protocol === 'https:' ? 'wss' : 'ws';
-    socket = new WebSocket(`${scheme}://${window.location.host}${config.live_websocket}`);
-    socket.addEventListener('open', () => {
-      retry = 1000;
+  const socket = keepSocket({ // the ping below runs once it is open
+    path: config.live_websocket,
+    what: 'live',
+    onMessage: message,
+    onOpen: () => {
       elements.presence.dataset.socket = 'open';
       clearInterval(pingTimer);
       pingTimer = setInterval(() => {
-        if (socket?.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: 'ping' }));
+        socket.send({ type: 'ping' });
         renderPresence();
       }, PING_MS);
-    });
-    socket.addEventListener('message', (event) => {
-      try {
-        message(JSON.parse(event.data));
-      } catch (error) {
-        console.error('bad live message', error);
-      }
-    });
-    socket.addEventListener('close', (event) => {
+    },
+    onClose: () => {
       elements.presence.dataset.socket = 'closed';
       clearInterval(pingTimer);
-      socket = null;
       sockets.clear();
-      if (event.code === 4401 || event.code === 4403) {
-        elements.presence.textContent = 'Live updates were refused: sign in again.';
-        return;
-      }
-      elements.presence.textContent = 'Live updates: reconnecting…';
-      setTimeout(connect, retry);
-      retry = Math.min(retry * 2, 15000);
-    });
-  }
-
-  connect();
+    },
+    onRefused: () => { elements.presence.textContent = 'Live updates were refused: sign in again.'; },
+    onDrop: () => { elements.presence.textContent = 'Live updates: reconnecting…'; },
+  });
   renderPresence();
   return {
     /** The version on screen changed (any way): hide a notice it answers. */
