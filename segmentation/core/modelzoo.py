@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .adapter_file import ADAPTER_FORMAT, check_adapter_payload, check_base_matches
 from .errors import ModelNotAvailableError, SegmentationError
 
 __all__ = ["DEFAULT_MODEL", "DEFAULT_MODEL_3D", "SHIPPED_MODELS_DIR", "LoadedModel", "default_model_for", "load_model",
@@ -45,7 +46,6 @@ def default_model_for(image_shape: tuple[int, ...]) -> str:
     is_stack = len(image_shape) == 3 and image_shape[0] > 1
     return DEFAULT_MODEL_3D if is_stack else DEFAULT_MODEL
 _FORMAT = "ezquant-cpnet/1"
-_ADAPTER_FORMAT = "ezquant-adapter/1"  # segmentation.core.adapter.model.ADAPTER_FORMAT
 
 
 @dataclass(frozen=True)
@@ -269,7 +269,7 @@ def _load(ref: ModelRef, device: Any) -> LoadedModel:
         payload = torch.load(ref.path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a file that is not a checkpoint
         raise ModelNotAvailableError(f"cannot read model file {ref.path.name}: {exc.__class__.__name__}") from exc
-    if isinstance(payload, dict) and payload.get("format") == _ADAPTER_FORMAT:
+    if isinstance(payload, dict) and payload.get("format") == ADAPTER_FORMAT:
         return _load_adapter(ref.path, payload, sha, device)
     try:
         if isinstance(payload, dict) and payload.get("format") == _FORMAT:
@@ -287,8 +287,7 @@ def _load(ref: ModelRef, device: Any) -> LoadedModel:
 
 def _load_adapter(path: Path, payload: dict[str, Any], sha: str, device: Any) -> LoadedModel:
     """Base model + adapter, merged into a private copy of the base weights."""
-    from .adapter import lora
-    from .adapter.model import check_adapter_payload, check_base_matches
+    from . import lora  # imports torch
 
     payload = check_adapter_payload(payload, path.name)
     base_name = payload["base"]["model"]

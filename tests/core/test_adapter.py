@@ -345,7 +345,7 @@ def test_it_refuses_an_adapter_of_another_base_model(tiny_base, sample, tmp_path
     with pytest.raises(ModelNotAvailableError, match="trained on base model"):
         ModelAdapter.load(tmp_path / "a.pt")
 
-    from segmentation.core.adapter.model import _weights_sha256
+    from segmentation.core.adapter_file import weights_sha256
 
     payload = torch.load(tmp_path / "a.pt", weights_only=True)   # names a base of another shape
     payload["base"].update(model=str(tmp_path / "wide.pt"), sha256=None)
@@ -354,7 +354,7 @@ def test_it_refuses_an_adapter_of_another_base_model(tiny_base, sample, tmp_path
     from segmentation.core.training import save_weights
 
     save_weights(CPnet([2, 12, 16], 3, sz=3, mkldnn=False), tmp_path / "wide.pt", {})
-    payload["weights_sha256"] = _weights_sha256(payload["state"])
+    payload["weights_sha256"] = weights_sha256(payload["state"])
     torch.save(payload, tmp_path / "b.pt")
     with pytest.raises(ModelNotAvailableError, match="does not fit"):
         load_model(str(tmp_path / "b.pt"))

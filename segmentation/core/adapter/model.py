@@ -13,13 +13,13 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..adapter_file import ADAPTER_FORMAT, check_base_matches, read_adapter_file, weights_sha256
 from ..errors import InvalidInputError, InvalidParameterError, ModelNotAvailableError
 from .data import as_examples, example_diameters, make_batch, prepare_planes
 from .params import AdapterParams, AdapterTrainingParams
 
-__all__ = ["ADAPTER_FORMAT", "AdapterParams", "AdapterTrainingParams", "ModelAdapter", "read_adapter_file"]
+__all__ = ["AdapterParams", "AdapterTrainingParams", "ModelAdapter"]
 
-ADAPTER_FORMAT = "ezquant-adapter/1"
 _CHECKPOINT_FORMAT = "ezquant-adapter-checkpoint/1"
 
 # progress(fraction, message, metrics); it may raise to cancel the training.
@@ -28,17 +28,6 @@ TrainingProgress = Callable[[float, str, dict[str, Any]], None]
 
 def _utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _weights_sha256(state: dict[str, Any]) -> str:
-    """SHA-256 of the adapter weights (names, shapes, float32 bytes, in name order)."""
-    digest = hashlib.sha256()
-    for key in sorted(state):
-        value = state[key].detach().cpu().float().contiguous().numpy()
-        digest.update(key.encode())
-        digest.update(str(value.shape).encode())
-        digest.update(value.tobytes())
-    return digest.hexdigest()
 
 
 def _save_atomic(payload: Any, path: Path) -> None:
@@ -72,57 +61,13 @@ def _file_sha256(path: Path) -> str:
     return file_sha256(path)
 
 
-def read_adapter_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and check an adapter file; return its payload (``format``, ``base``, ``state`` ...).
-
-    Raises
-    ------
-    ModelNotAvailableError
-        If the file is missing, is not an adapter file, or its weights do not match the hash
-        written into it (a damaged or edited file).
-    """
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise ModelNotAvailableError(f"adapter file not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many kinds for a file that is not a checkpoint
-        raise ModelNotAvailableError(f"cannot read adapter file {path.name}: {exc.__class__.__name__}") from exc
-    return check_adapter_payload(payload, path.name)
-
-
-def check_adapter_payload(payload: Any, name: str) -> dict[str, Any]:
-    """``payload`` if it is a complete adapter (see :func:`read_adapter_file`), else raise."""
-    if not isinstance(payload, dict) or payload.get("format") != ADAPTER_FORMAT:
-        raise ModelNotAvailableError(f"{name} is not an EZQuant adapter file (format {ADAPTER_FORMAT})")
-    required = ("base", "rank", "alpha", "layers", "state", "weights_sha256")
-    missing = [k for k in required if k not in payload]
-    base = payload.get("base")
-    if missing or not isinstance(base, dict) or "model" not in base or not isinstance(payload["state"], dict):
-        raise ModelNotAvailableError(f"adapter file {name} is incomplete (missing {', '.join(missing) or 'base'})")
-    if _weights_sha256(payload["state"]) != payload["weights_sha256"]:
-        raise ModelNotAvailableError(f"adapter file {name} is damaged: its weights do not match their SHA-256")
-    return payload
-
-
-def check_base_matches(payload: dict[str, Any], base_sha256: str | None, name: str) -> None:
-    """Refuse to put an adapter on a base network other than the one it was trained on."""
-    want = payload["base"].get("sha256")
-    if want and base_sha256 and want != base_sha256:
-        raise ModelNotAvailableError(
-            f"adapter {name} was trained on base model {payload['base'].get('name')!r} with SHA-256 "
-            f"{want[:12]}..., but that model now has SHA-256 {base_sha256[:12]}...: retrain the adapter")
-
-
 class ModelAdapter:
     """A LoRA adapter on the Conv2d layers of a Cellpose network (CPnet), base weights frozen.
 
     Why our own low-rank layers and not ``peft``: peft's ``LoraConfig`` supports ``Conv2d``
     targets, but installing it pulls ``transformers``, ``accelerate``, ``huggingface_hub``,
     ``safetensors``, ``psutil`` and ``pyyaml`` into a project whose core needs none of them, for
-    what is here ~60 lines (:mod:`.lora`): ``W + (alpha / rank) B A`` with ``A`` a k x k
+    what is here ~60 lines (:mod:`segmentation.core.lora`): ``W + (alpha / rank) B A`` with ``A`` a k x k
     convolution to ``rank`` channels and ``B`` a 1 x 1 convolution back, ``B = 0`` at the start,
     mergeable into ``W`` exactly. It also keeps the file format ours: a dict of plain tensors
     with the metadata below, loadable with ``torch.load(weights_only=True)``.
@@ -152,8 +97,7 @@ class ModelAdapter:
     """
 
     def __init__(self, base_model: str | None = None, params: AdapterParams | None = None, *, gpu: bool = False):
-        from .. import modelzoo
-        from . import lora  # imports torch
+        from .. import lora, modelzoo  # lora imports torch
 
         if params is not None and not isinstance(params, AdapterParams):
             raise InvalidParameterError(f"params must be AdapterParams, got {type(params).__name__}")
@@ -203,13 +147,13 @@ class ModelAdapter:
 
     def state(self) -> dict[str, Any]:
         """``{"<layer>.lora_a": tensor, "<layer>.lora_b": tensor}`` (CPU copies)."""
-        from . import lora
+        from .. import lora
 
         return lora.adapter_state(self._layers)
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Set the adapter weights from :meth:`state`'s form."""
-        from . import lora
+        from .. import lora
 
         lora.load_adapter_state(self._layers, state)
 
@@ -226,7 +170,7 @@ class ModelAdapter:
 
         import torch
 
-        from . import lora
+        from .. import lora
 
         net = copy.deepcopy(self.net)
         with torch.no_grad():
@@ -390,7 +334,7 @@ class ModelAdapter:
         """
         path = Path(path)
         state = self.state()
-        weights_sha = _weights_sha256(state)
+        weights_sha = weights_sha256(state)
         payload = {
             "format": ADAPTER_FORMAT,
             "base": {"model": self.base_model, "name": self.base.name, "kind": self.base.kind,

@@ -25,7 +25,7 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
-from ..errors import InvalidParameterError
+from .errors import InvalidParameterError
 
 
 class LoRAConv2d(nn.Module):
