@@ -8,10 +8,14 @@ Layout of one volume (NGFF 0.5 on zarr v3, which ome-zarr-py 0.18 reads)::
                                Blosc LZ4 + bit-shuffle; dtype of the source
         xz/<k> yz/<k>          the same levels chunked (min(Z, 64), 16, 256) and (min(Z, 64), 256, 16),
                                so XZ and YZ tiles read one chunk (see :mod:`.ortho`); stacks only
-        labels/                zarr.json: "ome": {"labels": ["v1", "v2", ...]}
-            v1/ v2/ ...        image-label + multiscales, uint32, levels [::2**k, ::2**k]; a
-                               version shares its unchanged chunk files with its parent by hard
-                               links (see :mod:`.labels`); each with its own xz/ and yz/
+        labels/                zarr.json: "ezquant": {"versions": [every vN]}, "ome": {"labels":
+                               [the complete ones]}
+            v1/ v2/ ...        image-label + multiscales, uint32, levels [::2**k, ::2**k], each
+                               with its own xz/ and yz/; a complete version (a segmentation, an
+                               upload) hard-links the chunk files equal to its parent's; an
+                               edit's version holds only the chunks it changed and a
+                               manifest.json over its complete base (see :mod:`.labels`,
+                               :mod:`.manifest`)
 
 =====================  ===========================================================================
 Write                  :func:`import_image` (TIFF, OME-TIFF, ImageJ TIFF, OME-Zarr),
@@ -21,8 +25,8 @@ Read                   :meth:`VolumeStore.open`, ``.meta`` (:class:`VolumeMeta`)
 Labels                 ``write_labels``, ``write_label_edit`` -> :class:`LabelVersionMeta`,
                        ``label_versions``, ``label_version_meta``, ``read_labels``,
                        ``read_label_region``, ``read_label_tile``, ``read_label_ortho_tile``,
-                       ``export_labels_tiff``,
-                       ``export_labels_zarr``
+                       ``export_labels_tiff``, ``export_labels_zarr`` (complete copies),
+                       ``materialise_label_versions`` (edits' versions complete in place)
 Tiles for browsers     :mod:`.tiles`: ``encode_image_tile``, ``encode_label_tile``,
                        ``decode_label_tile``, ``encode_score_tile``, ``score_lookup``
 Errors                 :class:`StorageError` and its subclasses (one-line messages)
