@@ -470,8 +470,10 @@ class VolumeStore:
         new_values : integer array of the region's (z, y, x) shape ((y, x) is accepted for a
             one-plane region). Not modified.
 
-        Only chunks that intersect the region, at each level, are read and compared; those that
-        changed are written, all other chunk files are hard links to the parent's.
+        Only chunks that intersect the region, at each level and in the XZ / YZ layouts, are
+        read and compared; the new version holds those that changed and a manifest over its
+        complete base, nothing for the others (see :mod:`.manifest`), so an edit costs the same
+        on any volume size.
         """
         return _labels.write_edit(self.path, self.meta, parent, region, new_values)
 
