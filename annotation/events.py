@@ -54,18 +54,9 @@ def _what(version, correction, action: str, by: str | None) -> str:
             author = correction.created_by.get_username() if correction.created_by_id else "someone"
             return (f"{who} rejected {author}'s {kind} of nucleus {_ids(correction.nucleus_ids or correction.new_ids)} "
                     "and took it back out of the labels")
-        if kind == "split":
-            done = f"split nucleus {_ids(correction.nucleus_ids)} into {_ids(correction.new_ids)}"
-        elif kind == "merge":
-            done = f"merged nuclei {_ids(correction.nucleus_ids)} into {_ids(correction.new_ids)}"
-        elif kind == "delete":
-            done = f"deleted nucleus {_ids(correction.nucleus_ids)}"
-        elif kind == "add":
-            done = f"added nucleus {_ids(correction.new_ids)}"
-        elif kind == "modify":
-            done = f"reshaped nucleus {_ids(correction.new_ids or correction.nucleus_ids)}"
-        else:
-            done = f"made a {kind} correction of nucleus {_ids(correction.new_ids or correction.nucleus_ids)}"
+        # The kind's own phrase (segmentation.core.editing.EditKind.done).
+        phrase = correction.kind.done or f"made a {kind} correction of nucleus {{after}}"
+        done = phrase.format(before=_ids(correction.nucleus_ids), after=_ids(correction.new_ids or correction.nucleus_ids))
         return f"{who} {'redid: ' if action == 'redo' else ''}{done}"
     if version.source == "segmentation":
         return f"a segmentation{' by ' + by if by else ''} made new labels" + (

@@ -215,6 +215,13 @@ class Nucleus(models.Model):
         return f"nucleus {self.label_id} of {self.label_version}"
 
 
+def correction_type_choices() -> list[tuple[str, str]]:
+    """``(name, label)`` of every kind of correction in the core's registry."""
+    from segmentation.core.editing import EDIT_KINDS  # the core loads numpy: read when first asked
+
+    return [(kind.name, kind.label) for kind in EDIT_KINDS.values()]
+
+
 class Correction(models.Model):
     """One edit a person made to a label version: the typed correction record of the guide.
 
@@ -226,16 +233,10 @@ class Correction(models.Model):
     voxel: withdrawing it sets ``undone_at`` only.
     """
 
-    class Type(models.TextChoices):
-        SPLIT = "split", "Split"
-        MERGE = "merge", "Merge"
-        DELETE = "delete", "Delete"
-        ADD = "add", "Add"
-        MODIFY = "modify", "Modify"
-        CONFIRM = "confirm", "Checked"  # "this nucleus is right": no voxel changes
-
     volume = models.ForeignKey(Volume, on_delete=models.CASCADE, related_name="corrections")
-    correction_type = models.CharField(max_length=16, choices=Type.choices)
+    #: A kind of the core's registry (``segmentation.core.editing.EDIT_KINDS``); a kind
+    #: registered there is a choice here with no migration.
+    correction_type = models.CharField(max_length=16, choices=correction_type_choices)
     label_version = models.ForeignKey(LabelVersion, on_delete=models.PROTECT, related_name="corrections",
                                       help_text="the version the edit was made on")
     result_version = models.OneToOneField(LabelVersion, null=True, blank=True, on_delete=models.PROTECT,
@@ -297,6 +298,18 @@ class Correction(models.Model):
     @property
     def undone(self) -> bool:
         return self.undone_at is not None
+
+    @property
+    def kind(self):
+        """Its :class:`segmentation.core.editing.EditKind` (what the kind takes and changes)."""
+        from segmentation.core.editing import edit_kind  # the core loads numpy: read when first asked
+
+        return edit_kind(self.correction_type)
+
+    @property
+    def changes_voxels(self) -> bool:
+        """False for a kind that changes no voxel (a check): no label version, its own undo."""
+        return self.kind.changes_voxels
 
     @property
     def region(self) -> tuple[slice, slice, slice]:

@@ -180,7 +180,6 @@ def correction_planes(*, corrections: list[Correction]) -> dict[int, int]:
     """Per correction id, the plane that shows its edit best: the plane drawn on for a split,
     an addition or a change of outline; for a merge or a deletion the middle of the nuclei
     edited (mean centroid before and after). Their box may span more planes than the nuclei."""
-    drawn = {Correction.Type.SPLIT, Correction.Type.ADD, Correction.Type.MODIFY}
     wanted = {(c.label_version_id, i) for c in corrections for i in c.nucleus_ids} | {
         (c.result_version_id, i) for c in corrections for i in c.new_ids}
     centroid = {}
@@ -194,7 +193,7 @@ def correction_planes(*, corrections: list[Correction]) -> dict[int, int]:
         z0, z1 = c.bbox[0], c.bbox[1]
         zs = [centroid[(c.label_version_id, i)] for i in c.nucleus_ids if (c.label_version_id, i) in centroid] + [
             centroid[(c.result_version_id, i)] for i in c.new_ids if (c.result_version_id, i) in centroid]
-        plane = (c.geometry or {}).get("z") if c.correction_type in drawn else None
+        plane = (c.geometry or {}).get("z") if c.kind.drawings else None  # a kind that takes a drawing
         if not isinstance(plane, int):
             plane = round(sum(zs) / len(zs)) if zs else (z0 + z1 - 1) // 2
         planes[c.id] = min(max(plane, z0), z1 - 1)
@@ -429,7 +428,7 @@ def volume_curation(*, volume: Volume) -> dict[str, Any]:
                 state__in=Assignment.OPEN_STATES).count(),
             "pending_corrections": volume.corrections.filter(review_status=Correction.Review.PENDING,
                                                              undone_at__isnull=True).count(),
-            "deleted": volume.corrections.filter(correction_type=Correction.Type.DELETE, undone_at__isnull=True,
+            "deleted": volume.corrections.filter(correction_type="delete", undone_at__isnull=True,
                                                  reverted_version__isnull=True)
             .exclude(review_status=Correction.Review.REJECTED).count()}
 

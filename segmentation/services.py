@@ -268,7 +268,7 @@ def _curation_key(job: SegmentationJob) -> tuple:
         return (head.id if head else None, (), ())
     curated = tuple(Nucleus.objects.filter(label_version=head).exclude(curation="").order_by("label_id")
                     .values_list("label_id", "curation"))
-    deletes = tuple(Correction.objects.filter(volume_id=job.volume_id, correction_type=Correction.Type.DELETE,
+    deletes = tuple(Correction.objects.filter(volume_id=job.volume_id, correction_type="delete",
                                               undone_version__isnull=True, reverted_version__isnull=True)
                     .exclude(review_status=Correction.Review.REJECTED).order_by("id").values_list("id", flat=True))
     return head.id, curated, deletes

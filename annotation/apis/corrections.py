@@ -55,8 +55,8 @@ class CorrectionListCreateApi(PagedListApi):
 
     class InputSerializer(serializers.Serializer):
         label_version = VersionNameField(help_text="the version the edit was made on")
-        type = serializers.ChoiceField(choices=["split", "merge", "delete", "add", "modify", "confirm"],
-                                       help_text="confirm: the one nucleus named is right (a check mark)")
+        # The choices of type and plane and the help of type are the core's (__init__).
+        type = serializers.ChoiceField(choices=[])
         nucleus_ids = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=LABEL_ID_MAX),
                                             required=False, default=list)
         z = serializers.IntegerField(min_value=0, max_value=PLANE_MAX, required=False, default=0,
@@ -68,7 +68,7 @@ class CorrectionListCreateApi(PagedListApi):
         line = serializers.ListField(child=_Point(), required=False, allow_null=True, default=None,
                                      help_text="split: [[y, x], ...] across the nucleus ([[z, x], ...] on an xz "
                                                "plane, [[z, y], ...] on a yz plane)")
-        plane = serializers.ChoiceField(choices=["xy", "xz", "yz"], required=False, default="xy",
+        plane = serializers.ChoiceField(choices=[], required=False, default="xy",
                                         help_text="the view the edit was made in; a split's line drawn on xz or yz "
                                                   "cuts through the nucleus' y or x range (a z-cut)")
         seeds = serializers.ListField(child=_Point(), required=False, allow_null=True, default=None,
@@ -85,6 +85,17 @@ class CorrectionListCreateApi(PagedListApi):
         fill = serializers.DictField(required=False, allow_null=True, default=None,
                                      help_text='add or modify: {"point": [y, x], "radius": r}: the background enclosed '
                                                'around the point, within r pixels, on the planes of z_range')
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            # Read as each serializer is made: a kind registered in segmentation.core.editing is
+            # accepted, and in the schema, as it is. The core loads numpy: imported when first used.
+            from segmentation.core.editing import EDIT_KINDS, SPLIT_PLANES
+
+            self.fields["plane"].choices = list(SPLIT_PLANES)
+            kind = self.fields["type"]
+            kind.choices = list(EDIT_KINDS)
+            kind.help_text = "; ".join(f"{k.name}: {k.summary}" for k in EDIT_KINDS.values())
 
     @extend_schema(request=InputSerializer, responses={201: CorrectionOutputSerializer})
     def post(self, request, volume_id: int):

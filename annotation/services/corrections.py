@@ -103,7 +103,7 @@ def _check_new_id(head: LabelVersion, edit) -> int:
     from annotation.storage.tiles import LABEL_ID_LIMIT
 
     new_id = head.n_labels + 1
-    if edit.correction_type in ("split", "add") and new_id >= LABEL_ID_LIMIT:
+    if edit.kind.new_id and new_id >= LABEL_ID_LIMIT:
         raise ApplicationError(f"{head.name}'s largest id is {head.n_labels:,}: no id below {LABEL_ID_LIMIT:,} is "
                                "left for a new nucleus", extra={"largest_id": head.n_labels, "limit": LABEL_ID_LIMIT})
     return new_id
@@ -291,7 +291,7 @@ def correction_create(*, volume: Volume, user: AbstractBaseUser | None, label_ve
                                + "; ".join(f"planes {a[0]}-{a[1] - 1}, y {a[2]}-{a[3] - 1}, x {a[4]}-{a[5] - 1}"
                                            for a in within), status=403)
     _check_region(region)
-    if parsed.correction_type == Correction.Type.CONFIRM:
+    if not parsed.kind.changes_voxels:
         return _confirm(volume=volume, user=user, head=head, region=region, edit=parsed, approved=approved,
                         amends=amends, inside=inside)
     new_id = _check_new_id(head, parsed)
@@ -366,20 +366,20 @@ def _confirm(*, volume: Volume, user: AbstractBaseUser | None, head: LabelVersio
             raise ApplicationError(f"nucleus {nucleus_id} of {head.name} is checked already", status=_STALE_STATUS,
                                    extra={"current_label_version": head.name, "nucleus": nucleus_id})
         record = correction_store(volume).record(
-            f"volume-{volume.id}", nucleus_id, mask, mask, Correction.Type.CONFIRM,
+            f"volume-{volume.id}", nucleus_id, mask, mask, edit.correction_type,
             _record_metadata(volume, head, region, None, user, previous_curation=row.curation),
             image=image, image_range=volume.contrast_limits, context_labels=labels)
         Nucleus.objects.filter(id=row.id).update(curation=Nucleus.Curation.CHECKED)
         now = timezone.now()
         correction = Correction.objects.create(
-            volume=volume, correction_type=Correction.Type.CONFIRM, label_version=head, result_version=None,
+            volume=volume, correction_type=edit.correction_type, label_version=head, result_version=None,
             model_version=head.model_version, nucleus_ids=[nucleus_id], new_ids=[nucleus_id],
             bbox=[v for s in region for v in (s.start, s.stop)], geometry=edit.to_dict(), record_id=record.id,
             created_by=user, amends=amends,
             review_status=Correction.Review.APPROVED if approved else Correction.Review.PENDING,
             reviewed_by=user if approved else None, reviewed_at=now if approved else None)
         audit_record(user=user, project_id=volume.project_id, action="correction.create", obj=correction,
-                     label_version=head.name, type=Correction.Type.CONFIRM, result_version=None,
+                     label_version=head.name, type=edit.correction_type, result_version=None,
                      nucleus_ids=[nucleus_id], new_ids=[nucleus_id], amends=amends.id if amends is not None else None)
         if inside is not None:
             inside(correction)
@@ -430,7 +430,7 @@ def _correction_masks(correction) -> tuple[np.ndarray, np.ndarray]:
 def _refuse_no_edit(correction: Correction, head: LabelVersion) -> None:
     """409 for what undo and redo cannot take back: an edit a reviewer rejected and reverted
     already; and a redo of a check (check the nucleus again instead)."""
-    if correction.correction_type == Correction.Type.CONFIRM:
+    if not correction.changes_voxels:
         raise ApplicationError("a withdrawn check is not redone: check the nucleus again", status=_STALE_STATUS,
                                extra={"current_label_version": head.name})
     if correction.reverted_version_id is not None:
@@ -478,7 +478,7 @@ def correction_undo(*, correction: Correction, user: AbstractBaseUser | None, la
     volume = correction.volume
 
     def refuse_undone(correction: Correction, head: LabelVersion) -> None:
-        if correction.correction_type != Correction.Type.CONFIRM:
+        if correction.changes_voxels:
             _refuse_no_edit(correction, head)
         if correction.undone:
             raise ApplicationError("this edit was undone already", status=_STALE_STATUS,
@@ -488,7 +488,7 @@ def correction_undo(*, correction: Correction, user: AbstractBaseUser | None, la
     head = _latest(volume, label_version)
     correction = Correction.objects.get(id=correction.id)
     refuse_undone(correction, head)
-    if correction.correction_type == Correction.Type.CONFIRM:
+    if not correction.changes_voxels:
         return _withdraw_check(correction=correction, user=user, head=head, refuse_undone=refuse_undone)
     before, after = _correction_masks(correction)
     current, result, measured = _prepare_swap(volume=volume, head=head, correction=correction, remove=after,
@@ -594,7 +594,7 @@ def correction_revert(*, correction: Correction, user: AbstractBaseUser | None, 
     volume = correction.volume
     head = _latest(volume, label_version) if label_version else \
         LabelVersion.objects.filter(volume=volume).order_by("-number").first()
-    if correction.correction_type == Correction.Type.CONFIRM:
+    if not correction.changes_voxels:
         with transaction.atomic():
             _head_for_edit(volume, head.name)
             _uncheck(correction, head)
@@ -614,10 +614,10 @@ def correction_revert(*, correction: Correction, user: AbstractBaseUser | None, 
     reverted = revert_edit(current, before, after, next_id=head.n_labels + 1)
     later = _later_corrections(correction)
     made = set(correction.new_ids)
-    checked = [c for c in later if c.correction_type == Correction.Type.CONFIRM and made & set(c.nucleus_ids)]
+    checked = [c for c in later if not c.changes_voxels and made & set(c.nucleus_ids)]
     clean = reverted.clean and not checked
     if not clean and not overwrite_later:
-        touching = [c for c in later if c.correction_type != Correction.Type.CONFIRM] + checked
+        touching = [c for c in later if c.changes_voxels] + checked
         raise ApplicationError(
             "later edits changed the nuclei of this correction"
             + (f" ({', '.join(f'#{c.id} {c.correction_type}' for c in touching)})" if touching else "")

@@ -34,16 +34,16 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from .errors import InvalidInputError
 
-__all__ = ["EDIT_TYPES", "Edit", "SPLIT_PLANES", "add_nucleus", "apply_edit", "delete_nuclei", "merge_nuclei",
-           "modify_nucleus", "polygon_mask", "split_nucleus",
-           "stroke_mask"]
+__all__ = ["DRAWINGS", "EDIT_KINDS", "EDIT_TYPES", "Edit", "EditKind", "SPLIT_PLANES", "add_nucleus", "apply_edit",
+           "delete_nuclei", "edit_kind", "merge_nuclei", "modify_nucleus", "polygon_mask", "register_edit_kind",
+           "split_nucleus", "stroke_mask"]
 
 
 def _as_volume(labels) -> tuple[np.ndarray, bool]:
@@ -287,12 +287,89 @@ def modify_nucleus(labels, nucleus_id: int, mask2d: np.ndarray, *, planes: tuple
 # ---------------------------------------------------------------------------------------------
 # one edit as a validated, serialisable parameter object
 
-EDIT_TYPES = ("split", "merge", "delete", "add", "modify", "confirm")
-#: Where a split's line can be drawn: the XY plane ([y, x] points) or an orthogonal one ([z, x], [z, y]).
+#: The views an edit can be made in: the XY plane ([y, x] points) or an orthogonal one ([z, x], [z, y]).
 SPLIT_PLANES = ("xy", "xz", "yz")
 #: What a person can draw; an edit carries one of them (or none: merge, delete, confirm).
-_DRAWINGS = ("line", "seeds", "polygon", "stroke", "sections", "fill")
+DRAWINGS = ("line", "seeds", "polygon", "stroke", "sections", "fill")
 Point = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class EditKind:
+    """One kind of correction (``split``, ``merge``, ...): everything that differs between kinds.
+
+    The registry :data:`EDIT_KINDS` (filled by :func:`register_edit_kind`) is the one list of
+    kinds: :class:`Edit` validates against it, :func:`apply_edit` dispatches through it, the
+    correction records check their masks with it, and the web app derives from it the model's
+    choices, the API's choices, the review page's options and the viewer's tools.
+
+    Parameters
+    ----------
+    name : lower case, no spaces; what records and the API carry (``correction_type``).
+    label : the name people read (``"Split"``; a check mark reads ``"Checked"``).
+    summary : one line saying what it does, for the API schema and the pages.
+    nuclei : ``(fewest, most)`` nucleus ids an edit names; ``most`` None: no upper bound.
+    drawings : the :data:`DRAWINGS` it takes, exactly one of them; empty: it takes none (it acts
+        on the nuclei named).
+    planes : the views (:data:`SPLIT_PLANES`) it can be drawn in.
+    apply : ``apply(volume, edit, new_id, voxel_size) -> labels``: carry the edit out on a copy
+        of the (Z, Y, X) ``volume`` (never modify it); ``new_id`` is the id a new nucleus gets.
+    consistent : ``consistent(n_before, n_after) -> bool``: do the counts of nuclei in the
+        original and corrected masks of a record fit this kind?
+    rule : the one-line message when they do not (what was expected).
+    changes_voxels : False for a kind that changes no voxel (``confirm``): its masks before and
+        after must be equal, and the web app makes no label version for it.
+    new_id : True when it makes a nucleus with a fresh id (a split's second half, an addition).
+    done : what the pages say a person did, in the past tense; ``{before}`` and ``{after}`` are
+        the ids of the nuclei before and after the edit (``"split nucleus {before} into {after}"``).
+    """
+
+    name: str
+    label: str
+    summary: str
+    nuclei: tuple[int, int | None]
+    drawings: tuple[str, ...]
+    apply: Callable[..., np.ndarray]
+    consistent: Callable[[int, int], bool]
+    rule: str
+    planes: tuple[str, ...] = SPLIT_PLANES
+    changes_voxels: bool = True
+    new_id: bool = False
+    done: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """What a page needs to know of the kind (JSON-ready: no functions)."""
+        return {"name": self.name, "label": self.label, "summary": self.summary, "nuclei": list(self.nuclei),
+                "drawings": list(self.drawings), "planes": list(self.planes), "changes_voxels": self.changes_voxels,
+                "new_id": self.new_id, "done": self.done}
+
+
+#: Every kind of correction by name, in the order pages list them: see :class:`EditKind`.
+EDIT_KINDS: dict[str, EditKind] = {}
+
+
+def register_edit_kind(kind: EditKind) -> EditKind:
+    """Add ``kind`` to :data:`EDIT_KINDS`; a name that is empty, badly spelt or taken fails."""
+    if not isinstance(kind, EditKind):
+        raise TypeError(f"register an EditKind, got {type(kind).__name__}")
+    if not kind.name or not kind.name.isidentifier() or kind.name != kind.name.lower() or len(kind.name) > 16:
+        raise ValueError(f"an edit kind's name is a lower-case word of at most 16 characters, got {kind.name!r}")
+    if kind.name in EDIT_KINDS:
+        raise ValueError(f"an edit kind named {kind.name!r} is already registered")
+    unknown = [d for d in kind.drawings if d not in DRAWINGS] + [p for p in kind.planes if p not in SPLIT_PLANES]
+    low, high = kind.nuclei
+    if unknown or low < 0 or (high is not None and high < low) or not kind.planes:
+        raise ValueError(f"edit kind {kind.name!r}: bad drawings, planes or nuclei ({unknown or kind.nuclei})")
+    EDIT_KINDS[kind.name] = kind
+    return kind
+
+
+def edit_kind(name: Any) -> EditKind:
+    """The registered kind ``name``; an unknown one raises :class:`~.errors.InvalidInputError`."""
+    kind = EDIT_KINDS.get(name) if isinstance(name, str) else None
+    if kind is None:
+        raise InvalidInputError(f"unknown correction type {name!r}; choose one of {', '.join(EDIT_KINDS)}")
+    return kind
 
 
 def _point_tuple(points, what: str, minimum: int) -> tuple[Point, ...] | None:
@@ -314,7 +391,7 @@ class Edit:
 
     Parameters
     ----------
-    correction_type : one of :data:`EDIT_TYPES`.
+    correction_type : a name in :data:`EDIT_KINDS`.
     nucleus_ids : the nuclei edited: split, modify and confirm one, merge two or more, delete one or
         more, add none.
     z : the plane the drawing was made on.
@@ -357,8 +434,7 @@ class Edit:
 
     def __post_init__(self) -> None:
         kind = self.correction_type
-        if kind not in EDIT_TYPES:
-            raise InvalidInputError(f"unknown correction type {kind!r}; choose one of {', '.join(EDIT_TYPES)}")
+        spec = edit_kind(kind)
         if isinstance(self.nucleus_ids, (str, bytes)) or not isinstance(self.nucleus_ids, (list, tuple)):
             raise InvalidInputError(f"nucleus_ids must be a list of ids, got {self.nucleus_ids!r}")
         ids = tuple(_whole(i, "each nucleus id") for i in self.nucleus_ids)
@@ -386,12 +462,8 @@ class Edit:
             object.__setattr__(self, "radius", float(r))
         elif self.radius is not None:
             raise InvalidInputError("a radius in pixels goes with a brush stroke or a fill only")
-        given = [name for name in _DRAWINGS if getattr(self, name) is not None]
-        wanted = {"split": (1, 1, ("line", "seeds")), "merge": (2, None, ()), "delete": (1, None, ()),
-                  "add": (0, 0, ("polygon", "stroke", "sections", "fill")),
-                  "modify": (1, 1, ("stroke", "sections", "fill")),
-                  "confirm": (1, 1, ())}[kind]
-        low, high, drawings = wanted
+        given = [name for name in DRAWINGS if getattr(self, name) is not None]
+        (low, high), drawings = spec.nuclei, spec.drawings
         n = len(ids)
         if n < low or (high is not None and n > high):
             count = f"{low}" if low == high else f"at least {low}"
@@ -407,7 +479,7 @@ class Edit:
             raise InvalidInputError(f"a split by seeds needs exactly two seeds, got {len(self.seeds)}")
         if self.plane not in SPLIT_PLANES:
             raise InvalidInputError(f"plane must be one of {', '.join(SPLIT_PLANES)}, got {self.plane!r}")
-        if self.plane != "xy" and (kind in ("add", "modify") or self.seeds is not None):
+        if self.plane != "xy" and (self.plane not in spec.planes or self.seeds is not None):
             raise InvalidInputError(f"on the {self.plane} plane a split is drawn as a line; seeds, add and modify "
                                     "are drawn on an xy plane")
 
@@ -457,6 +529,11 @@ class Edit:
             object.__setattr__(self, "fill", point[0])
             if self.erase:
                 raise InvalidInputError("a fill paints background: it cannot erase")
+
+    @property
+    def kind(self) -> EditKind:
+        """Its entry in :data:`EDIT_KINDS`."""
+        return EDIT_KINDS[self.correction_type]
 
     @property
     def planes(self) -> tuple[int, int]:
@@ -588,29 +665,76 @@ def _paint3d(volume: np.ndarray, edit: Edit, region: np.ndarray, new_id: int) ->
 def apply_edit(labels, edit: Edit, *, new_id: int, voxel_size=None) -> np.ndarray:
     """Carry out ``edit`` (in ``labels``' own coordinates: see :meth:`Edit.shifted`) on a copy of
     ``labels``; ``new_id`` is the id a split's second half or an added nucleus gets;
-    ``voxel_size`` ((z, y, x) µm) is needed by the spherical brush only."""
+    ``voxel_size`` ((z, y, x) µm) is needed by the spherical brush only. The kind's
+    :attr:`EditKind.apply` does the work."""
     volume, flat = _as_volume(labels)
     if not 0 <= edit.z < volume.shape[0]:
         raise InvalidInputError(f"plane z={edit.z} lies outside the volume's planes")
-    kind = edit.correction_type
-    if kind == "split":
-        out = split_nucleus(volume, edit.nucleus_ids[0], line=edit.line, seeds=edit.seeds, new_id=new_id,
-                            plane=edit.plane)
-    elif kind == "merge":
-        out = merge_nuclei(volume, edit.nucleus_ids)
-    elif kind == "delete":
-        out = delete_nuclei(volume, edit.nucleus_ids)
-    elif kind == "confirm":
-        _present(volume, edit.nucleus_ids)
-        out = volume.copy()
-    elif edit.sections is not None or edit.fill is not None or edit.radius_um is not None:
-        out = _paint3d(volume, edit, _drawing3d(volume, edit, voxel_size), new_id)
-    else:
-        plane = volume.shape[1:]
-        drawing = polygon_mask(edit.polygon, plane) if edit.polygon is not None \
-            else stroke_mask(edit.stroke, edit.radius, plane)
-        if kind == "add":
-            out = add_nucleus(volume, drawing, planes=edit.planes, new_id=new_id)
-        else:
-            out = modify_nucleus(volume, edit.nucleus_ids[0], drawing, planes=edit.planes, erase=edit.erase)
+    out = edit_kind(edit.correction_type).apply(volume, edit, new_id, voxel_size)
     return out[0] if flat else out
+
+
+# ---------------------------------------------------------------------------------------------
+# the kinds: to add one, copy the nearest of these (CONTRIBUTING.md, "Recipe: add a correction type")
+
+
+def _apply_split(volume: np.ndarray, edit: Edit, new_id: int, voxel_size) -> np.ndarray:
+    return split_nucleus(volume, edit.nucleus_ids[0], line=edit.line, seeds=edit.seeds, new_id=new_id,
+                         plane=edit.plane)
+
+
+def _apply_confirm(volume: np.ndarray, edit: Edit, new_id: int, voxel_size) -> np.ndarray:
+    _present(volume, edit.nucleus_ids)
+    return volume.copy()
+
+
+def _apply_paint(volume: np.ndarray, edit: Edit, new_id: int, voxel_size) -> np.ndarray:
+    """An ``add`` or ``modify``: a drawing on one plane applied to ``planes``, or one across planes."""
+    if edit.sections is not None or edit.fill is not None or edit.radius_um is not None:
+        return _paint3d(volume, edit, _drawing3d(volume, edit, voxel_size), new_id)
+    plane = volume.shape[1:]
+    drawing = polygon_mask(edit.polygon, plane) if edit.polygon is not None \
+        else stroke_mask(edit.stroke, edit.radius, plane)
+    if edit.correction_type == "add":
+        return add_nucleus(volume, drawing, planes=edit.planes, new_id=new_id)
+    return modify_nucleus(volume, edit.nucleus_ids[0], drawing, planes=edit.planes, erase=edit.erase)
+
+
+register_edit_kind(EditKind(
+    "split", "Split", "one nucleus cut in two, by a line drawn across it or by two seeds",
+    nuclei=(1, 1), drawings=("line", "seeds"), apply=_apply_split,
+    consistent=lambda before, after: before >= 1 and after >= 2,
+    rule="'split' needs a non-empty original and at least two nuclei in the corrected mask "
+         "(distinct ids, or separate components of a boolean mask)", new_id=True,
+    done="split nucleus {before} into {after}"))
+register_edit_kind(EditKind(
+    "merge", "Merge", "two or more nuclei become one (the smallest id kept)",
+    nuclei=(2, None), drawings=(), apply=lambda volume, edit, new_id, voxel_size: merge_nuclei(volume, edit.nucleus_ids),
+    consistent=lambda before, after: before >= 2 and after >= 1,
+    rule="'merge' needs at least two nuclei in the original (distinct ids, or separate components "
+         "of a boolean mask) and a non-empty corrected mask", done="merged nuclei {before} into {after}"))
+register_edit_kind(EditKind(
+    "delete", "Delete", "the nuclei named become background",
+    nuclei=(1, None), drawings=(), apply=lambda volume, edit, new_id, voxel_size: delete_nuclei(volume, edit.nucleus_ids),
+    consistent=lambda before, after: before >= 1 and after == 0,
+    rule="'delete' needs a non-empty original and an empty corrected mask", done="deleted nucleus {before}"))
+register_edit_kind(EditKind(
+    "add", "Add", "a new nucleus drawn on background (an outline, a brush, outlines on several planes, a fill)",
+    nuclei=(0, 0), drawings=("polygon", "stroke", "sections", "fill"), planes=("xy",), apply=_apply_paint,
+    consistent=lambda before, after: before == 0 and after >= 1,
+    rule="'add' needs an empty original and a non-empty corrected mask", new_id=True, done="added nucleus {after}"))
+register_edit_kind(EditKind(
+    "modify", "Modify", "one nucleus grown onto background or erased from (a brush, outlines, a fill)",
+    nuclei=(1, 1), drawings=("stroke", "sections", "fill"), planes=("xy",), apply=_apply_paint,
+    consistent=lambda before, after: before >= 1 and after >= 1,
+    rule="'modify' needs both masks non-empty", done="reshaped nucleus {after}"))
+register_edit_kind(EditKind(
+    "confirm", "Checked", "the one nucleus named is right (a check mark): no voxel changes",
+    nuclei=(1, 1), drawings=(), apply=_apply_confirm,
+    consistent=lambda before, after: before >= 1,
+    rule="'confirm' needs the same non-empty mask before and after (the nucleus checked)", changes_voxels=False,
+    done="checked nucleus {before}"))
+
+#: The names of the kinds registered here, in order (:data:`EDIT_KINDS` also holds any
+#: registered later).
+EDIT_TYPES = tuple(EDIT_KINDS)

@@ -11,11 +11,14 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..editing import EDIT_KINDS, EDIT_TYPES
 from ..errors import InvalidInputError, InvalidParameterError
 
+#: The kinds of correction: those of :data:`~segmentation.core.editing.EDIT_KINDS`, the one
+#: registry (its :class:`~segmentation.core.editing.EditKind` entries hold each kind's rule).
 #: ``confirm`` is a person saying "this nucleus is right": both masks hold it, unchanged (a
 #: positive training example).
-CORRECTION_TYPES = ("split", "merge", "delete", "add", "modify", "confirm")
+CORRECTION_TYPES = EDIT_TYPES
 
 
 def _utc_now() -> str:
@@ -35,7 +38,7 @@ class CorrectionRecord:
     nucleus_id : int
         The nucleus id in the segmentation that was corrected (for ``add``, the new id).
     correction_type : str
-        One of :data:`CORRECTION_TYPES`.
+        A name in :data:`~segmentation.core.editing.EDIT_KINDS`.
     timestamp : str
         ISO 8601, UTC, e.g. ``2025-01-31T09:15:02.123+00:00``.
     bbox : tuple of (start, stop) per axis
@@ -112,9 +115,9 @@ class CorrectionRecord:
 
 
 def _check_type(correction_type: Any) -> str:
-    if correction_type not in CORRECTION_TYPES:
+    if not isinstance(correction_type, str) or correction_type not in EDIT_KINDS:
         raise InvalidParameterError(
-            f"unknown correction type {correction_type!r}; choose one of {', '.join(CORRECTION_TYPES)}")
+            f"unknown correction type {correction_type!r}; choose one of {', '.join(EDIT_KINDS)}")
     return correction_type
 
 
@@ -163,30 +166,20 @@ def _n_objects(crop: np.ndarray) -> int:
 
 
 def _check_consistency(correction_type: str, original: np.ndarray, corrected: np.ndarray) -> None:
-    """Refuse masks that do not fit ``correction_type`` (both are the bounding-box crops)."""
+    """Refuse masks that do not fit ``correction_type`` (both are the bounding-box crops): the
+    kind's :attr:`~segmentation.core.editing.EditKind.consistent` rule on the counts of nuclei."""
+    kind = EDIT_KINDS[correction_type]
     n_orig, n_corr = _n_objects(original), _n_objects(corrected)
-    if correction_type == "confirm":
-        if not np.array_equal(original, corrected) or n_orig < 1:
-            raise InvalidInputError("'confirm' needs the same non-empty mask before and after (the nucleus checked); "
-                                    f"got {n_orig} nucleus/nuclei before and {n_corr} after"
-                                    + ("" if np.array_equal(original, corrected) else ", and the masks differ"))
+    same = np.array_equal(original, corrected)
+    if not kind.changes_voxels:
+        if not same or not kind.consistent(n_orig, n_corr):
+            raise InvalidInputError(f"{kind.rule}; got {n_orig} nucleus/nuclei before and {n_corr} after"
+                                    + ("" if same else ", and the masks differ"))
         return
-    if np.array_equal(original, corrected):
+    if same:
         raise InvalidInputError("the corrected mask equals the original: nothing was corrected")
-    rules = {
-        "delete": (n_orig >= 1 and n_corr == 0, "'delete' needs a non-empty original and an empty corrected mask"),
-        "add": (n_orig == 0 and n_corr >= 1, "'add' needs an empty original and a non-empty corrected mask"),
-        "split": (n_orig >= 1 and n_corr >= 2,
-                  "'split' needs a non-empty original and at least two nuclei in the corrected mask "
-                  "(distinct ids, or separate components of a boolean mask)"),
-        "merge": (n_orig >= 2 and n_corr >= 1,
-                  "'merge' needs at least two nuclei in the original (distinct ids, or separate components "
-                  "of a boolean mask) and a non-empty corrected mask"),
-        "modify": (n_orig >= 1 and n_corr >= 1, "'modify' needs both masks non-empty"),
-    }
-    ok, message = rules[correction_type]
-    if not ok:
-        raise InvalidInputError(f"{message}; got {n_orig} nucleus/nuclei before and {n_corr} after")
+    if not kind.consistent(n_orig, n_corr):
+        raise InvalidInputError(f"{kind.rule}; got {n_orig} nucleus/nuclei before and {n_corr} after")
 
 
 def _bbox(original: np.ndarray, corrected: np.ndarray) -> tuple[tuple[int, int], ...]:
