@@ -83,6 +83,35 @@ def _tiny_model(path: Path) -> Path:
     return path
 
 
+def _standin_segment(self, image, params=None, progress=None, intensity_range=None):
+    """``SegmentationEngine.segment`` without the network (``--engine standin``): the same input
+    checks and normalisation, then arrays of the engine's sizes (flows (3, Z, Y, X) float32 as
+    gradients of a smoothed copy, cell probabilities, labels) and nuclei by thresholding that copy.
+    What it holds a voxel is what the engine holds, so a blockwise run's memory is the pipeline's;
+    it finds grid-cut blobs, not the network's nuclei."""
+    from scipy import ndimage as ndi
+
+    from segmentation.core.engine import SegmentationResult, _stack_ranges, normalize_intensity, validate_image
+
+    data = validate_image(image)
+    ranges = _stack_ranges(data, params) if intensity_range is None else intensity_range
+    volume = normalize_intensity(data, ranges)
+    smooth = ndi.gaussian_filter(volume, 1.0)
+    flows = np.stack(np.gradient(smooth)).astype(np.float32)
+    cellprob = ((smooth - 0.5) * 8).astype(np.float32)
+    # Blobs cut by a 16-pixel grid in y and x: nucleus-sized pieces (touching nuclei merge when
+    # only thresholded, and one huge blob would cost the uncertainty's flow simulation hours).
+    mask = smooth > 0.5
+    mask[..., ::16, :] = False
+    mask[..., ::16] = False
+    labels, count = ndi.label(mask)
+    info = {"nucleus_count": int(count), "backend": "standin", "model": {"name": "standin"}, "device": "cpu"}
+    del flows  # held like the engine's, not returned: the uncertainty's flow-error term (cellpose's
+    # flow simulation of every mask) would take hours at 1 Gvoxel on two cores; its memory is a block's
+    return SegmentationResult(labels=labels.astype(np.uint32), info=info, flows=None, cellprob=cellprob,
+                              params=params)
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -94,6 +123,8 @@ def child(args) -> None:
     from segmentation.core import SegmentationEngine, SegmentationParams
     from segmentation.core.blockwise import BlockwiseParams, ZarrVolume, segment_blockwise
 
+    if args.engine == "standin":
+        SegmentationEngine.segment = _standin_segment
     params = SegmentationParams(model_name=args.model, diameter=16.0, do_3d=True, use_3d_backend=args.backend,
                                 voxel_size=(2.0, 0.5, 0.5), cellprob_threshold=args.cellprob)
     source = ZarrVolume(args.volume)
@@ -107,11 +138,16 @@ def child(args) -> None:
         work = Path(args.work) / f"run-{os.getpid()}"
         result = segment_blockwise(source, params, BlockwiseParams(block_voxels=args.block_voxels), workdir=work,
                                    scheduler_address=args.scheduler)
+        stages = dict(result.info["timings"])
+        t_write = time.perf_counter()
         target = zarr.create_array(store=str(Path(args.work) / f"labels-{os.getpid()}"), shape=source.shape,
                                    dtype=np.uint32, chunks=(1, 256, 256))
         for z in range(source.shape[0]):
             target[z] = result.plane(z)
+        t_rows = time.perf_counter()
         rows = result.rows(source, (2.0, 0.5, 0.5))
+        stages.update(write=t_rows - t_write, rows=time.perf_counter() - t_rows)
+        out["stages"] = {k: round(v, 1) for k, v in stages.items()}
         out.update(nuclei=len(rows), blocks=result.info["blockwise"]["blocks"])
         result.close()
         labels = None
@@ -125,9 +161,10 @@ def child(args) -> None:
 
 
 def _run_child(volume: Path, mode: str, model: str | None, work: Path, *, cellprob: float = 0.0,
-               save: Path | None = None, scheduler: str | None = None) -> dict:
+               save: Path | None = None, scheduler: str | None = None, engine: str = "network") -> dict:
     command = [sys.executable, __file__, "--child", "--volume", str(volume), "--mode", mode, "--work", str(work),
-               "--cellprob", str(cellprob), "--block-voxels", str(BLOCK_VOXELS), "--backend", BACKEND]
+               "--cellprob", str(cellprob), "--block-voxels", str(BLOCK_VOXELS), "--backend", BACKEND,
+               "--engine", engine]
     if model:
         command += ["--model", model]
     if save:
@@ -141,19 +178,21 @@ def _run_child(volume: Path, mode: str, model: str | None, work: Path, *, cellpr
     return json.loads(lines[-1])
 
 
-def part_memory(work: Path, sizes: list[tuple[int, int, int]], whole_max: int = WHOLE_MAX_VOXELS) -> None:
+def part_memory(work: Path, sizes: list[tuple[int, int, int]], whole_max: int = WHOLE_MAX_VOXELS,
+                engine: str = "network") -> None:
     model = str(_tiny_model(work / "tiny.pt"))
-    print(f"\n== memory: peak RSS against volume size (tiny network, {BACKEND}, blocks of "
-          f"{BLOCK_VOXELS} voxels) ==")
+    what = "tiny network" if engine == "network" else "stand-in engine, no network"
+    print(f"\n== memory: peak RSS against volume size ({what}, {BACKEND}, blocks of {BLOCK_VOXELS} voxels) ==")
     print(f"{'shape':>18} {'Mvoxel':>8} {'mode':>10} {'blocks':>6} {'seconds':>8} {'peak RSS MB':>11}")
     for shape in sizes:
         volume = _tile_volume(work / f"volume-{'x'.join(map(str, shape))}.zarr", shape)
         modes = ["blockwise"] + (["whole"] if np.prod(shape) <= whole_max else [])
         for mode in modes:
-            r = _run_child(volume, mode, model, work, cellprob=8.0)
+            r = _run_child(volume, mode, model, work, cellprob=8.0, engine=engine)
             print(f"{'x'.join(map(str, shape)):>18} {np.prod(shape) / 1e6:8.1f} {mode:>10} {r.get('blocks', 1):>6} "
                   f"{r.get('seconds', float('nan')):8.1f} {r.get('peak_rss_mb', float('nan')):11.0f}"
-                  + (f"  error: {r['error']}" if "error" in r else ""), flush=True)
+                  + (f"  error: {r['error']}" if "error" in r else "")
+                  + (f"  stages: {r['stages']}" if "stages" in r else ""), flush=True)
         shutil.rmtree(volume, ignore_errors=True)
 
 
@@ -216,6 +255,9 @@ def main() -> None:
     parser.add_argument("--whole-max", type=int, default=WHOLE_MAX_VOXELS,
                         help="memory part: whole-volume runs only up to this many voxels")
     parser.add_argument("--backend", default=BACKEND, help="memory part: the 3D backend (default true3d)")
+    parser.add_argument("--engine", default="network", choices=["network", "standin"],
+                        help="memory part: the tiny network, or a stand-in without one (thresholded blobs, the "
+                             "engine's arrays): the only way to reach 1 Gvoxel on a few CPU cores")
     args = parser.parse_args()
     if args.child:
         child(args)
@@ -225,7 +267,7 @@ def main() -> None:
     try:
         print(f"machine: {os.cpu_count()} CPUs; blocks of {BLOCK_VOXELS} voxels")
         if args.part in ("all", "memory"):
-            part_memory(work, [_shape(s) for s in args.sizes.split(",")], args.whole_max)
+            part_memory(work, [_shape(s) for s in args.sizes.split(",")], args.whole_max, args.engine)
         if args.part in ("all", "quality"):
             part_quality(work, [_shape(s) for s in args.quality_sizes.split(",")])
         if args.part in ("all", "cluster"):
