@@ -17,6 +17,7 @@ import numbers
 import numpy as np
 import scipy.ndimage
 
+from segmentation.core._validation import Params, check_numbers
 from segmentation.core.errors import InvalidInputError, InvalidParameterError
 
 __all__ = ["Anisotropy3DPreprocessor"]
@@ -49,7 +50,7 @@ def _present_ids(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclasses.dataclass(frozen=True)
-class Anisotropy3DPreprocessor:
+class Anisotropy3DPreprocessor(Params):
     """Resample (Z, Y, X) volumes to isotropic voxels and their labels back.
 
     The isotropic grid has the finest lateral spacing, ``min(y, x)``, on every axis: x and y
@@ -76,30 +77,11 @@ class Anisotropy3DPreprocessor:
 
     voxel_size: tuple[float, float, float]
 
+    _what = "anisotropy parameters"
+
     def __post_init__(self) -> None:
-        try:
-            values = tuple(self.voxel_size)
-        except TypeError:
-            raise InvalidParameterError(f"voxel_size must be (z, y, x), got {self.voxel_size!r}") from None
-        if len(values) != 3 or not all(
-            isinstance(v, numbers.Real) and not isinstance(v, bool) and np.isfinite(v) and v > 0
-            for v in values
-        ):
-            raise InvalidParameterError(
-                f"voxel_size must be three positive finite numbers (z, y, x), got {self.voxel_size!r}"
-            )
-        object.__setattr__(self, "voxel_size", tuple(float(v) for v in values))
-
-    def to_dict(self) -> dict:
-        """Return the parameters as a JSON-serialisable dict."""
-        return {"voxel_size": list(self.voxel_size)}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Anisotropy3DPreprocessor:
-        """Inverse of :meth:`to_dict`."""
-        if not isinstance(data, dict) or set(data) != {"voxel_size"}:
-            raise InvalidParameterError(f"expected {{'voxel_size': [z, y, x]}}, got {data!r}")
-        return cls(voxel_size=tuple(data["voxel_size"]))
+        object.__setattr__(self, "voxel_size", check_numbers("voxel_size (z, y, x)", self.voxel_size, lengths=(3,),
+                                                             low=0, low_open=True))
 
     @property
     def target_spacing(self) -> float:

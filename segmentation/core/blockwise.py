@@ -42,6 +42,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ._validation import Params, check_number, check_numbers
 from .errors import InvalidInputError, InvalidParameterError
 
 __all__ = ["Block", "BlockwiseParams", "BlockwiseResult", "ZarrVolume", "block_grid", "intensity_range",
@@ -59,7 +60,7 @@ _DRAIN_TIMEOUT_S = 120.0
 
 
 @dataclass(frozen=True)
-class BlockwiseParams:
+class BlockwiseParams(Params):
     """How a volume is cut into blocks and stitched.
 
     Parameters
@@ -81,34 +82,15 @@ class BlockwiseParams:
     match_iou: float = 0.5
     align: tuple[int, int, int] = (1, 1, 1)
 
+    _what = "blockwise parameters"
+
     def __post_init__(self) -> None:
-        if isinstance(self.block_voxels, bool) or not isinstance(self.block_voxels, (int, np.integer)) \
-                or self.block_voxels < 4096:
-            raise InvalidParameterError(f"block_voxels must be a whole number >= 4096, got {self.block_voxels!r}")
-        if isinstance(self.overlap, bool) or not isinstance(self.overlap, (int, float)) \
-                or not math.isfinite(self.overlap) or self.overlap < 1:
-            raise InvalidParameterError(f"overlap must be at least 1 nucleus diameter, got {self.overlap!r}")
-        if isinstance(self.match_iou, bool) or not isinstance(self.match_iou, (int, float)) \
-                or not 0 < self.match_iou <= 1:
-            raise InvalidParameterError(f"match_iou must lie in (0, 1], got {self.match_iou!r}")
-        align = tuple(self.align)
-        if len(align) != 3 or not all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) and a >= 1
-                                      for a in align):
-            raise InvalidParameterError(f"align must be three whole numbers >= 1, got {self.align!r}")
-        object.__setattr__(self, "block_voxels", int(self.block_voxels))
-        object.__setattr__(self, "align", tuple(int(a) for a in align))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "align": list(self.align)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "BlockwiseParams":
-        if not isinstance(data, dict):
-            raise InvalidParameterError("blockwise parameters must be a JSON object")
-        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise InvalidParameterError(f"unknown blockwise parameters: {', '.join(unknown)}")
-        return cls(**{**data, **({"align": tuple(data["align"])} if "align" in data else {})})
+        object.__setattr__(self, "block_voxels", check_number("block_voxels", self.block_voxels, low=4096,
+                                                              integer=True))
+        object.__setattr__(self, "overlap", check_number("overlap (nucleus diameters)", self.overlap, low=1))
+        object.__setattr__(self, "match_iou", check_number("match_iou", self.match_iou, low=0, high=1,
+                                                           low_open=True))
+        object.__setattr__(self, "align", check_numbers("align", self.align, lengths=(3,), low=1, integer=True))
 
 
 @dataclass(frozen=True)

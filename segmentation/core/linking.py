@@ -21,6 +21,7 @@ import numbers
 import numpy as np
 import scipy.optimize
 
+from segmentation.core._validation import Params, check_choice, check_number
 from segmentation.core.errors import InvalidInputError, InvalidParameterError
 
 __all__ = ["OVERLAP_MEASURES", "LinkingParams", "link_slices"]
@@ -38,7 +39,7 @@ OVERLAP_MEASURES = ("iou", "intersection_over_smaller")
 
 
 @dataclasses.dataclass(frozen=True)
-class LinkingParams:
+class LinkingParams(Params):
     """Parameters of :func:`link_slices`, validated on creation.
 
     Parameters
@@ -82,43 +83,21 @@ class LinkingParams:
     split_dip: float = 0.7
     max_z_elongation: float = 2.5
 
+    _what = "linking parameters"
+
     def __post_init__(self) -> None:
-        dip = self.split_dip
-        if isinstance(dip, bool) or not isinstance(dip, numbers.Real) or not 0.0 <= float(dip) < 1.0:
-            raise InvalidParameterError(f"split_dip must be a number in [0, 1), got {dip!r}")
+        # Plain Python floats and ints stored, so to_dict() is JSON-ready whatever was passed in.
+        object.__setattr__(self, "split_dip", float(check_number("split_dip", self.split_dip, low=0, high=1,
+                                                                 high_open=True)))
         elong = self.max_z_elongation
-        if isinstance(elong, bool) or not isinstance(elong, numbers.Real) or not (
-                float(elong) == 0.0 or 1.0 <= float(elong) <= 100.0):
-            raise InvalidParameterError(f"max_z_elongation must be 0 (off) or a number in [1, 100], got {elong!r}")
-        object.__setattr__(self, "split_dip", float(dip))
+        if elong != 0 or isinstance(elong, bool):
+            elong = check_number("max_z_elongation (0 = off)", elong, low=1, high=100)
         object.__setattr__(self, "max_z_elongation", float(elong))
-        ratio = self.min_overlap_ratio
-        if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0.0 < float(ratio) <= 1.0:
-            raise InvalidParameterError(f"min_overlap_ratio must be a number in (0, 1], got {ratio!r}")
-        dist = self.max_distance_z
-        if isinstance(dist, bool) or not isinstance(dist, numbers.Integral) or dist < 1:
-            raise InvalidParameterError(f"max_distance_z must be an integer >= 1, got {dist!r}")
-        if self.overlap_measure not in OVERLAP_MEASURES:
-            raise InvalidParameterError(
-                f"overlap_measure must be one of {', '.join(OVERLAP_MEASURES)}, got {self.overlap_measure!r}"
-            )
-        # Store plain Python numbers so to_dict() is JSON-ready whatever was passed in.
-        object.__setattr__(self, "min_overlap_ratio", float(ratio))
-        object.__setattr__(self, "max_distance_z", int(dist))
-
-    def to_dict(self) -> dict:
-        """Return the parameters as a JSON-serialisable dict."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> LinkingParams:
-        """Build parameters from :meth:`to_dict`'s output; missing keys take their defaults."""
-        if not isinstance(data, dict):
-            raise InvalidParameterError(f"LinkingParams.from_dict needs a dict, got {type(data).__name__}")
-        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise InvalidParameterError(f"unknown linking parameter(s): {', '.join(sorted(unknown))}")
-        return cls(**data)
+        object.__setattr__(self, "min_overlap_ratio", float(check_number(
+            "min_overlap_ratio", self.min_overlap_ratio, low=0, high=1, low_open=True)))
+        object.__setattr__(self, "max_distance_z", check_number("max_distance_z", self.max_distance_z, low=1,
+                                                                integer=True))
+        check_choice("overlap_measure", self.overlap_measure, OVERLAP_MEASURES)
 
 
 def _check_labels(labels) -> np.ndarray:

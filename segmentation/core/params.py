@@ -6,11 +6,11 @@ A job stores ``SegmentationParams.to_dict()`` in its JSON field and rebuilds it 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
 
+from ._validation import Params, check_bool, check_choice, check_name, check_number, check_numbers
 from .errors import InvalidParameterError
 
 __all__ = ["DEFAULT_3D_BACKEND", "RESTORATION_MODES", "SegmentationParams", "params_for_stack"]
@@ -23,15 +23,8 @@ RESTORATION_MODES = ("none", "auto", "denoise", "deblur")
 DEFAULT_3D_BACKEND = "true3d"
 
 
-def _positive(name: str, value: Any, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise InvalidParameterError(f"{name} must be a positive number, got {value!r}")
-
-
 @dataclass(frozen=True)
-class SegmentationParams:
+class SegmentationParams(Params):
     """What :meth:`SegmentationEngine.segment` needs besides the image.
 
     Parameters
@@ -82,45 +75,29 @@ class SegmentationParams:
     flow3d_smooth: float = 1.0
     normalize_planes: bool = True
 
+    _what = "segmentation parameters"
+
     def __post_init__(self) -> None:
         from .backends import BACKENDS  # the registry imports this module
 
-        if self.model_name is not None and (not isinstance(self.model_name, str) or not self.model_name.strip()):
-            raise InvalidParameterError(f"model_name must be a non-empty string or None, got {self.model_name!r}")
-        _positive("diameter", self.diameter, allow_none=True)
-        if not isinstance(self.do_3d, bool):
-            raise InvalidParameterError(f"do_3d must be true or false, got {self.do_3d!r}")
-        if self.use_3d_backend not in BACKENDS:
-            raise InvalidParameterError(
-                f"unknown 3D backend {self.use_3d_backend!r}; choose one of {', '.join(BACKENDS)}")
-        if self.restoration_mode not in RESTORATION_MODES:
-            raise InvalidParameterError(
-                f"unknown restoration mode {self.restoration_mode!r}; choose one of {', '.join(RESTORATION_MODES)}")
+        check_name("model_name", self.model_name)
+        object.__setattr__(self, "diameter", check_number("diameter", self.diameter, low=0, low_open=True,
+                                                          allow_none=True))
+        check_bool("do_3d", self.do_3d)
+        check_choice("3D backend", self.use_3d_backend, BACKENDS)
+        check_choice("restoration mode", self.restoration_mode, RESTORATION_MODES)
         if self.voxel_size is not None:
-            if isinstance(self.voxel_size, (str, bytes)) or len(self.voxel_size) not in (2, 3):
-                raise InvalidParameterError(f"voxel_size must be (z, y, x) or (y, x), got {self.voxel_size!r}")
-            for v in self.voxel_size:
-                _positive("each voxel_size value", v)
-            object.__setattr__(self, "voxel_size", tuple(float(v) for v in self.voxel_size))
+            object.__setattr__(self, "voxel_size", check_numbers("voxel_size", self.voxel_size, lengths=(3, 2),
+                                                                 low=0, low_open=True))
             y, x = self.voxel_size[-2:]
             if not math.isclose(y, x, rel_tol=1e-3):
                 # The network was trained on square pixels; stretching silently would change sizes.
                 raise InvalidParameterError(
                     f"pixels must be square (voxel_size y == x), got y={y} x={x}; resample the image first")
-        for name in ("flow_threshold",):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value <= 10):
-                raise InvalidParameterError(f"{name} must lie in [0, 10], got {value!r}")
-        if isinstance(self.cellprob_threshold, bool) or not isinstance(self.cellprob_threshold, (int, float)) \
-                or not (-8 <= self.cellprob_threshold <= 8):
-            raise InvalidParameterError(f"cellprob_threshold must lie in [-8, 8], got {self.cellprob_threshold!r}")
-        if isinstance(self.min_size, bool) or not isinstance(self.min_size, int) or self.min_size < 0:
-            raise InvalidParameterError(f"min_size must be a whole number >= 0, got {self.min_size!r}")
-        if isinstance(self.flow3d_smooth, bool) or not isinstance(self.flow3d_smooth, (int, float)) \
-                or not (0 <= self.flow3d_smooth <= 10):
-            raise InvalidParameterError(f"flow3d_smooth must lie in [0, 10] voxels, got {self.flow3d_smooth!r}")
-        if not isinstance(self.normalize_planes, bool):
-            raise InvalidParameterError(f"normalize_planes must be true or false, got {self.normalize_planes!r}")
+        for name, bounds in (("flow_threshold", {"low": 0, "high": 10}), ("cellprob_threshold", {"low": -8, "high": 8}),
+                             ("min_size", {"low": 0, "integer": True}), ("flow3d_smooth", {"low": 0, "high": 10})):
+            object.__setattr__(self, name, check_number(name, getattr(self, name), **bounds))
+        check_bool("normalize_planes", self.normalize_planes)
         from .linking import LinkingParams
 
         # Validates the linking fields with one set of rules.
@@ -133,23 +110,9 @@ class SegmentationParams:
         """z step over the xy pixel size (1 when unknown or 2D)."""
         if self.voxel_size is None or len(self.voxel_size) != 3:
             return 1.0
-        return self.voxel_size[0] / ((self.voxel_size[1] + self.voxel_size[2]) / 2)
+        from .anisotropy import Anisotropy3DPreprocessor  # the one formula (z over the mean of y and x)
 
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        if self.voxel_size is not None:
-            data["voxel_size"] = list(self.voxel_size)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SegmentationParams":
-        if not isinstance(data, dict):
-            raise InvalidParameterError("segmentation parameters must be a JSON object")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise InvalidParameterError(f"unknown segmentation parameters: {', '.join(unknown)}")
-        return cls(**data)
+        return Anisotropy3DPreprocessor(self.voxel_size).anisotropy
 
 
 def params_for_stack(data: dict[str, Any], *, ndim: int, voxel_size: tuple[float, ...] | None) -> dict[str, Any]:

@@ -74,6 +74,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from ._validation import Params, check_bool, check_number
 from .errors import InvalidInputError, InvalidParameterError
 from .params import RESTORATION_MODES
 
@@ -122,7 +123,7 @@ _CELLPOSE_NUCLEI_DIAMETER = 17.0
 
 
 @dataclass(frozen=True)
-class RestorationParams:
+class RestorationParams(Params):
     """How the fallback methods restore an image (Cellpose's networks take no settings).
 
     Parameters
@@ -154,32 +155,16 @@ class RestorationParams:
     rl_psf_fraction: float = 0.7
     use_cellpose: bool = True
 
+    _what = "restoration parameters"
+
     def __post_init__(self) -> None:
-        for name in ("nlm_h", "rl_psf_fraction"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or value <= 0 or (name == "rl_psf_fraction" and value > 1):
-                limit = "in (0, 1]" if name == "rl_psf_fraction" else "> 0"
-                raise InvalidParameterError(f"{name} must be a finite number {limit}, got {value!r}")
+        object.__setattr__(self, "nlm_h", check_number("nlm_h", self.nlm_h, low=0, low_open=True))
+        object.__setattr__(self, "rl_psf_fraction", check_number("rl_psf_fraction", self.rl_psf_fraction, low=0,
+                                                                 high=1, low_open=True))
         for name, low, high in (("nlm_patch_size", 1, 15), ("nlm_patch_distance", 1, 20),
                                 ("rl_iterations", 1, 200)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise InvalidParameterError(f"{name} must be a whole number in [{low}, {high}], got {value!r}")
-        if not isinstance(self.use_cellpose, bool):
-            raise InvalidParameterError(f"use_cellpose must be true or false, got {self.use_cellpose!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RestorationParams":
-        if not isinstance(data, dict):
-            raise InvalidParameterError("restoration parameters must be a JSON object")
-        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise InvalidParameterError(f"unknown restoration parameters: {', '.join(unknown)}")
-        return cls(**data)
+            object.__setattr__(self, name, check_number(name, getattr(self, name), low=low, high=high, integer=True))
+        check_bool("use_cellpose", self.use_cellpose)
 
 
 # --- input and scaling ---------------------------------------------------------------------

@@ -42,13 +42,14 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from ._validation import Params, check_number, check_numbers
 from .errors import InvalidParameterError
 
 __all__ = ["NucleiConfig", "SyntheticImage", "generate_2d", "generate_3d", "degrade"]
 
 
 @dataclass(frozen=True)
-class NucleiConfig:
+class NucleiConfig(Params):
     """Ranges the generator draws each image's properties from.
 
     Every range is ``(low, high)``; one value is drawn per image (per nucleus where said).
@@ -110,16 +111,18 @@ class NucleiConfig:
     volume_density_range: tuple[float, float] = (0.06, 0.42)
     plane_flicker_range: tuple[float, float] = (0.0, 0.08)
 
+    _what = "NucleiConfig fields"
+
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, tuple):
-                if len(value) != 2 or not all(np.isfinite(v) and v >= 0 for v in value):
-                    raise InvalidParameterError(f"{f.name} must be two finite numbers >= 0, got {value!r}")
+            if f.name.endswith("_range"):
+                value = check_numbers(f.name, value, lengths=(2,), low=0)
                 if value[0] > value[1]:
                     raise InvalidParameterError(f"{f.name} must be (low, high) with low <= high, got {value!r}")
-            elif not (np.isfinite(value) and value >= 0):
-                raise InvalidParameterError(f"{f.name} must be a finite number >= 0, got {value!r}")
+            else:
+                value = check_number(f.name, value, low=0)
+            object.__setattr__(self, f.name, value)
         if self.diameter_range[0] < 3:
             raise InvalidParameterError("diameter_range must start at 3 pixels or more")
         if self.elongation_range[0] < 1:
@@ -134,18 +137,6 @@ class NucleiConfig:
             raise InvalidParameterError("stacked_fraction must lie in [0, 1]")
         if self.axial_blur_ratio_range[0] <= 0:
             raise InvalidParameterError("axial_blur_ratio_range must be positive")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
-                for f in dataclasses.fields(self)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "NucleiConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise InvalidParameterError(f"unknown NucleiConfig fields: {sorted(unknown)}")
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()})
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,7 @@ from scipy import ndimage as ndi
 from scipy.spatial import ConvexHull, QhullError
 from scipy.special import expit
 
+from ._validation import Params, check_number
 from .errors import InvalidInputError, InvalidParameterError
 
 __all__ = ["SIGNALS", "NucleusUncertainty", "UncertaintyEstimator", "UncertaintyParams", "nucleus_uncertainty"]
@@ -80,21 +81,8 @@ __all__ = ["SIGNALS", "NucleusUncertainty", "UncertaintyEstimator", "Uncertainty
 SIGNALS = ("flow", "cellprob", "solidity")
 
 
-def _check_number(name: str, value: Any, low: float, high: float, *, low_open: bool = False,
-                  high_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value):
-        raise InvalidParameterError(f"{name} must be a finite number, got {value!r}")
-    too_low = value <= low if low_open else value < low
-    too_high = value >= high if high_open else value > high
-    if too_low or too_high:
-        lo, hi = "(" if low_open else "[", ")" if high_open else "]"
-        raise InvalidParameterError(f"{name} must lie in {lo}{low}, {high}{hi}, got {value!r}")
-    return float(value)
-
-
 @dataclass(frozen=True)
-class UncertaintyParams:
+class UncertaintyParams(Params):
     """How the three per-nucleus signals are normalised and weighted.
 
     Parameters
@@ -117,33 +105,22 @@ class UncertaintyParams:
     flow_scale: float = 5.0
     solidity_floor: float = 0.9
 
+    _what = "uncertainty parameters"
+
     def __post_init__(self) -> None:
         for name in ("flow_weight", "cellprob_weight", "solidity_weight"):
-            object.__setattr__(self, name, _check_number(name, getattr(self, name), 0.0, math.inf, high_open=True))
+            object.__setattr__(self, name, check_number(name, getattr(self, name), low=0))
         if self.flow_weight + self.cellprob_weight + self.solidity_weight <= 0:
             raise InvalidParameterError("at least one of flow_weight, cellprob_weight, solidity_weight must be > 0")
         for name in ("flow_error_scale", "flow_scale"):
-            object.__setattr__(self, name, _check_number(name, getattr(self, name), 0.0, math.inf,
-                                                         low_open=True, high_open=True))
+            object.__setattr__(self, name, check_number(name, getattr(self, name), low=0, low_open=True))
         object.__setattr__(self, "solidity_floor",
-                           _check_number("solidity_floor", self.solidity_floor, 0.0, 1.0, high_open=True))
+                           check_number("solidity_floor", self.solidity_floor, low=0, high=1, high_open=True))
 
     @property
     def weights(self) -> dict[str, float]:
         """``{signal: weight}`` in the order of :data:`SIGNALS`."""
         return {"flow": self.flow_weight, "cellprob": self.cellprob_weight, "solidity": self.solidity_weight}
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "UncertaintyParams":
-        if not isinstance(data, dict):
-            raise InvalidParameterError("uncertainty parameters must be a JSON object")
-        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise InvalidParameterError(f"unknown uncertainty parameters: {', '.join(unknown)}")
-        return cls(**data)
 
 
 @dataclass(frozen=True, eq=False)

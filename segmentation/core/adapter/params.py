@@ -2,50 +2,18 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
 
-import numpy as np
 
+from .._validation import Params, check_number
 from ..errors import InvalidParameterError
 
 __all__ = ["AdapterParams", "AdapterTrainingParams"]
 
 
-def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise InvalidParameterError(f"{name} must be a whole number >= {low}, got {value!r}")
-    return int(value)
-
-
-def _check_float(name: str, value: Any, low: float, high: float = math.inf, *, low_open: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not math.isfinite(value) \
-            or (value <= low if low_open else value < low) or value > high:
-        bound = "(" if low_open else "["
-        raise InvalidParameterError(f"{name} must lie in {bound}{low}, {high}], got {value!r}")
-    return float(value)
-
-
-class _Params:
-    """to_dict/from_dict shared by the parameter objects."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]):
-        if not isinstance(data, dict):
-            raise InvalidParameterError(f"{cls.__name__} must be built from a JSON object")
-        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise InvalidParameterError(f"unknown {cls.__name__} fields: {', '.join(unknown)}")
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()})
-
-
 @dataclass(frozen=True)
-class AdapterParams(_Params):
+class AdapterParams(Params):
     """The shape of an adapter.
 
     Parameters
@@ -66,19 +34,21 @@ class AdapterParams(_Params):
     targets: tuple[str, ...] = ("*",)
     seed: int = 0
 
+    _what = "AdapterParams fields"
+
     def __post_init__(self) -> None:
-        object.__setattr__(self, "rank", _check_int("rank", self.rank, 1))
-        object.__setattr__(self, "alpha", _check_float("alpha", self.alpha, 0.0))
+        object.__setattr__(self, "rank", check_number("rank", self.rank, low=1, integer=True))
+        object.__setattr__(self, "alpha", check_number("alpha", self.alpha, low=0, low_open=True))
         targets = self.targets
         if isinstance(targets, str) or not isinstance(targets, (tuple, list)) or not targets \
                 or not all(isinstance(t, str) and t for t in targets):
             raise InvalidParameterError(f"targets must be a non-empty list of layer name patterns, got {targets!r}")
         object.__setattr__(self, "targets", tuple(targets))
-        object.__setattr__(self, "seed", _check_int("seed", self.seed, 0))
+        object.__setattr__(self, "seed", check_number("seed", self.seed, low=0, integer=True))
 
 
 @dataclass(frozen=True)
-class AdapterTrainingParams(_Params):
+class AdapterTrainingParams(Params):
     """How an adapter is trained.
 
     Parameters
@@ -114,17 +84,18 @@ class AdapterTrainingParams(_Params):
     checkpoint_every: int = 25
     seed: int = 0
 
+    _what = "AdapterTrainingParams fields"
+
     def __post_init__(self) -> None:
-        for name, low in (("steps", 1), ("batch_size", 1), ("warmup", 0), ("checkpoint_every", 1), ("seed", 0)):
-            object.__setattr__(self, name, _check_int(name, getattr(self, name), low))
-        object.__setattr__(self, "crop_size", _check_int("crop_size", self.crop_size, 64))
+        for name, low in (("steps", 1), ("batch_size", 1), ("warmup", 0), ("checkpoint_every", 1), ("seed", 0),
+                          ("crop_size", 64)):
+            object.__setattr__(self, name, check_number(name, getattr(self, name), low=low, integer=True))
         if self.crop_size % 16:
             raise InvalidParameterError(f"crop_size must be a multiple of 16, got {self.crop_size}")
-        object.__setattr__(self, "learning_rate", _check_float("learning_rate", self.learning_rate, 0.0, 1.0))
-        object.__setattr__(self, "weight_decay", _check_float("weight_decay", self.weight_decay, 0.0, 1.0,
-                                                              low_open=False))
-        object.__setattr__(self, "scale_range", _check_float("scale_range", self.scale_range, 0.0, 1.0,
-                                                             low_open=False))
+        object.__setattr__(self, "learning_rate", check_number("learning_rate", self.learning_rate, low=0, high=1,
+                                                               low_open=True))
+        for name in ("weight_decay", "scale_range"):
+            object.__setattr__(self, name, check_number(name, getattr(self, name), low=0, high=1))
 
     def learning_rate_at(self, step: int) -> float:
         """Learning rate of step ``step`` (0-based)."""

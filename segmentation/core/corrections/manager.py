@@ -12,7 +12,6 @@ adapter as a model version in ``<storage_dir>/training.json``::
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .._validation import Params, check_name, check_number
 from ..errors import InvalidInputError, InvalidParameterError
 from ..uncertainty import UncertaintyEstimator
 from .records import CorrectionRecord, _check_metadata, _utc_now
@@ -41,7 +41,7 @@ def _adapter_params_cls():
 
 
 @dataclass(frozen=True)
-class RetrainingParams:
+class RetrainingParams(Params):
     """What :meth:`ActiveLearningManager.trigger_retraining` trains, and how.
 
     Parameters
@@ -72,10 +72,11 @@ class RetrainingParams:
     zone_margin: int = 3
     context_weight: float = 0.25
 
+    _what = "retraining parameters"
+
     def __post_init__(self) -> None:
         AdapterParams, AdapterTrainingParams = _adapter_params_cls()
-        if self.base_model is not None and (not isinstance(self.base_model, str) or not self.base_model.strip()):
-            raise InvalidParameterError(f"base_model must be a non-empty string or None, got {self.base_model!r}")
+        check_name("base_model", self.base_model)
         for name, cls in (("adapter", AdapterParams), ("training", AdapterTrainingParams)):
             value = getattr(self, name)
             if value is None:
@@ -85,33 +86,10 @@ class RetrainingParams:
             elif not isinstance(value, cls):
                 raise InvalidParameterError(f"{name} must be {cls.__name__} or a dict, got {type(value).__name__}")
             object.__setattr__(self, name, value)
-        if isinstance(self.holdout_fraction, bool) or not isinstance(self.holdout_fraction, (int, float)) \
-                or not 0 <= self.holdout_fraction <= 0.5:
-            raise InvalidParameterError(f"holdout_fraction must lie in [0, 0.5], got {self.holdout_fraction!r}")
-        if isinstance(self.min_holdout_corrections, bool) or not isinstance(self.min_holdout_corrections, int) \
-                or self.min_holdout_corrections < 1:
-            raise InvalidParameterError(
-                f"min_holdout_corrections must be a whole number >= 1, got {self.min_holdout_corrections!r}")
-        if isinstance(self.zone_margin, bool) or not isinstance(self.zone_margin, int) or self.zone_margin < 0:
-            raise InvalidParameterError(f"zone_margin must be a whole number >= 0, got {self.zone_margin!r}")
-        if isinstance(self.context_weight, bool) or not isinstance(self.context_weight, (int, float)) \
-                or not 0 <= self.context_weight <= 1:
-            raise InvalidParameterError(f"context_weight must lie in [0, 1], got {self.context_weight!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        data["adapter"] = self.adapter.to_dict()
-        data["training"] = self.training.to_dict()
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RetrainingParams":
-        if not isinstance(data, dict):
-            raise InvalidParameterError("retraining parameters must be a JSON object")
-        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise InvalidParameterError(f"unknown retraining parameters: {', '.join(unknown)}")
-        return cls(**data)
+        for name, bounds in (("holdout_fraction", {"low": 0, "high": 0.5}), ("context_weight", {"low": 0, "high": 1}),
+                             ("min_holdout_corrections", {"low": 1, "integer": True}),
+                             ("zone_margin", {"low": 0, "integer": True})):
+            object.__setattr__(self, name, check_number(name, getattr(self, name), **bounds))
 
 
 class ActiveLearningManager:
