@@ -61,9 +61,10 @@ class LabelVersionAdmin(_NoDeleteAdmin):
 
 @admin.register(Nucleus)
 class NucleusAdmin(_ReadOnlyAdmin):
-    list_display = ["label_version", "label_id", "z_min", "z_max", "volume_um3", "solidity", "uncertainty"]
-    list_select_related = ["label_version__volume"]
-    search_fields = ["label_version__volume__name"]
+    list_display = ["volume", "lineage", "since", "until", "label_id", "z_min", "z_max", "volume_um3", "solidity",
+                    "uncertainty"]
+    list_select_related = ["volume"]
+    search_fields = ["volume__name"]
 
 
 @admin.register(Correction)

@@ -149,6 +149,8 @@ class LabelVersion(models.Model):
     n_labels = models.PositiveIntegerField(help_text="the largest label id (0 when empty)")
     model_version = models.CharField(max_length=200, blank=True,
                                      help_text="the model that produced it, for a segmentation")
+    lineage = models.PositiveIntegerField(help_text="the number of the version that measured every nucleus and "
+                                                    "whose rows this one shares (its own, unless an edit made it)")
 
     class Meta:
         ordering = ["volume", "number"]
@@ -163,17 +165,55 @@ class LabelVersion(models.Model):
     def save(self, *args, **kwargs) -> None:
         if not self._state.adding:
             raise ValueError("label versions are immutable: create a new version instead")
+        if self.lineage is None:  # a version measured whole starts its own lineage
+            self.lineage = self.number
         super().save(*args, **kwargs)
+
+    @property
+    def nuclei(self) -> NucleusQuerySet:
+        """Its nuclei (``Nucleus.objects.of``)."""
+        return Nucleus.objects.of(self)
+
+
+#: ``Nucleus.until`` of a row the volume's latest version of its lineage still holds.
+OPEN = 2 ** 31 - 1
+
+
+def rows_of(label_version: LabelVersion) -> models.Q:
+    """The condition on :class:`Nucleus` rows that picks those of ``label_version``: the rows of
+    its lineage valid at its number."""
+    return models.Q(volume_id=label_version.volume_id, lineage=label_version.lineage,
+                    since__lte=label_version.number, until__gt=label_version.number)
+
+
+class NucleusQuerySet(models.QuerySet):
+    def of(self, label_version: LabelVersion) -> NucleusQuerySet:
+        """The nuclei of one label version (:func:`rows_of`): one query on the index that starts
+        ``volume, lineage, label_id``."""
+        return self.filter(rows_of(label_version))
 
 
 class Nucleus(models.Model):
-    """One nucleus of one label version, as measured by ``segmentation.core.nucleus_table``.
+    """One nucleus as measured by ``segmentation.core.nucleus_table``, shared by every label
+    version of the volume that holds it unchanged.
+
+    A row belongs to the versions of its ``lineage`` numbered ``since <= number < until``:
+    a segmentation or an upload measures every nucleus and starts a lineage (its own number);
+    an edit, an undo, a redo or a revert continues its parent's, closing the rows of the
+    nuclei it changed (``until`` = its number) and adding their new rows (``since`` = its
+    number), so a version costs the rows it changes. The history of a lineage is linear: only
+    the volume's latest version is ever edited. ``Nucleus.objects.of(version)`` reads one
+    version; ``LabelVersion.nuclei`` is the same.
 
     Centroids are in voxels of level 0; ``volume_um3`` in cubic micrometres; intensities in the
     volume's own units.
     """
 
-    label_version = models.ForeignKey(LabelVersion, on_delete=models.CASCADE, related_name="nuclei")
+    volume = models.ForeignKey(Volume, on_delete=models.CASCADE, related_name="+")
+    lineage = models.PositiveIntegerField(help_text="LabelVersion.lineage of the versions that share it")
+    since = models.PositiveIntegerField(help_text="the number of the first version that holds it")
+    until = models.PositiveIntegerField(default=OPEN, help_text="the number of the first version that no longer "
+                                                                "holds it; OPEN while the lineage's latest does")
     label_id = models.PositiveBigIntegerField()
     z_min = models.PositiveIntegerField()
     z_max = models.PositiveIntegerField()
@@ -198,21 +238,29 @@ class Nucleus(models.Model):
         EDITED = "edited", "Made or changed by a person"
         CHECKED = "checked", "Checked by a person"
 
-    # What people did to this nucleus: copied with the row while it is unchanged, so a mark
+    # What people did to this nucleus: shared with the row while it is unchanged, so a mark
     # lasts exactly as long as the voxels it vouches for; a re-segmentation keeps these nuclei.
+    # A mark set on a row older versions share goes on a new row from the latest version on
+    # (``annotation.services.corrections``), so each version keeps its own.
     curation = models.CharField(max_length=8, choices=Curation.choices, blank=True, default="")
+
+    objects = NucleusQuerySet.as_manager()
 
     class Meta:
         verbose_name_plural = "nuclei"
-        ordering = ["label_version", "label_id"]
+        ordering = ["volume", "lineage", "label_id", "since"]
         constraints = [
-            # Also the index on (label_version, label_id) that lookups by id use.
-            models.UniqueConstraint(fields=["label_version", "label_id"], name="nucleus_unique_label_id"),
+            # Also the index on (volume, lineage, label_id) that reads of a version use.
+            models.UniqueConstraint(fields=["volume", "lineage", "label_id", "since"], name="nucleus_unique_since"),
+            # A version holds one row per nucleus: the open rows of a lineage are its latest's.
+            models.UniqueConstraint(fields=["volume", "lineage", "label_id"], condition=models.Q(until=OPEN),
+                                    name="nucleus_unique_open"),
+            models.CheckConstraint(condition=models.Q(since__lt=models.F("until")), name="nucleus_since_before_until"),
         ]
-        indexes = [models.Index(fields=["label_version", "uncertainty"], name="nucleus_uncertainty_idx")]
+        indexes = [models.Index(fields=["volume", "lineage", "uncertainty"], name="nucleus_version_uncertainty")]
 
     def __str__(self) -> str:
-        return f"nucleus {self.label_id} of {self.label_version}"
+        return f"nucleus {self.label_id} of {self.volume} (lineage {self.lineage}, versions {self.since}..)"
 
 
 def correction_type_choices() -> list[tuple[str, str]]:

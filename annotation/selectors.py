@@ -13,11 +13,11 @@ from typing import Any, Iterator
 
 import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Case, F, IntegerField, OuterRef, QuerySet, Subquery, Value, When
+from django.db.models import Case, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value, When
 
 from annotation import roles
 from annotation.models import (
-    Assignment, AuditEvent, Correction, LabelVersion, Membership, Nucleus, Project, Volume, VolumeImportJob,
+    Assignment, AuditEvent, Correction, LabelVersion, Membership, Nucleus, Project, Volume, VolumeImportJob, rows_of,
 )
 
 __all__ = [
@@ -91,7 +91,7 @@ def nucleus_list(*, label_version: LabelVersion, filters: dict[str, Any] | None 
     uncertainty come last in either direction; ties are broken by label id.
     """
     filters = filters or {}
-    nuclei = Nucleus.objects.filter(label_version=label_version)
+    nuclei = label_version.nuclei
     if filters.get("label_id_min") is not None:
         nuclei = nuclei.filter(label_id__gte=filters["label_id_min"])
     if filters.get("label_id_max") is not None:
@@ -113,7 +113,7 @@ def nucleus_list(*, label_version: LabelVersion, filters: dict[str, Any] | None 
 def nucleus_rows(*, label_version: LabelVersion, fields: tuple[str, ...]) -> Iterator[tuple]:
     """Every nucleus of a version as a tuple of ``fields``, by label id, read in chunks
     (for a CSV export of any size)."""
-    return (Nucleus.objects.filter(label_version=label_version).order_by("label_id")
+    return (label_version.nuclei.order_by("label_id")
             .values_list(*fields).iterator(chunk_size=2000))
 
 
@@ -151,9 +151,12 @@ def label_version_path_for_tile(*, volume_id: int, name: str, user_id: int | Non
 
 
 def uncertainty_scores(*, volume_id: int, name: str) -> list[tuple[int, float]]:
-    """(label id, score) of every scored nucleus of a version; the caller checked access."""
-    return list(Nucleus.objects.filter(label_version__volume_id=volume_id, label_version__name=name,
-                                       uncertainty__isnull=False).values_list("label_id", "uncertainty"))
+    """(label id, score) of every scored nucleus of a version; the caller checked access. Empty
+    for a version that does not exist."""
+    version = LabelVersion.objects.filter(volume_id=volume_id, name=name).only("volume_id", "number", "lineage").first()
+    if version is None:
+        return []
+    return list(version.nuclei.filter(uncertainty__isnull=False).values_list("label_id", "uncertainty"))
 
 
 _CORRECTION_RELATED = ("volume", "label_version", "result_version", "undone_version", "created_by", "reviewed_by")
@@ -183,11 +186,18 @@ def correction_planes(*, corrections: list[Correction]) -> dict[int, int]:
     wanted = {(c.label_version_id, i) for c in corrections for i in c.nucleus_ids} | {
         (c.result_version_id, i) for c in corrections for i in c.new_ids}
     centroid = {}
-    if wanted:
-        rows = Nucleus.objects.filter(label_version_id__in={v for v, _ in wanted},
-                                      label_id__in={i for _, i in wanted})
-        centroid = {(v, i): z for v, i, z in rows.values_list("label_version_id", "label_id", "centroid_z")
-                    if (v, i) in wanted}
+    versions = {v.id: v for c in corrections for v in (c.label_version, c.result_version) if v is not None}
+    if wanted:  # one query: each version's rows of the ids wanted, sorted out here
+        match = Q()
+        for version_id in {v for v, _ in wanted}:
+            match |= rows_of(versions[version_id]) & Q(label_id__in={i for v, i in wanted if v == version_id})
+        rows = Nucleus.objects.filter(match).values_list("volume_id", "lineage", "since", "until", "label_id",
+                                                         "centroid_z")
+        for volume_id, lineage, since, until, label_id, z in rows:
+            for version_id, version in versions.items():
+                if ((version_id, label_id) in wanted and version.volume_id == volume_id
+                        and version.lineage == lineage and since <= version.number < until):
+                    centroid[(version_id, label_id)] = z
     planes = {}
     for c in corrections:
         z0, z1 = c.bbox[0], c.bbox[1]
@@ -356,7 +366,7 @@ def nucleus_mesh_get(*, label_version: LabelVersion, label_id: int, neighbours: 
     from segmentation.core.meshes import nucleus_mesh, touching_labels, z_merge_signs, z_profile, z_waist
 
     volume = label_version.volume
-    nucleus = Nucleus.objects.get(label_version=label_version, label_id=label_id)
+    nucleus = label_version.nuclei.get(label_id=label_id)
     limit = settings.EZQUANT_EDIT_MAX_VOXELS
     store = volume_store(volume)
 
@@ -373,7 +383,7 @@ def nucleus_mesh_get(*, label_version: LabelVersion, label_id: int, neighbours: 
     box = _nucleus_box(volume, nucleus)
     around = _mesh_region(volume, [box])
     touching = touching_labels(read(around), label_id) if neighbours else []
-    others = {n.label_id: n for n in Nucleus.objects.filter(label_version=label_version, label_id__in=touching)}
+    others = {n.label_id: n for n in label_version.nuclei.filter(label_id__in=touching)}
     region = _mesh_region(volume, [box, *(_nucleus_box(volume, n) for n in others.values())])
     if int(np.prod([s.stop - s.start for s in region])) > limit:
         half = [max(2, (b - a) // 2) for a, b in zip(box[0::2], box[1::2])]
@@ -420,7 +430,7 @@ def volume_curation(*, volume: Volume) -> dict[str, Any]:
     head = LabelVersion.objects.filter(volume=volume).order_by("-number").first()
     counts = {"edited": 0, "checked": 0}
     if head is not None:
-        counts = Nucleus.objects.filter(label_version=head).aggregate(
+        counts = head.nuclei.aggregate(
             edited=Count("id", filter=Q(curation=Nucleus.Curation.EDITED)),
             checked=Count("id", filter=Q(curation=Nucleus.Curation.CHECKED)))
     return {"label_version": head.name if head is not None else None, **counts,
@@ -440,12 +450,12 @@ def assignment_progress(*, assignments) -> dict[int, dict[str, int]]:
     from django.db.models import Count, Q
 
     progress = {}
-    heads: dict[int, int | None] = {}
+    heads: dict[int, LabelVersion | None] = {}
     for a in assignments:
         if a.volume_id not in heads:
-            heads[a.volume_id] = (LabelVersion.objects.filter(volume_id=a.volume_id).order_by("-number")
-                                  .values_list("id", flat=True).first())
-        nuclei = Nucleus.objects.filter(label_version_id=heads[a.volume_id])
+            heads[a.volume_id] = LabelVersion.objects.filter(volume_id=a.volume_id).order_by("-number").first()
+        head = heads[a.volume_id]
+        nuclei = head.nuclei if head is not None else Nucleus.objects.none()
         if a.region:
             z0, z1, y0, y1, x0, x1 = a.region
             nuclei = nuclei.filter(centroid_z__gte=z0, centroid_z__lt=z1, centroid_y__gte=y0, centroid_y__lt=y1,

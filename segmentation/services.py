@@ -261,12 +261,12 @@ def _segmentation_work(job: SegmentationJob, progress, timings: dict):
 def _curation_key(job: SegmentationJob) -> tuple:
     """What the kept nuclei depend on: the latest version, its curated nuclei (a check makes no
     new version) and the deletions in effect."""
-    from annotation.models import Correction, Nucleus
+    from annotation.models import Correction
 
     head = LabelVersion.objects.filter(volume_id=job.volume_id).order_by("-number").first()
     if head is None or job.from_scratch:
         return (head.id if head else None, (), ())
-    curated = tuple(Nucleus.objects.filter(label_version=head).exclude(curation="").order_by("label_id")
+    curated = tuple(head.nuclei.exclude(curation="").order_by("label_id")
                     .values_list("label_id", "curation"))
     deletes = tuple(Correction.objects.filter(volume_id=job.volume_id, correction_type="delete",
                                               undone_version__isnull=True, reverted_version__isnull=True)
@@ -344,7 +344,6 @@ def _segment(job: SegmentationJob, progress: jobs.Progress):
 
 
 def _label_version(job: SegmentationJob, result, kept) -> LabelVersion:
-    from annotation.models import Nucleus
     from annotation.services import label_version_create
 
     uncertainty = result.uncertainty().as_dict()
@@ -354,16 +353,17 @@ def _label_version(job: SegmentationJob, result, kept) -> LabelVersion:
                                     source=LabelVersion.Source.SEGMENTATION,
                                     model_version=_model_version(result.info), uncertainty=uncertainty)
     # The kept nuclei keep their ids, score and curation; the model's are numbered after them.
-    old = {n["label_id"]: n for n in Nucleus.objects.filter(label_version_id=head_id, label_id__in=merged.kept)
+    head = LabelVersion.objects.get(id=head_id)
+    old = {n["label_id"]: n for n in head.nuclei.filter(label_id__in=merged.kept)
            .values("label_id", "uncertainty", "curation")}
     scores = {merged.model_ids[i]: u for i, u in uncertainty.items() if i in merged.model_ids}
     scores.update({i: n["uncertainty"] for i, n in old.items() if n["uncertainty"] is not None})
     version = label_version_create(volume=job.volume, labels=merged.labels, user=job.created_by,
                                    source=LabelVersion.Source.SEGMENTATION,
-                                   parent=LabelVersion.objects.get(id=head_id),
+                                   parent=head,
                                    model_version=_model_version(result.info), uncertainty=scores)
-    for curation in {n["curation"] for n in old.values()}:
-        Nucleus.objects.filter(label_version=version, label_id__in=[
+    for curation in {n["curation"] for n in old.values()}:  # its rows are its own (a new lineage)
+        version.nuclei.filter(label_id__in=[
             i for i, n in old.items() if n["curation"] == curation]).update(curation=curation)
     return version
 

@@ -3,13 +3,14 @@ check mark (``confirm``: no new version, the nucleus row marked ``checked``), an
 a rejected edit (``correction_revert``, for ``reviews.correction_review``).
 
 Every nucleus an edit measures is ``curation = "edited"``: people's nuclei, which a new
-segmentation keeps; the row of an untouched nucleus is copied with its curation, so a mark
+segmentation keeps; the row of an untouched nucleus is shared with its curation, so a mark
 lasts exactly as long as the nucleus is unchanged.
 
 An edit reads only the region it touches (the named nuclei's bounding boxes and the drawing),
 changes it with ``segmentation.core.editing``, and becomes a new label version that shares
-every other chunk with its parent (``VolumeStore.write_label_edit``). The nucleus rows of the
-unchanged nuclei are copied in the database, the changed ones measured on the region.
+every other chunk with its parent (``VolumeStore.write_label_edit``). The new version shares
+the nucleus rows of the unchanged nuclei with its parent (``annotation.services.nuclei``); only
+the changed ones are measured, on the region, and written.
 
 The pixel work (reading the region, the edit itself, measuring the changed nuclei) runs before
 any transaction: on SQLite a transaction holds the database's one write lock (IMMEDIATE), and a
@@ -34,6 +35,7 @@ from django.utils import timezone
 
 from annotation.models import Correction, LabelVersion, Nucleus, Volume
 from annotation.services.audit import audit_record
+from annotation.services.nuclei import nuclei_replace, nucleus_curation_set
 from annotation.stores import correction_store, volume_store
 from ezquant_web.api import ApplicationError
 
@@ -126,7 +128,7 @@ def _edit_region(volume: Volume, head: LabelVersion, edit) -> tuple[slice, slice
         z0, z1 = max(z0, 0), min(z1, Z - 1)
     if z1 >= Z:
         raise ApplicationError(f"plane {z1} lies outside the volume's planes 0..{Z - 1}")
-    nuclei = {n.label_id: n for n in Nucleus.objects.filter(label_version=head, label_id__in=edit.nucleus_ids)}
+    nuclei = {n.label_id: n for n in head.nuclei.filter(label_id__in=edit.nucleus_ids)}
     missing = [i for i in edit.nucleus_ids if i not in nuclei]
     if missing:
         raise ApplicationError(f"{head.name} has no nucleus {', '.join(map(str, missing))}",
@@ -156,25 +158,6 @@ def _read_region(store, version: str | None, region) -> np.ndarray:
         planes = [store.read_label_region(version, 0, z, ys.start, ys.stop, xs.start, xs.stop)
                   for z in range(zs.start, zs.stop)]
     return np.stack(planes)
-
-
-def _copy_nuclei(*, source: LabelVersion, target: LabelVersion, except_ids: set[int]) -> None:
-    """Copy the nucleus rows of ``source`` to ``target`` but those of ``except_ids``, inside the
-    database (a volume may have 100,000s of nuclei: no row passes through Python)."""
-    from django.db import connection
-
-    columns = [f.column for f in Nucleus._meta.concrete_fields if f.column not in ("id", "label_version_id")]
-    table = connection.ops.quote_name(Nucleus._meta.db_table)
-    names = ", ".join(connection.ops.quote_name(c) for c in columns)
-    sql = (f"INSERT INTO {table} ({connection.ops.quote_name('label_version_id')}, {names}) "
-           f"SELECT %s, {names} FROM {table} WHERE {connection.ops.quote_name('label_version_id')} = %s")
-    params: list = [target.id, source.id]
-    excluded = sorted(except_ids)
-    if excluded:
-        sql += f" AND {connection.ops.quote_name('label_id')} NOT IN ({', '.join(['%s'] * len(excluded))})"
-        params += excluded
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
 
 
 def _measure_edit(*, volume: Volume, region, before: np.ndarray, after: np.ndarray,
@@ -208,7 +191,7 @@ def _restore_rows(rows: list[dict], source: LabelVersion | None) -> None:
     voxel count): the nucleus the model scored, or the one a person had made."""
     if source is None or not rows:
         return
-    old = {n["label_id"]: n for n in Nucleus.objects.filter(label_version=source, label_id__in=[
+    old = {n["label_id"]: n for n in source.nuclei.filter(label_id__in=[
         r["label_id"] for r in rows]).values("label_id", "uncertainty", "curation", *_SHAPE)}
     for row in rows:
         was = old.get(row["label_id"])
@@ -231,9 +214,8 @@ def _commit_edit(*, volume: Volume, head: LabelVersion, region, before: np.ndarr
     meta = store.write_label_edit(head.name, region, after)
     version = LabelVersion.objects.create(
         volume=volume, number=meta.number, name=meta.name, parent=head, source=source,
-        created_by=user, n_labels=meta.n_labels, model_version=head.model_version)
-    _copy_nuclei(source=head, target=version, except_ids=edited)
-    Nucleus.objects.bulk_create((Nucleus(label_version=version, **row) for row in rows), batch_size=2000)
+        created_by=user, n_labels=meta.n_labels, model_version=head.model_version, lineage=head.lineage)
+    nuclei_replace(parent=head, version=version, changed=edited, rows=rows)
     ids_before = edited & set(np.unique(before).tolist())
     ids_after = edited & set(np.unique(after).tolist())
     return version, ids_before, ids_after
@@ -361,7 +343,7 @@ def _confirm(*, volume: Volume, user: AbstractBaseUser | None, head: LabelVersio
         if locked.id != head.id:
             raise ApplicationError(f"label version {head.name} changed while the check was made; reload",
                                    status=_STALE_STATUS, extra={"current_label_version": locked.name})
-        row = Nucleus.objects.select_for_update().get(label_version=head, label_id=nucleus_id)
+        row = head.nuclei.get(label_id=nucleus_id)
         if row.curation == Nucleus.Curation.CHECKED:
             raise ApplicationError(f"nucleus {nucleus_id} of {head.name} is checked already", status=_STALE_STATUS,
                                    extra={"current_label_version": head.name, "nucleus": nucleus_id})
@@ -369,7 +351,7 @@ def _confirm(*, volume: Volume, user: AbstractBaseUser | None, head: LabelVersio
             f"volume-{volume.id}", nucleus_id, mask, mask, edit.correction_type,
             _record_metadata(volume, head, region, None, user, previous_curation=row.curation),
             image=image, image_range=volume.contrast_limits, context_labels=labels)
-        Nucleus.objects.filter(id=row.id).update(curation=Nucleus.Curation.CHECKED)
+        nucleus_curation_set(version=head, label_id=nucleus_id, curation=Nucleus.Curation.CHECKED)
         now = timezone.now()
         correction = Correction.objects.create(
             volume=volume, correction_type=edit.correction_type, label_version=head, result_version=None,
@@ -404,7 +386,7 @@ def _prepare_swap(*, volume: Volume, head: LabelVersion, correction, remove: np.
     if (occupied != 0)[~np.isin(occupied, sorted(removed))].any() if removed else (occupied != 0).any():
         raise ApplicationError(later, status=_STALE_STATUS, extra={"current_label_version": head.name})
     reused = restored - removed
-    if reused and Nucleus.objects.filter(label_version=head, label_id__in=reused).exists():
+    if reused and head.nuclei.filter(label_id__in=reused).exists():
         raise ApplicationError(later, status=_STALE_STATUS, extra={"current_label_version": head.name})
     after = current.copy()
     after[np.isin(current, sorted(removed))] = 0
@@ -443,8 +425,8 @@ def _uncheck(correction: Correction, head: LabelVersion) -> None:
     """Inside ``atomic``: the check's mark taken off its nucleus in ``head`` (if it still carries
     it), back to what the nucleus was before it was checked."""
     previous = correction_store(correction.volume).get(correction.record_id).metadata.get("previous_curation", "")
-    Nucleus.objects.filter(label_version=head, label_id=correction.nucleus_ids[0],
-                           curation=Nucleus.Curation.CHECKED).update(curation=previous)
+    nucleus_curation_set(version=head, label_id=correction.nucleus_ids[0], curation=previous,
+                         only_from=Nucleus.Curation.CHECKED)
 
 
 def _withdraw_check(*, correction: Correction, user: AbstractBaseUser | None, head: LabelVersion,
@@ -560,7 +542,7 @@ def _grown_region(volume: Volume, head: LabelVersion, region, ids: set[int]):
     boxes; whole planes for rows measured before boxes were kept)."""
     Z, Y, X = volume.shape
     bounds = [[s.start, s.stop] for s in region]
-    for n in Nucleus.objects.filter(label_version=head, label_id__in=sorted(ids)):
+    for n in head.nuclei.filter(label_id__in=sorted(ids)):
         box = [(n.z_min, n.z_max + 1)]
         box += [(0, Y), (0, X)] if None in (n.y_min, n.y_max, n.x_min, n.x_max) else \
             [(n.y_min, n.y_max + 1), (n.x_min, n.x_max + 1)]

@@ -35,8 +35,9 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils.text import slugify
 
-from annotation.models import LabelVersion, Membership, Nucleus, Project, Volume
+from annotation.models import LabelVersion, Membership, Project, Volume
 from annotation.services.audit import audit_record
+from annotation.services.nuclei import nuclei_create
 from annotation.stores import volume_store
 from ezquant_web.api import ApplicationError
 
@@ -161,7 +162,7 @@ def label_version_create(*, volume: Volume, labels: np.ndarray, user: AbstractBa
         version = LabelVersion.objects.create(
             volume=volume, number=meta.number, name=meta.name, parent=parent, source=source,
             created_by=user, n_labels=meta.n_labels, model_version=model_version)
-        Nucleus.objects.bulk_create((Nucleus(label_version=version, **row) for row in rows), batch_size=2000)
+        nuclei_create(version=version, rows=rows)
         audit_record(user=user, project_id=volume.project_id, action=f"label_version.{source}", obj=version,
                      label_version=version.name, parent=parent.name if parent is not None else None,
                      model_version=model_version, nuclei=len(rows))
@@ -191,7 +192,7 @@ def label_version_create_planes(*, volume: Volume, plane_of, n_labels: int, rows
         version = LabelVersion.objects.create(
             volume=volume, number=meta.number, name=meta.name, parent=None, source=source,
             created_by=user, n_labels=meta.n_labels, model_version=model_version)
-        Nucleus.objects.bulk_create((Nucleus(label_version=version, **row) for row in rows), batch_size=2000)
+        nuclei_create(version=version, rows=rows)
         audit_record(user=user, project_id=volume.project_id, action=f"label_version.{source}", obj=version,
                      label_version=version.name, parent=None, model_version=model_version, nuclei=len(rows))
     return version

@@ -24,7 +24,7 @@ def _post(client, volume, body):
 
 def test_it_records_an_edit_and_moves_the_head(labels_v1, client_for, alice):
     volume = labels_v1.volume
-    n = Nucleus.objects.filter(label_version=labels_v1).order_by("-volume_voxels").first()
+    n = Nucleus.objects.of(labels_v1).order_by("-volume_voxels").first()
     client = client_for(alice)
     response = _post(client, volume, {"label_version": "v1", "type": "split", "nucleus_ids": [n.label_id],
                                       "z": n.z_min, "line": [[n.y_min - 2, n.centroid_x], [n.y_max + 2, n.centroid_x]]})
@@ -40,12 +40,12 @@ def test_it_records_an_edit_and_moves_the_head(labels_v1, client_for, alice):
     assert listed["count"] == 1 and listed["results"][0]["id"] == body["id"]
     assert client.get(reverse("correction-detail", args=[body["id"]])).json() == body
     nuclei = client.get(reverse("nucleus-list", args=[volume.id, "v2"]), {"page_size": 1000}).json()
-    assert nuclei["count"] == Nucleus.objects.filter(label_version=labels_v1).count() + 1
+    assert nuclei["count"] == Nucleus.objects.of(labels_v1).count() + 1
 
 
 def test_it_answers_409_to_an_edit_of_a_stale_version(labels_v1, client_for, alice, bob):
     volume = labels_v1.volume
-    first, second = Nucleus.objects.filter(label_version=labels_v1).order_by("label_id")[:2]
+    first, second = Nucleus.objects.of(labels_v1).order_by("label_id")[:2]
     assert _post(client_for(alice), volume, {"label_version": "v1", "type": "delete",
                                              "nucleus_ids": [first.label_id]}).status_code == 201
     response = _post(client_for(bob), volume, {"label_version": "v1", "type": "delete",
@@ -59,18 +59,18 @@ def test_it_answers_409_to_an_edit_of_a_stale_version(labels_v1, client_for, ali
 def test_it_undoes_and_redoes(labels_v1, client_for, alice):
     volume = labels_v1.volume
     client = client_for(alice)
-    n = Nucleus.objects.filter(label_version=labels_v1).first()
+    n = Nucleus.objects.of(labels_v1).first()
     made = _post(client, volume, {"label_version": "v1", "type": "delete", "nucleus_ids": [n.label_id]}).json()
     stale = client.post(reverse("correction-undo", args=[made["id"]]), {"label_version": "v1"}, format="json")
     assert stale.status_code == 409
     undo = client.post(reverse("correction-undo", args=[made["id"]]), {"label_version": "v2"}, format="json")
     assert undo.status_code == 201, undo.json()
     assert undo.json()["result_version"] == "v3" and undo.json()["correction"]["undone_version"] == "v3"
-    assert Nucleus.objects.filter(label_version__name="v3", label_id=n.label_id).exists()
+    assert LabelVersion.objects.get(name="v3").nuclei.filter(label_id=n.label_id).exists()
     redo = client.post(reverse("correction-redo", args=[made["id"]]), {"label_version": "v3"}, format="json")
     assert redo.status_code == 201
     assert redo.json()["result_version"] == "v4" and redo.json()["correction"]["redo_of"] == made["id"]
-    assert not Nucleus.objects.filter(label_version__name="v4", label_id=n.label_id).exists()
+    assert not LabelVersion.objects.get(name="v4").nuclei.filter(label_id=n.label_id).exists()
     assert Correction.objects.count() == 2
 
 
@@ -105,7 +105,7 @@ def test_it_draws_the_uncertainty_heat_map(labels_v1, client_for, alice, sample_
     assert response.status_code == 200 and response["Content-Type"] == "image/png"
     rgba = np.asarray(Image.open(io.BytesIO(response.content)).convert("RGBA"))
     labels = sample_3d[1][4, :256, :256]
-    scored = {n.label_id for n in Nucleus.objects.filter(label_version=labels_v1, uncertainty__isnull=False)}
+    scored = {n.label_id for n in Nucleus.objects.of(labels_v1).filter(uncertainty__isnull=False)}
     opaque = rgba[..., 3] > 0
     assert np.array_equal(opaque, np.isin(labels, sorted(scored)))  # scored nuclei coloured, the rest clear
     assert opaque.any() and (~opaque & (labels > 0)).any()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from django.urls import reverse
 
-from annotation.models import Correction, LabelVersion, Nucleus
+from annotation.models import Correction, LabelVersion
 
 pytestmark = pytest.mark.django_db
 
@@ -49,7 +49,7 @@ def test_it_adds_a_nucleus_interpolated_between_two_planes(drawn, client_for, al
     body = response.json()
     assert body["type"] == "add" and body["new_ids"] == [3] and body["result_version"] == "v2"
     assert body["geometry"]["z_range"] == [1, 5] and len(body["geometry"]["sections"]) == 2
-    made = Nucleus.objects.get(label_version__name="v2", label_version__volume=version.volume, label_id=3)
+    made = version.volume.label_versions.get(name="v2").nuclei.get(label_id=3)
     assert (made.z_min, made.z_max) == (1, 5)
     # Not one polygon stacked: between 5 x 10 x 10 and 5 x 30 x 30 pixels.
     assert 5 * 10 * 10 < made.volume_voxels < 5 * 30 * 30
@@ -60,7 +60,7 @@ def test_it_adds_a_nucleus_interpolated_between_two_planes(drawn, client_for, al
         {"z": 3, "polygon": _square(190, 190, 60)}, {"z": 5, "polygon": _square(195, 195, 50)}]})
     assert grow.status_code == 201, grow.json()
     assert grow.json()["type"] == "modify" and grow.json()["new_ids"] == [2]
-    grown = Nucleus.objects.get(label_version__name="v3", label_version__volume=version.volume, label_id=2)
+    grown = version.volume.label_versions.get(name="v3").nuclei.get(label_id=2)
     assert (grown.z_min, grown.z_max) == (2, 5) and grown.volume_voxels > 4 * 40 * 40
 
 
@@ -72,7 +72,7 @@ def test_it_grows_a_nucleus_with_the_spherical_brush_through_the_planes_it_reach
     body = response.json()
     assert body["geometry"]["radius_um"] == 2.0 and body["geometry"]["radius"] is None
     assert body["bbox"][:2] == [2, 6]  # 2 µm over 2 µm planes: one plane up and down, and the nucleus
-    grown = Nucleus.objects.get(label_version__name="v2", label_version__volume=version.volume, label_id=2)
+    grown = version.volume.label_versions.get(name="v2").nuclei.get(label_id=2)
     # A ball of 2 µm = 4 pixels: the half disc outside the block on plane 3, smaller ones on 2 and 4.
     assert grown.volume_voxels > (labels == 2).sum() + 20
 
@@ -82,7 +82,7 @@ def test_it_fills_the_hole_of_a_nucleus_on_the_planes_named(drawn, client_for, a
     response = _post(client_for(alice), version, {
         "type": "modify", "nucleus_ids": [1], "z": 3, "z_range": [2, 4], "fill": {"point": [150, 150], "radius": 30}})
     assert response.status_code == 201, response.json()
-    filled = Nucleus.objects.get(label_version__name="v2", label_version__volume=version.volume, label_id=1)
+    filled = version.volume.label_versions.get(name="v2").nuclei.get(label_id=1)
     yy, xx = np.ogrid[:300, :300]
     hole = ((yy - 150) ** 2 + (xx - 150) ** 2 <= 6 ** 2).sum()
     assert filled.volume_voxels == (labels == 1).sum() + 3 * hole

@@ -34,7 +34,7 @@ def small_v1(project, ivy, tmp_path):
 
 
 def _largest(version, k=0):
-    return Nucleus.objects.filter(label_version=version).order_by("-volume_voxels")[k]
+    return Nucleus.objects.of(version).order_by("-volume_voxels")[k]
 
 
 @pytest.fixture
@@ -99,7 +99,7 @@ def test_it_records_a_check_and_shows_it_on_the_nucleus(small_v1, assigned, clie
                                    {"label_version": "v2", "type": "confirm", "nucleus_ids": [n.label_id]},
                                    format="json")
     assert amended.status_code == 409  # n is checked already in v2 (the mark came along)
-    other = Nucleus.objects.filter(label_version__volume=volume, label_version__name="v2", curation="") \
+    other = volume.label_versions.get(name="v2").nuclei.filter(curation="") \
         .order_by("-volume_voxels").first()
     amended = client_for(ivy).post(reverse("correction-amend", args=[deleted["id"]]),
                                    {"label_version": "v2", "type": "confirm", "nucleus_ids": [other.label_id]},
@@ -112,11 +112,11 @@ def test_it_records_a_check_and_shows_it_on_the_nucleus(small_v1, assigned, clie
 
 def test_it_says_what_people_did_and_counts_a_students_progress(small_v1, assigned, client_for, alice, ivy, eve):
     volume = small_v1.volume
-    scored = Nucleus.objects.filter(label_version=small_v1, uncertainty__isnull=False)
+    scored = Nucleus.objects.of(small_v1).filter(uncertainty__isnull=False)
     scored.update(uncertainty=0.9)  # every scored nucleus uncertain
     target = scored.order_by("-volume_voxels").first()
     _edit(client_for(alice), volume, {"label_version": "v1", "type": "confirm", "nucleus_ids": [target.label_id]})
-    other = Nucleus.objects.filter(label_version=small_v1).exclude(label_id=target.label_id) \
+    other = Nucleus.objects.of(small_v1).exclude(label_id=target.label_id) \
         .order_by("-volume_voxels").first()
     _edit(client_for(alice), volume, {"label_version": "v1", "type": "delete", "nucleus_ids": [other.label_id]})
     url = reverse("volume-curation", args=[volume.id])

@@ -51,7 +51,7 @@ def test_it_exports_the_nucleus_table_as_csv(labels_v1, client_for, alice):
                                      HTTP_ACCEPT="text/csv")
     assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(_body(response).decode())))
-    nuclei = list(Nucleus.objects.filter(label_version=labels_v1).order_by("label_id"))
+    nuclei = list(Nucleus.objects.of(labels_v1).order_by("label_id"))
     assert len(rows) == len(nuclei)
     assert list(rows[0]) == ["label_id", "z_min", "z_max", "y_min", "y_max", "x_min", "x_max", "centroid_z",
                              "centroid_y", "centroid_x",

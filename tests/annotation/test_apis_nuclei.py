@@ -21,7 +21,7 @@ def test_it_pages_through_the_nuclei_by_label_id(labels_v1, client_for, alice, s
     second = _get(client_for(alice), labels_v1, page_size=50, page=2).json()
     assert [n["label_id"] for n in second["results"]] == ids[50:100]
     row = first["results"][0]
-    stored = Nucleus.objects.get(label_version=labels_v1, label_id=row["label_id"])
+    stored = Nucleus.objects.of(labels_v1).get(label_id=row["label_id"])
     assert row["volume_um3"] == stored.volume_um3 and row["solidity"] == stored.solidity
 
 

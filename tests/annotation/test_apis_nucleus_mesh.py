@@ -33,7 +33,7 @@ def stacked(volume_3d, ivy):
 def test_it_meshes_the_nucleus_and_its_neighbours_in_micrometres(stacked, client_for, alice):
     version, labels = stacked
     body = _get(client_for(alice), version, 1).json()
-    row = Nucleus.objects.get(label_version=version, label_id=1)
+    row = Nucleus.objects.of(version).get(label_id=1)
     assert body["label_id"] == 1 and body["label_version"] == version.name
     assert (body["z_min"], body["z_max"], body["z_extent_um"]) == (0, 7, 8 * VOXEL[0])
     assert body["volume_um3"] == row.volume_um3 == pytest.approx((labels == 1).sum() * 0.5)

@@ -53,7 +53,7 @@ async def _live(labels_v1, alice, bob, ivy):
     assert (here["action"], here["user"]) == ("here", "alice")
 
     # ivy deletes a nucleus (in a thread, as a request would): both viewers hear it, once committed.
-    nucleus = await database_sync_to_async(lambda: Nucleus.objects.filter(label_version=labels_v1)
+    nucleus = await database_sync_to_async(lambda: Nucleus.objects.of(labels_v1)
                                            .order_by("label_id").first())()
     correction = await database_sync_to_async(correction_create)(
         volume=volume, user=ivy, label_version="v1",
@@ -136,7 +136,7 @@ async def _revert(labels_v1, alice, ivy):
     volume = labels_v1.volume
     await database_sync_to_async(assignment_create)(project=volume.project, volume=volume, student=alice,
                                                     assigned_by=ivy)
-    nucleus = await database_sync_to_async(lambda: Nucleus.objects.filter(label_version=labels_v1)
+    nucleus = await database_sync_to_async(lambda: Nucleus.objects.of(labels_v1)
                                            .order_by("label_id").first())()
     correction = await database_sync_to_async(correction_create)(
         volume=volume, user=alice, label_version="v1",

@@ -20,7 +20,7 @@ def _post(client, volume, body):
 
 
 def _largest(version):
-    return Nucleus.objects.filter(label_version=version).order_by("-volume_voxels").first()
+    return Nucleus.objects.of(version).order_by("-volume_voxels").first()
 
 
 def _assert_refused(response, setting):
@@ -110,7 +110,7 @@ def test_it_answers_409_when_another_edit_commits_while_the_pixels_are_computed(
     from annotation.services import correction_create
 
     volume = labels_v1.volume
-    first, second = Nucleus.objects.filter(label_version=labels_v1).order_by("label_id")[:2]
+    first, second = Nucleus.objects.of(labels_v1).order_by("label_id")[:2]
     real_apply = editing.apply_edit
     calls = []
 
@@ -181,7 +181,7 @@ def test_an_amendment_edits_outside_any_transaction_and_marks_the_original(label
 
     from annotation.services import correction_amend, correction_create
 
-    first, second = Nucleus.objects.filter(label_version=labels_v1).order_by("label_id")[:2]
+    first, second = Nucleus.objects.of(labels_v1).order_by("label_id")[:2]
     student = correction_create(volume=labels_v1.volume, user=alice, label_version="v1",
                                 edit={"correction_type": "delete", "nucleus_ids": [first.label_id]})
     seen = []

@@ -65,7 +65,7 @@ def test_it_answers_400_to_a_json_body_nested_5000_deep(labels_v1, assigned, cli
     body = _assert_error_shape(_json(client_for(alice), url, '{"label_version": "v1", "nucleus_ids": %s}' % nested),
                                {400})
     assert "nested" in body["message"]
-    assert Nucleus.objects.filter(label_version=labels_v1).exists()
+    assert Nucleus.objects.of(labels_v1).exists()
 
 
 @pytest.mark.parametrize("part", ["level", "z", "ty", "tx"])

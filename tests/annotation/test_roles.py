@@ -28,7 +28,7 @@ def _client(client_for, request, name):
 
 
 def _largest(version, k=0):
-    return Nucleus.objects.filter(label_version=version).order_by("-volume_voxels")[k]
+    return Nucleus.objects.of(version).order_by("-volume_voxels")[k]
 
 
 @pytest.mark.parametrize("user, expected", list(zip(CAST, [403, 403, 201, 201, 404])))
@@ -80,7 +80,7 @@ def test_it_lets_a_student_edit_only_inside_an_open_assignment(labels_v1, client
     assert made.status_code == 201, made.json()
     outside = client_for(alice).post(url, edit, format="json")
     assert outside.status_code == 403 and "outside the region assigned to you" in outside.json()["message"]
-    inside = Nucleus.objects.filter(label_version=labels_v1, y_max__lt=n.y_min - 2).first()
+    inside = Nucleus.objects.of(labels_v1).filter(y_max__lt=n.y_min - 2).first()
     ok = client_for(alice).post(url, {**edit, "nucleus_ids": [inside.label_id]}, format="json")
     assert ok.status_code == 201 and ok.json()["review_status"] == "pending"
     assert client_for(bob).post(url, {**edit, "label_version": "v2"}, format="json").status_code == 403
@@ -88,7 +88,7 @@ def test_it_lets_a_student_edit_only_inside_an_open_assignment(labels_v1, client
     assignment = made.json()["id"]
     assert client_for(bob).post(reverse("assignment-submit", args=[assignment])).status_code == 403
     assert client_for(alice).post(reverse("assignment-submit", args=[assignment])).json()["state"] == "submitted"
-    other = Nucleus.objects.filter(label_version__name="v2", y_max__lt=n.y_min - 2).exclude(
+    other = LabelVersion.objects.get(name="v2").nuclei.filter(y_max__lt=n.y_min - 2).exclude(
         label_id=inside.label_id).first()
     closed = client_for(alice).post(url, {**edit, "label_version": "v2", "nucleus_ids": [other.label_id]},
                                     format="json")

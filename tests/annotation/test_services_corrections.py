@@ -1,8 +1,8 @@
 """correction_create / _undo / _redo on a generated 8x300x300 stack (v1 = its true labels).
 
 The invariant every edit keeps: the new version's labels equal v1's outside the edited nuclei,
-and its nucleus table equals a full re-measurement of its labels (the service copies the rows of
-untouched nuclei and measures only the edited ones on the region)."""
+and its nucleus table equals a full re-measurement of its labels (the new version shares the rows
+of untouched nuclei and measures only the edited ones on the region)."""
 
 import threading
 import time
@@ -28,7 +28,7 @@ def _labels(version: LabelVersion) -> np.ndarray:
 
 
 def _table(version: LabelVersion) -> dict[int, tuple]:
-    return {row[0]: row for row in Nucleus.objects.filter(label_version=version).values_list(*_MEASURED)}
+    return {row[0]: row for row in Nucleus.objects.of(version).values_list(*_MEASURED)}
 
 
 def _assert_table_is_measured(version: LabelVersion) -> None:
@@ -42,7 +42,7 @@ def _assert_table_is_measured(version: LabelVersion) -> None:
 
 
 def _largest(version: LabelVersion) -> Nucleus:
-    return Nucleus.objects.filter(label_version=version).order_by("-volume_voxels").first()
+    return Nucleus.objects.of(version).order_by("-volume_voxels").first()
 
 
 def _split_line(n: Nucleus) -> list[list[float]]:
@@ -67,10 +67,10 @@ def test_it_splits_a_nucleus_through_its_z_range(labels_v1, alice):
         plane = after[z][mask[z]]
         assert {n.label_id, new_id} <= set(plane.tolist()) or mask[z].sum() < 20
     _assert_table_is_measured(v2)
-    edited = Nucleus.objects.filter(label_version=v2, label_id__in=[n.label_id, new_id])
+    edited = Nucleus.objects.of(v2).filter(label_id__in=[n.label_id, new_id])
     assert [e.uncertainty for e in edited] == [None, None]  # a person drew them: ranked last
-    untouched = Nucleus.objects.filter(label_version=v2, uncertainty__isnull=False).count()
-    assert untouched == Nucleus.objects.filter(label_version=labels_v1, uncertainty__isnull=False) \
+    untouched = Nucleus.objects.of(v2).filter(uncertainty__isnull=False).count()
+    assert untouched == Nucleus.objects.of(labels_v1).filter(uncertainty__isnull=False) \
         .exclude(label_id=n.label_id).count()
     # The guide's record: corrections.json and corr_000001.npz with the masks before and after.
     tracker = correction_store(labels_v1.volume)
@@ -84,7 +84,7 @@ def test_it_splits_a_nucleus_through_its_z_range(labels_v1, alice):
 
 def test_it_keeps_the_table_exact_through_every_kind_of_edit(labels_v1, ivy):
     volume = labels_v1.volume
-    rows = list(Nucleus.objects.filter(label_version=labels_v1).order_by("-volume_voxels")[:3])
+    rows = list(Nucleus.objects.of(labels_v1).order_by("-volume_voxels")[:3])
     # A merge keeps the smallest id: a is the one that survives it and is modified after.
     (a, b), c = sorted(rows[:2], key=lambda r: r.label_id), rows[2]
     z = round(a.centroid_z)
@@ -113,7 +113,7 @@ def test_it_refuses_an_edit_of_a_stale_version_and_writes_nothing(labels_v1, ali
     n = _largest(labels_v1)
     correction_create(volume=labels_v1.volume, user=alice, label_version="v1",
                       edit={"correction_type": "delete", "nucleus_ids": [n.label_id]})
-    other = Nucleus.objects.filter(label_version=labels_v1).exclude(label_id=n.label_id).first()
+    other = Nucleus.objects.of(labels_v1).exclude(label_id=n.label_id).first()
     with pytest.raises(ApplicationError) as refused:
         correction_create(volume=labels_v1.volume, user=bob, label_version="v1",
                           edit={"correction_type": "delete", "nucleus_ids": [other.label_id]})
@@ -125,7 +125,7 @@ def test_it_refuses_an_edit_of_a_stale_version_and_writes_nothing(labels_v1, ali
 
 @pytest.mark.django_db(transaction=True)
 def test_it_lets_one_of_two_simultaneous_edits_win(labels_v1, alice, bob):
-    a, b = Nucleus.objects.filter(label_version=labels_v1).order_by("label_id")[:2]
+    a, b = Nucleus.objects.of(labels_v1).order_by("label_id")[:2]
     outcomes = []
     start = threading.Barrier(2)
 
@@ -181,7 +181,7 @@ def test_it_undoes_and_redoes_exactly(labels_v1, alice):
 
 def test_it_refuses_to_undo_under_a_later_edit_of_the_same_nuclei(labels_v1, alice):
     volume = labels_v1.volume
-    a, b = Nucleus.objects.filter(label_version=labels_v1).order_by("-volume_voxels")[:2]
+    a, b = Nucleus.objects.of(labels_v1).order_by("-volume_voxels")[:2]
     first = correction_create(volume=volume, user=alice, label_version="v1",
                               edit={"correction_type": "merge", "nucleus_ids": [a.label_id, b.label_id]})
     correction_create(volume=volume, user=alice, label_version="v2",

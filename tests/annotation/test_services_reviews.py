@@ -47,14 +47,14 @@ def _assert_table_is_measured(version: LabelVersion) -> None:
     store = volume_store(version.volume)
     expected = {r["label_id"]: tuple(r[k] for k in _MEASURED)
                 for r in nucleus_table(store.read_labels(version.name), store.read_volume(0), store.meta.voxel_size)}
-    stored = {r[0]: r for r in Nucleus.objects.filter(label_version=version).values_list(*_MEASURED)}
+    stored = {r[0]: r for r in Nucleus.objects.of(version).values_list(*_MEASURED)}
     assert stored.keys() == expected.keys()
     for label_id, row in expected.items():
         assert stored[label_id] == pytest.approx(row), label_id
 
 
 def _largest(version: LabelVersion, k: int = 0) -> Nucleus:
-    return Nucleus.objects.filter(label_version=version).order_by("-volume_voxels")[k]
+    return Nucleus.objects.of(version).order_by("-volume_voxels")[k]
 
 
 def _split(version, user, n):
@@ -81,7 +81,7 @@ def test_it_takes_a_rejected_delete_out_of_the_latest_labels(small_v1, alice, bo
     expected[expected == other.label_id] = 0
     assert np.array_equal(_labels(v4), expected)  # the nucleus is back, voxel for voxel; bob's edit stays
     _assert_table_is_measured(v4)
-    back = Nucleus.objects.get(label_version=v4, label_id=n.label_id)
+    back = Nucleus.objects.of(v4).get(label_id=n.label_id)
     assert (back.uncertainty, back.curation) == (n.uncertainty, n.curation)  # the model's nucleus again
     event = AuditEvent.objects.filter(action="correction.reject").get()
     assert event.details["labels"] == "reverted" and event.details["reverted_version"] == "v4"
@@ -147,7 +147,7 @@ def test_a_check_is_recorded_without_a_new_version_and_kept_until_the_nucleus_ch
     assert (check.correction_type, check.result_version, check.nucleus_ids, check.new_ids) == (
         "confirm", None, [n.label_id], [n.label_id])
     assert LabelVersion.objects.filter(volume=volume).count() == 1
-    assert Nucleus.objects.get(label_version=small_v1, label_id=n.label_id).curation == "checked"
+    assert Nucleus.objects.of(small_v1).get(label_id=n.label_id).curation == "checked"
     with pytest.raises(ApplicationError, match="checked already") as twice:
         correction_create(volume=volume, user=ivy, label_version="v1",
                           edit={"correction_type": "confirm", "nucleus_ids": [n.label_id]})
@@ -155,9 +155,9 @@ def test_a_check_is_recorded_without_a_new_version_and_kept_until_the_nucleus_ch
     # An edit of another nucleus carries the mark along; an edit of this one ends it.
     v2 = correction_create(volume=volume, user=alice, label_version="v1",
                            edit={"correction_type": "delete", "nucleus_ids": [m.label_id]}).result_version
-    assert Nucleus.objects.get(label_version=v2, label_id=n.label_id).curation == "checked"
-    v3 = _split(v2, alice, Nucleus.objects.get(label_version=v2, label_id=n.label_id)).result_version
-    assert Nucleus.objects.get(label_version=v3, label_id=n.label_id).curation == "edited"
+    assert Nucleus.objects.of(v2).get(label_id=n.label_id).curation == "checked"
+    v3 = _split(v2, alice, Nucleus.objects.of(v2).get(label_id=n.label_id)).result_version
+    assert Nucleus.objects.of(v3).get(label_id=n.label_id).curation == "edited"
 
 
 def test_a_check_is_a_positive_training_example_once_approved(small_v1, alice, ivy):
@@ -187,7 +187,7 @@ def test_a_check_is_withdrawn_by_its_undo(small_v1, alice):
                               edit={"correction_type": "confirm", "nucleus_ids": [n.label_id]})
     withdrawn = correction_undo(correction=check, user=alice, label_version="v1")
     assert (withdrawn.undone, withdrawn.undone_version, withdrawn.undone_by) == (True, None, alice)
-    assert Nucleus.objects.get(label_version=small_v1, label_id=n.label_id).curation == ""
+    assert Nucleus.objects.of(small_v1).get(label_id=n.label_id).curation == ""
     assert LabelVersion.objects.count() == 1 and list(review_queue(project=small_v1.volume.project)) == []
     with pytest.raises(ApplicationError, match="undone already"):
         correction_undo(correction=check, user=alice, label_version="v1")
@@ -196,7 +196,7 @@ def test_a_check_is_withdrawn_by_its_undo(small_v1, alice):
     assert redo.value.status == 409
     again = correction_create(volume=small_v1.volume, user=alice, label_version="v1",
                               edit={"correction_type": "confirm", "nucleus_ids": [n.label_id]})
-    assert again.id != check.id and Nucleus.objects.get(label_version=small_v1, label_id=n.label_id).curation == \
+    assert again.id != check.id and Nucleus.objects.of(small_v1).get(label_id=n.label_id).curation == \
         "checked"
 
 
@@ -206,5 +206,5 @@ def test_rejecting_a_check_takes_the_mark_off(small_v1, alice, ivy):
                               edit={"correction_type": "confirm", "nucleus_ids": [n.label_id]})
     rejected = correction_review(correction=check, reviewer=ivy, verdict="reject", comment="it is two nuclei")
     assert (rejected.review_labels, rejected.reverted_version) == ("reverted", None)
-    assert Nucleus.objects.get(label_version=small_v1, label_id=n.label_id).curation == ""
+    assert Nucleus.objects.of(small_v1).get(label_id=n.label_id).curation == ""
     assert LabelVersion.objects.count() == 1

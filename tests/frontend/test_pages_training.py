@@ -95,7 +95,7 @@ def test_it_says_how_many_corrections_the_next_version_is_scored_on(client, proj
     tifffile.imwrite(path, np.clip(sample.image * 100, 0, 65535).astype(np.uint16))
     volume = volume_import(project=project, src_path=path, name="plane", user=ada)
     head = label_version_create(volume=volume, labels=sample.labels[None], user=ada, source=LabelVersion.Source.UPLOAD)
-    ids = list(Nucleus.objects.filter(label_version=head).order_by("label_id").values_list("label_id", flat=True))
+    ids = list(Nucleus.objects.of(head).order_by("label_id").values_list("label_id", flat=True))
     assert len(ids) >= 12
     corrections = []
     for label_id in ids[:12]:  # ada's own edits are approved: training data

@@ -69,7 +69,7 @@ def volume(project, ivy, sample, tmp_path):
 def _nuclei(volume, k):
     from annotation.models import Nucleus
 
-    return list(Nucleus.objects.filter(label_version__volume=volume, label_version__name="v1")
+    return list(Nucleus.objects.of(volume.label_versions.get(name="v1"))
                 .order_by("-volume_voxels")[:k])
 
 

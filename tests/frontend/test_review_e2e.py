@@ -28,7 +28,7 @@ users = get_user_model().objects
 ivy, alice = users.get(username="ivy"), users.get(username="alice")
 volume = Volume.objects.get()
 assignment_create(project=volume.project, volume=volume, student=alice, assigned_by=ivy)
-first, second = Nucleus.objects.filter(label_version__name="v1").order_by("-volume_voxels")[:2]
+first, second = Nucleus.objects.of(volume.label_versions.get(name="v1")).order_by("-volume_voxels")[:2]
 z = round(first.centroid_z)
 correction_create(volume=volume, user=alice, label_version="v1", edit={
     "correction_type": "modify", "nucleus_ids": [first.label_id], "z": z,

@@ -40,7 +40,7 @@ def test_it_segments_a_volume_above_the_threshold_block_by_block(volume_2d, ivy,
     labels = volume_store(volume_2d).read_labels(version.name)
     ids = np.unique(labels)[1:]
     assert ids.size >= 5
-    rows = Nucleus.objects.filter(label_version=version)
+    rows = Nucleus.objects.of(version)
     assert version.n_labels == int(labels.max()) and rows.count() == ids.size
     row = rows.order_by("-volume_voxels").first()
     assert row.volume_voxels == int(np.count_nonzero(labels == row.label_id))
@@ -149,7 +149,7 @@ def test_it_runs_the_blocks_on_a_cluster_and_survives_a_lost_worker(cluster, vol
     assert job.timings["blocks"] == 4
     labels = volume_store(volume_2d).read_labels(job.label_version.name)
     assert job.label_version.n_labels == int(labels.max()) > 0
-    assert Nucleus.objects.filter(label_version=job.label_version).count() == np.unique(labels).size - 1
+    assert Nucleus.objects.of(job.label_version).count() == np.unique(labels).size - 1
     assert _work_folders(data_dir) == []
 
 

@@ -64,7 +64,7 @@ def test_it_runs_a_job_submitted_through_the_api(volume_2d, ivy, client_for, dja
     assert {"read", "segment", "save", "total"} <= set(job.timings)
     version = job.label_version
     assert (version.source, version.model_version, version.created_by) == ("segmentation", job.model_version, ivy)
-    nuclei = Nucleus.objects.filter(label_version=version)
+    nuclei = Nucleus.objects.of(version)
     assert nuclei.count() >= 5
     assert not nuclei.filter(uncertainty__isnull=True).exists()
 

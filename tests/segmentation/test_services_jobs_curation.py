@@ -30,7 +30,7 @@ def curated(volume_2d, ivy, alice):
 
     labels = synthetic.generate_2d(shape=(96, 96), seed=3).labels
     v1 = label_version_create(volume=volume_2d, labels=labels, user=ivy, source=LabelVersion.Source.UPLOAD)
-    big, second, third = Nucleus.objects.filter(label_version=v1).order_by("-volume_voxels")[:3]
+    big, second, third = Nucleus.objects.of(v1).order_by("-volume_voxels")[:3]
     x = round(big.centroid_x) + 0.5
     correction_create(volume=volume_2d, user=alice, label_version="v1", edit={
         "correction_type": "split", "nucleus_ids": [big.label_id], "line": [[big.y_min - 2, x], [big.y_max + 2, x]]})
@@ -46,11 +46,11 @@ def curated(volume_2d, ivy, alice):
 
 
 def _assert_kept(head: LabelVersion, new: LabelVersion, deleted: np.ndarray) -> dict[int, str]:
-    kept = dict(Nucleus.objects.filter(label_version=head).exclude(curation="").values_list("label_id", "curation"))
+    kept = dict(Nucleus.objects.of(head).exclude(curation="").values_list("label_id", "curation"))
     before, after = _labels(head), _labels(new)
     for label_id, curation in kept.items():
         assert np.array_equal(after == label_id, before == label_id), label_id  # voxel for voxel
-        assert Nucleus.objects.get(label_version=new, label_id=label_id).curation == curation
+        assert Nucleus.objects.of(new).get(label_id=label_id).curation == curation
     assert not after[deleted.reshape(after.shape)].any()  # a person deleted it: the model does not bring it back
     return kept
 
@@ -66,14 +66,14 @@ def test_it_keeps_what_people_made_changed_or_checked_and_fills_in_the_rest(cura
     assert job.kept_nuclei == 4 and not job.from_scratch
     assert (new.source, new.parent) == ("segmentation", head)
     # The model filled in the rest: its nuclei, scored, numbered after the kept ones.
-    model = Nucleus.objects.filter(label_version=new, curation="")
+    model = Nucleus.objects.of(new).filter(curation="")
     assert model.count() >= 3 and not model.filter(uncertainty__isnull=True).exists()
     assert model.order_by("label_id").first().label_id > max(kept)
 
 
 def test_a_correction_made_while_the_job_runs_is_kept_too(curated, ivy, alice):
     head = curated["head"]
-    late = Nucleus.objects.filter(label_version=head, curation="").order_by("-volume_voxels").first()
+    late = Nucleus.objects.of(head).filter(curation="").order_by("-volume_voxels").first()
     job = segmentation_job_create(volume=head.volume, user=ivy, params=FAST_PARAMS)
 
     def work(job, progress, timings):
@@ -98,4 +98,4 @@ def test_from_scratch_keeps_nothing_and_says_so_in_the_audit_trail(curated, ivy)
     assert segmentation_job_run(job_id=job.id) == "succeeded"
     job = SegmentationJob.objects.get(id=job.id)
     assert (job.kept_nuclei, job.label_version.parent) == (0, None)
-    assert not Nucleus.objects.filter(label_version=job.label_version).exclude(curation="").exists()
+    assert not Nucleus.objects.of(job.label_version).exclude(curation="").exists()

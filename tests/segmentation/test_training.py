@@ -34,7 +34,7 @@ def corrected(volume_2d, ivy):
 
     labels = synthetic.generate_2d(shape=(96, 96), seed=3).labels
     label_version_create(volume=volume_2d, labels=labels, user=ivy, source=LabelVersion.Source.UPLOAD)
-    ids = list(Nucleus.objects.filter(label_version__volume=volume_2d).order_by("-volume_voxels")
+    ids = list(volume_2d.label_versions.get().nuclei.order_by("-volume_voxels")
                .values_list("label_id", flat=True)[:3])
     made = []
     for step, nucleus in enumerate(ids, start=1):
@@ -78,7 +78,7 @@ def test_it_trains_promotes_and_rolls_back(corrected, client_for, ada, ivy, alic
     assert project_default_model(project=project) == str(path)
     # Re-segmenting with the promoted adapter keeps the curated nuclei: ivy checks one first.
     head = corrected[-1].result_version
-    checked = Nucleus.objects.filter(label_version=head).order_by("-volume_voxels").first()
+    checked = Nucleus.objects.of(head).order_by("-volume_voxels").first()
     correction_create(volume=head.volume, user=ivy, label_version=head.name, approved=True,
                       edit={"correction_type": "confirm", "nucleus_ids": [checked.label_id]})
     seg = segmentation_job_create(volume=corrected[0].volume, user=ivy, params=FAST_PARAMS)

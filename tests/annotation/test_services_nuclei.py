@@ -1,0 +1,102 @@
+"""Nucleus rows shared between label versions (``annotation.services.nuclei``): an edit writes
+the rows of the nuclei it changed and nothing else, and every older version still reads
+exactly the rows it had when it was made, check marks included."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from annotation.models import OPEN, LabelVersion, Nucleus
+from annotation.services import correction_create, correction_redo, correction_undo, label_version_create
+
+pytestmark = pytest.mark.django_db
+
+_FIELDS = [f.attname for f in Nucleus._meta.concrete_fields if f.attname not in ("id", "since", "until")]
+
+
+def _rows(version: LabelVersion) -> list[tuple]:
+    return list(version.nuclei.order_by("label_id").values_list(*_FIELDS))
+
+
+def _nucleus_writes(queries) -> list[str]:
+    table = Nucleus._meta.db_table
+    return [q["sql"] for q in queries
+            if table in q["sql"] and q["sql"].lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))]
+
+
+def test_it_writes_only_the_rows_an_edit_changes(labels_v1, ivy):
+    volume = labels_v1.volume
+    n = labels_v1.nuclei.order_by("-volume_voxels").first()
+    stored = Nucleus.objects.count()
+    with CaptureQueriesContext(connection) as queries:
+        split = correction_create(volume=volume, user=ivy, label_version="v1", edit={
+            "correction_type": "split", "nucleus_ids": [n.label_id], "z": round(n.centroid_z),
+            "line": [[n.y_min - 2, round(n.centroid_x) + 0.5], [n.y_max + 2, round(n.centroid_x) + 0.5]]})
+    v2 = split.result_version
+    # One row closed (the nucleus split), two added (its halves); one UPDATE, one INSERT.
+    assert Nucleus.objects.count() == stored + 2
+    assert Nucleus.objects.filter(volume=volume, until=v2.number).count() == 1
+    assert Nucleus.objects.filter(volume=volume, since=v2.number).count() == 2
+    assert len(_nucleus_writes(queries.captured_queries)) == 2
+    assert v2.lineage == labels_v1.lineage == labels_v1.number
+    assert v2.nuclei.count() == labels_v1.nuclei.count() + 1
+    with CaptureQueriesContext(connection) as queries:
+        deleted = correction_create(volume=volume, user=ivy, label_version="v2",
+                                    edit={"correction_type": "delete", "nucleus_ids": [split.new_ids[1]]})
+    assert Nucleus.objects.count() == stored + 2  # a deletion only closes a row
+    assert len(_nucleus_writes(queries.captured_queries)) == 1
+    assert deleted.result_version.nuclei.count() == labels_v1.nuclei.count()
+
+
+def test_it_reads_every_old_version_exactly_after_many_edits(labels_v1, ivy):
+    volume = labels_v1.volume
+    seen = {labels_v1.name: _rows(labels_v1)}
+    largest = list(labels_v1.nuclei.order_by("-volume_voxels")[:6])
+    head = labels_v1
+
+    def record(version: LabelVersion) -> LabelVersion:
+        seen[version.name] = _rows(version)
+        return version
+
+    for n in largest[:3]:
+        made = correction_create(volume=volume, user=ivy, label_version=head.name,
+                                 edit={"correction_type": "delete", "nucleus_ids": [n.label_id]})
+        head = record(made.result_version)
+    a, b = sorted(largest[3:5], key=lambda r: r.label_id)
+    merge = correction_create(volume=volume, user=ivy, label_version=head.name,
+                              edit={"correction_type": "merge", "nucleus_ids": [a.label_id, b.label_id]})
+    head = record(merge.result_version)
+    undo = correction_undo(correction=merge, user=ivy, label_version=head.name)
+    head = record(undo.undone_version)
+    redo = correction_redo(correction=merge, user=ivy, label_version=head.name)
+    head = record(redo.result_version)
+    # A check marks the nucleus in the latest version only; withdrawing it, likewise.
+    checked = largest[5]
+    check = correction_create(volume=volume, user=ivy, label_version=head.name,
+                              edit={"correction_type": "confirm", "nucleus_ids": [checked.label_id]})
+    assert head.nuclei.get(label_id=checked.label_id).curation == "checked"
+    assert labels_v1.nuclei.get(label_id=checked.label_id).curation == ""
+    earlier = LabelVersion.objects.get(volume=volume, number=head.number - 1)
+    assert _rows(earlier) == seen[earlier.name]  # the mark went on a row of head's own
+    correction_undo(correction=check, user=ivy, label_version=head.name)
+    assert head.nuclei.get(label_id=checked.label_id).curation == ""
+    assert _rows(head) == seen[head.name]
+    # A new segmentation of the volume starts its own lineage and leaves the old one alone.
+    fresh = record(label_version_create(volume=volume, labels=_labels_of(labels_v1), user=ivy,
+                                        source=LabelVersion.Source.UPLOAD))
+    assert fresh.lineage == fresh.number != labels_v1.lineage
+    versions = list(LabelVersion.objects.filter(volume=volume).order_by("number"))
+    assert [v.name for v in versions] == sorted(seen, key=lambda name: int(name[1:]))
+    for version in versions:
+        assert _rows(version) == seen[version.name], version.name
+    assert fresh.nuclei.count() == labels_v1.nuclei.count()
+    # The lineage's open rows are exactly its latest version's; older versions share the rest.
+    lineage = Nucleus.objects.filter(volume=volume, lineage=labels_v1.lineage)
+    assert lineage.filter(until=OPEN).count() == head.nuclei.count()
+    assert lineage.count() < 2 * labels_v1.nuclei.count()
+
+
+def _labels_of(version: LabelVersion):
+    from annotation.stores import volume_store
+
+    return volume_store(version.volume).read_labels(version.name)
