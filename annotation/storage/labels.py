@@ -55,7 +55,9 @@ from .meta import LabelVersionMeta, VolumeMeta, version_number
 from .manifest import MANIFEST, Manifest, VersionLayout, materialise, write_manifest
 from .ngff import label_attributes, labels_group_attributes
 from .ortho import ORTHO_PLANES, ortho_chunk, write_ortho_levels
-from .zarrio import CHUNK, chunk_path, create_array, read_json, reference_array, same_encoding, write_group
+from .zarrio import (
+    CHUNK, chunk_path, create_array, decode_chunk, encode_chunk, read_json, same_encoding, write_group, written_here,
+)
 
 __all__ = ["as_labels", "label_version_meta", "list_versions", "materialise_version", "version_layout",
            "write_edit", "write_full", "write_planes"]
@@ -308,27 +310,32 @@ def _write_maxima(folder: Path, maxima: np.ndarray) -> None:
 
 
 class _DeltaWriter:
-    """The chunks one array of a delta version writes, in its base's encoding (a parent stored
-    by an older release keeps its codecs). The array's metadata is used while writing and removed
-    after: the version's arrays are read through its manifest only (see :mod:`.manifest`)."""
+    """The chunk files one array of a delta version writes, and its parent's chunks read, as
+    files in the encoding of this package (:func:`.zarrio.encode_chunk`), without zarr's
+    machinery: an edit touches a few dozen chunks, and a zarr call per chunk was most of its
+    time on a loaded machine."""
 
-    def __init__(self, base: VersionLayout, partial: Path, array: str) -> None:
-        self._metadata, self._dir, self._array = base.metadata_file(array), partial / array, None
+    def __init__(self, source: VersionLayout, partial: Path, array: str, chunk) -> None:
+        self._source, self._dir, self._array, self._chunk = source, partial / array, array, tuple(chunk)
 
-    def write(self, box, values: np.ndarray) -> None:
-        if self._array is None:
-            import zarr
+    def read(self, key: tuple[int, ...], box) -> np.ndarray:
+        path = self._source.chunk_file(self._array, key)
+        try:
+            data = path.read_bytes() if path is not None else None
+        except FileNotFoundError:  # never written: all background
+            data = None
+        shape = tuple(b.stop - b.start for b in box)
+        if data is None:
+            return np.zeros(shape, np.uint32)
+        return decode_chunk(data, self._chunk, np.uint32)[tuple(slice(0, n) for n in shape)]
 
-            self._dir.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(self._metadata, self._dir / "zarr.json")
-            self._array = zarr.open_array(store=str(self._dir), mode="r+", zarr_format=3)
-        self._array[box] = values
-
-    def close(self) -> None:
-        (self._dir / "zarr.json").unlink(missing_ok=True)
+    def write(self, key: tuple[int, ...], values: np.ndarray) -> None:
+        path = chunk_path(self._dir, *key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(encode_chunk(values, self._chunk))  # in the private partial folder
 
 
-def _edit_chunks(parent_array, writer: _DeltaWriter, name: str, bounds, sub: np.ndarray, chunk, shape,
+def _edit_chunks(writer: _DeltaWriter, name: str, bounds, sub: np.ndarray, chunk, shape,
                  changes: dict[str, str | None], maxima: np.ndarray | None = None) -> tuple[int, int]:
     """Write the chunks of one array that the region ``bounds`` ((lo, hi) per axis, in the
     array's pixels) meets, with ``sub`` (the region's values) in place; record each changed key
@@ -338,7 +345,7 @@ def _edit_chunks(parent_array, writer: _DeltaWriter, name: str, bounds, sub: np.
     written, before_max = 0, 0
     for key in ((a, b, c) for a in spans[0] for b in spans[1] for c in spans[2]):
         box = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(key, chunk, shape))
-        old = np.asarray(parent_array[box])
+        old = writer.read(key, box)
         inner = tuple(slice(max(lo, b.start) - b.start, min(hi, b.stop) - b.start) for (lo, hi), b in zip(bounds, box))
         picked = tuple(slice(max(lo, b.start) - lo, min(hi, b.stop) - lo) for (lo, hi), b in zip(bounds, box))
         before_max = max(before_max, int(old[inner].max()) if old[inner].size else 0)
@@ -349,7 +356,7 @@ def _edit_chunks(parent_array, writer: _DeltaWriter, name: str, bounds, sub: np.
         if np.array_equal(new, old):
             continue
         if new.any():
-            writer.write(box, new)
+            writer.write(key, new)
             changes["/".join(map(str, key))] = name
             written += 1
         else:
@@ -375,7 +382,8 @@ def write_edit(volume: Path, meta: VolumeMeta, parent: str, region, new_values: 
     source = version_layout(volume, parent)
     parent_meta = label_version_meta(volume, parent)
     base = VersionLayout(group, source.manifest.base) if source.is_delta else source
-    if not same_encoding(base.open("0"), reference_array(meta.level_shapes[0], np.uint32)):
+    if not all(written_here(read_json(base.metadata_file(array)), np.uint32) for array in ("0", "xz/0")
+               if base.metadata_file(array).exists()):
         return _write_edit_complete(volume, meta, source, parent, ((z0, z1), (y0, y1), (x0, x1)), values)
     start = source.manifest if source.is_delta else Manifest(base=parent, ortho=meta.is_3d and source.has_ortho())
     parent_maxima = _read_maxima(source.folder)
@@ -395,13 +403,9 @@ def write_edit(volume: Path, meta: VolumeMeta, parent: str, region, new_values: 
             if start.ortho:
                 arrays += [(f"{plane}/{level}", ortho_chunk(plane, shape[0])) for plane in ORTHO_PLANES]
             for array, chunk in arrays:
-                writer = _DeltaWriter(base, partial, array)
-                try:
-                    written, before = _edit_chunks(source.open(array), writer, name, bounds, sub, chunk, shape,
-                                                   changes.setdefault(array, {}),
-                                                   maxima if array == "0" else None)
-                finally:
-                    writer.close()
+                writer = _DeltaWriter(source, partial, array, chunk)
+                written, before = _edit_chunks(writer, name, bounds, sub, chunk, shape, changes.setdefault(array, {}),
+                                               maxima if array == "0" else None)
                 if array == str(level):
                     counts.written += written  # the layouts' chunks are not counted (as for complete versions)
                 if array == "0":
