@@ -8,10 +8,11 @@ pieces, finds spurious fragments and draws boundaries inside the dim rims. Each 
 picking strategy:
 
 1. segment the pool with the strategy's current model (the base model, then its latest adapter);
-2. pick ``--per-round`` nuclei: ``uncertainty`` (the top of :class:`UncertaintyEstimator`'s
-   ranking over the whole pool), ``random``, ``diverse`` (the ranking taken round-robin across
-   images, so one bad image does not fill the queue) or ``mixed`` (half the top of the ranking,
-   half at random), all through ``select_for_review``;
+2. pick ``--per-round`` nuclei with each strategy of ``SELECTION_STRATEGIES``, by its name, all
+   through ``select_for_review``: ``top`` (the top of :class:`UncertaintyEstimator`'s ranking
+   over the whole pool; "uncertainty" in older runs), ``round_robin`` (the ranking taken
+   round-robin across images, so one bad image does not fill the queue; "diverse"), ``random``
+   or ``mixed`` (half the top of the ranking, half at random);
 3. the annotator corrects each picked nucleus with the ground truth: the predicted nucleus and
    the fragments of the true nuclei it overlaps are replaced by those true nuclei (a merge is
    split, a split merged, a false positive deleted, a boundary redrawn), and missed nuclei
@@ -46,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from segmentation.core import (  # noqa: E402
     ActiveLearningManager,
     AdapterTrainingParams,
+    SELECTION_STRATEGIES,
     RetrainingParams,
     SegmentationEngine,
     SegmentationParams,
@@ -59,7 +61,7 @@ from segmentation.core.synthetic import NucleiConfig  # noqa: E402
 # The shift: chromatin texture and rim dimming beyond what the default model saw (training
 # drew texture 0.05-0.45 and rim dimming 0-0.45), on nuclei of 20-28 px.
 DOMAIN = NucleiConfig(diameter_range=(20.0, 28.0), texture_range=(0.7, 0.9), rim_dimming_range=(0.6, 0.8))
-STRATEGIES = ("uncertainty", "random", "diverse", "mixed")
+STRATEGIES = tuple(SELECTION_STRATEGIES)  # the core's registry: top, round_robin, random, mixed
 
 
 @dataclass
@@ -149,14 +151,7 @@ def candidates(results, images: list[Image]) -> dict[int, list[tuple[int, float]
 
 
 def pick(strategy: str, ranking: dict[int, list[tuple[int, float]]], n: int, rng: np.random.Generator):
-    if strategy == "random":
-        pool = [(k, nucleus) for k, items in ranking.items() for nucleus, _ in items]
-        chosen = rng.choice(len(pool), size=min(n, len(pool)), replace=False)
-        return [pool[i] for i in chosen]
-    if strategy == "mixed":  # half the most uncertain, half at random
-        picked = select_for_review(ranking, n, explore=0.5, seed=int(rng.integers(2 ** 31)))
-    else:
-        picked = select_for_review(ranking, n, strategy="top" if strategy == "uncertainty" else "round_robin")
+    picked = select_for_review(ranking, n, strategy=strategy, seed=int(rng.integers(2 ** 31)))
     return [(k, nucleus) for k, nucleus, _ in picked]
 
 

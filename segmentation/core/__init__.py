@@ -22,6 +22,9 @@ Active learning            :class:`UncertaintyEstimator`, :func:`nucleus_uncerta
                            :class:`CorrectionTracker` (:class:`ImageCrop`),
                            :class:`ActiveLearningManager` (:class:`RetrainingParams`),
                            :func:`correction_examples`, :func:`select_for_review`
+                           (:data:`SELECTION_STRATEGIES`)
+Corrections                :data:`EDIT_KINDS` (:class:`EditKind`, :func:`register_edit_kind`):
+                           the kinds of correction
 Curation                   :func:`keep_curated` (:class:`CuratedMerge`): people's nuclei kept
                            through a new segmentation; :func:`revert_edit` (:class:`Revert`)
 Adapters                   :class:`ModelAdapter` (LoRA on the CPnet), :class:`AdapterParams`,
@@ -59,10 +62,14 @@ from .corrections import (
     CorrectionStorageError,
     CorrectionTracker,
     ImageCrop,
+    SELECTION_STRATEGIES,
     RetrainingParams,
+    SelectionStrategy,
     correction_examples,
+    register_selection_strategy,
     select_for_review,
 )
+from .editing import EDIT_KINDS, EditKind, register_edit_kind
 from .engine import Cellpose3RestorationEngine, SegmentationEngine, SegmentationResult, validate_image
 from .errors import InvalidInputError, InvalidParameterError, ModelNotAvailableError, SegmentationError
 from .linking import LinkingParams, link_slices
@@ -92,6 +99,8 @@ __all__ = [
     "BlockwiseParams", "BlockwiseResult", "segment_blockwise",
     "NucleusMesh", "nucleus_mesh", "touching_labels", "z_merge_signs", "z_profile", "z_waist",
     "Cellpose3RestorationEngine", "RestorationParams", "measure_image_quality", "restore", "should_use_restoration",
+    "EDIT_KINDS", "EditKind", "register_edit_kind", "SELECTION_STRATEGIES", "SelectionStrategy",
+    "register_selection_strategy",
     "CORRECTION_TYPES", "ActiveLearningManager", "CorrectionRecord", "CorrectionStorageError", "CorrectionTracker",
     "NucleusUncertainty", "UncertaintyEstimator", "UncertaintyParams", "nucleus_uncertainty",
     "APResult", "Anisotropy3DPreprocessor", "BACKENDS", "Backend",

@@ -7,17 +7,18 @@ storage layout, the atomic writes and the locking) and :mod:`.manager`
 retrain an adapter on the corrections), :mod:`.retraining` (:func:`train_model_version`, the one
 retraining run both the manager and the web app's training job record, and :func:`holdout_split`)
 and :mod:`.selection` (:func:`select_for_review`: which
-nuclei of several images to review next). Import from this package, not from them.
+nuclei of several images to review next, by a strategy of the registry :data:`SELECTION_STRATEGIES`). Import from this package, not from them.
 """
 
 from .manager import ActiveLearningManager, RetrainingParams, correction_examples
 from .records import CORRECTION_TYPES, CorrectionRecord
 from .retraining import holdout_split, train_model_version
-from .selection import SELECTION_STRATEGIES, select_for_review
+from .selection import SELECTION_STRATEGIES, SelectionStrategy, register_selection_strategy, select_for_review
 from .tracker import CorrectionStorageError, CorrectionTracker, ImageCrop
 
 __all__ = [
     "CORRECTION_TYPES", "ActiveLearningManager", "CorrectionRecord", "CorrectionStorageError", "CorrectionTracker",
-    "ImageCrop", "RetrainingParams", "SELECTION_STRATEGIES", "correction_examples", "holdout_split", "select_for_review",
+    "ImageCrop", "RetrainingParams", "SELECTION_STRATEGIES", "SelectionStrategy", "correction_examples", "holdout_split",
+    "register_selection_strategy", "select_for_review",
     "train_model_version",
 ]

@@ -1,12 +1,15 @@
 """Which nuclei to put in front of a person next, across several images or volumes.
 
-``"top"`` takes the highest uncertainty scores over all images; ``"round_robin"`` takes each
-image's most uncertain nucleus in turn (images ordered by their own top score), so that one
-badly segmented image does not fill the whole review queue and corrections cover the variety
-of the data set (the "diverse" strategy of ``bench/active_learning.py``). With ``explore``, a
-fraction of the picks is instead drawn at random from the nuclei not picked: uncertainty alone
+The strategies are one registry, :data:`SELECTION_STRATEGIES` (:func:`register_selection_strategy`
+adds one): ``"top"`` takes the highest uncertainty scores over all images; ``"round_robin"``
+takes each image's most uncertain nucleus in turn (images ordered by their own top score), so
+that one badly segmented image does not fill the whole review queue and corrections cover the
+variety of the data set; ``"random"`` draws uniformly; ``"mixed"`` takes half the picks from the
+top of the ranking and the other half at random. With ``explore``, a fraction of any
+strategy's picks is instead drawn at random from the nuclei not picked: uncertainty alone
 keeps choosing the strangest nuclei, and a model trained only on those learns little about the
-ordinary ones (the "mixed" strategy of the bench).
+ordinary ones. ``bench/active_learning.py`` compares the strategies by these names; the web
+app's review queues take them as ``?strategy=``.
 
 Examples
 --------
@@ -19,16 +22,54 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..errors import InvalidParameterError
 
-__all__ = ["SELECTION_STRATEGIES", "select_for_review"]
+__all__ = ["SELECTION_STRATEGIES", "SelectionStrategy", "register_selection_strategy", "select_for_review"]
 
-SELECTION_STRATEGIES = ("top", "round_robin")
+#: ``(image id, [(nucleus id, score), ...] most uncertain first)`` per image, in the rankings' order.
+Queues = list[tuple[Hashable, Sequence[tuple[int, float]]]]
+Pick = tuple[Hashable, int, float]
+
+
+@dataclass(frozen=True)
+class SelectionStrategy:
+    """One way of picking nuclei to review.
+
+    Parameters
+    ----------
+    name : lower case, no spaces: what ``select_for_review(strategy=...)``, the bench and the
+        web app's ``?strategy=`` say.
+    summary : one line saying how it picks, for the API schema and the pages.
+    pick : ``pick(queues, n, cap, rng) -> [(image id, nucleus id, score), ...]``: at most ``n``
+        picks in review order from ``queues`` (each image's nuclei, most uncertain first; only
+        the first ``cap`` of an image may be picked); ``rng`` a ``numpy.random.Generator``.
+    """
+
+    name: str
+    summary: str
+    pick: Callable[[Queues, int, float, np.random.Generator], list[Pick]]
+
+
+#: Every strategy by name, in the order pages list them (the first is the default).
+SELECTION_STRATEGIES: dict[str, SelectionStrategy] = {}
+
+
+def register_selection_strategy(strategy: SelectionStrategy) -> SelectionStrategy:
+    """Add ``strategy`` to :data:`SELECTION_STRATEGIES`; an empty, badly spelt or taken name fails."""
+    if not isinstance(strategy, SelectionStrategy):
+        raise TypeError(f"register a SelectionStrategy, got {type(strategy).__name__}")
+    if not strategy.name.isidentifier() or strategy.name != strategy.name.lower():
+        raise ValueError(f"a strategy's name is a lower-case word, got {strategy.name!r}")
+    if strategy.name in SELECTION_STRATEGIES:
+        raise ValueError(f"a strategy named {strategy.name!r} is already registered")
+    SELECTION_STRATEGIES[strategy.name] = strategy
+    return strategy
 
 
 def _ranked(items: Any) -> list[tuple[int, float]]:
@@ -49,10 +90,10 @@ def select_for_review(rankings: Mapping[Hashable, Any], n: int, *, strategy: str
         A ranking is a :class:`~segmentation.core.NucleusUncertainty` or a sequence of
         ``(nucleus id, score)`` pairs (any order; higher score = more uncertain).
     n : int >= 0
-    strategy : {"top", "round_robin"}
+    strategy : a name in :data:`SELECTION_STRATEGIES`
         See the module docstring.
     max_per_image : int >= 1, optional
-        At most this many nuclei from one image (either strategy; not the random picks).
+        At most this many nuclei from one image (any strategy; not the ``explore`` picks).
     explore : float in [0, 1]
         Fraction of the ``n`` picks (rounded down) drawn uniformly at random from the nuclei
         the strategy did not pick; they follow the strategy's picks in the result.
@@ -75,27 +116,24 @@ def select_for_review(rankings: Mapping[Hashable, Any], n: int, *, strategy: str
         raise InvalidParameterError(f"explore must lie in [0, 1], got {explore!r}")
     queues: list[tuple[Hashable, Sequence[tuple[int, float]]]] = [(k, _ranked(v)) for k, v in rankings.items()]
     n_random = int(n * explore)
-    picked = _by_strategy(queues, n - n_random, strategy, max_per_image)
+    rng = np.random.default_rng(seed)
+    cap = max_per_image if max_per_image is not None else np.inf
+    picked = SELECTION_STRATEGIES[strategy].pick(queues, n - n_random, cap, rng)
     if n_random:
-        taken = {(image, nucleus) for image, nucleus, _ in picked}
-        rest = [(image, nucleus, score) for image, items in queues for nucleus, score in items
-                if (image, nucleus) not in taken]
-        rng = np.random.default_rng(seed)
-        chosen = rng.choice(len(rest), size=min(n_random, len(rest)), replace=False) if rest else []
-        picked += [rest[i] for i in sorted(chosen)]
+        picked += _at_random(queues, n_random, np.inf, rng, taken=picked)
     return picked
 
 
-def _by_strategy(queues: list[tuple[Hashable, Sequence[tuple[int, float]]]], n: int, strategy: str,
-                 max_per_image: int | None) -> list[tuple[Hashable, int, float]]:
-    cap = max_per_image if max_per_image is not None else np.inf
-    if strategy == "top":
-        flat = [(score, order, nucleus, image) for order, (image, items) in enumerate(queues)
-                for rank, (nucleus, score) in enumerate(items) if rank < cap]
-        flat.sort(key=lambda t: (-t[0], t[1], t[2]))
-        return [(image, nucleus, score) for score, _, nucleus, image in flat[:n]]
+def _top(queues: Queues, n: int, cap: float, rng: np.random.Generator) -> list[Pick]:
+    flat = [(score, order, nucleus, image) for order, (image, items) in enumerate(queues)
+            for rank, (nucleus, score) in enumerate(items) if rank < cap]
+    flat.sort(key=lambda t: (-t[0], t[1], t[2]))
+    return [(image, nucleus, score) for score, _, nucleus, image in flat[:n]]
+
+
+def _round_robin(queues: Queues, n: int, cap: float, rng: np.random.Generator) -> list[Pick]:
     order = sorted(range(len(queues)), key=lambda i: (-(queues[i][1][0][1] if queues[i][1] else -np.inf), i))
-    picked: list[tuple[Hashable, int, float]] = []
+    picked: list[Pick] = []
     depth = 0
     while len(picked) < n and depth < cap:
         took = False
@@ -108,3 +146,27 @@ def _by_strategy(queues: list[tuple[Hashable, Sequence[tuple[int, float]]]], n: 
             break
         depth += 1
     return picked
+
+
+def _at_random(queues: Queues, n: int, cap: float, rng: np.random.Generator, taken=()) -> list[Pick]:
+    """``n`` of the nuclei not ``taken``, uniformly, in the rankings' order."""
+    taken = {(image, nucleus) for image, nucleus, _ in taken}
+    rest = [(image, nucleus, score) for image, items in queues for rank, (nucleus, score) in enumerate(items)
+            if rank < cap and (image, nucleus) not in taken]
+    chosen = rng.choice(len(rest), size=min(n, len(rest)), replace=False) if rest and n > 0 else []
+    return [rest[i] for i in sorted(chosen)]
+
+
+def _mixed(queues: Queues, n: int, cap: float, rng: np.random.Generator) -> list[Pick]:
+    top = _top(queues, n - n // 2, cap, rng)
+    return top + _at_random(queues, n // 2, cap, rng, taken=top)
+
+
+register_selection_strategy(SelectionStrategy(
+    "top", "the most uncertain nuclei first, over all images", _top))
+register_selection_strategy(SelectionStrategy(
+    "round_robin", "each image's most uncertain nucleus in turn (no one image fills the queue)", _round_robin))
+register_selection_strategy(SelectionStrategy(
+    "random", "uniformly at random (seeded)", _at_random))
+register_selection_strategy(SelectionStrategy(
+    "mixed", "half the most uncertain, half at random (seeded)", _mixed))
