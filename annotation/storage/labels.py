@@ -233,7 +233,7 @@ def write_planes(volume: Path, meta: VolumeMeta, plane_of, *, n_labels: int, par
     ``levels(k)`` (level k as a (Z, Y, X) array-like) when given, else read back from the
     levels just written, a block at a time."""
     source = version_layout(volume, parent) if parent is not None else None
-    parents = [source.open(str(k)) for k in range(meta.n_levels)] if source is not None else None
+    parents = [source.open_zarr(str(k)) for k in range(meta.n_levels)] if source is not None else None
     level_shapes = list(meta.level_shapes)
 
     def build(partial: Path, name: str, counts: _Counts) -> int:

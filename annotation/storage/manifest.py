@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import LabelVersionError
-from .zarrio import read_json, write_json
+from .zarrio import open_direct, read_json, write_json
 
 __all__ = ["MANIFEST", "DeltaStore", "Manifest", "VersionLayout", "array_names", "copy_arrays", "materialise",
            "read_manifest", "write_manifest"]
@@ -176,6 +176,13 @@ class VersionLayout:
                 yield key, self._folder_of(holder) / array / "c" / key
 
     def open(self, array: str):
+        """``array`` of this version for reading: a :class:`.zarrio.DirectArray` (chunk files
+        decoded in the calling thread) when it is in this package's encoding, else as
+        :meth:`open_zarr`."""
+        direct = open_direct(self.metadata_file(array), lambda key: self.chunk_file(array, key))
+        return direct if direct is not None else self.open_zarr(array)
+
+    def open_zarr(self, array: str):
         """``array`` of this version as a read-only ``zarr.Array``."""
         import zarr
 

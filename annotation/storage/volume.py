@@ -33,7 +33,7 @@ from .manifest import copy_arrays
 from .ortho import ORTHO_PLANES, add_missing_layouts, has_ortho, ortho_shape, read_ortho, write_ortho_levels
 from .pyramid import ContrastEstimator, downsample_mean, pyramid_shapes
 from .sources import ArraySource, PlaneSource, open_source
-from .zarrio import create_array, open_array, read_json, write_group
+from .zarrio import create_array, open_array, open_reader, read_json, write_group
 
 __all__ = ["FORMAT_VERSION", "VolumeStore", "import_image"]
 
@@ -261,14 +261,15 @@ class VolumeStore:
     # -- arrays ---------------------------------------------------------------------------
 
     def _array(self, key: tuple, path):
-        """The cached object under ``key``: else ``open_array(path)``, or ``path()`` when it is a
-        function (a label version's array, through its manifest)."""
+        """The cached object under ``key``: else ``open_reader(path)`` (chunk files decoded
+        directly, see :class:`.zarrio.DirectArray`), or ``path()`` when it is a function (a label
+        version's array, through its manifest)."""
         with self._lock:
             array = self._arrays.get(key)
             if array is not None:
                 self._arrays.move_to_end(key)
                 return array
-        array = path() if callable(path) else open_array(path)
+        array = path() if callable(path) else open_reader(path)
         with self._lock:
             self._arrays[key] = array
             while len(self._arrays) > _ARRAY_CACHE_SIZE:

@@ -20,8 +20,8 @@ import numpy as np
 
 from .meta import TILE_SIZE
 
-__all__ = ["CHUNK", "chunk_codecs", "chunk_path", "create_array", "decode_chunk", "encode_chunk", "read_json",
-           "write_group", "written_here"]
+__all__ = ["CHUNK", "DirectArray", "chunk_codecs", "chunk_path", "create_array", "decode_chunk", "encode_chunk",
+           "open_direct", "open_reader", "read_json", "write_group", "written_here"]
 
 CHUNK = (1, TILE_SIZE, TILE_SIZE)
 
@@ -127,3 +127,95 @@ def same_encoding(a, b) -> bool:
     da, db = a.metadata.to_dict(), b.metadata.to_dict()
     keys = ("shape", "data_type", "chunk_grid", "chunk_key_encoding", "fill_value", "codecs")
     return all(da.get(k) == db.get(k) for k in keys)
+
+
+class DirectArray:
+    """Read-only (Z, Y, X) array in this package's encoding, read straight from its chunk files.
+
+    Reads decode the chunks they meet in the calling thread: a zarr read waits on zarr's
+    event-loop thread for each call (several ms on a loaded machine), which an edit, reading its
+    region a plane at a time, and every tile paid. Indexing is numpy's basic indexing: integers,
+    slices, ``...``. ``file_of((iz, iy, ix))`` is the file holding a chunk, ``None`` (or a file
+    that does not exist) for one of background.
+    """
+
+    def __init__(self, shape, chunk, dtype, file_of) -> None:
+        self.shape, self.chunk, self.dtype = tuple(shape), tuple(chunk), np.dtype(dtype)
+        self.ndim, self._file_of = len(self.shape), file_of
+
+    def _key(self, key) -> tuple[list[tuple[int, int]], list, list[bool]]:
+        key = key if isinstance(key, tuple) else (key,)
+        if any(k is Ellipsis for k in key):
+            at = key.index(Ellipsis)
+            key = key[:at] + (slice(None),) * (self.ndim - len(key) + 1) + key[at + 1:]
+        key = key + (slice(None),) * (self.ndim - len(key))
+        if len(key) != self.ndim:
+            raise IndexError(f"too many indices for a {self.ndim}-dimensional array")
+        ranges, steps, dropped = [], [], []
+        for k, n in zip(key, self.shape):
+            if isinstance(k, slice):
+                start, stop, step = k.indices(n)
+                if step < 1:
+                    raise IndexError("only positive slice steps are supported")
+                ranges.append((start, max(start, stop)))
+                steps.append(step)
+                dropped.append(False)
+            else:
+                i = int(k)
+                i = i + n if i < 0 else i
+                if not 0 <= i < n:
+                    raise IndexError(f"index {int(k)} is out of bounds for an axis of size {n}")
+                ranges.append((i, i + 1))
+                steps.append(1)
+                dropped.append(True)
+        return ranges, steps, dropped
+
+    def __getitem__(self, key) -> np.ndarray:
+        ranges, steps, dropped = self._key(key)
+        out = np.zeros([hi - lo for lo, hi in ranges], self.dtype)
+        if out.size:
+            spans = [range(lo // c, -(-hi // c)) for (lo, hi), c in zip(ranges, self.chunk)]
+            for iz in spans[0]:
+                for iy in spans[1]:
+                    for ix in spans[2]:
+                        self._copy((iz, iy, ix), ranges, out)
+        out = out[tuple(slice(None, None, s) for s in steps)]
+        return out[tuple(0 if d else slice(None) for d in dropped)]
+
+    def _copy(self, key, ranges, out) -> None:
+        path = self._file_of(key)
+        try:
+            data = path.read_bytes() if path is not None else None
+        except FileNotFoundError:
+            data = None
+        if data is None:
+            return  # background: out is zeros already
+        block = decode_chunk(data, self.chunk, self.dtype)
+        inside = tuple(slice(max(lo, i * c) - i * c, min(hi, (i + 1) * c) - i * c)
+                       for (lo, hi), i, c in zip(ranges, key, self.chunk))
+        where = tuple(slice(max(lo, i * c) - lo, min(hi, (i + 1) * c) - lo)
+                      for (lo, hi), i, c in zip(ranges, key, self.chunk))
+        out[where] = block[inside]
+
+
+def open_direct(metadata_file: Path, file_of):
+    """A :class:`DirectArray` over the array that ``metadata_file`` (its ``zarr.json``)
+    describes, or ``None`` when that array is not in this package's encoding (read it through
+    zarr then)."""
+    metadata = read_json(metadata_file)
+    dtype = metadata.get("data_type")
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        return None
+    grid = metadata.get("chunk_grid", {})
+    if not written_here(metadata, dtype) or grid.get("name") != "regular" or len(metadata.get("shape", ())) != 3:
+        return None
+    return DirectArray(metadata["shape"], grid["configuration"]["chunk_shape"], dtype, file_of)
+
+
+def open_reader(path: Path):
+    """The array at ``path`` for reading: a :class:`DirectArray` when it is in this package's
+    encoding, else a read-only zarr array."""
+    direct = open_direct(path / "zarr.json", lambda key: chunk_path(path, *key))
+    return direct if direct is not None else open_array(path)

@@ -165,3 +165,20 @@ def test_it_builds_the_layouts_of_a_delta_version_over_a_base_stored_without_the
     assert old.build_ortho_layouts() == ["v1", "v2"]
     _assert_version(VolumeStore.open(stack.path), "v2", expected)
     _assert_version(VolumeStore.open(stack.path), "v1", labels)
+
+
+def test_it_reads_chunk_files_directly_as_zarr_reads_them(stack):
+    from annotation.storage.zarrio import DirectArray, open_array, open_reader
+
+    labels = _labels(stack.meta.shape)
+    stack.write_labels(labels)
+    path = stack.path / "labels" / "v1" / "0"
+    direct, plain = open_reader(path), open_array(path)
+    assert isinstance(direct, DirectArray) and (direct.shape, direct.dtype) == (plain.shape, plain.dtype)
+    for key in [(3, slice(10, 290), slice(5, 515)), (slice(None), 120, slice(None)), (slice(2, 7), slice(0, 300), 300),
+                ..., 5, (-1, Ellipsis), (slice(0, 8, 3), slice(1, 299, 2), slice(None, None, 5)),
+                (slice(4, 4), slice(None), slice(None))]:
+        np.testing.assert_array_equal(direct[key], plain[key])
+    for bad in [(8, 0, 0), (0, 0, 0, 0), (slice(None, None, -1),)]:
+        with pytest.raises(IndexError):
+            direct[bad]
