@@ -22,7 +22,7 @@ from annotation.models import (
 
 __all__ = [
     "NUCLEUS_ORDERINGS", "agreement", "assignment_get", "assignment_list", "audit_list", "correction_get",
-    "correction_list", "correction_list_by", "correction_planes", "membership_list", "review_queue", "training_corrections", "label_version_get", "label_version_list", "label_version_orphans",
+    "correction_list", "correction_list_by", "correction_planes", "membership_list", "review_queue", "nucleus_review_queue", "training_corrections", "label_version_get", "label_version_list", "label_version_orphans",
     "label_version_path_for_tile", "nucleus_list", "nucleus_mesh_get", "uncertainty_scores", "nucleus_rows", "project_get", "project_list",
     "user_addable", "volume_get", "volume_import_job_get", "volume_import_job_list", "volume_list",
     "volume_path_for_tile",
@@ -187,9 +187,10 @@ def correction_planes(*, corrections: list[Correction]) -> dict[int, int]:
         (c.result_version_id, i) for c in corrections for i in c.new_ids}
     centroid = {}
     versions = {v.id: v for c in corrections for v in (c.label_version, c.result_version) if v is not None}
-    if wanted:  # one query: each version's rows of the ids wanted, sorted out here
+    made = {v for v, _ in wanted} & versions.keys()  # a check made no version: its result is None
+    if made:  # one query: each version's rows of the ids wanted, sorted out here
         match = Q()
-        for version_id in {v for v, _ in wanted}:
+        for version_id in made:
             match |= rows_of(versions[version_id]) & Q(label_id__in={i for v, i in wanted if v == version_id})
         rows = Nucleus.objects.filter(match).values_list("volume_id", "lineage", "since", "until", "label_id",
                                                          "centroid_z")
@@ -210,11 +211,53 @@ def correction_planes(*, corrections: list[Correction]) -> dict[int, int]:
     return planes
 
 
-def review_queue(*, project: Project) -> QuerySet[Correction]:
-    """Corrections of the project awaiting a verdict (and still in effect), oldest first."""
-    return (Correction.objects.filter(volume__project=project, review_status=Correction.Review.PENDING,
-                                      undone_at__isnull=True)
-            .select_related(*_CORRECTION_RELATED).order_by("id"))
+#: The review queue's own order besides the core's strategies (``SELECTION_STRATEGIES``), and its default.
+OLDEST = "oldest"
+
+
+def review_queue(*, project: Project, strategy: str = OLDEST, seed: int | None = None) -> QuerySet | list:
+    """Corrections of the project awaiting a verdict (and still in effect): oldest first, or as
+    a strategy of ``segmentation.core.corrections.SELECTION_STRATEGIES`` picks them, each
+    ranked by the model's uncertainty of the nuclei it edited (0 when none was scored: an
+    addition; ties oldest first), the volumes as the images ``round_robin`` takes in turn."""
+    queue = (Correction.objects.filter(volume__project=project, review_status=Correction.Review.PENDING,
+                                       undone_at__isnull=True)
+             .select_related(*_CORRECTION_RELATED).order_by("id"))
+    if strategy == OLDEST:
+        return queue
+    from segmentation.core.corrections import select_for_review
+
+    corrections = list(queue)
+    scores = {}  # (volume, version) -> {label id: score}
+    rankings: dict[int, list[tuple[int, float]]] = {}
+    for c in corrections:
+        key = (c.volume_id, c.label_version.name)
+        if key not in scores:
+            scores[key] = dict(uncertainty_scores(volume_id=key[0], name=key[1]))
+        edited = [scores[key][i] for i in c.nucleus_ids if i in scores[key]]
+        rankings.setdefault(c.volume_id, []).append((c.id, max(edited, default=0.0)))
+    by_id = {c.id: c for c in corrections}
+    return [by_id[i] for _, i, _ in select_for_review(rankings, len(corrections), strategy=strategy, seed=seed)]
+
+
+def nucleus_review_queue(*, label_version: LabelVersion, strategy: str = "top", size: int = 200,
+                         seed: int | None = None) -> tuple[int, list[Nucleus]]:
+    """The nuclei of a version to review next, as ``strategy`` (a name of
+    ``segmentation.core.corrections.SELECTION_STRATEGIES``) picks ``size`` of them from the
+    model's uncertainty scores, each plane (the nucleus' centroid's) an image ``round_robin``
+    takes in turn; nuclei without a score follow the picks by label id. Returns the number of
+    nuclei in the version and the queue."""
+    from segmentation.core.corrections import select_for_review
+
+    rows = list(nucleus_list(label_version=label_version).values_list("label_id", "uncertainty", "centroid_z"))
+    rankings: dict[int, list[tuple[int, float]]] = {}
+    for label_id, score, z in rows:
+        if score is not None:
+            rankings.setdefault(round(z), []).append((label_id, score))
+    picked = [i for _, i, _ in select_for_review(dict(sorted(rankings.items())), size, strategy=strategy, seed=seed)]
+    picked += [label_id for label_id, score, _ in rows if score is None][:size - len(picked)]
+    nuclei = {n.label_id: n for n in nucleus_list(label_version=label_version).filter(label_id__in=picked)}
+    return len(rows), [nuclei[i] for i in picked]
 
 
 def training_corrections(*, project: Project) -> QuerySet[Correction]:

@@ -100,3 +100,23 @@ def _labels_of(version: LabelVersion):
     from annotation.stores import volume_store
 
     return volume_store(version.volume).read_labels(version.name)
+
+
+def test_it_finds_the_planes_of_edits_and_checks_from_the_versions_rows(labels_v1, ivy):
+    from annotation.selectors import correction_planes
+
+    volume = labels_v1.volume
+    a, b, c = sorted(labels_v1.nuclei.order_by("-volume_voxels")[:3], key=lambda n: n.label_id)
+    deleted = correction_create(volume=volume, user=ivy, label_version="v1",
+                                edit={"correction_type": "delete", "nucleus_ids": [c.label_id]})
+    merged = correction_create(volume=volume, user=ivy, label_version="v2",
+                               edit={"correction_type": "merge", "nucleus_ids": [a.label_id, b.label_id]})
+    v3 = merged.result_version
+    checked = v3.nuclei.exclude(label_id__in=[a.label_id, b.label_id]).order_by("-volume_voxels").first()
+    check = correction_create(volume=volume, user=ivy, label_version="v3",
+                              edit={"correction_type": "confirm", "nucleus_ids": [checked.label_id]})
+    planes = correction_planes(corrections=[deleted, merged, check])
+    assert planes[deleted.id] == round(c.centroid_z)  # v1's row, shared by v2's parent
+    kept = v3.nuclei.get(label_id=merged.new_ids[0])
+    assert planes[merged.id] == round((a.centroid_z + b.centroid_z + kept.centroid_z) / 3)
+    assert planes[check.id] == round(checked.centroid_z)  # a check made no version: its head's row
