@@ -6,9 +6,10 @@ PostgreSQL), a generated 16 x 256 x 256 stack with its true labels, measured by
 ``label_version_create``. The second volume is the same stack with ``--rows`` more nucleus
 rows in its version (copies of the measured ones under ids from 2**23 on, which no voxel
 carries): the pixel work of an edit is the same on both, so the difference is what the rows
-cost. Then, through the REST API as an admin, ``--repeat`` times on each: delete the largest
-nucleus, undo it, redo it, undo the redo, check a nucleus and withdraw the check (six
-requests, four of them new label versions). Prints p50 and p95 per operation and volume.
+cost. Then, through the REST API as an admin, ``--repeat`` rounds, each on the small and then
+the large volume: delete the largest nucleus, undo it, redo it, undo the redo, check a nucleus
+and withdraw the check (six requests, four of them new label versions). Prints p50 and p95 per
+operation and volume.
 
     python bench/nucleus_rows.py [--rows 200000] [--repeat 5] [--database-url postgres://...]
 """
@@ -147,8 +148,11 @@ def main() -> None:
               f"{Nucleus.objects.of(large).count():,} in the large one (rows added in {time.perf_counter() - t:.1f} s)")
         client = APIClient(SERVER_NAME="localhost")
         client.force_authenticate(user)
-        results = {name: _edits(client, version.volume, args.repeat) for name, version in
-                   (("small", small), ("large", large))}
+        results: dict[str, dict[str, list[float]]] = {"small": {}, "large": {}}
+        for _ in range(args.repeat):  # rounds interleaved: a change of the machine's load meets both
+            for name, version in (("small", small), ("large", large)):
+                for op, values in _edits(client, version.volume, 1).items():
+                    results[name].setdefault(op, []).extend(values)
         print(f"{'operation':<16}{'small p50':>11}{'p95':>8}{'large p50':>11}{'p95':>8}{'large/small':>13}")
         for op in results["small"]:
             s, lg = results["small"][op], results["large"][op]
