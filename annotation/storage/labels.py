@@ -317,6 +317,7 @@ class _DeltaWriter:
 
     def __init__(self, source: VersionLayout, partial: Path, array: str, chunk) -> None:
         self._source, self._dir, self._array, self._chunk = source, partial / array, array, tuple(chunk)
+        self.version = source.name
 
     def read(self, key: tuple[int, ...], box) -> np.ndarray:
         path = self._source.chunk_file(self._array, key)
@@ -336,18 +337,26 @@ class _DeltaWriter:
 
 
 def _edit_chunks(writer: _DeltaWriter, name: str, bounds, sub: np.ndarray, chunk, shape,
-                 changes: dict[str, str | None], maxima: np.ndarray | None = None) -> tuple[int, int]:
+                 changes: dict[str, str | None], maxima: np.ndarray | None = None, changed: np.ndarray | None = None,
+                 before: np.ndarray | None = None) -> tuple[int, int]:
     """Write the chunks of one array that the region ``bounds`` ((lo, hi) per axis, in the
     array's pixels) meets, with ``sub`` (the region's values) in place; record each changed key
     in ``changes`` (this version, or ``None`` for a chunk of background) and, for level 0, its
-    largest id in ``maxima``. Returns (chunks written, largest id the region held before)."""
+    largest id in ``maxima``. With ``changed`` (a mask of ``sub``'s shape: where it differs from
+    the parent, whose values there are ``before``), chunks with no change in them are not even
+    read, and those read are checked against ``before``. Returns (chunks written, largest id
+    the region held before)."""
     spans = [range(lo // c, -(-hi // c)) if hi > lo else range(0) for (lo, hi), c in zip(bounds, chunk)]
     written, before_max = 0, 0
     for key in ((a, b, c) for a in spans[0] for b in spans[1] for c in spans[2]):
         box = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(key, chunk, shape))
-        old = writer.read(key, box)
         inner = tuple(slice(max(lo, b.start) - b.start, min(hi, b.stop) - b.start) for (lo, hi), b in zip(bounds, box))
         picked = tuple(slice(max(lo, b.start) - lo, min(hi, b.stop) - lo) for (lo, hi), b in zip(bounds, box))
+        if changed is not None and not changed[picked].any():
+            continue
+        old = writer.read(key, box)
+        if before is not None and not np.array_equal(old[inner], before[picked]):
+            raise LabelVersionError(f"the values given as the region's before are not those of {writer.version}")
         before_max = max(before_max, int(old[inner].max()) if old[inner].size else 0)
         new = old.copy()
         new[inner] = sub[picked]
@@ -364,8 +373,14 @@ def _edit_chunks(writer: _DeltaWriter, name: str, bounds, sub: np.ndarray, chunk
     return written, before_max
 
 
-def write_edit(volume: Path, meta: VolumeMeta, parent: str, region, new_values: np.ndarray) -> LabelVersionMeta:
+def write_edit(volume: Path, meta: VolumeMeta, parent: str, region, new_values: np.ndarray,
+               before: np.ndarray | None = None) -> LabelVersionMeta:
     """A new version equal to ``parent`` except ``region``, which takes ``new_values``.
+
+    ``before``, when the caller has read it already, is ``parent``'s level-0 values in
+    ``region``: the edit is then narrowed to the box of the voxels that change, and only chunks
+    holding a change are read (and checked against ``before``: :class:`LabelVersionError` if
+    they differ) and written.
 
     Only chunks that intersect the region (at each level and in the XZ / YZ layouts, the
     region's samples there) are read, compared and written; the new version is a delta (see
@@ -378,6 +393,14 @@ def write_edit(volume: Path, meta: VolumeMeta, parent: str, region, new_values: 
     values = as_labels(np.asarray(new_values), (z1 - z0, y1 - y0, x1 - x0), what="new values")
     if parent is None:
         raise LabelVersionError("an edit needs a parent version")
+    changed = None
+    if before is not None:
+        before = as_labels(np.asarray(before), values.shape, what="the region's values before")
+        changed = before != values
+        if changed.any():  # narrowed to the changed voxels' box
+            box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(changed))
+            values, before, changed = values[box], before[box], changed[box]
+            (z0, z1), (y0, y1), (x0, x1) = ((lo + b.start, lo + b.stop) for lo, b in zip((z0, y0, x0), box))
     group = volume / LABELS_GROUP
     source = version_layout(volume, parent)
     parent_meta = label_version_meta(volume, parent)
@@ -397,19 +420,22 @@ def write_edit(volume: Path, meta: VolumeMeta, parent: str, region, new_values: 
             # Level-k pixel j is level-0 pixel j * step: the region's level-k pixels are
             # ceil(y0 / step) .. ceil(y1 / step) - 1, sampled from the values at that stride.
             ky0, ky1, kx0, kx1 = (-(-v // step) for v in (y0, y1, x0, x1))
-            sub = values[:, ky0 * step - y0::step, kx0 * step - x0::step]
+            sample = (slice(None), slice(ky0 * step - y0, None, step), slice(kx0 * step - x0, None, step))
+            sub = values[sample]
             bounds = ((z0, z1), (ky0, ky1), (kx0, kx1))
             arrays = [(str(level), CHUNK)]
             if start.ortho:
                 arrays += [(f"{plane}/{level}", ortho_chunk(plane, shape[0])) for plane in ORTHO_PLANES]
             for array, chunk in arrays:
                 writer = _DeltaWriter(source, partial, array, chunk)
-                written, before = _edit_chunks(writer, name, bounds, sub, chunk, shape, changes.setdefault(array, {}),
-                                               maxima if array == "0" else None)
+                written, was = _edit_chunks(writer, name, bounds, sub, chunk, shape, changes.setdefault(array, {}),
+                                            maxima if array == "0" else None,
+                                            changed[sample] if changed is not None else None,
+                                            before[sample] if before is not None and array == "0" else None)
                 if array == str(level):
                     counts.written += written  # the layouts' chunks are not counted (as for complete versions)
                 if array == "0":
-                    region_before = before
+                    region_before = was if before is None else (int(before.max()) if before.size else 0)
         manifest = start.with_changes({array: entries for array, entries in changes.items() if entries})
         write_manifest(partial, manifest)
         new_max = int(values.max()) if values.size else 0

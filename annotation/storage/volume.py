@@ -460,7 +460,7 @@ class VolumeStore:
         return self.path / str(level)
 
     def write_label_edit(self, parent: str, region: tuple[slice, slice, slice],
-                         new_values: np.ndarray) -> LabelVersionMeta:
+                         new_values: np.ndarray, before: np.ndarray | None = None) -> LabelVersionMeta:
         """A new version ``vN``: ``parent`` with level-0 ``region`` replaced by ``new_values``.
 
         Parameters
@@ -470,13 +470,15 @@ class VolumeStore:
             ``(slice(3, 4), slice(100, 180), slice(40, 90))``.
         new_values : integer array of the region's (z, y, x) shape ((y, x) is accepted for a
             one-plane region). Not modified.
+        before : the parent's level-0 values in ``region``, when the caller has read them (an
+            edit has): only the chunks that hold a changed voxel are then read and written.
 
         Only chunks that intersect the region, at each level and in the XZ / YZ layouts, are
         read and compared; the new version holds those that changed and a manifest over its
         complete base, nothing for the others (see :mod:`.manifest`), so an edit costs the same
         on any volume size.
         """
-        return _labels.write_edit(self.path, self.meta, parent, region, new_values)
+        return _labels.write_edit(self.path, self.meta, parent, region, new_values, before)
 
     def _layout(self, version: str):
         """Where a version's files are (complete, or a delta through its manifest); versions are

@@ -182,3 +182,27 @@ def test_it_reads_chunk_files_directly_as_zarr_reads_them(stack):
     for bad in [(8, 0, 0), (0, 0, 0, 0), (slice(None, None, -1),)]:
         with pytest.raises(IndexError):
             direct[bad]
+
+
+def test_it_reads_only_the_changed_chunks_when_given_the_region_before(stack, monkeypatch):
+    from annotation.storage import LabelVersionError
+    from annotation.storage import labels as labels_module
+
+    labels = _labels(stack.meta.shape)
+    stack.write_labels(labels)
+    region = (slice(0, 8), slice(0, 300), slice(0, 520))  # the whole volume; one voxel changes
+    after = labels.copy()
+    after[4, 150, 260] = 77
+    reads = []
+    real = labels_module._DeltaWriter.read
+    monkeypatch.setattr(labels_module._DeltaWriter, "read", lambda self, key, box: reads.append(key) or
+                        real(self, key, box))
+    meta = stack.write_label_edit("v1", region, after, before=labels)
+    # (150, 260) is sampled by levels 0 and 1 (not 2): one chunk of each, in each of the three layouts
+    assert meta.n_labels == 77 and len(reads) == 6 and meta.chunks_written == 2
+    _assert_version(stack, meta.name, after)
+    wrong = labels.copy()
+    wrong[4, 150, 261] = 5
+    with pytest.raises(LabelVersionError, match="not those of v1"):
+        stack.write_label_edit("v1", region, after, before=wrong)
+    assert stack.label_versions() == ["v1", "v2"]
