@@ -1,4 +1,5 @@
-"""What the core's parameter objects share: the checks of one value, and ``to_dict``/``from_dict``.
+"""What the core's parameter objects share: the checks of one value, and ``to_dict``/``from_dict``;
+and the one rule an input image must meet (:func:`validate_image`, the engine's public name).
 
 A parameter bundle is a frozen dataclass that validates itself in ``__post_init__`` and
 round-trips through JSON (STYLE.md, after zarr-python's codecs). The checks here raise
@@ -19,9 +20,11 @@ import math
 import numbers
 from typing import Any, ClassVar
 
-from .errors import InvalidParameterError
+import numpy as np
 
-__all__ = ["Params", "check_bool", "check_choice", "check_name", "check_number", "check_numbers"]
+from .errors import InvalidInputError, InvalidParameterError
+
+__all__ = ["Params", "check_bool", "check_choice", "check_name", "check_number", "check_numbers", "validate_image"]
 
 
 def _describe(low: float, high: float, low_open: bool, high_open: bool, integer: bool) -> str:
@@ -97,6 +100,31 @@ def check_name(name: str, value: Any, *, allow_none: bool = True) -> str | None:
         raise InvalidParameterError(
             f"{name} must be a non-empty string{' or None' if allow_none else ''}, got {value!r}")
     return value
+
+
+def validate_image(image: Any, *, dtype: Any = np.float32) -> np.ndarray:
+    """Return ``image`` as a (Y, X) or (Z, Y, X) array of ``dtype`` (float32; no copy when it is
+    one already), or raise InvalidInputError. The engine's input rule, and restoration's.
+
+    Refused: non-numeric arrays, fewer than 2 or more than 3 axes (a channel axis must be
+    chosen before segmentation), an empty axis, planes smaller than 8x8, NaN or infinity.
+    """
+    arr = np.asarray(image)
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise InvalidInputError(f"image must hold real numbers, got dtype {arr.dtype}")
+    if arr.ndim not in (2, 3):
+        raise InvalidInputError(
+            f"image must be 2D (Y, X) or 3D (Z, Y, X), got {arr.ndim} axes of shape {arr.shape}")
+    if arr.size == 0:
+        raise InvalidInputError(f"image is empty (shape {arr.shape})")
+    if min(arr.shape[-2:]) < 8:
+        raise InvalidInputError(f"image planes must be at least 8x8 pixels, got shape {arr.shape}")
+    arr = arr.astype(dtype, copy=False)
+    if not np.isfinite(arr).all():
+        raise InvalidInputError("image contains NaN or infinite values")
+    return arr
 
 
 def _plain(value: Any) -> Any:

@@ -20,8 +20,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ._validation import validate_image
 from .backends import BACKENDS
-from .errors import InvalidInputError, InvalidParameterError
+from .errors import InvalidParameterError
 from .modelzoo import default_model_for, load_model
 from .params import RESTORATION_MODES, SegmentationParams
 from .runner import CellposeRunner, ModelRunner
@@ -42,30 +43,6 @@ _MIN_DIAMETER = 4.0
 _MAX_DIAMETER_FRACTION = 0.5
 # Pixels the 3D diameter estimate segments at most (16 planes of 224 x 224).
 _ESTIMATE_PIXELS = 16 * 224 * 224
-
-
-def validate_image(image: Any) -> np.ndarray:
-    """Return ``image`` as a float32 (Y, X) or (Z, Y, X) array, or raise InvalidInputError.
-
-    Refused: non-numeric arrays, fewer than 2 or more than 3 axes (a channel axis must be
-    chosen before segmentation), an empty axis, planes smaller than 8x8, NaN or infinity.
-    """
-    arr = np.asarray(image)
-    if arr.dtype == bool:
-        arr = arr.astype(np.uint8)
-    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise InvalidInputError(f"image must hold real numbers, got dtype {arr.dtype}")
-    if arr.ndim not in (2, 3):
-        raise InvalidInputError(
-            f"image must be 2D (Y, X) or 3D (Z, Y, X), got {arr.ndim} axes of shape {arr.shape}")
-    if arr.size == 0:
-        raise InvalidInputError(f"image is empty (shape {arr.shape})")
-    if min(arr.shape[-2:]) < 8:
-        raise InvalidInputError(f"image planes must be at least 8x8 pixels, got shape {arr.shape}")
-    arr = arr.astype(np.float32, copy=False)
-    if not np.isfinite(arr).all():
-        raise InvalidInputError("image contains NaN or infinite values")
-    return arr
 
 
 def normalize_intensity(image: np.ndarray, intensity_range: Any = None) -> np.ndarray:

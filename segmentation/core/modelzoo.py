@@ -93,7 +93,8 @@ def shipped_models() -> list[str]:
     return sorted(p.stem for p in SHIPPED_MODELS_DIR.glob("*.pt"))
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a file, read a MiB at a time (weights files are tens of MB)."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -259,12 +260,12 @@ def _load(ref: ModelRef, device: Any) -> LoadedModel:
                 f"({exc.__class__.__name__}); use the offline default {DEFAULT_MODEL!r}, or put the "
                 f"weights in CELLPOSE_LOCAL_MODELS_PATH") from exc
         path = Path(model.pretrained_model) if isinstance(model.pretrained_model, (str, Path)) else None
-        sha = _sha256(path) if path and path.is_file() else None
+        sha = file_sha256(path) if path and path.is_file() else None
         return LoadedModel(model, ref.name, ref.kind, str(path) if path else None, sha,
                            sha[:12] if sha else "builtin", float(model.diam_mean))
 
     assert ref.path is not None
-    sha = _sha256(ref.path)
+    sha = file_sha256(ref.path)
     try:
         payload = torch.load(ref.path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a file that is not a checkpoint

@@ -74,8 +74,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from ._validation import Params, check_bool, check_number
-from .errors import InvalidInputError, InvalidParameterError
+from ._validation import Params, check_bool, check_number, validate_image
+from .errors import InvalidParameterError
 from .params import RESTORATION_MODES
 
 __all__ = [
@@ -170,23 +170,9 @@ class RestorationParams(Params):
 # --- input and scaling ---------------------------------------------------------------------
 
 def _as_stack(image: Any) -> np.ndarray:
-    """Validate ``image`` and return it as a float64 (Z, Y, X) stack (Z = 1 for 2D); a new array."""
-    arr = np.asarray(image)
-    if arr.dtype == bool:
-        arr = arr.astype(np.uint8)
-    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise InvalidInputError(f"image must hold real numbers, got dtype {arr.dtype}")
-    if arr.ndim not in (2, 3):
-        raise InvalidInputError(
-            f"image must be 2D (Y, X) or 3D (Z, Y, X), got {arr.ndim} axes of shape {arr.shape}")
-    if arr.size == 0:
-        raise InvalidInputError(f"image is empty (shape {arr.shape})")
-    if min(arr.shape[-2:]) < 8:
-        raise InvalidInputError(f"image planes must be at least 8x8 pixels, got shape {arr.shape}")
-    stack = np.array(arr, dtype=np.float64, ndmin=3, copy=True)
-    if not np.isfinite(stack).all():
-        raise InvalidInputError("image contains NaN or infinite values")
-    return stack
+    """``image`` checked by the engine's rule (:func:`validate_image`) as a new float64 (Z, Y, X)
+    stack (Z = 1 for 2D)."""
+    return np.array(validate_image(image, dtype=np.float64), ndmin=3, copy=True)
 
 
 def _scale(stack: np.ndarray) -> tuple[np.ndarray, float, float]:

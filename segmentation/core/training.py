@@ -32,7 +32,6 @@ planes and the sparse top and bottom planes of a stack as the engine will show t
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import sys
@@ -42,11 +41,13 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
+from skimage.segmentation import relabel_sequential
 
+from .modelzoo import file_sha256
 from .engine import normalize_intensity  # the engine's own rule: training sees what inference sees
 from .synthetic import NucleiConfig, generate_2d, generate_3d
 
-__all__ = ["DEFAULT_NBASE", "build_training_set", "file_sha256", "relabel_sequential", "resample_isotropic",
+__all__ = ["DEFAULT_NBASE", "build_training_set", "file_sha256", "resample_isotropic",
            "train_default_model"]
 
 DEFAULT_NBASE = (2, 16, 32, 64, 128)
@@ -54,15 +55,6 @@ DIAM_MEAN = 17.0  # Cellpose's convention for nuclei models: objects are rescale
 FORMAT = "ezquant-cpnet/1"
 
 log = logging.getLogger(__name__)
-
-
-def relabel_sequential(labels: np.ndarray) -> np.ndarray:
-    """``labels`` renumbered 1..n in the order of their ids (0 stays background), as uint32."""
-    ids = np.unique(labels)
-    ids = ids[ids > 0]
-    lut = np.zeros(int(labels.max()) + 1, np.uint32)
-    lut[ids] = np.arange(1, len(ids) + 1, dtype=np.uint32)
-    return lut[labels]
 
 
 def resample_isotropic(image: np.ndarray, *labels: np.ndarray, factor: float) -> tuple[np.ndarray, ...]:
@@ -93,14 +85,14 @@ def _sections_of_volume(rng: np.random.Generator, seed: Any,
     image = normalize_intensity(vol.image)
     out = []
     for z in rng.choice(nz, size=min(3, nz), replace=False):
-        out.append((image[z], relabel_sequential(vol.labels[z])))
+        out.append((image[z], relabel_sequential(vol.labels[z])[0].astype(np.uint32)))
     image_iso, labels_iso = resample_isotropic(image, vol.labels, factor=z_step / pixel)
     for axis in (1, 2):
         at = int(rng.integers(size // 5, size - size // 5))
         section = (image_iso[:, at, :], labels_iso[:, at, :]) if axis == 1 else \
             (image_iso[:, :, at], labels_iso[:, :, at])
         if section[1].shape[0] >= 16 and section[1].any():
-            out.append((section[0], relabel_sequential(section[1])))
+            out.append((section[0], relabel_sequential(section[1])[0].astype(np.uint32)))
     return [(img.astype(np.float32), lab) for img, lab in out if lab.any()]
 
 
@@ -140,14 +132,6 @@ def _load_init(net: Any, name: str) -> dict[str, Any]:
         raise ValueError(f"--init {name} has nbase {payload['nbase']}, the network to train {list(net.nbase)}")
     net.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in payload["state_dict"].items()})
     return {"name": ref.name, "sha256": file_sha256(ref.path)}
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def save_weights(net: Any, path: Path, meta: dict[str, Any]) -> None:

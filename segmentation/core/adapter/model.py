@@ -15,6 +15,7 @@ import numpy as np
 
 from ..adapter_file import ADAPTER_FORMAT, check_base_matches, read_adapter_file, weights_sha256
 from ..errors import InvalidInputError, InvalidParameterError, ModelNotAvailableError
+from ..modelzoo import file_sha256
 from .data import as_examples, example_diameters, make_batch, prepare_planes
 from .params import AdapterParams, AdapterTrainingParams
 
@@ -53,12 +54,6 @@ def _json_copy(value: Any, name: str) -> Any:
         return json.loads(json.dumps(value, allow_nan=False))
     except (TypeError, ValueError) as exc:
         raise InvalidParameterError(f"{name} must be JSON-serialisable: {exc}") from None
-
-
-def _file_sha256(path: Path) -> str:
-    from ..training import file_sha256
-
-    return file_sha256(path)
 
 
 class ModelAdapter:
@@ -348,7 +343,7 @@ class ModelAdapter:
         _save_atomic(payload, path)
         size = path.stat().st_size
         base_bytes = Path(self.base.path).stat().st_size if self.base.path and Path(self.base.path).is_file() else None
-        return {"path": str(path), "bytes": size, "sha256": _file_sha256(path), "weights_sha256": weights_sha,
+        return {"path": str(path), "bytes": size, "sha256": file_sha256(path), "weights_sha256": weights_sha,
                 "n_parameters": self.n_parameters, "base_parameters": self.n_base_parameters,
                 "base_bytes": base_bytes, "size_ratio": round(size / base_bytes, 4) if base_bytes else None}
 
