@@ -7,8 +7,9 @@ segmentation keeps; the row of an untouched nucleus is shared with its curation,
 lasts exactly as long as the nucleus is unchanged.
 
 An edit reads only the region it touches (the named nuclei's bounding boxes and the drawing),
-changes it with ``segmentation.core.editing``, and becomes a new label version that shares
-every other chunk with its parent (``VolumeStore.write_label_edit``). The new version shares
+changes it with ``segmentation.core.editing``, and becomes a new label version that holds only
+the chunks it changed (``VolumeStore.write_label_edit``, given the region as it was so that no
+other chunk is read). The new version shares
 the nucleus rows of the unchanged nuclei with its parent (``annotation.services.nuclei``); only
 the changed ones are measured, on the region, and written.
 
@@ -211,7 +212,7 @@ def _commit_edit(*, volume: Volume, head: LabelVersion, region, before: np.ndarr
     edited, rows = measured if measured is not None else _measure_edit(volume=volume, region=region, before=before,
                                                                        after=after)
     store = volume_store(volume)
-    meta = store.write_label_edit(head.name, region, after)
+    meta = store.write_label_edit(head.name, region, after, before=before)  # only the changed chunks are read
     version = LabelVersion.objects.create(
         volume=volume, number=meta.number, name=meta.name, parent=head, source=source,
         created_by=user, n_labels=meta.n_labels, model_version=head.model_version, lineage=head.lineage)
