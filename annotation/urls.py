@@ -45,6 +45,7 @@ urlpatterns = [
          name="label-version-upload"),
     path(_VERSION, apis.LabelVersionDetailApi.as_view(), name="label-version-detail"),
     path(_VERSION + "nuclei/", apis.NucleusListApi.as_view(), name="nucleus-list"),
+    path(_VERSION + "nuclei/queue/", apis.NucleusReviewQueueApi.as_view(), name="nucleus-review-queue"),
     path(_VERSION + "nuclei.csv", apis.NucleusCsvExportApi.as_view(), name="nucleus-csv"),
     path(_VERSION + "nuclei/<id:label_id>/mesh/", apis.NucleusMeshApi.as_view(), name="nucleus-mesh"),
     path(_VERSION + "export.ome.tif", apis.LabelVersionTiffExportApi.as_view(), name="label-version-export-tiff"),

@@ -19,7 +19,7 @@ from ._base import _LimitedUploadHandler
 from .audit import AuditEventListApi
 from .corrections import CorrectionDetailApi, CorrectionListCreateApi, CorrectionRedoApi, CorrectionUndoApi
 from .imports import VolumeImportJobCancelApi, VolumeImportJobCreateApi, VolumeImportJobDetailApi
-from .nuclei import NucleusCsvExportApi, NucleusListApi, NucleusMeshApi
+from .nuclei import NucleusCsvExportApi, NucleusListApi, NucleusMeshApi, NucleusReviewQueueApi
 from .reviews import (
     AgreementApi,
     AssignmentCompleteApi,
@@ -55,7 +55,7 @@ __all__ = [
     "AuditEventListApi", "CorrectionAmendApi", "CorrectionApproveApi", "CorrectionDetailApi",
     "CorrectionListCreateApi", "CorrectionRedoApi", "CorrectionRejectApi", "CorrectionUndoApi",
     "LabelVersionDetailApi", "LabelVersionListApi", "LabelVersionTiffExportApi", "LabelVersionUploadApi",
-    "LabelVersionZarrExportApi", "MyAssignmentListApi", "NucleusCsvExportApi", "NucleusListApi", "NucleusMeshApi",
+    "LabelVersionZarrExportApi", "MyAssignmentListApi", "NucleusCsvExportApi", "NucleusListApi", "NucleusMeshApi", "NucleusReviewQueueApi",
     "ProjectAssignmentListApi", "ProjectCreateApi", "ProjectDetailApi", "ProjectListApi", "ProjectMemberAddApi",
     "ProjectMemberListApi", "ReviewQueueApi", "VolumeCurationApi", "VolumeDetailApi",
     "VolumeImportJobCancelApi", "VolumeImportJobCreateApi", "VolumeImportJobDetailApi", "VolumeListApi",

@@ -106,6 +106,31 @@ class VersionNameField(serializers.RegexField):
         super().__init__(r"^v[1-9][0-9]*$", **kwargs)
 
 
+class StrategySerializer(serializers.Serializer):
+    """``?strategy=`` (a review strategy of ``segmentation.core.corrections.SELECTION_STRATEGIES``,
+    or one of ``extra``) and ``?seed=``; a subclass sets ``default_strategy`` and ``extra``."""
+
+    default_strategy = "top"
+    extra: tuple[tuple[str, str], ...] = ()  # (name, what it does) the queue offers besides the core's
+
+    strategy = serializers.ChoiceField(choices=[], required=False)
+    seed = serializers.IntegerField(min_value=0, max_value=2 ** 31 - 1, required=False, default=None,
+                                    help_text="the seed of the random picks (random, mixed): the same seed, the same queue")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Read as each serializer is made: a strategy registered in the core is offered (and in
+        # the schema) as it is. The core loads numpy: imported when first used.
+        from segmentation.core.corrections import SELECTION_STRATEGIES
+
+        field = self.fields["strategy"]
+        offered = [*self.extra, *((s.name, s.summary) for s in SELECTION_STRATEGIES.values())]
+        field.choices = [name for name, _ in offered]
+        field.default = self.default_strategy
+        field.help_text = f"the order of the queue (default {self.default_strategy}): " + "; ".join(
+            f"{name}: {summary}" for name, summary in offered)
+
+
 class PagedListApi(APIView):
     """A list answered a page at a time (``?page=``, ``?page_size=``; ``ezquant_web.api.Pagination``)."""
 

@@ -14,7 +14,16 @@ from annotation.exports import csv_stream
 from annotation.models import Nucleus
 from ezquant_web.api import ApplicationError
 
-from ._base import COUNT_MAX, LABEL_ID_MAX, PLANE_MAX, DownloadApi, PagedListApi, label_version_of, safe_filename
+from ._base import (
+    COUNT_MAX,
+    LABEL_ID_MAX,
+    PLANE_MAX,
+    DownloadApi,
+    PagedListApi,
+    StrategySerializer,
+    label_version_of,
+    safe_filename,
+)
 
 
 class NucleusListApi(PagedListApi):
@@ -62,6 +71,31 @@ class NucleusListApi(PagedListApi):
 
 # The CSV's columns are the list's, in its order, less the curation mark (the columns are written once).
 _CSV_COLUMNS = tuple(name for name in NucleusListApi.OutputSerializer().fields if name != "curation")
+
+
+class NucleusReviewQueueApi(APIView):
+    """The nuclei of a label version to review next, as a review strategy picks them from the
+    model's uncertainty (``selectors.nucleus_review_queue``: the planes taken in turn by
+    ``round_robin``; nuclei without a score after the picks): the viewer's queue."""
+
+    class FilterSerializer(StrategySerializer):
+        default_strategy = "top"
+        size = serializers.IntegerField(min_value=1, max_value=1000, required=False, default=200,
+                                        help_text="how many nuclei the queue holds at most")
+
+    class OutputSerializer(serializers.Serializer):
+        count = serializers.IntegerField(help_text="the nuclei of the version")
+        strategy = serializers.CharField()
+        results = NucleusListApi.OutputSerializer(many=True, help_text="the queue, in review order")
+
+    @extend_schema(parameters=[FilterSerializer], responses=OutputSerializer)
+    def get(self, request, volume_id: int, version: str):
+        label_version = label_version_of(request, volume_id, version)
+        query = self.FilterSerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        count, queue = selectors.nucleus_review_queue(label_version=label_version, **query.validated_data)
+        return Response(self.OutputSerializer({"count": count, "strategy": query.validated_data["strategy"],
+                                               "results": queue}).data)
 
 
 class NucleusCsvExportApi(DownloadApi):

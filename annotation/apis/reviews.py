@@ -13,18 +13,27 @@ from annotation import roles, selectors, services
 from annotation.models import Assignment
 from ezquant_web.api import ApplicationError
 
-from ._base import PagedListApi, UserField, VersionNameField
+from ._base import PagedListApi, StrategySerializer, UserField, VersionNameField
 from .corrections import CorrectionListCreateApi, CorrectionOutputSerializer, edit_of
 
 
 class ReviewQueueApi(PagedListApi):
-    """The project's corrections awaiting review, oldest first (instructors and admins)."""
+    """The project's corrections awaiting review (instructors and admins): oldest first, or in
+    the order of a review strategy, each ranked by the model's uncertainty of the nuclei it
+    edited, the volumes taken in turn by ``round_robin`` (``selectors.review_queue``)."""
 
-    @extend_schema(responses=CorrectionOutputSerializer(many=True))
+    class FilterSerializer(StrategySerializer):
+        default_strategy = selectors.OLDEST
+        extra = ((selectors.OLDEST, "first come, first served"),)
+
+    @extend_schema(parameters=[FilterSerializer], responses=CorrectionOutputSerializer(many=True))
     def get(self, request, project_id: int):
         project = selectors.project_get(user=request.user, project_id=project_id)
         roles.require_role(user=request.user, project_id=project.id, roles=roles.STAFF, action="reviewing")
-        return self.paged(request, selectors.review_queue(project=project), CorrectionOutputSerializer)
+        query = self.FilterSerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return self.paged(request, selectors.review_queue(project=project, **query.validated_data),
+                          CorrectionOutputSerializer)
 
 
 class _VerdictApi(APIView):

@@ -40,6 +40,7 @@ ROUTES = {
     "label-version-upload": ("post", lambda c: {"volume_id": c.volume_id}, lambda: {"file": _tiff()}),
     "label-version-detail": ("get", lambda c: {"volume_id": c.volume_id, "version": "v1"}, None),
     "nucleus-list": ("get", lambda c: {"volume_id": c.volume_id, "version": "v1"}, None),
+    "nucleus-review-queue": ("get", lambda c: {"volume_id": c.volume_id, "version": "v1"}, None),
     "nucleus-csv": ("get", lambda c: {"volume_id": c.volume_id, "version": "v1"}, None),
     "nucleus-mesh": ("get", lambda c: {"volume_id": c.volume_id, "version": "v1", "label_id": 2}, None),
     "label-version-export-tiff": ("get", lambda c: {"volume_id": c.volume_id, "version": "v1"}, None),

@@ -96,7 +96,7 @@ def select_for_review(rankings: Mapping[Hashable, Any], n: int, *, strategy: str
         At most this many nuclei from one image (any strategy; not the ``explore`` picks).
     explore : float in [0, 1]
         Fraction of the ``n`` picks (rounded down) drawn uniformly at random from the nuclei
-        the strategy did not pick; they follow the strategy's picks in the result.
+        the strategy did not pick; they follow the strategy's picks in the result, in the order drawn.
     seed : optional
         Seed of those random picks (``numpy.random.default_rng``).
 
@@ -149,12 +149,12 @@ def _round_robin(queues: Queues, n: int, cap: float, rng: np.random.Generator) -
 
 
 def _at_random(queues: Queues, n: int, cap: float, rng: np.random.Generator, taken=()) -> list[Pick]:
-    """``n`` of the nuclei not ``taken``, uniformly, in the rankings' order."""
+    """``n`` of the nuclei not ``taken``, uniformly, in the order drawn."""
     taken = {(image, nucleus) for image, nucleus, _ in taken}
     rest = [(image, nucleus, score) for image, items in queues for rank, (nucleus, score) in enumerate(items)
             if rank < cap and (image, nucleus) not in taken]
     chosen = rng.choice(len(rest), size=min(n, len(rest)), replace=False) if rest and n > 0 else []
-    return [rest[i] for i in sorted(chosen)]
+    return [rest[i] for i in chosen]  # in the order drawn: a random review order too
 
 
 def _mixed(queues: Queues, n: int, cap: float, rng: np.random.Generator) -> list[Pick]:
