@@ -28,7 +28,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser
 
 from annotation.models import Assignment, Membership, Project
-from ezquant_web.api import ApplicationError
+from ezquant_web.errors import ApplicationError
 
 __all__ = ["ADMIN", "INSTRUCTOR", "STAFF", "STUDENT", "editable_regions", "is_staff", "require_own_or_staff",
            "require_role", "role_of"]

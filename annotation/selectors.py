@@ -405,7 +405,7 @@ def nucleus_mesh_get(*, label_version: LabelVersion, label_id: int, neighbours: 
     from django.conf import settings
 
     from annotation.stores import volume_store
-    from ezquant_web.api import ApplicationError
+    from ezquant_web.errors import ApplicationError
     from segmentation.core.meshes import nucleus_mesh, touching_labels, z_merge_signs, z_profile, z_waist
 
     volume = label_version.volume

@@ -23,8 +23,6 @@ suspicious request) Django's ``handler404``/``handler500``/... answer instead; u
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -37,21 +35,9 @@ from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from .errors import ApplicationError  # raised by the services, rendered here
+
 __all__ = ["ApplicationError", "AutoSchema", "ErrorSerializer", "Pagination", "error_handler", "exception_handler"]
-
-
-class ApplicationError(Exception):
-    """A business rule refused what was asked: the message is shown to the user as it is.
-
-    ``status`` is the HTTP status a view answers with (400 unless said otherwise, 413 for an
-    upload that is too large); ``extra`` is a JSON-serialisable dict of details.
-    """
-
-    def __init__(self, message: str, *, status: int = 400, extra: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.extra = extra or {}
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
-from ezquant_web.api import ApplicationError
+from ezquant_web.errors import ApplicationError
 
 __all__ = ["blockwise_needed", "blockwise_params", "segmentation_work_blockwise"]
 

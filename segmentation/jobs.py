@@ -26,7 +26,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from annotation.models import VolumeImportJob
-from ezquant_web.api import ApplicationError
+from ezquant_web.errors import ApplicationError
 from segmentation import events
 from segmentation.models import Job, SegmentationJob, TrainingJob
 

@@ -23,7 +23,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
 from annotation.models import LabelVersion, Volume
-from ezquant_web.api import ApplicationError
+from ezquant_web.errors import ApplicationError
 from segmentation import events, jobs
 from segmentation.jobs import JobCancelled
 from segmentation.models import ModelPromotion, ModelVersion, SegmentationJob, TrainingJob

@@ -69,7 +69,7 @@ def retrain_due_projects() -> list[int]:
     from django.utils import timezone
 
     from annotation.models import Project
-    from ezquant_web.api import ApplicationError
+    from ezquant_web.errors import ApplicationError
     from segmentation.models import TrainingJob
     from segmentation.services import retraining_needed, training_job_create
 

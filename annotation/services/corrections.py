@@ -38,7 +38,7 @@ from annotation.models import Correction, LabelVersion, Nucleus, Volume
 from annotation.services.audit import audit_record
 from annotation.services.nuclei import nuclei_replace, nucleus_curation_set
 from annotation.stores import correction_store, volume_store
-from ezquant_web.api import ApplicationError
+from ezquant_web.errors import ApplicationError
 
 __all__ = ["correction_create", "correction_redo", "correction_revert", "correction_undo"]
 

@@ -29,7 +29,7 @@ from django.db import transaction
 from annotation.models import Project, Volume, VolumeImportJob
 from annotation.services.audit import audit_record
 from annotation.services.volumes import VOLUMES_DIR, volume_row_create
-from ezquant_web.api import ApplicationError
+from ezquant_web.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from django.utils import timezone
 from annotation.models import Assignment, Correction, Membership, Project, Volume
 from annotation.services.audit import audit_record
 from annotation.services.corrections import correction_create, correction_revert
-from ezquant_web.api import ApplicationError
+from ezquant_web.errors import ApplicationError
 
 __all__ = ["assignment_create", "assignment_set_state", "correction_amend", "correction_review"]
 

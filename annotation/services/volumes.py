@@ -39,7 +39,7 @@ from annotation.models import LabelVersion, Membership, Project, Volume
 from annotation.services.audit import audit_record
 from annotation.services.nuclei import nuclei_create
 from annotation.stores import volume_store
-from ezquant_web.api import ApplicationError
+from ezquant_web.errors import ApplicationError
 
 __all__ = [
     "label_version_create", "label_version_export_tiff", "label_version_export_zarr", "label_version_upload",

@@ -24,7 +24,7 @@ class Command(BaseCommand):
 
         from annotation.models import Project
         from annotation.services import membership_add
-        from ezquant_web.api import ApplicationError
+        from ezquant_web.errors import ApplicationError
 
         project = Project.objects.filter(name=options["project"]).first()
         if project is None:

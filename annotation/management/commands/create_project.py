@@ -19,7 +19,7 @@ class Command(BaseCommand):
         from django.contrib.auth import get_user_model
 
         from annotation.services import project_create
-        from ezquant_web.api import ApplicationError
+        from ezquant_web.errors import ApplicationError
 
         user = get_user_model().objects.filter(username=options["user"]).first()
         if user is None:

@@ -26,7 +26,7 @@ class Command(BaseCommand):
         from annotation.models import Project
         from annotation.services import volume_import
         from annotation.storage import StorageError
-        from ezquant_web.api import ApplicationError
+        from ezquant_web.errors import ApplicationError
 
         project = Project.objects.filter(name=options["project"]).first()
         if project is None:

@@ -27,7 +27,7 @@ class Command(BaseCommand):
         from django.contrib.auth import get_user_model
 
         from annotation.models import Project
-        from ezquant_web.api import ApplicationError
+        from ezquant_web.errors import ApplicationError
         from segmentation.services import retraining_needed, training_job_create, training_job_run
 
         project = Project.objects.filter(name=options["project"]).first()
