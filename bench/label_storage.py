@@ -8,9 +8,9 @@ holds ids, it times, median of ``--repeat``:
   chunk file of every level and of the XZ / YZ layouts is a hard link to the parent's, which is
   what that scheme paid per edit on top of the few chunks it wrote;
 * **delta**: ``VolumeStore.write_label_edit`` of a 3 x 40 x 40 region, as an edit makes it now
-  (the changed chunks and a manifest), first over the complete version and then after
-  ``--chain`` earlier edits (a manifest that has grown), and a label tile read through the
-  manifest against one from a complete version;
+  (the changed chunks and a manifest), over the complete version and, taking turns with it,
+  over a version after ``--chain`` earlier edits (a manifest that has grown), and a label tile
+  read through the manifest against one from a complete version;
 * **icechunk** (``--icechunk``, when the package is importable): the same levels in an icechunk
   repository on the local file system, the edit's chunks written in a session and committed.
 
@@ -133,12 +133,12 @@ def main() -> None:
             return store.write_label_edit(parent, (slice(z0, z1), slice(y0, y1), slice(x0, x1)),
                                           np.full((z1 - z0, 40, 40), 9 + i, np.uint32))
 
-        first = [_ms(lambda i=i: edit("v1", i)) for i in range(args.repeat)]
-        head = store.label_versions()[-1]
-        for i in range(args.chain):
+        head = edit("v1", 0).name
+        for i in range(1, args.chain):
             head = edit(head, i).name
-        chained = []
-        for i in range(args.repeat):
+        first, chained = [], []
+        for i in range(args.repeat):  # taking turns: a changing load weighs on both alike
+            first.append(_ms(lambda i=i: edit("v1", i)))
             made = []
             chained.append(_ms(lambda i=i: made.append(edit(head, i))))
             head = made[-1].name
