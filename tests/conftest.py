@@ -1,12 +1,18 @@
-"""Fixtures shared by the web tests: the cast of users every endpoint is tested with.
+"""Fixtures shared by the web tests: the cast of users every endpoint is tested with, a data
+folder per test, the project they share and API clients.
 
 alice and bob are students, ivy an instructor, ada an administrator and eve an outsider who
-should be refused everywhere. Roles arrive with the annotation models; for now they are plain
-users. Nothing here imports Django at module level, so ``pytest tests/core -p no:django``
-still runs without any Django settings.
+should be refused everywhere. The project "Nuclei 101" is ada's (she created it, role admin);
+ivy is its instructor, alice and bob its students; eve is in no project. Nothing here imports
+Django at module level, so ``pytest tests/core -p no:django`` still runs without any Django
+settings; nothing mocks the database or the storage.
 """
 
+from pathlib import Path
+
 import pytest
+
+_CORE_TESTS = Path(__file__).parent / "core"
 
 
 def pytest_configure(config):
@@ -54,3 +60,48 @@ def ada(db, django_user_model):
 def eve(db, django_user_model):
     """An outsider, refused everywhere."""
     return _user(django_user_model, "eve")
+
+
+@pytest.fixture(autouse=True)
+def data_dir(request, tmp_path):
+    """EZQUANT_DATA_DIR in the test's own folder; open stores and cached tiles forgotten afterwards.
+
+    The core tests (no Django by design) and the storage tests run with ``-p no:django`` are
+    left alone: the setting is set only when pytest-django is there."""
+    path = tmp_path / "data"
+    web = request.config.pluginmanager.hasplugin("django") and _CORE_TESTS not in request.path.parents
+    if web:
+        request.getfixturevalue("settings").EZQUANT_DATA_DIR = path
+    yield path
+    if web:
+        from annotation.stores import volume_store_at
+        from annotation.tile_views import tile_cache
+
+        volume_store_at.cache_clear()
+        tile_cache.clear()
+
+
+@pytest.fixture
+def project(ivy, alice, bob, ada):
+    """"Nuclei 101": ada its admin, ivy its instructor, alice and bob its students."""
+    from annotation.models import Membership
+    from annotation.services import membership_add, project_create
+
+    project = project_create(name="Nuclei 101", user=ada, description="teaching set")
+    membership_add(project=project, user=ivy, role=Membership.Role.INSTRUCTOR)
+    membership_add(project=project, user=alice)
+    membership_add(project=project, user=bob)
+    return project
+
+
+@pytest.fixture
+def client_for(db):
+    """``client_for(user)``: a DRF test client logged in (session) as ``user``; ``None``: anonymous."""
+    from rest_framework.test import APIClient
+
+    def make(user=None):
+        client = APIClient()
+        if user is not None:
+            client.force_login(user)
+        return client
+    return make

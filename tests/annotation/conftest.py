@@ -1,32 +1,12 @@
-"""Fixtures of the annotation web tests: a data folder per test, a project with the user cast,
-generated volumes written as TIFF files, and API clients logged in as each user.
-
-The project "Nuclei 101" is ada's (she created it, role admin); ivy is its instructor, alice
-and bob its students. eve is in no project. Nothing here mocks the database or the storage.
+"""Fixtures of the annotation web tests: generated volumes written as TIFF files and imported
+into the project of ``tests/conftest.py`` (which also gives the data folder, the user cast and
+the API clients). Nothing here mocks the database or the storage.
 """
 
 from functools import lru_cache
 
 import numpy as np
 import pytest
-
-
-@pytest.fixture(autouse=True)
-def data_dir(request, tmp_path):
-    """EZQUANT_DATA_DIR in the test's own folder; open stores and cached tiles forgotten afterwards.
-
-    The storage tests beside this file run without Django too (``-p no:django``): only set
-    the setting when pytest-django is there."""
-    path = tmp_path / "data"
-    if request.config.pluginmanager.hasplugin("django"):
-        request.getfixturevalue("settings").EZQUANT_DATA_DIR = path
-    yield path
-    if request.config.pluginmanager.hasplugin("django"):
-        from annotation.stores import volume_store_at
-        from annotation.tile_views import tile_cache
-
-        volume_store_at.cache_clear()
-        tile_cache.clear()
 
 
 @lru_cache(maxsize=None)
@@ -70,18 +50,6 @@ def tiff_3d(tmp_path, sample_3d):
 
 
 @pytest.fixture
-def project(ivy, alice, bob, ada):
-    from annotation.models import Membership
-    from annotation.services import membership_add, project_create
-
-    project = project_create(name="Nuclei 101", user=ada, description="teaching set")
-    membership_add(project=project, user=ivy, role=Membership.Role.INSTRUCTOR)
-    membership_add(project=project, user=alice)
-    membership_add(project=project, user=bob)
-    return project
-
-
-@pytest.fixture
 def volume_3d(project, ivy, tiff_3d):
     """The generated stack imported into the project."""
     from annotation.services import volume_import
@@ -99,16 +67,3 @@ def labels_v1(volume_3d, sample_3d, ivy):
     ids = np.unique(labels)[1:]
     return label_version_create(volume=volume_3d, labels=labels, user=ivy, source=LabelVersion.Source.SEGMENTATION,
                                 model_version="ezq_nuclei_v1", uncertainty={int(i): float(i) / 1000 for i in ids[::2]})
-
-
-@pytest.fixture
-def client_for(db):
-    """``client_for(user)``: a DRF test client logged in (session) as ``user``; ``None``: anonymous."""
-    from rest_framework.test import APIClient
-
-    def make(user=None):
-        client = APIClient()
-        if user is not None:
-            client.force_login(user)
-        return client
-    return make

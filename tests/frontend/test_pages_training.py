@@ -12,15 +12,6 @@ from segmentation.models import ModelVersion
 from tests.conftest import PASSWORD
 
 
-@pytest.fixture(autouse=True)
-def data_dir(settings, tmp_path):
-    settings.EZQUANT_DATA_DIR = tmp_path / "data"
-    yield
-    from annotation.stores import volume_store_at
-
-    volume_store_at.cache_clear()
-
-
 @pytest.fixture
 def project(ada):
     from annotation.services import project_create

@@ -24,32 +24,11 @@ STAFF_PAGES = ["project-review-page", "project-agreement-page", "project-audit-p
 PAGES = ["project-page", *STAFF_PAGES]
 
 
-@pytest.fixture(autouse=True)
-def data_dir(settings, tmp_path):
-    settings.EZQUANT_DATA_DIR = tmp_path / "data"
-    yield
-    from annotation.stores import volume_store_at
-
-    volume_store_at.cache_clear()
-
-
 @pytest.fixture
 def sample():
     from segmentation.core import synthetic
 
     return synthetic.generate_3d(shape=(4, 96, 80), seed=2)
-
-
-@pytest.fixture
-def project(ada, ivy, alice, bob):
-    from annotation.models import Membership
-    from annotation.services import membership_add, project_create
-
-    project = project_create(name="Nuclei 101", user=ada, description="teaching set")
-    membership_add(project=project, user=ivy, role=Membership.Role.INSTRUCTOR)
-    membership_add(project=project, user=alice)
-    membership_add(project=project, user=bob)
-    return project
 
 
 @pytest.fixture

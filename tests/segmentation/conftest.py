@@ -1,6 +1,6 @@
-"""Fixtures of the segmentation job tests: a data folder per test, the project "Nuclei 101"
-(ada's, its admin; ivy instructor; alice and bob students; eve in none), small generated volumes imported
-through annotation's services, and API clients. Nothing mocks the database, storage or model.
+"""Fixtures of the segmentation job tests: small generated volumes imported through annotation's
+services into the project of ``tests/conftest.py`` (which also gives the data folder, the user
+cast and the API clients). Nothing mocks the database, storage or model.
 """
 
 from functools import lru_cache
@@ -10,16 +10,6 @@ import pytest
 
 # Small and quick with the shipped default model; a given diameter skips its estimation.
 FAST_PARAMS = {"diameter": 15.0}
-
-
-@pytest.fixture(autouse=True)
-def data_dir(settings, tmp_path):
-    path = tmp_path / "data"
-    settings.EZQUANT_DATA_DIR = path
-    yield path
-    from annotation.stores import volume_store_at
-
-    volume_store_at.cache_clear()
 
 
 @lru_cache(maxsize=None)
@@ -42,18 +32,6 @@ def import_volume(tmp_path, project, user, shape, name="cells"):
 
 
 @pytest.fixture
-def project(ivy, alice, bob, ada):
-    from annotation.models import Membership
-    from annotation.services import membership_add, project_create
-
-    project = project_create(name="Nuclei 101", user=ada)
-    membership_add(project=project, user=ivy, role=Membership.Role.INSTRUCTOR)
-    membership_add(project=project, user=alice)
-    membership_add(project=project, user=bob)
-    return project
-
-
-@pytest.fixture
 def volume_2d(project, ivy, tmp_path):
     """A generated 96x96 image."""
     return import_volume(tmp_path, project, ivy, (96, 96), name="cells2d")
@@ -63,18 +41,6 @@ def volume_2d(project, ivy, tmp_path):
 def volume_3d(project, ivy, tmp_path):
     """A generated 16x128x128 stack: enough slices that a job runs for a few seconds."""
     return import_volume(tmp_path, project, ivy, (16, 128, 128), name="cells3d")
-
-
-@pytest.fixture
-def client_for(db):
-    from rest_framework.test import APIClient
-
-    def make(user=None):
-        client = APIClient()
-        if user is not None:
-            client.force_login(user)
-        return client
-    return make
 
 
 def run_queued_jobs() -> None:
