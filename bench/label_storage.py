@@ -11,8 +11,9 @@ holds ids, it times, median of ``--repeat``:
   (the changed chunks and a manifest), over the complete version and, taking turns with it,
   over a version after ``--chain`` earlier edits (a manifest that has grown), and a label tile
   read through the manifest against one from a complete version;
-* **icechunk** (``--icechunk``, when the package is importable): the same levels in an icechunk
-  repository on the local file system, the edit's chunks written in a session and committed.
+* **icechunk** (``--icechunk``, when the package is importable): the same levels and XZ / YZ
+  layouts in an icechunk repository on the local file system, the edit's chunks written in a
+  session (through zarr) and committed.
 
     python bench/label_storage.py [--shape 64 2048 2048] [--repeat 5] [--chain 50] [--icechunk]
 """
@@ -77,23 +78,30 @@ def _icechunk(work: Path, store, shape, repeat: int) -> list[float] | None:
         return None
     from annotation.storage.zarrio import _codec
 
+    from annotation.storage.ortho import ORTHO_PLANES, ortho_chunk
+
     repo = icechunk.Repository.create(icechunk.local_filesystem_storage(str(work / "icechunk")))
     session = repo.writable_session("main")
-    arrays = []
+    names = []  # the levels and, as our versions have, their XZ / YZ layouts
     for level, level_shape in enumerate(store.meta.level_shapes):
-        array = zarr.create_array(store=session.store, name=str(level), shape=level_shape, dtype=np.uint32,
-                                  chunks=(1, 256, 256), compressors=[_codec()], fill_value=0)
-        for z in range(level_shape[0]):
-            array[z] = _plane(shape, z)[::2 ** level, ::2 ** level]
-        arrays.append(array)
+        layouts = [(str(level), (1, 256, 256))] + [(f"{p}/{level}", ortho_chunk(p, level_shape[0]))
+                                                   for p in ORTHO_PLANES]
+        for name, chunk in layouts:
+            array = zarr.create_array(store=session.store, name=name, shape=level_shape, dtype=np.uint32,
+                                      chunks=chunk, compressors=[_codec()], fill_value=0)
+            depth = chunk[0]
+            for z0 in range(0, level_shape[0], depth):
+                array[z0:z0 + depth] = np.stack([_plane(shape, z)[::2 ** level, ::2 ** level]
+                                                 for z in range(z0, min(z0 + depth, level_shape[0]))])
+            names.append((name, level))
     session.commit("v1")
     times = []
     for i in range(repeat):
         def edit(i=i):
             s = repo.writable_session("main")
             (z0, z1), (y0, y1), (x0, x1) = _region(shape, i)
-            for level in range(store.meta.n_levels):
-                a = zarr.open_array(store=s.store, path=str(level), mode="r+")
+            for name, level in names:
+                a = zarr.open_array(store=s.store, path=name, mode="r+")
                 step = 2 ** level
                 a[z0:z1, -(-y0 // step):-(-y1 // step), -(-x0 // step):-(-x1 // step)] = 9
             s.commit(f"edit {i}")
