@@ -60,5 +60,6 @@ test: $(STAMP) $(BUNDLE) $(CHROMIUM) ## Run every test suite (pytest), the brows
 bench: $(STAMP) $(BUNDLE) $(CHROMIUM) ## Run every bench/*.py in turn; each prints its measured figures
 	@set -e; for script in bench/*.py; do [ -e "$$script" ] || continue; echo "== $$script"; $(PY) $$script; done
 
-lint: $(STAMP) ## Check the code with ruff
+lint: $(STAMP) ## Check the code with ruff and the import contracts (pyproject.toml) with lint-imports
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
