@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET
 
 from annotation import roles, selectors
 from annotation.models import Membership, Project, Volume
-from ezquant_web.errors import ApplicationError
+from ezquant_web.api import ApplicationError
 from segmentation import events
 from segmentation import selectors as segmentation_selectors
 
@@ -59,6 +59,9 @@ def volume_viewer(request: HttpRequest, volume_id: int) -> HttpResponse:
     versions = [v.name for v in selectors.label_version_list(volume=volume)]
     # ?version=v3 shows that version first (the review page links an edit's before and after);
     # the viewer marks it as not the latest, and an edit made on it is refused with 409.
+    from segmentation.core.corrections import SELECTION_STRATEGIES
+    from segmentation.core.editing import EDIT_KINDS
+
     shown = request.GET.get("version")
     head = shown if shown in versions else (versions[-1] if versions else None)
     # Where this person may edit: the page draws a student's regions and greys the tools out
@@ -83,13 +86,15 @@ def volume_viewer(request: HttpRequest, volume_id: int) -> HttpResponse:
         "editable_regions": regions,
         "edit_note": edit_note,
         "user": request.user.get_username(),
+        # The kinds of correction (the viewer offers the tools that make them): the core's registry.
+        "edit_kinds": [kind.to_dict() for kind in EDIT_KINDS.values()],
+        # How the nuclei queue may be ordered (nuclei/queue/?strategy=): the core's registry.
+        "selection_strategies": [{"name": s.name, "summary": s.summary} for s in SELECTION_STRATEGIES.values()],
     }
-    from segmentation.core.backends import BACKENDS
+    from segmentation.core.backends import backend_catalogue
     from segmentation.core.modelzoo import default_model_for
-    from segmentation.core.params import DEFAULT_3D_BACKEND
 
-    backends = [{"name": name, "summary": BACKEND_SUMMARIES.get(name, name), "default": name == DEFAULT_3D_BACKEND}
-                for name in sorted(BACKENDS, key=lambda n: n != DEFAULT_3D_BACKEND)]
+    backends = backend_catalogue()  # each backend's menu line and options, the default first
     return render(request, "frontend/viewer.html", {"version": settings.VERSION, "volume": volume,
                                                     "viewer_config": config, "backends": backends,
                                                     "default_model": _default_model_label(
@@ -114,14 +119,6 @@ def _default_model_label(volume: Volume, *, shipped: str) -> str:
         version = promotion.model_version
         return f"model version {version.number} of {volume.project.name}, promoted ({version.name})"
     return shipped
-
-
-# What the viewer's backend menu says of each 3D backend.
-BACKEND_SUMMARIES = {
-    "true3d": "true3d: volumetric flows (best on most stacks)",
-    "hybrid2d3d": "hybrid2d3d: planes linked across z (fast)",
-    "slice": "slice: each plane on its own",
-}
 
 
 def _check_database() -> None:
@@ -359,7 +356,16 @@ def project_review(request: HttpRequest, project: Project) -> HttpResponse:
             "after_ids": ",".join(map(str, c.new_ids)),
         })
     return _page(request, "frontend/review.html", {"project": project, "page": page, "items": items,
-                                                   "verdicts": selectors.recent_verdicts(project=project)})
+                                                   "verdicts": selectors.recent_verdicts(project=project),
+                                                   "amend_kinds": _amend_kinds()})
+
+
+def _amend_kinds() -> list:
+    """The kinds an amendment can be made with on the review page: those that change voxels and
+    take no drawing (a drawing is made in the viewer), from the core's registry."""
+    from segmentation.core.editing import EDIT_KINDS
+
+    return [kind for kind in EDIT_KINDS.values() if kind.changes_voxels and not kind.drawings]
 
 
 @_project_page(allowed=roles.STAFF, action="reading agreement")

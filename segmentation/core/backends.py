@@ -15,8 +15,10 @@ differs only in how the third dimension is used:
     stretching z by the anisotropy), averages the three flow fields into one 3D field and
     follows it in 3D, so a nucleus is one object by construction.
 
-Adding a backend is adding one class with a ``name`` and a ``segment`` method and decorating
-it with :func:`register`.
+Adding a backend is adding one class with a ``name``, a ``summary``, its ``options`` and a
+``segment`` method, decorated with :func:`register`. The options (:class:`BackendOption`) name
+the :class:`~.params.SegmentationParams` fields the backend reads, with their bounds; the
+viewer's job form shows them (:func:`backend_catalogue`) and ``from_params`` reads them.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ import numpy as np
 
 from .runner import ModelRunner
 
-__all__ = ["BACKENDS", "Backend", "BackendOutput", "SliceBackend", "Hybrid2D3DBackend", "True3DBackend", "register"]
+__all__ = ["BACKENDS", "Backend", "BackendOption", "BackendOutput", "SliceBackend", "Hybrid2D3DBackend", "True3DBackend",
+           "backend_catalogue", "register"]
 
 Progress = Callable[[float, str], None]
 
@@ -47,6 +50,29 @@ class BackendOutput:
     cellprob: np.ndarray
 
 
+@dataclass(frozen=True)
+class BackendOption:
+    """One parameter a backend reads: a field of :class:`~.params.SegmentationParams` (which
+    validates it and holds its default), as a form shows it.
+
+    ``kind`` is ``"number"``, ``"integer"`` or ``"choice"`` (then ``choices``); ``low``/``high``
+    bound a number (None: unbounded), ``step`` is the form's step.
+    """
+
+    name: str
+    label: str
+    help: str
+    kind: str = "number"
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    choices: tuple[str, ...] = ()
+
+    def to_dict(self, default) -> dict:
+        return {"name": self.name, "label": self.label, "help": self.help, "kind": self.kind, "low": self.low,
+                "high": self.high, "step": self.step, "choices": list(self.choices), "default": default}
+
+
 class Backend:
     """Base class: ``segment(volume, runner, params, progress) -> BackendOutput``.
 
@@ -56,17 +82,32 @@ class Backend:
     """
 
     name: ClassVar[str] = ""
+    #: One line for the pages' backend menus.
+    summary: ClassVar[str] = ""
+    #: The SegmentationParams fields it reads (:class:`BackendOption`); none by default.
+    options: ClassVar[tuple[BackendOption, ...]] = ()
 
     @classmethod
     def from_params(cls, params) -> "Backend":
-        """Build the backend a :class:`SegmentationParams` asks for."""
-        return cls()
+        """Build the backend a :class:`SegmentationParams` asks for: its ``options`` read from it."""
+        return cls(**{option.name: getattr(params, option.name) for option in cls.options})
 
     def segment(self, volume, runner: ModelRunner, params, progress: Progress) -> BackendOutput:  # pragma: no cover
         raise NotImplementedError
 
 
 BACKENDS: dict[str, type[Backend]] = {}
+
+
+def backend_catalogue() -> list[dict]:
+    """Every backend as pages show it: name, summary, whether it is the stacks' default, and its
+    options with their defaults (from :class:`~.params.SegmentationParams`); the default first."""
+    from .params import DEFAULT_3D_BACKEND, SegmentationParams  # params imports this module
+
+    defaults = SegmentationParams()
+    return [{"name": name, "summary": cls.summary or name, "default": name == DEFAULT_3D_BACKEND,
+             "options": [option.to_dict(getattr(defaults, option.name)) for option in cls.options]}
+            for name, cls in sorted(BACKENDS.items(), key=lambda item: item[0] != DEFAULT_3D_BACKEND)]
 
 
 def register(cls: type[Backend]) -> type[Backend]:
@@ -98,6 +139,7 @@ def _segment_slices(volume: np.ndarray, runner: ModelRunner, progress: Progress)
 @register
 class SliceBackend(Backend):
     name = "slice"
+    summary = "slice: each plane on its own"
 
     def segment(self, volume, runner, params, progress):
         return _segment_slices(volume, runner, progress)
@@ -121,6 +163,19 @@ class Hybrid2D3DBackend(Backend):
     """
 
     name = "hybrid2d3d"
+    summary = "hybrid2d3d: planes linked across z (fast)"
+    options = (
+        BackendOption("min_overlap_ratio", "Link overlap", "the smallest overlap of two planes' masks that links them",
+                      low=0, high=1, step=0.05),
+        BackendOption("max_distance_z", "Link gap (planes)", "how many planes back a nucleus may be continued from",
+                      kind="integer", low=1, high=10, step=1),
+        BackendOption("overlap_measure", "Overlap measure", "iou, or intersection over the smaller mask",
+                      kind="choice", choices=("iou", "intersection_over_smaller")),
+        BackendOption("split_dip", "Split at a dip", "cut a track where its section profile dips to this fraction "
+                      "of the smaller peak (0: never)", low=0, high=1, step=0.05),
+        BackendOption("max_z_elongation", "Longest in z", "cut a track longer in z than this many times its widest "
+                      "section (0: never)", low=0, step=0.1),
+    )
 
     def __init__(self, min_overlap_ratio: float = 0.3, max_distance_z: int = 2, overlap_measure: str = "iou",
                  split_dip: float = 0.7, max_z_elongation: float = 2.5):
@@ -130,12 +185,6 @@ class Hybrid2D3DBackend(Backend):
         self.linking = LinkingParams(min_overlap_ratio=min_overlap_ratio, max_distance_z=max_distance_z,
                                      overlap_measure=overlap_measure, split_dip=split_dip,
                                      max_z_elongation=max_z_elongation)
-
-    @classmethod
-    def from_params(cls, params) -> "Hybrid2D3DBackend":
-        return cls(min_overlap_ratio=params.min_overlap_ratio, max_distance_z=params.max_distance_z,
-                   overlap_measure=params.overlap_measure, split_dip=params.split_dip,
-                   max_z_elongation=params.max_z_elongation)
 
     def link(self, labels: np.ndarray, *, anisotropy: float = 1.0, cellprob: np.ndarray | None = None) -> np.ndarray:
         """Link a (Z, Y, X) stack of 2D label images into 3D nuclei (ids 1..N)."""
@@ -160,6 +209,13 @@ class True3DBackend(Backend):
     """
 
     name = "true3d"
+    summary = "true3d: volumetric flows (best on most stacks)"
+    options = (BackendOption("flow3d_smooth", "Flow smoothing (voxels)", "sigma of the Gaussian that smooths the 3D "
+                             "flow field (0: none)", low=0, high=10, step=0.5),)
+
+    @classmethod
+    def from_params(cls, params) -> "True3DBackend":
+        return cls()  # its option is the runner's: CellposeRunner reads params.flow3d_smooth
 
     def segment(self, volume, runner, params, progress):
         if volume.shape[0] < 2:

@@ -206,3 +206,22 @@ def test_it_hides_the_plane_controls_of_a_2d_image(client, alice, ivy, volume, t
     plane_row = r'<div class="row"( hidden)?>\s*<label for="z-slider">'
     assert re.search(plane_row, client.get(reverse("volume-viewer", args=[flat.id])).content.decode()).group(1)
     assert not re.search(plane_row, client.get(reverse("volume-viewer", args=[volume.id])).content.decode()).group(1)
+
+
+@pytest.mark.django_db
+def test_it_gives_the_viewer_the_registries_of_kinds_strategies_and_backend_options(client, alice, volume):
+    from segmentation.core.backends import BACKENDS
+    from segmentation.core.corrections import SELECTION_STRATEGIES
+    from segmentation.core.editing import EDIT_KINDS
+
+    client.login(username="alice", password=PASSWORD)
+    response = client.get(reverse("volume-viewer", kwargs={"volume_id": volume.id}))
+    config = _config(response)
+    assert [k["name"] for k in config["edit_kinds"]] == list(EDIT_KINDS)
+    assert config["edit_kinds"][0]["drawings"] == ["line", "seeds"]
+    assert [s["name"] for s in config["selection_strategies"]] == list(SELECTION_STRATEGIES)
+    html = response.content.decode()
+    assert 'class="tools"' in html and 'data-tool="split-line"' not in html  # edits.js makes the buttons
+    for name, backend in BACKENDS.items():
+        for option in backend.options:
+            assert f'name="{option.name}"' in html[html.index(f'data-backend="{name}"'):], (name, option.name)

@@ -24,7 +24,7 @@ export function findElements() {
     ortho: { views: $('views'), xz: $('map-xz'), yz: $('map-yz'), toggle: $('layout-toggle'),
       statusPos: $('status-pos'), statusId: $('status-id') },
     region: { note: $('region-note') },
-    nuclei: { list: $('nuclei-list'), count: $('nuclei-count'), next: $('next-uncertain') },
+    nuclei: { list: $('nuclei-list'), count: $('nuclei-count'), next: $('next-uncertain'), strategy: $('queue-strategy') },
     mesh: { panel: $('mesh-panel'), canvas: $('mesh-canvas'), profile: $('mesh-profile'), info: $('mesh-info'),
       signs: $('mesh-signs') },
     jobs: {
@@ -38,7 +38,7 @@ export function findElements() {
     draw3d: { ballRadius: $('ball-radius'), sections: $('sections-text'), apply: $('sections-apply'),
       clear: $('sections-clear'), onto: $('sections-onto') },
     editor: {
-      tools: [...document.querySelectorAll('button.tool')], radius: $('brush-radius'),
+      toolbox: document.querySelector('.tools'), radius: $('brush-radius'), // edits.js makes the tools' buttons
       zThis: $('zrange-this'), zFrom: $('zrange-from'), zTo: $('zrange-to'), zInputs: $('zrange-inputs'),
       undo: $('undo'), redo: $('redo'), mergeApply: $('merge-apply'), deleteApply: $('delete-apply'),
       checkApply: $('check-apply'),

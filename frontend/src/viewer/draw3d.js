@@ -1,5 +1,6 @@
 /**
- * Drawing across planes: tools that edits.js runs like its own (they register in TOOLS).
+ * Drawing across planes: tools that edits.js runs like its own (they register in TOOLS, defined
+ * like edits.js's: the page offers them when the server's kinds take their drawing).
  *
  * - interpolate (`i`): outline the nucleus on two or more planes (Enter or a click on the first
  *   point closes each outline; step planes with `,` `.` between them), then Enter or "Apply":
@@ -107,6 +108,10 @@ export function makeDraw3d({ viewer, volume, elements }) {
     interpolate: {
       label: 'interpolate: outline on two or more planes, then Enter',
       key: 'i',
+      text: 'Interpolate',
+      title: 'Outline a nucleus on two or more planes; the planes between are interpolated',
+      sends: ['add', 'modify'],
+      drawing: 'sections',
       makeDraw(common, editorContext) {
         context = editorContext;
         const draw = new Draw({ ...common, type: 'Polygon', style: outlineStyle });
@@ -132,36 +137,13 @@ export function makeDraw3d({ viewer, volume, elements }) {
         return true;
       },
     },
-    'ball-brush': {
-      label: 'ball brush: a ball of the radius in µm, through the planes it reaches',
-      key: 'k',
-      makeDraw: (common) => new Draw({ ...common, type: 'LineString', freehand: true, style: ballStyle(ballPixels, false) }),
-      onDrawEnd(geometry, context) {
-        const coordinates = geometry.getCoordinates();
-        const stroke = { points: points(coordinates), radius_um: radiusUm() };
-        const id = targetId(coordinates[0]);
-        if (id === null) context.correct({ type: 'add', nucleus_ids: [], stroke });
-        else context.correct({ type: 'modify', nucleus_ids: [id], stroke }, () => [id]);
-      },
-    },
-    'ball-erase': {
-      label: 'ball eraser: erase a ball of the radius in µm from the selected nucleus',
-      key: 'j',
-      makeDraw: (common) => new Draw({ ...common, type: 'LineString', freehand: true, style: ballStyle(ballPixels, true) }),
-      onDrawEnd(geometry, context) {
-        const coordinates = geometry.getCoordinates();
-        const id = targetId(coordinates[0]);
-        if (id === null) {
-          viewer.banner.show('Select the nucleus to erase from first (select tool, click it).', { kind: 'error' });
-          return;
-        }
-        context.correct({ type: 'modify', nucleus_ids: [id],
-          stroke: { points: points(coordinates), radius_um: radiusUm(), erase: true } }, () => [id]);
-      },
-    },
     fill: {
       label: 'fill: click enclosed background (a new nucleus, or the selected one grows)',
       key: 'f',
+      text: 'Fill',
+      title: 'Fill background that nuclei enclose: a new nucleus, or the selected one grows',
+      sends: ['add', 'modify'],
+      drawing: 'fill',
       makeDraw: (common) => new Draw({ ...common, type: 'Point', style: outlineStyle }),
       onDrawEnd(geometry, context) {
         setTimeout(() => context.sketchSource.clear(), 0); // the point is added after drawend
@@ -174,6 +156,41 @@ export function makeDraw3d({ viewer, volume, elements }) {
         } else {
           context.correct({ type: 'add', nucleus_ids: [], fill, z_range: zRange });
         }
+      },
+    },
+    'ball-brush': {
+      label: 'ball brush: a ball of the radius in µm, through the planes it reaches',
+      key: 'k',
+      text: 'Ball brush',
+      title: 'A ball of the radius in µm through the planes it reaches: grows the selected nucleus, or adds one',
+      sends: ['add', 'modify'],
+      drawing: 'stroke',
+      makeDraw: (common) => new Draw({ ...common, type: 'LineString', freehand: true, style: ballStyle(ballPixels, false) }),
+      onDrawEnd(geometry, context) {
+        const coordinates = geometry.getCoordinates();
+        const stroke = { points: points(coordinates), radius_um: radiusUm() };
+        const id = targetId(coordinates[0]);
+        if (id === null) context.correct({ type: 'add', nucleus_ids: [], stroke });
+        else context.correct({ type: 'modify', nucleus_ids: [id], stroke }, () => [id]);
+      },
+    },
+    'ball-erase': {
+      label: 'ball eraser: erase a ball of the radius in µm from the selected nucleus',
+      key: 'j',
+      text: 'Ball eraser',
+      title: 'Erase a ball of the radius in µm from the selected nucleus',
+      sends: ['modify'],
+      drawing: 'stroke',
+      makeDraw: (common) => new Draw({ ...common, type: 'LineString', freehand: true, style: ballStyle(ballPixels, true) }),
+      onDrawEnd(geometry, context) {
+        const coordinates = geometry.getCoordinates();
+        const id = targetId(coordinates[0]);
+        if (id === null) {
+          viewer.banner.show('Select the nucleus to erase from first (select tool, click it).', { kind: 'error' });
+          return;
+        }
+        context.correct({ type: 'modify', nucleus_ids: [id],
+          stroke: { points: points(coordinates), radius_um: radiusUm(), erase: true } }, () => [id]);
       },
     },
   });

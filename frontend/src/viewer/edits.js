@@ -32,20 +32,90 @@ function brushStyle(radius, erase) {
   });
 }
 
-/** The tools: what each draws and which correction it makes. */
+/**
+ * The tools, each defined here once: `label` (the status bar, the help), `key`, `text` and
+ * `title` (its button), `sends` (the kinds of correction it makes) and `drawing` (what it
+ * draws: one of a kind's `drawings`, none for a tool that picks nuclei); a drawing tool also
+ * has `makeDraw(common, context)` (its OpenLayers interaction) and `onDrawEnd(geometry,
+ * context)` (the correction it sends), and may answer `enter(draw, context)`,
+ * `escape(context)` and `removeLastPoint(draw)`. draw3d.js adds its tools here the same way.
+ *
+ * The page offers the tools whose kinds the server lists (`config.edit_kinds`, from
+ * segmentation.core.editing.EDIT_KINDS) with the drawing they take, and makes their buttons;
+ * context: {correct, zRange, radius, viewer, sketchSource, line, seed, polygon, stroke, draw}.
+ */
 export const TOOLS = {
-  select: { label: 'select', key: 'v' },
-  'split-line': { label: 'split: draw a line across the nucleus', key: 's' },
-  'split-seeds': { label: 'split: place two seeds', key: 'x' },
-  merge: { label: 'merge: click nuclei, then Enter', key: 'm' },
-  'add-polygon': { label: 'add: click the outline, Enter to finish', key: 'a' },
-  'add-brush': { label: 'add: paint a new nucleus', key: 'b' },
-  'modify-brush': { label: 'brush: paint onto the selected nucleus', key: 'g' },
-  'modify-erase': { label: 'eraser: erase from the selected nucleus', key: 'e' },
+  select: { label: 'select', key: 'v', text: 'Select', title: 'Select a nucleus (shift: add to selection)', sends: [] },
+  'split-line': {
+    label: 'split: draw a line across the nucleus', key: 's', text: 'Split line',
+    title: 'Split: draw a line across the nucleus (two clicks)', sends: ['split'], drawing: 'line',
+    makeDraw: (common) => new Draw({ ...common, type: 'LineString', maxPoints: 2, style: sketchStyle }),
+    onDrawEnd: (geometry, context) => context.line(geometry.getCoordinates()),
+  },
+  'split-seeds': {
+    label: 'split: place two seeds', key: 'x', text: 'Split seeds', title: 'Split: place one seed in each part',
+    sends: ['split'], drawing: 'seeds',
+    makeDraw: (common) => new Draw({ ...common, type: 'Point', style: sketchStyle }),
+    onDrawEnd: (geometry, context) => context.seed(geometry.getCoordinates()),
+  },
+  merge: {
+    label: 'merge: click nuclei, then Enter', key: 'm', text: 'Merge', title: 'Merge: click two or more nuclei, then Enter',
+    sends: ['merge'],
+  },
+  'add-polygon': {
+    label: 'add: click the outline, Enter to finish', key: 'a', text: 'Add polygon',
+    title: 'Add a nucleus: click its outline, Enter or click the first point to finish', sends: ['add'],
+    drawing: 'polygon',
+    makeDraw: (common) => new Draw({ ...common, type: 'Polygon', style: sketchStyle }),
+    onDrawEnd: (geometry, context) => context.polygon(geometry.getCoordinates()),
+    enter: (draw) => draw?.finishDrawing(),
+    removeLastPoint(draw) {
+      draw?.removeLastPoint();
+      return Boolean(draw);
+    },
+  },
+  'add-brush': {
+    label: 'add: paint a new nucleus', key: 'b', text: 'Add brush', title: 'Add a nucleus: paint it', sends: ['add'],
+    drawing: 'stroke',
+    makeDraw: (common, context) => new Draw({ ...common, type: 'LineString', freehand: true,
+      style: brushStyle(context.radius, false) }),
+    onDrawEnd: (geometry, context) => context.stroke(geometry.getCoordinates(), { type: 'add', erase: false }),
+  },
+  'modify-brush': {
+    label: 'brush: paint onto the selected nucleus', key: 'g', text: 'Brush',
+    title: 'Grow the selected nucleus with the brush', sends: ['modify'], drawing: 'stroke',
+    makeDraw: (common, context) => new Draw({ ...common, type: 'LineString', freehand: true,
+      style: brushStyle(context.radius, false) }),
+    onDrawEnd: (geometry, context) => context.stroke(geometry.getCoordinates(), { type: 'modify', erase: false }),
+  },
+  'modify-erase': {
+    label: 'eraser: erase from the selected nucleus', key: 'e', text: 'Eraser', title: 'Erase from the selected nucleus',
+    sends: ['modify'], drawing: 'stroke',
+    makeDraw: (common, context) => new Draw({ ...common, type: 'LineString', freehand: true,
+      style: brushStyle(context.radius, true) }),
+    onDrawEnd: (geometry, context) => context.stroke(geometry.getCoordinates(), { type: 'modify', erase: true }),
+  },
 };
-// Other modules add tools here (draw3d.js): besides label and key, `makeDraw(common, context)`
-// makes the OpenLayers interaction, `onDrawEnd(geometry, context)` sends the edit and
-// `enter(draw, context)` answers Enter; context: {correct, zRange, radius, viewer, sketchSource}.
+
+/** The names of the tools the server's kinds allow (`kinds`: config.edit_kinds), in TOOLS' order:
+ * each kind a tool sends is listed and takes the tool's drawing. */
+export function offeredTools(kinds) {
+  const byName = new Map(kinds.map((kind) => [kind.name, kind]));
+  return Object.entries(TOOLS).filter(([, tool]) => tool.sends.every((name) => byName.has(name)
+    && (!tool.drawing || byName.get(name).drawings.includes(tool.drawing)))).map(([name]) => name);
+}
+
+function toolButton(name, tool) {
+  const button = document.createElement('button');
+  button.type = 'button';
+  button.className = 'tool';
+  button.dataset.tool = name;
+  button.title = tool.title ?? tool.label;
+  const key = document.createElement('kbd');
+  key.textContent = tool.key;
+  button.append(`${tool.text ?? name} `, key);
+  return button;
+}
 
 const round = (v) => Math.round(v * 100) / 100;
 const points = (coordinates) => coordinates.map((c) => toYX(c).map(round));
@@ -53,6 +123,10 @@ const points = (coordinates) => coordinates.map((c) => toYX(c).map(round));
 export function makeEditor({ viewer, elements }) {
   const { api, volumeId } = viewer;
   const { map, sketchSource, doubleClickZoom } = viewer.layers;
+  const kinds = new Map(viewer.config.edit_kinds.map((kind) => [kind.name, kind]));
+  const offered = new Set(offeredTools(viewer.config.edit_kinds));
+  elements.tools = [...offered].map((name) => toolButton(name, TOOLS[name]));
+  elements.toolbox.replaceChildren(...elements.tools);
   const done = []; // this page's edits, oldest first: correction records
   const undone = []; // undone ones that redo can bring back, last undone on top
   const checks = []; // this page's check marks (confirm records): undo withdraws them, no redo
@@ -123,9 +197,14 @@ export function makeEditor({ viewer, elements }) {
     elements.undo.disabled = busy || locked || (done.length === 0 && lastCheck() === null);
     elements.redo.disabled = busy || locked || undone.length === 0;
     const n = viewer.state.selection.length;
-    elements.mergeApply.disabled = busy || locked || n < 2;
-    elements.deleteApply.disabled = busy || locked || n < 1;
-    elements.checkApply.disabled = busy || locked || n !== 1;
+    // Each button names as many nuclei as its kind takes (EditKind.nuclei), or is hidden.
+    for (const [button, name] of [[elements.mergeApply, 'merge'], [elements.deleteApply, 'delete'],
+      [elements.checkApply, 'confirm']]) {
+      const kind = kinds.get(name);
+      button.hidden = !kind;
+      const [low, high] = kind?.nuclei ?? [1, 0];
+      button.disabled = busy || locked || n < Math.max(low, 1) || (high !== null && n > high);
+    }
     for (const button of elements.tools) {
       button.disabled = locked && button.dataset.tool !== 'select';
       button.title = locked && button.dataset.tool !== 'select' ? viewer.state.locked : (button.dataset.title ?? '');
@@ -324,26 +403,8 @@ export function makeEditor({ viewer, elements }) {
     correct({ type: 'modify', nucleus_ids: [id], stroke, z_range: zRange() }, () => [id]);
   }
 
-  function makeDraw(name) {
-    const common = { source: sketchSource, stopClick: true };
-    switch (name) {
-      case 'split-line':
-        return new Draw({ ...common, type: 'LineString', maxPoints: 2, style: sketchStyle });
-      case 'split-seeds':
-        return new Draw({ ...common, type: 'Point', style: sketchStyle });
-      case 'add-polygon':
-        return new Draw({ ...common, type: 'Polygon', style: sketchStyle });
-      case 'add-brush':
-      case 'modify-brush':
-      case 'modify-erase':
-        return new Draw({ ...common, type: 'LineString', freehand: true, style: brushStyle(radius, name === 'modify-erase') });
-      default:
-        return TOOLS[name]?.makeDraw ? TOOLS[name].makeDraw(common, context) : null;
-    }
-  }
-
   function setTool(name) {
-    if (!(name in TOOLS)) return;
+    if (!offered.has(name)) return;
     if (draw) {
       draw.abortDrawing();
       map.removeInteraction(draw);
@@ -352,7 +413,7 @@ export function makeEditor({ viewer, elements }) {
     seeds = [];
     sketchSource.clear();
     tool = name;
-    draw = makeDraw(name);
+    draw = TOOLS[name].makeDraw?.({ source: sketchSource, stopClick: true }, context) ?? null;
     // Two quick clicks on two nuclei with the merge tool are picks, not a double-click zoom.
     doubleClickZoom.forEach((i) => i.setActive(draw === null && name !== 'merge'));
     if (draw) {
@@ -360,13 +421,7 @@ export function makeEditor({ viewer, elements }) {
         const geometry = event.feature.getGeometry();
         const kept = geometry.getType() === 'Point';
         if (!kept) setTimeout(() => sketchSource.clear(), 0); // the feature is added after drawend
-        if (name === 'split-line') onLine(geometry.getCoordinates());
-        else if (name === 'split-seeds') onSeed(geometry.getCoordinates());
-        else if (name === 'add-polygon') onPolygon(geometry.getCoordinates());
-        else if (name === 'add-brush') onStroke(geometry.getCoordinates(), { type: 'add', erase: false });
-        else if (name === 'modify-brush') onStroke(geometry.getCoordinates(), { type: 'modify', erase: false });
-        else if (name === 'modify-erase') onStroke(geometry.getCoordinates(), { type: 'modify', erase: true });
-        else TOOLS[name].onDrawEnd?.(geometry, context);
+        TOOLS[name].onDrawEnd?.(geometry, context);
       });
       map.addInteraction(draw);
       draw.setActive(!viewer.state.busy);
@@ -383,7 +438,10 @@ export function makeEditor({ viewer, elements }) {
   }
 
   // What the tools of other modules may use (see TOOLS).
-  const context = { correct, zRange, radius, viewer, sketchSource, get draw() { return draw; } };
+  const context = {
+    correct, zRange, radius, viewer, sketchSource, line: onLine, seed: onSeed, polygon: onPolygon, stroke: onStroke,
+    get draw() { return draw; },
+  };
   for (const button of elements.tools) {
     button.dataset.title = button.title;
     button.addEventListener('click', () => setTool(button.dataset.tool));
@@ -414,8 +472,7 @@ export function makeEditor({ viewer, elements }) {
     refreshButtons,
     /** Enter: finish a polygon, or merge the picked nuclei. */
     enter() {
-      if (tool === 'add-polygon' && draw) draw.finishDrawing();
-      else if (TOOLS[tool].enter) TOOLS[tool].enter(draw, context);
+      if (TOOLS[tool].enter) TOOLS[tool].enter(draw, context);
       else mergeSelected();
     },
     /** Escape: drop the drawing in progress; true if there was one. */
@@ -427,11 +484,7 @@ export function makeEditor({ viewer, elements }) {
       return drawing;
     },
     removeLastPoint() {
-      if (tool === 'add-polygon' && draw) {
-        draw.removeLastPoint();
-        return true;
-      }
-      return false;
+      return Boolean(TOOLS[tool].removeLastPoint?.(draw));
     },
     /** The z-range inputs follow the plane on screen. */
     followPlane(z) {

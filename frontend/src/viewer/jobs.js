@@ -111,6 +111,11 @@ export function makeJobPanel({ api, config, elements, onSucceeded, onError }) {
     }, 3000);
   }
 
+  const backendOptions = (name) => elements.form.querySelector(`.backend-options[data-backend="${name}"]`);
+  elements.backend?.addEventListener('change', () => {
+    for (const box of elements.form.querySelectorAll('.backend-options')) box.hidden = box.dataset.backend !== elements.backend.value;
+  });
+
   function params() {
     const out = {};
     // Cellpose's thresholds and the smallest mask kept: the form's named fields, left out when empty.
@@ -126,6 +131,12 @@ export function makeJobPanel({ api, config, elements, onSucceeded, onError }) {
       const backend = elements.backend ? elements.backend.value : 'hybrid2d3d';
       out.do_3d = backend !== 'slice';
       out.use_3d_backend = backend;
+      // The chosen backend's own options (segmentation.core.backends: each backend declares
+      // them, the template lists them), left out when empty.
+      for (const field of backendOptions(backend)?.querySelectorAll('[name]') ?? []) {
+        if (field.value.trim() === '') continue;
+        out[field.name] = field.dataset.kind === 'choice' ? field.value : Number(field.value);
+      }
     }
     out.restoration_mode = elements.restoration.value;
     const size = volume.shape[0] > 1

@@ -128,7 +128,7 @@ function main() {
   viewer.select = selection.select;
 
   const nuclei = makeNucleiPanel({
-    api, volumeId: volume.id, elements: elements.nuclei, onPick: selection.jumpTo,
+    api, volumeId: volume.id, elements: elements.nuclei, onPick: selection.jumpTo, strategies: config.selection_strategies,
     // A student's queue keeps to the assigned region.
     accept: gate.regions ? (n) => gate.inside(Math.round(n.centroid_z), n.centroid_y, n.centroid_x) : null,
   });

@@ -1,8 +1,9 @@
 /**
- * The nuclei of the version on screen, least certain first (the core's score), as a review
- * queue: clicking one, or `n` for the next, jumps to its plane and centre and selects it.
- * With `accept` (a student's assigned region: region.js), the queue keeps to the nuclei it
- * accepts, out of the REGION_PAGE least certain.
+ * The nuclei of the version on screen as a review queue, in the order of the strategy picked
+ * (`nuclei/queue/?strategy=`: the core's SELECTION_STRATEGIES, listed in the page's config;
+ * by default top, the least certain first): clicking one, or `n` for the next, jumps to its
+ * plane and centre and selects it. With `accept` (a student's assigned region: region.js),
+ * the queue keeps to the nuclei it accepts, out of the REGION_PAGE the strategy picks.
  */
 
 import { colourOf } from './labels.js';
@@ -10,8 +11,13 @@ import { colourOf } from './labels.js';
 const PAGE_SIZE = 200;
 const REGION_PAGE = 1000;
 
-export function makeNucleiPanel({ api, volumeId, elements, onPick, accept = null }) {
+export function makeNucleiPanel({ api, volumeId, elements, onPick, strategies, accept = null }) {
   let nuclei = [];
+  let selectedNow = [];
+  const strategy = elements.strategy;
+  strategy.replaceChildren(...strategies.map(({ name, summary }) => new Option(name.replace('_', ' '), name)));
+  for (const option of strategy.options) option.title = strategies.find((s) => s.name === option.value).summary;
+  strategy.addEventListener('change', () => panel.load(version, selectedNow));
   let byId = new Map();
   let version = null;
   let request = 0;
@@ -55,9 +61,10 @@ export function makeNucleiPanel({ api, volumeId, elements, onPick, accept = null
     });
   }
 
-  return {
+  const panel = {
     async load(nextVersion, selected = []) {
       version = nextVersion;
+      selectedNow = selected;
       const mine = ++request;
       if (version === null) {
         nuclei = [];
@@ -68,12 +75,12 @@ export function makeNucleiPanel({ api, volumeId, elements, onPick, accept = null
         return;
       }
       elements.count.textContent = `Loading the nuclei of ${version}…`;
-      const data = await api.get(
-        `volumes/${volumeId}/label-versions/${version}/nuclei/?ordering=-uncertainty&page_size=${accept ? REGION_PAGE : PAGE_SIZE}`);
+      const data = await api.get(`volumes/${volumeId}/label-versions/${version}/nuclei/queue/`
+        + `?strategy=${encodeURIComponent(strategy.value)}&size=${accept ? REGION_PAGE : PAGE_SIZE}`);
       if (mine !== request) return; // a newer version was asked for meanwhile
       nuclei = accept ? data.results.filter(accept) : data.results;
       byId = new Map(data.results.map((n) => [n.label_id, n]));
-      const shown = data.count > nuclei.length ? `the ${nuclei.length} least certain of ` : '';
+      const shown = data.count > nuclei.length ? `${nuclei.length} (${strategy.value.replace('_', ' ')}) of ` : '';
       elements.count.textContent = accept ? `${nuclei.length} nuclei in your region (of ${data.count} in ${version})`
         : `${shown}${data.count} nuclei in ${version}`;
       elements.next.disabled = nuclei.length === 0;
@@ -102,4 +109,5 @@ export function makeNucleiPanel({ api, volumeId, elements, onPick, accept = null
     },
     get version() { return version; },
   };
+  return panel;
 }
