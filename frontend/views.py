@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET
 
 from annotation import roles, selectors
 from annotation.models import Membership, Project, Volume
-from ezquant_web.api import ApplicationError
+from ezquant_web.errors import ApplicationError
 from segmentation import events
 from segmentation import selectors as segmentation_selectors
 
