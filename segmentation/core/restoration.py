@@ -86,16 +86,14 @@ __all__ = [
 
 # --- the auto decision (module constants so the web layer can show them) ---------------------
 #: ``auto`` denoises below this robust SNR (nuclear contrast / noise sigma). Chosen where
-#: denoising stops helping the default model: on generated nuclei at robust SNR 2-5 (3-8 peak
-#: photons) it raises AP@0.5 from 0.37-0.87 to 0.80-0.95; at 6.5-7.5 (12 photons) AP@0.5
-#: gains at most 0.014 and AP@0.75 drops by 0.02-0.06, as smoothing softens outlines the
-#: network already finds (6 images per point). Our model was trained down to 15 photons; a
-#: network trained on cleaner images would want a higher value.
+#: denoising stops helping the default model on generated nuclei: above it, smoothing softens
+#: outlines the network already finds (the figures: README, "Restoration", and
+#: ``bench/restoration.py``). Our model was trained down to 15 photons; a network trained on
+#: cleaner images would want a higher value.
 DENOISE_MAX_ROBUST_SNR = 6.0
 #: ``auto`` deblurs above this estimated Gaussian PSF sigma, in pixels. An in-focus image of
-#: nuclei sampled near Nyquist has a PSF sigma of about 1 pixel. On generated nuclei,
-#: deblurring raises the default model's AP@0.75 from 0.77 to 0.86 at a true sigma of 2 px and
-#: from 0.68 to 0.80 at 3 px; at 1.5 px it changes little (0.87 -> 0.85); 6 images each.
+#: nuclei sampled near Nyquist has a PSF sigma of about 1 pixel; below 2 px deblurring changes
+#: the default model's AP little, above it raises it (README, "Restoration").
 DEBLUR_MIN_BLUR_SIGMA = 2.0
 #: ``blur_score = 1 / (1 + var(Laplacian) / BLUR_SCORE_SCALE)`` on the image scaled to its
 #: 1-99.8 percentile range: it lies in (0, 1], and the guide's threshold 0.1 falls at a
@@ -131,20 +129,17 @@ class RestorationParams(Params):
     nlm_h : non-local means cut-off ``h`` as a multiple of the measured noise sigma (with
         ``sigma`` given, scikit-image subtracts the expected noise distance from patch distances,
         so ``h`` below sigma already smooths well). 0.6 gave the default model its best AP on
-        generated nuclei at 3-12 photons (AP@0.75 0.43 / 0.74 at 3 / 8 photons, against 0.41 /
-        0.71 with 0.8 and 0.43 / 0.72 with 0.45); larger values give images closer to the
-        noise-free one but soften outlines.
+        generated nuclei at 3-12 photons (against 0.45 and 0.8; README, "Restoration"); larger
+        values give images closer to the noise-free one but soften outlines.
     nlm_patch_size, nlm_patch_distance : patch side and search radius, in pixels.
     rl_iterations : Richardson-Lucy iterations. Each sharpens further and amplifies noise more;
-        on generated nuclei blurred by 3-4.5 px the default model's AP@0.5 / AP@0.75 was
-        0.85 / 0.56 after 15, 0.85 / 0.57 after 30 and 0.82 / 0.55 after 60 (6 images).
+        30 scored best against 15 and 60 on generated nuclei blurred by 3-4.5 px (README,
+        "Restoration").
     rl_psf_fraction : the PSF deconvolved is this fraction of the estimated ``blur_sigma``.
         Deconvolving with too wide a PSF over-sharpens: nuclei shrink and grow dark halos, and
         segmentation gets worse than without restoration; too narrow a PSF only restores less.
-        The estimate errs by up to ~20%, so 0.7 keeps clear of the first failure. On generated
-        nuclei blurred by 3-4.5 px (6 images), AP@0.5 / AP@0.75 of the default model went from
-        0.74 / 0.48 to 0.77 / 0.51 with 0.5, 0.85 / 0.57 with 0.7 and 0.85 / 0.46 with 0.85
-        (masks 15% too small).
+        The estimate errs by up to ~20%, so 0.7 keeps clear of the first failure (0.5, 0.7 and
+        0.85 compared in the README, "Restoration").
     use_cellpose : use Cellpose 3's restoration networks when their weights are on disk.
     """
 
