@@ -45,6 +45,16 @@ def project_get(*, user: AbstractBaseUser, project_id: int) -> Project:
     return project_list(user=user).get(id=project_id)
 
 
+def project_find(*, name: str) -> Project | None:
+    """The project named ``name`` (names are unique), or None: for commands, which act as no user."""
+    return Project.objects.filter(name=name).first()
+
+
+def project_all() -> QuerySet[Project]:
+    """Every project, by name: for the worker's periodic duties, which act as no user."""
+    return Project.objects.all()
+
+
 def _with_latest_version(volumes: QuerySet[Volume]) -> QuerySet[Volume]:
     """Each volume with ``latest_label_version``: the name of its newest label version, or None."""
     newest = LabelVersion.objects.filter(volume=OuterRef("pk")).order_by("-number").values("name")[:1]

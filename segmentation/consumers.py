@@ -29,10 +29,14 @@ def _job_state(user, job_id: int):
 
 @database_sync_to_async
 def _volume_states(user, volume_id: int):
-    from annotation.models import Volume
+    from django.core.exceptions import ObjectDoesNotExist
+
+    from annotation.selectors import volume_get
     from segmentation.selectors import segmentation_job_list
 
-    if not Volume.objects.filter(id=volume_id, project__memberships__user=user).exists():
+    try:
+        volume_get(user=user, volume_id=volume_id)  # a volume of one of the user's projects
+    except ObjectDoesNotExist:
         return None
     return [events.job_state(job) for job in segmentation_job_list(user=user, volume_id=volume_id)[:50]]
 

@@ -15,8 +15,6 @@ worker thread again if it dies all the same. ``/healthz`` reports a dead one
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 
@@ -68,14 +66,14 @@ def retrain_due_projects() -> list[int]:
     check and ``training_job_create``'s lock keep it to one job a day per project."""
     from django.utils import timezone
 
-    from annotation.models import Project
+    from annotation.selectors import project_all
     from ezquant_web.errors import ApplicationError
     from segmentation.models import TrainingJob
     from segmentation.services import retraining_needed, training_job_create
 
     today = timezone.localdate()
     queued = []
-    for project in Project.objects.all():
+    for project in project_all():
         if TrainingJob.objects.filter(project=project, created_at__date=today).exists():
             continue
         if retraining_needed(project=project) is None:
@@ -123,8 +121,10 @@ def make_worker(*, worker_id: str | None = None, interval: float = 0.5, batch: b
     """django-tasks-db's ``Worker`` over every queue of the default backend."""
     from django_tasks_db.management.commands.db_worker import Worker
 
+    from segmentation.jobs import process_worker_id  # the models: not at import, before apps are ready
+
     return Worker(queue_names=["*"], interval=interval, batch=batch, backend_name="default", startup_delay=False,
-                  max_tasks=max_tasks, worker_id=worker_id or f"{socket.gethostname()}:{os.getpid()}"[:64],
+                  max_tasks=max_tasks, worker_id=worker_id or process_worker_id(),
                   excluded_queue_names=[])
 
 
@@ -205,7 +205,9 @@ def start_embedded_worker() -> threading.Thread:
         if _embedded is not None and _embedded.is_alive():
             return _embedded
         first = _embedded is None
-        _embedded_id = f"embedded:{socket.gethostname()}:{os.getpid()}"[:64]
+        from segmentation.jobs import process_worker_id
+
+        _embedded_id = process_worker_id("embedded:")
         thread = _start_embedded_thread()
     if first:
         start_reaper()

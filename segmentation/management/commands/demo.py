@@ -29,12 +29,12 @@ class Command(BaseCommand):
         from django.conf import settings
         from django.contrib.auth import get_user_model
 
-        from annotation.models import Project
+        from annotation.selectors import project_find
 
         path = Path(settings.EZQUANT_DATA_DIR) / "demo-credentials.json"
-        if Project.objects.filter(name=PROJECT).exists() and path.exists():
+        if project_find(name=PROJECT) is not None and path.exists():
             credentials = json.loads(path.read_text())
-        elif Project.objects.filter(name=PROJECT).exists():
+        elif project_find(name=PROJECT) is not None:
             # Not an error for `make run`: the app starts, the demo is just not re-made.
             self.stderr.write(f"the demo project {PROJECT!r} exists but {path} is gone: reset the demo users' "
                               "passwords in /admin/, or rename the project to make a new demo")

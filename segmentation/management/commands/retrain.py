@@ -26,11 +26,11 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         from django.contrib.auth import get_user_model
 
-        from annotation.models import Project
+        from annotation.selectors import project_find
         from ezquant_web.errors import ApplicationError
         from segmentation.services import retraining_needed, training_job_create, training_job_run
 
-        project = Project.objects.filter(name=options["project"]).first()
+        project = project_find(name=options["project"])
         if project is None:
             raise CommandError(f"no project named {options['project']!r}")
         user = None
