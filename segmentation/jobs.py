@@ -53,8 +53,10 @@ class JobCancelled(Exception):
     longer this worker's to run)."""
 
 
-def _worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+def process_worker_id(prefix: str = "") -> str:
+    """This process's name as a worker: ``host:pid`` after ``prefix`` (``"embedded:"``), at most
+    64 characters (django-tasks-db's worker id column)."""
+    return f"{prefix}{socket.gethostname()}:{os.getpid()}"[:64]
 
 
 def _fresh(model: type[Job], job_id: int) -> Job:
@@ -187,7 +189,7 @@ def run_job(model: type[Job], *, job_id: int, work: Work, worker_id: str | None 
     an interrupt (SystemExit, KeyboardInterrupt from a worker shutting down) does too and is
     raised again.
     """
-    worker_id = worker_id or _worker_id()
+    worker_id = worker_id or process_worker_id()
     if not claimed and not job_claim(model, job_id=job_id, worker_id=worker_id):
         model.objects.filter(id=job_id, status=Status.QUEUED, cancel_requested=True).update(
             status=Status.CANCELLED, finished_at=timezone.now())

@@ -224,7 +224,7 @@ def segmentation_job_run_next(*, worker_id: str | None = None) -> int | None:
 
     Each queued job has a task of its own, and a task runs the fairest job, not necessarily
     its own: there are always at least as many tasks waiting as jobs, so every job runs."""
-    worker_id = worker_id or jobs._worker_id()
+    worker_id = worker_id or jobs.process_worker_id()
     job_id = jobs.job_claim_next(SegmentationJob, worker_id=worker_id)
     if job_id is not None:
         jobs.run_job(SegmentationJob, job_id=job_id, worker_id=worker_id, work=_segmentation_work, claimed=True)
