@@ -15,8 +15,6 @@ worker thread again if it dies all the same. ``/healthz`` reports a dead one
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 
@@ -123,8 +121,10 @@ def make_worker(*, worker_id: str | None = None, interval: float = 0.5, batch: b
     """django-tasks-db's ``Worker`` over every queue of the default backend."""
     from django_tasks_db.management.commands.db_worker import Worker
 
+    from segmentation.jobs import process_worker_id  # the models: not at import, before apps are ready
+
     return Worker(queue_names=["*"], interval=interval, batch=batch, backend_name="default", startup_delay=False,
-                  max_tasks=max_tasks, worker_id=worker_id or f"{socket.gethostname()}:{os.getpid()}"[:64],
+                  max_tasks=max_tasks, worker_id=worker_id or process_worker_id(),
                   excluded_queue_names=[])
 
 
@@ -205,7 +205,9 @@ def start_embedded_worker() -> threading.Thread:
         if _embedded is not None and _embedded.is_alive():
             return _embedded
         first = _embedded is None
-        _embedded_id = f"embedded:{socket.gethostname()}:{os.getpid()}"[:64]
+        from segmentation.jobs import process_worker_id
+
+        _embedded_id = process_worker_id("embedded:")
         thread = _start_embedded_thread()
     if first:
         start_reaper()
