@@ -182,6 +182,7 @@ def _import_work(job: VolumeImportJob, progress, timings: dict, written: list[Pa
     try:
         store = import_image(src, dest, channel=params.get("channel"), voxel_size=params.get("voxel_size"),
                              max_voxels=settings.EZQUANT_MAX_VOXELS, max_bytes=settings.EZQUANT_MAX_IMAGE_BYTES,
+                             streamed_above=settings.EZQUANT_BLOCK_VOXELS,
                              progress=lambda f, message: progress(start + (0.98 - start) * f, message))
     except StorageError as exc:  # the file's fault: said to the user as it is, naming their file
         raise ApplicationError(str(exc).replace(repr(src.name), repr(job.file_name))) from None

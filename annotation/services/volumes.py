@@ -22,6 +22,7 @@ Deleting a Volume row (admin) leaves its directory; deleting directories is a la
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
@@ -100,7 +101,8 @@ def volume_import(*, project: Project, src_path: str | os.PathLike, name: str, u
     relative = f"{VOLUMES_DIR}/{uuid.uuid4().hex}"
     dest = _data_dir() / relative
     store = import_image(src_path, dest, channel=channel, voxel_size=voxel_size,
-                         max_voxels=settings.EZQUANT_MAX_VOXELS, max_bytes=settings.EZQUANT_MAX_IMAGE_BYTES)
+                         max_voxels=settings.EZQUANT_MAX_VOXELS, max_bytes=settings.EZQUANT_MAX_IMAGE_BYTES,
+                         streamed_above=settings.EZQUANT_BLOCK_VOXELS)
     try:
         with transaction.atomic():
             return volume_row_create(project=project, path=relative, meta=store.meta, user=user,
@@ -208,13 +210,22 @@ def label_version_upload(*, volume: Volume, src_path: str | os.PathLike, user: A
     must stay below ``LABEL_ID_LIMIT - 1`` (2**24 - 1: what a label tile carries, with room
     for one more nucleus). A file that is no TIFF, of the wrong shape or type (bool masks
     included) or with ids out of range raises :class:`ApplicationError` (400), and nothing is
-    written.
+    written; so does a volume whose image is larger than ``EZQUANT_MAX_IMAGE_BYTES`` (imported
+    a plane at a time; an upload reads it whole).
     """
     import tifffile  # only uploads need it
 
     from annotation.storage.tiles import LABEL_ID_LIMIT
 
     shape = volume.shape
+    image_bytes = math.prod(shape) * np.dtype(volume.dtype).itemsize
+    if image_bytes > settings.EZQUANT_MAX_IMAGE_BYTES:
+        # Imported a plane at a time and segmented block by block; an upload is read whole
+        # (the labels and, to measure the nuclei, the image).
+        raise ApplicationError(
+            f"labels cannot be uploaded for volume {volume.name!r}: its image ({image_bytes:,} bytes) is larger than "
+            f"EZQUANT_MAX_IMAGE_BYTES ({settings.EZQUANT_MAX_IMAGE_BYTES:,}) and an upload reads the labels and the "
+            "image whole", extra={"image_bytes": image_bytes, "limit": settings.EZQUANT_MAX_IMAGE_BYTES})
     try:
         with tifffile.TiffFile(src_path) as tif:
             series = tif.series[0] if tif.series else None

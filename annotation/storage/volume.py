@@ -143,13 +143,23 @@ def _narrow_64bit(source: PlaneSource) -> PlaneSource:
                             "only values that fit 32-bit integers can be imported")
 
 
-def _check_size(source: PlaneSource, max_voxels: int | None, max_bytes: int | None) -> None:
+def _check_size(source: PlaneSource, max_voxels: int | None, max_bytes: int | None,
+                streamed_above: int | None = None) -> None:
     """Refuse an image over the limits from its header alone (nothing is decoded yet)."""
     z, y, x = source.shape
     n_voxels = math.prod(source.shape)
     if max_voxels is not None and n_voxels > max_voxels:
         raise ImageTooLargeError(
             f"{source.name!r} has {n_voxels:,} voxels ({z} x {y} x {x}); the limit is {max_voxels:,}")
+    if streamed_above is not None and n_voxels > streamed_above:
+        # Never decoded whole (the import writes it a plane at a time, segmentation runs block by
+        # block): what must fit the memory is one plane.
+        plane_bytes = y * x * source.dtype.itemsize
+        if max_bytes is not None and plane_bytes > max_bytes:
+            raise ImageTooLargeError(
+                f"{source.name!r} is too large for this machine: one {y} x {x} {source.dtype} plane decodes to "
+                f"{plane_bytes:,} bytes; the limit is {max_bytes:,} bytes")
+        return
     n_bytes = n_voxels * source.dtype.itemsize
     if max_bytes is not None and n_bytes > max_bytes:
         raise ImageTooLargeError(
@@ -159,7 +169,8 @@ def _check_size(source: PlaneSource, max_voxels: int | None, max_bytes: int | No
 
 def import_image(src: str | os.PathLike, dest: str | os.PathLike, *, channel: int | None = None,
                  voxel_size: tuple[float, ...] | None = None, max_voxels: int | None = None,
-                 max_bytes: int | None = None, progress: Progress | None = None) -> "VolumeStore":
+                 max_bytes: int | None = None, streamed_above: int | None = None,
+                 progress: Progress | None = None) -> "VolumeStore":
     """Import a TIFF / OME-TIFF / ImageJ TIFF file or an OME-Zarr directory as a new volume.
 
     Parameters
@@ -174,6 +185,9 @@ def import_image(src: str | os.PathLike, dest: str | os.PathLike, *, channel: in
     max_voxels : refuse images with more than Z * Y * X voxels, before writing anything.
     max_bytes : refuse images that decode to more bytes (voxels x bytes per voxel of the file's
         type), judged from the header before any pixel is decoded.
+    streamed_above : images of more voxels than this are never decoded whole by the caller (the
+        application segments them block by block): ``max_bytes`` then bounds one plane, which
+        is what this import decodes at a time, and ``max_voxels`` the image.
     progress : called as ``progress(fraction, message)`` after each plane.
 
     Returns
@@ -187,18 +201,19 @@ def import_image(src: str | os.PathLike, dest: str | os.PathLike, *, channel: in
     InvalidImageError : missing, not a TIFF or OME-Zarr, corrupt or truncated.
     DimensionalityError : 1D, or more than Z, Y, X besides one channel axis (time series too).
     ChannelError : a channel axis without ``channel=``, or ``channel`` out of range.
-    ImageTooLargeError : more voxels than ``max_voxels`` or more bytes than ``max_bytes``.
+    ImageTooLargeError : more voxels than ``max_voxels`` or more bytes than ``max_bytes`` (a
+        plane's, above ``streamed_above``).
     StorageError : a voxel size outside ``VOXEL_SIZE_RANGE`` (given, or stated by the file);
         NaN or infinite intensities, 64-bit values (``InvalidImageError``).
     DestinationExistsError : ``dest`` exists.
     """
     dest = Path(dest)
-    for name, limit in (("max_voxels", max_voxels), ("max_bytes", max_bytes)):
+    for name, limit in (("max_voxels", max_voxels), ("max_bytes", max_bytes), ("streamed_above", streamed_above)):
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise StorageError(f"{name} must be a positive whole number, got {limit!r}")
     source = open_source(src, channel=channel)
     try:
-        _check_size(source, max_voxels, max_bytes)
+        _check_size(source, max_voxels, max_bytes, streamed_above)
         size = _resolve_voxel_size(voxel_size, source.voxel_size, 2 if source.shape[0] == 1 else 3)
         source = _narrow_64bit(source)
         _write_volume(dest, source, voxel_size=size, progress=progress)

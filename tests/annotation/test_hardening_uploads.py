@@ -92,6 +92,7 @@ def test_it_refuses_a_sparse_ome_zarr_past_the_byte_limit_in_import_volume(proje
     from annotation.storage.ngff import image_attributes
 
     settings.EZQUANT_MAX_IMAGE_BYTES = 16 * MiB
+    settings.EZQUANT_BLOCK_VOXELS = 2 ** 27  # segmented whole, so read whole: the whole image must fit
     root = tmp_path / "sparse.ome.zarr"  # metadata only: 80 MB of pixels that were never written
     group = zarr.open_group(str(root), mode="w", zarr_format=3)
     group.create_array("0", shape=(5, 4000, 4000), chunks=(1, 1000, 1000), dtype="uint8", fill_value=0)
@@ -101,6 +102,28 @@ def test_it_refuses_a_sparse_ome_zarr_past_the_byte_limit_in_import_volume(proje
         call_command("import_volume", str(root), "--project", "Nuclei 101", stdout=StringIO())
     assert "80,000,000 bytes" in str(refused.value)
     assert not Volume.objects.exists()
+
+
+def test_it_imports_a_volume_segmented_block_by_block_past_the_byte_limit_a_plane_at_a_time(
+        project, client_for, ivy, tmp_path, settings):
+    from annotation.services import volume_import
+
+    settings.EZQUANT_MAX_IMAGE_BYTES = MiB
+    settings.EZQUANT_BLOCK_VOXELS = 2 ** 20  # the volumes below are segmented block by block
+    path = _zeros_tiff(tmp_path / "stack.tif", (512, 256, 256), np.uint16)  # 64 MiB decoded, planes of 128 KiB
+    volume, peak = _peak_while(lambda: volume_import(project=project, src_path=path, name="stack", user=ivy))
+    assert volume.shape == (512, 256, 256)
+    assert peak < 40 * MiB  # never held whole (the XZ / YZ layouts are written 64 planes at a time)
+    # A label upload is read whole (the labels, and the image to measure them): refused for it.
+    labels = _zeros_tiff(tmp_path / "labels.tif", (512, 256, 256), np.uint32)
+    body = _assert_error_shape(_upload_labels(client_for(ivy), volume, labels))
+    assert "EZQUANT_MAX_IMAGE_BYTES" in body["message"] and body["extra"]["image_bytes"] == 64 * MiB
+    assert not LabelVersion.objects.exists()
+    # One plane must still fit the limit: that much is decoded at a time.
+    wide = _zeros_tiff(tmp_path / "wide.tif", (2, 1024, 1024), np.uint16)
+    with pytest.raises(CommandError, match="one 1024 x 1024 uint16 plane decodes to 2,097,152 bytes"):
+        call_command("import_volume", str(wide), "--project", "Nuclei 101", stdout=StringIO())
+    assert Volume.objects.count() == 1
 
 
 # -- part 3: data that would break a volume for good ------------------------------------------
