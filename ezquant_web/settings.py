@@ -292,7 +292,8 @@ SECRET_KEY = secret_key(os.environ.get("SECRET_KEY") or None, EZQUANT_DATA_DIR /
 # Largest image accepted, in voxels (Z * Y * X), checked before anything is written.
 EZQUANT_MAX_VOXELS = env_int("EZQUANT_MAX_VOXELS", 2 ** 31)
 # Largest image accepted once decoded, in bytes (voxels x bytes per voxel of its type), read
-# from the file's header before any pixel is decoded: what one volume may cost in memory.
+# from the file's header before any pixel is decoded: what one volume may cost in memory. A volume
+# above EZQUANT_BLOCK_VOXELS is never read whole, so for it this bounds one plane.
 EZQUANT_MAX_IMAGE_BYTES = env_int("EZQUANT_MAX_IMAGE_BYTES", 2 ** 30)
 # Volumes of more voxels than this are segmented block by block (segmentation.core.blockwise),
 # jobs and `manage.py segment` alike, in blocks of at most this many voxels, margins included:
