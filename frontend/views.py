@@ -91,7 +91,7 @@ def volume_viewer(request: HttpRequest, volume_id: int) -> HttpResponse:
         # How the nuclei queue may be ordered (nuclei/queue/?strategy=): the core's registry.
         "selection_strategies": [{"name": s.name, "summary": s.summary} for s in SELECTION_STRATEGIES.values()],
     }
-    from segmentation.core.backends import backend_catalogue
+    from segmentation.core.params import backend_catalogue
     from segmentation.core.modelzoo import default_model_for
 
     backends = backend_catalogue()  # each backend's menu line and options, the default first

@@ -31,7 +31,7 @@ import numpy as np
 from .runner import ModelRunner
 
 __all__ = ["BACKENDS", "Backend", "BackendOption", "BackendOutput", "SliceBackend", "Hybrid2D3DBackend", "True3DBackend",
-           "backend_catalogue", "register"]
+           "register"]
 
 Progress = Callable[[float, str], None]
 
@@ -97,17 +97,6 @@ class Backend:
 
 
 BACKENDS: dict[str, type[Backend]] = {}
-
-
-def backend_catalogue() -> list[dict]:
-    """Every backend as pages show it: name, summary, whether it is the stacks' default, and its
-    options with their defaults (from :class:`~.params.SegmentationParams`); the default first."""
-    from .params import DEFAULT_3D_BACKEND, SegmentationParams  # params imports this module
-
-    defaults = SegmentationParams()
-    return [{"name": name, "summary": cls.summary or name, "default": name == DEFAULT_3D_BACKEND,
-             "options": [option.to_dict(getattr(defaults, option.name)) for option in cls.options]}
-            for name, cls in sorted(BACKENDS.items(), key=lambda item: item[0] != DEFAULT_3D_BACKEND)]
 
 
 def register(cls: type[Backend]) -> type[Backend]:

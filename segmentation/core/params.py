@@ -13,7 +13,7 @@ from typing import Any
 from ._validation import Params, check_bool, check_choice, check_name, check_number, check_numbers
 from .errors import InvalidParameterError
 
-__all__ = ["DEFAULT_3D_BACKEND", "RESTORATION_MODES", "SegmentationParams", "params_for_stack"]
+__all__ = ["DEFAULT_3D_BACKEND", "RESTORATION_MODES", "SegmentationParams", "backend_catalogue", "params_for_stack"]
 
 RESTORATION_MODES = ("none", "auto", "denoise", "deblur")
 
@@ -128,3 +128,19 @@ def params_for_stack(data: dict[str, Any], *, ndim: int, voxel_size: tuple[float
     if voxel_size is not None and out.get("voxel_size") is None:
         out["voxel_size"] = list(voxel_size[-ndim:] if ndim == 2 else voxel_size)
     return out
+
+
+def backend_catalogue() -> list[dict]:
+    """Every backend of the registry as pages show it: name, summary, whether it is the stacks'
+    default, and its options (``Backend.options``) with their :class:`SegmentationParams`
+    defaults; the default first.
+
+    Here rather than in :mod:`backends` because it reads the defaults: this module imports the
+    registry (to check ``use_3d_backend``), so the registry never imports it.
+    """
+    from .backends import BACKENDS
+
+    defaults = SegmentationParams()
+    return [{"name": name, "summary": cls.summary or name, "default": name == DEFAULT_3D_BACKEND,
+             "options": [option.to_dict(getattr(defaults, option.name)) for option in cls.options]}
+            for name, cls in sorted(BACKENDS.items(), key=lambda item: item[0] != DEFAULT_3D_BACKEND)]

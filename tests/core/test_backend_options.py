@@ -6,7 +6,8 @@ import dataclasses
 import pytest
 
 from segmentation.core import SegmentationParams
-from segmentation.core.backends import BACKENDS, Backend, backend_catalogue
+from segmentation.core.backends import BACKENDS, Backend
+from segmentation.core.params import backend_catalogue
 from segmentation.core.params import DEFAULT_3D_BACKEND
 
 

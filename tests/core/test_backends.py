@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from segmentation.core import SegmentationParams
-from segmentation.core.backends import BACKENDS, Backend, BackendOutput, SliceBackend, backend_catalogue, register
+from segmentation.core.backends import BACKENDS, Backend, BackendOutput, SliceBackend, register
+from segmentation.core.params import backend_catalogue
 from segmentation.core.errors import InvalidParameterError
 
 
