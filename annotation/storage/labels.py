@@ -318,6 +318,7 @@ class _DeltaWriter:
     def __init__(self, source: VersionLayout, partial: Path, array: str, chunk) -> None:
         self._source, self._dir, self._array, self._chunk = source, partial / array, array, tuple(chunk)
         self.version = source.name
+        self._made: set[Path] = set()  # folders made already: one mkdir each, not one per chunk
 
     def read(self, key: tuple[int, ...], box) -> np.ndarray:
         path = self._source.chunk_file(self._array, key)
@@ -332,7 +333,9 @@ class _DeltaWriter:
 
     def write(self, key: tuple[int, ...], values: np.ndarray) -> None:
         path = chunk_path(self._dir, *key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.parent not in self._made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._made.add(path.parent)
         path.write_bytes(encode_chunk(values, self._chunk))  # in the private partial folder
 
 
