@@ -206,3 +206,26 @@ def test_it_reads_only_the_changed_chunks_when_given_the_region_before(stack, mo
     with pytest.raises(LabelVersionError, match="not those of v1"):
         stack.write_label_edit("v1", region, after, before=wrong)
     assert stack.label_versions() == ["v1", "v2"]
+
+
+def test_it_writes_a_complete_version_over_a_delta_parent_sharing_its_chunk_files(stack):
+    import os
+
+    labels = _labels(stack.meta.shape)
+    stack.write_labels(labels)
+    region = (slice(0, 2), slice(0, 100), slice(0, 100))
+    stack.write_label_edit("v1", region, np.full((2, 100, 100), 30, np.uint32))
+    expected = labels.copy()
+    expected[region] = 30
+    again = expected.copy()
+    again[7, 299, 519] = 31  # one chunk of level 0 changes; v2's and v1's files are shared
+    meta = stack.write_labels(again, parent="v2")
+    assert meta.chunks_linked > 0 and read_manifest(stack.path / "labels" / meta.name) is None
+    root = stack.path / "labels"
+    assert os.stat(root / "v2" / "0" / "c" / "0" / "0" / "0").st_ino == os.stat(root / "v3" / "0" / "c" / "0" / "0" /
+                                                                                 "0").st_ino
+    assert os.stat(root / "v1" / "0" / "c" / "3" / "0" / "0").st_ino == os.stat(root / "v3" / "0" / "c" / "3" / "0" /
+                                                                                 "0").st_ino
+    _assert_version(VolumeStore.open(stack.path), "v3", again)
+    groups = json.loads((root / "zarr.json").read_text())["attributes"]
+    assert groups["ome"]["labels"] == ["v1", "v3"] and groups["ezquant"]["versions"] == ["v1", "v2", "v3"]
