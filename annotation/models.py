@@ -248,7 +248,7 @@ class Nucleus(models.Model):
 
     class Meta:
         verbose_name_plural = "nuclei"
-        ordering = ["volume", "lineage", "label_id", "since"]
+        ordering = ["volume_id", "lineage", "label_id", "since"]  # the index order; "volume" would join
         constraints = [
             # Also the index on (volume, lineage, label_id) that reads of a version use.
             models.UniqueConstraint(fields=["volume", "lineage", "label_id", "since"], name="nucleus_unique_since"),

@@ -27,7 +27,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AlterModelOptions(
             name='nucleus',
-            options={'ordering': ['volume', 'lineage', 'label_id', 'since'], 'verbose_name_plural': 'nuclei'},
+            options={'ordering': ['volume_id', 'lineage', 'label_id', 'since'], 'verbose_name_plural': 'nuclei'},
         ),
         migrations.AlterField(
             model_name='labelversion',
