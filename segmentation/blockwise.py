@@ -97,8 +97,10 @@ def segmentation_work_blockwise(job, progress, timings: dict, *, model_name: str
     if curated or deletes:
         raise ApplicationError(
             f"volume {volume.name!r} ({volume.shape_z} x {volume.shape_y} x {volume.shape_x}) is segmented block by "
-            "block, which cannot keep the nuclei people curated or deleted in its latest version yet: run the job "
-            "from scratch (from_scratch), or raise EZQUANT_BLOCK_VOXELS above its size")
+            f"block, and keeping what people did in its latest version ({len(curated)} curated nuclei, "
+            f"{len(deletes)} deletions) merges it with the new labels over the whole volume at once, which does not "
+            "fit a blockwise run: "
+            "run the job from scratch (from_scratch), or raise EZQUANT_BLOCK_VOXELS above its size")
     refusal = block_memory_refusal(f"volume {volume.name!r}", volume.dtype)
     if refusal is not None:
         raise ApplicationError(refusal)

@@ -48,6 +48,25 @@ def test_it_segments_a_volume_above_the_threshold_block_by_block(volume_2d, ivy,
     assert _work_folders(data_dir) == []
 
 
+@pytest.mark.django_db
+def test_it_refuses_a_blockwise_job_that_would_have_to_keep_curated_nuclei(volume_2d, ivy, alice, settings,
+                                                                           data_dir):
+    from annotation.services import correction_create, label_version_create
+    from segmentation.core import synthetic
+
+    labels = synthetic.generate_2d(shape=(96, 96), seed=3).labels
+    v1 = label_version_create(volume=volume_2d, labels=labels, user=ivy, source=LabelVersion.Source.UPLOAD)
+    largest = Nucleus.objects.of(v1).order_by("-volume_voxels").first()
+    correction_create(volume=volume_2d, user=alice, label_version="v1",
+                      edit={"correction_type": "delete", "nucleus_ids": [largest.label_id]})
+    settings.EZQUANT_BLOCK_VOXELS = FOUR_BLOCKS_2D
+    job = segmentation_job_create(volume=volume_2d, user=ivy, params=FAST_PARAMS)
+    assert segmentation_job_run(job_id=job.id) == "failed"
+    job.refresh_from_db()
+    assert "segmented block by block" in job.error and "1 deletions" in job.error and "from_scratch" in job.error
+    assert LabelVersion.objects.filter(volume=volume_2d).count() == 2 and _work_folders(data_dir) == []
+
+
 @pytest.mark.django_db(transaction=True)
 def test_it_cancels_a_blockwise_job_between_blocks(volume_3d, ivy, settings, data_dir):
     settings.EZQUANT_BLOCK_VOXELS = 16 * 100 * 100
