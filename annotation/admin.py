@@ -1,7 +1,15 @@
 from django.contrib import admin
 
 from annotation.models import (
-    Assignment, AuditEvent, Correction, LabelVersion, Membership, Nucleus, Project, Volume, VolumeImportJob,
+    Assignment,
+    AuditEvent,
+    Correction,
+    LabelVersion,
+    Membership,
+    Nucleus,
+    Project,
+    Volume,
+    VolumeImportJob,
 )
 
 

@@ -17,7 +17,16 @@ from django.db.models import Case, F, IntegerField, OuterRef, Q, QuerySet, Subqu
 
 from annotation import roles
 from annotation.models import (
-    Assignment, AuditEvent, Correction, LabelVersion, Membership, Nucleus, Project, Volume, VolumeImportJob, rows_of,
+    Assignment,
+    AuditEvent,
+    Correction,
+    LabelVersion,
+    Membership,
+    Nucleus,
+    Project,
+    Volume,
+    VolumeImportJob,
+    rows_of,
 )
 
 __all__ = [

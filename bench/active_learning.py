@@ -45,9 +45,9 @@ from scipy import ndimage as ndi
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from segmentation.core import (  # noqa: E402
+    SELECTION_STRATEGIES,
     ActiveLearningManager,
     AdapterTrainingParams,
-    SELECTION_STRATEGIES,
     RetrainingParams,
     SegmentationEngine,
     SegmentationParams,

@@ -76,9 +76,8 @@ def _icechunk(work: Path, store, shape, repeat: int) -> list[float] | None:
     except ImportError:
         print("icechunk is not importable: skipped")
         return None
-    from annotation.storage.zarrio import _codec
-
     from annotation.storage.ortho import ORTHO_PLANES, ortho_chunk
+    from annotation.storage.zarrio import _codec
 
     repo = icechunk.Repository.create(icechunk.local_filesystem_storage(str(work / "icechunk")))
     session = repo.writable_session("main")

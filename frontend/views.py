@@ -91,8 +91,8 @@ def volume_viewer(request: HttpRequest, volume_id: int) -> HttpResponse:
         # How the nuclei queue may be ordered (nuclei/queue/?strategy=): the core's registry.
         "selection_strategies": [{"name": s.name, "summary": s.summary} for s in SELECTION_STRATEGIES.values()],
     }
-    from segmentation.core.params import backend_catalogue
     from segmentation.core.modelzoo import default_model_for
+    from segmentation.core.params import backend_catalogue
 
     backends = backend_catalogue()  # each backend's menu line and options, the default first
     return render(request, "frontend/viewer.html", {"version": settings.VERSION, "volume": volume,

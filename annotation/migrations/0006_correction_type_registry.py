@@ -1,8 +1,9 @@
 # The correction types come from the core's registry (segmentation.core.editing.EDIT_KINDS)
 # through a callable, so a kind registered there needs no migration of its own.
 
-import annotation.models
 from django.db import migrations, models
+
+import annotation.models
 
 
 class Migration(migrations.Migration):

@@ -51,12 +51,20 @@ from typing import Iterator
 import numpy as np
 
 from .errors import InvalidLabelsError, LabelShapeError, LabelVersionError
-from .meta import LabelVersionMeta, VolumeMeta, version_number
 from .manifest import MANIFEST, Manifest, VersionLayout, materialise, write_manifest
+from .meta import LabelVersionMeta, VolumeMeta, version_number
 from .ngff import label_attributes, labels_group_attributes
 from .ortho import ORTHO_PLANES, ortho_chunk, write_ortho_levels
 from .zarrio import (
-    CHUNK, chunk_path, create_array, decode_chunk, encode_chunk, read_json, same_encoding, write_group, written_here,
+    CHUNK,
+    chunk_path,
+    create_array,
+    decode_chunk,
+    encode_chunk,
+    read_json,
+    same_encoding,
+    write_group,
+    written_here,
 )
 
 __all__ = ["as_labels", "label_version_meta", "list_versions", "materialise_version", "version_layout",

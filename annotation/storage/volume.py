@@ -25,11 +25,16 @@ import numpy as np
 
 from . import labels as _labels
 from .errors import (
-    DestinationExistsError, ImageTooLargeError, InvalidImageError, NotAVolumeError, StorageError, TileOutOfRangeError,
+    DestinationExistsError,
+    ImageTooLargeError,
+    InvalidImageError,
+    NotAVolumeError,
+    StorageError,
+    TileOutOfRangeError,
 )
+from .manifest import copy_arrays
 from .meta import TILE_SIZE, LabelVersionMeta, VolumeMeta, check_voxel_range, voxel_size3
 from .ngff import image_attributes, label_attributes, labels_group_attributes
-from .manifest import copy_arrays
 from .ortho import ORTHO_PLANES, add_missing_layouts, has_ortho, ortho_shape, read_ortho, write_ortho_levels
 from .pyramid import ContrastEstimator, downsample_mean, pyramid_shapes
 from .sources import ArraySource, PlaneSource, open_source

@@ -54,21 +54,21 @@ from .adapter import (
 from .anisotropy import Anisotropy3DPreprocessor
 from .backends import BACKENDS, Backend, Hybrid2D3DBackend, SliceBackend, True3DBackend
 from .blockwise import BlockwiseParams, BlockwiseResult, segment_blockwise
-from .curation import CuratedMerge, Revert, keep_curated, revert_edit
 from .corrections import (
     CORRECTION_TYPES,
+    SELECTION_STRATEGIES,
     ActiveLearningManager,
     CorrectionRecord,
     CorrectionStorageError,
     CorrectionTracker,
     ImageCrop,
-    SELECTION_STRATEGIES,
     RetrainingParams,
     SelectionStrategy,
     correction_examples,
     register_selection_strategy,
     select_for_review,
 )
+from .curation import CuratedMerge, Revert, keep_curated, revert_edit
 from .editing import EDIT_KINDS, EditKind, register_edit_kind
 from .engine import Cellpose3RestorationEngine, SegmentationEngine, SegmentationResult, validate_image
 from .errors import InvalidInputError, InvalidParameterError, ModelNotAvailableError, SegmentationError
@@ -87,8 +87,8 @@ from .metrics import (
 )
 from .modelzoo import DEFAULT_MODEL, DEFAULT_MODEL_3D, load_model
 from .params import RESTORATION_MODES, SegmentationParams
-from .runner import ModelRunner
 from .restoration import RestorationParams, measure_image_quality, restore, should_use_restoration
+from .runner import ModelRunner
 from .uncertainty import NucleusUncertainty, UncertaintyEstimator, UncertaintyParams, nucleus_uncertainty
 
 __all__ = [

@@ -43,8 +43,8 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.segmentation import relabel_sequential
 
-from .modelzoo import file_sha256
 from .engine import normalize_intensity  # the engine's own rule: training sees what inference sees
+from .modelzoo import file_sha256
 from .synthetic import NucleiConfig, generate_2d, generate_3d
 
 __all__ = ["DEFAULT_NBASE", "build_training_set", "file_sha256", "resample_isotropic",

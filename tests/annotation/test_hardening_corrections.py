@@ -79,9 +79,8 @@ def test_an_edit_within_the_limits_still_passes(labels_v1, client_for, ivy, sett
 def test_the_pixel_work_runs_outside_any_transaction(labels_v1, ivy, monkeypatch):
     """On SQLite a transaction holds the database's write lock: the edit and the measuring
     must run before it begins (a slow edit stalled every other writer and the job worker)."""
-    from segmentation.core import editing, measurements
-
     from annotation.services import correction_create
+    from segmentation.core import editing, measurements
 
     seen = {}
     real_apply, real_measure = editing.apply_edit, measurements.nucleus_table
@@ -105,9 +104,8 @@ def test_the_pixel_work_runs_outside_any_transaction(labels_v1, ivy, monkeypatch
 
 @pytest.mark.django_db(transaction=True)
 def test_it_answers_409_when_another_edit_commits_while_the_pixels_are_computed(labels_v1, ivy, alice, monkeypatch):
-    from segmentation.core import editing
-
     from annotation.services import correction_create
+    from segmentation.core import editing
 
     volume = labels_v1.volume
     first, second = Nucleus.objects.of(labels_v1).order_by("label_id")[:2]
@@ -150,9 +148,8 @@ def test_an_add_never_overflows_the_ids(volume_3d, sample_3d, ivy, client_for):
 
 @pytest.mark.django_db(transaction=True)
 def test_undo_and_redo_measure_outside_any_transaction(labels_v1, ivy, monkeypatch):
-    from segmentation.core import measurements
-
     from annotation.services import correction_create, correction_redo, correction_undo
+    from segmentation.core import measurements
 
     n = _largest(labels_v1)
     correction = correction_create(volume=labels_v1.volume, user=ivy, label_version="v1",
@@ -177,9 +174,8 @@ def test_undo_and_redo_measure_outside_any_transaction(labels_v1, ivy, monkeypat
 
 @pytest.mark.django_db(transaction=True)
 def test_an_amendment_edits_outside_any_transaction_and_marks_the_original(labels_v1, ivy, alice, monkeypatch):
-    from segmentation.core import editing
-
     from annotation.services import correction_amend, correction_create
+    from segmentation.core import editing
 
     first, second = Nucleus.objects.of(labels_v1).order_by("label_id")[:2]
     student = correction_create(volume=labels_v1.volume, user=alice, label_version="v1",

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from annotation.models import AuditEvent, Correction, LabelVersion, Nucleus
-from annotation.selectors import training_corrections
-from annotation.selectors import review_queue
+from annotation.selectors import review_queue, training_corrections
 from annotation.services import correction_create, correction_redo, correction_review, correction_undo
 from annotation.stores import correction_store, volume_store
 from ezquant_web.api import ApplicationError

@@ -7,8 +7,7 @@ import pytest
 
 from segmentation.core import SegmentationParams
 from segmentation.core.backends import BACKENDS, Backend
-from segmentation.core.params import backend_catalogue
-from segmentation.core.params import DEFAULT_3D_BACKEND
+from segmentation.core.params import DEFAULT_3D_BACKEND, backend_catalogue
 
 
 def test_it_lists_every_backend_with_its_options_the_default_first():

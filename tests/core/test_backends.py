@@ -5,8 +5,8 @@ import pytest
 
 from segmentation.core import SegmentationParams
 from segmentation.core.backends import BACKENDS, Backend, BackendOutput, SliceBackend, register
-from segmentation.core.params import backend_catalogue
 from segmentation.core.errors import InvalidParameterError
+from segmentation.core.params import backend_catalogue
 
 
 def test_it_registers_the_three_shipped_backends_by_name():

@@ -6,8 +6,16 @@ import json
 import pytest
 
 from segmentation.core.errors import ModelNotAvailableError
-from segmentation.core.modelzoo import (DEFAULT_MODEL, DEFAULT_MODEL_3D, SHIPPED_MODELS_DIR, default_model_for,
-                                        file_sha256, load_model, resolve_model, shipped_models)
+from segmentation.core.modelzoo import (
+    DEFAULT_MODEL,
+    DEFAULT_MODEL_3D,
+    SHIPPED_MODELS_DIR,
+    default_model_for,
+    file_sha256,
+    load_model,
+    resolve_model,
+    shipped_models,
+)
 
 
 def test_it_ships_both_defaults_with_their_cards():

@@ -12,9 +12,8 @@ from django.contrib.auth.models import AnonymousUser
 
 from annotation.models import LabelVersion
 from ezquant_web.routing import websocket_urlpatterns
-from segmentation.services import segmentation_job_create, segmentation_job_run
-
 from segmentation.core.modelzoo import DEFAULT_MODEL
+from segmentation.services import segmentation_job_create, segmentation_job_run
 
 from .conftest import FAST_PARAMS
 

@@ -14,11 +14,15 @@ from django.utils import timezone
 
 from annotation.models import LabelVersion, Nucleus
 from segmentation import events
-from segmentation.models import SegmentationJob
-from segmentation.services import (segmentation_job_cancel, segmentation_job_claim, segmentation_job_create,
-                                   segmentation_job_reap_stale, segmentation_job_run)
-
 from segmentation.core.modelzoo import DEFAULT_MODEL
+from segmentation.models import SegmentationJob
+from segmentation.services import (
+    segmentation_job_cancel,
+    segmentation_job_claim,
+    segmentation_job_create,
+    segmentation_job_reap_stale,
+    segmentation_job_run,
+)
 
 from .conftest import FAST_PARAMS, run_queued_jobs
 

@@ -13,10 +13,9 @@ from django.urls import reverse
 
 from annotation.models import LabelVersion, Nucleus
 from annotation.services import correction_create, label_version_create
+from segmentation.core.modelzoo import DEFAULT_MODEL, SHIPPED_MODELS_DIR
 from segmentation.models import ModelPromotion, ModelVersion, SegmentationJob, TrainingJob
 from segmentation.services import project_default_model, segmentation_job_create, training_job_create
-
-from segmentation.core.modelzoo import DEFAULT_MODEL, SHIPPED_MODELS_DIR
 
 from .conftest import FAST_PARAMS, run_queued_jobs
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-
 from .._validation import Params, check_number
 from ..errors import InvalidParameterError
 

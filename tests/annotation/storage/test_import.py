@@ -8,7 +8,12 @@ import pytest
 import tifffile
 
 from annotation.storage import (
-    ChannelError, DimensionalityError, ImageTooLargeError, InvalidImageError, StorageError, import_image,
+    ChannelError,
+    DimensionalityError,
+    ImageTooLargeError,
+    InvalidImageError,
+    StorageError,
+    import_image,
 )
 
 

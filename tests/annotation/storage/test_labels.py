@@ -9,7 +9,12 @@ import pytest
 import tifffile
 
 from annotation.storage import (
-    InvalidLabelsError, LabelShapeError, LabelVersionError, TileOutOfRangeError, VolumeStore, import_image,
+    InvalidLabelsError,
+    LabelShapeError,
+    LabelVersionError,
+    TileOutOfRangeError,
+    VolumeStore,
+    import_image,
 )
 
 

@@ -8,8 +8,13 @@ import numpy as np
 import pytest
 
 from annotation.storage import (
-    TILE_SIZE, DestinationExistsError, DimensionalityError, InvalidImageError, NotAVolumeError,
-    TileOutOfRangeError, VolumeStore,
+    TILE_SIZE,
+    DestinationExistsError,
+    DimensionalityError,
+    InvalidImageError,
+    NotAVolumeError,
+    TileOutOfRangeError,
+    VolumeStore,
 )
 from annotation.storage.pyramid import downsample_mean
 
