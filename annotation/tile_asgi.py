@@ -74,11 +74,13 @@ def _answer(kwargs: dict, query: str, headers: dict[str, str]) -> tile_views.Til
         if not _allowed_host(headers.get("host", "")):
             return tile_views.TileAnswer(400, {"Content-Type": "application/json"},
                                          b'{"message": "Invalid Host header.", "extra": {}}')
-        return tile_views.answer_tile(
+        tile = tile_views.TileRequest(
             volume_id=kwargs["volume_id"], version=kwargs.get("version"), level=kwargs["level"], z=kwargs["z"],
-            ty=kwargs["ty"], tx=kwargs["tx"], fmt=kwargs["fmt"], query=QueryDict(query),
-            authorization=headers.get("authorization"), session_user_id=_session_user_id(headers.get("cookie")),
-            if_none_match=headers.get("if-none-match"), layer=kwargs["layer"], plane=kwargs.get("plane", "xy"))
+            ty=kwargs["ty"], tx=kwargs["tx"], fmt=kwargs["fmt"], layer=kwargs["layer"],
+            plane=kwargs.get("plane", "xy"))
+        return tile_views.answer_tile(tile, query=QueryDict(query), authorization=headers.get("authorization"),
+                                      session_user_id=_session_user_id(headers.get("cookie")),
+                                      if_none_match=headers.get("if-none-match"))
     finally:
         close_old_connections()
 

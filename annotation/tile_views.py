@@ -231,62 +231,43 @@ def _not_modified(if_none_match: str | None, etag: str) -> bool:
     return "*" in tags or etag in tags or etag in (t.removeprefix("W/") for t in tags)
 
 
-def answer_tile(*, volume_id: str, version: str | None, level: str, z: str, ty: str, tx: str, fmt: str,
-                query: Mapping[str, str], authorization: str | None, session_user_id: Callable[[], int | None],
-                if_none_match: str | None, layer: str = "labels", plane: str = "xy") -> TileAnswer:
-    """Answer one tile request (see the module docstring); ``version`` is ``None`` for an image
-    tile, and ``layer`` says what a version's tile shows: ``"labels"`` (the ids) or
-    ``"uncertainty"`` (the heat map; ignored for an image tile). ``query`` holds ``size``, ``lo``, ``hi``; ``authorization`` is the header's value;
-    ``session_user_id()`` gives the signed-in user's id or ``None``. ``plane`` is ``"xy"``, or
-    ``"xz"`` / ``"yz"`` for an orthogonal plane, whose index ``z`` is then a row or column."""
+@dataclass(frozen=True)
+class TileRequest:
+    """Which tile is asked for, as the route gives it (strings, checked by :func:`answer_tile`):
+    ``version`` is ``None`` for an image tile; ``layer`` says what a version's tile shows,
+    ``"labels"`` (the ids) or ``"uncertainty"`` (the heat map; ignored for an image tile);
+    ``plane`` is ``"xy"``, or ``"xz"`` / ``"yz"`` for an orthogonal plane, whose index ``z`` is
+    then a row or column."""
+
+    volume_id: str
+    version: str | None
+    level: str
+    z: str
+    ty: str
+    tx: str
+    fmt: str
+    layer: str = "labels"
+    plane: str = "xy"
+
+
+def answer_tile(tile: TileRequest, *, query: Mapping[str, str], authorization: str | None,
+                session_user_id: Callable[[], int | None], if_none_match: str | None) -> TileAnswer:
+    """Answer one tile request (see the module docstring). ``query`` holds ``size``, ``lo``,
+    ``hi``; ``authorization`` is the header's value; ``session_user_id()`` gives the signed-in
+    user's id or ``None``."""
     try:
-        if plane != "xy" and plane not in ORTHO_PLANES:
-            raise _Refusal(404, f"no plane {plane!r}: planes are xy, xz and yz")
+        if tile.plane != "xy" and tile.plane not in ORTHO_PLANES:
+            raise _Refusal(404, f"no plane {tile.plane!r}: planes are xy, xz and yz")
         credentials = _credentials(authorization, session_user_id)
         size_text = query.get("size", "256")
         if size_text not in ("256", "512"):
             raise _Refusal(400, f"size must be 256 or 512, got {size_text!r}")
-        size = int(size_text)
-        level_, z_, ty_, tx_ = _whole(level, "level"), _whole(z, "z"), _whole(ty, "ty"), _whole(tx, "tx")
-        if version is None:
-            if fmt not in IMAGE_FORMATS:
-                raise _Refusal(400, f"an image tile is .png or .webp, got .{fmt}")
-            lo_text, hi_text = query.get("lo"), query.get("hi")
-            lo = _finite(lo_text, "lo") if lo_text is not None else None
-            hi = _finite(hi_text, "hi") if hi_text is not None else None
-            store = _store(selectors.volume_path_for_tile(volume_id=int(volume_id), **credentials))
-            _check_range(store, level_, z_, ty_, tx_, size, plane)
-            default_lo, default_hi = store.meta.contrast_limits
-            if lo is not None or hi is not None:
-                lo, hi = (default_lo if lo is None else lo), (default_hi if hi is None else hi)
-                if lo >= hi:
-                    raise _Refusal(400, f"lo must be below hi, got lo={lo:g}, hi={hi:g}")
-            else:
-                lo, hi = default_lo, default_hi
-            etag = _etag("image", volume_id, store.path.name, level_, z_, ty_, tx_, size, repr(lo), repr(hi), fmt,
-                         *_plane_part(plane))
-            content_type = IMAGE_FORMATS[fmt]
-
-            def render() -> bytes:
-                tile = store.read_tile(level_, z_, ty_, tx_, size) if plane == "xy" \
-                    else store.read_ortho_tile(plane, level_, z_, ty_, tx_, size)
-                return encode_image_tile(tile, lo, hi, fmt)
+        index = (_whole(tile.level, "level"), _whole(tile.z, "z"), _whole(tile.ty, "ty"), _whole(tile.tx, "tx"),
+                 int(size_text))
+        if tile.version is None:
+            etag, content_type, render = _image_tile(tile, index, query, credentials)
         else:
-            if fmt != "png":
-                raise _Refusal(400, f"a label tile is .png, got .{fmt}")
-            store = _store(selectors.label_version_path_for_tile(volume_id=int(volume_id), name=version,
-                                                                 **credentials))
-            _check_range(store, level_, z_, ty_, tx_, size, plane)
-            etag = _etag(layer, volume_id, store.path.name, version, level_, z_, ty_, tx_, size, *_plane_part(plane))
-            content_type = "image/png"
-
-            def render() -> bytes:
-                tile = store.read_label_tile(version, level_, z_, ty_, tx_, size) if plane == "xy" \
-                    else store.read_label_ortho_tile(version, plane, level_, z_, ty_, tx_, size)
-                if layer == "uncertainty":
-                    return encode_score_tile(tile, _score_lookup(int(volume_id), store, version))
-                return encode_label_tile(tile)
-
+            etag, content_type, render = _version_tile(tile, index, credentials)
         headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
         if _not_modified(if_none_match, etag):
             return TileAnswer(304, headers)
@@ -301,6 +282,58 @@ def answer_tile(*, volume_id: str, version: str | None, level: str, z: str, ty: 
         return _refused(404, str(exc))
     except StorageError as exc:
         return _refused(400, str(exc))
+
+
+def _image_tile(tile: TileRequest, index: tuple[int, int, int, int, int], query: Mapping[str, str],
+                credentials: dict) -> tuple[str, str, Callable[[], bytes]]:
+    """The ETag, content type and renderer of an image tile, at ``query``'s contrast (``lo``,
+    ``hi``) or the volume's default."""
+    level, z, ty, tx, size = index
+    if tile.fmt not in IMAGE_FORMATS:
+        raise _Refusal(400, f"an image tile is .png or .webp, got .{tile.fmt}")
+    lo_text, hi_text = query.get("lo"), query.get("hi")
+    lo = _finite(lo_text, "lo") if lo_text is not None else None
+    hi = _finite(hi_text, "hi") if hi_text is not None else None
+    store = _store(selectors.volume_path_for_tile(volume_id=int(tile.volume_id), **credentials))
+    _check_range(store, level, z, ty, tx, size, tile.plane)
+    default_lo, default_hi = store.meta.contrast_limits
+    if lo is not None or hi is not None:
+        lo, hi = (default_lo if lo is None else lo), (default_hi if hi is None else hi)
+        if lo >= hi:
+            raise _Refusal(400, f"lo must be below hi, got lo={lo:g}, hi={hi:g}")
+    else:
+        lo, hi = default_lo, default_hi
+    etag = _etag("image", tile.volume_id, store.path.name, level, z, ty, tx, size, repr(lo), repr(hi), tile.fmt,
+                 *_plane_part(tile.plane))
+
+    def render() -> bytes:
+        pixels = store.read_tile(level, z, ty, tx, size) if tile.plane == "xy" \
+            else store.read_ortho_tile(tile.plane, level, z, ty, tx, size)
+        return encode_image_tile(pixels, lo, hi, tile.fmt)
+
+    return etag, IMAGE_FORMATS[tile.fmt], render
+
+
+def _version_tile(tile: TileRequest, index: tuple[int, int, int, int, int],
+                  credentials: dict) -> tuple[str, str, Callable[[], bytes]]:
+    """The ETag, content type and renderer of a label version's tile: its ids, or its uncertainty."""
+    level, z, ty, tx, size = index
+    if tile.fmt != "png":
+        raise _Refusal(400, f"a label tile is .png, got .{tile.fmt}")
+    store = _store(selectors.label_version_path_for_tile(volume_id=int(tile.volume_id), name=tile.version,
+                                                         **credentials))
+    _check_range(store, level, z, ty, tx, size, tile.plane)
+    etag = _etag(tile.layer, tile.volume_id, store.path.name, tile.version, level, z, ty, tx, size,
+                 *_plane_part(tile.plane))
+
+    def render() -> bytes:
+        labels = store.read_label_tile(tile.version, level, z, ty, tx, size) if tile.plane == "xy" \
+            else store.read_label_ortho_tile(tile.version, tile.plane, level, z, ty, tx, size)
+        if tile.layer == "uncertainty":
+            return encode_score_tile(labels, _score_lookup(int(tile.volume_id), store, tile.version))
+        return encode_label_tile(labels)
+
+    return etag, "image/png", render
 
 
 def _refused(status: int, message: str) -> TileAnswer:
@@ -323,29 +356,25 @@ def _session_user_id(request: HttpRequest) -> Callable[[], int | None]:
     return lambda: request.user.id if request.user.is_authenticated else None
 
 
+def _answer(request: HttpRequest, tile: TileRequest) -> HttpResponse:
+    return _http(answer_tile(tile, query=request.GET, authorization=request.META.get("HTTP_AUTHORIZATION"),
+                             session_user_id=_session_user_id(request),
+                             if_none_match=request.META.get("HTTP_IF_NONE_MATCH")))
+
+
 @require_GET
 def image_tile(request: HttpRequest, volume_id: str, level: str, z: str, ty: str, tx: str, fmt: str,
                plane: str = "xy") -> HttpResponse:
-    return _http(answer_tile(volume_id=volume_id, version=None, level=level, z=z, ty=ty, tx=tx, fmt=fmt,
-                             query=request.GET, authorization=request.META.get("HTTP_AUTHORIZATION"),
-                             session_user_id=_session_user_id(request),
-                             if_none_match=request.META.get("HTTP_IF_NONE_MATCH"), plane=plane))
+    return _answer(request, TileRequest(volume_id, None, level, z, ty, tx, fmt, plane=plane))
 
 
 @require_GET
 def label_tile(request: HttpRequest, volume_id: str, version: str, level: str, z: str, ty: str, tx: str,
                fmt: str, plane: str = "xy") -> HttpResponse:
-    return _http(answer_tile(volume_id=volume_id, version=version, level=level, z=z, ty=ty, tx=tx, fmt=fmt,
-                             query=request.GET, authorization=request.META.get("HTTP_AUTHORIZATION"),
-                             session_user_id=_session_user_id(request),
-                             if_none_match=request.META.get("HTTP_IF_NONE_MATCH"), plane=plane))
+    return _answer(request, TileRequest(volume_id, version, level, z, ty, tx, fmt, plane=plane))
 
 
 @require_GET
 def uncertainty_tile(request: HttpRequest, volume_id: str, version: str, level: str, z: str, ty: str, tx: str,
                      fmt: str, plane: str = "xy") -> HttpResponse:
-    return _http(answer_tile(volume_id=volume_id, version=version, level=level, z=z, ty=ty, tx=tx, fmt=fmt,
-                             query=request.GET, authorization=request.META.get("HTTP_AUTHORIZATION"),
-                             session_user_id=_session_user_id(request),
-                             if_none_match=request.META.get("HTTP_IF_NONE_MATCH"), layer="uncertainty",
-                             plane=plane))
+    return _answer(request, TileRequest(volume_id, version, level, z, ty, tx, fmt, layer="uncertainty", plane=plane))

@@ -302,11 +302,9 @@ class SegmentationEngine:
         report = progress or _null_progress
         t_start = time.perf_counter()
         timings: dict[str, float] = {}
-        data = validate_image(image)
+        info: dict[str, Any] = {}
+        data = _checked_input(image, params)
         is_volume = data.ndim == 3
-        if params.voxel_size is not None and len(params.voxel_size) != data.ndim:
-            raise InvalidParameterError(
-                f"voxel_size has {len(params.voxel_size)} values for a {data.ndim}D image")
         backend_name = params.use_3d_backend if (is_volume and params.do_3d) else ("slice" if is_volume else "2d")
 
         report(0.0, "loading model")
@@ -315,61 +313,94 @@ class SegmentationEngine:
         model = load_model(params.model_name or default_model_for(data.shape), gpu=self.gpu_available)
         timings["load_model"] = time.perf_counter() - t
 
-        info: dict[str, Any] = {}
         if params.restoration_mode != "none":
-            from .restoration import restore  # lazy: keeps import of the engine light
-
-            t = time.perf_counter()
-            report(0.02, "measuring image quality")
-            data, restoration = restore(data, params.restoration_mode)
-            timings["restoration"] = time.perf_counter() - t
-            info.update({
-                "restoration_requested": params.restoration_mode,
-                "restoration_mode": restoration["applied"],
-                "restoration_method": restoration.get("method"),
-                "restoration_metrics": restoration["restoration_metrics"],
-            })
-
+            data = _restored(data, params, report, timings, info)
         volume = normalize_intensity(data, _stack_ranges(data, params) if intensity_range is None else intensity_range)
         if not is_volume:
             volume = volume[np.newaxis]
 
         runner = CellposeRunner(model, params, diameter=params.diameter or model.diam_mean)
         if params.diameter is None:
-            t = time.perf_counter()
-            runner.diameter, diameter_info = _estimate_diameter(runner, volume, _stage(report, 0.05, 0.2),
-                                                                anisotropy=params.anisotropy)
-            timings["diameter_estimation"] = time.perf_counter() - t
-            info["diameter_estimation"] = diameter_info
-
-        t = time.perf_counter()
-        stage = _stage(report, 0.2 if params.diameter is None else 0.05, 0.98)
-        if backend_name == "2d":
-            stage(0.0, "segmenting")
-            labels, flows, cellprob = runner.eval_2d(volume[0])
-        else:
-            backend = BACKENDS[backend_name].from_params(params)
-            out = backend.segment(volume, runner, params, stage)
-            labels, flows, cellprob = out.labels, out.flows, out.cellprob
-        timings["segmentation"] = time.perf_counter() - t
+            _estimate_runner_diameter(runner, volume, params, report, timings, info)
+        labels, flows, cellprob = _run_backend(backend_name, runner, volume, params, report, timings)
         timings["total"] = time.perf_counter() - t_start
 
         count = int(np.count_nonzero(np.unique(labels)))
-        info.update({
-            "nucleus_count": count,
-            "backend": backend_name,
-            "do_3d": bool(is_volume and params.do_3d),
-            "shape": list(data.shape),
-            "model": model.describe(),
-            "device": str(next(model.cellpose_model.net.parameters()).device),
-            "diameter": round(float(runner.diameter), 3),
-            "diameter_estimated": params.diameter is None,
-            "params": params.to_dict(),
-            "timings": {k: round(v, 4) for k, v in timings.items()},
-        })
+        info.update(_run_info(count=count, backend_name=backend_name, data=data, params=params, model=model,
+                              runner=runner, timings=timings))
         report(1.0, f"done: {count} nuclei")
         return SegmentationResult(labels=labels.astype(np.uint32, copy=False), info=info, flows=flows,
                                   cellprob=cellprob, params=params)
+
+
+# -- the steps of SegmentationEngine.segment ---------------------------------------------------
+
+
+def _checked_input(image: Any, params: SegmentationParams) -> np.ndarray:
+    """The image as float32 (:func:`validate_image`), its voxel size matching its axes."""
+    data = validate_image(image)
+    if params.voxel_size is not None and len(params.voxel_size) != data.ndim:
+        raise InvalidParameterError(f"voxel_size has {len(params.voxel_size)} values for a {data.ndim}D image")
+    return data
+
+
+def _restored(data: np.ndarray, params: SegmentationParams, report: Progress, timings: dict, info: dict) -> np.ndarray:
+    """``data`` restored as ``params.restoration_mode`` asks; what was applied goes to ``info``."""
+    from .restoration import restore  # lazy: keeps import of the engine light
+
+    t = time.perf_counter()
+    report(0.02, "measuring image quality")
+    data, restoration = restore(data, params.restoration_mode)
+    timings["restoration"] = time.perf_counter() - t
+    info.update({
+        "restoration_requested": params.restoration_mode,
+        "restoration_mode": restoration["applied"],
+        "restoration_method": restoration.get("method"),
+        "restoration_metrics": restoration["restoration_metrics"],
+    })
+    return data
+
+
+def _estimate_runner_diameter(runner: CellposeRunner, volume: np.ndarray, params: SegmentationParams,
+                              report: Progress, timings: dict, info: dict) -> None:
+    """Set ``runner.diameter`` from the image (no diameter given); how, in ``info``."""
+    t = time.perf_counter()
+    runner.diameter, info["diameter_estimation"] = _estimate_diameter(runner, volume, _stage(report, 0.05, 0.2),
+                                                                      anisotropy=params.anisotropy)
+    timings["diameter_estimation"] = time.perf_counter() - t
+
+
+def _run_backend(backend_name: str, runner: CellposeRunner, volume: np.ndarray, params: SegmentationParams,
+                 report: Progress, timings: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(labels, flows, cellprob)`` of the normalised (Z, Y, X) ``volume``: the network on the one
+    plane of a 2D image, else the registered backend."""
+    t = time.perf_counter()
+    stage = _stage(report, 0.2 if params.diameter is None else 0.05, 0.98)
+    if backend_name == "2d":
+        stage(0.0, "segmenting")
+        labels, flows, cellprob = runner.eval_2d(volume[0])
+    else:
+        out = BACKENDS[backend_name].from_params(params).segment(volume, runner, params, stage)
+        labels, flows, cellprob = out.labels, out.flows, out.cellprob
+    timings["segmentation"] = time.perf_counter() - t
+    return labels, flows, cellprob
+
+
+def _run_info(*, count: int, backend_name: str, data: np.ndarray, params: SegmentationParams, model: Any,
+              runner: CellposeRunner, timings: dict) -> dict[str, Any]:
+    """What a result says about its run (``SegmentationResult.info`` beside restoration's)."""
+    return {
+        "nucleus_count": count,
+        "backend": backend_name,
+        "do_3d": bool(data.ndim == 3 and params.do_3d),
+        "shape": list(data.shape),
+        "model": model.describe(),
+        "device": str(next(model.cellpose_model.net.parameters()).device),
+        "diameter": round(float(runner.diameter), 3),
+        "diameter_estimated": params.diameter is None,
+        "params": params.to_dict(),
+        "timings": {k: round(v, 4) for k, v in timings.items()},
+    }
 
 
 class Cellpose3RestorationEngine:
