@@ -52,6 +52,11 @@ class SegmentationParams(Params):
     flow3d_smooth : ``true3d`` only: sigma, in voxels, of the Gaussian that smooths the 3D flow
         field before the masks are followed out of it (0 = none). The three views' flows
         disagree most where the z blur is wide; smoothing keeps one nucleus from breaking up.
+    isotropic_masks : ``true3d`` only: follow the flows on a grid whose z step is the pixel size
+        (the planes resampled by the anisotropy, xy unchanged) and take the masks back to the
+        stack's planes, instead of on the stack's own coarse planes, where one flow step in z
+        jumps a whole plane and stacked nuclei run together; ``False`` is Cellpose's own rule.
+        Costs the anisotropy's factor in the mask step's memory.
     normalize_planes : for a stack, scale each plane by its own 1st and 99th percentiles
         (bounded, see :func:`engine.plane_intensity_ranges`), so signal that falls with depth
         or flickers from plane to plane reaches the network at one contrast; ``False`` scales
@@ -73,6 +78,7 @@ class SegmentationParams(Params):
     split_dip: float = 0.7
     max_z_elongation: float = 2.5
     flow3d_smooth: float = 1.0
+    isotropic_masks: bool = True
     normalize_planes: bool = True
 
     _what = "segmentation parameters"
@@ -98,6 +104,7 @@ class SegmentationParams(Params):
                              ("min_size", {"low": 0, "integer": True}), ("flow3d_smooth", {"low": 0, "high": 10})):
             object.__setattr__(self, name, check_number(name, getattr(self, name), **bounds))
         check_bool("normalize_planes", self.normalize_planes)
+        check_bool("isotropic_masks", self.isotropic_masks)
         from .linking import LinkingParams
 
         # Validates the linking fields with one set of rules.

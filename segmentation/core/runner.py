@@ -17,7 +17,7 @@ object that has these two methods::
             labels = skimage.measure.label(volume > 0.5).astype(np.uint32)
             return labels, np.zeros((3, *volume.shape), np.float32), volume.astype(np.float32)
 
-This module imports nothing at run time beyond numpy, so the backends can depend on it and the
+This module imports nothing but numpy when it is imported, so the backends can depend on it and the
 engine on them without a cycle.
 """
 
@@ -73,7 +73,8 @@ class CellposeRunner:
     model : LoadedModel
         From :func:`modelzoo.load_model`.
     params : SegmentationParams
-        ``flow_threshold``, ``cellprob_threshold``, ``min_size`` and ``flow3d_smooth`` are read.
+        ``flow_threshold``, ``cellprob_threshold``, ``min_size``, ``flow3d_smooth`` and
+        ``isotropic_masks`` are read.
     diameter : float
         The nucleus diameter (xy pixels) to run at; the engine sets it after estimating it.
     """
@@ -97,7 +98,50 @@ class CellposeRunner:
         return masks.astype(np.uint32), flows[1].astype(np.float32), flows[2].astype(np.float32)
 
     def eval_3d(self, volume: np.ndarray, anisotropy: float):
+        if self.params.isotropic_masks and anisotropy > 1.0 and volume.shape[0] > 1:
+            return self._eval_3d_isotropic(volume, anisotropy)
         masks, flows, _ = self._eval(volume, self.diameter, do_3D=True, z_axis=0,
                                      anisotropy=anisotropy if anisotropy != 1.0 else None,
                                      flow3D_smooth=self.params.flow3d_smooth)
         return masks.astype(np.uint32), flows[1].astype(np.float32), flows[2].astype(np.float32)
+
+    def _eval_3d_isotropic(self, volume: np.ndarray, anisotropy: float):
+        """Cellpose's 3D flows, followed on planes one pixel apart (see ``isotropic_masks``).
+
+        The network runs as in Cellpose's ``do_3D`` (planes stretched by the anisotropy, xy
+        scaled to its nucleus size; the flows smoothed there by ``flow3d_smooth``); its output is
+        resampled to the stack's xy pixels and ``round(nz * anisotropy)`` planes, the masks are
+        followed there with Cellpose's dynamics (its number of steps at the stack's scale) and
+        taken back to the stack's planes by nearest neighbour; ``min_size`` counts voxels of the
+        stack. The flows and probabilities returned are resampled to the stack too.
+        """
+        from cellpose import dynamics  # lazy, as everywhere in the core
+
+        _, flows, _ = self._eval(volume, self.diameter, do_3D=True, z_axis=0, anisotropy=anisotropy,
+                                 flow3D_smooth=self.params.flow3d_smooth, resample=False, compute_masks=False)
+        net = np.concatenate([flows[1], flows[2][None]]).astype(np.float32)  # (4, Z', Y', X') at the network's scale
+        nz, ny, nx = volume.shape
+        stretched = _resample(net, (max(nz, int(round(nz * anisotropy))), ny, nx))
+        del net
+        rescale = float(self.model.cellpose_model.diam_mean) / float(self.diameter)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse invariant checks", category=UserWarning)
+            masks = dynamics.resize_and_compute_masks(
+                stretched[:3], stretched[3], niter=int(200 / rescale), cellprob_threshold=self.params.cellprob_threshold,
+                flow_threshold=self.params.flow_threshold, do_3D=True, min_size=self.params.min_size,
+                resize=(nz, ny, nx), device=self.model.cellpose_model.device)
+        out = _resample(stretched, (nz, ny, nx))
+        return np.asarray(masks).astype(np.uint32), out[:3], out[3]
+
+
+def _resample(channels: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """(C, Z, Y, X) float32 resampled linearly to (C, *shape), with Cellpose's image resizer."""
+    from cellpose import transforms
+
+    lz, ly, lx = shape
+    yf = channels.transpose(1, 2, 3, 0)  # (Z, Y, X, C), the layout cellpose resizes
+    if yf.shape[1:3] != (ly, lx):
+        yf = transforms.resize_image(yf, Ly=ly, Lx=lx)
+    if yf.shape[0] != lz:
+        yf = transforms.resize_image(yf.transpose(1, 0, 2, 3), Ly=lz, Lx=lx).transpose(1, 0, 2, 3)
+    return np.ascontiguousarray(yf.transpose(3, 0, 1, 2), dtype=np.float32)

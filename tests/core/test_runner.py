@@ -57,3 +57,27 @@ def test_it_runs_every_backend_through_the_protocol_alone(backend, expected_ids)
     assert np.array_equal(volume, before)  # the volume is never modified
     kinds = {kind for kind, _, _ in runner.calls}
     assert kinds == ({"3d"} if backend == "true3d" else {"2d"})
+
+
+def test_it_follows_the_flows_of_a_coarse_stack_on_planes_one_pixel_apart():
+    from segmentation.core.engine import normalize_intensity, plane_intensity_ranges
+    from segmentation.core.metrics import average_precision
+    from segmentation.core.synthetic import generate_3d
+
+    stack = generate_3d(shape=(8, 64, 64), seed=5, voxel_size=(1.5, 0.5, 0.5))
+    volume = normalize_intensity(stack.image, plane_intensity_ranges(stack.image))
+    model = load_model("ezq_nuclei_v2")
+    results = {}
+    for isotropic in (True, False):
+        params = SegmentationParams(do_3d=True, use_3d_backend="true3d", isotropic_masks=isotropic)
+        labels, flows, cellprob = CellposeRunner(model, params, diameter=16.0).eval_3d(volume, anisotropy=3.0)
+        assert labels.shape == volume.shape and labels.dtype == np.uint32
+        assert flows.shape == (3, *volume.shape) and cellprob.shape == volume.shape
+        assert np.isfinite(flows).all() and np.isfinite(cellprob).all()
+        results[isotropic] = labels
+    # Different masks (another grid), each a segmentation of the stack's nuclei.
+    assert not np.array_equal(results[True], results[False])
+    for labels in results.values():
+        assert average_precision([stack.labels], [labels], thresholds=(0.5,)).ap[0] > 0.3
+    with pytest.raises(Exception, match="isotropic_masks"):
+        SegmentationParams(isotropic_masks="yes")
