@@ -93,7 +93,8 @@ from .uncertainty import NucleusUncertainty, UncertaintyEstimator, UncertaintyPa
 
 __all__ = [
     "AdapterParams", "AdapterTrainingParams", "ModelAdapter", "TrainingExample", "compare_models",
-    "correction_example", "evaluate_model", "read_adapter_file", "ImageCrop", "RetrainingParams", "correction_examples", "select_for_review",
+    "correction_example", "evaluate_model", "read_adapter_file", "ImageCrop", "RetrainingParams", "correction_examples",
+    "select_for_review",
     "NUCLEUS_FIELDS", "nucleus_table",
     "CuratedMerge", "Revert", "keep_curated", "revert_edit",
     "BlockwiseParams", "BlockwiseResult", "segment_blockwise",

@@ -106,7 +106,7 @@ class Anisotropy3DPreprocessor(Params):
         if self.is_isotropic:
             return shape
         return tuple(
-            max(1, int(round(n * s / self.target_spacing))) for n, s in zip(shape, self.voxel_size)
+            max(1, int(round(n * s / self.target_spacing))) for n, s in zip(shape, self.voxel_size, strict=True)
         )
 
     def resample_to_isotropic(self, volume) -> tuple[np.ndarray, tuple[float, float, float]]:
@@ -139,7 +139,7 @@ class Anisotropy3DPreprocessor(Params):
         if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) or np.iscomplexobj(arr):
             raise InvalidInputError(f"volume must hold real numbers, got dtype {arr.dtype}")
         out_shape = self.isotropic_shape(arr.shape)
-        factors = tuple(o / n for o, n in zip(out_shape, arr.shape))
+        factors = tuple(o / n for o, n in zip(out_shape, arr.shape, strict=True))
         data = arr.astype(np.float32)  # always a copy: the caller's array is never touched
         if out_shape == arr.shape:
             return data, factors
@@ -194,7 +194,7 @@ class Anisotropy3DPreprocessor(Params):
             raise InvalidInputError(f"masks_iso must be an integer label image, got dtype {iso.dtype}")
         if np.issubdtype(iso.dtype, np.signedinteger) and iso.min() < 0:
             raise InvalidInputError("masks_iso must not contain negative labels")
-        index = [_nearest_indices(n_out, n_in) for n_out, n_in in zip(shape, iso.shape)]
+        index = [_nearest_indices(n_out, n_in) for n_out, n_in in zip(shape, iso.shape, strict=True)]
         masks = iso[np.ix_(*index)]  # fancy indexing: always a new array
         ids_iso, _ = _present_ids(iso)
         ids_out, counts_out = _present_ids(masks)
@@ -213,13 +213,13 @@ def _reinsert(masks: np.ndarray, iso: np.ndarray, vanished: np.ndarray,
     """Give each ``vanished`` label one voxel of ``masks`` (modified in place; it is our copy)."""
     shape = np.array(masks.shape)
     scale = shape / np.array(iso.shape)  # original voxels per isotropic voxel, per axis
-    counts = dict(zip(ids_out.tolist(), counts_out.tolist()))
+    counts = dict(zip(ids_out.tolist(), counts_out.tolist(), strict=True))
     pinned = np.zeros(masks.shape, bool)  # voxels given to a re-inserted label
 
     coords = np.nonzero(np.isin(iso, vanished))
     values = iso[coords]
     # Centre of each isotropic voxel in original voxel units, and the original voxel holding it.
-    centres = np.stack([(c + 0.5) * s for c, s in zip(coords, scale)], axis=1)
+    centres = np.stack([(c + 0.5) * s for c, s in zip(coords, scale, strict=True)], axis=1)
     owners = np.minimum(np.floor(centres).astype(np.intp), shape - 1)
     owner_flat = np.ravel_multi_index(tuple(owners.T), masks.shape)
     order = np.argsort(values, kind="stable")

@@ -30,8 +30,8 @@ import numpy as np
 
 from .runner import ModelRunner
 
-__all__ = ["BACKENDS", "Backend", "BackendOption", "BackendOutput", "SliceBackend", "Hybrid2D3DBackend", "True3DBackend",
-           "register"]
+__all__ = ["BACKENDS", "Backend", "BackendOption", "BackendOutput", "SliceBackend", "Hybrid2D3DBackend",
+           "True3DBackend", "register"]
 
 Progress = Callable[[float, str], None]
 

@@ -125,7 +125,7 @@ def keep_curated(labels, curated, *, erased=None, min_overlap: float = 0.5) -> C
     out[blocked] = 0
     out[taken] = kept[taken]
     return CuratedMerge(labels=out, kept=tuple(kept_ids.tolist()),
-                        model_ids=dict(zip(stay.tolist(), lookup[stay].tolist())),
+                        model_ids=dict(zip(stay.tolist(), lookup[stay].tolist(), strict=True)),
                         dropped=tuple(dropped.tolist()), trimmed=tuple(trimmed.tolist()))
 
 

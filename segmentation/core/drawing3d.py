@@ -24,6 +24,7 @@ Applications 12(3), 1992 (interpolating distance maps between slices).
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 from typing import Sequence
 
 import numpy as np
@@ -81,7 +82,7 @@ def interpolate_sections(sections: Sequence[tuple[int, np.ndarray]], shape: tupl
         if not mask.any():
             raise InvalidInputError(f"the outline on plane {z} covers no pixel")
     out = np.zeros((Z, Y, X), bool)
-    for (za, ma), (zb, mb) in zip(drawn, drawn[1:]):
+    for (za, ma), (zb, mb) in pairwise(drawn):
         da, db = _signed_distance(ma), _signed_distance(mb)
         ca, cb = np.array(ndi.center_of_mass(ma)), np.array(ndi.center_of_mass(mb))
         out[za], out[zb] = ma, mb
@@ -97,7 +98,7 @@ def interpolate_sections(sections: Sequence[tuple[int, np.ndarray]], shape: tupl
 
 def _distance2_to_polyline(points_um: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
     best = np.full(np.broadcast(yy, xx).shape, np.inf)
-    segments = zip(points_um, points_um[1:]) if len(points_um) > 1 else [(points_um[0], points_um[0])]
+    segments = pairwise(points_um) if len(points_um) > 1 else [(points_um[0], points_um[0])]
     for a, b in segments:
         d = b - a
         length2 = float(d @ d)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -105,7 +106,7 @@ def stroke_mask(points, radius: float, shape: tuple[int, int]) -> np.ndarray:
         return mask
     yy, xx = np.mgrid[lo[0]:hi[0], lo[1]:hi[1]].astype(np.float64)
     best = np.full(yy.shape, np.inf)
-    segments = zip(pts, pts[1:]) if len(pts) > 1 else [(pts[0], pts[0])]
+    segments = pairwise(pts) if len(pts) > 1 else [(pts[0], pts[0])]
     for a, b in segments:  # distance of each pixel centre to the segment a-b
         d = b - a
         length2 = float(d @ d)
@@ -709,13 +710,15 @@ register_edit_kind(EditKind(
     done="split nucleus {before} into {after}"))
 register_edit_kind(EditKind(
     "merge", "Merge", "two or more nuclei become one (the smallest id kept)",
-    nuclei=(2, None), drawings=(), apply=lambda volume, edit, new_id, voxel_size: merge_nuclei(volume, edit.nucleus_ids),
+    nuclei=(2, None), drawings=(),
+    apply=lambda volume, edit, new_id, voxel_size: merge_nuclei(volume, edit.nucleus_ids),
     consistent=lambda before, after: before >= 2 and after >= 1,
     rule="'merge' needs at least two nuclei in the original (distinct ids, or separate components "
          "of a boolean mask) and a non-empty corrected mask", done="merged nuclei {before} into {after}"))
 register_edit_kind(EditKind(
     "delete", "Delete", "the nuclei named become background",
-    nuclei=(1, None), drawings=(), apply=lambda volume, edit, new_id, voxel_size: delete_nuclei(volume, edit.nucleus_ids),
+    nuclei=(1, None), drawings=(),
+    apply=lambda volume, edit, new_id, voxel_size: delete_nuclei(volume, edit.nucleus_ids),
     consistent=lambda before, after: before >= 1 and after == 0,
     rule="'delete' needs a non-empty original and an empty corrected mask", done="deleted nucleus {before}"))
 register_edit_kind(EditKind(

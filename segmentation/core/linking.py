@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+from itertools import pairwise
 
 import numpy as np
 import scipy.optimize
@@ -333,9 +334,10 @@ def _profile_cuts(zs: np.ndarray, profile: np.ndarray, areas: np.ndarray, params
     areas, ``areas`` the plain ones. A bridged gap where another object took the track's place
     (often the junction of two stacked nuclei, whose small section there overlapped too little
     to be linked) is 0 in both; a gap where the slice was empty (a section the 2D model missed)
-    takes the smaller of its neighbours' values, so bridging it never cuts the track. A piece is cut at its deepest dip whose
-    depth passes ``split_dip``, or, if the piece is too long for its width, at its deepest dip
-    whatever its depth (at its middle when it has none); both pieces are then examined again.
+    takes the smaller of its neighbours' values, so bridging it never cuts the track. A piece is
+    cut at its deepest dip whose depth passes ``split_dip``, or, if the piece is too long for its
+    width, at its deepest dip whatever its depth (at its middle when it has none); both pieces
+    are then examined again.
     """
     cuts: list[int] = []
     pieces = [(0, len(zs))]
@@ -392,7 +394,7 @@ def _apply_cuts(out: np.ndarray, sections: np.ndarray, n_tracks: int, params: Li
     # plane -> {old id: new id}, filled for the planes of the later pieces only
     remap: dict[int, dict[int, int]] = {}
     next_id = n_tracks
-    for a, b in zip(starts, ends):
+    for a, b in zip(starts, ends, strict=True):
         if b - a < 3:
             continue
         present = sections[a:b, 1].astype(np.int64)
@@ -416,7 +418,7 @@ def _apply_cuts(out: np.ndarray, sections: np.ndarray, n_tracks: int, params: Li
         zs = present
         track = int(tracks[a])
         bounds = cuts + [int(zs[-1]) + 1]
-        for lo, hi in zip(bounds[:-1], bounds[1:]):
+        for lo, hi in pairwise(bounds):
             next_id += 1
             for z in zs[(zs >= lo) & (zs < hi)]:
                 remap.setdefault(int(z), {})[track] = next_id

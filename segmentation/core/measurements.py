@@ -49,8 +49,8 @@ __all__ = ["NUCLEUS_FIELDS", "nucleus_table"]
 
 #: The keys of every row of :func:`nucleus_table`, in order.
 NUCLEUS_FIELDS = (
-    "label_id", "z_min", "z_max", "y_min", "y_max", "x_min", "x_max", "centroid_z", "centroid_y", "centroid_x", "volume_voxels",
-    "volume_um3", "mean_intensity", "integrated_intensity", "solidity", "uncertainty",
+    "label_id", "z_min", "z_max", "y_min", "y_max", "x_min", "x_max", "centroid_z", "centroid_y", "centroid_x",
+    "volume_voxels", "volume_um3", "mean_intensity", "integrated_intensity", "solidity", "uncertainty",
 )
 
 # Above this largest id, labels are renumbered 1..n first (find_objects and bincount allocate

@@ -181,7 +181,10 @@ def nucleus_mesh(labels, nucleus_id: int, *, voxel_size, offset: Sequence[int] =
     smooth = ndi.gaussian_filter(field, sigma=(0.0, 0.7, 0.7))
     if smooth.max() > 0.5:
         field = smooth
-    step = 1 if field.size <= _FULL_RESOLUTION_VOXELS else int(math.ceil((field.size / _FULL_RESOLUTION_VOXELS) ** (1 / 3)))
+    # Past the full-resolution budget, a step that brings the voxels marched back under it.
+    step = 1
+    if field.size > _FULL_RESOLUTION_VOXELS:
+        step = int(math.ceil((field.size / _FULL_RESOLUTION_VOXELS) ** (1 / 3)))
     vertices, faces, _, _ = marching_cubes(field, level=0.5, spacing=spacing, step_size=step,
                                            allow_degenerate=False)
     vertices, faces = _simplify(vertices.astype(np.float64), faces.astype(np.int64), int(max_triangles), spacing)
@@ -204,10 +207,10 @@ def touching_labels(labels, nucleus_id: int) -> list[int]:
     """
     volume = _volume(labels)
     mask, box = _mask_of(volume, nucleus_id)
-    grown = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(box, volume.shape))
+    grown = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(box, volume.shape, strict=True))
     around = volume[grown]
     inner = np.zeros(around.shape, bool)
-    inner[tuple(slice(s.start - g.start, s.stop - g.start) for s, g in zip(box, grown))] = mask
+    inner[tuple(slice(s.start - g.start, s.stop - g.start) for s, g in zip(box, grown, strict=True))] = mask
     ring = ndi.binary_dilation(inner, ndi.generate_binary_structure(3, 1)) & ~inner
     return sorted(set(np.unique(around[ring]).tolist()) - {0, int(nucleus_id)})
 

@@ -433,7 +433,8 @@ def _cellpose_restore(stack: np.ndarray, path: Path, gpu: bool, diameter: float 
     return np.stack(planes) * (hi - lo) + lo
 
 
-def _classical(mode: str, stack: np.ndarray, metrics: dict[str, float], params: RestorationParams) -> tuple[np.ndarray, str, dict[str, Any]]:
+def _classical(mode: str, stack: np.ndarray, metrics: dict[str, float],
+               params: RestorationParams) -> tuple[np.ndarray, str, dict[str, Any]]:
     scaled, lo, hi = _scale(stack)
     details: dict[str, Any] = {}
     if mode == "denoise":

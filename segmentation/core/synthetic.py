@@ -260,7 +260,7 @@ def _draw_nuclei(rng: np.random.Generator, extent: np.ndarray, config: NucleiCon
 
 def _nucleus_depth(nucleus: _Nucleus, grids: list[np.ndarray]) -> np.ndarray:
     """Depth inside the nucleus: 1 at the centre, 0 on the outline, negative outside."""
-    rel = np.stack([g - c for g, c in zip(grids, nucleus.centre)], axis=-1)
+    rel = np.stack([g - c for g, c in zip(grids, nucleus.centre, strict=True)], axis=-1)
     local = rel @ nucleus.rotation
     scaled = local / nucleus.radii
     r = np.sqrt((scaled ** 2).sum(-1))
@@ -292,8 +292,8 @@ def _render(rng: np.random.Generator, grid_shape: tuple[int, ...], spacing: np.n
         hi = np.minimum(np.ceil((nucleus.centre + reach) / spacing).astype(int) + 1, grid_shape)
         if np.any(hi <= lo):
             continue
-        box = tuple(slice(a, b) for a, b in zip(lo, hi))
-        axes = [np.arange(a, b) * s for a, b, s in zip(lo, hi, spacing)]
+        box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+        axes = [np.arange(a, b) * s for a, b, s in zip(lo, hi, spacing, strict=True)]
         grids = np.meshgrid(*axes, indexing="ij")
         depth = _nucleus_depth(nucleus, grids).astype(np.float32)
         inside = (depth > 0) & (depth > depth_map[box])
@@ -328,7 +328,7 @@ def _background(rng: np.random.Generator, grid_shape: tuple[int, ...], spacing: 
     coords = np.meshgrid(*[np.linspace(-1, 1, n) for n in grid_shape], indexing="ij")
     direction = rng.normal(size=ndim)
     direction /= np.linalg.norm(direction)
-    gradient = sum(c * d for c, d in zip(coords, direction))
+    gradient = sum(c * d for c, d in zip(coords, direction, strict=True))
     strength = _uniform(rng, config.gradient_range)
     bg = level * (1.0 + strength * gradient) + level * 0.3 * _smooth_noise(
         rng, grid_shape, max(grid_shape[-1] / 6, 2.0))

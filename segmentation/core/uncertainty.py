@@ -157,7 +157,7 @@ class NucleusUncertainty:
 
     def as_dict(self) -> dict[int, float]:
         """``{nucleus id: score}``."""
-        return {int(i): float(s) for i, s in zip(self.ids, self.score)}
+        return {int(i): float(s) for i, s in zip(self.ids, self.score, strict=True)}
 
     def ranked(self, top_n: int | None = None) -> list[tuple[int, float]]:
         """``(id, score)`` pairs, most uncertain first (ties: smaller id first); at most ``top_n``."""

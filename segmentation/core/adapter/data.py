@@ -5,9 +5,9 @@ labels and a weight map saying where the labels are known. A correction knows it
 near the nuclei a person corrected: the crop around them may hold other nuclei nobody looked at,
 so :func:`correction_example` gives weight 1 to the *reviewed zone* (the corrected and the
 original nuclei, grown by a few pixels for their boundary) and ``context_weight`` (0.25 by
-default, 0 without context labels) to the rest. Where the surrounding labels are known (the label image after the correction,
-``context_labels``), the neighbours keep their own ids, so the boundary pixels of the zone
-get the right flows instead of being called background.
+default, 0 without context labels) to the rest. Where the surrounding labels are known (the
+label image after the correction, ``context_labels``), the neighbours keep their own ids, so
+the boundary pixels of the zone get the right flows instead of being called background.
 
 The network is 2D: a 2D crop is one plane; a 3D crop contributes its xy planes and, when its
 anisotropy is given, zy and zx planes of the crop stretched to isotropic voxels (as
@@ -76,7 +76,8 @@ class TrainingExample:
         if labels.shape != image.shape:
             raise InvalidInputError(f"an example's labels {labels.shape} and image {image.shape} differ in shape")
         if min(image.shape[-2:]) < _MIN_PLANE:
-            raise InvalidInputError(f"an example's planes must be at least {_MIN_PLANE}x{_MIN_PLANE}, got {image.shape}")
+            raise InvalidInputError(
+                f"an example's planes must be at least {_MIN_PLANE}x{_MIN_PLANE}, got {image.shape}")
         if not (np.issubdtype(image.dtype, np.floating) or np.issubdtype(image.dtype, np.integer)):
             raise InvalidInputError(f"an example's image must hold real numbers, got dtype {image.dtype}")
         image = image.astype(np.float32)
@@ -328,7 +329,7 @@ def make_batch(planes: list[_Plane], indices: np.ndarray, *, diam_mean: float, c
     chosen = [planes[i] for i in indices]
     rescale = np.array([p.diameter / diam_mean for p in chosen], np.float32)
     grow = 1.0 + scale_range / 2
-    needed = max(max(p.x.shape[-2:]) / r * grow for p, r in zip(chosen, rescale))
+    needed = max(max(p.x.shape[-2:]) / r * grow for p, r in zip(chosen, rescale, strict=True))
     side = int(min(crop_size, max(64, 16 * math.ceil(needed / 16))))
     state = np.random.get_state()
     try:

@@ -6,9 +6,9 @@ storage layout, the atomic writes and the locking) and :mod:`.manager`
 (:class:`ActiveLearningManager`: what to review, when to retrain an adapter on the
 corrections), :mod:`.retraining` (:class:`RetrainingParams`, what a retraining trains and how;
 :func:`train_model_version`, the one retraining run both the manager and the web app's training
-job record; and :func:`holdout_split`)
-and :mod:`.selection` (:func:`select_for_review`: which
-nuclei of several images to review next, by a strategy of the registry :data:`SELECTION_STRATEGIES`). Import from this package, not from them.
+job record; and :func:`holdout_split`) and :mod:`.selection` (:func:`select_for_review`: which
+nuclei of several images to review next, by a strategy of the registry
+:data:`SELECTION_STRATEGIES`). Import from this package, not from them.
 """
 
 from .manager import ActiveLearningManager, correction_examples
@@ -19,7 +19,7 @@ from .tracker import CorrectionStorageError, CorrectionTracker, ImageCrop
 
 __all__ = [
     "CORRECTION_TYPES", "ActiveLearningManager", "CorrectionRecord", "CorrectionStorageError", "CorrectionTracker",
-    "ImageCrop", "RetrainingParams", "SELECTION_STRATEGIES", "SelectionStrategy", "correction_examples", "holdout_split",
-    "register_selection_strategy", "select_for_review",
+    "ImageCrop", "RetrainingParams", "SELECTION_STRATEGIES", "SelectionStrategy", "correction_examples",
+    "holdout_split", "register_selection_strategy", "select_for_review",
     "train_model_version",
 ]

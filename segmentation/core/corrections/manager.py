@@ -274,7 +274,7 @@ class ActiveLearningManager:
             raise InvalidInputError("no corrections recorded yet: there is nothing to retrain on")
         examples = self.training_examples(records, image_provider=image_provider, zone_margin=params.zone_margin,
                                           context_weight=params.context_weight)
-        run = train_model_version(dict(zip((r.id for r in records), examples)), params,
+        run = train_model_version(dict(zip((r.id for r in records), examples, strict=True)), params,
                                   folder=self.storage_dir / "adapters",
                                   reference_model=reference_model if reference_model is not None
                                   else self.current_model(), progress=progress, resume=resume)
@@ -344,14 +344,15 @@ def correction_examples(tracker: CorrectionTracker, records: list[CorrectionReco
                 f"correction {record.id} has no image to learn from: record corrections with image=..., "
                 f"or pass image_provider")
         window = crop.window
-        if len(window) != len(record.shape) or any(w.start > a or w.stop < b for w, (a, b) in zip(window, record.bbox)):
+        if len(window) != len(record.shape) or any(
+                w.start > a or w.stop < b for w, (a, b) in zip(window, record.bbox, strict=True)):
             raise InvalidInputError(
                 f"the image crop of correction {record.id} (offset {crop.offset}, shape {crop.image.shape}) "
                 f"does not cover its bounding box {record.bbox}")
         original_box, corrected_box = tracker.load(record.id, crop=True)
         original = np.zeros(crop.image.shape, original_box.dtype)
         corrected = np.zeros(crop.image.shape, corrected_box.dtype)
-        inner = tuple(slice(a - w.start, b - w.start) for (a, b), w in zip(record.bbox, window))
+        inner = tuple(slice(a - w.start, b - w.start) for (a, b), w in zip(record.bbox, window, strict=True))
         original[inner] = original_box
         corrected[inner] = corrected_box
         meta = record.metadata

@@ -80,7 +80,7 @@ class CorrectionRecord:
         except (TypeError, ValueError):
             raise InvalidParameterError(f"bad shape {self.shape!r} or bbox {self.bbox!r}") from None
         if len(shape) not in (2, 3) or len(bbox) != len(shape) or any(s < 1 for s in shape) \
-                or any(not 0 <= a < b <= s for (a, b), s in zip(bbox, shape)):
+                or any(not 0 <= a < b <= s for (a, b), s in zip(bbox, shape, strict=True)):
             raise InvalidParameterError(f"bbox {self.bbox!r} does not fit in shape {self.shape!r}")
         object.__setattr__(self, "shape", shape)
         object.__setattr__(self, "bbox", bbox)

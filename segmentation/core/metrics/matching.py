@@ -187,7 +187,7 @@ def _as_image_pairs(gt, pred) -> list[tuple[np.ndarray, np.ndarray]]:
             raise InvalidInputError(f"gt and pred hold different numbers of images: {len(gt)} and {len(pred)}")
         if not all(isinstance(x, np.ndarray) for x in (*gt, *pred)):
             raise InvalidInputError("a sequence of images must hold numpy arrays")
-        return list(zip(gt, pred))
+        return list(zip(gt, pred, strict=True))
     raise InvalidInputError("gt and pred must both be numpy arrays or both be lists of numpy arrays")
 
 
