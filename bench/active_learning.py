@@ -91,7 +91,7 @@ def segment(engine: SegmentationEngine, model: str | None, images: list[Image]):
 def score(results, images: list[Image]) -> dict:
     ap = average_precision([im.truth for im in images], [r.labels for r in results], thresholds=(0.5, 0.75))
     splits = merges = 0
-    for r, im in zip(results, images):
+    for r, im in zip(results, images, strict=True):
         s, m = compute_split_merge_errors(r.labels, im.truth)
         splits += s
         merges += m
@@ -112,7 +112,8 @@ def correct(pred: np.ndarray, truth: np.ndarray, nucleus: int, diameter: float):
     picked = pred == nucleus
     ids, counts = np.unique(truth[picked], return_counts=True)
     size = picked.sum()
-    true_ids = [int(g) for g, c in zip(ids, counts) if g and (c >= 0.25 * size or c >= 0.25 * (truth == g).sum())]
+    true_ids = [int(g) for g, c in zip(ids, counts, strict=True)
+                if g and (c >= 0.25 * size or c >= 0.25 * (truth == g).sum())]
     # Missed nuclei touching the picked one (within a third of a diameter): the annotator adds them.
     near = ndi.binary_dilation(picked, iterations=max(1, int(diameter / 3)))
     for g in np.unique(truth[near]):
@@ -121,7 +122,7 @@ def correct(pred: np.ndarray, truth: np.ndarray, nucleus: int, diameter: float):
     drawn = np.isin(truth, true_ids)
     # Fragments: other predictions lying mostly inside the true nuclei (the rest of a split one).
     changed = [nucleus]
-    for q, c in zip(*np.unique(pred[drawn], return_counts=True)):
+    for q, c in zip(*np.unique(pred[drawn], return_counts=True), strict=True):
         if q and q != nucleus and c > 0.5 * (pred == q).sum():
             changed.append(int(q))
     original = np.where(np.isin(pred, changed), pred, 0)
@@ -141,7 +142,7 @@ def correct(pred: np.ndarray, truth: np.ndarray, nucleus: int, diameter: float):
 def candidates(results, images: list[Image]) -> dict[int, list[tuple[int, float]]]:
     """Per pool image, its predicted nuclei not yet corrected, most uncertain first."""
     out = {}
-    for k, (r, im) in enumerate(zip(results, images)):
+    for k, (r, im) in enumerate(zip(results, images, strict=True)):
         ranked = r.uncertainty().ranked()
         labels = r.labels
         done = np.bincount(labels[im.corrected], minlength=int(labels.max()) + 1)
@@ -260,7 +261,9 @@ def main(argv: list[str] | None = None) -> int:
 
     n = args.rounds
     best = max(mean(s, n, "ap50") for s in strategies)
-    target = args.target if args.target is not None else round(base_score["ap50"] + 0.5 * (best - base_score["ap50"]), 3)
+    target = args.target
+    if target is None:
+        target = round(base_score["ap50"] + 0.5 * (best - base_score["ap50"]), 3)
     best75 = max(mean(s, n, "ap75") for s in strategies)
     target75 = round(base_score["ap75"] + 0.5 * (best75 - base_score["ap75"]), 3)
     width = 13 if args.repeats == 1 else 24
@@ -297,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
               f"over {len(round20)} rounds")
     last = runs[strategies[0]][0][-1]
     if last.get("base_bytes"):
-        print(f"adapter file {last['adapter_bytes'] / 1024:.0f} KiB, base model file {last['base_bytes'] / 1024:.0f} KiB "
+        print(f"adapter file {last['adapter_bytes'] / 1024:.0f} KiB, "
+              f"base model file {last['base_bytes'] / 1024:.0f} KiB "
               f"({last['adapter_bytes'] / last['base_bytes']:.1%})")
     print(f"total wall time {time.perf_counter() - t_start:.0f} s")
     return 0

@@ -84,7 +84,7 @@ class _Tiling:
     def __init__(self, shape, image, labels):
         self.shape, self.image, self.labels = shape, image, labels
         self.per_block = int(labels.max())
-        self.grid = tuple(s // b for s, b in zip(shape, BLOCK))
+        self.grid = tuple(s // b for s, b in zip(shape, BLOCK, strict=True))
 
     def copy_index(self, bz, by, bx) -> int:
         return (bz * self.grid[1] + by) * self.grid[2] + bx
@@ -245,7 +245,7 @@ class _Editor:
     def add(self, spots) -> dict:
         z, y, x = spots[int(self.rng.integers(len(spots)))]
         Z, Y, X = self.volume.shape
-        bz, by, bx = (int(self.rng.integers(s // b)) for s, b in zip((Z, Y, X), BLOCK))
+        bz, by, bx = (int(self.rng.integers(s // b)) for s, b in zip((Z, Y, X), BLOCK, strict=True))
         y0, x0 = by * BLOCK[1] + y, bx * BLOCK[2] + x
         return {"type": "add", "z": bz * BLOCK[0] + z,
                 "polygon": [[y0, x0], [y0, x0 + 8], [y0 + 8, x0 + 8], [y0 + 8, x0]]}
@@ -274,7 +274,7 @@ def main() -> None:
                         help="the large volume: multiples of 16 x 256 x 256 (default %(default)s)")
     args = parser.parse_args()
     shape = tuple(args.shape)
-    if any(s % b for s, b in zip(shape, BLOCK)):
+    if any(s % b for s, b in zip(shape, BLOCK, strict=True)):
         parser.error(f"--shape must be multiples of {BLOCK}")
     work = args.work or Path(tempfile.mkdtemp(prefix="ezquant-bench-edits-"))
     work.mkdir(parents=True, exist_ok=True)

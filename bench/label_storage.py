@@ -147,7 +147,7 @@ def main() -> None:
         for i in range(args.repeat):  # taking turns: a changing load weighs on both alike
             first.append(_ms(lambda i=i: edit("v1", i)))
             made = []
-            chained.append(_ms(lambda i=i: made.append(edit(head, i))))
+            chained.append(_ms(lambda i=i, head=head, made=made: made.append(edit(head, i))))
             head = made[-1].name
         entries = sum(len(v) for v in read_manifest(group / head).chunks.values())
         fresh = VolumeStore.open(store.path)

@@ -115,7 +115,8 @@ def main() -> None:
     parser.add_argument("--ios-threshold", type=float, default=0.7,
                         help="min intersection over the smaller object, for the second link_slices run")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--model", default=None, help="engine model name or path (--source model); default model if omitted")
+    parser.add_argument("--model", default=None,
+                        help="engine model name or path (--source model); default model if omitted")
     args = parser.parse_args()
     from cellpose.utils import stitch3D  # heavy (torch): imported only here
 

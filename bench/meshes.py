@@ -53,7 +53,7 @@ def _ball(diameter_um: float) -> np.ndarray:
     r = diameter_um / 2
     shape = tuple(int(np.ceil(diameter_um / v)) + 4 for v in VOXEL)
     grids = np.ogrid[tuple(slice(0, n) for n in shape)]
-    inside = sum(((g - n / 2) * v) ** 2 for g, n, v in zip(grids, shape, VOXEL)) <= r * r
+    inside = sum(((g - n / 2) * v) ** 2 for g, n, v in zip(grids, shape, VOXEL, strict=True)) <= r * r
     return inside.astype(np.uint32)
 
 
@@ -83,8 +83,8 @@ def main() -> None:
         ball = _ball(diameter)
         voxels = int(ball.sum())
         full = marching_cubes(np.pad(ball.astype(np.float32), 1), level=0.5, spacing=VOXEL)[1]
-        ms = _best(lambda: nucleus_mesh(ball, 1, voxel_size=VOXEL, max_triangles=BOUND))
-        ref = _best(lambda: marching_cubes(np.pad(ball.astype(np.float32), 1), level=0.5, spacing=VOXEL))
+        ms = _best(lambda ball=ball: nucleus_mesh(ball, 1, voxel_size=VOXEL, max_triangles=BOUND))
+        ref = _best(lambda ball=ball: marching_cubes(np.pad(ball.astype(np.float32), 1), level=0.5, spacing=VOXEL))
         mesh = nucleus_mesh(ball, 1, voxel_size=VOXEL, max_triangles=BOUND)
         print(f"{name} ball, {diameter:g} µm across, {voxels:,} voxels: {ms:.0f} ms (reference {ref:.0f} ms, "
               f"{ms / ref:.2f}x); {len(full):,} triangles -> {mesh.n_triangles:,}")
@@ -92,7 +92,7 @@ def main() -> None:
     small = (yy - 128) ** 2 + (xx - 128) ** 2 <= 20 ** 2
     large = (yy - 140) ** 2 + (xx - 110) ** 2 <= 60 ** 2
     for gap in (2, 8, 32):
-        ms = _best(lambda: interpolate_sections([(0, small), (gap, large)], (gap + 1, 256, 256)))
+        ms = _best(lambda gap=gap: interpolate_sections([(0, small), (gap, large)], (gap + 1, 256, 256)))
         print(f"interpolate_sections, outlines {gap} planes apart on 256 x 256 planes: {ms:.1f} ms "
               f"({ms / max(gap - 1, 1):.2f} ms a plane between)")
 

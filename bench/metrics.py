@@ -73,7 +73,7 @@ def best_of(fn, repeats):
 
 
 def compare(name, gts, preds, repeats, cp_metrics):
-    ours = [average_precision(g, p, THRESHOLDS) for g, p in zip(gts, preds)]
+    ours = [average_precision(g, p, THRESHOLDS) for g, p in zip(gts, preds, strict=True)]
     ap, tp, fp, fn = cp_metrics.average_precision(list(gts), list(preds), threshold=THRESHOLDS)
     diff = {
         "ap": max(np.abs(r.ap - ap[k]).max() for k, r in enumerate(ours)),
@@ -83,7 +83,8 @@ def compare(name, gts, preds, repeats, cp_metrics):
     }
     t_ours, t_cp = [], []
     for _ in range(repeats):  # alternate so drifting machine load hits both sides alike
-        t_ours.append(best_of(lambda: [average_precision(g, p, THRESHOLDS) for g, p in zip(gts, preds)], 1))
+        t_ours.append(best_of(
+            lambda: [average_precision(g, p, THRESHOLDS) for g, p in zip(gts, preds, strict=True)], 1))
         t_cp.append(best_of(lambda: cp_metrics.average_precision(list(gts), list(preds), threshold=THRESHOLDS), 1))
     total = average_precision(list(gts), list(preds), THRESHOLDS)
     n_obj = int(np.mean([g.max() for g in gts]))

@@ -59,19 +59,22 @@ def make_image(kind: str, i: int):
     via_degrade = i % 2 == 1
     if kind == "clean":
         s = generate_2d(**clean_kwargs)
-        return s.image, s.labels, f"d={diameter:.0f} photons={clean_kwargs['photons']:.0f} blur={clean_kwargs['blur_sigma']:.1f}"
+        return s.image, s.labels, (f"d={diameter:.0f} photons={clean_kwargs['photons']:.0f} "
+                                   f"blur={clean_kwargs['blur_sigma']:.1f}")
     if kind == "noisy":
         if via_degrade:
             s = generate_2d(**clean_kwargs)
             strength = float(rng.uniform(0.8, 1.0))
-            return degrade(s.image, "noise", strength, seed=seed), s.labels, f"d={diameter:.0f} degrade(noise, {strength:.2f})"
+            return (degrade(s.image, "noise", strength, seed=seed), s.labels,
+                    f"d={diameter:.0f} degrade(noise, {strength:.2f})")
         photons = _log_uniform(rng, 2, 10)
         s = generate_2d(**{**clean_kwargs, "photons": photons})
         return s.image, s.labels, f"d={diameter:.0f} photons={photons:.1f}"
     if via_degrade:
         s = generate_2d(**clean_kwargs)
         strength = float(rng.uniform(0.7, 1.0))
-        return degrade(s.image, "blur", strength, seed=seed), s.labels, f"d={diameter:.0f} degrade(blur, {strength:.2f})"
+        return (degrade(s.image, "blur", strength, seed=seed), s.labels,
+                f"d={diameter:.0f} degrade(blur, {strength:.2f})")
     blur = float(rng.uniform(3.0, 5.0))
     s = generate_2d(**{**clean_kwargs, "blur_sigma": blur})
     return s.image, s.labels, f"d={diameter:.0f} blur={blur:.1f}"
@@ -79,7 +82,8 @@ def make_image(kind: str, i: int):
 
 def decision_bench(n: int) -> None:
     print(f"Part 1: auto decision on {n} generated images per class "
-          f"(denoise if robust_snr < {DENOISE_MAX_ROBUST_SNR:g}, else deblur if blur_sigma > {DEBLUR_MIN_BLUR_SIGMA:g} px)")
+          f"(denoise if robust_snr < {DENOISE_MAX_ROBUST_SNR:g}, "
+          f"else deblur if blur_sigma > {DEBLUR_MIN_BLUR_SIGMA:g} px)")
     confusion = {c: {d: 0 for d in DECISIONS} for c in CLASSES}
     ranges = {c: {"robust_snr": [], "blur_sigma": [], "snr": [], "blur_score": []} for c in CLASSES}
     wrong = []
@@ -143,13 +147,15 @@ def threshold_sweep(n: int) -> None:
         count = est = 0.0
         for i in range(n):
             rng = np.random.default_rng((SEED_BASE, 7, int(blur * 10), i))
-            s = generate_2d(shape=(192, 192), seed=(SEED_BASE, 8, int(blur * 10), i), diameter=_log_uniform(rng, 10, 40),
-                            photons=_log_uniform(rng, 150, 2000), blur_sigma=blur)
+            s = generate_2d(shape=(192, 192), seed=(SEED_BASE, 8, int(blur * 10), i),
+                            diameter=_log_uniform(rng, 10, 40), photons=_log_uniform(rng, 150, 2000),
+                            blur_sigma=blur)
             m = measure_image_quality(s.image)
             count += m["blur_sigma"] > DEBLUR_MIN_BLUR_SIGMA
             est += m["blur_sigma"] / n
         cells.append(f"{blur:g}: {count / n:4.0%} (est {est:.2f})")
-    print("  deblurred, by true blur sigma in px (150-2000 photons; mean estimated blur_sigma):\n    " + ", ".join(cells))
+    print("  deblurred, by true blur sigma in px (150-2000 photons; mean estimated blur_sigma):\n    "
+          + ", ".join(cells))
 
 
 def restoration_speed() -> None:
@@ -177,7 +183,8 @@ def ap_bench(n: int) -> None:
 
         load_model(None)
     except Exception as exc:  # engine, metrics or the default weights not there (yet)
-        print(f"  skipped: the segmentation engine or its default model is not available ({exc.__class__.__name__}: {exc})")
+        print(f"  skipped: the segmentation engine or its default model is not available "
+              f"({exc.__class__.__name__}: {exc})")
         return
     engine = SegmentationEngine()
     conditions = {

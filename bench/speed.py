@@ -54,8 +54,8 @@ def main() -> None:
     for size in (512, 1024):
         img = generate_2d(shape=(size, size), seed=size, diameter=20).image
         engine.segment_cellpose(img, diameter=20)  # warm-up (numba, allocator)
-        (ew, ec), (bw, bc) = compare(lambda: engine.segment_cellpose(img, diameter=20),
-                                     lambda: cp.eval(img, channels=[0, 0], diameter=20), args.repeats)
+        (ew, ec), (bw, bc) = compare(lambda img=img: engine.segment_cellpose(img, diameter=20),
+                                     lambda img=img: cp.eval(img, channels=[0, 0], diameter=20), args.repeats)
         print(f"{size:5d}x{size:<5d} {ew:9.2f}/{ec:<8.2f} {bw:8.2f}/{bc:<7.2f} {100 * (ew / bw - 1):8.1f}%/"
               f"{100 * (ec / bc - 1):<+7.1f}% {ec / (size * size / 1e6):9.2f}")
 
@@ -65,8 +65,8 @@ def main() -> None:
     print(f"{'backend':11s} {'wall s':>8s} {'cpu s':>8s} {'cpu s/Mvoxel':>13s}")
     for backend in ("slice", "hybrid2d3d", "true3d"):
         reps = 1 if backend == "true3d" else args.repeats
-        wall, cpu = min(timed(lambda: engine.segment_cellpose(vol.image, diameter=20, do_3d=True,
-                                                              use_3d_backend=backend, voxel_size=vol.voxel_size))
+        wall, cpu = min(timed(lambda backend=backend: engine.segment_cellpose(
+                            vol.image, diameter=20, do_3d=True, use_3d_backend=backend, voxel_size=vol.voxel_size))
                         for _ in range(reps))
         print(f"{backend:11s} {wall:8.2f} {cpu:8.2f} {cpu / mvox:13.2f}")
 

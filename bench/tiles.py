@@ -143,7 +143,7 @@ def _time_layouts(store, version: str) -> None:
                                                                           np.uint32)):
         levels = [open_array(root / str(k)) for k in range(store.meta.n_levels)]
         t = time.perf_counter()
-        write_ortho_levels(scratch / name, lambda k: levels[k], store.meta.level_shapes, dtype)
+        write_ortho_levels(scratch / name, lambda k, levels=levels: levels[k], store.meta.level_shapes, dtype)
         print(f"  of which the {name} XZ and YZ layouts (written again from the levels): "
               f"{time.perf_counter() - t:.1f} s", flush=True)
     shutil.rmtree(scratch, ignore_errors=True)
@@ -273,7 +273,7 @@ def main() -> None:
             kinds[f"{plane} {'label' if is_label else 'image'}"] = (256, is_label, range(512 * k, 512 * k + 512), plane)
         meta = volume_store(volume).meta
         tiles = {}
-        for name, (size, is_label, planes, plane) in kinds.items():
+        for name, (size, _, planes, plane) in kinds.items():
             rows, cols = (SHAPE[1], SHAPE[2]) if plane == "xy" else ortho_shape(meta, plane, 0)[1:]
             every = [(z, ty, tx) for z in planes for ty in range(-(-rows // size)) for tx in range(-(-cols // size))]
             pick = rng.choice(len(every), size=min(args.tiles, len(every)), replace=False)
@@ -326,9 +326,11 @@ def main() -> None:
               "tile cache); no cache: the second request with EZQUANT_TILE_CACHE_BYTES=0 (read and encoded again); "
               "304: revalidation with the ETag; 4 conn: tiles/s over 4 parallel connections (warm); direct: "
               "VolumeStore.read_tile + encode in-process")
-        head = (f"{'kind':10s} {'KB':>4s} | {'cold p50':>8s} {'p95':>5s} | {'warm p50':>8s} {'p95':>5s} {'tiles/s':>7s} |"
+        head = (f"{'kind':10s} {'KB':>4s} | {'cold p50':>8s} {'p95':>5s} |"
+                f" {'warm p50':>8s} {'p95':>5s} {'tiles/s':>7s} |"
                 f" {'no cache p50':>12s} {'p95':>5s} {'tiles/s':>7s} | {'304 p50':>7s} | {'4 conn/s':>8s} |"
-                f" {'read':>5s} {'encode':>6s} {'direct':>6s} {'tiles/s':>7s} | {'cold/direct':>11s} {'nocache/direct':>14s}")
+                f" {'read':>5s} {'encode':>6s} {'direct':>6s} {'tiles/s':>7s} |"
+                f" {'cold/direct':>11s} {'nocache/direct':>14s}")
         print(head)
         print("-" * len(head))
         verdicts = []
@@ -354,7 +356,7 @@ def main() -> None:
         print("XZ / YZ against XY, 256 x 256 tiles of the same layer: p50 (p95) in ms, and the p50 ratio "
               f"(target <= {TARGET_ORTHO_RATIO:g})")
         ratios = []
-        for name, (size, is_label, _, plane) in kinds.items():
+        for name, (_, is_label, _, plane) in kinds.items():
             if plane == "xy":
                 continue
             reference = "label 256" if is_label else "image 256"

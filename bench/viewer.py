@@ -216,7 +216,8 @@ def _three_views(browser, base: str, volume: int, place: str, repeat: int) -> di
             cx = page.evaluate("ezqViewer.state.cursor.x")
             page.keyboard.press("v")
             doomed = _xz_nucleus(page, cx)
-            page.mouse.click(*_xz_point(page, (doomed["z0"] + doomed["z1"]) / 2 + 0.5, (doomed["a0"] + doomed["a1"]) / 2))
+            page.mouse.click(*_xz_point(page, (doomed["z0"] + doomed["z1"]) / 2 + 0.5,
+                                        (doomed["a0"] + doomed["a1"]) / 2))
             _wait(page, "id => document.getElementById('viewer').dataset.selected === String(id)", doomed["id"])
             page.evaluate(zoom)
             figures["delete in xz"].append(_edit(page, lambda: page.keyboard.press("Delete")))
@@ -264,7 +265,7 @@ def main() -> None:
                         help="the volume's shape: multiples of 16 x 256 x 256 (default %(default)s)")
     args = parser.parse_args()
     SHAPE = tuple(args.shape)
-    if any(s % b for s, b in zip(SHAPE, BLOCK)):
+    if any(s % b for s, b in zip(SHAPE, BLOCK, strict=True)):
         parser.error(f"--shape must be multiples of {BLOCK}")
 
     from playwright.sync_api import sync_playwright

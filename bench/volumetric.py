@@ -144,7 +144,7 @@ def main() -> None:
             diameters.append(engine.estimate_diameter(v.image, params)[0])
         for method in methods:
             preds, seconds, peaks = [], 0.0, []
-            for v, d in zip(vols, diameters):
+            for v, d in zip(vols, diameters, strict=True):
                 with PeakRSS() as mem:
                     t = time.perf_counter()
                     preds.append(run_method(method, engine, args.model, v, d, overrides))
@@ -153,7 +153,7 @@ def main() -> None:
             gts = [v.labels for v in vols]
             ap = average_precision(gts, preds, thresholds=(0.5, 0.75)).ap
             splits = merges = 0
-            for g, p in zip(gts, preds):
+            for g, p in zip(gts, preds, strict=True):
                 s, m = compute_split_merge_errors(p, g)
                 splits, merges = splits + s, merges + m
             n_gt = sum(int(g.max()) for g in gts)
