@@ -220,14 +220,7 @@ class ModelAdapter:
         if params is not None and not isinstance(params, AdapterTrainingParams):
             raise InvalidParameterError(f"params must be AdapterTrainingParams, got {type(params).__name__}")
         params = params or AdapterTrainingParams()
-        examples = as_examples(examples)
-        diameters = example_diameters(examples)
-        default_diameter = float(np.median(diameters)) if diameters else self.diam_mean
-        planes = prepare_planes(examples, default_diameter)
-        if not planes:
-            raise InvalidInputError("no example has a pixel with positive weight: nothing to learn from")
-        data_sha = hashlib.sha256("".join(ex.fingerprint() for ex in examples).encode()).hexdigest()
-        device = next(self.net.parameters()).device
+        examples, planes, data_sha = self._training_planes(examples)
         optimizer = torch.optim.AdamW(self.trainable_parameters(), lr=params.learning_rate,
                                       weight_decay=params.weight_decay)
         curve: list[list[float]] = []
@@ -243,18 +236,7 @@ class ModelAdapter:
         self.net.eval()  # batch norm keeps the base's running statistics
         for step in range(start, params.steps):
             lr = params.learning_rate_at(step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            rng = np.random.default_rng([params.seed, step])
-            indices = rng.integers(0, len(planes), size=params.batch_size)
-            x, y = make_batch(planes, indices, diam_mean=self.diam_mean, crop_size=params.crop_size,
-                              scale_range=params.scale_range, seed=int(rng.integers(0, 2 ** 32)))
-            out = self.net(torch.from_numpy(x).to(device))[0]
-            loss = _weighted_loss(out, torch.from_numpy(y).to(device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            value = float(loss.item())
+            value = self._train_step(optimizer, planes, params, step, lr)
             window.append(value)
             if (step + 1) % log_every == 0 or step + 1 == params.steps:
                 curve.append([step + 1, round(float(np.mean(window)), 5)])
@@ -276,6 +258,37 @@ class ModelAdapter:
             "data_sha256": data_sha, "finished": _utc_now(),
         }
         return self.training
+
+    def _training_planes(self, examples: Any) -> tuple[list, list, str]:
+        """The examples checked, their planes ready for batches (each at its diameter, else the
+        examples' median) and the hash that ties a checkpoint to them."""
+        examples = as_examples(examples)
+        diameters = example_diameters(examples)
+        default_diameter = float(np.median(diameters)) if diameters else self.diam_mean
+        planes = prepare_planes(examples, default_diameter)
+        if not planes:
+            raise InvalidInputError("no example has a pixel with positive weight: nothing to learn from")
+        data_sha = hashlib.sha256("".join(ex.fingerprint() for ex in examples).encode()).hexdigest()
+        return examples, planes, data_sha
+
+    def _train_step(self, optimizer: Any, planes: list, params: AdapterTrainingParams, step: int,
+                    lr: float) -> float:
+        """One optimiser step at learning rate ``lr``; its loss. The batch and its augmentations
+        depend only on the seed and ``step`` (what makes a resumed training end the same)."""
+        import torch
+
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        rng = np.random.default_rng([params.seed, step])
+        indices = rng.integers(0, len(planes), size=params.batch_size)
+        x, y = make_batch(planes, indices, diam_mean=self.diam_mean, crop_size=params.crop_size,
+                          scale_range=params.scale_range, seed=int(rng.integers(0, 2 ** 32)))
+        device = next(self.net.parameters()).device
+        loss = _weighted_loss(self.net(torch.from_numpy(x).to(device))[0], torch.from_numpy(y).to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return float(loss.item())
 
     def _checkpoint_identity(self, params: AdapterTrainingParams, data_sha: str) -> dict[str, Any]:
         return {"base_sha256": self.base.sha256, "adapter": self.params.to_dict(), "layers": self.layer_names,

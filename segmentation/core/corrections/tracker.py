@@ -50,7 +50,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -391,32 +391,24 @@ class CorrectionTracker:
         image_id = _check_image_id(image_id)
         nucleus_id = _check_nucleus_id(nucleus_id)
         metadata = _check_metadata(metadata)
-        original = _check_mask(original_mask, "original_mask")
-        corrected = _check_mask(corrected_mask, "corrected_mask")
-        if original.shape != corrected.shape:
-            raise InvalidInputError(
-                f"original_mask {original.shape} and corrected_mask {corrected.shape} differ in shape")
+        original, corrected = _check_mask_pair(original_mask, corrected_mask)
         bbox = _bbox(original, corrected)
-        box = tuple(slice(a, b) for a, b in bbox)
-        # Outside the box both masks are 0, so the crops decide consistency (and cost little).
-        _check_consistency(correction_type, original[box], corrected[box])
-        crops = {
-            "original": np.ascontiguousarray(original[box]),
-            "corrected": np.ascontiguousarray(corrected[box]),
-            "offset": np.array([a for a, _ in bbox], np.int64),
-            "shape": np.array(original.shape, np.int64),
-        }
+        crops = _mask_crops(correction_type, original, corrected, bbox)
         if image is not None:
             crops.update(_image_crops(original.shape, bbox, image, image_range, context_labels, image_margin))
         elif context_labels is not None:
             raise InvalidParameterError("context_labels are stored with the image crop: give image= too")
+        return self._append(lambda new_id: CorrectionRecord(
+            id=new_id, image_id=image_id, nucleus_id=nucleus_id, correction_type=correction_type,
+            timestamp=_utc_now(), bbox=bbox, shape=original.shape, metadata=metadata,
+            file=f"corr_{new_id:06d}.npz"), crops)
 
+    def _append(self, make_record: Callable[[int], CorrectionRecord], crops: dict[str, np.ndarray]) -> CorrectionRecord:
+        """Write the record ``make_record(next id)`` and its crops under the lock: the npz first,
+        then the index (the npz is removed again when the index cannot be written)."""
         with self._locked():
             records = self._read()
-            new_id = self._next_id(records)
-            record = CorrectionRecord(id=new_id, image_id=image_id, nucleus_id=nucleus_id,
-                                      correction_type=correction_type, timestamp=_utc_now(), bbox=bbox,
-                                      shape=original.shape, metadata=metadata, file=f"corr_{new_id:06d}.npz")
+            record = make_record(self._next_id(records))
             npz_path = self.storage_dir / record.file
             _write_atomic(npz_path, lambda fh: np.savez_compressed(fh, **crops))
             index = {"format": _FORMAT, "version": _VERSION,
@@ -429,6 +421,24 @@ class CorrectionTracker:
                     npz_path.unlink()
                 raise
         return record
+
+
+def _check_mask_pair(original_mask: Any, corrected_mask: Any) -> tuple[np.ndarray, np.ndarray]:
+    original = _check_mask(original_mask, "original_mask")
+    corrected = _check_mask(corrected_mask, "corrected_mask")
+    if original.shape != corrected.shape:
+        raise InvalidInputError(f"original_mask {original.shape} and corrected_mask {corrected.shape} differ in shape")
+    return original, corrected
+
+
+def _mask_crops(correction_type: str, original: np.ndarray, corrected: np.ndarray,
+                bbox: tuple[tuple[int, int], ...]) -> dict[str, np.ndarray]:
+    """The npz entries of the masks, cropped to ``bbox``, once they fit ``correction_type``."""
+    box = tuple(slice(a, b) for a, b in bbox)
+    # Outside the box both masks are 0, so the crops decide consistency (and cost little).
+    _check_consistency(correction_type, original[box], corrected[box])
+    return {"original": np.ascontiguousarray(original[box]), "corrected": np.ascontiguousarray(corrected[box]),
+            "offset": np.array([a for a, _ in bbox], np.int64), "shape": np.array(original.shape, np.int64)}
 
 
 def _image_crops(shape: tuple[int, ...], bbox: tuple[tuple[int, int], ...], image: Any, image_range: Any,
