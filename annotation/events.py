@@ -56,7 +56,8 @@ def _what(version, correction, action: str, by: str | None) -> str:
                     "and took it back out of the labels")
         # The kind's own phrase (segmentation.core.editing.EditKind.done).
         phrase = correction.kind.done or f"made a {kind} correction of nucleus {{after}}"
-        done = phrase.format(before=_ids(correction.nucleus_ids), after=_ids(correction.new_ids or correction.nucleus_ids))
+        done = phrase.format(before=_ids(correction.nucleus_ids),
+                             after=_ids(correction.new_ids or correction.nucleus_ids))
         return f"{who} {'redid: ' if action == 'redo' else ''}{done}"
     if version.source == "segmentation":
         return f"a segmentation{' by ' + by if by else ''} made new labels" + (

@@ -31,8 +31,10 @@ from annotation.models import (
 
 __all__ = [
     "NUCLEUS_ORDERINGS", "agreement", "assignment_get", "assignment_list", "audit_list", "correction_get",
-    "correction_list", "correction_list_by", "correction_planes", "membership_list", "review_queue", "nucleus_review_queue", "training_corrections", "label_version_get", "label_version_list", "label_version_orphans",
-    "label_version_path_for_tile", "nucleus_list", "nucleus_mesh_get", "uncertainty_scores", "nucleus_rows", "project_get", "project_list",
+    "correction_list", "correction_list_by", "correction_planes", "membership_list", "review_queue",
+    "nucleus_review_queue", "training_corrections", "label_version_get", "label_version_list", "label_version_orphans",
+    "label_version_path_for_tile", "nucleus_list", "nucleus_mesh_get", "uncertainty_scores", "nucleus_rows",
+    "project_get", "project_list",
     "user_addable", "volume_get", "volume_import_job_get", "volume_import_job_list", "volume_list",
     "volume_path_for_tile",
 ]
@@ -338,13 +340,13 @@ def _pair_scores(a: Correction, b: Correction) -> dict[str, float] | None:
 
     lo = [max(a.bbox[i], b.bbox[i]) for i in (0, 2, 4)]
     hi = [min(a.bbox[i], b.bbox[i]) for i in (1, 3, 5)]
-    if any(h <= low for low, h in zip(lo, hi)):
+    if any(h <= low for low, h in zip(lo, hi, strict=True)):
         return None
     crops = []
     for c in (a, b):
         _, after = correction_store(c.volume).load(c.record_id)
         crops.append(after[tuple(slice(low - c.bbox[2 * i], h - c.bbox[2 * i])
-                                 for i, (low, h) in enumerate(zip(lo, hi)))])
+                                 for i, (low, h) in enumerate(zip(lo, hi, strict=True)))])
     n_a, n_b = (len(set(np.unique(c).tolist()) - {0}) for c in crops)
     if n_a == 0 and n_b == 0:
         return None
@@ -400,7 +402,7 @@ def _mesh_region(volume: Volume, boxes: list[tuple[int, int, int, int, int, int]
     voxels wider, clipped to the volume."""
     lo = np.min([b[0::2] for b in boxes], axis=0) - pad
     hi = np.max([b[1::2] for b in boxes], axis=0) + 1 + pad
-    return tuple(slice(max(int(a), 0), min(int(b), n)) for a, b, n in zip(lo, hi, volume.shape))
+    return tuple(slice(max(int(a), 0), min(int(b), n)) for a, b, n in zip(lo, hi, volume.shape, strict=True))
 
 
 def _nucleus_box(volume: Volume, nucleus: Nucleus) -> tuple[int, int, int, int, int, int]:
@@ -448,9 +450,9 @@ def nucleus_mesh_get(*, label_version: LabelVersion, label_id: int, neighbours: 
     others = {n.label_id: n for n in label_version.nuclei.filter(label_id__in=touching)}
     region = _mesh_region(volume, [box, *(_nucleus_box(volume, n) for n in others.values())])
     if int(np.prod([s.stop - s.start for s in region])) > limit:
-        half = [max(2, (b - a) // 2) for a, b in zip(box[0::2], box[1::2])]
+        half = [max(2, (b - a) // 2) for a, b in zip(box[0::2], box[1::2], strict=True)]
         region = tuple(slice(max(s.start, a - h), min(s.stop, b + 1 + h))
-                       for s, a, b, h in zip(region, box[0::2], box[1::2], half))
+                       for s, a, b, h in zip(region, box[0::2], box[1::2], half, strict=True))
     labels = read(region)
     offset = tuple(s.start for s in region)
     present = set(np.unique(labels).tolist())

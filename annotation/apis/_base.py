@@ -114,8 +114,9 @@ class StrategySerializer(serializers.Serializer):
     extra: tuple[tuple[str, str], ...] = ()  # (name, what it does) the queue offers besides the core's
 
     strategy = serializers.ChoiceField(choices=[], required=False)
-    seed = serializers.IntegerField(min_value=0, max_value=2 ** 31 - 1, required=False, default=None,
-                                    help_text="the seed of the random picks (random, mixed): the same seed, the same queue")
+    seed = serializers.IntegerField(
+        min_value=0, max_value=2 ** 31 - 1, required=False, default=None,
+        help_text="the seed of the random picks (random, mixed): the same seed, the same queue")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -76,12 +76,12 @@ class CorrectionListCreateApi(PagedListApi):
         polygon = serializers.ListField(child=_Point(), required=False, allow_null=True, default=None,
                                         help_text="add: the outline")
         stroke = serializers.DictField(required=False, allow_null=True, default=None,
-                                       help_text='add or modify: {"points": [[y, x], ...], "radius": r, "erase": bool}; '
-                                                 '"radius_um" instead of "radius": the spherical brush (a ball of '
-                                                 'that radius in µm, through the planes it reaches)')
+                                       help_text='add or modify: {"points": [[y, x], ...], "radius": r, '
+                                                 '"erase": bool}; "radius_um" instead of "radius": the spherical '
+                                                 'brush (a ball of that radius in µm, through the planes it reaches)')
         sections = serializers.ListField(child=serializers.DictField(), required=False, allow_null=True, default=None,
-                                         help_text='add or modify: [{"z": plane, "polygon": [[y, x], ...]}, ...] on two '
-                                                   'or more planes, the planes between interpolated')
+                                         help_text='add or modify: [{"z": plane, "polygon": [[y, x], ...]}, ...] on '
+                                                   'two or more planes, the planes between interpolated')
         fill = serializers.DictField(required=False, allow_null=True, default=None,
                                      help_text='add or modify: {"point": [y, x], "radius": r}: the background enclosed '
                                                'around the point, within r pixels, on the planes of z_range')

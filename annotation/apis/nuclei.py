@@ -58,7 +58,8 @@ class NucleusListApi(PagedListApi):
         solidity = serializers.FloatField()
         uncertainty = serializers.FloatField(allow_null=True)
         curation = serializers.CharField(help_text='"edited" (made or changed by a person), "checked" or "" (as '
-                                                   "the model or upload made it); a new segmentation keeps the first two")
+                                                   "the model or upload made it); a new segmentation keeps the "
+                                                   "first two")
 
     @extend_schema(parameters=[FilterSerializer], responses=OutputSerializer(many=True))
     def get(self, request, volume_id: int, version: str):
@@ -119,8 +120,9 @@ class NucleusMeshApi(APIView):
     class FilterSerializer(serializers.Serializer):
         neighbours = serializers.BooleanField(required=False, default=True,
                                               help_text="also mesh the nuclei that touch it")
-        max_triangles = serializers.IntegerField(min_value=12, max_value=50_000, required=False, default=6000,
-                                                 help_text="the nucleus' triangles at most (neighbours share a quarter)")
+        max_triangles = serializers.IntegerField(
+            min_value=12, max_value=50_000, required=False, default=6000,
+            help_text="the nucleus' triangles at most (neighbours share a quarter)")
 
     class _MeshSerializer(serializers.Serializer):
         label_id = serializers.IntegerField()

@@ -64,7 +64,7 @@ def copy_rows(apps, schema_editor):
         rows = Nucleus.objects.filter(volume_id=version.volume_id, lineage=version.lineage,
                                       since__lte=version.number, until__gt=version.number)
         rows.filter(since=version.number).update(label_version_id=version.id)
-        copies = (Nucleus(label_version_id=version.id, **dict(zip(fields, values)))
+        copies = (Nucleus(label_version_id=version.id, **dict(zip(fields, values, strict=True)))
                   for values in rows.exclude(since=version.number).values_list(*fields).iterator())
         Nucleus.objects.bulk_create(copies, batch_size=CHUNK)
 

@@ -25,7 +25,8 @@ from .volumes import (
 __all__ = [
     "assignment_create", "assignment_set_state", "audit_record", "correction_amend", "correction_review",
     "correction_create", "correction_redo", "correction_undo",
-    "label_version_create", "label_version_create_planes", "label_version_export_tiff", "label_version_export_zarr", "label_version_upload",
+    "label_version_create", "label_version_create_planes", "label_version_export_tiff", "label_version_export_zarr",
+    "label_version_upload",
     "membership_add", "project_create", "volume_import", "volume_import_job_cancel", "volume_import_job_create",
     "volume_import_job_run", "volume_row_create",
 ]

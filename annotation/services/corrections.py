@@ -114,7 +114,7 @@ def _check_new_id(head: LabelVersion, edit) -> int:
 
 def _clip_region(volume: Volume, z: tuple[int, int], y: tuple[int, int], x: tuple[int, int]):
     limits = volume.shape
-    bounds = [(max(lo, 0), min(hi, size)) for (lo, hi), size in zip((z, y, x), limits)]
+    bounds = [(max(lo, 0), min(hi, size)) for (lo, hi), size in zip((z, y, x), limits, strict=True)]
     if any(hi <= lo for lo, hi in bounds):
         raise ApplicationError("the edit lies outside the volume")
     return tuple(slice(lo, hi) for lo, hi in bounds)
@@ -555,12 +555,13 @@ def _grown_region(volume: Volume, head: LabelVersion, region, ids: set[int]):
 def _in_region(mask: np.ndarray, inner, outer) -> np.ndarray:
     """``mask`` (over ``inner``) placed in an array over ``outer``, which holds ``inner``."""
     out = np.zeros(tuple(s.stop - s.start for s in outer), mask.dtype)
-    out[tuple(slice(i.start - o.start, i.stop - o.start) for i, o in zip(inner, outer))] = mask
+    out[tuple(slice(i.start - o.start, i.stop - o.start) for i, o in zip(inner, outer, strict=True))] = mask
     return out
 
 
 def correction_revert(*, correction: Correction, user: AbstractBaseUser | None, label_version: str | None,
-                      overwrite_later: bool, inside: Callable[[LabelVersion | None, bool], None]) -> LabelVersion | None:
+                      overwrite_later: bool,
+                      inside: Callable[[LabelVersion | None, bool], None]) -> LabelVersion | None:
     """Take a (rejected) edit back out of the latest labels: a new version (source ``revert``,
     made by ``user``) in which the nuclei the edit changed are exactly as they were before it,
     voxel for voxel; a check (``confirm``) has its mark taken off the nucleus instead.

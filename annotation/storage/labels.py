@@ -284,7 +284,7 @@ def _normalise_region(region, shape: tuple[int, int, int]) -> tuple[tuple[int, i
     if not isinstance(region, tuple) or len(region) != 3 or not all(isinstance(s, slice) for s in region):
         raise LabelShapeError(f"region must be a tuple of three slices (z, y, x), got {region!r}")
     bounds = []
-    for axis, (s, size) in enumerate(zip(region, shape)):
+    for axis, (s, size) in enumerate(zip(region, shape, strict=True)):
         start = 0 if s.start is None else int(s.start)
         stop = size if s.stop is None else int(s.stop)
         if s.step not in (None, 1) or not 0 <= start <= stop <= size:
@@ -357,12 +357,14 @@ def _edit_chunks(writer: _DeltaWriter, name: str, bounds, sub: np.ndarray, chunk
     the parent, whose values there are ``before``), chunks with no change in them are not even
     read, and those read are checked against ``before``. Returns (chunks written, largest id
     the region held before)."""
-    spans = [range(lo // c, -(-hi // c)) if hi > lo else range(0) for (lo, hi), c in zip(bounds, chunk)]
+    spans = [range(lo // c, -(-hi // c)) if hi > lo else range(0) for (lo, hi), c in zip(bounds, chunk, strict=True)]
     written, before_max = 0, 0
     for key in ((a, b, c) for a in spans[0] for b in spans[1] for c in spans[2]):
-        box = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(key, chunk, shape))
-        inner = tuple(slice(max(lo, b.start) - b.start, min(hi, b.stop) - b.start) for (lo, hi), b in zip(bounds, box))
-        picked = tuple(slice(max(lo, b.start) - lo, min(hi, b.stop) - lo) for (lo, hi), b in zip(bounds, box))
+        box = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(key, chunk, shape, strict=True))
+        inner = tuple(slice(max(lo, b.start) - b.start, min(hi, b.stop) - b.start)
+                      for (lo, hi), b in zip(bounds, box, strict=True))
+        picked = tuple(slice(max(lo, b.start) - lo, min(hi, b.stop) - lo)
+                       for (lo, hi), b in zip(bounds, box, strict=True))
         if changed is not None and not changed[picked].any():
             continue
         old = writer.read(key, box)
@@ -411,7 +413,8 @@ def write_edit(volume: Path, meta: VolumeMeta, parent: str, region, new_values: 
         if changed.any():  # narrowed to the changed voxels' box
             box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(changed))
             values, before, changed = values[box], before[box], changed[box]
-            (z0, z1), (y0, y1), (x0, x1) = ((lo + b.start, lo + b.stop) for lo, b in zip((z0, y0, x0), box))
+            (z0, z1), (y0, y1), (x0, x1) = ((lo + b.start, lo + b.stop)
+                                            for lo, b in zip((z0, y0, x0), box, strict=True))
     group = volume / LABELS_GROUP
     source = version_layout(volume, parent)
     parent_meta = label_version_meta(volume, parent)

@@ -27,7 +27,7 @@ _VERSION_NAME = re.compile(r"^v([1-9][0-9]*)$")
 def _shape3(name: str, value: Any) -> tuple[int, int, int]:
     try:
         shape = tuple(int(v) for v in value)
-        ok = len(shape) == 3 and all(s >= 1 and s == v for s, v in zip(shape, value))
+        ok = len(shape) == 3 and all(s >= 1 and s == v for s, v in zip(shape, value, strict=True))
     except (TypeError, ValueError):
         ok = False
     if not ok:

@@ -137,6 +137,6 @@ def read_multiscale(attributes: dict[str, Any]) -> dict[str, Any] | None:
     for transforms in (datasets[0].get("coordinateTransformations"), first.get("coordinateTransformations")):
         for transform in transforms or []:
             if transform.get("type") == "scale" and len(transform.get("scale", [])) == len(names):
-                scale = [s * float(t) for s, t in zip(scale, transform["scale"])]
-    scale = [s * f if f is not None else 1.0 for s, f in zip(scale, factors)]
+                scale = [s * float(t) for s, t in zip(scale, transform["scale"], strict=True)]
+    scale = [s * f if f is not None else 1.0 for s, f in zip(scale, factors, strict=True)]
     return {"path": str(datasets[0]["path"]), "axes": names, "scale": scale}

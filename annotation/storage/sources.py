@@ -137,7 +137,8 @@ def _check_channel(channel: int | None, n_channels: int, axes: str, what: str) -
     if channel is not None and (isinstance(channel, bool) or not isinstance(channel, (int, np.integer))):
         raise ChannelError(f"channel must be a whole number, got {channel!r}")
     if channel is None and n_channels > 1:
-        raise ChannelError(f"{what} has {n_channels} channels (axes {axes!r}): choose one with channel=0..{n_channels - 1}")
+        raise ChannelError(
+            f"{what} has {n_channels} channels (axes {axes!r}): choose one with channel=0..{n_channels - 1}")
     if channel is not None and not 0 <= channel < n_channels:
         raise ChannelError(f"channel={channel} is out of range: {what} has {n_channels} channel(s) (axes {axes!r})")
 
@@ -295,7 +296,7 @@ class OmeZarrSource(_IndexedSource):
         kept_shape = tuple(s for i, s in enumerate(shape) if i not in squeezed)
         stack_axis, channel_axis = _pick_axes(kept_axes, kept_shape, channel, what)
         self.dtype = _storage_dtype(array.dtype, what)
-        scale = dict(zip(names, multiscale["scale"]))
+        scale = dict(zip(names, multiscale["scale"], strict=True))
         self.voxel_size = tuple(scale.get(n) for n in "zyx")
         view = array if not squeezed else _Squeeze(array, squeezed[0])
         super().__init__(view, kept_axes, stack_axis, channel_axis, channel, what)

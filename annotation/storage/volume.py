@@ -299,7 +299,8 @@ class VolumeStore:
     def _check_plane(self, level: int, z: int) -> tuple[int, int, int]:
         level, z = operator.index(level), operator.index(z)
         if not 0 <= level < self.meta.n_levels:
-            raise TileOutOfRangeError(f"level {level} is out of range: this volume has levels 0..{self.meta.n_levels - 1}")
+            raise TileOutOfRangeError(
+                f"level {level} is out of range: this volume has levels 0..{self.meta.n_levels - 1}")
         shape = self.meta.level_shapes[level]
         if not 0 <= z < shape[0]:
             raise TileOutOfRangeError(f"plane z={z} is out of range: this volume has planes 0..{shape[0] - 1}")

@@ -152,7 +152,7 @@ class DirectArray:
         if len(key) != self.ndim:
             raise IndexError(f"too many indices for a {self.ndim}-dimensional array")
         ranges, steps, dropped = [], [], []
-        for k, n in zip(key, self.shape):
+        for k, n in zip(key, self.shape, strict=True):
             if isinstance(k, slice):
                 start, stop, step = k.indices(n)
                 if step < 1:
@@ -174,7 +174,7 @@ class DirectArray:
         ranges, steps, dropped = self._key(key)
         out = np.zeros([hi - lo for lo, hi in ranges], self.dtype)
         if out.size:
-            spans = [range(lo // c, -(-hi // c)) for (lo, hi), c in zip(ranges, self.chunk)]
+            spans = [range(lo // c, -(-hi // c)) for (lo, hi), c in zip(ranges, self.chunk, strict=True)]
             for iz in spans[0]:
                 for iy in spans[1]:
                     for ix in spans[2]:
@@ -192,9 +192,9 @@ class DirectArray:
             return  # background: out is zeros already
         block = decode_chunk(data, self.chunk, self.dtype)
         inside = tuple(slice(max(lo, i * c) - i * c, min(hi, (i + 1) * c) - i * c)
-                       for (lo, hi), i, c in zip(ranges, key, self.chunk))
+                       for (lo, hi), i, c in zip(ranges, key, self.chunk, strict=True))
         where = tuple(slice(max(lo, i * c) - lo, min(hi, (i + 1) * c) - lo)
-                      for (lo, hi), i, c in zip(ranges, key, self.chunk))
+                      for (lo, hi), i, c in zip(ranges, key, self.chunk, strict=True))
         out[where] = block[inside]
 
 
