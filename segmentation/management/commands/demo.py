@@ -96,7 +96,7 @@ class Command(BaseCommand):
                     raise CommandError(f"segmenting the demo volume {name!r} failed: {job.error}")
                 volumes.append(volume)
         due = date.today() + timedelta(days=7)
-        for volume, student in zip(volumes, ("student", "student2")):
+        for volume, student in zip(volumes, ("student", "student2"), strict=True):
             assignment_create(project=project, volume=volume, student=accounts[student],
                               assigned_by=accounts["instructor"], due=due,
                               note="Check the most uncertain nuclei first; split, merge or delete what is wrong.")
