@@ -57,7 +57,7 @@ def test_it_exports_the_nucleus_table_as_csv(labels_v1, client_for, alice):
                              "centroid_y", "centroid_x",
                              "volume_voxels", "volume_um3", "mean_intensity", "integrated_intensity", "solidity",
                              "uncertainty"]
-    for row, nucleus in zip(rows, nuclei):
+    for row, nucleus in zip(rows, nuclei, strict=True):
         assert int(row["label_id"]) == nucleus.label_id
         assert float(row["volume_um3"]) == nucleus.volume_um3
         assert float(row["mean_intensity"]) == nucleus.mean_intensity

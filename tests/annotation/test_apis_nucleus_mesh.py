@@ -22,7 +22,7 @@ def stacked(volume_3d, ivy):
 
     labels = np.zeros(volume_3d.shape, np.uint32)
     yy, xx = np.ogrid[:300, :300]
-    for z, r in zip(range(8), (6, 12, 14, 6, 6, 14, 12, 6)):  # wide, narrow at planes 3-4, wide
+    for z, r in zip(range(8), (6, 12, 14, 6, 6, 14, 12, 6), strict=True):  # wide, narrow at planes 3-4, wide
         labels[z][(yy - 100) ** 2 + (xx - 100) ** 2 <= r * r] = 1
     labels[2:6, 85:115, 115:125][labels[2:6, 85:115, 115:125] == 0] = 2
     labels[3:5, 200:220, 200:220] = 3
@@ -90,4 +90,5 @@ def test_it_meshes_a_nucleus_of_a_2d_image_without_z_merge_signs(project, ivy, a
     version = label_version_create(volume=flat, labels=labels, user=ivy, source=LabelVersion.Source.UPLOAD)
     body = _get(client_for(alice), version, 4).json()
     assert (body["z_min"], body["z_max"], body["waist_z"], body["z_merge_signs"]) == (0, 0, None, [])
-    assert body["meshes"][0]["n_triangles"] > 0 and body["volume_um3"] == pytest.approx(200 * 0.25 * body["voxel_size"][0])
+    assert body["meshes"][0]["n_triangles"] > 0
+    assert body["volume_um3"] == pytest.approx(200 * 0.25 * body["voxel_size"][0])

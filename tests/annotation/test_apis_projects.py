@@ -63,9 +63,10 @@ def test_it_does_not_tell_who_has_an_account(project, client_for, eve):
     # eve makes a project of her own (she is its admin) and tries names: taken or not, one answer.
     own = client_for(eve).post(reverse("project-create"), {"name": "Probe"}, format="json").json()
     url = reverse("project-member-add", args=[own["id"]])
-    answers = [client_for(eve).post(url, {"username": name}, format="json") for name in ("alice", "ada", "nobody")]
+    names = ("alice", "ada", "nobody")
+    answers = [client_for(eve).post(url, {"username": name}, format="json") for name in names]
     assert {r.status_code for r in answers} == {400}
-    messages = {r.json()["message"].replace(repr(name), "NAME") for r, name in zip(answers, ("alice", "ada", "nobody"))}
+    messages = {r.json()["message"].replace(repr(name), "NAME") for r, name in zip(answers, names, strict=True)}
     assert messages == {"no account NAME that you can add: you can add the people you share a project with; "
                         "a site administrator (staff) can add anyone"}
     assert not Membership.objects.filter(project_id=own["id"]).exclude(user=eve).exists()

@@ -31,7 +31,7 @@ def _largest(version, k=0):
     return Nucleus.objects.of(version).order_by("-volume_voxels")[k]
 
 
-@pytest.mark.parametrize("user, expected", list(zip(CAST, [403, 403, 201, 201, 404])))
+@pytest.mark.parametrize("user, expected", list(zip(CAST, [403, 403, 201, 201, 404], strict=True)))
 def test_it_lets_only_staff_upload_and_segment(labels_v1, client_for, request, sample_3d, user, expected):
     client = _client(client_for, request, user)
     volume = labels_v1.volume

@@ -142,7 +142,8 @@ def test_a_check_is_recorded_without_a_new_version_and_kept_until_the_nucleus_ch
     volume = small_v1.volume
     n, m = _largest(small_v1), _largest(small_v1, 1)
     check = correction_create(volume=volume, user=alice, label_version="v1",
-                              edit={"correction_type": "confirm", "nucleus_ids": [n.label_id], "z": round(n.centroid_z)})
+                              edit={"correction_type": "confirm", "nucleus_ids": [n.label_id],
+                                    "z": round(n.centroid_z)})
     assert (check.correction_type, check.result_version, check.nucleus_ids, check.new_ids) == (
         "confirm", None, [n.label_id], [n.label_id])
     assert LabelVersion.objects.filter(volume=volume).count() == 1
@@ -163,7 +164,8 @@ def test_a_check_is_a_positive_training_example_once_approved(small_v1, alice, i
     volume = small_v1.volume
     n = _largest(small_v1)
     check = correction_create(volume=volume, user=alice, label_version="v1",
-                              edit={"correction_type": "confirm", "nucleus_ids": [n.label_id], "z": round(n.centroid_z)})
+                              edit={"correction_type": "confirm", "nucleus_ids": [n.label_id],
+                                    "z": round(n.centroid_z)})
     assert list(training_corrections(project=volume.project)) == []
     correction_review(correction=check, reviewer=ivy, verdict="approve")
     assert [c.id for c in training_corrections(project=volume.project)] == [check.id]
@@ -172,7 +174,7 @@ def test_a_check_is_a_positive_training_example_once_approved(small_v1, alice, i
     assert np.array_equal(before, after) and before.any()
     (example,) = correction_examples(tracker, [check.record_id])
     record, crop = tracker.get(check.record_id), tracker.load_image(check.record_id)
-    inner = tuple(slice(a - w.start, b - w.start) for (a, b), w in zip(record.bbox, crop.window))
+    inner = tuple(slice(a - w.start, b - w.start) for (a, b), w in zip(record.bbox, crop.window, strict=True))
     nucleus = np.zeros(example.labels.shape, bool)
     nucleus[inner] = tracker.load(check.record_id, crop=True)[0] != 0
     # The nucleus is one object of the target, weighted in full: the model learns it is right.

@@ -380,7 +380,7 @@ def test_the_tracker_keeps_a_normalised_image_crop(tmp_path, sample):
     record = manager.tracker.records()[0]
     crop = manager.tracker.load_image(record.id)
     assert isinstance(crop, ImageCrop) and crop.context_labels is not None
-    for w, (a, b), n in zip(crop.window, record.bbox, record.shape):
+    for w, (a, b), n in zip(crop.window, record.bbox, record.shape, strict=True):
         assert w.start == max(a - 32, 0) and w.stop == min(b + 32, n)
     raw = image * 1000 + 100
     lo, hi = np.percentile(raw, [1, 99])
@@ -454,7 +454,7 @@ def test_an_image_provider_may_show_more_than_the_recorded_region(tmp_path, samp
     window = tuple(slice(max(s.start - 8, 0), s.stop + 8) for s in region)
 
     def provider(record):
-        offset = tuple(w.start - s.start for w, s in zip(window, region))    # negative: beyond the frame
+        offset = tuple(w.start - s.start for w, s in zip(window, region, strict=True))    # negative: beyond the frame
         return ImageCrop(image[window], offset, context_labels=labels[window])
 
     (example,) = manager.training_examples(image_provider=provider)

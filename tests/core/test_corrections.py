@@ -196,7 +196,11 @@ def test_a_corrupt_index_is_an_error_and_is_left_alone(tmp_path, content, match)
     _, one, _, _ = _masks()
     tracker.record("img", 1, one, one[::-1].copy(), "modify")
     (tmp_path / "corrections.json").write_text(content)
-    for call in (tracker.records, tracker.count, lambda: tracker.record("img", 2, one, np.roll(one, 1, axis=1), "modify")):
+
+    def record():
+        return tracker.record("img", 2, one, np.roll(one, 1, axis=1), "modify")
+
+    for call in (tracker.records, tracker.count, record):
         with pytest.raises(CorrectionStorageError, match=match):
             call()
     assert (tmp_path / "corrections.json").read_text() == content

@@ -51,7 +51,8 @@ def test_it_numbers_from_one_when_nothing_is_kept():
 @pytest.mark.parametrize("call, error", [
     (lambda: keep_curated(np.zeros((2, 2), np.uint8), np.zeros((2, 3), np.uint8)), InvalidInputError),
     (lambda: keep_curated(np.zeros((2, 2)), np.zeros((2, 2), np.uint8)), InvalidInputError),
-    (lambda: keep_curated(np.zeros((2, 2), np.uint8), np.zeros((2, 2), np.uint8), min_overlap=0), InvalidParameterError),
+    (lambda: keep_curated(np.zeros((2, 2), np.uint8), np.zeros((2, 2), np.uint8), min_overlap=0),
+     InvalidParameterError),
     (lambda: keep_curated(np.zeros((2, 2), np.uint8), np.zeros((2, 2), np.uint8), erased=np.zeros((2, 2))),
      InvalidInputError),
 ])

@@ -3,6 +3,8 @@ the edits that carry them (``segmentation.core.editing``)."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 
@@ -25,7 +27,7 @@ def test_it_morphs_between_sections_instead_of_stacking_one():
     solid = interpolate_sections([(0, small), (6, large)], (8, 40, 40))
     areas = solid.sum(axis=(1, 2))
     assert areas[0] == small.sum() and areas[6] == large.sum() and areas[7] == 0
-    assert all(a < b for a, b in zip(areas[:7], areas[1:7]))  # grows plane by plane
+    assert all(a < b for a, b in pairwise(areas[:7]))  # grows plane by plane
     np.testing.assert_allclose(np.sqrt(areas[3] / np.pi), 8.0, atol=0.7)  # the radius half way
 
 

@@ -1,4 +1,5 @@
 import dataclasses
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -56,7 +57,7 @@ def check_invariants(labels, linked):
     # Linked objects overlap: consecutive appearances of a track share a pixel in (Y, X).
     for track in ids:
         planes = np.flatnonzero((linked == track).any(axis=(1, 2)))
-        for z0, z1 in zip(planes[:-1], planes[1:]):
+        for z0, z1 in pairwise(planes):
             assert ((linked[z0] == track) & (linked[z1] == track)).any(), (track, z0, z1)
 
 
@@ -228,10 +229,10 @@ def test_invariants_on_random_uncorrelated_slices(seed):
 
 def spheres(centres_radii, shape, spacing=(1.0, 1.0, 1.0)):
     """Ground truth of balls ``(centre (z, y, x), radius)`` in physical units; later ones win."""
-    grid = np.meshgrid(*[np.arange(n) * s for n, s in zip(shape, spacing)], indexing="ij")
+    grid = np.meshgrid(*[np.arange(n) * s for n, s in zip(shape, spacing, strict=True)], indexing="ij")
     gt = np.zeros(shape, np.uint32)
     for i, (centre, radius) in enumerate(centres_radii, start=1):
-        inside = sum((g - c) ** 2 for g, c in zip(grid, centre)) <= radius ** 2
+        inside = sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True)) <= radius ** 2
         gt[inside & (gt == 0)] = i
     # A 2D model never finds the pixel-sized tips of a ball (min_size): drop sections under 8 px.
     for z in range(shape[0]):

@@ -89,7 +89,7 @@ def test_it_gives_the_same_rows_for_huge_sparse_ids():
     small_rows = nucleus_table(labels, image, (1, 1, 1))
     big_rows = nucleus_table(big, image, (1, 1, 1))
     assert [r["label_id"] for r in big_rows] == [1, 2 ** 40]
-    for a, b in zip(small_rows, big_rows):
+    for a, b in zip(small_rows, big_rows, strict=True):
         assert {k: v for k, v in a.items() if k != "label_id"} == {k: v for k, v in b.items() if k != "label_id"}
 
 
@@ -108,7 +108,7 @@ def test_it_leaves_its_inputs_alone_and_agrees_with_scipy_on_a_generated_volume(
     from scipy import ndimage as ndi
     centres = ndi.center_of_mass(np.ones(labels.shape), labels, ids)
     means = ndi.mean(image, labels, ids)
-    for row, centre, mean in zip(rows, centres, means):
+    for row, centre, mean in zip(rows, centres, means, strict=True):
         assert (row["centroid_z"], row["centroid_y"], row["centroid_x"]) == pytest.approx(centre)
         assert row["mean_intensity"] == pytest.approx(mean, rel=1e-6)
         assert 0 < row["solidity"] <= 1

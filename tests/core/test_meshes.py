@@ -10,7 +10,7 @@ from segmentation.core import InvalidInputError, nucleus_mesh, touching_labels, 
 
 def _ball(shape, centre, radius, voxel_size):
     grids = np.ogrid[tuple(slice(0, n) for n in shape)]
-    distance2 = sum(((g - c) * v) ** 2 for g, c, v in zip(grids, centre, voxel_size))
+    distance2 = sum(((g - c) * v) ** 2 for g, c, v in zip(grids, centre, voxel_size, strict=True))
     return distance2 <= radius ** 2
 
 

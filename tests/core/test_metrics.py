@@ -161,7 +161,7 @@ def test_match_instances_prefers_more_matches_to_more_iou():
     # IoU(1, 10) = 4/7, IoU(1, 20) = 1/5, IoU(2, 10) = 2/9: the largest summed IoU is (1, 10)
     # alone, but (1, 20) + (2, 10) matches two objects, as StarDist and cellpose count.
     m = match_instances(gt, pred, 0.2)
-    assert dict(zip(m.gt_ids.tolist(), m.pred_ids.tolist())) == {1: 20, 2: 10}
+    assert dict(zip(m.gt_ids.tolist(), m.pred_ids.tolist(), strict=True)) == {1: 20, 2: 10}
     np.testing.assert_allclose(m.ious, [1 / 5, 2 / 9])
     assert match_instances(gt, pred, 0.3).pred_ids.tolist() == [10]
 
@@ -223,8 +223,8 @@ def test_ap_agrees_with_cellpose(dim):
 
 def test_ap_over_a_list_sums_the_counts():
     gts = [random_labels(SHAPES["2d"], 10, seed=s) for s in (11, 12)]
-    preds = [perturb(g, seed=s) for g, s in zip(gts, (13, 14))]
-    each = [average_precision(g, p) for g, p in zip(gts, preds)]
+    preds = [perturb(g, seed=s) for g, s in zip(gts, (13, 14), strict=True)]
+    each = [average_precision(g, p) for g, p in zip(gts, preds, strict=True)]
     total = average_precision(gts, preds)
     assert total.n_images == 2
     for name in ("tp", "fp", "fn"):

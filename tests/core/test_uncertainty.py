@@ -18,7 +18,7 @@ SHAPES = {"2d": (40, 64), "3d": (12, 32, 48)}
 def ball(shape, center, radius):
     """Boolean disk (2D) or ball (3D)."""
     grid = np.indices(shape)
-    return sum((g - c) ** 2 for g, c in zip(grid, center)) <= radius ** 2
+    return sum((g - c) ** 2 for g, c in zip(grid, center, strict=True)) <= radius ** 2
 
 
 def two_nuclei(dim):
@@ -253,7 +253,7 @@ def test_ids_need_not_be_consecutive_and_inputs_are_not_modified():
         a.setflags(write=False)
     scores = nucleus_uncertainty(labels, dp, cellprob)
     assert list(scores) == [7, 4_000_000_000]
-    for a, b in zip((labels, dp, cellprob), copies):
+    for a, b in zip((labels, dp, cellprob), copies, strict=True):
         np.testing.assert_array_equal(a, b)
 
 

@@ -104,10 +104,10 @@ class LiveApp:
             try:
                 urllib.request.urlopen(f"{self.url}/healthz", timeout=2)
                 return
-            except OSError:
+            except OSError as exc:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"daphne did not start:\n{self.log_tail()}")
+                    raise RuntimeError(f"daphne did not start:\n{self.log_tail()}") from exc
                 time.sleep(0.2)
 
     def log_tail(self, n: int = 4000) -> str:

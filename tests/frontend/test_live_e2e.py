@@ -171,8 +171,9 @@ def test_it_uploads_a_volume_from_the_project_page(app, shots):
             cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 20,
                                                           "downloadThroughput": -1, "uploadThroughput": 2_000_000})
             form.get_by_role("button", name="Upload and import").click()
-            page.wait_for_function("['done', 'failed'].includes(document.getElementById('volume-upload').dataset.state)",
-                                   timeout=120_000)
+            page.wait_for_function(
+                "['done', 'failed'].includes(document.getElementById('volume-upload').dataset.state)",
+                timeout=120_000)
             page.screenshot(path=shots / "02-imported.png")
             assert form.get_attribute("data-state") == "done", form.locator("[data-error]").text_content()
             bars = page.evaluate("window.bars")

@@ -3,8 +3,8 @@ a stack whose segmentation joined two nuclei stacked in z into one, switches to 
 (XY, XZ, YZ), moves the cursor through the stack and sees in the XZ view the nucleus that spans
 twice the planes of its neighbours, splits it there with one line (a z-cut), sees the two
 halves in the XZ and YZ views (and in the 3D view of a nucleus where the page has one), merges
-them again there (what a z-split needs), and undoes both. The place, layout and cursor survive a reload through the address; the
-queue's jump and an Alt-drag move the cursor.
+them again there (what a z-split needs), and undoes both. The place, layout and cursor survive
+a reload through the address; the queue's jump and an Alt-drag move the cursor.
 
 Screenshots of each step go to var/test-artifacts/ortho-e2e/ (git-ignored; the path is printed).
 """
@@ -172,7 +172,8 @@ def test_it_finds_and_splits_a_z_merge_in_the_xz_view_and_undoes_it(app, shots):
             # click on each half in the XZ view, Enter.
             page.keyboard.press("m")
             for half in (upper, lower):
-                page.mouse.click(*_in_view(page, "xz", (half["z0"] + half["z1"]) / 2 + 0.5, (half["a0"] + half["a1"]) / 2))
+                page.mouse.click(*_in_view(page, "xz", (half["z0"] + half["z1"]) / 2 + 0.5,
+                                           (half["a0"] + half["a1"]) / 2))
                 page.wait_for_timeout(400)  # two clicks within OpenLayers' 250 ms are a double click
             _wait(page, "ids => ids.every((id) => document.getElementById('viewer').dataset.selected.split(',')"
                         ".includes(String(id)))", [upper["id"], lower["id"]])
@@ -224,7 +225,8 @@ def test_it_finds_and_splits_a_z_merge_in_the_xz_view_and_undoes_it(app, shots):
             page.keyboard.up("Alt")
             _wait(page, "() => document.getElementById('viewer').dataset.cursor.endsWith(',30,104')")
             _drawn(page)
-            assert 4 in {n["id"] for n in page.evaluate("ezqViewer.ortho.nucleiOn('xz')")}  # nucleus 4 is at y 24, x 104
+            # nucleus 4 is at y 24, x 104
+            assert 4 in {n["id"] for n in page.evaluate("ezqViewer.ortho.nucleiOn('xz')")}
             page.screenshot(path=shots / "7-cursor-dragged.png")
         finally:
             browser.close()

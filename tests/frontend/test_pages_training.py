@@ -96,7 +96,8 @@ def test_it_says_how_many_corrections_the_next_version_is_scored_on(client, proj
     held = training_holdout([c.id for c in corrections], params=RetrainingParams())
     html = _html(client, ada, "project-training-page", project.id)
     if held:
-        assert f"With\n    12, the next version is trained on {12 - len(held)} and scored on the {len(held)} held" in html
+        assert (f"With\n    12, the next version is trained on {12 - len(held)} and scored on the {len(held)} held"
+                in html)
     else:  # the hash left none of these twelve out
         assert "none happens to be held out by the hash yet" in html
     assert training_holdout([c.id for c in corrections[:9]], params=RetrainingParams()) == []

@@ -225,7 +225,8 @@ def test_it_segments_and_corrects_a_volume_in_the_browser(app, shots):
 
             # The heat map of the uncertainty, on and off again; outlines only, and back.
             page.keyboard.press("h")
-            _wait(page, "performance.getEntriesByType('resource').some(e => e.name.includes('/labels/v1/uncertainty/'))")
+            _wait(page, "performance.getEntriesByType('resource')"
+                        ".some(e => e.name.includes('/labels/v1/uncertainty/'))")
             _wait(page, "document.getElementById('viewer').dataset.tilesPending === '0'")
             assert page.evaluate("ezqViewer.layers.loads.heat.errors") == 0
             page.screenshot(path=shots / "03-heat-map.png")

@@ -189,7 +189,8 @@ def test_it_tells_the_viewer_where_each_person_may_edit(client, alice, ivy, volu
     unassigned = _config(client.get(reverse("volume-viewer", kwargs={"volume_id": volume.id})))
     assert unassigned["can_edit"] is False and unassigned["editable_regions"] == []
     assert "not edit it: this volume is not assigned to you" in unassigned["edit_note"]
-    assignment_create(project=volume.project, volume=volume, student=alice, assigned_by=ivy, region=[0, 4, 0, 48, 0, 40])
+    assignment_create(project=volume.project, volume=volume, student=alice, assigned_by=ivy,
+                      region=[0, 4, 0, 48, 0, 40])
     assigned = _config(client.get(reverse("volume-viewer", kwargs={"volume_id": volume.id})))
     assert assigned["can_edit"] is True and assigned["editable_regions"] == [[0, 4, 0, 48, 0, 40]]
 

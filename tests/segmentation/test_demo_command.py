@@ -28,7 +28,8 @@ def test_it_sets_up_the_demo_once(settings):
     assert [v.shape_z for v in volumes] == [1, 24]
     for volume in volumes:  # segmented by the shipped model, with scores to rank by
         version = LabelVersion.objects.get(volume=volume)
-        assert version.source == "segmentation" and version.model_version.startswith(default_model_for(tuple(volume.shape)))
+        assert version.source == "segmentation"
+        assert version.model_version.startswith(default_model_for(tuple(volume.shape)))
         assert version.nuclei.filter(uncertainty__isnull=False).count() > 10
     assert sorted(Assignment.objects.values_list("student__username", flat=True)) == ["student", "student2"]
     credentials = json.loads((settings.EZQUANT_DATA_DIR / "demo-credentials.json").read_text())

@@ -138,7 +138,8 @@ def stack(tmp_path_factory):
         for key, image in images.items():
             paths[key] = str(tmp / f"{key}.tif")
             tifffile.imwrite(paths[key], np.clip(np.round(image), 0, 65535).astype(np.uint16))
-        seed = json.loads(_manage({**env, "SEED_PATHS": json.dumps(paths)}, "shell", "-c", SEED).strip().splitlines()[-1])
+        seeded = _manage({**env, "SEED_PATHS": json.dumps(paths)}, "shell", "-c", SEED)
+        seed = json.loads(seeded.strip().splitlines()[-1])
         port = _free_port()
         processes.append(_start(env, [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port),
                                       "ezquant_web.asgi:application"], tmp / "daphne.log"))
@@ -322,7 +323,8 @@ def test_it_imports_an_upload_in_a_worker_process(stack):
             await ws.close()
 
     states = async_to_sync(follow)()
-    assert states[-1]["status"] == "succeeded", (states[-1], (stack.tmp / "scale-worker-import.log").read_text()[-3000:])
+    log = stack.tmp / "scale-worker-import.log"
+    assert states[-1]["status"] == "succeeded", (states[-1], log.read_text()[-3000:])
     assert states[-1]["volume_name"] == "uploaded stack.tif" and states[-1]["progress"] == 1.0
     volume = stack.api("GET", f"volumes/{states[-1]['volume']}/")
     assert volume["shape"] == [6, 64, 64]

@@ -222,6 +222,7 @@ def test_it_imports_a_large_stack_in_memory_bounded_by_a_few_planes(tmp_path):
     assert store.meta.shape == (z, y, x)
     assert peak < 4 * plane_bytes + 4 * 2 ** 20, f"peak {peak / 2 ** 20:.1f} MiB"
     assert peak < z * plane_bytes / 5
-    np.testing.assert_array_equal(store.read_region(0, 31, 0, 4, 0, 4), tifffile.imread(tmp_path / "big.tif", key=31)[:4, :4])
+    np.testing.assert_array_equal(store.read_region(0, 31, 0, 4, 0, 4),
+                                  tifffile.imread(tmp_path / "big.tif", key=31)[:4, :4])
     first = tifffile.imread(tmp_path / "big.tif", key=range(4))
     assert math.isclose(store.meta.contrast_limits[1], np.percentile(first, 99.8), rel_tol=0.01)

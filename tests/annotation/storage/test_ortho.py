@@ -56,7 +56,7 @@ def test_it_reads_the_same_pixels_from_the_planes_when_the_layouts_are_missing(s
         shutil.rmtree(store.path / plane)
     bare = VolumeStore.open(store.path)
     assert not has_ortho(bare.path)
-    for plane, tile in zip(("xz", "yz"), with_layouts):
+    for plane, tile in zip(("xz", "yz"), with_layouts, strict=True):
         np.testing.assert_array_equal(bare.read_ortho_tile(plane, 0, 20, 0, 0), tile)
 
 

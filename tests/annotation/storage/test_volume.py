@@ -88,7 +88,8 @@ def test_it_writes_voxel_size_per_level_and_chunks_for_tiles(volume):
     attrs = json.loads((volume.path / "zarr.json").read_text())["attributes"]["ome"]
     datasets = attrs["multiscales"][0]["datasets"]
     assert [a["name"] for a in attrs["multiscales"][0]["axes"]] == ["z", "y", "x"]
-    assert [d["coordinateTransformations"][0]["scale"] for d in datasets] == [[2.0, 0.5, 0.5], [2.0, 1.0, 1.0], [2.0, 2.0, 2.0]]
+    assert [d["coordinateTransformations"][0]["scale"] for d in datasets] == [
+        [2.0, 0.5, 0.5], [2.0, 1.0, 1.0], [2.0, 2.0, 2.0]]
     level0 = json.loads((volume.path / "0" / "zarr.json").read_text())
     assert level0["chunk_grid"]["configuration"]["chunk_shape"] == [1, 256, 256]
 
