@@ -111,27 +111,46 @@ class CellposeRunner:
         The network runs as in Cellpose's ``do_3D`` (planes stretched by the anisotropy, xy
         scaled to its nucleus size; the flows smoothed there by ``flow3d_smooth``); its output is
         resampled to the stack's xy pixels and ``round(nz * anisotropy)`` planes, the masks are
-        followed there with Cellpose's dynamics (its number of steps at the stack's scale) and
-        taken back to the stack's planes by nearest neighbour; ``min_size`` counts voxels of the
-        stack. The flows and probabilities returned are resampled to the stack too.
+        followed there with Cellpose's dynamics and each of the stack's planes takes the
+        stretched plane at its centre (:func:`masks_on_stretched_planes`).
         """
-        from cellpose import dynamics  # lazy, as everywhere in the core
-
         _, flows, _ = self._eval(volume, self.diameter, do_3D=True, z_axis=0, anisotropy=anisotropy,
                                  flow3D_smooth=self.params.flow3d_smooth, resample=False, compute_masks=False)
         net = np.concatenate([flows[1], flows[2][None]]).astype(np.float32)  # (4, Z', Y', X') at the network's scale
-        nz, ny, nx = volume.shape
-        stretched = _resample(net, (max(nz, int(round(nz * anisotropy))), ny, nx))
-        del net
-        rescale = float(self.model.cellpose_model.diam_mean) / float(self.diameter)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Sparse invariant checks", category=UserWarning)
-            masks = dynamics.resize_and_compute_masks(
-                stretched[:3], stretched[3], niter=int(200 / rescale), cellprob_threshold=self.params.cellprob_threshold,
-                flow_threshold=self.params.flow_threshold, do_3D=True, min_size=self.params.min_size,
-                resize=(nz, ny, nx), device=self.model.cellpose_model.device)
-        out = _resample(stretched, (nz, ny, nx))
-        return np.asarray(masks).astype(np.uint32), out[:3], out[3]
+        del flows
+        cp = self.model.cellpose_model
+        rescale = float(cp.diam_mean) / float(self.diameter)
+        return masks_on_stretched_planes(net, volume.shape, anisotropy, rescale=rescale, params=self.params,
+                                         device=cp.device)
+
+
+def masks_on_stretched_planes(net: np.ndarray, shape: tuple[int, int, int], anisotropy: float, *, rescale: float,
+                              params: SegmentationParams, device: Any = None):
+    """Masks, flows and probabilities of a stack of ``shape`` from the network's 3D output ``net``
+    ((dz, dy, dx, cellprob), Z', Y', X') at its own scale: see ``isotropic_masks``.
+
+    The output is resampled to the stack's xy pixels and ``round(nz * anisotropy)`` planes,
+    Cellpose's dynamics follow the flows there (``200 / rescale`` steps, its number at the
+    stack's scale), and each of the stack's planes takes the stretched plane at its centre
+    (plane ``i`` spans stretched planes ``i * a`` to ``(i + 1) * a``); masks smaller than
+    ``min_size`` voxels of the stack are then removed and holes filled, as Cellpose does.
+    """
+    from cellpose import dynamics, utils  # lazy, as everywhere in the core
+
+    nz, ny, nx = shape
+    depth = max(nz, int(round(nz * anisotropy)))
+    stretched = _resample(net, (depth, ny, nx))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse invariant checks", category=UserWarning)
+        masks = dynamics.compute_masks(stretched[:3], stretched[3], niter=int(200 / rescale),
+                                       cellprob_threshold=params.cellprob_threshold,
+                                       flow_threshold=params.flow_threshold, do_3D=True,
+                                       **({} if device is None else {"device": device}))
+    centres = np.minimum(((np.arange(nz) + 0.5) * depth / nz).astype(int), depth - 1)
+    masks = np.ascontiguousarray(np.asarray(masks)[centres])
+    masks = utils.fill_holes_and_remove_small_masks(masks, min_size=params.min_size)
+    out = _resample(stretched, (nz, ny, nx))
+    return masks.astype(np.uint32), out[:3], out[3]
 
 
 def _resample(channels: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
