@@ -234,7 +234,8 @@ def part_cluster(work: Path, shape: tuple[int, int, int]) -> None:
     BLOCK_VOXELS = saved
     for name, r in (("local", local), ("2 workers", remote)):
         print(f"{name:>10}: " + (f"error: {r['error']}" if "error" in r else
-                                 f"{r['blocks']} blocks, {r['seconds']:.1f} s, client peak RSS {r['peak_rss_mb']:.0f} MB"))
+                                 f"{r['blocks']} blocks, {r['seconds']:.1f} s, "
+                                 f"client peak RSS {r['peak_rss_mb']:.0f} MB"))
     if "error" not in local and "error" not in remote:
         print(f"speed-up with 2 workers: {local['seconds'] / remote['seconds']:.2f}x")
 

@@ -111,11 +111,16 @@ class Block:
     @property
     def core_in_outer(self) -> Region:
         """The core as slices of the block's own (outer) array."""
-        return tuple(slice(c.start - o.start, c.stop - o.start) for c, o in zip(self.core, self.outer))
+        return tuple(slice(c.start - o.start, c.stop - o.start) for c, o in zip(self.core, self.outer, strict=True))
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 def _core_extents(shape, n, align) -> tuple[int, ...]:
-    return tuple(min(size, -(-(-(-size // k)) // a) * a) for size, k, a in zip(shape, n, align))
+    """Per axis: the volume cut in ``n`` pieces, each rounded up to a multiple of ``align``."""
+    return tuple(min(size, _ceil_div(_ceil_div(size, k), a) * a) for size, k, a in zip(shape, n, align, strict=True))
 
 
 def block_grid(shape: tuple[int, int, int], *, block_voxels: int, overlap: tuple[int, int, int],
@@ -134,17 +139,23 @@ def block_grid(shape: tuple[int, int, int], *, block_voxels: int, overlap: tuple
     Examples
     --------
     >>> blocks = block_grid((10, 100, 100), block_voxels=10 * 60 * 60, overlap=(2, 5, 5))
-    >>> len(blocks), blocks[0].core, blocks[0].outer
-    (4, (slice(0, 10, None), slice(0, 50, None), slice(0, 50, None)), (slice(0, 10, None), slice(0, 55, None), slice(0, 55, None)))
+    >>> len(blocks)
+    4
+    >>> blocks[0].core
+    (slice(0, 10, None), slice(0, 50, None), slice(0, 50, None))
+    >>> blocks[0].outer
+    (slice(0, 10, None), slice(0, 55, None), slice(0, 55, None))
     """
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3 or min(shape) < 1:
         raise InvalidInputError(f"a block grid needs a (Z, Y, X) shape, got {shape}")
     overlap = tuple(max(0, int(o)) for o in overlap)
+    if len(overlap) != 3 or len(align) != 3:
+        raise InvalidParameterError(f"overlap and align need one value per axis (z, y, x), got {overlap} and {align}")
     n = [1, 1, 1]
     while True:
         cores = _core_extents(shape, n, align)
-        outer = [min(size, c + 2 * o) for size, c, o in zip(shape, cores, overlap)]
+        outer = [min(size, c + 2 * o) for size, c, o in zip(shape, cores, overlap, strict=True)]
         if math.prod(outer) <= block_voxels:
             break
         # Refine the axis with the longest core that can still shrink (x before y before z on a tie).
@@ -154,11 +165,12 @@ def block_grid(shape: tuple[int, int, int], *, block_voxels: int, overlap: tuple
                 f"blocks of at most {block_voxels} voxels cannot hold a core and margins of {overlap} voxels "
                 f"in a volume of shape {shape}: raise the block size")
         n[max(candidates, key=lambda a: cores[a])] += 1
-    counts = [-(-size // c) for size, c in zip(shape, cores)]
+    counts = [-(-size // c) for size, c in zip(shape, cores, strict=True)]
     blocks = []
     for number, index in enumerate(itertools.product(*(range(k) for k in counts))):
-        core = tuple(slice(i * c, min((i + 1) * c, size)) for i, c, size in zip(index, cores, shape))
-        outer = tuple(slice(max(0, s.start - o), min(size, s.stop + o)) for s, o, size in zip(core, overlap, shape))
+        core = tuple(slice(i * c, min((i + 1) * c, size)) for i, c, size in zip(index, cores, shape, strict=True))
+        outer = tuple(slice(max(0, s.start - o), min(size, s.stop + o))
+                      for s, o, size in zip(core, overlap, shape, strict=True))
         blocks.append(Block(index=tuple(int(i) for i in index), number=number, core=core, outer=outer))
     return blocks
 
@@ -296,7 +308,7 @@ def _inner_faces(block: Block, shape: tuple[int, int, int]) -> list[tuple[int, i
     """(axis, index in the block's own array) of the faces of its outer region that lie inside
     the volume: a label touching one is cut by the block's edge."""
     faces = []
-    for axis, (outer, size) in enumerate(zip(block.outer, shape)):
+    for axis, (outer, size) in enumerate(zip(block.outer, shape, strict=True)):
         if outer.start > 0:
             faces.append((axis, 0))
         if outer.stop < size:
@@ -391,12 +403,13 @@ def _block_summary(workdir: str, block: Block, labels: np.ndarray, shape: tuple[
 
 
 def _shared_region(a: Block, b: Block) -> Region | None:
-    region = tuple(slice(max(sa.start, sb.start), min(sa.stop, sb.stop)) for sa, sb in zip(a.outer, b.outer))
+    region = tuple(slice(max(sa.start, sb.start), min(sa.stop, sb.stop))
+                   for sa, sb in zip(a.outer, b.outer, strict=True))
     return region if all(s.stop > s.start for s in region) else None
 
 
 def _local(region: Region, block: Block) -> Region:
-    return tuple(slice(s.start - o.start, s.stop - o.start) for s, o in zip(region, block.outer))
+    return tuple(slice(s.start - o.start, s.stop - o.start) for s, o in zip(region, block.outer, strict=True))
 
 
 def _match_pair(workdir: str, a: Block, b: Block, match_iou: float) -> list[tuple[int, int]]:
@@ -415,7 +428,7 @@ def _match_pair(workdir: str, a: Block, b: Block, match_iou: float) -> list[tupl
     pairs, overlap = np.unique(np.stack([la[both], lb[both]]), axis=1, return_counts=True)
     union = size_a[pairs[0]] + size_b[pairs[1]] - overlap
     keep = overlap / union >= match_iou
-    return [(int(i), int(j)) for i, j in zip(pairs[0, keep], pairs[1, keep])]
+    return [(int(i), int(j)) for i, j in zip(pairs[0, keep], pairs[1, keep], strict=True)]
 
 
 def _neighbours(blocks: list[Block]) -> list[tuple[Block, Block]]:
@@ -423,7 +436,7 @@ def _neighbours(blocks: list[Block]) -> list[tuple[Block, Block]]:
     pairs = []
     for block in blocks:
         for step in itertools.product((-1, 0, 1), repeat=3):
-            other = by_index.get(tuple(i + s for i, s in zip(block.index, step)))
+            other = by_index.get(tuple(i + s for i, s in zip(block.index, step, strict=True)))
             if other is not None and other.number > block.number:
                 pairs.append((block, other))
     return pairs
@@ -642,7 +655,8 @@ def _stitch(workdir: str, blocks: list[Block], summaries: list[dict], match_iou:
     summaries = sorted(summaries, key=lambda s: s["number"])
     offsets = np.concatenate([[0], np.cumsum([s["max_id"] + 1 for s in summaries])]).astype(np.int64)
     total = int(offsets[-1])
-    edges = [(offsets[a.number] + i, offsets[b.number] + j) for (a, b), found in zip(pairs, matches) for i, j in found]
+    edges = [(offsets[a.number] + i, offsets[b.number] + j)
+             for (a, b), found in zip(pairs, matches, strict=True) for i, j in found]
     roots = _union_find(total, edges)
     pieces = {key: np.concatenate([s["pieces"][key] for s in summaries])
               for key in ("present", "count", "in_core", "cut", "depth", "solidity", "uncertainty")}

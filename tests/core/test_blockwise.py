@@ -12,9 +12,9 @@ from scipy import ndimage as ndi
 
 from segmentation.core import BlockwiseParams, SegmentationEngine, SegmentationParams, segment_blockwise, synthetic
 from segmentation.core.blockwise import (
+    BlockwiseResult,
     _block_summary,
     _stitch,
-    BlockwiseResult,
     block_grid,
     intensity_range,
 )
@@ -35,7 +35,7 @@ def test_it_cuts_the_volume_into_cores_that_partition_it(shape, block_voxels, ov
     for block in blocks:
         cover[block.core] += 1
         assert np.prod(block.outer_shape) <= block_voxels
-        for core, outer, size, o in zip(block.core, block.outer, shape, overlap):
+        for core, outer, size, o in zip(block.core, block.outer, shape, overlap, strict=True):
             assert outer.start == max(0, core.start - o) and outer.stop == min(size, core.stop + o)
         for axis in (1, 2):
             assert block.core[axis].start % align[axis] == 0
@@ -51,6 +51,13 @@ def test_it_refuses_blocks_too_small_for_their_margins():
     with pytest.raises(InvalidParameterError, match="overlap"):
         BlockwiseParams(overlap=0.5)
     assert BlockwiseParams.from_dict(BlockwiseParams(match_iou=0.3).to_dict()) == BlockwiseParams(match_iou=0.3)
+
+
+def test_it_refuses_an_overlap_or_align_without_one_value_per_axis():
+    with pytest.raises(InvalidParameterError, match="one value per axis"):
+        block_grid((10, 100, 100), block_voxels=10 * 60 * 60, overlap=(5, 5))
+    with pytest.raises(InvalidParameterError, match="one value per axis"):
+        block_grid((10, 100, 100), block_voxels=10 * 60 * 60, overlap=(2, 5, 5), align=(1, 1))
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16])
@@ -108,7 +115,7 @@ def test_it_stitches_the_pieces_back_into_whole_nuclei(tmp_path, shape, block_vo
     blockwise = BlockwiseParams(block_voxels=block_voxels)
     # Solidity comes from one block's view of a nucleus: exact when margins hold whole nuclei.
     assert all(s.stop - s.start <= 2 * o + 1 for box in ndi.find_objects(labels) if box
-               for s, o in zip(box, overlap) if o)
+               for s, o in zip(box, overlap, strict=True) if o)
     result, merged = _exact_blocks(labels, image, blockwise, overlap, tmp_path / "work")
     try:
         assert len(result.blocks) >= 4 and merged > 0
