@@ -308,7 +308,6 @@ def _segment(job: SegmentationJob, progress: jobs.Progress):
     from annotation.stores import volume_store
     from segmentation.core.engine import SegmentationEngine
     from segmentation.core.params import SegmentationParams
-
     from segmentation.resources import too_large_message
 
     # Before reading the pixels (or importing torch): a volume this machine cannot segment ends
@@ -505,7 +504,7 @@ def _training_work(job, progress, timings: dict):
         mine = [c for c in corrections if c.volume_id == volume_id]
         made = correction_examples(correction_store(mine[0].volume), [c.record_id for c in mine],
                                    zone_margin=params.zone_margin, context_weight=params.context_weight)
-        examples.update(zip((c.id for c in mine), made))
+        examples.update(zip((c.id for c in mine), made, strict=True))
     timings["examples"] = round(time.perf_counter() - t, 3)
     # A resumed job continues from the run's checkpoint in the project's models folder.
     run = train_model_version(examples, params, folder=_models_dir(job.project),

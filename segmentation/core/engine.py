@@ -27,8 +27,8 @@ from .modelzoo import default_model_for, load_model
 from .params import RESTORATION_MODES, SegmentationParams
 from .runner import CellposeRunner, ModelRunner
 
-__all__ = ["MAX_PLANE_GAIN", "Cellpose3RestorationEngine", "SegmentationEngine", "SegmentationResult", "normalize_intensity",
-           "plane_intensity_ranges", "validate_image"]
+__all__ = ["MAX_PLANE_GAIN", "Cellpose3RestorationEngine", "SegmentationEngine", "SegmentationResult",
+           "normalize_intensity", "plane_intensity_ranges", "validate_image"]
 
 # How much more than the whole stack a plane is stretched at most (plane_intensity_ranges).
 MAX_PLANE_GAIN = 4.0

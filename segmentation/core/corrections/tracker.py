@@ -118,7 +118,7 @@ class ImageCrop:
     @property
     def window(self) -> tuple[slice, ...]:
         """Where the crop lies in the record's frame."""
-        return tuple(slice(o, o + n) for o, n in zip(self.offset, self.image.shape))
+        return tuple(slice(o, o + n) for o, n in zip(self.offset, self.image.shape, strict=True))
 
 
 _Z_MARGIN = 2  # planes of image context above and below a 3D correction
@@ -126,7 +126,7 @@ _Z_MARGIN = 2  # planes of image context above and below a 3D correction
 
 def _image_window(bbox: tuple[tuple[int, int], ...], shape: tuple[int, ...], margin: int) -> tuple[slice, ...]:
     margins = ([_Z_MARGIN] if len(shape) == 3 else []) + [margin, margin]
-    return tuple(slice(max(a - m, 0), min(b + m, n)) for (a, b), n, m in zip(bbox, shape, margins))
+    return tuple(slice(max(a - m, 0), min(b + m, n)) for (a, b), n, m in zip(bbox, shape, margins, strict=True))
 
 
 def _image_range(image: np.ndarray, image_range: Any) -> tuple[float, float]:
