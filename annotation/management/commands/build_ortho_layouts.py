@@ -7,30 +7,9 @@ run that is stopped leaves nothing half-written that a reader would use. Prints 
 volume. A running server reads the new layouts once it is restarted.
 """
 
-from django.core.management.base import BaseCommand, CommandError
+from ._each_volume import EachVolumeCommand
 
 
-class Command(BaseCommand):
+class Command(EachVolumeCommand):
     help = "Write the XZ/YZ chunk layouts for stored volumes and label versions that lack them."
-
-    def add_arguments(self, parser):
-        parser.add_argument("--volume", type=int, action="append", metavar="ID",
-                            help="only this volume (repeatable); default: every volume")
-
-    def handle(self, *args, **options):
-        from annotation.models import Volume
-        from annotation.storage import StorageError, VolumeStore
-
-        volumes = Volume.objects.order_by("id")
-        if options["volume"]:
-            volumes = volumes.filter(id__in=options["volume"])
-            missing = sorted(set(options["volume"]) - set(volumes.values_list("id", flat=True)))
-            if missing:
-                raise CommandError(f"no volume with id {', '.join(map(str, missing))}")
-        for volume in volumes:
-            try:
-                built = VolumeStore.open(volume.storage_path).build_ortho_layouts()
-            except (StorageError, OSError) as exc:
-                raise CommandError(f"volume {volume.id} ({volume.name!r}): {exc}") from None
-            what = ", ".join(built) if built else "nothing to do"
-            self.stdout.write(f"volume {volume.id} ({volume.name}): {what}")
+    operation = "build_ortho_layouts"

@@ -9,30 +9,9 @@ volume (what every edit cost before deltas) and is then listed in the volume's N
 next. Prints one line per volume.
 """
 
-from django.core.management.base import BaseCommand, CommandError
+from ._each_volume import EachVolumeCommand
 
 
-class Command(BaseCommand):
+class Command(EachVolumeCommand):
     help = "Make delta label versions complete in place, for OME-Zarr readers of the data folder."
-
-    def add_arguments(self, parser):
-        parser.add_argument("--volume", type=int, action="append", metavar="ID",
-                            help="only this volume (repeatable); default: every volume")
-
-    def handle(self, *args, **options):
-        from annotation.models import Volume
-        from annotation.storage import StorageError, VolumeStore
-
-        volumes = Volume.objects.order_by("id")
-        if options["volume"]:
-            volumes = volumes.filter(id__in=options["volume"])
-            missing = sorted(set(options["volume"]) - set(volumes.values_list("id", flat=True)))
-            if missing:
-                raise CommandError(f"no volume with id {', '.join(map(str, missing))}")
-        for volume in volumes:
-            try:
-                done = VolumeStore.open(volume.storage_path).materialise_label_versions()
-            except (StorageError, OSError) as exc:
-                raise CommandError(f"volume {volume.id} ({volume.name!r}): {exc}") from None
-            what = ", ".join(done) if done else "nothing to do"
-            self.stdout.write(f"volume {volume.id} ({volume.name}): {what}")
+    operation = "materialise_label_versions"
