@@ -14,15 +14,6 @@ from django.urls import reverse
 from tests.conftest import PASSWORD
 
 
-@pytest.fixture(autouse=True)
-def data_dir(settings, tmp_path):
-    settings.EZQUANT_DATA_DIR = tmp_path / "data"
-    yield
-    from annotation.stores import volume_store_at
-
-    volume_store_at.cache_clear()
-
-
 @pytest.fixture
 def volume(tmp_path, ivy, alice):
     import tifffile
