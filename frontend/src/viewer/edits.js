@@ -461,6 +461,8 @@ export function makeEditor({ viewer, elements }) {
 
   return {
     get tool() { return tool; },
+    /** Whether the page offers the tool `name` (the server lists the kinds it sends). */
+    offers: (name) => offered.has(name),
     setTool,
     undo,
     redo,

@@ -27,10 +27,11 @@ function typingIn(target) {
     && !(target instanceof HTMLInputElement && ['checkbox', 'range', 'radio'].includes(target.type));
 }
 
-/** One binding per tool of TOOLS (as it is now): its key picks it. */
-export function toolBindings(setTool) {
+/** One binding per tool of TOOLS (as it is now) that the page offers (`offers(name)`): its key
+ * picks it. A tool whose kinds the server does not list has no key and is not in the help. */
+export function toolBindings(setTool, offers = () => true) {
   return Object.entries(TOOLS)
-    .filter(([, tool]) => tool.key)
+    .filter(([name, tool]) => tool.key && offers(name))
     .map(([name, tool]) => ({ keys: { [tool.key]: () => setTool(name) }, what: tool.label }));
 }
 
@@ -79,7 +80,7 @@ export function viewerBindings({ editor, controls, selection, state, help, mesh,
   const redo = () => editor.redo();
   const removeLast = () => { if (!editor.removeLastPoint()) editor.deleteSelected(); };
   return [
-    ...toolBindings((name) => editor.setTool(name)),
+    ...toolBindings((name) => editor.setTool(name), (name) => editor.offers(name)),
     { keys: { ',': planeBy(-1), PageDown: planeBy(-1), '.': planeBy(1), PageUp: planeBy(1) },
       shown: ', .  PgDn PgUp', what: 'previous / next plane' },
     { keys: { n: () => selection.nextUncertain() },
