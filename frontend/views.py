@@ -328,10 +328,24 @@ def project_detail(request: HttpRequest, project: Project) -> HttpResponse:
 
 @_project_page(allowed=roles.STAFF, action="reviewing")
 def project_review(request: HttpRequest, project: Project) -> HttpResponse:
-    """The corrections awaiting a verdict, oldest first: each before and after (viewer links
-    at its place, thumbnails from the tiles), to approve, reject with a comment or amend."""
-    queue = selectors.review_queue(project=project)
+    """The corrections awaiting a verdict, oldest first or in the order of a review strategy
+    (``?strategy=``, the review-queue API's choices; a random one gets a ``seed`` the pages keep):
+    each before and after (viewer links at its place, thumbnails from the tiles), to approve,
+    reject with a comment or amend."""
+    from annotation.apis.reviews import ReviewQueueApi  # the API's one list of the queue's orders
+
+    query = ReviewQueueApi.FilterSerializer(data=request.GET)
+    if not query.is_valid():
+        return HttpResponse("; ".join(f"{name}: {' '.join(map(str, errors))}" for name, errors in query.errors.items()),
+                            status=400, content_type="text/plain")
+    order = dict(query.validated_data)
+    if order["seed"] is None:
+        order["seed"] = secrets.randbelow(2 ** 31)  # kept in the pager's links: the same queue page after page
+    queue = selectors.review_queue(project=project, **order)
     page = Paginator(queue, _PAGE_SIZE).get_page(request.GET.get("page"))
+    strategies = [{"name": name, "summary": summary, "chosen": name == order["strategy"]}
+                  for name, summary in ReviewQueueApi.FilterSerializer.offered()]
+    pager_query = f"&strategy={order['strategy']}&seed={order['seed']}"
     latest = {v.id: v.latest_label_version for v in selectors.volume_list(user=request.user, project_id=project.id)}
     planes = selectors.correction_planes(corrections=list(page))
     after_them = selectors.corrections_after(corrections=list(page))
@@ -357,7 +371,8 @@ def project_review(request: HttpRequest, project: Project) -> HttpResponse:
         })
     return _page(request, "frontend/review.html", {"project": project, "page": page, "items": items,
                                                    "verdicts": selectors.recent_verdicts(project=project),
-                                                   "amend_kinds": _amend_kinds()})
+                                                   "amend_kinds": _amend_kinds(), "strategies": strategies,
+                                                   "strategy": order["strategy"], "pager_query": pager_query})
 
 
 def _amend_kinds() -> list:

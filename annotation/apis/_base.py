@@ -118,14 +118,19 @@ class StrategySerializer(serializers.Serializer):
         min_value=0, max_value=2 ** 31 - 1, required=False, default=None,
         help_text="the seed of the random picks (random, mixed): the same seed, the same queue")
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        # Read as each serializer is made: a strategy registered in the core is offered (and in
-        # the schema) as it is. The core loads numpy: imported when first used.
+    @classmethod
+    def offered(cls) -> list[tuple[str, str]]:
+        """(name, what it does) of every order offered: ``extra``, then the core's registry."""
+        # Read at each call: a strategy registered in the core is offered (and in the schema)
+        # as it is. The core loads numpy: imported when first used.
         from segmentation.core.corrections import SELECTION_STRATEGIES
 
+        return [*cls.extra, *((s.name, s.summary) for s in SELECTION_STRATEGIES.values())]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         field = self.fields["strategy"]
-        offered = [*self.extra, *((s.name, s.summary) for s in SELECTION_STRATEGIES.values())]
+        offered = self.offered()
         field.choices = [name for name, _ in offered]
         field.default = self.default_strategy
         field.help_text = f"the order of the queue (default {self.default_strategy}): " + "; ".join(

@@ -411,3 +411,21 @@ def test_it_refuses_a_wrong_current_password(client, alice):
     assert "Your old password was entered incorrectly" in _html(response)
     alice.refresh_from_db()
     assert alice.check_password(PASSWORD)
+
+
+def test_it_orders_the_review_queue_as_a_strategy_of_the_registry_picks(client, ivy, work):
+    project_id = work["alice"].project_id
+    html = _html(_get(client, ivy, "project-review-page", project_id))
+    for name in ("oldest", "top", "round_robin", "random", "mixed"):  # the API's choices, one list
+        assert f'<option value="{name}"' in html
+    assert '<option value="oldest" title="first come, first served" selected>' in html
+    pending = [work["by_alice"].id, work["by_bob"].id]
+    oldest_first = [int(i) for i in re.findall(r'data-correction="(\d+)"', html) if int(i) in pending]
+    assert oldest_first == sorted(pending)
+    client.force_login(ivy)
+    url = reverse("project-review-page", args=[project_id])
+    html = client.get(url, {"strategy": "random", "seed": 7}).content.decode()
+    assert re.search(r'<option value="random"[^>]*selected>', html)
+    assert sorted(int(i) for i in re.findall(r'data-correction="(\d+)"', html) if int(i) in pending) == sorted(pending)
+    refused = client.get(url, {"strategy": "loudest"})
+    assert refused.status_code == 400 and "strategy" in refused.content.decode()
