@@ -32,6 +32,8 @@ def _describe(low: float, high: float, low_open: bool, high_open: bool, integer:
     if math.isinf(low) and math.isinf(high):
         return kind if integer else "a finite number"
     if math.isinf(high):
+        if low == 0 and low_open:
+            return f"a positive {kind.split(' ', 1)[1]}"  # what people say: "a positive number"
         return f"{kind} {'>' if low_open else '>='} {low:g}"
     if math.isinf(low):
         return f"{kind} {'<' if high_open else '<='} {high:g}"
