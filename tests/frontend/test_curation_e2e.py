@@ -91,6 +91,9 @@ def test_it_checks_rejects_and_keeps_in_the_browser(app):
                 f"checked #{checked} (v1)", timeout=TIMEOUT_MS)
             mark = alice.locator(f"#nuclei-list button[data-label-id='{checked}']")
             expect(mark).to_have_attribute("data-curation", "checked", timeout=TIMEOUT_MS)
+            # The mark shows before the check's version has finished loading; an undo pressed
+            # meanwhile is refused ("wait for the edit in progress"), as a person would see.
+            expect(alice.locator("#viewer")).to_have_attribute("data-busy", "false", timeout=TIMEOUT_MS)
             alice.keyboard.press("Control+z")  # a slip: the check is withdrawn, then made again
             expect(alice.locator("#edit-log li[data-type='confirm']")).to_have_text(
                 f"checked #{checked} (v1) · withdrawn", timeout=TIMEOUT_MS)
