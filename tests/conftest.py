@@ -105,3 +105,27 @@ def client_for(db):
             client.force_login(user)
         return client
     return make
+
+
+def shrink_nucleus(volume, edit, new_id, voxel_size):
+    """A toy edit kind's ``apply``: the nucleus loses its outermost layer of pixels on every plane."""
+    import numpy as np
+    from scipy import ndimage as ndi
+
+    out = volume.copy()
+    own = volume == edit.nucleus_ids[0]
+    out[own & ~ndi.binary_erosion(own, structure=np.ones((1, 3, 3)))] = 0
+    return out
+
+
+@pytest.fixture
+def shrink():
+    """The toy kind "shrink" registered for one test (core and web tests of the edit-kind registry)."""
+    from segmentation.core.editing import EDIT_KINDS, EditKind, register_edit_kind
+
+    kind = register_edit_kind(EditKind(
+        "shrink", "Shrink", "the nucleus loses one layer of pixels", nuclei=(1, 1), drawings=(), apply=shrink_nucleus,
+        consistent=lambda before, after: before == after == 1, rule="'shrink' keeps one nucleus",
+        done="shrank nucleus {before}"))
+    yield kind
+    del EDIT_KINDS["shrink"]

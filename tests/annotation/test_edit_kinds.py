@@ -7,30 +7,9 @@ import pytest
 from django.urls import reverse
 
 from annotation.models import Correction
-from segmentation.core.editing import EDIT_KINDS, EditKind, register_edit_kind
+from segmentation.core.editing import EDIT_KINDS
 
 pytestmark = pytest.mark.django_db
-
-
-def _shrink(volume, edit, new_id, voxel_size):
-    """The nucleus loses its outermost layer of pixels on every plane."""
-    import numpy as np
-    from scipy import ndimage as ndi
-
-    out = volume.copy()
-    own = volume == edit.nucleus_ids[0]
-    out[own & ~ndi.binary_erosion(own, structure=np.ones((1, 3, 3)))] = 0
-    return out
-
-
-@pytest.fixture
-def shrink():
-    kind = register_edit_kind(EditKind(
-        "shrink", "Shrink", "the nucleus loses one layer of pixels", nuclei=(1, 1), drawings=(), apply=_shrink,
-        consistent=lambda before, after: before == after == 1, rule="'shrink' keeps one nucleus",
-        done="shrank nucleus {before}"))
-    yield kind
-    del EDIT_KINDS["shrink"]
 
 
 def _type_choices(client) -> list:

@@ -7,26 +7,7 @@ import pytest
 from segmentation.core.corrections import CorrectionTracker
 from segmentation.core.editing import EDIT_KINDS, EDIT_TYPES, Edit, EditKind, apply_edit, register_edit_kind
 from segmentation.core.errors import InvalidInputError, InvalidParameterError
-
-
-def _shrink(volume, edit, new_id, voxel_size):
-    """A toy kind: the nucleus loses its outermost layer of pixels on every plane."""
-    from scipy import ndimage as ndi
-
-    out = volume.copy()
-    own = volume == edit.nucleus_ids[0]
-    out[own & ~ndi.binary_erosion(own, structure=np.ones((1, 3, 3)))] = 0
-    return out
-
-
-@pytest.fixture
-def shrink():
-    kind = register_edit_kind(EditKind(
-        "shrink", "Shrink", "the nucleus loses one layer of pixels", nuclei=(1, 1), drawings=(), apply=_shrink,
-        consistent=lambda before, after: before == after == 1, rule="'shrink' keeps one nucleus",
-        done="shrank nucleus {before}"))
-    yield kind
-    del EDIT_KINDS["shrink"]
+from tests.conftest import shrink_nucleus
 
 
 def test_it_lists_the_built_in_kinds_once_in_the_registry():
@@ -72,7 +53,7 @@ def test_it_refuses_an_unknown_kind_everywhere(tmp_path):
     ({"nuclei": (2, 1)}, "bad drawings, planes or nuclei"),
 ])
 def test_it_refuses_a_badly_made_kind(change, message):
-    fields = dict(name="blur", label="Blur", summary="", nuclei=(1, 1), drawings=(), apply=_shrink,
+    fields = dict(name="blur", label="Blur", summary="", nuclei=(1, 1), drawings=(), apply=shrink_nucleus,
                   consistent=lambda before, after: True, rule="")
     with pytest.raises(ValueError, match=message):
         register_edit_kind(EditKind(**{**fields, **change}))
