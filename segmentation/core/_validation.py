@@ -10,7 +10,9 @@ whatever was passed in (numpy scalars included)::
     object.__setattr__(self, "min_size", check_number("min_size", self.min_size, low=0, integer=True))
 
 :class:`Params` gives a dataclass ``to_dict`` (tuples as lists, nested bundles as dicts) and
-``from_dict`` (a JSON object, unknown fields refused, lists back to tuples for tuple fields).
+``from_dict`` (a JSON object, unknown fields refused, lists back to tuples for tuple fields);
+:func:`check_fields` is its check of the JSON object, for dataclasses with their own
+``from_dict`` (an :class:`~.editing.Edit`, a :class:`~.corrections.records.CorrectionRecord`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import numpy as np
 
 from .errors import InvalidInputError, InvalidParameterError
 
-__all__ = ["Params", "check_bool", "check_choice", "check_name", "check_number", "check_numbers", "validate_image"]
+__all__ = ["Params", "check_bool", "check_choice", "check_fields", "check_name", "check_number", "check_numbers",
+           "validate_image"]
 
 
 def _describe(low: float, high: float, low_open: bool, high_open: bool, integer: bool) -> str:
@@ -129,6 +132,29 @@ def validate_image(image: Any, *, dtype: Any = np.float32) -> np.ndarray:
     return arr
 
 
+def check_fields(cls: type, data: Any, *, what: str, error: type[Exception] = InvalidParameterError,
+                 require_all: bool = False) -> dict[str, Any]:
+    """``data`` when it can be the keyword arguments of the dataclass ``cls``: a dict (a JSON
+    object) with no key that is not a field and every field without a default; else raise
+    ``error`` (:class:`~.errors.InvalidParameterError`, or the error the caller's callers
+    expect: an edit raises :class:`~.errors.InvalidInputError`, which the API answers with 400).
+
+    ``what`` names the fields in the message (``"unknown edit fields: colour"``);
+    ``require_all``: fields with a default are required too (a stored record has them all).
+    """
+    if not isinstance(data, dict):
+        raise error(f"{what} must be a JSON object, got {type(data).__name__}")
+    fields = dataclasses.fields(cls)
+    unknown = sorted(set(data) - {f.name for f in fields})
+    if unknown:
+        raise error(f"unknown {what}: {', '.join(unknown)}")
+    missing = [f.name for f in fields if f.name not in data and (
+        require_all or (f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING))]
+    if missing:
+        raise error(f"missing {what}: {', '.join(missing)}")
+    return data
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, tuple):
         return [_plain(v) for v in value]
@@ -154,15 +180,7 @@ class Params:
     @classmethod
     def from_dict(cls, data: dict[str, Any]):
         """Inverse of :meth:`to_dict`; missing keys take their defaults, unknown ones are refused."""
-        if not isinstance(data, dict):
-            raise InvalidParameterError(f"{cls._what} must be a JSON object, got {type(data).__name__}")
+        check_fields(cls, data, what=cls._what)
         fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - set(fields))
-        if unknown:
-            raise InvalidParameterError(f"unknown {cls._what}: {', '.join(unknown)}")
-        missing = [name for name, f in fields.items() if name not in data and f.default is dataclasses.MISSING
-                   and f.default_factory is dataclasses.MISSING]
-        if missing:
-            raise InvalidParameterError(f"missing {cls._what}: {', '.join(missing)}")
         return cls(**{k: (tuple(v) if isinstance(v, list) and "tuple" in str(fields[k].type) else v)
                       for k, v in data.items()})

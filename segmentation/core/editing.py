@@ -40,6 +40,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
+from ._validation import check_fields
 from .errors import InvalidInputError
 
 __all__ = ["DRAWINGS", "EDIT_KINDS", "EDIT_TYPES", "Edit", "EditKind", "SPLIT_PLANES", "add_nucleus", "apply_edit",
@@ -604,15 +605,8 @@ class Edit:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Edit":
-        if not isinstance(data, dict):
-            raise InvalidInputError("an edit must be a JSON object")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise InvalidInputError(f"unknown edit fields: {', '.join(unknown)}")
-        if "correction_type" not in data:
-            raise InvalidInputError("an edit needs its correction_type")
-        return cls(**data)
+        # InvalidInputError, not the parameters' error: the API answers a bad edit with 400.
+        return cls(**check_fields(cls, data, what="edit fields", error=InvalidInputError))
 
 
 def _drawing3d(volume: np.ndarray, edit: Edit, voxel_size) -> np.ndarray:

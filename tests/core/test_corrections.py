@@ -84,8 +84,10 @@ def test_record_round_trips_through_dict():
                               shape=(4, 4), metadata={"k": [1, 2]}, file="corr_000003.npz")
     data = json.loads(json.dumps(record.to_dict()))
     assert CorrectionRecord.from_dict(data) == record
-    with pytest.raises(InvalidParameterError, match="missing"):
+    with pytest.raises(InvalidParameterError, match="missing correction record fields: bbox"):
         CorrectionRecord.from_dict({k: v for k, v in data.items() if k != "bbox"})
+    with pytest.raises(InvalidParameterError, match="missing correction record fields: file"):
+        CorrectionRecord.from_dict({k: v for k, v in data.items() if k != "file"})  # stored records have every field
     with pytest.raises(InvalidParameterError, match="unknown"):
         CorrectionRecord.from_dict({**data, "extra": 1})
     with pytest.raises(InvalidParameterError):

@@ -104,7 +104,9 @@ def test_it_validates_and_round_trips_an_edit():
         ({"correction_type": "add", "polygon": [[0, 0], [1, 1]]}, "at least 3"),
         ({"correction_type": "modify", "nucleus_ids": [1], "stroke": [[1, 1]]}, "radius"),
         ({"correction_type": "add", "z": 2, "z_range": [3, 4], "polygon": [[0, 0], [0, 5], [5, 5]]}, "contain"),
-        ({"correction_type": "delete", "nucleus_ids": [1], "colour": "red"}, "unknown edit fields"),
+        ({"correction_type": "delete", "nucleus_ids": [1], "colour": "red"}, "unknown edit fields: colour"),
+        ({"nucleus_ids": [1]}, "missing edit fields: correction_type"),
+        ([{"correction_type": "delete"}], "edit fields must be a JSON object, got list"),
         ({"correction_type": "delete", "nucleus_ids": [0]}, "start at 1"),
     ]
     for data, message in bad:

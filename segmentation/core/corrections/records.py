@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from .._validation import check_fields
 from ..editing import EDIT_KINDS, EDIT_TYPES
 from ..errors import InvalidInputError, InvalidParameterError
 
@@ -97,17 +98,8 @@ class CorrectionRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "CorrectionRecord":
-        if not isinstance(data, dict):
-            raise InvalidParameterError("a correction record must be a JSON object")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        missing = sorted(names - set(data))
-        if unknown or missing:
-            raise InvalidParameterError(
-                "bad correction record: " + "; ".join(
-                    part for part in (f"unknown fields {unknown}" if unknown else "",
-                                      f"missing fields {missing}" if missing else "") if part))
-        return cls(**data)
+        # Every field, defaults too: a record that corrections.json lacks one of was not written by to_dict.
+        return cls(**check_fields(cls, data, what="correction record fields", require_all=True))
 
 
 # ---------------------------------------------------------------------------------------------
