@@ -15,10 +15,11 @@ differs only in how the third dimension is used:
     stretching z by the anisotropy), averages the three flow fields into one 3D field and
     follows it in 3D, so a nucleus is one object by construction.
 
-Adding a backend is adding one class with a ``name``, a ``summary``, its ``options`` and a
-``segment`` method, decorated with :func:`register`. The options (:class:`BackendOption`) name
-the :class:`~.params.SegmentationParams` fields the backend reads, with their bounds; the
-viewer's job form shows them (:func:`backend_catalogue`) and ``from_params`` reads them.
+Adding a backend is adding one class with a ``name``, a ``summary`` and a ``segment`` method,
+decorated with :func:`register`. Its options are the entries of
+:data:`~.backend_options.BACKEND_OPTIONS` that name it (each a :class:`~.params.SegmentationParams`
+field, with its default, bounds and help): :func:`register` sets them as the class's ``options``,
+the viewer's job form shows them (``params.backend_catalogue``) and ``from_params`` reads them.
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ from typing import Callable, ClassVar
 
 import numpy as np
 
+from .backend_options import BackendOption, backend_options_of, option_default
 from .runner import ModelRunner
 
-__all__ = ["BACKENDS", "Backend", "BackendOption", "BackendOutput", "SliceBackend", "Hybrid2D3DBackend",
-           "True3DBackend", "register"]
+__all__ = ["BACKENDS", "Backend", "BackendOutput", "SliceBackend", "Hybrid2D3DBackend", "True3DBackend", "register"]
 
 Progress = Callable[[float, str], None]
 
@@ -50,29 +51,6 @@ class BackendOutput:
     cellprob: np.ndarray
 
 
-@dataclass(frozen=True)
-class BackendOption:
-    """One parameter a backend reads: a field of :class:`~.params.SegmentationParams` (which
-    validates it and holds its default), as a form shows it.
-
-    ``kind`` is ``"number"``, ``"integer"`` or ``"choice"`` (then ``choices``); ``low``/``high``
-    bound a number (None: unbounded), ``step`` is the form's step.
-    """
-
-    name: str
-    label: str
-    help: str
-    kind: str = "number"
-    low: float | None = None
-    high: float | None = None
-    step: float | None = None
-    choices: tuple[str, ...] = ()
-
-    def to_dict(self, default) -> dict:
-        return {"name": self.name, "label": self.label, "help": self.help, "kind": self.kind, "low": self.low,
-                "high": self.high, "step": self.step, "choices": list(self.choices), "default": default}
-
-
 class Backend:
     """Base class: ``segment(volume, runner, params, progress) -> BackendOutput``.
 
@@ -84,7 +62,8 @@ class Backend:
     name: ClassVar[str] = ""
     #: One line for the pages' backend menus.
     summary: ClassVar[str] = ""
-    #: The SegmentationParams fields it reads (:class:`BackendOption`); none by default.
+    #: The SegmentationParams fields it reads: set by :func:`register` from
+    #: :data:`~.backend_options.BACKEND_OPTIONS` (the entries that name this backend).
     options: ClassVar[tuple[BackendOption, ...]] = ()
 
     @classmethod
@@ -100,8 +79,14 @@ BACKENDS: dict[str, type[Backend]] = {}
 
 
 def register(cls: type[Backend]) -> type[Backend]:
+    """Add a backend class to :data:`BACKENDS` under its ``name``, with its ``options``: those of
+    :data:`~.backend_options.BACKEND_OPTIONS` that name it (declared there, never on the class)."""
     if not cls.name or cls.name in BACKENDS:
         raise ValueError(f"backend name {cls.name!r} is empty or taken")
+    if "options" in vars(cls):
+        raise ValueError(f"backend {cls.name!r} declares options: list them in backend_options.BACKEND_OPTIONS, "
+                         "naming the backend, so the parameters, their checks and the form share them")
+    cls.options = backend_options_of(cls.name)
     BACKENDS[cls.name] = cls
     return cls
 
@@ -153,21 +138,12 @@ class Hybrid2D3DBackend(Backend):
 
     name = "hybrid2d3d"
     summary = "hybrid2d3d: planes linked across z (fast)"
-    options = (
-        BackendOption("min_overlap_ratio", "Link overlap", "the smallest overlap of two planes' masks that links them",
-                      low=0, high=1, step=0.05),
-        BackendOption("max_distance_z", "Link gap (planes)", "how many planes back a nucleus may be continued from",
-                      kind="integer", low=1, high=10, step=1),
-        BackendOption("overlap_measure", "Overlap measure", "iou, or intersection over the smaller mask",
-                      kind="choice", choices=("iou", "intersection_over_smaller")),
-        BackendOption("split_dip", "Split at a dip", "cut a track where its section profile dips to this fraction "
-                      "of the smaller peak (0: never)", low=0, high=1, step=0.05),
-        BackendOption("max_z_elongation", "Longest in z", "cut a track longer in z than this many times its widest "
-                      "section (0: never)", low=0, step=0.1),
-    )
 
-    def __init__(self, min_overlap_ratio: float = 0.3, max_distance_z: int = 2, overlap_measure: str = "iou",
-                 split_dip: float = 0.7, max_z_elongation: float = 2.5):
+    def __init__(self, min_overlap_ratio: float = option_default("min_overlap_ratio"),
+                 max_distance_z: int = option_default("max_distance_z"),
+                 overlap_measure: str = option_default("overlap_measure"),
+                 split_dip: float = option_default("split_dip"),
+                 max_z_elongation: float = option_default("max_z_elongation")):
         from .linking import LinkingParams
 
         # LinkingParams validates the values and raises InvalidParameterError.
@@ -199,12 +175,11 @@ class True3DBackend(Backend):
 
     name = "true3d"
     summary = "true3d: volumetric flows (best on most stacks)"
-    options = (BackendOption("flow3d_smooth", "Flow smoothing (voxels)", "sigma of the Gaussian that smooths the 3D "
-                             "flow field (0: none)", low=0, high=10, step=0.5),)
 
     @classmethod
     def from_params(cls, params) -> "True3DBackend":
-        return cls()  # its option is the runner's: CellposeRunner reads params.flow3d_smooth
+        # Its options are the runner's: CellposeRunner reads params.flow3d_smooth and isotropic_masks.
+        return cls()
 
     def segment(self, volume, runner, params, progress):
         if volume.shape[0] < 2:

@@ -22,7 +22,8 @@ from itertools import pairwise
 import numpy as np
 import scipy.optimize
 
-from segmentation.core._validation import Params, check_choice, check_number
+from segmentation.core._validation import Params
+from segmentation.core.backend_options import BACKEND_OPTIONS, option_default
 from segmentation.core.errors import InvalidInputError, InvalidParameterError
 
 __all__ = ["OVERLAP_MEASURES", "LinkingParams", "link_slices"]
@@ -36,7 +37,7 @@ _MIN_SPLIT_AREA = 12
 #: What ``min_overlap_ratio`` is compared with: the IoU of the two 2D objects (the guide's
 #: definition), or their intersection over the area of the smaller one, which still links the
 #: small caps of a nucleus to its large middle sections on coarse z steps.
-OVERLAP_MEASURES = ("iou", "intersection_over_smaller")
+OVERLAP_MEASURES = BACKEND_OPTIONS["overlap_measure"].choices
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,27 +79,21 @@ class LinkingParams(Params):
      'max_z_elongation': 2.5}
     """
 
-    min_overlap_ratio: float = 0.3
-    max_distance_z: int = 2
-    overlap_measure: str = "iou"
-    split_dip: float = 0.7
-    max_z_elongation: float = 2.5
+    # The hybrid2d3d backend's options: defaults and rules declared once, in backend_options.
+    min_overlap_ratio: float = option_default("min_overlap_ratio")
+    max_distance_z: int = option_default("max_distance_z")
+    overlap_measure: str = option_default("overlap_measure")
+    split_dip: float = option_default("split_dip")
+    max_z_elongation: float = option_default("max_z_elongation")
 
     _what = "linking parameters"
 
     def __post_init__(self) -> None:
-        # Plain Python floats and ints stored, so to_dict() is JSON-ready whatever was passed in.
-        object.__setattr__(self, "split_dip", float(check_number("split_dip", self.split_dip, low=0, high=1,
-                                                                 high_open=True)))
-        elong = self.max_z_elongation
-        if elong != 0 or isinstance(elong, bool):
-            elong = check_number("max_z_elongation (0 = off)", elong, low=1, high=100)
-        object.__setattr__(self, "max_z_elongation", float(elong))
-        object.__setattr__(self, "min_overlap_ratio", float(check_number(
-            "min_overlap_ratio", self.min_overlap_ratio, low=0, high=1, low_open=True)))
-        object.__setattr__(self, "max_distance_z", check_number("max_distance_z", self.max_distance_z, low=1,
-                                                                integer=True))
-        check_choice("overlap_measure", self.overlap_measure, OVERLAP_MEASURES)
+        for f in dataclasses.fields(self):
+            value = BACKEND_OPTIONS[f.name].check(getattr(self, f.name))
+            # Plain Python floats stored for the ratios, so the values and to_dict() read alike
+            # whatever was passed in (an int 0 as 0.0).
+            object.__setattr__(self, f.name, float(value) if f.type == "float" else value)
 
 
 def _check_labels(labels) -> np.ndarray:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._validation import Params, check_bool, check_choice, check_name, check_number, check_numbers
+from .backend_options import BACKEND_OPTIONS, option_default
 from .errors import InvalidParameterError
 
 __all__ = ["DEFAULT_3D_BACKEND", "RESTORATION_MODES", "SegmentationParams", "backend_catalogue", "params_for_stack"]
@@ -41,6 +42,9 @@ class SegmentationParams(Params):
     flow_threshold : Cellpose's maximum flow error of a kept mask (larger keeps more).
     cellprob_threshold : Cellpose's cell-probability logit threshold (lower grows masks).
     min_size : masks smaller than this many pixels (voxels in 3D) are removed.
+    The backends' options, ``min_overlap_ratio`` to ``isotropic_masks``, have their defaults,
+    bounds and the backends that read them declared in :data:`backend_options.BACKEND_OPTIONS`.
+
     min_overlap_ratio, max_distance_z, overlap_measure : linking parameters of the
         ``hybrid2d3d`` backend (see :func:`linking.link_slices`). ``overlap_measure="iou"`` is the
         guide's rule; ``"intersection_over_smaller"`` (with a ratio near 0.7) keeps the small
@@ -72,13 +76,14 @@ class SegmentationParams(Params):
     flow_threshold: float = 0.4
     cellprob_threshold: float = 0.0
     min_size: int = 15
-    min_overlap_ratio: float = 0.3
-    max_distance_z: int = 2
-    overlap_measure: str = "iou"
-    split_dip: float = 0.7
-    max_z_elongation: float = 2.5
-    flow3d_smooth: float = 1.0
-    isotropic_masks: bool = True
+    # The backends' options: default, bounds and help declared once, in backend_options.
+    min_overlap_ratio: float = option_default("min_overlap_ratio")
+    max_distance_z: int = option_default("max_distance_z")
+    overlap_measure: str = option_default("overlap_measure")
+    split_dip: float = option_default("split_dip")
+    max_z_elongation: float = option_default("max_z_elongation")
+    flow3d_smooth: float = option_default("flow3d_smooth")
+    isotropic_masks: bool = option_default("isotropic_masks")
     normalize_planes: bool = True
 
     _what = "segmentation parameters"
@@ -101,16 +106,11 @@ class SegmentationParams(Params):
                 raise InvalidParameterError(
                     f"pixels must be square (voxel_size y == x), got y={y} x={x}; resample the image first")
         for name, bounds in (("flow_threshold", {"low": 0, "high": 10}), ("cellprob_threshold", {"low": -8, "high": 8}),
-                             ("min_size", {"low": 0, "integer": True}), ("flow3d_smooth", {"low": 0, "high": 10})):
+                             ("min_size", {"low": 0, "integer": True})):
             object.__setattr__(self, name, check_number(name, getattr(self, name), **bounds))
         check_bool("normalize_planes", self.normalize_planes)
-        check_bool("isotropic_masks", self.isotropic_masks)
-        from .linking import LinkingParams
-
-        # Validates the linking fields with one set of rules.
-        LinkingParams(min_overlap_ratio=self.min_overlap_ratio, max_distance_z=self.max_distance_z,
-                      overlap_measure=self.overlap_measure, split_dip=self.split_dip,
-                      max_z_elongation=self.max_z_elongation)
+        for option in BACKEND_OPTIONS.values():  # each backend option by its declared rule
+            object.__setattr__(self, option.name, option.check(getattr(self, option.name)))
 
     @property
     def anisotropy(self) -> float:
@@ -139,15 +139,14 @@ def params_for_stack(data: dict[str, Any], *, ndim: int, voxel_size: tuple[float
 
 def backend_catalogue() -> list[dict]:
     """Every backend of the registry as pages show it: name, summary, whether it is the stacks'
-    default, and its options (``Backend.options``) with their :class:`SegmentationParams`
-    defaults; the default first.
+    default, and its options (``Backend.options``, from :data:`~.backend_options.BACKEND_OPTIONS`:
+    kind, bounds, help and default); the default first.
 
-    Here rather than in :mod:`backends` because it reads the defaults: this module imports the
-    registry (to check ``use_3d_backend``), so the registry never imports it.
+    Here rather than in :mod:`backends` because it names :data:`DEFAULT_3D_BACKEND`: this module
+    imports the registry (to check ``use_3d_backend``), so the registry never imports it.
     """
     from .backends import BACKENDS
 
-    defaults = SegmentationParams()
     return [{"name": name, "summary": cls.summary or name, "default": name == DEFAULT_3D_BACKEND,
-             "options": [option.to_dict(getattr(defaults, option.name)) for option in cls.options]}
+             "options": [option.to_dict() for option in cls.options]}
             for name, cls in sorted(BACKENDS.items(), key=lambda item: item[0] != DEFAULT_3D_BACKEND)]

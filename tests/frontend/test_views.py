@@ -217,3 +217,7 @@ def test_it_gives_the_viewer_the_registries_of_kinds_strategies_and_backend_opti
     for name, backend in BACKENDS.items():
         for option in backend.options:
             assert f'name="{option.name}"' in html[html.index(f'data-backend="{name}"'):], (name, option.name)
+    # A yes-or-no option is a check box, ticked when its default is yes.
+    true3d = html[html.index('data-backend="true3d"'):]
+    box = '<input type="checkbox" name="isotropic_masks" data-kind="bool" checked>'
+    assert box in true3d[:true3d.index("</details>")]

@@ -131,9 +131,13 @@ export function makeJobPanel({ api, config, elements, onSucceeded, onError }) {
       const backend = elements.backend ? elements.backend.value : 'hybrid2d3d';
       out.do_3d = backend !== 'slice';
       out.use_3d_backend = backend;
-      // The chosen backend's own options (segmentation.core.backends: each backend declares
-      // them, the template lists them), left out when empty.
+      // The chosen backend's own options (segmentation.core.backend_options declares them, the
+      // template lists them): a check box as true or false, a number left out when empty.
       for (const field of backendOptions(backend)?.querySelectorAll('[name]') ?? []) {
+        if (field.dataset.kind === 'bool') {
+          out[field.name] = field.checked;
+          continue;
+        }
         if (field.value.trim() === '') continue;
         out[field.name] = field.dataset.kind === 'choice' ? field.value : Number(field.value);
       }
