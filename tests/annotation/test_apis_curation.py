@@ -141,3 +141,38 @@ def test_it_starts_a_segmentation_from_scratch_only_when_asked(small_v1, client_
     assert SegmentationJob.objects.get(id=scratch["id"]).from_scratch
     event = AuditEvent.objects.get(action="segmentation_job.create", object_id=scratch["id"])
     assert event.details["from_scratch"] is True and event.details["drops"]["label_version"] == "v1"
+
+
+def test_an_approved_check_is_what_a_training_job_learns_from(small_v1, assigned, client_for, alice, ivy, ada):
+    volume = small_v1.volume
+    n = _largest(small_v1)
+    check = _edit(client_for(alice), volume, {"label_version": "v1", "type": "confirm", "nucleus_ids": [n.label_id]})
+    trainings = reverse("training-job-list", args=[volume.project_id])
+    refused = client_for(ada).post(trainings, {}, format="json")
+    assert refused.status_code == 400 and "no approved corrections" in refused.json()["message"]  # pending: not yet
+    approved = client_for(ivy).post(reverse("correction-approve", args=[check["id"]]), {}, format="json")
+    assert approved.status_code == 200 and approved.json()["review_status"] == "approved"
+    job = client_for(ada).post(trainings, {}, format="json")
+    assert job.status_code == 201, job.json()
+    assert job.json()["correction_ids"] == [check["id"]]
+
+
+def test_a_segmentation_job_keeps_a_checked_nucleus_voxel_for_voxel(small_v1, client_for, ivy):
+    from segmentation.services import segmentation_job_run
+
+    volume = small_v1.volume
+    n = _largest(small_v1)
+    _edit(client_for(ivy), volume, {"label_version": "v1", "type": "confirm", "nucleus_ids": [n.label_id]})
+    created = client_for(ivy).post(reverse("segmentation-job-list", kwargs={"volume_id": volume.id}),
+                                   {"params": {"diameter": 15.0}}, format="json")
+    assert created.status_code == 201, created.json()
+    assert segmentation_job_run(job_id=created.json()["id"]) == "succeeded"
+    job = client_for(ivy).get(reverse("segmentation-job-detail", args=[created.json()["id"]])).json()
+    assert (job["status"], job["kept_nuclei"], job["from_scratch"], job["label_version"]) == (
+        "succeeded", 1, False, "v2")
+    store = volume_store(volume)
+    assert np.array_equal(store.read_labels("v2") == n.label_id, store.read_labels("v1") == n.label_id)
+    row = client_for(ivy).get(reverse("nucleus-list", args=[volume.id, "v2"]),
+                              {"label_id_min": n.label_id, "label_id_max": n.label_id}).json()["results"]
+    assert row[0]["curation"] == "checked"
+    assert client_for(ivy).get(reverse("volume-curation", args=[volume.id])).json()["checked"] == 1
