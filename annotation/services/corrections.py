@@ -165,8 +165,6 @@ def _measure_edit(*, volume: Volume, region, before: np.ndarray, after: np.ndarr
                   image: np.ndarray | None = None) -> tuple[set[int], list[dict]]:
     """The ids of the nuclei an edit changes and their nucleus rows, measured on the region:
     pixel work, done before the transaction."""
-    from segmentation.core.measurements import nucleus_table
-
     changed = before != after
     if not changed.any():
         raise ApplicationError("the edit changes nothing")
@@ -177,10 +175,29 @@ def _measure_edit(*, volume: Volume, region, before: np.ndarray, after: np.ndarr
     image = _read_region(store, None, region) if image is None else image
     # A person drew these nuclei: they carry no model score (uncertainty None, ranked last), and
     # a new segmentation keeps them (curation "edited").
-    rows = nucleus_table(_only(after, edited), image, store.meta.voxel_size, offset=tuple(s.start for s in region))
+    rows = _nucleus_rows(after, edited, image, store.meta.voxel_size, offset=tuple(s.start for s in region))
     for row in rows:
         row["curation"] = Nucleus.Curation.EDITED
     return edited, rows
+
+
+def _nucleus_rows(labels: np.ndarray, ids: set[int], image: np.ndarray, voxel_size, offset) -> list[dict]:
+    """``nucleus_table`` of the nuclei ``ids`` of ``labels`` (the region), by increasing id.
+
+    They are measured numbered 1..n and given their ids back: ``nucleus_table`` keeps its sums
+    in arrays indexed by id, so an edit of nucleus 400,000 of a large volume paid arrays and a
+    loop of 400,000 entries (25-30 ms) for the few nuclei of its region."""
+    from segmentation.core.measurements import nucleus_table
+
+    order = np.array(sorted(ids), dtype=np.uint32)
+    compact = np.zeros(labels.shape, np.uint32)
+    if order.size:
+        where = np.isin(labels, order)
+        compact[where] = np.searchsorted(order, labels[where]) + 1
+    rows = nucleus_table(compact, image, voxel_size, offset=offset)
+    for row in rows:
+        row["label_id"] = int(order[row["label_id"] - 1])
+    return rows
 
 
 _SHAPE = ("z_min", "z_max", "y_min", "y_max", "x_min", "x_max", "volume_voxels")

@@ -109,6 +109,26 @@ def test_it_keeps_the_table_exact_through_every_kind_of_edit(labels_v1, ivy):
     assert correction_store(volume).count() == 4
 
 
+def test_it_measures_edited_nuclei_of_large_ids_as_a_full_measurement_does(volume_3d, sample_3d, ivy):
+    # Ids of a large volume's nuclei (hundreds of thousands): the edit measures its few nuclei
+    # renumbered 1..n and gives them their ids back; the rows must be those a full measure gives.
+    from annotation.services import label_version_create
+
+    labels = sample_3d[1]
+    big = np.where(labels > 0, labels + 400_000, 0).astype(np.uint32)
+    v1 = label_version_create(volume=volume_3d, labels=big, user=ivy, source=LabelVersion.Source.SEGMENTATION)
+    (a, b), c = (sorted(Nucleus.objects.of(v1).order_by("-volume_voxels")[:2], key=lambda r: r.label_id),
+                 Nucleus.objects.of(v1).order_by("-volume_voxels")[2])
+    merged = correction_create(volume=volume_3d, user=ivy, label_version="v1",
+                               edit={"correction_type": "merge", "nucleus_ids": [a.label_id, b.label_id]})
+    _assert_table_is_measured(merged.result_version)
+    split = correction_create(volume=volume_3d, user=ivy, label_version=merged.result_version.name,
+                              edit={"correction_type": "split", "nucleus_ids": [c.label_id],
+                                    "z": round(c.centroid_z), "line": _split_line(c)})
+    assert split.new_ids == [c.label_id, v1.n_labels + 1]
+    _assert_table_is_measured(split.result_version)
+
+
 def test_it_refuses_an_edit_of_a_stale_version_and_writes_nothing(labels_v1, alice, bob):
     n = _largest(labels_v1)
     correction_create(volume=labels_v1.volume, user=alice, label_version="v1",
