@@ -344,7 +344,7 @@ class _DeltaWriter:
         if path.parent not in self._made:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._made.add(path.parent)
-        path.write_bytes(encode_chunk(values, self._chunk))  # in the private partial folder
+        path.write_bytes(encode_chunk(values, self._chunk, shuffle=False))  # in the private partial folder
 
 
 def _edit_chunks(writer: _DeltaWriter, name: str, bounds, sub: np.ndarray, chunk, shape,

@@ -54,21 +54,32 @@ def written_here(metadata: dict[str, Any], dtype: np.dtype) -> bool:
             and metadata.get("chunk_key_encoding") == {"name": "default", "configuration": {"separator": "/"}})
 
 
-def _blosc(dtype: np.dtype):
+def _blosc(dtype: np.dtype, shuffle: bool = True):
     from numcodecs import Blosc
 
-    return Blosc(cname="lz4", clevel=5, shuffle=Blosc.BITSHUFFLE, blocksize=0, typesize=np.dtype(dtype).itemsize)
+    return Blosc(cname="lz4", clevel=5, shuffle=Blosc.BITSHUFFLE if shuffle else Blosc.NOSHUFFLE, blocksize=0,
+                 typesize=np.dtype(dtype).itemsize)
 
 
-def encode_chunk(values: np.ndarray, chunk: tuple[int, ...]) -> bytes:
+def encode_chunk(values: np.ndarray, chunk: tuple[int, ...], *, shuffle: bool = True) -> bytes:
     """The file of one chunk holding ``values`` (an edge chunk may be smaller than ``chunk``: it
     is padded with the fill value 0, as zarr stores it), in :func:`create_array`'s encoding.
 
     Edits write their few chunks through this rather than a zarr array: each zarr call waits on
-    zarr's event-loop thread, and on a loaded machine those hand-overs were most of an edit."""
+    zarr's event-loop thread, and on a loaded machine those hand-overs were most of an edit.
+
+    ``shuffle=False`` writes the chunk with Blosc LZ4 without the bit-shuffle, which is what an
+    edit's label chunks use: a label chunk is long runs of one 4-byte id, which LZ4 finds as they
+    are, and the bit-shuffle only costs time (a (64, 16, 256) layout chunk of generated nuclei:
+    encode 1.9 -> 0.35 ms, decode 1.15 -> 0.36 ms, 123 -> 91 kB; a (1, 256, 256) one: 0.32 ->
+    0.09 ms and 0.44 -> 0.04 ms, 48 -> 25 kB). It is still the array's codec: a Blosc chunk
+    records its compressor, shuffle and type size in its own header, and Blosc decoders (c-blosc,
+    under numcodecs and zarr-python's ``BloscCodec``) read them from there; the ``shuffle`` of an
+    array's ``zarr.json`` is an encoding setting. So every zarr client reads these files as it
+    reads the array's others (tests/annotation/storage/test_labels.py reads them through zarr)."""
     full = np.zeros(chunk, values.dtype.newbyteorder("<"))
     full[tuple(slice(0, n) for n in values.shape)] = values
-    return bytes(_blosc(values.dtype).encode(full))
+    return bytes(_blosc(values.dtype, shuffle).encode(full))
 
 
 def decode_chunk(data: bytes, chunk: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -99,12 +110,17 @@ def chunk_path(array_dir: Path, iz: int, iy: int, ix: int) -> Path:
     return array_dir / "c" / str(iz) / str(iy) / str(ix)
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON atomically: a reader sees the old file or the new one, never half of one."""
+def write_json(path: Path, data: dict[str, Any], *, compact: bool = False) -> None:
+    """Write JSON atomically: a reader sees the old file or the new one, never half of one.
+
+    Indented unless ``compact`` (one line, no spaces: what a file rewritten by every edit uses,
+    since ``json`` encodes indented output in Python and compact output in C: 0.83 -> 0.34 ms for a
+    14 kB manifest)."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    layout = {"separators": (",", ":")} if compact else {"indent": 2}
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, allow_nan=False)
+            json.dump(data, fh, allow_nan=False, **layout)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

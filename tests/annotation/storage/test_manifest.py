@@ -99,6 +99,33 @@ def test_it_exports_and_materialises_a_delta_version_that_plain_zarr_reads(stack
     assert stack.materialise_label_versions() == []
 
 
+def test_it_writes_an_edits_chunks_unshuffled_and_plain_zarr_reads_them(stack):
+    # The arrays' zarr.json says bit-shuffle; an edit's chunks are LZ4 without it (faster, and
+    # smaller for labels). Blosc reads the shuffle from each chunk's header: zarr reads both.
+    labels = _labels(stack.meta.shape)
+    stack.write_labels(labels)
+    region = (slice(1, 7), slice(20, 280), slice(30, 500))
+    values = np.full((6, 260, 470), 21, np.uint32)
+    values[:, ::7, ::5] = 22
+    stack.write_label_edit("v1", region, values)
+    expected = labels.copy()
+    expected[region] = values
+    written = [p for p in (stack.path / "labels" / "v2").rglob("*") if p.is_file() and "/c/" in str(p)]
+    arrays = {str(p.relative_to(stack.path / "labels" / "v2")).split("/c/")[0] for p in written}
+    assert arrays == {f"{a}{k}" for a in ("", "xz/", "yz/") for k in range(stack.meta.n_levels)}
+    # The Blosc header's flags (byte 2): bit 0 byte-shuffle, bit 2 bit-shuffle; neither is set.
+    assert all(p.read_bytes()[2] & 0b101 == 0 for p in written)
+    segmented = [p for p in (stack.path / "labels" / "v1" / "0" / "c").rglob("*") if p.is_file()]
+    assert segmented and all(p.read_bytes()[2] & 0b100 for p in segmented)  # zarr wrote v1 bit-shuffled
+    assert stack.materialise_label_versions() == ["v2"]
+    for level in range(stack.meta.n_levels):
+        step = 2 ** level
+        for array in (str(level), f"xz/{level}", f"yz/{level}"):
+            plain = zarr.open_array(str(stack.path / "labels" / "v2" / array), mode="r")[...]
+            np.testing.assert_array_equal(plain, expected[:, ::step, ::step])
+    _assert_version(VolumeStore.open(stack.path), "v2", expected)
+
+
 def test_it_leaves_no_partial_version_when_an_edit_fails_mid_write(stack, monkeypatch, leftovers):
     from annotation.storage import labels as labels_module
 
