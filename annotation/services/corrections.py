@@ -586,7 +586,8 @@ def correction_revert(*, correction: Correction, user: AbstractBaseUser | None, 
     ``label_version``: the latest version as the reviewer sees it (409 when it is not; ``None``:
     whatever is latest now). When later edits changed the same nuclei (or checked one the edit
     made), 409 lists them (``extra.later_corrections``) unless ``overwrite_later``: then the
-    edit's original nuclei are restored over them. ``inside(version, clean)`` is called in the
+    edit's original nuclei are restored over them, and the later checks of nuclei the edit made
+    are withdrawn (undone by ``user``: their nuclei are gone). ``inside(version, clean)`` is called in the
     short transaction that writes the version (the volume locked), to mark the verdict with it.
     Returns the new version, or ``None`` when no voxel had to change.
     """
@@ -622,7 +623,8 @@ def correction_revert(*, correction: Correction, user: AbstractBaseUser | None, 
         raise ApplicationError(
             "later edits changed the nuclei of this correction"
             + (f" ({', '.join(f'#{c.id} {c.correction_type}' for c in touching)})" if touching else "")
-            + ": revert anyway (their changes to these nuclei are lost) or keep the labels as they are",
+            + ": revert anyway (their changes to these nuclei are lost"
+            + (", the checks withdrawn" if checked else "") + ") or keep the labels as they are",
             status=_STALE_STATUS, extra={
                 "conflict": "later_edits", "current_label_version": head.name,
                 "later_corrections": [{"id": c.id, "type": c.correction_type,
@@ -647,5 +649,24 @@ def correction_revert(*, correction: Correction, user: AbstractBaseUser | None, 
             audit_record(user=user, project_id=volume.project_id, action="label_version.revert", obj=version,
                          label_version=head.name, result_version=version.name, correction=correction.id,
                          clean=clean, renamed={str(k): v for k, v in reverted.renamed.items()})
+        _withdraw_overwritten_checks(checked, user=user, head=head, version=version, reverted=correction)
         inside(version, clean)
         return version
+
+
+def _withdraw_overwritten_checks(checks: list[Correction], *, user: AbstractBaseUser | None, head: LabelVersion,
+                                 version: LabelVersion | None, reverted: Correction) -> None:
+    """Inside ``atomic``: the later checks of nuclei a revert took out, withdrawn with them.
+
+    Their nuclei are gone from the labels (the revert put back what was there before), so a
+    check left in effect would still wait for review and, approved, teach the model the very
+    nucleus the reviewer refused. Each is marked undone by the reviewer and audited."""
+    for check in checks:
+        locked = Correction.objects.select_for_update().get(id=check.id)
+        if locked.undone:
+            continue
+        locked.undone_at, locked.undone_by = timezone.now(), user
+        locked.save(update_fields=["undone_at", "undone_by"])
+        audit_record(user=user, project_id=locked.volume.project_id, action="correction.undo", obj=locked,
+                     label_version=head.name, result_version=version.name if version else None,
+                     withdrawn_by_revert_of=reverted.id)

@@ -138,6 +138,33 @@ def test_a_later_edit_of_the_same_nuclei_is_a_conflict_the_reviewer_decides(smal
     _assert_table_is_measured(v4)
 
 
+def test_a_check_of_a_nucleus_the_revert_takes_out_is_withdrawn_with_it(small_v1, alice, ivy):
+    volume = small_v1.volume
+    n, m = _largest(small_v1), _largest(small_v1, 1)
+    merge = correction_create(volume=volume, user=alice, label_version="v1",
+                              edit={"correction_type": "merge", "nucleus_ids": [n.label_id, m.label_id]})
+    check = correction_create(volume=volume, user=alice, label_version="v2",
+                              edit={"correction_type": "confirm", "nucleus_ids": merge.new_ids})
+    with pytest.raises(ApplicationError, match="the checks withdrawn") as conflict:
+        correction_review(correction=merge, reviewer=ivy, verdict="reject", comment="two nuclei", label_version="v2")
+    assert [c["id"] for c in conflict.value.extra["later_corrections"]] == [check.id]
+    assert not Correction.objects.get(id=check.id).undone  # refused: nothing changed
+    rejected = correction_review(correction=merge, reviewer=ivy, verdict="reject", comment="two nuclei",
+                                 labels="revert_anyway", label_version="v2")
+    assert np.array_equal(_labels(rejected.reverted_version), _labels(small_v1))
+    # The merged nucleus is gone, so is its check: off the review queue, never training data.
+    check = Correction.objects.get(id=check.id)
+    assert (check.undone, check.undone_by, check.review_status) == (True, ivy, "pending")
+    assert list(review_queue(project=volume.project)) == []
+    with pytest.raises(ApplicationError, match="undone"):
+        correction_review(correction=check, reviewer=ivy, verdict="approve")
+    assert list(training_corrections(project=volume.project)) == []
+    event = AuditEvent.objects.get(action="correction.undo", object_id=check.id)
+    assert (event.user, event.details["withdrawn_by_revert_of"], event.details["result_version"]) == (
+        ivy, merge.id, rejected.reverted_version.name)
+    assert not Nucleus.objects.of(rejected.reverted_version).exclude(curation="").exists()
+
+
 def test_a_check_is_recorded_without_a_new_version_and_kept_until_the_nucleus_changes(small_v1, alice, ivy):
     volume = small_v1.volume
     n, m = _largest(small_v1), _largest(small_v1, 1)

@@ -38,6 +38,24 @@ store = volume_store(Volume.objects.get())
 print(json.dumps(bool(np.array_equal(store.read_labels("v1"), store.read_labels(sys.argv[-1])))))
 """
 
+# alice merges the two largest unchecked nuclei of the latest version, then checks the merged
+# one (a later edit of the same nuclei). Prints the ids and versions as JSON.
+MERGE_THEN_CHECK = """
+import json
+from django.contrib.auth import get_user_model
+from annotation.models import LabelVersion, Nucleus, Volume
+from annotation.services import correction_create
+alice = get_user_model().objects.get(username="alice")
+volume = Volume.objects.get()
+head = LabelVersion.objects.filter(volume=volume).order_by("-number").first()
+n, m = Nucleus.objects.of(head).filter(curation="").order_by("-volume_voxels")[:2]
+merge = correction_create(volume=volume, user=alice, label_version=head.name,
+                          edit={"correction_type": "merge", "nucleus_ids": [n.label_id, m.label_id]})
+check = correction_create(volume=volume, user=alice, label_version=merge.result_version.name,
+                          edit={"correction_type": "confirm", "nucleus_ids": [min(n.label_id, m.label_id)]})
+print(json.dumps({"merge": merge.id, "check": check.id, "before": head.name, "after": merge.result_version.name}))
+"""
+
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
@@ -137,6 +155,60 @@ def test_it_checks_rejects_and_keeps_in_the_browser(app):
             expect(notice).to_contain_text("1 assignment is still open")
             expect(ivy.locator("#job-status")).to_have_attribute("data-status", "none")  # nothing started yet
             ivy.screenshot(path=shots / "start.png")
+        finally:
+            browser.close()
+    assert not errors, errors
+
+
+def test_it_asks_the_reviewer_when_later_edits_changed_the_same_nuclei(app):
+    """Runs after the test above, on the labels it left."""
+    from playwright.sync_api import expect, sync_playwright
+
+    live, seed = app
+    made = json.loads(live.manage("shell", "-c", MERGE_THEN_CHECK).strip().splitlines()[-1])
+    errors: list[str] = []
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            ivy = browser.new_page(viewport={"width": 1200, "height": 900})
+            ivy.on("pageerror", lambda error: errors.append(str(error)))
+            sign_in(ivy, live.url, "ivy")
+            ivy.goto(f"{live.url}/projects/{seed['project']}/review/")
+            merge = ivy.locator(f"article.review-item[data-correction='{made['merge']}']")
+            expect(merge.locator("[data-later]")).to_have_attribute("data-later", str(made["check"]))
+            merge.locator("textarea").fill("those are two nuclei")
+            merge.locator(".verdict").get_by_role("button", name="Reject").click()  # "lose this edit", the default
+            error = merge.locator(".verdict [data-error]")
+            expect(error).to_be_visible(timeout=TIMEOUT_MS)
+            expect(error).to_contain_text(f"#{made['check']} confirm")
+            expect(error).to_contain_text("revert anyway (their changes to these nuclei are lost, the checks "
+                                          "withdrawn)")
+            assert merge.get_attribute("data-correction") == str(made["merge"])  # still waiting: nothing done
+            merge.locator("input[name='labels'][value='revert_anyway']").check()
+            with ivy.expect_navigation(timeout=TIMEOUT_MS):
+                merge.locator(".verdict").get_by_role("button", name="Reject").click()
+            verdict = ivy.locator(f"#verdicts li[data-correction='{made['merge']}']")
+            expect(verdict).to_have_attribute("data-review-labels", "reverted")
+            expect(verdict).to_contain_text("taken out of the latest labels in")
+            reverted = verdict.text_content().rsplit(" ", 1)[-1].strip()
+            same = live.manage("shell", "-c", SAME.replace('"v1"', f'"{made["before"]}"')
+                               .replace("sys.argv[-1]", f'"{reverted}"')).strip().splitlines()[-1]
+            assert json.loads(same) is True  # both nuclei back as they were before the merge
+
+            # alice's check of the merged nucleus went with it: nothing of it waits for review.
+            expect(ivy.locator(f"article.review-item[data-correction='{made['check']}']")).to_have_count(0)
+            # Her first check (the test above) is rejected keeping the labels: the mark stays.
+            first = ivy.locator("article.review-item", has=ivy.locator("h2", has_text="Checked"))
+            expect(first).to_have_count(1)
+            first_id = first.get_attribute("data-correction")
+            first.locator("textarea").fill("not sure it is one nucleus")
+            first.locator("input[name='labels'][value='keep']").check()
+            with ivy.expect_navigation(timeout=TIMEOUT_MS):
+                first.locator(".verdict").get_by_role("button", name="Reject").click()
+            kept = ivy.locator(f"#verdicts li[data-correction='{first_id}']")
+            expect(kept).to_have_attribute("data-review-labels", "kept")
+            expect(kept).to_contain_text("the labels kept as they were")
+            ivy.screenshot(path=ARTIFACTS / "curation-e2e" / "conflict.png", full_page=True)
         finally:
             browser.close()
     assert not errors, errors
