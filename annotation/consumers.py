@@ -1,5 +1,5 @@
 """WebSockets of the annotation app. ``ws/import-jobs/<id>/``: a volume import's progress
-(``ImportJobConsumer``, as the job sockets of ``segmentation.consumers``).
+(``ImportJobConsumer``, on the job sockets' base ``ezquant_web.jobs.consumers.JobStateConsumer``).
 
 The live socket of a volume's open viewers, ``ws/volumes/<volume_id>/live/``: the label versions
 others make as they commit (``events.label_version_state``) and who else has the volume open.
@@ -26,10 +26,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from annotation import events
-from segmentation.consumers import JobConsumer
-
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_FORBIDDEN = 4403
+from ezquant_web.jobs.consumers import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, JobStateConsumer
 
 
 @database_sync_to_async
@@ -122,7 +119,7 @@ class VolumeConsumer(AsyncJsonWebsocketConsumer):
 def _import_states(user, job_id: int) -> list | None:
     from annotation import roles
     from annotation.models import VolumeImportJob
-    from segmentation.events import job_state
+    from ezquant_web.jobs.events import job_state
 
     job = (VolumeImportJob.objects.filter(id=job_id, project__memberships__user=user,
                                           project__memberships__role__in=roles.STAFF)
@@ -130,14 +127,12 @@ def _import_states(user, job_id: int) -> list | None:
     return None if job is None else [job_state(job)]
 
 
-class ImportJobConsumer(JobConsumer):
+class ImportJobConsumer(JobStateConsumer):
     """``ws/import-jobs/<job_id>/``: an import's state, then each change (the project's
     instructors and admins; 4403 for others), as the job socket of a segmentation."""
 
     def group_for(self, kwargs) -> str:
-        from segmentation.events import import_job_group
-
-        return import_job_group(int(kwargs["job_id"]))
+        return events.import_job_group(int(kwargs["job_id"]))
 
     async def states_for(self, user, kwargs) -> list | None:
         return await _import_states(user, int(kwargs["job_id"]))

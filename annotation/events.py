@@ -19,6 +19,10 @@ The message (``label_version_state``)::
 
 Presence (who has the volume open) is the consumer's own traffic on the same group: see
 ``consumers.VolumeConsumer``.
+
+A volume import (``VolumeImportJob``) is a kind of job: the shared machinery sends its state
+(:mod:`ezquant_web.jobs.events`) with the fields :func:`import_job_fields` adds, on its own
+group (``ws/import-jobs/<id>/``); ``AnnotationConfig.ready()`` registers it.
 """
 
 from __future__ import annotations
@@ -32,11 +36,26 @@ from django.db import transaction
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["label_version_publish", "label_version_saved", "label_version_state", "volume_live_group"]
+__all__ = ["import_job_fields", "import_job_group", "import_job_groups", "label_version_publish", "label_version_saved",
+           "label_version_state", "volume_live_group"]
 
 
 def volume_live_group(volume_id: int) -> str:
     return f"volume.{volume_id}.live"
+
+
+def import_job_group(job_id: int) -> str:
+    return f"importjob.{job_id}"
+
+
+def import_job_fields(job) -> dict[str, Any]:
+    """A volume import's own state fields (its ``volume`` read with it)."""
+    return {"project": job.project_id, "file_name": job.file_name, "file_bytes": job.file_bytes,
+            "volume": job.volume_id, "volume_name": job.volume.name if job.volume_id else None}
+
+
+def import_job_groups(state: dict[str, Any]) -> list[str]:
+    return [import_job_group(state["id"])]
 
 
 def _ids(ids: list[int]) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import models
 
-from segmentation.models import Job
+from ezquant_web.jobs.models import Job
 
 
 class Project(models.Model):

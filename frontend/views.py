@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET
 from annotation import roles, selectors
 from annotation.models import Membership, Project, Volume
 from ezquant_web.errors import ApplicationError
-from segmentation import events
+from ezquant_web.jobs.events import job_state
 from segmentation import selectors as segmentation_selectors
 
 logger = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ def _check_channel_layer() -> None:
 
 
 def _check_job_queue() -> None:
-    from segmentation.jobs import job_queue_stuck
+    from ezquant_web.jobs.runner import job_queue_stuck
 
     stuck = job_queue_stuck()
     if stuck is not None:
@@ -445,7 +445,7 @@ def project_training(request: HttpRequest, project: Project) -> HttpResponse:
     approved = len(approved_ids)
     held_next = training_holdout(approved_ids, params=defaults)
     # The page draws the curves at once; the WebSocket sends each change after.
-    live = [{**events.job_state(job), "loss": (job.metrics or {}).get("loss") or []} for job in jobs]
+    live = [{**job_state(job), "loss": (job.metrics or {}).get("loss") or []} for job in jobs]
     return _page(request, "frontend/training.html", {
         "project": project, "is_admin": project.role == roles.ADMIN, "jobs": jobs, "versions": versions,
         "promotions": promotions, "current": current,

@@ -83,7 +83,7 @@ def work_folder(name: str) -> Path:
 
 
 def segmentation_work_blockwise(job, progress, timings: dict, *, model_name: str | None):
-    """The ``work`` of a blockwise segmentation job (see :func:`segmentation.jobs.run_job`)."""
+    """The ``work`` of a blockwise segmentation job (see :func:`ezquant_web.jobs.runner.run_job`)."""
     from annotation.models import LabelVersion
     from annotation.services import label_version_create_planes
     from annotation.stores import volume_store

@@ -1,7 +1,7 @@
 """Jobs and model versions: one row per request to segment a volume or to retrain a model, the
 truth about how it went, and the models a project's retraining produced.
 
-A worker claims a queued job row (``segmentation.jobs``), writes its progress into it while the
+A worker claims a queued job row (``ezquant_web.jobs.runner``), writes its progress into it while the
 work runs, and ends it ``succeeded`` (with what it made: a label version, a model version),
 ``failed`` (with the error) or ``cancelled``. Writes go through ``services.py``.
 """
@@ -11,47 +11,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-
-class Job(models.Model):
-    """What every kind of job has: its parameters, state, progress and timings."""
-
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-        CANCELLED = "cancelled", "Cancelled"
-
-    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
-
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL,
-                                   related_name="+")
-    params = models.JSONField(help_text="the parameter object's to_dict(), validated at submission")
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
-    progress = models.FloatField(default=0.0, help_text="0..1")
-    message = models.CharField(max_length=200, blank=True)
-    error = models.TextField(blank=True)
-    timings = models.JSONField(default=dict, blank=True)
-    cancel_requested = models.BooleanField(default=False)
-    worker_id = models.CharField(max_length=100, blank=True)
-    attempts = models.PositiveIntegerField(default=0)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="last sign of life of the worker")
-
-    kind = "job"
-
-    class Meta:
-        abstract = True
-        ordering = ["-id"]
-
-    def __str__(self) -> str:
-        return f"{self.kind} job {self.id} ({self.status})"
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in self.FINISHED
+from ezquant_web.jobs.models import Job
 
 
 class SegmentationJob(Job):

@@ -1,7 +1,7 @@
 """Writes of segmentation jobs: submit, run (in a worker), cancel, reap the dead.
 
 How a job runs (the atomic claim, progress, heartbeat, cancel, the result committed with the
-``succeeded`` status) is :mod:`segmentation.jobs`; here is what a segmentation job does: read
+``succeeded`` status) is :mod:`ezquant_web.jobs.runner`; here is what a segmentation job does: read
 the volume, run the engine, store the labels as a label version with its nucleus table.
 
 A person's work outranks the model's: the nuclei people made, changed or checked in the latest
@@ -24,8 +24,9 @@ from django.db import transaction
 
 from annotation.models import LabelVersion, Volume
 from ezquant_web.errors import ApplicationError
-from segmentation import events, jobs
-from segmentation.jobs import JobCancelled
+from ezquant_web.jobs import runner
+from ezquant_web.jobs.events import job_publish
+from ezquant_web.jobs.runner import JobCancelled
 from segmentation.models import ModelPromotion, ModelVersion, SegmentationJob, TrainingJob
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ def segmentation_job_create(*, volume: Volume, user: AbstractBaseUser | None, pa
             extra = {"from_scratch": True, "drops": volume_curation(volume=volume)}
         audit_record(user=user, project_id=volume.project_id, action="segmentation_job.create", obj=job,
                      volume=volume.id, params=checked, **extra)
-    events.job_publish(job)
+    job_publish(job)
     transaction.on_commit(lambda: segmentation_job_task.enqueue(job_id=job.id))
     return job
 
@@ -200,7 +201,7 @@ def _check_queue_limits(*, project_id: int, user: AbstractBaseUser | None) -> No
 
 def segmentation_job_claim(*, job_id: int, worker_id: str) -> bool:
     """Take a queued job for this worker: True for exactly one caller, however many try."""
-    return jobs.job_claim(SegmentationJob, job_id=job_id, worker_id=worker_id)
+    return runner.job_claim(SegmentationJob, job_id=job_id, worker_id=worker_id)
 
 
 def _model_version(info: dict[str, Any]) -> str:
@@ -214,20 +215,20 @@ def _model_version(info: dict[str, Any]) -> str:
 
 
 def segmentation_job_run(*, job_id: int, worker_id: str | None = None) -> str:
-    """Claim and run one segmentation job to its end (``jobs.run_job``); returns its status."""
-    return jobs.run_job(SegmentationJob, job_id=job_id, worker_id=worker_id, work=_segmentation_work)
+    """Claim and run one segmentation job to its end (``runner.run_job``); returns its status."""
+    return runner.run_job(SegmentationJob, job_id=job_id, worker_id=worker_id, work=_segmentation_work)
 
 
 def segmentation_job_run_next(*, worker_id: str | None = None) -> int | None:
     """Claim and run the queued job that is fairest to run next, whichever project it is of
-    (``jobs.job_fair_order``); its id, or ``None`` when nothing is queued.
+    (``runner.job_fair_order``); its id, or ``None`` when nothing is queued.
 
     Each queued job has a task of its own, and a task runs the fairest job, not necessarily
     its own: there are always at least as many tasks waiting as jobs, so every job runs."""
-    worker_id = worker_id or jobs.process_worker_id()
-    job_id = jobs.job_claim_next(SegmentationJob, worker_id=worker_id)
+    worker_id = worker_id or runner.process_worker_id()
+    job_id = runner.job_claim_next(SegmentationJob, worker_id=worker_id)
     if job_id is not None:
-        jobs.run_job(SegmentationJob, job_id=job_id, worker_id=worker_id, work=_segmentation_work, claimed=True)
+        runner.run_job(SegmentationJob, job_id=job_id, worker_id=worker_id, work=_segmentation_work, claimed=True)
     return job_id
 
 
@@ -304,7 +305,7 @@ def _kept(job: SegmentationJob, labels):
     return head.id, keep_curated(model, kept, erased=erased), key
 
 
-def _segment(job: SegmentationJob, progress: jobs.Progress):
+def _segment(job: SegmentationJob, progress: runner.Progress):
     from annotation.stores import volume_store
     from segmentation.core.engine import SegmentationEngine
     from segmentation.core.params import SegmentationParams
@@ -372,14 +373,14 @@ def segmentation_job_cancel(*, job: SegmentationJob, user: AbstractBaseUser | No
     cannot be (409)."""
     from annotation.services import audit_record
 
-    job = jobs.job_cancel(SegmentationJob, job=job)
+    job = runner.job_cancel(SegmentationJob, job=job)
     audit_record(user=user, project_id=job.project_id, action="segmentation_job.cancel", obj=job, status=job.status)
     return job
 
 
 def segmentation_job_reap_stale(*, older_than_s: float | None = None) -> int:
-    """Mark failed the running jobs (of every kind) whose worker died: ``jobs.job_reap_stale``."""
-    return jobs.job_reap_stale(older_than_s=older_than_s)
+    """Mark failed the running jobs (of every kind) whose worker died: ``runner.job_reap_stale``."""
+    return runner.job_reap_stale(older_than_s=older_than_s)
 
 
 # -- retraining: adapter fine-tuning jobs and model versions ------------------------------------
@@ -441,7 +442,7 @@ def training_job_create(*, project, user: AbstractBaseUser | None, params: dict 
                                          correction_ids=correction_ids, resumed_from=resumed_from)
         audit_record(user=user, project_id=project.id, action="training_job.create", obj=job,
                      corrections=len(correction_ids), resumed_from=resumed_from.id if resumed_from else None)
-    events.job_publish(job)
+    job_publish(job)
     transaction.on_commit(lambda: training_job_task.enqueue(job_id=job.id))
     return job
 
@@ -458,13 +459,13 @@ def training_job_resume(*, job, user: AbstractBaseUser | None) -> TrainingJob:
 def training_job_cancel(*, job, user: AbstractBaseUser | None) -> TrainingJob:
     from annotation.services import audit_record
 
-    job = jobs.job_cancel(TrainingJob, job=job)
+    job = runner.job_cancel(TrainingJob, job=job)
     audit_record(user=user, project_id=job.project_id, action="training_job.cancel", obj=job, status=job.status)
     return job
 
 
 def training_job_run(*, job_id: int, worker_id: str | None = None) -> str:
-    """Claim and run one training job (``jobs.run_job``); the loss curve goes into ``metrics``."""
+    """Claim and run one training job (``runner.run_job``); the loss curve goes into ``metrics``."""
 
     curve: list[list[float]] = []
 
@@ -473,7 +474,7 @@ def training_job_run(*, job_id: int, worker_id: str | None = None) -> str:
             curve.append([int(metrics["step"]), round(float(metrics["loss"]), 5)])
         return {"metrics": {"loss": curve, "steps": metrics.get("steps"), "stage": metrics.get("stage")}}
 
-    return jobs.run_job(TrainingJob, job_id=job_id, worker_id=worker_id, work=_training_work, on_metrics=on_metrics)
+    return runner.run_job(TrainingJob, job_id=job_id, worker_id=worker_id, work=_training_work, on_metrics=on_metrics)
 
 
 def training_holdout(correction_ids, *, params) -> list[int]:

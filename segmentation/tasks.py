@@ -7,7 +7,7 @@ from django_tasks import task
 def segmentation_job_task(context, job_id: int) -> None:
     from segmentation.services import segmentation_job_run_next
 
-    # Not necessarily job_id: the fairest queued job across projects (segmentation.jobs.job_fair_order).
+    # Not necessarily job_id: the fairest queued job across projects (ezquant_web.jobs.runner.job_fair_order).
     # The job row names the worker that ran it: the one django-tasks-db claimed the task for.
     worker_ids = context.task_result.worker_ids
     segmentation_job_run_next(worker_id=worker_ids[-1] if worker_ids else None)

@@ -121,7 +121,7 @@ def make_worker(*, worker_id: str | None = None, interval: float = 0.5, batch: b
     """django-tasks-db's ``Worker`` over every queue of the default backend."""
     from django_tasks_db.management.commands.db_worker import Worker
 
-    from segmentation.jobs import process_worker_id  # the models: not at import, before apps are ready
+    from ezquant_web.jobs.runner import process_worker_id  # the models: not at import, before apps are ready
 
     return Worker(queue_names=["*"], interval=interval, batch=batch, backend_name="default", startup_delay=False,
                   max_tasks=max_tasks, worker_id=worker_id or process_worker_id(),
@@ -205,7 +205,7 @@ def start_embedded_worker() -> threading.Thread:
         if _embedded is not None and _embedded.is_alive():
             return _embedded
         first = _embedded is None
-        from segmentation.jobs import process_worker_id
+        from ezquant_web.jobs.runner import process_worker_id
 
         _embedded_id = process_worker_id("embedded:")
         thread = _start_embedded_thread()

@@ -48,6 +48,7 @@ BREAKS = [  # (module, the import added to it, the contract it breaks)
     ("annotation/storage/errors.py", "from django.db import models", "The storage (annotation.storage) imports"),
     ("segmentation/services.py", "from frontend import views", "Apps never import the pages"),
     ("annotation/selectors.py", "from segmentation import services", "Pages above segmentation above annotation"),
+    ("ezquant_web/jobs/kinds.py", "from annotation.models import VolumeImportJob", "The job machinery"),
     ("annotation/roles.py", "from ezquant_web.api import Pagination", "raise ApplicationError without DRF"),
     ("segmentation/consumers.py", "from annotation.models import Volume", "read annotation through its selectors"),
     ("segmentation/core/restoration.py", "from .engine import SegmentationEngine", "No cycles between"),

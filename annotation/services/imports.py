@@ -4,7 +4,7 @@ worker, with its progress on the job row (``annotation.models.VolumeImportJob``)
 The request only stores the file (``volume_import_job_create``): it moves the upload under
 ``EZQUANT_DATA_DIR/imports/<uuid>/``, named as the file on the user's machine, so that every
 message of the import names the user's file and not a temporary one; then a worker runs
-``volume_import_job_run`` through the shared job machinery (``segmentation.jobs.run_job``:
+``volume_import_job_run`` through the shared job machinery (``ezquant_web.jobs.runner.run_job``:
 claim, progress, heartbeat, cancel, result committed with ``succeeded``). A ``.zip`` holds an
 OME-Zarr image (the folder zipped); it is unpacked first (refused: entries that lead out of
 the folder, links, more than ``EZQUANT_MAX_UPLOAD_BYTES`` + ``EZQUANT_MAX_IMAGE_BYTES``
@@ -30,6 +30,8 @@ from annotation.models import Project, Volume, VolumeImportJob
 from annotation.services.audit import audit_record
 from annotation.services.volumes import VOLUMES_DIR, volume_row_create
 from ezquant_web.errors import ApplicationError
+from ezquant_web.jobs.events import job_publish
+from ezquant_web.jobs.runner import job_cancel, run_job
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +68,6 @@ def volume_import_job_create(*, project: Project, user: AbstractBaseUser | None,
     The task is enqueued once the row commits.
     """
     from annotation.tasks import volume_import_job_task
-    from segmentation import events
 
     shown = _file_name(file_name)
     if not shown or not shown.lower().endswith(IMPORT_SUFFIXES):
@@ -94,7 +95,7 @@ def volume_import_job_create(*, project: Project, user: AbstractBaseUser | None,
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    events.job_publish(job)
+    job_publish(job)
     transaction.on_commit(lambda: volume_import_job_task.enqueue(job_id=job.id))
     return job
 
@@ -114,8 +115,6 @@ def _check_queue_limits(*, project: Project, user: AbstractBaseUser | None) -> N
 def volume_import_job_cancel(*, job: VolumeImportJob) -> VolumeImportJob:
     """Cancel an import: a queued one at once, a running one at its next plane; 409 once over.
     A cancelled job that never ran has its upload removed here."""
-    from segmentation.jobs import job_cancel
-
     job = job_cancel(VolumeImportJob, job=job)
     if job.status == VolumeImportJob.Status.CANCELLED:
         _remove_upload(job)
@@ -139,13 +138,11 @@ def volume_import_uploads_remove() -> int:
 
 
 def volume_import_job_run(*, job_id: int, worker_id: str | None = None) -> str:
-    """Run one import to its end (``segmentation.jobs.run_job``); the status it ended with.
+    """Run one import to its end (``ezquant_web.jobs.runner.run_job``); the status it ended with.
 
     The upload is removed when the job has ended (not when another worker holds it), and a
     volume directory written for a job that did not succeed is removed with it.
     """
-    from segmentation.jobs import run_job
-
     written: list[Path] = []
     status = run_job(VolumeImportJob, job_id=job_id, worker_id=worker_id,
                      work=lambda job, progress, timings: _import_work(job, progress, timings, written))

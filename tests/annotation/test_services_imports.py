@@ -35,11 +35,11 @@ def test_it_imports_an_upload_with_progress_and_removes_it(project, ivy, tiff_3d
     assert len(queued) == 2  # the event and the task
     assert job.file_bytes == tiff_3d.stat().st_size
 
-    # Listen as the page's socket would (segmentation.events): each state, once committed.
+    # Listen as the page's socket would (annotation.events' group): each state, once committed.
     from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
 
-    from segmentation.events import import_job_group
+    from annotation.events import import_job_group
 
     layer = get_channel_layer()
     channel = async_to_sync(layer.new_channel)()
@@ -174,7 +174,7 @@ def test_it_removes_the_upload_of_an_import_whose_worker_died(project, ivy, tiff
     from django.utils import timezone
 
     from annotation.services.imports import volume_import_uploads_remove
-    from segmentation.jobs import job_reap_stale
+    from ezquant_web.jobs.runner import job_reap_stale
 
     job = _create(project, ivy, tmp_path, "stack.tif", tiff_3d.read_bytes())
     waiting = _create(project, ivy, tmp_path, "other.tif", tiff_3d.read_bytes())

@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from annotation.models import LabelVersion, Nucleus
+from ezquant_web.jobs import events as job_events
 from segmentation import events
 from segmentation.core.modelzoo import DEFAULT_MODEL
 from segmentation.models import SegmentationJob
@@ -171,13 +172,13 @@ def test_it_stops_a_running_job_within_seconds(volume_3d, ivy, monkeypatch):
     # not poll the row: SQLite's shared-cache test database locks per table and fails the worker's
     # write at once ("database table is locked") when it meets the test's read.
     under_way = threading.Event()
-    publish = events._send
+    publish = job_events._send
 
     def hear(state):
         publish(state)
         if state["id"] == job.id and state["status"] == "running" and 0.05 < state["progress"] < 0.9:
             under_way.set()
-    monkeypatch.setattr(events, "_send", hear)
+    monkeypatch.setattr(job_events, "_send", hear)
 
     def work():
         from django.db import connection

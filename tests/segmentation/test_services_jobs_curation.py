@@ -9,7 +9,7 @@ import pytest
 from annotation.models import AuditEvent, LabelVersion, Nucleus
 from annotation.services import correction_create, label_version_create
 from annotation.stores import volume_store
-from segmentation import jobs
+from ezquant_web.jobs import runner
 from segmentation.models import SegmentationJob
 from segmentation.services import _segmentation_work, segmentation_job_create, segmentation_job_run
 
@@ -82,7 +82,7 @@ def test_a_correction_made_while_the_job_runs_is_kept_too(curated, ivy, alice):
                           edit={"correction_type": "confirm", "nucleus_ids": [late.label_id]})
         return commit
 
-    assert jobs.run_job(SegmentationJob, job_id=job.id, work=work) == "succeeded"
+    assert runner.run_job(SegmentationJob, job_id=job.id, work=work) == "succeeded"
     job = SegmentationJob.objects.get(id=job.id)
     kept = _assert_kept(head, job.label_version, curated["deleted"])
     assert kept[late.label_id] == "checked" and job.kept_nuclei == 5

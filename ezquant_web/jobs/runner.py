@@ -6,7 +6,8 @@ callback that writes the row (rate-limited), publishes through ``events.py`` and
 :class:`JobCancelled` once a cancel is asked; a thread beside it refreshes the heartbeat. The
 result and the ``succeeded`` status are committed in one transaction, so a job that fails, is
 cancelled or whose worker dies leaves no result behind. :func:`run_job` does all of it for one
-model class (``SegmentationJob``, ``TrainingJob``); the services say what the work is.
+model class (a registered kind, :mod:`ezquant_web.jobs.kinds`: ``SegmentationJob``,
+``TrainingJob``, ``VolumeImportJob``); the apps' services say what the work is.
 """
 
 from __future__ import annotations
@@ -25,18 +26,17 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from annotation.models import VolumeImportJob
 from ezquant_web.errors import ApplicationError
-from segmentation import events
-from segmentation.models import Job, SegmentationJob, TrainingJob
+from ezquant_web.jobs import events
+from ezquant_web.jobs.kinds import job_kind, job_models
+from ezquant_web.jobs.models import Job
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FAIR_WINDOW_S", "HEARTBEAT_INTERVAL_S", "JOB_MODELS", "JobCancelled", "Progress", "job_cancel",
-           "job_claim", "job_claim_next", "job_fair_order", "job_queue_stuck", "job_reap_stale", "run_job"]
+__all__ = ["FAIR_WINDOW_S", "HEARTBEAT_INTERVAL_S", "JobCancelled", "Progress", "job_cancel", "job_claim",
+           "job_claim_next", "job_fair_order", "job_queue_stuck", "job_reap_stale", "process_worker_id", "run_job"]
 
 Status = Job.Status
-JOB_MODELS: tuple[type[Job], ...] = (SegmentationJob, TrainingJob, VolumeImportJob)
 
 # At most this many progress writes (and events) per second; the first and last always go.
 _PROGRESS_INTERVAL_S = 0.2
@@ -60,7 +60,7 @@ def process_worker_id(prefix: str = "") -> str:
 
 
 def _fresh(model: type[Job], job_id: int) -> Job:
-    return model.objects.select_related(*events.RELATED[model]).get(id=job_id)
+    return model.objects.select_related(*job_kind(model).related).get(id=job_id)
 
 
 # A project's share of the workers: its jobs running now, or started within this many seconds,
@@ -265,7 +265,7 @@ def job_reap_stale(*, older_than_s: float | None = None) -> int:
     limit = settings.EZQUANT_JOB_STALE_SECONDS if older_than_s is None else older_than_s
     cutoff = timezone.now() - timedelta(seconds=limit)
     reaped = 0
-    for model in JOB_MODELS:
+    for model in job_models():
         stale = list(model.objects.filter(status=Status.RUNNING, heartbeat_at__lt=cutoff)
                      .values_list("id", flat=True))
         for job_id in stale:
@@ -282,16 +282,14 @@ def job_queue_stuck(*, older_than_s: float | None = None) -> Job | None:
     seconds (``EZQUANT_JOB_QUEUE_STUCK_SECONDS``): it has waited that long and no job started,
     gave a heartbeat or finished since (no worker runs, or the one there is stuck). ``None``
     when the queue moves or nothing has waited that long."""
-    from django.db.models import Q
-
     limit = settings.EZQUANT_JOB_QUEUE_STUCK_SECONDS if older_than_s is None else older_than_s
     cutoff = timezone.now() - timedelta(seconds=limit)
     waiting = [job for job in (model.objects.filter(status=Status.QUEUED, cancel_requested=False,
                                                       created_at__lt=cutoff).order_by("created_at").first()
-                               for model in JOB_MODELS) if job is not None]
+                               for model in job_models()) if job is not None]
     if not waiting:
         return None
     moved = Q(started_at__gte=cutoff) | Q(heartbeat_at__gte=cutoff) | Q(finished_at__gte=cutoff)
-    if any(model.objects.filter(moved).exists() for model in JOB_MODELS):
+    if any(model.objects.filter(moved).exists() for model in job_models()):
         return None
     return min(waiting, key=lambda job: job.created_at)
