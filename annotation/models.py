@@ -193,6 +193,21 @@ class NucleusQuerySet(models.QuerySet):
         return self.filter(rows_of(label_version))
 
 
+class NullsLastIndex(models.Index):
+    """An index whose ``DESC NULLS LAST`` columns (``F(name).desc(nulls_last=True)``) are that on
+    every database: PostgreSQL puts NULLs first in a descending index unless told, so without
+    the clause an ordering with scoreless nuclei last cannot walk it; SQLite refuses NULLS in an
+    index, and as it sorts NULL below every value its plain DESC is that order already, so there
+    the clause is left out (its planner then walks the index for ``DESC NULLS LAST``)."""
+
+    def create_sql(self, model, schema_editor, using="", **kwargs):
+        if schema_editor.connection.vendor != "sqlite":
+            return super().create_sql(model, schema_editor, using=using, **kwargs)
+        plain = [models.OrderBy(e.expression, descending=True)
+                 if isinstance(e, models.OrderBy) and e.descending and e.nulls_last else e for e in self.expressions]
+        return models.Index(*plain, name=self.name).create_sql(model, schema_editor, using=using, **kwargs)
+
+
 class Nucleus(models.Model):
     """One nucleus as measured by ``segmentation.core.nucleus_table``, shared by every label
     version of the volume that holds it unchanged.
@@ -257,7 +272,13 @@ class Nucleus(models.Model):
                                     name="nucleus_unique_open"),
             models.CheckConstraint(condition=models.Q(since__lt=models.F("until")), name="nucleus_since_before_until"),
         ]
-        indexes = [models.Index(fields=["volume", "lineage", "uncertainty"], name="nucleus_version_uncertainty")]
+        indexes = [
+            models.Index(fields=["volume", "lineage", "uncertainty"], name="nucleus_version_uncertainty"),
+            # The uncertainty queue (``-uncertainty``: the most uncertain first, scoreless nuclei
+            # last, ties by id) walks this one and stops at its page; it sorted the whole version.
+            NullsLastIndex("volume", "lineage", models.F("uncertainty").desc(nulls_last=True), "label_id",
+                           name="nucleus_uncertainty_desc"),
+        ]
 
     def __str__(self) -> str:
         return f"nucleus {self.label_id} of {self.volume} (lineage {self.lineage}, versions {self.since}..)"
