@@ -113,6 +113,32 @@ def test_it_refuses_a_stale_version_and_a_bad_choice(small_v1, alice, ivy):
     assert LabelVersion.objects.count() == 2
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_rejection_is_refused_when_an_edit_commits_while_its_revert_is_computed(small_v1, alice, bob, ivy,
+                                                                                  monkeypatch):
+    from segmentation.core import curation
+
+    volume = small_v1.volume
+    n, other = _largest(small_v1), _largest(small_v1, 5)
+    deleted = correction_create(volume=volume, user=alice, label_version="v1",
+                                edit={"correction_type": "delete", "nucleus_ids": [n.label_id]})
+    real_revert = curation.revert_edit
+
+    def revert_edit(*args, **kwargs):  # while the revert computes, bob's edit is made and committed
+        correction_create(volume=volume, user=bob, label_version="v2",
+                          edit={"correction_type": "delete", "nucleus_ids": [other.label_id]})
+        return real_revert(*args, **kwargs)
+
+    monkeypatch.setattr(curation, "revert_edit", revert_edit)
+    with pytest.raises(ApplicationError, match="v2 is no longer the latest") as refused:
+        correction_review(correction=deleted, reviewer=ivy, verdict="reject", comment="real", label_version="v2")
+    assert refused.value.status == 409 and refused.value.extra["current_label_version"] == "v3"
+    assert Correction.objects.get(id=deleted.id).review_status == "pending"  # nothing written
+    assert [v.source for v in LabelVersion.objects.filter(volume=volume).order_by("number")] == [
+        "segmentation", "edit", "edit"]
+    assert not AuditEvent.objects.filter(action__in=["correction.reject", "label_version.revert"]).exists()
+
+
 def test_a_later_edit_of_the_same_nuclei_is_a_conflict_the_reviewer_decides(small_v1, alice, ivy):
     volume = small_v1.volume
     n = _largest(small_v1)
