@@ -13,7 +13,9 @@ Screenshots go to var/test-artifacts/live-e2e/ (git-ignored).
 
 from __future__ import annotations
 
+import io
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -277,6 +279,19 @@ def test_it_uploads_labels_for_a_volume_from_the_project_page(app):
             assert int(after[1:]) == int(before[1:]) + 1, (before, after)
             assert row.locator("a", has_text="Labels OME-TIFF").get_attribute("href").endswith(
                 f"/label-versions/{after}/export.ome.tif")
+            # The three downloads, clicked: the files of the new version.
+            files = {}
+            for name in ("Nuclei CSV", "Labels OME-TIFF", "Labels OME-Zarr"):
+                with page.expect_download(timeout=TIMEOUT_MS) as download:
+                    row.get_by_role("link", name=name).click()
+                files[name] = (download.value.suggested_filename, Path(download.value.path()).read_bytes())
+            csv_name, csv = files["Nuclei CSV"]
+            assert csv_name.endswith(f"{after}-nuclei.csv") and csv.startswith(b"label_id,"), csv_name
+            assert len(csv.strip().splitlines()) - 1 == len(np.unique(labels)) - 1  # a row per nucleus
+            tiff_name, tiff = files["Labels OME-TIFF"]
+            assert tiff_name.endswith(".ome.tif") and np.array_equal(tifffile.imread(io.BytesIO(tiff)), labels)
+            zarr_name, zipped = files["Labels OME-Zarr"]
+            assert zarr_name.endswith(".ome.zarr.zip") and zipped[:2] == b"PK"
 
             # Labels of another shape: one message naming the file, nothing made.
             tifffile.imwrite(work / "wrong.tif", labels[:, :64], photometric="minisblack", metadata={"axes": "ZYX"})
