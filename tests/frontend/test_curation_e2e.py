@@ -184,7 +184,9 @@ def test_it_asks_the_reviewer_when_later_edits_changed_the_same_nuclei(app):
             expect(error).to_contain_text("revert anyway (their changes to these nuclei are lost, the checks "
                                           "withdrawn)")
             assert merge.get_attribute("data-correction") == str(made["merge"])  # still waiting: nothing done
-            merge.locator("input[name='labels'][value='revert_anyway']").check()
+            anyway = merge.locator("label", has=ivy.locator("input[name='labels'][value='revert_anyway']"))
+            expect(anyway).to_contain_text("later checks of its nuclei are withdrawn with it")
+            anyway.locator("input").check()
             with ivy.expect_navigation(timeout=TIMEOUT_MS):
                 merge.locator(".verdict").get_by_role("button", name="Reject").click()
             verdict = ivy.locator(f"#verdicts li[data-correction='{made['merge']}']")
