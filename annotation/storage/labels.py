@@ -41,9 +41,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import secrets
 import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -59,9 +62,10 @@ from .zarrio import (
     CHUNK,
     chunk_path,
     create_array,
-    decode_chunk,
     encode_chunk,
+    read_chunk,
     read_json,
+    remember_chunk,
     same_encoding,
     write_group,
     written_here,
@@ -327,17 +331,15 @@ class _DeltaWriter:
         self._source, self._dir, self._array, self._chunk = source, partial / array, array, tuple(chunk)
         self.version = source.name
         self._made: set[Path] = set()  # folders made already: one mkdir each, not one per chunk
+        self._written: list[tuple[tuple[int, ...], np.ndarray]] = []
 
     def read(self, key: tuple[int, ...], box) -> np.ndarray:
-        path = self._source.chunk_file(self._array, key)
-        try:
-            data = path.read_bytes() if path is not None else None
-        except FileNotFoundError:  # never written: all background
-            data = None
+        """The parent's values in chunk ``key`` (``box``, its pixels), read-only."""
         shape = tuple(b.stop - b.start for b in box)
-        if data is None:
+        block = read_chunk(self._source.chunk_file(self._array, key), self._chunk, np.uint32)
+        if block is None:  # never written: all background
             return np.zeros(shape, np.uint32)
-        return decode_chunk(data, self._chunk, np.uint32)[tuple(slice(0, n) for n in shape)]
+        return block[tuple(slice(0, n) for n in shape)]
 
     def write(self, key: tuple[int, ...], values: np.ndarray) -> None:
         path = chunk_path(self._dir, *key)
@@ -345,6 +347,12 @@ class _DeltaWriter:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._made.add(path.parent)
         path.write_bytes(encode_chunk(values, self._chunk, shuffle=False))  # in the private partial folder
+        self._written.append((key, values))
+
+    def remember(self, folder: Path) -> None:
+        """Keep the chunks written, as the files of the published version in ``folder``, decoded."""
+        for key, values in self._written:
+            remember_chunk(chunk_path(folder / self._array, *key), values, self._chunk)
 
 
 def _edit_chunks(writer: _DeltaWriter, name: str, bounds, sub: np.ndarray, chunk, shape,
@@ -425,10 +433,13 @@ def write_edit(volume: Path, meta: VolumeMeta, parent: str, region, new_values: 
     start = source.manifest if source.is_delta else Manifest(base=parent, ortho=meta.is_3d and source.has_ortho())
     parent_maxima = _read_maxima(source.folder)
 
+    writers: list[_DeltaWriter] = []
+
     def build(partial: Path, name: str, counts: _Counts) -> int:
         changes: dict[str, dict[str, str | None]] = {}
         maxima = parent_maxima.copy() if parent_maxima is not None else None
         region_before = 0
+        tasks = []  # (array, level, the call that writes its chunks); each array has its own writer and changes
         for level, shape in enumerate(meta.level_shapes):
             step = 2 ** level
             # Level-k pixel j is level-0 pixel j * step: the region's level-k pixels are
@@ -442,14 +453,16 @@ def write_edit(volume: Path, meta: VolumeMeta, parent: str, region, new_values: 
                 arrays += [(f"{plane}/{level}", ortho_chunk(plane, shape[0])) for plane in ORTHO_PLANES]
             for array, chunk in arrays:
                 writer = _DeltaWriter(source, partial, array, chunk)
-                written, was = _edit_chunks(writer, name, bounds, sub, chunk, shape, changes.setdefault(array, {}),
-                                            maxima if array == "0" else None,
-                                            changed[sample] if changed is not None else None,
-                                            before[sample] if before is not None and array == "0" else None)
-                if array == str(level):
-                    counts.written += written  # the layouts' chunks are not counted (as for complete versions)
-                if array == "0":
-                    region_before = was if before is None else (int(before.max()) if before.size else 0)
+                writers.append(writer)
+                tasks.append((array, level, functools.partial(
+                    _edit_chunks, writer, name, bounds, sub, chunk, shape, changes.setdefault(array, {}),
+                    maxima if array == "0" else None, changed[sample] if changed is not None else None,
+                    before[sample] if before is not None and array == "0" else None)))
+        for (array, level, _), (written, was) in zip(tasks, _run_all([task for _, _, task in tasks]), strict=True):
+            if array == str(level):
+                counts.written += written  # the layouts' chunks are not counted (as for complete versions)
+            if array == "0":
+                region_before = was if before is None else (int(before.max()) if before.size else 0)
         manifest = start.with_changes({array: entries for array, entries in changes.items() if entries})
         write_manifest(partial, manifest)
         new_max = int(values.max()) if values.size else 0
@@ -466,7 +479,32 @@ def write_edit(volume: Path, meta: VolumeMeta, parent: str, region, new_values: 
             _write_maxima(partial, maxima)
         return n_labels
 
-    return _new_version(volume, meta, parent, build)
+    version = _new_version(volume, meta, parent, build)
+    for writer in writers:  # published: the next edit or the undo reads these chunks decoded
+        writer.remember(group / version.name)
+    return version
+
+
+#: Threads that write an edit's arrays (its levels and their XZ / YZ layouts) side by side.
+_EDIT_THREADS = max(1, min(4, os.cpu_count() or 1))
+_POOL: list[ThreadPoolExecutor] = []
+_POOL_LOCK = threading.Lock()
+
+
+def _run_all(calls: list) -> list:
+    """The results of ``calls`` (functions of no argument), run on the edit threads.
+
+    The chunk work is Blosc and numpy, which release the GIL, and file writes: an edit of a
+    volume with four levels writes twelve arrays. Every call has ended when this returns or
+    raises (the first error), so nothing writes into a version folder that its failure removes."""
+    if len(calls) < 2 or _EDIT_THREADS < 2:
+        return [call() for call in calls]
+    with _POOL_LOCK:
+        if not _POOL:
+            _POOL.append(ThreadPoolExecutor(max_workers=_EDIT_THREADS, thread_name_prefix="label-edit"))
+    futures = [_POOL[0].submit(call) for call in calls]
+    wait(futures)
+    return [future.result() for future in futures]
 
 
 def _write_edit_complete(volume: Path, meta: VolumeMeta, source: VersionLayout, parent: str, bounds,

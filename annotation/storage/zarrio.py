@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ import numpy as np
 from .meta import TILE_SIZE
 
 __all__ = ["CHUNK", "DirectArray", "chunk_codecs", "chunk_path", "create_array", "decode_chunk", "encode_chunk",
-           "open_direct", "open_reader", "read_json", "write_group", "written_here"]
+           "open_direct", "open_reader", "read_chunk", "read_json", "remember_chunk", "write_group", "written_here"]
 
 CHUNK = (1, TILE_SIZE, TILE_SIZE)
 
@@ -86,6 +88,78 @@ def decode_chunk(data: bytes, chunk: tuple[int, ...], dtype: np.dtype) -> np.nda
     """Inverse of :func:`encode_chunk`: the whole (padded) chunk, in the native byte order."""
     flat = np.frombuffer(_blosc(dtype).decode(data), dtype=np.dtype(dtype).newbyteorder("<"))
     return flat.reshape(chunk).astype(np.dtype(dtype), copy=False)
+
+
+class _DecodedChunks:
+    """Decoded chunk files, the most recently used up to ``budget`` bytes, shared by the
+    process's readers (thread-safe).
+
+    Chunk files are never changed in place (see :mod:`.labels`), so a decoded chunk stays
+    right for its file; the key is the file's path with its inode, modification time and size,
+    so a file replaced under the same name is decoded anew. What this saves: an edit reads its
+    region (level 0) and then the same chunks again to write them, and the undo or the next
+    edit nearby reads the chunks the edit just wrote (:func:`remember_chunk`), a 1 MB XZ/YZ
+    layout chunk among them."""
+
+    def __init__(self, budget: int) -> None:
+        self._budget, self._size = budget, 0
+        self._chunks: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(path: Path, stat: os.stat_result) -> tuple:
+        return str(path), stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+    def get(self, key: tuple) -> np.ndarray | None:
+        with self._lock:
+            values = self._chunks.get(key)
+            if values is not None:
+                self._chunks.move_to_end(key)
+            return values
+
+    def put(self, key: tuple, values: np.ndarray) -> None:
+        values.setflags(write=False)  # shared: readers copy out of it
+        with self._lock:
+            old = self._chunks.pop(key, None)
+            self._size += values.nbytes - (old.nbytes if old is not None else 0)
+            self._chunks[key] = values
+            while self._size > self._budget and self._chunks:
+                self._size -= self._chunks.popitem(last=False)[1].nbytes
+
+
+#: 64 MiB: 256 level-0 label chunks, or 64 layout chunks of a 64-plane stack.
+_DECODED = _DecodedChunks(64 * 2 ** 20)
+
+
+def read_chunk(path: Path | None, chunk: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
+    """The whole (padded) chunk in file ``path`` decoded (:func:`decode_chunk`), read-only;
+    ``None`` where there is no file (background). Decoded once while it stays in the cache."""
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as fh:
+            key = _DECODED.key(path, os.fstat(fh.fileno()))
+            values = _DECODED.get(key)
+            if values is not None:
+                return values
+            data = fh.read()
+    except FileNotFoundError:
+        return None
+    values = decode_chunk(data, chunk, dtype)
+    _DECODED.put(key, values)
+    return values
+
+
+def remember_chunk(path: Path, values: np.ndarray, chunk: tuple[int, ...]) -> None:
+    """Keep ``values`` (the chunk's values, an edge chunk's without its padding) as the decoded
+    content of the chunk file ``path``, written and published just now; nothing if it is gone."""
+    try:
+        key = _DECODED.key(path, os.stat(path))
+    except FileNotFoundError:
+        return
+    full = np.zeros(chunk, values.dtype)
+    full[tuple(slice(0, n) for n in values.shape)] = values
+    _DECODED.put(key, full)
 
 
 def _create(store, shape, dtype, chunks):
@@ -199,14 +273,9 @@ class DirectArray:
         return out[tuple(0 if d else slice(None) for d in dropped)]
 
     def _copy(self, key, ranges, out) -> None:
-        path = self._file_of(key)
-        try:
-            data = path.read_bytes() if path is not None else None
-        except FileNotFoundError:
-            data = None
-        if data is None:
+        block = read_chunk(self._file_of(key), self.chunk, self.dtype)
+        if block is None:
             return  # background: out is zeros already
-        block = decode_chunk(data, self.chunk, self.dtype)
         inside = tuple(slice(max(lo, i * c) - i * c, min(hi, (i + 1) * c) - i * c)
                        for (lo, hi), i, c in zip(ranges, key, self.chunk, strict=True))
         where = tuple(slice(max(lo, i * c) - lo, min(hi, (i + 1) * c) - lo)

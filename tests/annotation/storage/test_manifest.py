@@ -2,6 +2,7 @@
 materialised, never half-written, and the layout of older volumes still read."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -146,6 +147,54 @@ def test_it_leaves_no_partial_version_when_an_edit_fails_mid_write(stack, monkey
     expected[0, :5, :5] = 7
     assert meta.name == "v2"
     _assert_version(stack, "v2", expected)
+
+
+def test_it_leaves_no_partial_version_when_one_of_an_edits_arrays_fails(stack, monkeypatch, leftovers):
+    # The arrays of an edit are written side by side on threads: one failing (here the XZ
+    # layout of level 1, while the others write) leaves nothing behind, as a serial write did.
+    import time
+
+    from annotation.storage import labels as labels_module
+
+    labels = _labels(stack.meta.shape)
+    stack.write_labels(labels)
+    write = labels_module._DeltaWriter.write
+
+    def slow_or_failing(self, key, values):
+        if self._array == "xz/1":
+            raise OSError("disk full")
+        time.sleep(0.01)  # the other arrays are still writing when it fails
+        write(self, key, values)
+
+    monkeypatch.setattr(labels_module, "_EDIT_THREADS", 4)
+    monkeypatch.setattr(labels_module._DeltaWriter, "write", slow_or_failing)
+    with pytest.raises(OSError, match="disk full"):
+        stack.write_label_edit("v1", (slice(0, 8), slice(0, 300), slice(0, 520)), np.ones((8, 300, 520), np.uint32))
+    time.sleep(0.2)  # a writer still running would recreate the folder
+    assert stack.label_versions() == ["v1"] and leftovers(stack.path / "labels") == []
+    assert sorted(p.name for p in (stack.path / "labels").iterdir()) == [".lock", "v1", "zarr.json"]
+
+
+def test_it_keeps_decoded_chunks_only_while_their_file_is_the_same(stack):
+    from annotation.storage.zarrio import CHUNK, decode_chunk, encode_chunk, read_chunk
+
+    labels = _labels(stack.meta.shape)
+    stack.write_labels(labels)
+    region = (slice(2, 4), slice(0, 300), slice(0, 300))
+    stack.write_label_edit("v1", region, np.full((2, 300, 300), 31, np.uint32))
+    files = [f for f in (stack.path / "labels" / "v2" / "0" / "c").rglob("*") if f.is_file()]
+    assert files
+    for f in files:  # remembered by the edit: what decoding its file gives, and read-only
+        cached = read_chunk(f, CHUNK, np.uint32)
+        np.testing.assert_array_equal(cached, decode_chunk(f.read_bytes(), CHUNK, np.uint32))
+        assert not cached.flags.writeable
+    replaced = files[0]
+    other = np.arange(256 * 256, dtype=np.uint32).reshape(CHUNK)
+    tmp = replaced.with_name("tmp")
+    tmp.write_bytes(encode_chunk(other, CHUNK))
+    os.replace(tmp, replaced)  # another file under the name: decoded anew
+    np.testing.assert_array_equal(read_chunk(replaced, CHUNK, np.uint32), other)
+    assert read_chunk(replaced.with_name("absent"), CHUNK, np.uint32) is None
 
 
 def test_it_reads_and_edits_a_volume_stored_before_delta_versions(stack, monkeypatch):
