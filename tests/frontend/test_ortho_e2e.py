@@ -1,10 +1,13 @@
 """The three views end to end, in Debian's headless Chromium against the running app: alice opens
 a stack whose segmentation joined two nuclei stacked in z into one, switches to three views
-(XY, XZ, YZ), moves the cursor through the stack and sees in the XZ view the nucleus that spans
-twice the planes of its neighbours, splits it there with one line (a z-cut), sees the two
-halves in the XZ and YZ views (and in the 3D view of a nucleus where the page has one), merges
-them again there (what a z-split needs), and undoes both. The place, layout and cursor survive
-a reload through the address; the queue's jump and an Alt-drag move the cursor.
+(XY, XZ, YZ), sees the contrast, the heat map and the outlines follow in the XZ and YZ views,
+moves the cursor through the stack and sees in the XZ view the nucleus that spans twice the
+planes of its neighbours (its id under the pointer), clicks it there (the cursor and the XY
+plane follow), splits it with one line (a z-cut), sees the two halves in the XZ and YZ views
+and as two nuclei in the 3D view, merges them again there (what a z-split needs), and undoes
+both. The place, layout and cursor survive a reload through the address; the queue's jump
+centres all three views on a nucleus and an Alt-drag moves the cursor. A 2D image has one view
+and no plane slider.
 
 Screenshots of each step go to var/test-artifacts/ortho-e2e/ (git-ignored; the path is printed).
 """
@@ -21,6 +24,7 @@ from tests.frontend.live import ARTIFACTS, PASSWORD, LiveApp, launch_chromium, s
 SHAPE = (16, 96, 128)
 TIMEOUT_MS = 30_000
 MERGED = 3  # the id of the two nuclei joined in z
+THREE_MAPS = "[ezqViewer.map, ezqViewer.ortho.views.xz.layers.map, ezqViewer.ortho.views.yz.layers.map]"
 
 
 def _stack():
@@ -117,6 +121,29 @@ def test_it_finds_and_splits_a_z_merge_in_the_xz_view_and_undoes_it(app, shots):
             _drawn(page)
             page.screenshot(path=shots / "1-three-views.png")
 
+            # The XZ and YZ views carry what the XY view does: its contrast, the heat map with
+            # the labels as outlines under it, and (below) the id under the pointer.
+            page.locator("#contrast-lo").fill("300")
+            page.locator("#contrast-hi").fill("3000")
+            for plane in ("xz", "yz"):
+                _wait(page, "p => performance.getEntriesByType('resource').some((e) =>"
+                            " e.name.includes(`/tiles/${p}/`) && e.name.includes('lo=300&hi=3000'))", plane)
+            assert page.evaluate("['xz', 'yz'].map((p) => { const s = ezqViewer.ortho.views[p].layers.showing();"
+                                 " return [s.lo, s.hi]; })") == [[300, 3000], [300, 3000]]
+            page.check("#heatmap-visible")
+            for plane in ("xz", "yz"):
+                _wait(page, "p => performance.getEntriesByType('resource').some((e) =>"
+                            " e.name.includes(`/uncertainty/${p}/`))", plane)
+            _drawn(page)
+            heat = page.evaluate("['xz', 'yz'].map((p) => { const l = ezqViewer.ortho.views[p].layers;"
+                                 " return [l.heatLayer.getVisible(), l.loads.heat.errors, l.labelTiles.style.outline];"
+                                 " })")
+            assert heat == [[True, 0, True], [True, 0, True]], heat
+            page.screenshot(path=shots / "1b-heat-map-in-three-views.png")
+            page.uncheck("#heatmap-visible")
+            assert page.evaluate("ezqViewer.ortho.views.xz.layers.labelTiles.style.outline") is False
+            page.get_by_role("button", name="Reset").click()
+
             # Move the cursor down the stack, row by row, watching the XZ view: one nucleus
             # spans about twice the planes of the others.
             spans: dict[int, tuple[int, int, int]] = {}  # id -> (planes, at y, z0)
@@ -132,11 +159,20 @@ def test_it_finds_and_splits_a_z_merge_in_the_xz_view_and_undoes_it(app, shots):
             page.evaluate("y => ezqViewer.ortho.setCursor({ y })", spans[tallest][1])
             _drawn(page)
             found = {n["id"]: n for n in page.evaluate("ezqViewer.ortho.nucleiOn('xz')")}[tallest]
+            middle = (found["a0"] + found["a1"]) / 2
+            page.mouse.move(*_in_view(page, "xz", 10, middle))  # its id under the pointer
+            _wait(page, "id => document.getElementById('viewer').dataset.hoverId === String(id)", tallest)
+            assert page.text_content("#status-id") == f"nucleus #{tallest}"
+            assert page.text_content("#status-pos").endswith("(xz)")
 
-            # A click on it in the XZ view selects it and moves the cursor; then one line across
-            # its waist (between planes 7 and 8) with the split tool.
-            page.mouse.click(*_in_view(page, "xz", 10, (found["a0"] + found["a1"]) / 2))
+            # A click on it in the XZ view selects it and moves the cursor (the XY view to its
+            # plane, the YZ view to its column); then one line across its waist (between planes
+            # 7 and 8) with the split tool.
+            page.mouse.click(*_in_view(page, "xz", 10, middle))
             _wait(page, "id => document.getElementById('viewer').dataset.selected === String(id)", tallest)
+            z, y, x = map(int, page.get_attribute("#viewer", "data-cursor").split(","))
+            assert (z, y) == (10, spans[tallest][1]) and abs(x - middle) <= 1, (z, y, x)
+            assert page.get_attribute("#viewer", "data-z") == "10"
             page.screenshot(path=shots / "2-found-in-xz.png")
             page.keyboard.press("s")
             before = page.get_attribute("#viewer", "data-version")
@@ -158,15 +194,17 @@ def test_it_finds_and_splits_a_z_merge_in_the_xz_view_and_undoes_it(app, shots):
             assert record["type"] == "split" and record["geometry"]["plane"] == "xz"
             assert record["label_version"] == before and record["result_version"] == after
 
-            if page.locator("#mesh-panel").count():  # the 3D view of the other helper's part of the issue
-                page.keyboard.press("v")
-                page.mouse.click(*_in_view(page, "xz", (upper["z0"] + upper["z1"]) / 2 + 0.5,
-                                           (upper["a0"] + upper["a1"]) / 2))
-                page.evaluate("document.getElementById('mesh-panel').open = true")
-                _wait(page, "id => { const d = document.getElementById('mesh-panel').dataset;"
-                            " return d.state === 'ready' && d.labelId === String(id); }", upper["id"])
-                assert str(lower["id"]) in page.get_attribute("#mesh-panel", "data-neighbours").split(",")
-                page.screenshot(path=shots / "4-two-nuclei-in-3d.png")
+            # The 3D view of the upper half shows the lower one beside it: two nuclei.
+            page.keyboard.press("v")
+            page.mouse.click(*_in_view(page, "xz", (upper["z0"] + upper["z1"]) / 2 + 0.5,
+                                       (upper["a0"] + upper["a1"]) / 2))
+            page.evaluate("document.getElementById('mesh-panel').open = true")
+            _wait(page, "id => { const d = document.getElementById('mesh-panel').dataset;"
+                        " return d.state === 'ready' && d.labelId === String(id); }", upper["id"])
+            assert str(lower["id"]) in page.get_attribute("#mesh-panel", "data-neighbours").split(",")
+            info = page.text_content("#mesh-info")
+            assert "µm³" in info and "uncertainty" in info and f"#{lower['id']}" in info, info
+            page.screenshot(path=shots / "4-two-nuclei-in-3d.png")
 
             # A z-split (one nucleus cut in two along z) is fixed there too: the merge tool, a
             # click on each half in the XZ view, Enter.
@@ -211,6 +249,14 @@ def test_it_finds_and_splits_a_z_merge_in_the_xz_view_and_undoes_it(app, shots):
             # The queue's jump centres all three views on a nucleus: the cursor goes to its centre.
             page.click("#nuclei-list button.nucleus[data-label-id='5']")
             _wait(page, "() => document.getElementById('viewer').dataset.cursor.endsWith(',70,20')")
+            _wait(page, f"() => {THREE_MAPS}.every((m) => !m.getView().getAnimating())")
+            centres = page.evaluate(f"{THREE_MAPS}.map((m) => m.getView().getCenter())")
+            rows = {p: page.evaluate(f"ezqViewer.ortho.views.{p}.rows") for p in ("xz", "yz")}
+            (xy_x, xy_y), (xz_x, xz_row), (yz_y, yz_row) = centres
+            assert abs(xy_x - 20.5) <= 1.5 and abs(-xy_y - 70.5) <= 1.5, centres
+            assert abs(xz_x - 20.5) <= 1.5 and abs(yz_y - 70.5) <= 1.5, centres
+            for plane, row in (("xz", xz_row), ("yz", yz_row)):  # at the nucleus' middle plane, 7-8
+                assert 6.5 <= -row * SHAPE[0] / rows[plane] - 0.5 <= 8.5, (plane, row, rows)
             # An Alt-drag in the XY view moves the cursor with the pointer; the XZ view follows.
             page.evaluate("ezqViewer.map.getView().fit(ezqViewer.layers.grid.extent)")
             _drawn(page)
@@ -257,6 +303,9 @@ def test_it_keeps_one_view_for_a_2d_image(app, tmp_path):
             page.goto(f"/volumes/{flat}/#z=0&v=3&cy=5&cx=5")
             _wait(page, "document.getElementById('viewer').dataset.state === 'ready'")
             assert page.locator("#layout-toggle").count() == 0 and page.locator("#map-xz").count() == 0
+            # One plane: no plane slider and no z-range for the drawing tools (both rows were shown,
+            # their display: flex beat the hidden attribute).
+            assert page.locator("#z-slider").is_hidden() and page.locator("#zrange-this").is_hidden()
             assert page.get_attribute("#viewer", "data-layout") == "1" and errors == []
         finally:
             browser.close()
