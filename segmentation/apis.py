@@ -51,6 +51,15 @@ class SegmentationJobListCreateApi(APIView):
                                                 help_text="drop the nuclei people made, changed or checked from "
                                                           "the new labels (by default they are kept)")
 
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            # Read as each serializer is made, from the one table of the backends' options
+            # (segmentation.core.backend_options). The core loads numpy: imported when first used.
+            from segmentation.core.params import backend_options_help
+
+            self.fields["params"].help_text = ("SegmentationParams fields; omitted ones take their defaults. "
+                                               f"Each 3D backend's options (use_3d_backend): {backend_options_help()}")
+
     @extend_schema(request=InputSerializer, responses={201: JobOutputSerializer})
     def post(self, request, volume_id: int):
         volume = annotation_selectors.volume_get(user=request.user, volume_id=volume_id)

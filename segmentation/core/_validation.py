@@ -27,10 +27,11 @@ import numpy as np
 from .errors import InvalidInputError, InvalidParameterError
 
 __all__ = ["Params", "check_bool", "check_choice", "check_fields", "check_name", "check_number", "check_numbers",
-           "validate_image"]
+           "describe_bounds", "validate_image"]
 
 
-def _describe(low: float, high: float, low_open: bool, high_open: bool, integer: bool) -> str:
+def describe_bounds(low: float, high: float, low_open: bool, high_open: bool, integer: bool) -> str:
+    """What :func:`check_number` asks for, in words (``"a number in [0, 10]"``, ``"a positive number"``)."""
     kind = "a whole number" if integer else "a number"
     if math.isinf(low) and math.isinf(high):
         return kind if integer else "a finite number"
@@ -68,7 +69,7 @@ def check_number(name: str, value: Any, *, low: float = -math.inf, high: float =
         ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
     if not ok:
         raise InvalidParameterError(
-            f"{name} must be {_describe(low, high, low_open, high_open, integer)}"
+            f"{name} must be {describe_bounds(low, high, low_open, high_open, integer)}"
             f"{' or None' if allow_none else ''}, got {value!r}")
     if integer:
         return int(value)

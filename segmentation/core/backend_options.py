@@ -14,10 +14,12 @@ This module imports only the shared checks, so every parameter class can read it
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
-from ._validation import check_bool, check_choice, check_number
+from ._validation import check_bool, check_choice, check_number, describe_bounds
+from .errors import InvalidParameterError
 
 __all__ = ["BACKEND_OPTIONS", "OPTION_KINDS", "BackendOption", "backend_options_of", "option_default"]
 
@@ -75,10 +77,26 @@ class BackendOption:
             return check_choice(self.name, value, self.choices)
         if self.off is not None and not isinstance(value, bool) and value == self.off:
             return value if type(value) is int else float(value)
-        name = self.name if self.off is None else f"{self.name} ({self.off:g} = off)"
         bounds = {key: bound for key, bound in (("low", self.low), ("high", self.high)) if bound is not None}
-        return check_number(name, value, low_open=self.low_open, high_open=self.high_open,
-                            integer=self.kind == "integer", **bounds)
+        try:
+            return check_number(self.name, value, low_open=self.low_open, high_open=self.high_open,
+                                integer=self.kind == "integer", **bounds)
+        except InvalidParameterError:
+            if self.off is None:
+                raise
+            raise InvalidParameterError(f"{self.name} must be {self.rule}, got {value!r}") from None
+
+    @property
+    def rule(self) -> str:
+        """Its rule in words, as its check's message says it (``"a number in [0, 10]"``)."""
+        if self.kind == "bool":
+            return "true or false"
+        if self.kind == "choice":
+            return f"one of {', '.join(self.choices)}"
+        low = -math.inf if self.low is None else self.low
+        high = math.inf if self.high is None else self.high
+        rule = describe_bounds(low, high, self.low_open, self.high_open, self.kind == "integer")
+        return rule if self.off is None else f"{self.off:g} (off) or {rule}"
 
     def to_dict(self) -> dict[str, Any]:
         """The option as the viewer's form shows it: ``low``/``high`` are the field's ``min``/``max``
@@ -119,3 +137,4 @@ def option_default(name: str) -> Any:
 def backend_options_of(backend: str) -> tuple[BackendOption, ...]:
     """The options backend ``backend`` reads, in the form's order."""
     return tuple(option for option in BACKEND_OPTIONS.values() if backend in option.backends)
+

@@ -6,6 +6,7 @@ A job stores ``SegmentationParams.to_dict()`` in its JSON field and rebuilds it 
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +15,8 @@ from ._validation import Params, check_bool, check_choice, check_name, check_num
 from .backend_options import BACKEND_OPTIONS, option_default
 from .errors import InvalidParameterError
 
-__all__ = ["DEFAULT_3D_BACKEND", "RESTORATION_MODES", "SegmentationParams", "backend_catalogue", "params_for_stack"]
+__all__ = ["DEFAULT_3D_BACKEND", "RESTORATION_MODES", "SegmentationParams", "backend_catalogue", "backend_options_help",
+           "params_for_stack"]
 
 RESTORATION_MODES = ("none", "auto", "denoise", "deblur")
 
@@ -150,3 +152,15 @@ def backend_catalogue() -> list[dict]:
     return [{"name": name, "summary": cls.summary or name, "default": name == DEFAULT_3D_BACKEND,
              "options": [option.to_dict() for option in cls.options]}
             for name, cls in sorted(BACKENDS.items(), key=lambda item: item[0] != DEFAULT_3D_BACKEND)]
+
+
+def backend_options_help() -> str:
+    """Each registered backend's options in one line, the stacks' default first (the API's
+    description of a job's ``params``): name, rule and default (as JSON)."""
+    from .backends import BACKENDS
+
+    def listed(cls) -> str:
+        return ", ".join(f"{o.name} ({o.rule}, default {json.dumps(o.default)})" for o in cls.options) or "none"
+
+    return "; ".join(f"{name}: {listed(cls)}"
+                     for name, cls in sorted(BACKENDS.items(), key=lambda item: item[0] != DEFAULT_3D_BACKEND))

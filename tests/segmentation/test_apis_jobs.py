@@ -24,6 +24,25 @@ def test_it_answers_400_on_bad_params(volume_2d, ivy, client_for):
 
 
 @pytest.mark.django_db
+def test_it_describes_each_backends_options_in_the_schema_and_refuses_them_by_their_rule(volume_2d, ivy, client,
+                                                                                          client_for):
+    from segmentation.core.backend_options import BACKEND_OPTIONS
+
+    schema = client.get(reverse("api-schema"), HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    body = schema["paths"]["/api/v1/volumes/{volume_id}/segmentation-jobs/"]["post"]["requestBody"]
+    ref = body["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    described = schema["components"]["schemas"][ref]["properties"]["params"]["description"]
+    for option in BACKEND_OPTIONS.values():
+        assert f"{option.name} ({option.rule}, default " in described, option.name
+    assert "isotropic_masks (true or false, default true)" in described
+    assert "max_z_elongation (0 (off) or a number in [1, 100], default 2.5)" in described
+    for params in ({"isotropic_masks": 1}, {"max_z_elongation": 0.5}, {"overlap_measure": "dice"}):
+        response = client_for(ivy).post(_list_url(volume_2d), {"params": params}, format="json")
+        assert response.status_code == 400 and next(iter(params)) in response.json()["message"], response.content
+    assert not SegmentationJob.objects.exists()
+
+
+@pytest.mark.django_db
 def test_it_reads_lists_and_cancels(volume_2d, ivy, ada, bob, client_for):
     assert client_for(bob).post(_list_url(volume_2d), {"params": FAST_PARAMS}, format="json").status_code == 403
     created = client_for(ivy).post(_list_url(volume_2d), {"params": FAST_PARAMS}, format="json").json()
