@@ -257,6 +257,9 @@ def test_it_finds_and_splits_a_z_merge_in_the_xz_view_and_undoes_it(app, shots):
             assert abs(xz_x - 20.5) <= 1.5 and abs(yz_y - 70.5) <= 1.5, centres
             for plane, row in (("xz", xz_row), ("yz", yz_row)):  # at the nucleus' middle plane, 7-8
                 assert 6.5 <= -row * SHAPE[0] / rows[plane] - 0.5 <= 8.5, (plane, row, rows)
+            # zoomed in as far as the small nucleus needs, past 4x (where the XZ / YZ views stopped)
+            zooms = page.evaluate(f"{THREE_MAPS}.map((m) => m.getView().getResolution())")
+            assert all(r < 1 / 4 for r in zooms), zooms
             # An Alt-drag in the XY view moves the cursor with the pointer; the XZ view follows.
             page.evaluate("ezqViewer.map.getView().fit(ezqViewer.layers.grid.extent)")
             _drawn(page)

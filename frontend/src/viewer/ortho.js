@@ -184,8 +184,9 @@ export function makeOrthoViews({ volume, api, root, xy, elements, state, setZ, s
       const across = view.plane === 'xz' ? [nucleus.x_min, nucleus.x_max] : [nucleus.y_min, nucleus.y_max];
       const width = (across[1] ?? across[0] ?? 0) - (across[0] ?? 0) + 1;
       const height = ((nucleus.z_max - nucleus.z_min + 1) * view.rows) / Z;
-      const resolution = Math.max(1 / 4, Math.min(Math.max((width * 2.5) / w, (height * 2.5) / h),
-        2 ** (view.grid.levels - 1)));
+      // As far in as the nucleus needs (the XY view's jump too): a stop at 4x left a small one tiny.
+      const resolution = Math.max(view.layers.view.getMinResolution(), Math.min(Math.max((width * 2.5) / w,
+        (height * 2.5) / h), 2 ** (view.grid.levels - 1)));
       const col = view.plane === 'xz' ? nucleus.centroid_x : nucleus.centroid_y;
       view.layers.view.animate({ center: [col + 0.5, -rowOf(view, nucleus.centroid_z)], resolution, duration: 250 });
     }
