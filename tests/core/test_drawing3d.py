@@ -39,6 +39,15 @@ def test_it_moves_the_shape_between_sections_drawn_apart():
     assert all(p.sum() > 0.8 * a.sum() for p in solid)  # never pinched to nothing
 
 
+def test_it_interpolates_each_gap_between_three_or_more_sections_given_in_any_order():
+    small, large = _disc((40, 40), (20, 20), 4), _disc((40, 40), (20, 20), 12)
+    solid = interpolate_sections([(8, small), (0, small), (4, large)], (10, 40, 40))
+    areas = solid.sum(axis=(1, 2))
+    assert areas[0] == areas[8] == small.sum() and areas[4] == large.sum() and areas[9] == 0
+    assert all(a < b for a, b in pairwise(areas[:5])) and all(a > b for a, b in pairwise(areas[4:9]))
+    np.testing.assert_array_equal(solid[2], solid[6])  # the same blend either side of the large one
+
+
 def test_it_refuses_fewer_than_two_planes_or_an_empty_outline():
     disc = _disc((10, 10), (5, 5), 2)
     with pytest.raises(InvalidInputError, match="at least two planes"):
