@@ -4,6 +4,7 @@ rejected edit taken back out of labels that may have been edited since.
 =================  =========================================================================
 keep_curated       a new segmentation in which the nuclei people made, changed or checked
                    stay exactly as they are and the model fills in everything else
+CuratedPaste       the same, over a volume read a chunk at a time (blockwise segmentation)
 revert_edit        the labels with one edit's nuclei as they were before it, whatever was
                    edited since (and whether anything was: ``clean``)
 =================  =========================================================================
@@ -20,7 +21,7 @@ import numpy as np
 
 from .errors import InvalidInputError, InvalidParameterError
 
-__all__ = ["CuratedMerge", "Revert", "keep_curated", "revert_edit"]
+__all__ = ["CuratedMerge", "CuratedPaste", "Revert", "keep_curated", "revert_edit"]
 
 
 def _ids(labels: np.ndarray) -> np.ndarray:
@@ -83,6 +84,10 @@ def keep_curated(labels, curated, *, erased=None, min_overlap: float = 0.5) -> C
     -------
     CuratedMerge
 
+    See Also
+    --------
+    CuratedPaste : the same rule over a volume read a chunk at a time.
+
     Examples
     --------
     >>> model = np.array([[1, 1, 0, 2, 2]])
@@ -91,42 +96,109 @@ def keep_curated(labels, curated, *, erased=None, min_overlap: float = 0.5) -> C
     >>> merged.labels.tolist(), merged.dropped, merged.model_ids
     ([[0, 7, 7, 8, 8]], (1,), {2: 8})
     """
-    model = _check_labels(labels, "labels")
-    kept = _check_labels(curated, "curated")
-    if model.shape != kept.shape:
-        raise InvalidInputError(f"labels {model.shape} and curated {kept.shape} differ in shape")
-    if isinstance(min_overlap, bool) or not isinstance(min_overlap, (int, float)) or not 0 < min_overlap <= 1:
-        raise InvalidParameterError(f"min_overlap must lie in (0, 1], got {min_overlap!r}")
-    taken = kept != 0
-    blocked = taken
-    if erased is not None:
-        erased = np.asarray(erased)
-        if erased.shape != model.shape or erased.dtype != bool:
-            raise InvalidInputError(f"erased must be a true/false mask of shape {model.shape}, got "
-                                    f"{erased.dtype} {erased.shape}")
-        blocked = taken | erased
-    flat = model.ravel()
-    n = int(flat.max()) if flat.size else 0
-    sizes = np.bincount(flat, minlength=n + 1)
-    under = np.bincount(model[blocked], minlength=n + 1)
-    present = np.nonzero(sizes)[0]
-    present = present[present != 0]
-    fraction = under[present] / sizes[present]
-    dropped = present[fraction >= min_overlap]
-    stay = present[fraction < min_overlap]
-    trimmed = stay[under[stay] > 0]
-    kept_ids = _ids(kept)
-    start = int(kept_ids.max()) + 1 if kept_ids.size else 1
-    if start + len(stay) > 2 ** 32:
-        raise InvalidInputError("the kept and the new nuclei need ids above 2**32 - 1")
-    lookup = np.zeros(n + 1, np.uint32)
-    lookup[stay] = np.arange(start, start + len(stay), dtype=np.uint32)
-    out = lookup[model]
-    out[blocked] = 0
-    out[taken] = kept[taken]
-    return CuratedMerge(labels=out, kept=tuple(kept_ids.tolist()),
-                        model_ids=dict(zip(stay.tolist(), lookup[stay].tolist(), strict=True)),
-                        dropped=tuple(dropped.tolist()), trimmed=tuple(trimmed.tolist()))
+    paste = CuratedPaste(min_overlap=min_overlap)
+    paste.count(labels, curated, erased=erased)
+    paste.decide()
+    out = paste.paste(labels, curated, erased=erased)
+    return CuratedMerge(labels=out, kept=paste.kept, model_ids=paste.model_ids, dropped=paste.dropped,
+                        trimmed=paste.trimmed)
+
+
+class CuratedPaste:
+    """:func:`keep_curated`'s rule over a volume too large to hold, a chunk at a time.
+
+    Two passes over the same chunks (any partition of the volume: planes, blocks): first
+    :meth:`count` each chunk (how many voxels of each model nucleus there are, and how many lie
+    under kept nuclei or erased places), then :meth:`decide` once (which model nuclei are
+    dropped, and the new ids of those that stay), then :meth:`paste` each chunk. Pasted
+    chunks put together are exactly what :func:`keep_curated` gives on the whole arrays; what
+    it holds is per-nucleus counts, never a chunk beyond the call.
+
+    Examples
+    --------
+    >>> model = np.array([[1, 1, 0, 2, 2]])
+    >>> person = np.array([[0, 7, 7, 0, 0]])
+    >>> paste = CuratedPaste()
+    >>> for half in (np.s_[:, :3], np.s_[:, 3:]):
+    ...     paste.count(model[half], person[half])
+    >>> paste.decide()
+    >>> [paste.paste(model[h], person[h]).tolist() for h in (np.s_[:, :3], np.s_[:, 3:])]
+    [[[0, 7, 7]], [[8, 8]]]
+    """
+
+    def __init__(self, *, min_overlap: float = 0.5) -> None:
+        if isinstance(min_overlap, bool) or not isinstance(min_overlap, (int, float)) or not 0 < min_overlap <= 1:
+            raise InvalidParameterError(f"min_overlap must lie in (0, 1], got {min_overlap!r}")
+        self.min_overlap = float(min_overlap)
+        self._sizes = np.zeros(1, np.int64)
+        self._under = np.zeros(1, np.int64)
+        self._kept_ids: set[int] = set()
+        self._lookup: np.ndarray | None = None
+        self.kept: tuple[int, ...] = ()
+        self.model_ids: dict[int, int] = {}
+        self.dropped: tuple[int, ...] = ()
+        self.trimmed: tuple[int, ...] = ()
+
+    @staticmethod
+    def _chunk(labels, curated, erased) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The checked chunk: model, kept, where kept nuclei are, where the model is blocked."""
+        model = _check_labels(labels, "labels")
+        kept = _check_labels(curated, "curated")
+        if model.shape != kept.shape:
+            raise InvalidInputError(f"labels {model.shape} and curated {kept.shape} differ in shape")
+        taken = kept != 0
+        blocked = taken
+        if erased is not None:
+            erased = np.asarray(erased)
+            if erased.shape != model.shape or erased.dtype != bool:
+                raise InvalidInputError(f"erased must be a true/false mask of shape {model.shape}, got "
+                                        f"{erased.dtype} {erased.shape}")
+            blocked = taken | erased
+        return model, kept, taken, blocked
+
+    def count(self, labels, curated, *, erased=None) -> None:
+        """Add one chunk (arrays of one shape, as in :func:`keep_curated`) to the counts."""
+        if self._lookup is not None:
+            raise InvalidInputError("count every chunk before decide(); this paste has decided")
+        model, kept, _, blocked = self._chunk(labels, curated, erased)
+        flat = model.ravel()
+        n = max(int(flat.max()) + 1 if flat.size else 1, self._sizes.size)
+        self._sizes = np.pad(self._sizes, (0, n - self._sizes.size))
+        self._under = np.pad(self._under, (0, n - self._under.size))
+        self._sizes += np.bincount(flat, minlength=n)
+        self._under += np.bincount(model[blocked], minlength=n)
+        self._kept_ids.update(_ids(kept).tolist())
+
+    def decide(self) -> None:
+        """Which model nuclei stay (and their new ids, after the kept ones) and which are dropped."""
+        sizes, under = self._sizes, self._under
+        present = np.nonzero(sizes)[0]
+        present = present[present != 0]
+        fraction = under[present] / sizes[present]
+        stay = present[fraction < self.min_overlap]
+        start = max(self._kept_ids) + 1 if self._kept_ids else 1
+        if start + len(stay) > 2 ** 32:
+            raise InvalidInputError("the kept and the new nuclei need ids above 2**32 - 1")
+        lookup = np.zeros(sizes.size, np.uint32)
+        lookup[stay] = np.arange(start, start + len(stay), dtype=np.uint32)
+        self._lookup = lookup
+        self.kept = tuple(sorted(self._kept_ids))
+        self.model_ids = dict(zip(stay.tolist(), lookup[stay].tolist(), strict=True))
+        self.dropped = tuple(present[fraction >= self.min_overlap].tolist())
+        self.trimmed = tuple(stay[under[stay] > 0].tolist())
+
+    def paste(self, labels, curated, *, erased=None) -> np.ndarray:
+        """One chunk of the result (uint32): kept nuclei voxel for voxel, erased places empty,
+        the staying model nuclei renumbered elsewhere. Chunks must be ones :meth:`count` saw."""
+        if self._lookup is None:
+            raise InvalidInputError("decide() before pasting: the counts of every chunk are needed first")
+        model, kept, taken, blocked = self._chunk(labels, curated, erased)
+        if model.size and int(model.max()) >= self._lookup.size:
+            raise InvalidInputError(f"labels hold id {int(model.max())}, which no counted chunk held")
+        out = self._lookup[model]
+        out[blocked] = 0
+        out[taken] = kept[taken]
+        return out
 
 
 @dataclass(frozen=True, eq=False)

@@ -102,3 +102,48 @@ def test_an_id_held_by_another_nucleus_now_is_restored_under_a_new_id():
     result = revert_edit(now, before, after, next_id=7)
     assert not result.clean and result.renamed == {4: 7}
     assert result.labels.tolist() == [[7, 7, 4, 4]]
+
+
+@pytest.mark.parametrize("chunks", [
+    [np.s_[0:1], np.s_[1:2], np.s_[2:3], np.s_[3:4]],                 # planes
+    [np.s_[0:2, :40, :], np.s_[0:2, 40:, :], np.s_[2:4]],              # blocks of other shapes
+])
+def test_pasting_chunk_by_chunk_gives_what_keep_curated_gives_whole(chunks):
+    from segmentation.core import synthetic
+    from segmentation.core.curation import CuratedPaste
+
+    model = synthetic.generate_3d((4, 64, 64), seed=1, diameter=14, voxel_size=(1.0, 1.0, 1.0)).labels
+    person = np.zeros_like(model)
+    person[:, 10:30, 10:34] = 50  # a nucleus a person drew over several model nuclei
+    person[1:3, 40:44, 40:60] = 61
+    erased = np.zeros(model.shape, bool)
+    erased[:, 50:, :12] = True
+    whole = keep_curated(model, person, erased=erased)
+    paste = CuratedPaste()
+    for chunk in chunks:
+        paste.count(model[chunk], person[chunk], erased=erased[chunk])
+    paste.decide()
+    out = np.zeros(model.shape, np.uint32)
+    for chunk in chunks:
+        out[chunk] = paste.paste(model[chunk], person[chunk], erased=erased[chunk])
+    assert np.array_equal(out, whole.labels)
+    assert (paste.kept, paste.model_ids, paste.dropped, paste.trimmed) == \
+        (whole.kept, whole.model_ids, whole.dropped, whole.trimmed)
+    assert whole.dropped and whole.trimmed  # the case exercises both rules
+
+
+def test_a_paste_refuses_chunks_out_of_order():
+    from segmentation.core.curation import CuratedPaste
+
+    paste = CuratedPaste()
+    model, person = np.array([[1, 1, 0]]), np.array([[0, 0, 3]])
+    with pytest.raises(InvalidInputError, match="decide"):
+        paste.paste(model, person)
+    paste.count(model, person)
+    paste.decide()
+    with pytest.raises(InvalidInputError, match="decided"):
+        paste.count(model, person)
+    with pytest.raises(InvalidInputError, match="no counted chunk"):
+        paste.paste(np.array([[5, 0, 0]]), person)
+    with pytest.raises(InvalidParameterError, match="min_overlap"):
+        CuratedPaste(min_overlap=0)
