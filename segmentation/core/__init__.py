@@ -26,7 +26,8 @@ Active learning            :class:`UncertaintyEstimator`, :func:`nucleus_uncerta
 Corrections                :data:`EDIT_KINDS` (:class:`EditKind`, :func:`register_edit_kind`):
                            the kinds of correction
 Curation                   :func:`keep_curated` (:class:`CuratedMerge`): people's nuclei kept
-                           through a new segmentation; :func:`revert_edit` (:class:`Revert`)
+                           through a new segmentation (:class:`CuratedPaste`: a chunk at a
+                           time); :func:`revert_edit` (:class:`Revert`)
 Adapters                   :class:`ModelAdapter` (LoRA on the CPnet), :class:`AdapterParams`,
                            :class:`AdapterTrainingParams`, :class:`TrainingExample`,
                            :func:`correction_example`, :func:`evaluate_model`,
@@ -68,7 +69,7 @@ from .corrections import (
     register_selection_strategy,
     select_for_review,
 )
-from .curation import CuratedMerge, Revert, keep_curated, revert_edit
+from .curation import CuratedMerge, CuratedPaste, Revert, keep_curated, revert_edit
 from .editing import EDIT_KINDS, EditKind, register_edit_kind
 from .engine import Cellpose3RestorationEngine, SegmentationEngine, SegmentationResult, validate_image
 from .errors import InvalidInputError, InvalidParameterError, ModelNotAvailableError, SegmentationError
@@ -96,7 +97,7 @@ __all__ = [
     "correction_example", "evaluate_model", "read_adapter_file", "ImageCrop", "RetrainingParams", "correction_examples",
     "select_for_review",
     "NUCLEUS_FIELDS", "nucleus_table",
-    "CuratedMerge", "Revert", "keep_curated", "revert_edit",
+    "CuratedMerge", "CuratedPaste", "Revert", "keep_curated", "revert_edit",
     "BlockwiseParams", "BlockwiseResult", "segment_blockwise",
     "NucleusMesh", "nucleus_mesh", "touching_labels", "z_merge_signs", "z_profile", "z_waist",
     "Cellpose3RestorationEngine", "RestorationParams", "measure_image_quality", "restore", "should_use_restoration",
