@@ -45,8 +45,8 @@ import numpy as np
 from ._validation import Params, check_number, check_numbers
 from .errors import InvalidInputError, InvalidParameterError
 
-__all__ = ["Block", "BlockwiseParams", "BlockwiseResult", "ZarrVolume", "block_grid", "intensity_range",
-           "segment_blockwise"]
+__all__ = ["Block", "BlockwiseParams", "BlockwiseResult", "NucleusSums", "ZarrVolume", "block_grid",
+           "intensity_range", "measure_planes", "segment_blockwise"]
 
 Progress = Callable[[float, str], None]
 Region = tuple[slice, slice, slice]
@@ -367,10 +367,28 @@ def _piece_measures(block: Block, labels: np.ndarray, shape: tuple[int, int, int
             "depth": np.where(present, depth, -np.inf), "solidity": solidity, "uncertainty": uncertainty}
 
 
+def _restoration_plan(crop: np.ndarray, params, info: dict[str, Any]):
+    """How every block is restored, decided once on the volume's centre ``crop``: the mode
+    (``auto``'s choice made there) and :func:`restoration.restoration_reference`, so all blocks
+    are restored alike. Returns ``(plan or None, intensity range, the crop restored)``; the
+    range (one for all planes) is the restored crop's, as the restored volume's would be."""
+    from .restoration import restoration_reference, restore
+
+    reference = restoration_reference(crop)
+    applied = reference["auto"] if params.restoration_mode == "auto" else params.restoration_mode
+    restored, done = restore(crop, applied, reference=reference)
+    info.update({"restoration_requested": params.restoration_mode, "restoration_mode": applied,
+                 "restoration_method": done["method"], "restoration_metrics": reference["restoration_metrics"]})
+    if applied == "none":
+        return None, intensity_range(crop), crop
+    return (applied, reference), intensity_range(restored), restored
+
+
 def _segment_block(image, block: Block, shape: tuple[int, int, int], overlap: tuple[int, int, int], params,
                    intensity: Any, workdir: str, gpu: bool | None,
-                   progress: Progress | None = None) -> dict[str, Any]:
-    """Segment one block and write its labels; return its summary (small arrays only)."""
+                   progress: Progress | None = None, restoration: tuple[str, dict] | None = None) -> dict[str, Any]:
+    """Segment one block (restored first as ``restoration`` says: mode and reference) and
+    write its labels; return its summary (small arrays only)."""
     from .engine import SegmentationEngine
 
     if gpu is None:  # on a cluster worker: its own device
@@ -379,6 +397,10 @@ def _segment_block(image, block: Block, shape: tuple[int, int, int], overlap: tu
         gpu = bool(torch.cuda.is_available())
     t = time.perf_counter()
     data = np.asarray(image[block.outer])
+    if restoration is not None:  # the same method, settings and scaling in every block
+        from .restoration import restore
+
+        data = restore(data, restoration[0], reference=restoration[1])[0]
     if np.ndim(intensity) == 2:  # one range per plane of the volume: this block's planes
         intensity = np.asarray(intensity)[block.outer[0]]
     flat = data.shape[0] == 1 and not params.do_3d
@@ -570,63 +592,24 @@ class BlockwiseResult:
         """The whole stitched label volume (for small volumes and tests only)."""
         return np.stack([self.plane(z) for z in range(self.shape[0])])
 
-    def rows(self, image: Any, voxel_size: tuple[float, ...]) -> list[dict[str, Any]]:
+    def rows(self, image: Any, voxel_size: tuple[float, ...]) -> NucleusSums:
         """One row per nucleus, as :func:`measurements.nucleus_table` on the stitched labels,
         measured a plane at a time against ``image`` (the volume, (Z, Y, X) array-like) with
-        the chosen views' scores as ``uncertainty``. Solidity is the chosen view's."""
-        size = tuple(float(v) for v in voxel_size)
-        if len(size) == 2:
-            size = (1.0, *size)
-        image = _as_zyx(image)
-        n = self.n_labels + 1
-        count = np.zeros(n, np.int64)
-        total = np.zeros(n)
-        sum_zyx = np.zeros((3, n))
-        lo = np.full((3, n), np.iinfo(np.int64).max, np.int64)
-        hi = np.full((3, n), -1, np.int64)
-        width = self.shape[2]
-        for z in range(self.shape[0]):
-            flat = self.plane(z).ravel()
-            inside = np.flatnonzero(flat)
-            if inside.size == 0:
-                continue
-            ids = flat[inside].astype(np.intp)
-            ys, xs = inside // width, inside % width
-            c = np.bincount(ids, minlength=n)
-            count += c
-            total += np.bincount(ids, weights=np.asarray(image[z]).ravel()[inside].astype(np.float64), minlength=n)
-            sum_zyx[0] += c * z
-            sum_zyx[1] += np.bincount(ids, weights=ys, minlength=n)
-            sum_zyx[2] += np.bincount(ids, weights=xs, minlength=n)
-            here = c > 0
-            lo[0, here] = np.minimum(lo[0, here], z)
-            hi[0, here] = z
-            for axis, coords in ((1, ys), (2, xs)):
-                np.minimum.at(lo[axis], ids, coords)
-                np.maximum.at(hi[axis], ids, coords)
-        voxel_um3 = size[0] * size[1] * size[2]
-        rows = []
-        for k in range(1, n):
-            voxels = int(count[k])
-            if voxels == 0:  # every voxel taken by an overlapping nucleus of an earlier block
-                continue
-            score = float(self._measures["uncertainty"][k])
-            rows.append({
-                "label_id": k,
-                "z_min": int(lo[0, k]), "z_max": int(hi[0, k]),
-                "y_min": int(lo[1, k]), "y_max": int(hi[1, k]),
-                "x_min": int(lo[2, k]), "x_max": int(hi[2, k]),
-                "centroid_z": float(sum_zyx[0, k] / voxels),
-                "centroid_y": float(sum_zyx[1, k] / voxels),
-                "centroid_x": float(sum_zyx[2, k] / voxels),
-                "volume_voxels": voxels,
-                "volume_um3": voxels * voxel_um3,
-                "mean_intensity": float(total[k] / voxels),
-                "integrated_intensity": float(total[k]),
-                "solidity": float(self._measures["solidity"][k]),
-                "uncertainty": None if math.isnan(score) else score,
-            })
-        return rows
+        the chosen views' scores as ``uncertainty``. Solidity is the chosen view's. The rows
+        are made one at a time as they are iterated (:class:`NucleusSums`)."""
+        return measure_planes(self.plane, self.shape, image, voxel_size, solidity=self._measures["solidity"],
+                              uncertainty=self._measures["uncertainty"])
+
+    @property
+    def solidity(self) -> np.ndarray:
+        """(n_labels + 1,) float: the solidity of each nucleus' chosen view, by final id."""
+        return self._measures["solidity"]
+
+    @property
+    def scores(self) -> np.ndarray:
+        """(n_labels + 1,) float: the uncertainty score of each nucleus' chosen view, by final id
+        (``nan``: none)."""
+        return self._measures["uncertainty"]
 
     def uncertainty(self) -> dict[int, float]:
         """``{final id: score}`` of each nucleus' chosen view."""
@@ -636,6 +619,108 @@ class BlockwiseResult:
     def close(self) -> None:
         """Remove the work folder."""
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@dataclass
+class NucleusSums:
+    """Per-nucleus sums of a label volume measured a plane at a time (:func:`measure_planes`):
+    a few numbers per nucleus in arrays indexed by id, each row made only when it is iterated,
+    so a volume's table reaches its store in batches instead of as a list of dicts.
+
+    ``len()`` is the number of nuclei (ids with voxels); iterating yields their rows by
+    increasing id, with the fields of :data:`measurements.NUCLEUS_FIELDS`.
+    """
+
+    count: np.ndarray
+    total: np.ndarray
+    sum_zyx: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    solidity: np.ndarray
+    uncertainty: np.ndarray
+    voxel_um3: float
+
+    def __len__(self) -> int:
+        return int(np.count_nonzero(self.count[1:]))
+
+    def __iter__(self):
+        count, lo, hi, sums, total = self.count, self.lo, self.hi, self.sum_zyx, self.total
+        for k in np.flatnonzero(count[1:]) + 1:  # ids left without voxels (covered by others) are no nuclei
+            voxels = int(count[k])
+            score = float(self.uncertainty[k])
+            yield {
+                "label_id": int(k),
+                "z_min": int(lo[0, k]), "z_max": int(hi[0, k]),
+                "y_min": int(lo[1, k]), "y_max": int(hi[1, k]),
+                "x_min": int(lo[2, k]), "x_max": int(hi[2, k]),
+                "centroid_z": float(sums[0, k] / voxels),
+                "centroid_y": float(sums[1, k] / voxels),
+                "centroid_x": float(sums[2, k] / voxels),
+                "volume_voxels": voxels,
+                "volume_um3": voxels * self.voxel_um3,
+                "mean_intensity": float(total[k] / voxels),
+                "integrated_intensity": float(total[k]),
+                "solidity": float(self.solidity[k]),
+                "uncertainty": None if math.isnan(score) else score,
+            }
+
+
+def measure_planes(plane_of: Callable[[int], np.ndarray], shape: tuple[int, int, int], image: Any,
+                   voxel_size: tuple[float, ...], *, solidity: np.ndarray, uncertainty: np.ndarray) -> NucleusSums:
+    """Measure the nuclei of a label volume given a plane at a time.
+
+    Parameters
+    ----------
+    plane_of : ``plane_of(z)`` gives plane ``z`` of the labels, (Y, X) integer ids, 0 =
+        background; called once per plane, in order.
+    shape : (Z, Y, X) of the volume.
+    image : (Z, Y, X) array-like of the intensities (read a plane at a time).
+    voxel_size : (z, y, x) or (y, x) in micrometres.
+    solidity, uncertainty : (n + 1,) float arrays by id: what a plane cannot tell (a nucleus'
+        whole mask is needed), given; ``nan`` uncertainty is none. ``n`` is the largest id.
+
+    Returns
+    -------
+    NucleusSums
+        Counts, intensity sums, centroids and boxes exactly as :func:`measurements.nucleus_table`.
+    """
+    size = tuple(float(v) for v in voxel_size)
+    if len(size) == 2:
+        size = (1.0, *size)
+    image = _as_zyx(image)
+    n = int(np.asarray(solidity).size)
+    if np.asarray(uncertainty).size != n:
+        raise InvalidInputError(f"solidity has {n} values and uncertainty {np.asarray(uncertainty).size}")
+    count = np.zeros(n, np.int64)
+    total = np.zeros(n)
+    sum_zyx = np.zeros((3, n))
+    lo = np.full((3, n), np.iinfo(np.int64).max, np.int64)
+    hi = np.full((3, n), -1, np.int64)
+    width = shape[2]
+    for z in range(shape[0]):
+        flat = np.asarray(plane_of(z)).ravel()
+        inside = np.flatnonzero(flat)
+        if inside.size == 0:
+            continue
+        ids = flat[inside].astype(np.intp)
+        if int(ids.max()) >= n:
+            raise InvalidInputError(f"plane {z} holds id {int(ids.max())}, above the {n - 1} measured")
+        ys, xs = inside // width, inside % width
+        c = np.bincount(ids, minlength=n)
+        count += c
+        total += np.bincount(ids, weights=np.asarray(image[z]).ravel()[inside].astype(np.float64), minlength=n)
+        sum_zyx[0] += c * z
+        sum_zyx[1] += np.bincount(ids, weights=ys, minlength=n)
+        sum_zyx[2] += np.bincount(ids, weights=xs, minlength=n)
+        here = c > 0
+        lo[0, here] = np.minimum(lo[0, here], z)
+        hi[0, here] = z
+        for axis, coords in ((1, ys), (2, xs)):
+            np.minimum.at(lo[axis], ids, coords)
+            np.maximum.at(hi[axis], ids, coords)
+    return NucleusSums(count=count, total=total, sum_zyx=sum_zyx, lo=lo, hi=hi,
+                       solidity=np.asarray(solidity, np.float64), uncertainty=np.asarray(uncertainty, np.float64),
+                       voxel_um3=size[0] * size[1] * size[2])
 
 
 def _stitch(workdir: str, blocks: list[Block], summaries: list[dict], match_iou: float, address: str | None,
@@ -694,7 +779,10 @@ def segment_blockwise(image: Any, params, blockwise: BlockwiseParams | None = No
         cluster, one that pickles small, like ``ZarrVolume``); (Y, X) numpy arrays are taken as
         Z = 1. Read a block at a time; never modified.
     params : :class:`SegmentationParams`; a missing diameter is estimated once, on a centre crop
-        of at most ``block_voxels`` voxels. Restoration is not applied blockwise (refused).
+        of at most ``block_voxels`` voxels. Restoration is applied to each block (its margins
+        included) with the method, settings and intensity scaling decided once on that crop
+        (``restoration.restoration_reference``; ``auto`` chooses there), and the blocks are
+        then normalised by the restored crop's intensity range.
     blockwise : grid and stitching parameters (defaults: ``BlockwiseParams()``).
     workdir : a folder to create for the blocks' labels (on a cluster: one every worker sees);
         it must not exist. :meth:`BlockwiseResult.close` removes it; a failure or cancel removes
@@ -714,10 +802,6 @@ def segment_blockwise(image: Any, params, blockwise: BlockwiseParams | None = No
     params = params or SegmentationParams()
     blockwise = blockwise or BlockwiseParams()
     report = progress or _null_progress
-    if params.restoration_mode != "none":
-        raise InvalidParameterError(
-            "restoration is not applied to volumes segmented block by block; segment with restoration_mode 'none' "
-            "(or restore the volume first)")
     image = _as_zyx(image)
     shape = tuple(int(s) for s in image.shape)
     if params.voxel_size is not None and len(params.voxel_size) != (3 if shape[0] > 1 else 2) \
@@ -738,15 +822,23 @@ def segment_blockwise(image: Any, params, blockwise: BlockwiseParams | None = No
         intensity = plane_intensity_ranges(image, (lo, hi)) if shape[0] > 1 and params.normalize_planes else (lo, hi)
         timings["intensity_range"] = time.perf_counter() - t
         info: dict[str, Any] = {}
+        restoration, crop = None, None
+        if params.restoration_mode != "none":
+            t = time.perf_counter()
+            report(0.005, "measuring image quality")
+            crop = _centre_crop(image, blockwise.block_voxels)
+            restoration, intensity, crop = _restoration_plan(crop, params, info)
+            timings["restoration_reference"] = time.perf_counter() - t
         diameter = params.diameter
         if diameter is None:
             t = time.perf_counter()
-            crop = _centre_crop(image, blockwise.block_voxels)
+            crop = _centre_crop(image, blockwise.block_voxels) if crop is None else crop
             diameter, estimate = SegmentationEngine(gpu_available=gpu).estimate_diameter(
-                crop[0] if crop.shape[0] == 1 else crop, params, progress=_stage(report, 0.01, 0.05))
+                crop[0] if crop.shape[0] == 1 else crop, dataclasses.replace(params, restoration_mode="none"),
+                progress=_stage(report, 0.01, 0.05))
             info["diameter_estimation"] = {**estimate, "crop": list(crop.shape)}
             timings["diameter_estimation"] = time.perf_counter() - t
-        block_params = dataclasses.replace(params, diameter=float(diameter))
+        block_params = dataclasses.replace(params, diameter=float(diameter), restoration_mode="none")
         z_diameter = diameter / params.anisotropy if shape[0] > 1 else 0
         overlap = (math.ceil(blockwise.overlap * z_diameter), math.ceil(blockwise.overlap * diameter),
                    math.ceil(blockwise.overlap * diameter))
@@ -758,7 +850,8 @@ def segment_blockwise(image: Any, params, blockwise: BlockwiseParams | None = No
         finished = [0]  # blocks done so far (the local scheduler runs them in its own order)
         summaries = _run([(_segment_block, image, b, shape, overlap, block_params, intensity, str(workdir),
                            gpu if scheduler_address is None else None,
-                           None if scheduler_address else _block_progress(stage, finished, total)) for b in blocks],
+                           None if scheduler_address else _block_progress(stage, finished, total), restoration)
+                          for b in blocks],
                          scheduler_address, lambda done: _blocks_done(stage, finished, done, total))
         timings["blocks"] = time.perf_counter() - t
         report(0.92, "stitching blocks")

@@ -81,7 +81,7 @@ from .params import RESTORATION_MODES
 __all__ = [
     "BLUR_SCORE_SCALE", "DEBLUR_MIN_BLUR_SIGMA", "DENOISE_MAX_ROBUST_SNR",
     "RestorationParams", "cellpose_restoration_weights",
-    "measure_image_quality", "restore", "should_use_restoration",
+    "measure_image_quality", "restoration_reference", "restore", "should_use_restoration",
 ]
 
 # --- the auto decision (module constants so the web layer can show them) ---------------------
@@ -170,8 +170,12 @@ def _as_stack(image: Any) -> np.ndarray:
     return np.array(validate_image(image, dtype=np.float64), ndmin=3, copy=True)
 
 
-def _scale(stack: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """Map the 1st percentile to 0 and the 99.8th to 1 (whole stack); return it and (lo, hi)."""
+def _scale(stack: np.ndarray, limits: tuple[float, float] | None = None) -> tuple[np.ndarray, float, float]:
+    """Map the 1st percentile to 0 and the 99.8th to 1 (whole stack; or ``limits``, a reference's);
+    return it and (lo, hi)."""
+    if limits is not None:
+        lo, hi = (float(v) for v in limits)
+        return (stack - lo) / (hi - lo), lo, hi
     lo, hi = (float(v) for v in np.percentile(stack, [1.0, 99.8]))
     if hi - lo <= 1e-12 * max(abs(lo), abs(hi), 1.0):
         hi = float(stack.max())
@@ -416,12 +420,13 @@ def _cellpose_restorer(path: Path, gpu: bool) -> Any:
         return _restorers[key]
 
 
-def _cellpose_restore(stack: np.ndarray, path: Path, gpu: bool, diameter: float | None) -> np.ndarray:
+def _cellpose_restore(stack: np.ndarray, path: Path, gpu: bool, diameter: float | None,
+                      limits: tuple[float, float] | None = None) -> np.ndarray:
     """Run a Cellpose restoration network on each plane; returns the stack in input units."""
     model = _cellpose_restorer(path, gpu)
     # One normalisation for the whole stack (Cellpose's own is per plane), so a nearly empty
     # slice is not stretched, and the output maps back to the input's units.
-    lo, hi = (float(v) for v in np.percentile(stack, [1.0, 99.0]))
+    lo, hi = (float(v) for v in (limits if limits is not None else np.percentile(stack, [1.0, 99.0])))
     if hi - lo <= 0:
         return stack.copy()
     planes = []
@@ -433,9 +438,9 @@ def _cellpose_restore(stack: np.ndarray, path: Path, gpu: bool, diameter: float 
     return np.stack(planes) * (hi - lo) + lo
 
 
-def _classical(mode: str, stack: np.ndarray, metrics: dict[str, float],
-               params: RestorationParams) -> tuple[np.ndarray, str, dict[str, Any]]:
-    scaled, lo, hi = _scale(stack)
+def _classical(mode: str, stack: np.ndarray, metrics: dict[str, float], params: RestorationParams,
+               limits: tuple[float, float] | None = None) -> tuple[np.ndarray, str, dict[str, Any]]:
+    scaled, lo, hi = _scale(stack, limits)
     details: dict[str, Any] = {}
     if mode == "denoise":
         out = _nl_means(scaled, metrics["noise_sigma"], params)
@@ -457,9 +462,33 @@ def _classical(mode: str, stack: np.ndarray, metrics: dict[str, float],
     return out * (hi - lo) + lo, method, details
 
 
+def restoration_reference(image: Any) -> dict[str, Any]:
+    """What the parts of one volume restored separately share (``restore``'s ``reference``):
+    the quality metrics measured on ``image`` (a volume, or a sample of it such as its centre),
+    ``auto``'s choice from them, and the intensity limits each method scales by.
+
+    Parameters
+    ----------
+    image : (Y, X) or (Z, Y, X) array of real numbers; never modified.
+
+    Returns
+    -------
+    dict, JSON-serialisable
+        ``restoration_metrics`` (:func:`measure_image_quality`), ``auto`` (``"none"``,
+        ``"denoise"`` or ``"deblur"``), ``scale`` (the 1st and 99.8th percentiles: the
+        classical methods') and ``cellpose_range`` (the 1st and 99th: the networks').
+    """
+    stack = _as_stack(image)
+    metrics = _metrics(stack)
+    _, lo, hi = _scale(stack)
+    c_lo, c_hi = (float(v) for v in np.percentile(stack, [1.0, 99.0]))
+    return {"restoration_metrics": metrics, "auto": _decide(metrics), "scale": [lo, hi],
+            "cellpose_range": [c_lo, c_hi]}
+
+
 def restore(image: Any, mode: str = "auto", *, params: RestorationParams | None = None,
-            use_cellpose: bool | None = None, gpu: bool = False,
-            diameter: float | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+            use_cellpose: bool | None = None, gpu: bool = False, diameter: float | None = None,
+            reference: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Restore ``image`` with ``mode`` and say what was done.
 
     Parameters
@@ -471,6 +500,9 @@ def restore(image: Any, mode: str = "auto", *, params: RestorationParams | None 
     use_cellpose : overrides ``params.use_cellpose`` (``False`` forces the fallback methods).
     gpu : run a Cellpose network on the GPU if torch sees one.
     diameter : nucleus diameter in pixels, for the Cellpose networks' rescaling (``None``: none).
+    reference : :func:`restoration_reference` of the whole volume ``image`` is a part of (a
+        block of a blockwise run): ``auto`` decides, and the methods are set and scaled, by it
+        rather than by the part, so every part is restored alike.
 
     Returns
     -------
@@ -499,7 +531,11 @@ def restore(image: Any, mode: str = "auto", *, params: RestorationParams | None 
     t0 = time.perf_counter()
     shape = np.shape(image)
     stack = _as_stack(image)
-    metrics = _metrics(stack)
+    if reference is None:
+        metrics, scale, cellpose_range = _metrics(stack), None, None
+    else:
+        metrics = dict(reference["restoration_metrics"])
+        scale, cellpose_range = tuple(reference["scale"]), tuple(reference["cellpose_range"])
     applied = _decide(metrics) if mode == "auto" else mode
     info: dict[str, Any] = {"restoration_mode": mode, "applied": applied, "method": "none",
                             "restoration_metrics": metrics, "details": {}}
@@ -510,13 +546,13 @@ def restore(image: Any, mode: str = "auto", *, params: RestorationParams | None 
         weights = cellpose_restoration_weights(applied) if params.use_cellpose else None
         if weights is not None:
             try:
-                out = _cellpose_restore(stack, weights, gpu, diameter)
+                out = _cellpose_restore(stack, weights, gpu, diameter, cellpose_range)
                 info["method"] = f"cellpose:{applied}_nuclei"
                 info["details"] = {"weights": str(weights)}
             except Exception as exc:  # a corrupt or incompatible file: fall back, and say so
                 info["cellpose_error"] = f"{exc.__class__.__name__}: {exc}".splitlines()[0][:300]
         if out is None:
-            out, info["method"], info["details"] = _classical(applied, stack, metrics, params)
+            out, info["method"], info["details"] = _classical(applied, stack, metrics, params, scale)
         info["metrics_after"] = _metrics(out)
     info["seconds"] = round(time.perf_counter() - t0, 4)
     return out.reshape(shape).astype(np.float32), info

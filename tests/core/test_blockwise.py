@@ -208,9 +208,41 @@ def test_it_leaves_nothing_behind_when_cancelled(tmp_path, volume):
     assert not any(m.startswith("segmented 2/") for m in seen)
 
 
-def test_it_refuses_restoration_and_an_existing_folder(tmp_path, volume):
-    with pytest.raises(InvalidParameterError, match="restoration"):
-        segment_blockwise(volume, SegmentationParams(restoration_mode="denoise"), workdir=tmp_path / "w")
+def test_every_block_is_restored_alike_by_the_volume_s_reference():
+    from segmentation.core.restoration import restoration_reference, restore
+
+    image = synthetic.generate_3d((4, 96, 96), seed=4, diameter=16, photons=20.0).image
+    reference = restoration_reference(image)
+    assert reference["auto"] == "denoise"  # photon-starved: auto chooses denoising
+    blocks = block_grid(image.shape, block_voxels=4 * 64 * 64, overlap=(0, 16, 16))
+    whole = restore(image, "denoise", reference=reference)[0]
+    for block in blocks:
+        part, done = restore(image[block.outer], "denoise", reference=reference)
+        assert done["method"] == "nl_means" and done["restoration_metrics"] == reference["restoration_metrics"]
+        # Non-local means is local: with one scale and one strength, a block's restored core is
+        # the whole volume's, but for the few pixels its patch search reaches past the block.
+        core = part[block.core_in_outer]
+        assert np.abs(core - whole[block.core]).mean() < 0.01 * float(np.ptp(whole))
+    # Each block measuring itself (the default) would set the denoising strength by its own noise.
+    own = [restore(image[b.outer], "denoise")[1]["details"]["nlm_h"] for b in blocks]
+    assert len(set(own)) > 1
+
+
+def test_it_restores_blockwise_as_the_params_ask(tmp_path):
+    image = synthetic.generate_3d((4, 96, 96), seed=4, diameter=16, photons=20.0).image
+    params = SegmentationParams(diameter=16.0, do_3d=True, use_3d_backend="slice", voxel_size=(2.0, 0.5, 0.5),
+                                restoration_mode="auto")
+    result = segment_blockwise(image, params, BlockwiseParams(block_voxels=4 * 80 * 80), workdir=tmp_path / "work")
+    try:
+        assert result.info["blockwise"]["blocks"] == 4
+        assert (result.info["restoration_requested"], result.info["restoration_mode"],
+                result.info["restoration_method"]) == ("auto", "denoise", "nl_means")
+        assert result.n_labels >= 5
+    finally:
+        result.close()
+
+
+def test_it_refuses_an_existing_folder(tmp_path, volume):
     (tmp_path / "taken").mkdir()
     with pytest.raises(FileExistsError):
         segment_blockwise(volume, SegmentationParams(diameter=16.0), workdir=tmp_path / "taken")
