@@ -362,10 +362,16 @@ def _label_version(job: SegmentationJob, result, kept) -> LabelVersion:
                                    source=LabelVersion.Source.SEGMENTATION,
                                    parent=head,
                                    model_version=_model_version(result.info), uncertainty=scores)
+    _curation_carry(version, old)
+    return version
+
+
+def _curation_carry(version: LabelVersion, old: dict[int, dict[str, Any]]) -> None:
+    """The kept nuclei's marks (``old``: label_id -> its row's ``curation``) on their rows in
+    ``version``, a new segmentation (the whole-volume and the blockwise paths)."""
     for curation in {n["curation"] for n in old.values()}:  # its rows are its own (a new lineage)
         version.nuclei.filter(label_id__in=[
             i for i, n in old.items() if n["curation"] == curation]).update(curation=curation)
-    return version
 
 
 def segmentation_job_cancel(*, job: SegmentationJob, user: AbstractBaseUser | None) -> SegmentationJob:

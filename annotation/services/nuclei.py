@@ -13,6 +13,7 @@ volume's latest version, the last of its lineage, is ever changed).
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Iterable
 
 from annotation.models import OPEN, LabelVersion, Nucleus
@@ -27,13 +28,25 @@ def _rows(version: LabelVersion, rows: Iterable[dict[str, Any]]):
             for row in rows)
 
 
-def nuclei_create(*, version: LabelVersion, rows: Iterable[dict[str, Any]]) -> None:
+def _insert(objs: Iterable[Nucleus]) -> int:
+    """Insert ``objs`` ``_BATCH`` at a time as they come, and count them: ``bulk_create`` lists
+    its argument whole first, so a volume's table made row by row (a blockwise segmentation's)
+    would be held whole."""
+    objs, count = iter(objs), 0
+    while batch := list(itertools.islice(objs, _BATCH)):
+        Nucleus.objects.bulk_create(batch)
+        count += len(batch)
+    return count
+
+
+def nuclei_create(*, version: LabelVersion, rows: Iterable[dict[str, Any]]) -> int:
     """The rows of a version that starts its lineage (``version.lineage == version.number``):
-    one per nucleus, with the fields of ``segmentation.core.measurements.NUCLEUS_FIELDS``."""
+    one per nucleus, with the fields of ``segmentation.core.measurements.NUCLEUS_FIELDS``.
+    ``rows`` may be a generator: it is read and stored in batches. Returns how many."""
     if version.lineage != version.number:
         raise ValueError(f"{version.name} continues lineage {version.lineage}: give it the rows it changes "
                          "(nuclei_replace)")
-    Nucleus.objects.bulk_create(_rows(version, rows), batch_size=_BATCH)
+    return _insert(_rows(version, rows))
 
 
 def nuclei_replace(*, parent: LabelVersion, version: LabelVersion, changed: Iterable[int],
@@ -47,7 +60,7 @@ def nuclei_replace(*, parent: LabelVersion, version: LabelVersion, changed: Iter
     for start in range(0, len(changed), _BATCH):  # SQLite limits the parameters of one query
         Nucleus.objects.filter(volume_id=parent.volume_id, lineage=parent.lineage, until=OPEN,
                                label_id__in=changed[start:start + _BATCH]).update(until=version.number)
-    Nucleus.objects.bulk_create(_rows(version, rows), batch_size=_BATCH)
+    _insert(_rows(version, rows))
 
 
 def nucleus_curation_set(*, version: LabelVersion, label_id: int, curation: str,

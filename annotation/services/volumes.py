@@ -28,7 +28,7 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 from django.conf import settings
@@ -171,8 +171,9 @@ def label_version_create(*, volume: Volume, labels: np.ndarray, user: AbstractBa
     return version
 
 
-def label_version_create_planes(*, volume: Volume, plane_of, n_labels: int, rows: list[dict[str, Any]],
-                                user: AbstractBaseUser | None, source: str, model_version: str = "") -> LabelVersion:
+def label_version_create_planes(*, volume: Volume, plane_of, n_labels: int, rows: Iterable[dict[str, Any]],
+                                user: AbstractBaseUser | None, source: str, model_version: str = "",
+                                parent: LabelVersion | None = None) -> LabelVersion:
     """Store a segmentation too large to hold whole as the volume's next label version, a plane
     at a time, with its nuclei measured already.
 
@@ -182,21 +183,27 @@ def label_version_create_planes(*, volume: Volume, plane_of, n_labels: int, rows
         once per plane, in order (e.g. ``BlockwiseResult.plane``).
     n_labels : the largest id.
     rows : one dict per nucleus with the fields of ``measurements.NUCLEUS_FIELDS`` (e.g.
-        ``BlockwiseResult.rows``).
+        ``BlockwiseResult.rows``), read once and stored in batches as they come: a generator
+        keeps the table out of memory.
+    parent : the version these labels derive from (a re-segmentation keeping people's nuclei).
 
     The version directory is published only when every plane is written, and its rows are
     created in one transaction after that, as in :func:`label_version_create`.
     """
     if source not in LabelVersion.Source.values:
         raise ApplicationError(f"source must be one of {', '.join(LabelVersion.Source.values)}, got {source!r}")
-    meta = volume_store(volume).write_label_planes(plane_of, n_labels=n_labels)
+    if parent is not None and parent.volume_id != volume.id:
+        raise ApplicationError(f"the parent version {parent.name} belongs to another volume")
+    meta = volume_store(volume).write_label_planes(plane_of, n_labels=n_labels,
+                                                   parent=parent.name if parent is not None else None)
     with transaction.atomic():
         version = LabelVersion.objects.create(
-            volume=volume, number=meta.number, name=meta.name, parent=None, source=source,
+            volume=volume, number=meta.number, name=meta.name, parent=parent, source=source,
             created_by=user, n_labels=meta.n_labels, model_version=model_version)
-        nuclei_create(version=version, rows=rows)
+        stored = nuclei_create(version=version, rows=rows)
         audit_record(user=user, project_id=volume.project_id, action=f"label_version.{source}", obj=version,
-                     label_version=version.name, parent=None, model_version=model_version, nuclei=len(rows))
+                     label_version=version.name, parent=parent.name if parent is not None else None,
+                     model_version=model_version, nuclei=stored)
     return version
 
 

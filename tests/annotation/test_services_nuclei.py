@@ -2,6 +2,7 @@
 the rows of the nuclei it changed and nothing else, and every older version still reads
 exactly the rows it had when it was made, check marks included."""
 
+import numpy as np
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -120,3 +121,42 @@ def test_it_finds_the_planes_of_edits_and_checks_from_the_versions_rows(labels_v
     kept = v3.nuclei.get(label_id=merged.new_ids[0])
     assert planes[merged.id] == round((a.centroid_z + b.centroid_z + kept.centroid_z) / 3)
     assert planes[check.id] == round(checked.centroid_z)  # a check made no version: its head's row
+
+
+def test_a_table_made_row_by_row_reaches_the_database_in_batches(volume_3d, ivy):
+    """A blockwise segmentation's rows (``NucleusSums``, made one by one) are stored as they
+    come, a batch at a time, never listed whole first (Django's bulk_create would)."""
+    from annotation.models import AuditEvent
+    from annotation.services import label_version_create_planes
+    from annotation.stores import volume_store
+    from segmentation.core.blockwise import ZarrVolume, measure_planes
+
+    store = volume_store(volume_3d)
+    shape = store.meta.shape
+    n = (shape[1] // 3) * (shape[2] // 3)  # one nucleus every 3 x 3 pixels of plane 0: 10,000
+    tiles = (np.arange(n, dtype=np.uint32) + 1).reshape(shape[1] // 3, shape[2] // 3).repeat(3, 0).repeat(3, 1)
+
+    def plane_of(z):
+        return tiles if z == 0 else np.zeros_like(tiles)
+
+    table = measure_planes(plane_of, shape, ZarrVolume(store.level_path(0)), store.meta.voxel_size,
+                           solidity=np.ones(n + 1), uncertainty=np.full(n + 1, np.nan))
+    assert len(table) == n
+    stored_while_made = {}
+
+    def rows():
+        for k, row in enumerate(table):
+            if k % 1000 == 0:
+                stored_while_made[k] = Nucleus.objects.filter(volume=volume_3d).count()
+            yield row
+
+    version = label_version_create_planes(volume=volume_3d, plane_of=plane_of, n_labels=n, rows=rows(), user=ivy,
+                                          source=LabelVersion.Source.SEGMENTATION)
+    # Row k is made when all but the last batch before it are stored: at most one batch is held.
+    assert all(count >= k - 2000 for k, count in stored_while_made.items()), stored_while_made
+    assert stored_while_made[9000] >= 7000
+    assert version.nuclei.count() == n
+    row = version.nuclei.get(label_id=n)
+    assert (row.volume_voxels, row.z_min, row.y_max, row.x_max) == (9, 0, shape[1] - 1, shape[2] - 1)
+    assert row.centroid_y == shape[1] - 2 and row.uncertainty is None
+    assert AuditEvent.objects.get(action="label_version.segmentation").details["nuclei"] == n

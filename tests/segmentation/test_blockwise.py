@@ -15,9 +15,15 @@ import pytest
 
 from annotation.models import LabelVersion, Nucleus
 from annotation.stores import volume_store
+from segmentation.models import SegmentationJob
 from segmentation.services import segmentation_job_cancel, segmentation_job_create, segmentation_job_run
 
+from . import test_services_jobs_curation as whole_path
 from .conftest import FAST_PARAMS
+
+# The whole-volume path's curated volume and its check, the same here.
+curated = whole_path.curated
+_assert_kept = whole_path._assert_kept
 
 REPO = Path(__file__).resolve().parents[2]
 # A 96 x 96 image in 2 x 2 blocks of at most 78 x 78 pixels (15-pixel margins).
@@ -49,22 +55,28 @@ def test_it_segments_a_volume_above_the_threshold_block_by_block(volume_2d, ivy,
 
 
 @pytest.mark.django_db
-def test_it_refuses_a_blockwise_job_that_would_have_to_keep_curated_nuclei(volume_2d, ivy, alice, settings,
-                                                                           data_dir):
-    from annotation.services import correction_create, label_version_create
-    from segmentation.core import synthetic
-
-    labels = synthetic.generate_2d(shape=(96, 96), seed=3).labels
-    v1 = label_version_create(volume=volume_2d, labels=labels, user=ivy, source=LabelVersion.Source.UPLOAD)
-    largest = Nucleus.objects.of(v1).order_by("-volume_voxels").first()
-    correction_create(volume=volume_2d, user=alice, label_version="v1",
-                      edit={"correction_type": "delete", "nucleus_ids": [largest.label_id]})
+def test_a_blockwise_job_keeps_what_people_made_changed_checked_or_deleted(curated, ivy, settings, data_dir):
+    """The whole-volume path's rule, plane by plane: the kept nuclei voxel for voxel with their
+    marks, the deleted place empty, the model's nuclei numbered after them and scored."""
+    head = curated["head"]
     settings.EZQUANT_BLOCK_VOXELS = FOUR_BLOCKS_2D
-    job = segmentation_job_create(volume=volume_2d, user=ivy, params=FAST_PARAMS)
-    assert segmentation_job_run(job_id=job.id) == "failed"
-    job.refresh_from_db()
-    assert "segmented block by block" in job.error and "1 deletions" in job.error and "from_scratch" in job.error
-    assert LabelVersion.objects.filter(volume=volume_2d).count() == 2 and _work_folders(data_dir) == []
+    job = segmentation_job_create(volume=head.volume, user=ivy, params=FAST_PARAMS)
+    assert segmentation_job_run(job_id=job.id) == "succeeded", SegmentationJob.objects.get(id=job.id).error
+    job = SegmentationJob.objects.get(id=job.id)
+    assert job.timings["blocks"] == 4
+    new = job.label_version
+    kept = _assert_kept(head, new, curated["deleted"])
+    assert sorted(kept.values()) == ["checked", "edited", "edited", "edited"] and job.kept_nuclei == 4
+    assert (new.source, new.parent) == ("segmentation", head)
+    model = Nucleus.objects.of(new).filter(curation="")
+    assert model.count() >= 3 and not model.filter(uncertainty__isnull=True).exists()
+    assert model.order_by("label_id").first().label_id > max(kept)
+    # Each row measures the stored labels (the pasted ones).
+    labels = volume_store(head.volume).read_labels(new.name)
+    assert Nucleus.objects.of(new).count() == np.unique(labels).size - 1 and new.n_labels == int(labels.max())
+    for row in Nucleus.objects.of(new):
+        assert row.volume_voxels == int(np.count_nonzero(labels == row.label_id)), row.label_id
+    assert _work_folders(data_dir) == []
 
 
 @pytest.mark.django_db(transaction=True)
