@@ -5,9 +5,9 @@ The volume (10 x 128 x 128, voxels 2 x 0.5 x 0.5 µm) carries labels made for th
 nucleus 1 two discs stacked in z and joined (a z-merge, waist at planes 4-5), 2 a block
 touching it, 3 a ring with a hole, 4 a block to split, 5 a tiny disc. ivy (who made the
 project) sees nucleus 1 in 3D, turns it, splits 4 and merges the halves back, interpolates a
-new nucleus between outlines on two planes, grows 2 with the ball brush, fills 3's hole, opens
-the key help, shuffles the colours, jumps to the tiny nucleus with `n` and sees Start greyed
-out while a job is queued. alice (a student assigned the top-left quarter) sees her region,
+new nucleus between outlines on two planes, grows 2 with the ball brush and trims it with the
+ball eraser, fills 3's hole, opens the key help, shuffles the colours, jumps to the tiny
+nucleus with `n` and sees Start greyed out while a job is queued. alice (a student assigned the top-left quarter) sees her region,
 a queue that keeps to it and tools that are off outside it; bob (not assigned) sees them off.
 
 Screenshots go to var/test-artifacts/viewer3d-e2e/ (git-ignored).
@@ -259,6 +259,23 @@ def test_it_shows_a_z_merge_in_3d_and_edits_across_planes(app, browser):
     record = _edit(page, stroke)
     assert record["type"] == "modify" and record["geometry"]["radius_um"] == 2.0 and record["bbox"][:2] == [2, 8]
     assert _nucleus(page, record["result_version"], 2)["volume_voxels"] > grown_from
+
+    # The ball eraser takes a 2 µm ball out of it along a stroke: voxels go, its planes stay.
+    grown = _nucleus(page, record["result_version"], 2)
+    page.keyboard.press("j")
+
+    def erase():
+        page.mouse.move(*_screen(page, 34, 53))
+        page.mouse.down()
+        page.mouse.move(*_screen(page, 34, 60), steps=6)
+        page.mouse.up()
+
+    record = _edit(page, erase)
+    assert record["type"] == "modify" and record["nucleus_ids"] == [2]
+    assert record["geometry"]["erase"] is True and record["geometry"]["radius_um"] == 2.0
+    erased = _nucleus(page, record["result_version"], 2)
+    assert erased["volume_voxels"] < grown["volume_voxels"]
+    assert (erased["z_min"], erased["z_max"]) == (grown["z_min"], grown["z_max"])  # a ball, not a column
 
     # Fill the hole of nucleus 3 on its plane.
     page.evaluate("ezqViewer.select([3])")
