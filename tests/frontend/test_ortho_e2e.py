@@ -118,6 +118,8 @@ def test_it_finds_and_splits_a_z_merge_in_the_xz_view_and_undoes_it(app, shots):
             _wait(page, "document.getElementById('viewer').dataset.firstRenderAllMs")
             assert page.get_attribute("#viewer", "data-layout") == "3"
             assert page.locator("#map-xz").is_visible() and page.locator("#map-yz").is_visible()
+            # At the physical aspect: 16 planes of 2 µm over pixels of 0.5 µm are 64 rows high.
+            assert page.evaluate("[ezqViewer.ortho.views.xz.rows, ezqViewer.ortho.views.yz.rows]") == [64, 64]
             _drawn(page)
             page.screenshot(path=shots / "1-three-views.png")
 
@@ -188,6 +190,8 @@ def test_it_finds_and_splits_a_z_merge_in_the_xz_view_and_undoes_it(app, shots):
             assert len(halves) == 2 and tallest in halves, halves
             upper, lower = sorted(halves.values(), key=lambda n: n["z0"])
             assert upper["z1"] < lower["z0"]  # one above the other: a z-cut
+            # They touch only across planes, which the XZ view's tiles show: two colours.
+            assert page.evaluate(f"ezqViewer.colouring.of({upper['id']}) !== ezqViewer.colouring.of({lower['id']})")
             in_yz = {n["id"] for n in page.evaluate("ezqViewer.ortho.nucleiOn('yz')")}
             assert set(halves) <= in_yz
             record = page.evaluate("ezqViewer.editor.done[ezqViewer.editor.done.length - 1]")
