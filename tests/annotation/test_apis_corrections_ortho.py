@@ -81,6 +81,10 @@ def test_it_merges_and_deletes_from_an_orthogonal_view(merged, client_for, ivy):
     assert set(np.unique(volume_store(merged).read_labels("v2"))) == {0, 1}
     deleted = _post(client, merged, {"label_version": "v2", "type": "delete", "nucleus_ids": [1], "plane": "xz"})
     assert deleted.status_code == 201 and not volume_store(merged).read_labels("v3").any()
+    # each one correction record and one label version, as from the XY view
+    assert Correction.objects.filter(volume=merged).count() == 2
+    assert sorted(LabelVersion.objects.filter(volume=merged).values_list("name", flat=True)) == ["v1", "v2", "v3"]
+    assert [c.geometry["plane"] for c in Correction.objects.filter(volume=merged).order_by("id")] == ["yz", "xz"]
 
 
 def test_it_answers_409_to_an_orthogonal_split_of_a_stale_version(merged, client_for, alice, bob):
