@@ -15,14 +15,21 @@ Three parts, each printing its figures:
     stitching, the plane-by-plane write), not segmentation quality. The volumes are tiles of one
     generated 32 x 512 x 512 stack (uint16), written plane by plane.
 ``quality``
-    The shipped default network (ezq_nuclei_v2, true3d) on smaller generated stacks: time and
-    peak RSS whole against blockwise, and AP@0.5 between the two label volumes.
+    The shipped default network (ezq_nuclei_v2; ``--backend``, default true3d) on smaller
+    generated stacks cut in 2 x 2 blocks: time and peak RSS whole against blockwise for each
+    margin of ``--overlaps`` (in nucleus diameters, the cores the same), AP@0.5 between the two
+    label volumes, and the whole-volume nuclei split at a block face (two nuclei on its two
+    sides). Beside them the ceiling: AP@0.5 of the whole run against the whole run of the same
+    stack shifted by 16 pixels in y and x (what both hold, nuclei cut by the crop left out),
+    which is how much the network's output moves with its field of view alone.
 ``cluster``
-    One generated stack blockwise on the local scheduler and on a ``dask.distributed`` cluster
-    of two single-threaded worker processes (``LocalCluster``), shipped network: time.
+    Generated stacks of growing size blockwise on the local scheduler and on a
+    ``dask.distributed`` cluster of two single-threaded worker processes (``LocalCluster``, a
+    fresh one per size), shipped network: time, the job process's peak RSS and each worker's.
 
     python bench/blockwise.py                 # all parts, default sizes
     python bench/blockwise.py --part memory --sizes 128x768x768,128x3072x3072
+    python bench/blockwise.py --part quality --backend slice --quality-sizes 8x256x256 --overlaps 1,1.5,2
 """
 
 from __future__ import annotations
@@ -136,8 +143,10 @@ def child(args) -> None:
         out["nuclei"] = result.info["nucleus_count"]
     else:
         work = Path(args.work) / f"run-{os.getpid()}"
-        result = segment_blockwise(source, params, BlockwiseParams(block_voxels=args.block_voxels), workdir=work,
-                                   scheduler_address=args.scheduler)
+        result = segment_blockwise(source, params, BlockwiseParams(block_voxels=args.block_voxels,
+                                                                   overlap=args.overlap),
+                                   workdir=work, scheduler_address=args.scheduler)
+        out["cores"] = [[[s.start, s.stop] for s in b.core] for b in result.blocks]
         stages = dict(result.info["timings"])
         t_write = time.perf_counter()
         target = zarr.create_array(store=str(Path(args.work) / f"labels-{os.getpid()}"), shape=source.shape,
@@ -161,10 +170,11 @@ def child(args) -> None:
 
 
 def _run_child(volume: Path, mode: str, model: str | None, work: Path, *, cellprob: float = 0.0,
-               save: Path | None = None, scheduler: str | None = None, engine: str = "network") -> dict:
+               save: Path | None = None, scheduler: str | None = None, engine: str = "network",
+               overlap: float = 1.0) -> dict:
     command = [sys.executable, __file__, "--child", "--volume", str(volume), "--mode", mode, "--work", str(work),
                "--cellprob", str(cellprob), "--block-voxels", str(BLOCK_VOXELS), "--backend", BACKEND,
-               "--engine", engine]
+               "--engine", engine, "--overlap", str(overlap)]
     if model:
         command += ["--model", model]
     if save:
@@ -196,48 +206,118 @@ def part_memory(work: Path, sizes: list[tuple[int, int, int]], whole_max: int = 
         shutil.rmtree(volume, ignore_errors=True)
 
 
-def part_quality(work: Path, sizes: list[tuple[int, int, int]]) -> None:
+def _split_at_faces(reference: np.ndarray, labels: np.ndarray, cores: list) -> int:
+    """Nuclei of ``reference`` that cross a core face and whose voxels on its two sides are
+    mostly two different nuclei of ``labels``."""
+    split = set()
+    for core in cores:
+        core = tuple(slice(a, b) for a, b in core)
+        for axis in range(3):
+            face = core[axis].stop
+            if face >= labels.shape[axis]:
+                continue
+            before, after = list(core), list(core)
+            before[axis], after[axis] = slice(face - 1, face), slice(face, face + 1)
+            ref_a, ref_b = reference[tuple(before)], reference[tuple(after)]
+            lab_a, lab_b = labels[tuple(before)], labels[tuple(after)]
+            for nucleus in set(np.unique(ref_a)) & set(np.unique(ref_b)) - {0}:
+                sides = []
+                for ref, lab in ((ref_a, lab_a), (ref_b, lab_b)):
+                    ids, counts = np.unique(lab[ref == nucleus], return_counts=True)
+                    sides.append(ids[np.argmax(counts)])
+                if 0 not in sides and sides[0] != sides[1]:
+                    split.add(int(nucleus))
+    return len(split)
+
+
+def _shifted_ap(work: Path, volume: Path, whole: np.ndarray, shift: int = 16) -> tuple[float, float]:
+    """AP@0.5 of ``whole`` against the whole run of the volume less its first ``shift`` rows and
+    columns, on what both hold, nuclei cut by the crop left out; and the run's seconds."""
+    import zarr
+
+    from segmentation.core.metrics import average_precision
+
+    source = zarr.open_array(str(volume), mode="r")
+    shifted = work / "shifted.zarr"
+    shutil.rmtree(shifted, ignore_errors=True)
+    crop = zarr.create_array(store=str(shifted), shape=(source.shape[0], source.shape[1] - shift,
+                                                        source.shape[2] - shift), dtype=source.dtype,
+                             chunks=(1, 512, 512))
+    crop[...] = source[:, shift:, shift:]
+    r = _run_child(shifted, "whole", None, work, save=work / "shifted.npy")
+    shutil.rmtree(shifted, ignore_errors=True)
+    if "error" in r:
+        return float("nan"), float("nan")
+    a, b = whole[:, shift:, shift:].copy(), np.load(work / "shifted.npy")
+    for labels in (a, b):
+        cut = np.unique(np.concatenate([labels[:, 0, :].ravel(), labels[:, :, 0].ravel()]))
+        labels[np.isin(labels, cut[cut > 0])] = 0
+    return float(average_precision(a, b, thresholds=(0.5,)).ap[0]), r["seconds"]
+
+
+def part_quality(work: Path, sizes: list[tuple[int, int, int]], overlaps: list[float]) -> None:
+    import math
+
     from segmentation.core.metrics import average_precision
 
     global BLOCK_VOXELS
-    print(f"\n== quality: shipped network ({BACKEND}), whole against blockwise ==")
-    print(f"{'shape':>14} {'blocks':>6} {'whole s':>8} {'block s':>8} {'ratio':>6} {'whole MB':>8} "
-          f"{'block MB':>8} {'nuclei w/b':>11} {'AP@0.5':>7}")
+    print(f"\n== quality: shipped network ({BACKEND}), whole against blockwise, 2 x 2 blocks ==")
+    print(f"{'shape':>14} {'overlap':>7} {'whole s':>8} {'block s':>8} {'ratio':>6} {'whole MB':>8} "
+          f"{'block MB':>8} {'nuclei w/b':>11} {'AP@0.5':>7} {'split':>5}")
     for shape in sizes:
         volume = _tile_volume(work / f"q-{'x'.join(map(str, shape))}.zarr", shape, seed=3)
-        saved = BLOCK_VOXELS
-        BLOCK_VOXELS = max(4096, int(np.prod(shape) * 0.4))  # four blocks or so, margins included
         w = _run_child(volume, "whole", None, work, save=work / "whole.npy")
-        b = _run_child(volume, "blockwise", None, work, save=work / "block.npy")
-        BLOCK_VOXELS = saved
-        if "error" in w or "error" in b:
-            print(f"{'x'.join(map(str, shape)):>14} error: {w.get('error') or b.get('error')}")
+        if "error" in w:
+            print(f"{'x'.join(map(str, shape)):>14} error: {w['error']}")
             continue
-        ap = average_precision(np.load(work / "whole.npy"), np.load(work / "block.npy"), thresholds=(0.5,)).ap[0]
-        print(f"{'x'.join(map(str, shape)):>14} {b['blocks']:>6} {w['seconds']:8.1f} {b['seconds']:8.1f} "
-              f"{b['seconds'] / w['seconds']:6.2f} {w['peak_rss_mb']:8.0f} {b['peak_rss_mb']:8.0f} "
-              f"{w['nuclei']:>5}/{b['nuclei']:<5} {ap:7.3f}", flush=True)
+        whole = np.load(work / "whole.npy")
+        saved = BLOCK_VOXELS
+        for overlap in overlaps:
+            # Cores of half the plane in y and x whatever the margin: blocks of the core plus it.
+            margin = math.ceil(overlap * 16)
+            BLOCK_VOXELS = shape[0] * (-(-shape[1] // 2) + 2 * margin) * (-(-shape[2] // 2) + 2 * margin)
+            b = _run_child(volume, "blockwise", None, work, save=work / "block.npy", overlap=overlap)
+            if "error" in b:
+                print(f"{'x'.join(map(str, shape)):>14} {overlap:7.2g} error: {b['error']}")
+                continue
+            stitched = np.load(work / "block.npy")
+            ap = average_precision(whole, stitched, thresholds=(0.5,)).ap[0]
+            print(f"{'x'.join(map(str, shape)):>14} {overlap:7.2g} {w['seconds']:8.1f} {b['seconds']:8.1f} "
+                  f"{b['seconds'] / w['seconds']:6.2f} {w['peak_rss_mb']:8.0f} {b['peak_rss_mb']:8.0f} "
+                  f"{w['nuclei']:>5}/{b['nuclei']:<5} {ap:7.3f} {_split_at_faces(whole, stitched, b['cores']):>5}",
+                  flush=True)
+        BLOCK_VOXELS = saved
+        ceiling, seconds = _shifted_ap(work, volume, whole)
+        print(f"{'x'.join(map(str, shape)):>14} ceiling: whole against whole shifted by 16 px, AP@0.5 {ceiling:.3f} "
+              f"({seconds:.1f} s)", flush=True)
         shutil.rmtree(volume, ignore_errors=True)
 
 
-def part_cluster(work: Path, shape: tuple[int, int, int]) -> None:
-    from distributed import LocalCluster
+def part_cluster(work: Path, shapes: list[tuple[int, int, int]]) -> None:
+    from distributed import Client, LocalCluster
 
     global BLOCK_VOXELS
-    print(f"\n== cluster: local scheduler against two worker processes (shipped network, {shape}) ==")
-    volume = _tile_volume(work / "c.zarr", shape, seed=4)
-    saved = BLOCK_VOXELS
-    BLOCK_VOXELS = max(4096, int(np.prod(shape) * 0.4))
-    local = _run_child(volume, "blockwise", None, work)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        remote = _run_child(volume, "blockwise", None, work, scheduler=cluster.scheduler_address)
-    BLOCK_VOXELS = saved
-    for name, r in (("local", local), ("2 workers", remote)):
-        print(f"{name:>10}: " + (f"error: {r['error']}" if "error" in r else
-                                 f"{r['blocks']} blocks, {r['seconds']:.1f} s, "
-                                 f"client peak RSS {r['peak_rss_mb']:.0f} MB"))
-    if "error" not in local and "error" not in remote:
-        print(f"speed-up with 2 workers: {local['seconds'] / remote['seconds']:.2f}x")
+    print(f"\n== cluster: local scheduler against two worker processes (shipped network, {BACKEND}, 2 x 2 blocks) ==")
+    print(f"{'shape':>14} {'Mvoxel':>7} {'where':>10} {'blocks':>6} {'seconds':>8} {'job MB':>7} {'worker MB':>12}")
+    for shape in shapes:
+        volume = _tile_volume(work / f"c-{'x'.join(map(str, shape))}.zarr", shape, seed=4)
+        saved = BLOCK_VOXELS
+        BLOCK_VOXELS = shape[0] * (-(-shape[1] // 2) + 32) * (-(-shape[2] // 2) + 32)
+        local = _run_child(volume, "blockwise", None, work)
+        # A fresh cluster per size, so each worker's peak is this volume's.
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+                Client(cluster) as client:
+            remote = _run_child(volume, "blockwise", None, work, scheduler=cluster.scheduler_address)
+            workers = sorted(client.run(_peak_rss_mb).values())
+        BLOCK_VOXELS = saved
+        name = "x".join(map(str, shape))
+        for where, r, peaks in (("local", local, "-"), ("2 workers", remote, "/".join(f"{w:.0f}" for w in workers))):
+            print(f"{name:>14} {np.prod(shape) / 1e6:7.1f} {where:>10} " + (
+                f"error: {r['error']}" if "error" in r else
+                f"{r['blocks']:>6} {r['seconds']:8.1f} {r['peak_rss_mb']:7.0f} {peaks:>12}"), flush=True)
+        if "error" not in local and "error" not in remote:
+            print(f"{name:>14} speed-up with 2 workers: {local['seconds'] / remote['seconds']:.2f}x", flush=True)
+        shutil.rmtree(volume, ignore_errors=True)
 
 
 def main() -> None:
@@ -246,7 +326,11 @@ def main() -> None:
     parser.add_argument("--part", default="all", choices=["all", "memory", "quality", "cluster"])
     parser.add_argument("--sizes", default=MEMORY_SIZES, help="memory part: ZxYxX,...")
     parser.add_argument("--quality-sizes", default="16x256x256,32x384x384")
-    parser.add_argument("--cluster-size", default="16x384x384")
+    parser.add_argument("--overlaps", default="1",
+                        help="quality part: the margins to compare, in nucleus diameters (e.g. 1,1.5,2)")
+    parser.add_argument("--overlap", type=float, default=1.0, help=argparse.SUPPRESS)
+    parser.add_argument("--cluster-sizes", default="4x256x256,4x512x512",
+                        help="cluster part: ZxYxX,... (each cut in 2 x 2 blocks)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--volume"), parser.add_argument("--mode"), parser.add_argument("--work")
     parser.add_argument("--model"), parser.add_argument("--save"), parser.add_argument("--scheduler")
@@ -255,7 +339,7 @@ def main() -> None:
                         help="memory part: largest block (the quality and cluster parts cut theirs in four)")
     parser.add_argument("--whole-max", type=int, default=WHOLE_MAX_VOXELS,
                         help="memory part: whole-volume runs only up to this many voxels")
-    parser.add_argument("--backend", default=BACKEND, help="memory part: the 3D backend (default true3d)")
+    parser.add_argument("--backend", default=BACKEND, help="the 3D backend (default true3d)")
     parser.add_argument("--engine", default="network", choices=["network", "standin"],
                         help="memory part: the tiny network, or a stand-in without one (thresholded blobs, the "
                              "engine's arrays): the only way to reach 1 Gvoxel on a few CPU cores")
@@ -270,9 +354,10 @@ def main() -> None:
         if args.part in ("all", "memory"):
             part_memory(work, [_shape(s) for s in args.sizes.split(",")], args.whole_max, args.engine)
         if args.part in ("all", "quality"):
-            part_quality(work, [_shape(s) for s in args.quality_sizes.split(",")])
+            part_quality(work, [_shape(s) for s in args.quality_sizes.split(",")],
+                         [float(o) for o in args.overlaps.split(",")])
         if args.part in ("all", "cluster"):
-            part_cluster(work, _shape(args.cluster_size))
+            part_cluster(work, [_shape(s) for s in args.cluster_sizes.split(",")])
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
