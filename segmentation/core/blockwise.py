@@ -370,8 +370,9 @@ def _piece_measures(block: Block, labels: np.ndarray, shape: tuple[int, int, int
 def _restoration_plan(crop: np.ndarray, params, info: dict[str, Any]):
     """How every block is restored, decided once on the volume's centre ``crop``: the mode
     (``auto``'s choice made there) and :func:`restoration.restoration_reference`, so all blocks
-    are restored alike. Returns ``(plan or None, intensity range, the crop restored)``; the
-    range (one for all planes) is the restored crop's, as the restored volume's would be."""
+    are restored alike. Returns ``(plan, intensity range, the crop restored)``; the range (one
+    for all planes) is the restored crop's, as the restored volume's would be; when nothing is
+    to be applied (``auto`` chose none), ``(None, None, crop)``."""
     from .restoration import restoration_reference, restore
 
     reference = restoration_reference(crop)
@@ -380,7 +381,7 @@ def _restoration_plan(crop: np.ndarray, params, info: dict[str, Any]):
     info.update({"restoration_requested": params.restoration_mode, "restoration_mode": applied,
                  "restoration_method": done["method"], "restoration_metrics": reference["restoration_metrics"]})
     if applied == "none":
-        return None, intensity_range(crop), crop
+        return None, None, crop
     return (applied, reference), intensity_range(restored), restored
 
 
@@ -827,7 +828,9 @@ def segment_blockwise(image: Any, params, blockwise: BlockwiseParams | None = No
             t = time.perf_counter()
             report(0.005, "measuring image quality")
             crop = _centre_crop(image, blockwise.block_voxels)
-            restoration, intensity, crop = _restoration_plan(crop, params, info)
+            restoration, restored_range, crop = _restoration_plan(crop, params, info)
+            if restoration is not None:  # the restored volume's range, not the raw one's
+                intensity = restored_range
             timings["restoration_reference"] = time.perf_counter() - t
         diameter = params.diameter
         if diameter is None:

@@ -228,6 +228,16 @@ def test_every_block_is_restored_alike_by_the_volume_s_reference():
     assert len(set(own)) > 1
 
 
+def test_a_volume_auto_leaves_alone_keeps_its_own_intensity_ranges():
+    from segmentation.core.blockwise import _restoration_plan
+
+    image = synthetic.generate_3d((4, 96, 96), seed=4, diameter=16, photons=2000.0, blur_sigma=0.5).image
+    info = {}
+    plan, intensity, crop = _restoration_plan(image, SegmentationParams(restoration_mode="auto"), info)
+    assert (plan, intensity, info["restoration_mode"], info["restoration_method"]) == (None, None, "none", "none")
+    assert crop is image  # not restored, so the volume's per-plane ranges stand
+
+
 def test_it_restores_blockwise_as_the_params_ask(tmp_path):
     image = synthetic.generate_3d((4, 96, 96), seed=4, diameter=16, photons=20.0).image
     params = SegmentationParams(diameter=16.0, do_3d=True, use_3d_backend="slice", voxel_size=(2.0, 0.5, 0.5),
