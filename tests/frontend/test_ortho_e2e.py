@@ -281,6 +281,17 @@ def test_it_finds_and_splits_a_z_merge_in_the_xz_view_and_undoes_it(app, shots):
             # nucleus 4 is at y 24, x 104
             assert 4 in {n["id"] for n in page.evaluate("ezqViewer.ortho.nucleiOn('xz')")}
             page.screenshot(path=shots / "7-cursor-dragged.png")
+
+            # The key help names the three views' key and the Alt-drag; `t` toggles the layout.
+            page.locator("#map").focus()
+            page.keyboard.press("?")
+            keys = page.text_content("#help dl")
+            assert "one view / three views" in keys and "Alt-drag" in keys, keys
+            page.keyboard.press("Escape")
+            page.keyboard.press("t")
+            assert page.get_attribute("#viewer", "data-layout") == "1" and page.locator("#map-xz").is_hidden()
+            page.keyboard.press("t")
+            assert page.get_attribute("#viewer", "data-layout") == "3" and page.locator("#map-yz").is_visible()
         finally:
             browser.close()
 
@@ -313,6 +324,11 @@ def test_it_keeps_one_view_for_a_2d_image(app, tmp_path):
             # One plane: no plane slider and no z-range for the drawing tools (both rows were shown,
             # their display: flex beat the hidden attribute).
             assert page.locator("#z-slider").is_hidden() and page.locator("#zrange-this").is_hidden()
+            page.locator("#map").focus()
+            page.keyboard.press("?")
+            assert "three views" not in page.text_content("#help dl")
+            page.keyboard.press("Escape")
+            page.keyboard.press("t")
             assert page.get_attribute("#viewer", "data-layout") == "1" and errors == []
         finally:
             browser.close()

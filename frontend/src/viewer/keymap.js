@@ -75,14 +75,21 @@ export function makeKeymap(bindings) {
  * The viewer's bindings: the tools' keys first, then the viewer's own. `parts`: the viewer's
  * parts (main.js) that the keys drive.
  */
-export function viewerBindings({ editor, controls, selection, state, help, mesh, colouring, hooks, overlay }) {
+export function viewerBindings({ editor, controls, selection, state, help, mesh, colouring, hooks, overlay, ortho }) {
   const planeBy = (step) => () => controls.setZ(state.z + step);
   const redo = () => editor.redo();
   const removeLast = () => { if (!editor.removeLastPoint()) editor.deleteSelected(); };
+  // A stack's three views (ortho.js); a 2D image has none, nor their keys.
+  const threeViews = Object.keys(ortho?.views ?? {}).length ? [
+    { keys: { t: () => ortho.setLayout(ortho.layout === '3' ? '1' : '3') },
+      what: 'one view / three views (XY, XZ, YZ)' },
+    { shown: 'Alt-drag', what: 'move the three views\' cursor in any view (a click with select or merge moves it too)' },
+  ] : [];
   return [
     ...toolBindings((name) => editor.setTool(name), (name) => editor.offers(name)),
     { keys: { ',': planeBy(-1), PageDown: planeBy(-1), '.': planeBy(1), PageUp: planeBy(1) },
       shown: ', .  PgDn PgUp', what: 'previous / next plane' },
+    ...threeViews,
     { keys: { n: () => selection.nextUncertain() },
       what: 'next uncertain nucleus (in your region): jump there and zoom in' },
     { keys: { y: () => editor.checkSelected() },

@@ -167,7 +167,7 @@ function main() {
   let keymap = null;
   const help = makeHelp({ element: elements.help.box, rows: () => keymap.rows() });
   keymap = makeKeymap(() => viewerBindings({
-    editor, controls, selection, state, help, mesh, colouring, hooks, overlay: elements.overlay,
+    editor, controls, selection, state, help, mesh, colouring, hooks, overlay: elements.overlay, ortho,
   }));
   keymap.table(); // a key bound twice fails here, at start
   elements.help.open?.addEventListener('click', () => help.show());
