@@ -4,10 +4,11 @@ a stack whose segmentation joined two nuclei stacked in z into one, switches to 
 moves the cursor through the stack and sees in the XZ view the nucleus that spans twice the
 planes of its neighbours (its id under the pointer), clicks it there (the cursor and the XY
 plane follow), splits it with one line (a z-cut), sees the two halves in the XZ and YZ views
-and as two nuclei in the 3D view, merges them again there (what a z-split needs), and undoes
-both. The place, layout and cursor survive a reload through the address; the queue's jump
-centres all three views on a nucleus and an Alt-drag moves the cursor. A 2D image has one view
-and no plane slider.
+and as two nuclei in the 3D view, merges them again there (what a z-split needs), undoes
+both, and deletes a nucleus picked in the YZ view (and undoes that). The place, layout and
+cursor survive a reload through the address; the queue's jump centres all three views on a
+nucleus, an Alt-drag moves the cursor and `t` toggles the layout. A 2D image has one view and
+no plane slider.
 
 Screenshots of each step go to var/test-artifacts/ortho-e2e/ (git-ignored; the path is printed).
 """
@@ -241,6 +242,28 @@ def test_it_finds_and_splits_a_z_merge_in_the_xz_view_and_undoes_it(app, shots):
             assert again[tallest]["z0"] == found["z0"] and again[tallest]["z1"] == found["z1"]
             assert not set(halves) - {tallest} & set(again)
             page.screenshot(path=shots / "6-undone.png")
+
+            # Select and delete from the YZ view: a click on nucleus 2 there, Del; then undo.
+            page.keyboard.press("v")
+            beside = {n["id"]: n for n in page.evaluate("ezqViewer.ortho.nucleiOn('yz')")}[2]
+            page.mouse.click(*_in_view(page, "yz", (beside["z0"] + beside["z1"]) / 2 + 0.5,
+                                       (beside["a0"] + beside["a1"]) / 2))
+            _wait(page, "() => document.getElementById('viewer').dataset.selected === '2'")
+            restored = page.get_attribute("#viewer", "data-version")
+            page.keyboard.press("Delete")
+            _wait(page, "v => { const d = document.getElementById('viewer').dataset;"
+                        " return d.busy === 'false' && d.version !== v && d.overlayVersion === d.version; }", restored)
+            deleted = page.get_attribute("#viewer", "data-version")
+            _drawn(page)
+            record = page.evaluate("ezqViewer.editor.done[ezqViewer.editor.done.length - 1]")
+            assert record["type"] == "delete" and record["nucleus_ids"] == [2]
+            assert record["label_version"] == restored and record["result_version"] == deleted
+            assert 2 not in {n["id"] for n in page.evaluate("ezqViewer.ortho.nucleiOn('yz')")}
+            page.keyboard.press("Control+z")
+            _wait(page, "v => { const d = document.getElementById('viewer').dataset;"
+                        " return d.busy === 'false' && d.version !== v && d.overlayVersion === d.version; }", deleted)
+            _drawn(page)
+            assert 2 in {n["id"] for n in page.evaluate("ezqViewer.ortho.nucleiOn('yz')")}
 
             # The address keeps the layout and the cursor: a reload opens the same three views.
             page.wait_for_function("location.hash.includes('v=3')", timeout=TIMEOUT_MS)
