@@ -228,6 +228,10 @@ def test_it_finds_and_splits_a_z_merge_in_the_xz_view_and_undoes_it(app, shots):
             whole = {n["id"]: n for n in page.evaluate("ezqViewer.ortho.nucleiOn('xz')")}[min(halves)]
             assert (whole["z0"], whole["z1"]) == (upper["z0"], lower["z1"]) and max(halves) not in {
                 n["id"] for n in page.evaluate("ezqViewer.ortho.nucleiOn('xz')")}
+            # The 3D view, still open, follows the merged nucleus: one, the other half gone.
+            _wait(page, "id => { const d = document.getElementById('mesh-panel').dataset;"
+                        " return d.state === 'ready' && d.labelId === String(id); }", min(halves))
+            assert str(max(halves)) not in page.get_attribute("#mesh-panel", "data-neighbours").split(",")
             page.screenshot(path=shots / "5-merged-in-xz.png")
 
             page.keyboard.press("Control+z")  # the merge, then the split
