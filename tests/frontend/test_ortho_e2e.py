@@ -209,7 +209,9 @@ def test_it_finds_and_splits_a_z_merge_in_the_xz_view_and_undoes_it(app, shots):
             assert str(lower["id"]) in page.get_attribute("#mesh-panel", "data-neighbours").split(",")
             info = page.text_content("#mesh-info")
             assert "µm³" in info and "uncertainty" in info and f"#{lower['id']}" in info, info
+            page.locator("#mesh-panel").scroll_into_view_if_needed()  # the side panel scrolls
             page.screenshot(path=shots / "4-two-nuclei-in-3d.png")
+            page.locator("#mesh-panel").screenshot(path=shots / "4b-3d-view.png")
 
             # A z-split (one nucleus cut in two along z) is fixed there too: the merge tool, a
             # click on each half in the XZ view, Enter.
@@ -233,6 +235,7 @@ def test_it_finds_and_splits_a_z_merge_in_the_xz_view_and_undoes_it(app, shots):
                         " return d.state === 'ready' && d.labelId === String(id); }", min(halves))
             assert str(max(halves)) not in page.get_attribute("#mesh-panel", "data-neighbours").split(",")
             page.screenshot(path=shots / "5-merged-in-xz.png")
+            page.locator("#mesh-panel").screenshot(path=shots / "5b-3d-view-merged.png")
 
             page.keyboard.press("Control+z")  # the merge, then the split
             _wait(page, "v => { const d = document.getElementById('viewer').dataset;"
