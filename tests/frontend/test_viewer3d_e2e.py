@@ -7,8 +7,9 @@ touching it, 3 a ring with a hole, 4 a block to split, 5 a tiny disc. ivy (who m
 project) sees nucleus 1 in 3D, turns it, splits 4 and merges the halves back, interpolates a
 new nucleus between outlines on two planes, grows 2 with the ball brush and trims it with the
 ball eraser, fills 3's hole, opens the key help, shuffles the colours, jumps to the tiny
-nucleus with `n` and sees Start greyed out while a job is queued. alice (a student assigned the top-left quarter) sees her region,
-a queue that keeps to it and tools that are off outside it; bob (not assigned) sees them off.
+nucleus with `n` and sees Start greyed out while a job is queued. alice (a student assigned
+the top-left quarter) sees her region, a queue that keeps to it and tools that are off outside
+it (drawing a split in XZ / YZ too); bob (not assigned) sees them off.
 
 Screenshots go to var/test-artifacts/viewer3d-e2e/ (git-ignored).
 """
@@ -340,9 +341,13 @@ def test_it_fixes_what_tripped_people(app, browser):
     assert "Outside the region assigned to you" in page.text_content("#region-note")
     page.screenshot(path=SHOTS / "05-alice-outside.png")
     page.locator("#map").focus()
+    page.keyboard.press("s")  # the key still picks the tool; drawing with it stays off here, in XZ and YZ too
+    assert page.evaluate("['xz', 'yz'].map((p) => ezqViewer.ortho.views[p].draw.getActive())") == [False, False]
     page.keyboard.press("n")
     _wait(page, "document.getElementById('viewer').dataset.locked === 'false'")
     assert page.locator("button.tool[data-tool=split-line]").is_enabled()
+    assert page.evaluate("['xz', 'yz'].map((p) => ezqViewer.ortho.views[p].draw.getActive())") == [True, True]
+    page.keyboard.press("v")
     assert page.locator("#region-note").is_hidden()
     page.screenshot(path=SHOTS / "06-alice-inside.png")
     assert errors == []

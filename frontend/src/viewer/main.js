@@ -116,6 +116,7 @@ function main() {
     hooks.locked(locked);
     viewer.editor?.refreshButtons();
     viewer.draw3d?.refresh();
+    viewer.ortho.followLock();
   };
 
   // -- controls, the version on screen, the selection and the queue -------------------------

@@ -323,7 +323,14 @@ export function makeOrthoViews({ volume, api, root, xy, elements, state, setZ, s
         splitAlong(view, event.feature.getGeometry().getCoordinates());
       });
       map.addInteraction(view.draw);
+      view.draw.setActive(!state.locked);
     }
+  }
+
+  /** Where the edit tools are off (region.js: a role or the assigned region), so is drawing a
+   * split in XZ / YZ, as in the XY view. */
+  function followLock() {
+    for (const view of Object.values(views)) view.draw?.setActive(!state.locked);
   }
 
   /** The editor to send edits with and follow the tool of (made after this). */
@@ -395,6 +402,7 @@ export function makeOrthoViews({ volume, api, root, xy, elements, state, setZ, s
     nextFullRender,
     centreOn,
     attach,
+    followLock,
     splitAlong,
     nucleiOn,
     pixelOf,
