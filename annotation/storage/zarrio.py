@@ -79,8 +79,11 @@ def encode_chunk(values: np.ndarray, chunk: tuple[int, ...], *, shuffle: bool = 
     under numcodecs and zarr-python's ``BloscCodec``) read them from there; the ``shuffle`` of an
     array's ``zarr.json`` is an encoding setting. So every zarr client reads these files as it
     reads the array's others (tests/annotation/storage/test_labels.py reads them through zarr)."""
-    full = np.zeros(chunk, values.dtype.newbyteorder("<"))
-    full[tuple(slice(0, n) for n in values.shape)] = values
+    if values.shape == tuple(chunk) and values.dtype == values.dtype.newbyteorder("<"):
+        full = np.ascontiguousarray(values)  # a whole little-endian chunk: encoded as it is, not copied
+    else:
+        full = np.zeros(chunk, values.dtype.newbyteorder("<"))
+        full[tuple(slice(0, n) for n in values.shape)] = values
     return bytes(_blosc(values.dtype, shuffle).encode(full))
 
 
@@ -157,8 +160,11 @@ def remember_chunk(path: Path, values: np.ndarray, chunk: tuple[int, ...]) -> No
         key = _DECODED.key(path, os.stat(path))
     except FileNotFoundError:
         return
-    full = np.zeros(chunk, values.dtype)
-    full[tuple(slice(0, n) for n in values.shape)] = values
+    if values.shape == tuple(chunk):
+        full = values  # the writer's own array, never changed after
+    else:
+        full = np.zeros(chunk, values.dtype)
+        full[tuple(slice(0, n) for n in values.shape)] = values
     _DECODED.put(key, full)
 
 
