@@ -78,7 +78,7 @@ def encode_chunk(values: np.ndarray, chunk: tuple[int, ...], *, shuffle: bool = 
     records its compressor, shuffle and type size in its own header, and Blosc decoders (c-blosc,
     under numcodecs and zarr-python's ``BloscCodec``) read them from there; the ``shuffle`` of an
     array's ``zarr.json`` is an encoding setting. So every zarr client reads these files as it
-    reads the array's others (tests/annotation/storage/test_labels.py reads them through zarr)."""
+    reads the array's others (tests/annotation/storage/test_manifest.py reads them through zarr)."""
     if values.shape == tuple(chunk) and values.dtype == values.dtype.newbyteorder("<"):
         full = np.ascontiguousarray(values)  # a whole little-endian chunk: encoded as it is, not copied
     else:
