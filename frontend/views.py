@@ -103,12 +103,13 @@ def volume_viewer(request: HttpRequest, volume_id: int) -> HttpResponse:
 
 
 def _segmentation_defaults() -> dict:
-    """The defaults of the parameters the viewer's form leaves optional (its placeholders)."""
-    from segmentation.core.params import SegmentationParams
+    """The mask step's parameters the viewer's form leaves optional: for each, its default (the
+    field's placeholder) and the bounds ``SegmentationParams`` checks (the field's min and max)."""
+    from segmentation.core.params import MASK_STEP_BOUNDS, SegmentationParams
 
     defaults = SegmentationParams()
-    return {"flow_threshold": defaults.flow_threshold, "cellprob_threshold": defaults.cellprob_threshold,
-            "min_size": defaults.min_size}
+    return {name: {"default": getattr(defaults, name), "min": bounds.get("low", ""), "max": bounds.get("high", "")}
+            for name, bounds in MASK_STEP_BOUNDS.items()}
 
 
 def _default_model_label(volume: Volume, *, shipped: str) -> str:

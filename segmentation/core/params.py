@@ -15,8 +15,8 @@ from ._validation import Params, check_bool, check_choice, check_name, check_num
 from .backend_options import BACKEND_OPTIONS, option_default
 from .errors import InvalidParameterError
 
-__all__ = ["DEFAULT_3D_BACKEND", "RESTORATION_MODES", "SegmentationParams", "backend_catalogue", "backend_options_help",
-           "params_for_stack"]
+__all__ = ["DEFAULT_3D_BACKEND", "MASK_STEP_BOUNDS", "RESTORATION_MODES", "SegmentationParams", "backend_catalogue",
+           "backend_options_help", "params_for_stack"]
 
 RESTORATION_MODES = ("none", "auto", "denoise", "deblur")
 
@@ -24,6 +24,15 @@ RESTORATION_MODES = ("none", "auto", "denoise", "deblur")
 #: through the API or the viewer). Chosen by ``bench/volumetric.py`` (see the README's "Which
 #: 3D backend"); the guide's ``segment_cellpose`` keeps its own defaults (``do_3d=False``).
 DEFAULT_3D_BACKEND = "true3d"
+
+
+#: The mask step's thresholds and size as :class:`SegmentationParams` checks them; the viewer's
+#: form takes its bounds from here too (``check_number`` keywords: ``low``, ``high``, ``integer``).
+MASK_STEP_BOUNDS: dict[str, dict[str, Any]] = {
+    "flow_threshold": {"low": 0, "high": 10},
+    "cellprob_threshold": {"low": -8, "high": 8},
+    "min_size": {"low": 0, "integer": True},
+}
 
 
 @dataclass(frozen=True)
@@ -107,8 +116,7 @@ class SegmentationParams(Params):
                 # The network was trained on square pixels; stretching silently would change sizes.
                 raise InvalidParameterError(
                     f"pixels must be square (voxel_size y == x), got y={y} x={x}; resample the image first")
-        for name, bounds in (("flow_threshold", {"low": 0, "high": 10}), ("cellprob_threshold", {"low": -8, "high": 8}),
-                             ("min_size", {"low": 0, "integer": True})):
+        for name, bounds in MASK_STEP_BOUNDS.items():
             object.__setattr__(self, name, check_number(name, getattr(self, name), **bounds))
         check_bool("normalize_planes", self.normalize_planes)
         for option in BACKEND_OPTIONS.values():  # each backend option by its declared rule

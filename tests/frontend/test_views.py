@@ -221,3 +221,21 @@ def test_it_gives_the_viewer_the_registries_of_kinds_strategies_and_backend_opti
     true3d = html[html.index('data-backend="true3d"'):]
     box = '<input type="checkbox" name="isotropic_masks" data-kind="bool" checked>'
     assert box in true3d[:true3d.index("</details>")]
+
+
+@pytest.mark.django_db
+def test_the_viewers_threshold_fields_take_the_bounds_the_server_checks(client, alice, volume):
+    from segmentation.core.errors import InvalidParameterError
+    from segmentation.core.params import MASK_STEP_BOUNDS, SegmentationParams
+
+    client.login(username="alice", password=PASSWORD)
+    html = client.get(reverse("volume-viewer", kwargs={"volume_id": volume.id})).content.decode()
+    defaults = SegmentationParams()
+    for name, bounds in MASK_STEP_BOUNDS.items():
+        field = re.search(rf'<input type="number" name="{name}"[^>]*>', html).group(0)
+        assert f'min="{bounds["low"]}"' in field
+        assert (f'max="{bounds["high"]}"' in field) if "high" in bounds else ("max=" not in field), field
+        assert f'placeholder="{getattr(defaults, name)}"' in field
+        # The form's bound is the server's: one step below it is refused by the parameters.
+        with pytest.raises(InvalidParameterError, match=name):
+            SegmentationParams(**{name: bounds["low"] - 1})
