@@ -50,6 +50,21 @@ print(json.dumps(out))
 """
 
 
+def write_generated_stack(work: Path, shape: tuple[int, int, int], seed: int) -> Path:
+    """A generated stack for a live app to import: ``work/stack.tif`` (uint16 counts, ZYX) and its
+    ground truth ``work/labels.raw`` (uint32, for ``seed(labels=...)``); returns the TIFF's path."""
+    import numpy as np
+    import tifffile
+
+    from segmentation.core import synthetic
+
+    sample = synthetic.generate_3d(shape=shape, seed=seed)
+    tifffile.imwrite(work / "stack.tif", np.clip(np.round(sample.image * 100), 0, 65535).astype(np.uint16),
+                     photometric="minisblack", metadata={"axes": "ZYX"})
+    sample.labels.astype(np.uint32).tofile(work / "labels.raw")
+    return work / "stack.tif"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

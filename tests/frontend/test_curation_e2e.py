@@ -12,10 +12,9 @@ from __future__ import annotations
 import json
 import shutil
 
-import numpy as np
 import pytest
 
-from tests.frontend.live import ARTIFACTS, PASSWORD, LiveApp, launch_chromium, sign_in
+from tests.frontend.live import ARTIFACTS, PASSWORD, LiveApp, launch_chromium, sign_in, write_generated_stack
 
 TIMEOUT_MS = 20_000
 
@@ -59,15 +58,8 @@ print(json.dumps({"merge": merge.id, "check": check.id, "before": head.name, "af
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    import tifffile
-
-    from segmentation.core import synthetic
-
     work = tmp_path_factory.mktemp("curation-e2e")
-    sample = synthetic.generate_3d(shape=(6, 128, 128), seed=3)
-    tifffile.imwrite(work / "stack.tif", np.clip(np.round(sample.image * 100), 0, 65535).astype(np.uint16),
-                     photometric="minisblack", metadata={"axes": "ZYX"})
-    sample.labels.astype(np.uint32).tofile(work / "labels.raw")
+    write_generated_stack(work, (6, 128, 128), seed=3)
     live = LiveApp(work, extra_env={"EZQUANT_EMBEDDED_WORKER": "0"})  # nothing is segmented here
     try:
         live.migrate()

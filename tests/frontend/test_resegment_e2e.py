@@ -19,10 +19,9 @@ from __future__ import annotations
 import json
 import shutil
 
-import numpy as np
 import pytest
 
-from tests.frontend.live import ARTIFACTS, PASSWORD, LiveApp, launch_chromium, sign_in
+from tests.frontend.live import ARTIFACTS, PASSWORD, LiveApp, launch_chromium, sign_in, write_generated_stack
 
 TIMEOUT_MS = 30_000
 JOB_TIMEOUT_MS = 240_000
@@ -66,15 +65,8 @@ print(json.dumps({"version": job.label_version.name, "kept": job.kept_nuclei, "f
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    import tifffile
-
-    from segmentation.core import synthetic
-
     work = tmp_path_factory.mktemp("resegment-e2e")
-    sample = synthetic.generate_3d(shape=(4, 96, 96), seed=2)
-    tifffile.imwrite(work / "stack.tif", np.clip(np.round(sample.image * 100), 0, 65535).astype(np.uint16),
-                     photometric="minisblack", metadata={"axes": "ZYX"})
-    sample.labels.astype(np.uint32).tofile(work / "labels.raw")
+    write_generated_stack(work, (4, 96, 96), seed=2)
     live = LiveApp(work)
     try:
         live.migrate()
