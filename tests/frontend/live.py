@@ -7,6 +7,7 @@ Nothing here is a test; ``tests/frontend/test_viewer_e2e.py`` and ``bench/viewer
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -106,6 +107,20 @@ class LiveApp:
         """Create the user, project and volume described by ``seed`` (see SEED)."""
         out = self.manage("shell", "-c", SEED, env={"SEED": json.dumps(seed)})
         return json.loads(out.strip().splitlines()[-1])
+
+    @contextlib.contextmanager
+    def running(self, *, prepare: str | None = None, **seed):
+        """Migrate, :meth:`seed`, run the ``prepare`` script (``manage.py shell -c``) if any and
+        start daphne; yields the seed's answer and stops daphne at the end, even on a failure."""
+        try:
+            self.migrate()
+            answer = self.seed(**seed)
+            if prepare is not None:
+                self.manage("shell", "-c", prepare)
+            self.start()
+            yield answer
+        finally:
+            self.stop()
 
     def start(self, timeout: float = 60) -> None:
         log = open(self.log_path, "ab")

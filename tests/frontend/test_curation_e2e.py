@@ -61,16 +61,11 @@ def app(tmp_path_factory):
     work = tmp_path_factory.mktemp("curation-e2e")
     write_generated_stack(work, (6, 128, 128), seed=3)
     live = LiveApp(work, extra_env={"EZQUANT_EMBEDDED_WORKER": "0"})  # nothing is segmented here
-    try:
-        live.migrate()
-        seed = live.seed(username="ada", password=PASSWORD, members=[["ivy", "instructor"], ["alice", "student"]],
-                         project="Nuclei 101", tiff=str(work / "stack.tif"), name="generated stack",
-                         voxel_size=[2.0, 0.5, 0.5], labels=str(work / "labels.raw"))
-        live.manage("shell", "-c", ASSIGN)
-        live.start()
+    with live.running(prepare=ASSIGN, username="ada", password=PASSWORD,
+                      members=[["ivy", "instructor"], ["alice", "student"]],
+                      project="Nuclei 101", tiff=str(work / "stack.tif"), name="generated stack",
+                      voxel_size=[2.0, 0.5, 0.5], labels=str(work / "labels.raw")) as seed:
         yield live, seed
-    finally:
-        live.stop()
 
 
 def test_it_checks_rejects_and_keeps_in_the_browser(app):

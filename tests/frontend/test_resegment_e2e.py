@@ -68,16 +68,11 @@ def app(tmp_path_factory):
     work = tmp_path_factory.mktemp("resegment-e2e")
     write_generated_stack(work, (4, 96, 96), seed=2)
     live = LiveApp(work)
-    try:
-        live.migrate()
-        seed = live.seed(username="ada", password=PASSWORD, members=[["ivy", "instructor"], ["alice", "student"]],
-                         project="Nuclei 101", tiff=str(work / "stack.tif"), name="generated stack",
-                         voxel_size=[2.0, 0.5, 0.5], labels=str(work / "labels.raw"))
-        live.manage("shell", "-c", PREPARE)
-        live.start()
+    with live.running(prepare=PREPARE, username="ada", password=PASSWORD,
+                      members=[["ivy", "instructor"], ["alice", "student"]],
+                      project="Nuclei 101", tiff=str(work / "stack.tif"), name="generated stack",
+                      voxel_size=[2.0, 0.5, 0.5], labels=str(work / "labels.raw")) as seed:
         yield live, seed
-    finally:
-        live.stop()
 
 
 def _judge(live, checked: int, deleted: int) -> dict:

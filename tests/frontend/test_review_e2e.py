@@ -42,16 +42,11 @@ def app(tmp_path_factory):
     work = tmp_path_factory.mktemp("review-e2e")
     write_generated_stack(work, (6, 128, 128), seed=3)
     live = LiveApp(work, extra_env={"EZQUANT_EMBEDDED_WORKER": "0"})  # no jobs here
-    try:
-        live.migrate()
-        seed = live.seed(username="ada", password=PASSWORD, members=[["ivy", "instructor"], ["alice", "student"]],
-                         project="Nuclei 101", tiff=str(work / "stack.tif"), name="generated stack",
-                         voxel_size=[2.0, 0.5, 0.5], labels=str(work / "labels.raw"))
-        live.manage("shell", "-c", CORRECTIONS)
-        live.start()
+    with live.running(prepare=CORRECTIONS, username="ada", password=PASSWORD,
+                      members=[["ivy", "instructor"], ["alice", "student"]],
+                      project="Nuclei 101", tiff=str(work / "stack.tif"), name="generated stack",
+                      voxel_size=[2.0, 0.5, 0.5], labels=str(work / "labels.raw")) as seed:
         yield live, seed
-    finally:
-        live.stop()
 
 
 def test_it_reviews_alices_corrections_in_the_browser(app):
