@@ -49,7 +49,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -394,6 +394,29 @@ def _edit_chunks(writer: _DeltaWriter, name: str, bounds, sub: np.ndarray, chunk
     return written, before_max
 
 
+@dataclass(frozen=True)
+class _EditRegion:
+    """An edit's region, ``bounds`` ((lo, hi) per axis, level-0 voxels), and its new
+    ``values``; with the parent's values there (``before``) when the caller read them, and
+    where the two differ (``changed``)."""
+
+    bounds: tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
+    values: np.ndarray
+    before: np.ndarray | None = None
+    changed: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class _ArrayEdit:
+    """One array the edit meets (a level, or a level's XZ / YZ layout) and the call that
+    writes its chunks: ``write()`` returns (chunks written, largest id the region held before)."""
+
+    array: str
+    level: int
+    writer: _DeltaWriter
+    write: Callable[[], tuple[int, int]]
+
+
 def write_edit(volume: Path, meta: VolumeMeta, parent: str, region, new_values: np.ndarray,
                before: np.ndarray | None = None) -> LabelVersionMeta:
     """A new version equal to ``parent`` except ``region``, which takes ``new_values``.
@@ -409,80 +432,130 @@ def write_edit(volume: Path, meta: VolumeMeta, parent: str, region, new_values: 
     scan of the volume: each version keeps the largest id of every level-0 chunk
     (``chunk_max.npy``), so when the edit removes the largest id, the next largest is read from
     there (a version stored before that file is scanned once, and its successors have it).
+
+    The steps: narrow the region (:func:`_narrowed`); in the partial version, plan one writer
+    per level and layout, write their chunks, the manifest and the chunk maxima
+    (:meth:`_DeltaEdit.build`); publish it (:func:`_new_version`, which removes the partial
+    version if a step fails); remember the chunks written.
     """
-    (z0, z1), (y0, y1), (x0, x1) = _normalise_region(region, meta.shape)
-    values = as_labels(np.asarray(new_values), (z1 - z0, y1 - y0, x1 - x0), what="new values")
+    bounds = _normalise_region(region, meta.shape)
+    values = as_labels(np.asarray(new_values), tuple(hi - lo for lo, hi in bounds), what="new values")
     if parent is None:
         raise LabelVersionError("an edit needs a parent version")
-    changed = None
-    if before is not None:
-        before = as_labels(np.asarray(before), values.shape, what="the region's values before")
-        changed = before != values
-        if changed.any():  # narrowed to the changed voxels' box
-            box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(changed))
-            values, before, changed = values[box], before[box], changed[box]
-            (z0, z1), (y0, y1), (x0, x1) = ((lo + b.start, lo + b.stop)
-                                            for lo, b in zip((z0, y0, x0), box, strict=True))
-    group = volume / LABELS_GROUP
+    edit = _narrowed(bounds, values, before)
     source = version_layout(volume, parent)
-    parent_meta = label_version_meta(volume, parent)
-    base = VersionLayout(group, source.manifest.base) if source.is_delta else source
-    if not all(written_here(read_json(base.metadata_file(array)), np.uint32) for array in ("0", "xz/0")
-               if base.metadata_file(array).exists()):
-        return _write_edit_complete(volume, meta, source, parent, ((z0, z1), (y0, y1), (x0, x1)), values)
-    start = source.manifest if source.is_delta else Manifest(base=parent, ortho=meta.is_3d and source.has_ortho())
-    parent_maxima = _read_maxima(source.folder)
+    if not _writes_deltas(volume, source):
+        return _write_edit_complete(volume, meta, source, parent, edit.bounds, edit.values)
+    delta = _DeltaEdit(volume, meta, source, edit)
+    version = _new_version(volume, meta, parent, delta.build)
+    delta.remember(volume / LABELS_GROUP / version.name)
+    return version
 
-    writers: list[_DeltaWriter] = []
 
-    def build(partial: Path, name: str, counts: _Counts) -> int:
+def _narrowed(bounds, values: np.ndarray, before: np.ndarray | None) -> _EditRegion:
+    """The edit with ``before`` checked and, when some voxel changes, narrowed to the box of
+    the voxels that change."""
+    if before is None:
+        return _EditRegion(bounds, values)
+    before = as_labels(np.asarray(before), values.shape, what="the region's values before")
+    changed = before != values
+    if not changed.any():
+        return _EditRegion(bounds, values, before, changed)
+    box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(changed))
+    bounds = tuple((lo + b.start, lo + b.stop) for (lo, _), b in zip(bounds, box, strict=True))
+    return _EditRegion(bounds, values[box], before[box], changed[box])
+
+
+def _writes_deltas(volume: Path, source: VersionLayout) -> bool:
+    """Whether an edit of ``source`` can be a delta: its base's level 0 and XZ layout are in
+    this package's encoding (a version of an older release is not)."""
+    base = VersionLayout(volume / LABELS_GROUP, source.manifest.base) if source.is_delta else source
+    return all(written_here(read_json(base.metadata_file(array)), np.uint32) for array in ("0", "xz/0")
+               if base.metadata_file(array).exists())
+
+
+class _DeltaEdit:
+    """The delta version one edit of ``source`` makes: :meth:`build` is what
+    :func:`_new_version` calls with the partial version's folder."""
+
+    def __init__(self, volume: Path, meta: VolumeMeta, source: VersionLayout, edit: _EditRegion) -> None:
+        self.volume, self.meta, self.source, self.edit = volume, meta, source, edit
+        self.start = source.manifest if source.is_delta else Manifest(base=source.name,
+                                                                       ortho=meta.is_3d and source.has_ortho())
+        self.parent_meta = label_version_meta(volume, source.name)
+        self.parent_maxima = _read_maxima(source.folder)
+        self.writers: list[_DeltaWriter] = []
+
+    def build(self, partial: Path, name: str, counts: _Counts) -> int:
+        """Plan, then write the arrays' chunks, the manifest and the chunk maxima; the new ``n_labels``."""
+        maxima = self.parent_maxima.copy() if self.parent_maxima is not None else None
         changes: dict[str, dict[str, str | None]] = {}
-        maxima = parent_maxima.copy() if parent_maxima is not None else None
-        region_before = 0
-        tasks = []  # (array, level, the call that writes its chunks); each array has its own writer and changes
-        for level, shape in enumerate(meta.level_shapes):
+        plan = self._plan(partial, name, changes, maxima)
+        self.writers.extend(array_edit.writer for array_edit in plan)
+        region_before = self._write(plan, counts)
+        manifest = self.start.with_changes({array: entries for array, entries in changes.items() if entries})
+        write_manifest(partial, manifest)
+        n_labels, maxima = self._n_labels(region_before, maxima, partial, name, manifest)
+        if maxima is not None:
+            _write_maxima(partial, maxima)
+        return n_labels
+
+    def remember(self, folder: Path) -> None:
+        """Once published in ``folder``: the next edit or the undo reads these chunks decoded."""
+        for writer in self.writers:
+            writer.remember(folder)
+
+    def _plan(self, partial: Path, name: str, changes: dict[str, dict[str, str | None]],
+              maxima: np.ndarray | None) -> list[_ArrayEdit]:
+        """One :class:`_ArrayEdit` per level and, for a version with XZ / YZ layouts, per
+        level's layout, each with its own writer and its own entry of ``changes``; level 0 also
+        updates ``maxima`` and checks the edit's ``before``."""
+        edit = self.edit
+        (z0, z1), (y0, y1), (x0, x1) = edit.bounds
+        plan = []
+        for level, shape in enumerate(self.meta.level_shapes):
             step = 2 ** level
             # Level-k pixel j is level-0 pixel j * step: the region's level-k pixels are
             # ceil(y0 / step) .. ceil(y1 / step) - 1, sampled from the values at that stride.
             ky0, ky1, kx0, kx1 = (-(-v // step) for v in (y0, y1, x0, x1))
             sample = (slice(None), slice(ky0 * step - y0, None, step), slice(kx0 * step - x0, None, step))
-            sub = values[sample]
             bounds = ((z0, z1), (ky0, ky1), (kx0, kx1))
             arrays = [(str(level), CHUNK)]
-            if start.ortho:
+            if self.start.ortho:
                 arrays += [(f"{plane}/{level}", ortho_chunk(plane, shape[0])) for plane in ORTHO_PLANES]
             for array, chunk in arrays:
-                writer = _DeltaWriter(source, partial, array, chunk)
-                writers.append(writer)
-                tasks.append((array, level, functools.partial(
-                    _edit_chunks, writer, name, bounds, sub, chunk, shape, changes.setdefault(array, {}),
-                    maxima if array == "0" else None, changed[sample] if changed is not None else None,
-                    before[sample] if before is not None and array == "0" else None)))
-        for (array, level, _), (written, was) in zip(tasks, _run_all([task for _, _, task in tasks]), strict=True):
-            if array == str(level):
-                counts.written += written  # the layouts' chunks are not counted (as for complete versions)
-            if array == "0":
-                region_before = was if before is None else (int(before.max()) if before.size else 0)
-        manifest = start.with_changes({array: entries for array, entries in changes.items() if entries})
-        write_manifest(partial, manifest)
-        new_max = int(values.max()) if values.size else 0
-        if region_before < parent_meta.n_labels or new_max >= parent_meta.n_labels:
-            # The parent's largest id survives outside the region, or the edit brings a larger one.
-            n_labels = max(parent_meta.n_labels, new_max)
-        elif maxima is not None:
-            n_labels = int(maxima.max()) if maxima.size else 0
-        else:  # the largest id left the region; a parent without chunk maxima: scan once
-            level0 = VersionLayout(group, name, folder=partial, manifest=manifest).open("0")
-            maxima = np.stack([_chunk_maxima(np.asarray(level0[z])) for z in range(meta.shape[0])])
-            n_labels = int(maxima.max()) if maxima.size else 0
-        if maxima is not None:
-            _write_maxima(partial, maxima)
-        return n_labels
+                writer = _DeltaWriter(self.source, partial, array, chunk)
+                plan.append(_ArrayEdit(array, level, writer, functools.partial(
+                    _edit_chunks, writer, name, bounds, edit.values[sample], chunk, shape,
+                    changes.setdefault(array, {}), maxima if array == "0" else None,
+                    edit.changed[sample] if edit.changed is not None else None,
+                    edit.before[sample] if edit.before is not None and array == "0" else None)))
+        return plan
 
-    version = _new_version(volume, meta, parent, build)
-    for writer in writers:  # published: the next edit or the undo reads these chunks decoded
-        writer.remember(group / version.name)
-    return version
+    def _write(self, plan: list[_ArrayEdit], counts: _Counts) -> int:
+        """Write the planned arrays side by side (:func:`_run_all`); the largest id the region
+        held before."""
+        region_before = 0
+        for array_edit, (written, was) in zip(plan, _run_all([a.write for a in plan]), strict=True):
+            if array_edit.array == str(array_edit.level):
+                counts.written += written  # the layouts' chunks are not counted (as for complete versions)
+            if array_edit.array == "0":
+                before = self.edit.before
+                region_before = was if before is None else (int(before.max()) if before.size else 0)
+        return region_before
+
+    def _n_labels(self, region_before: int, maxima: np.ndarray | None, partial: Path, name: str,
+                  manifest: Manifest) -> tuple[int, np.ndarray | None]:
+        """The new version's largest id, and its chunk maxima (scanned once when the parent had none)."""
+        values, parent_max = self.edit.values, self.parent_meta.n_labels
+        new_max = int(values.max()) if values.size else 0
+        if region_before < parent_max or new_max >= parent_max:
+            # The parent's largest id survives outside the region, or the edit brings a larger one.
+            return max(parent_max, new_max), maxima
+        if maxima is None:  # the largest id left the region; a parent without chunk maxima: scan once
+            level0 = VersionLayout(self.volume / LABELS_GROUP, name, folder=partial, manifest=manifest).open("0")
+            maxima = np.stack([_chunk_maxima(np.asarray(level0[z])) for z in range(self.meta.shape[0])])
+        return (int(maxima.max()) if maxima.size else 0), maxima
 
 
 #: Threads that write an edit's arrays (its levels and their XZ / YZ layouts) side by side.
