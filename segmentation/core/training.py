@@ -36,6 +36,7 @@ import json
 import logging
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -146,22 +147,189 @@ def save_weights(net: Any, path: Path, meta: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def lr_schedule(n_epochs: int, learning_rate: float) -> np.ndarray:
+    """Cellpose's learning-rate schedule, one rate per epoch.
+
+    A linear warm-up over the first 10 epochs, then ``learning_rate``; runs of more than 100
+    epochs end with ten steps that each halve the rate (5 epochs a step, or 10 beyond 300 epochs).
+    """
+    rates = np.concatenate([np.linspace(0, learning_rate, 10), np.full(max(0, n_epochs - 10), learning_rate)])
+    if n_epochs > 100:
+        step = 10 if n_epochs > 300 else 5
+        rates = rates[:n_epochs - 10 * step]
+        halvings = [np.full(step, rates[-1] / 2 ** (i + 1)) for i in range(10)]
+        rates = np.concatenate([rates, *halvings])
+    return rates[:n_epochs]
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """What a training run is; a checkpoint is resumed only by a run with the same settings."""
+
+    n_epochs: int
+    nimg_per_epoch: int
+    learning_rate: float
+    weight_decay: float
+    batch_size: int
+    seed: int
+    save_every: int = 10
+    momentum: float = 0.9
+    bsize: int = 224
+    scale_range: float = 0.5  # Cellpose's random rescaling of each patch (its default when rescaling)
+    data: str = ""  # what the data was made from (seed, counts, initial weights), as JSON
+
+
+class Checkpoint:
+    """One file holding a run's network, optimizer state, losses and the next epoch.
+
+    Written atomically (a temporary file renamed over the last one) every ``save_every`` epochs,
+    so an interrupted run loses at most that many epochs and resumes exactly where it stopped:
+    every epoch draws its images and augmentations from ``np.random.seed(epoch)`` (as Cellpose
+    does), so a resumed run draws what the uninterrupted run would have drawn.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def load(self, settings: FitSettings) -> dict[str, Any] | None:
+        import torch
+
+        if not self.path.exists():
+            return None
+        state = torch.load(self.path, map_location="cpu", weights_only=False)
+        if state.get("settings") != asdict(settings):
+            raise ValueError(f"checkpoint {self.path} is of another run ({state.get('settings')}); "
+                             f"this run is {asdict(settings)}: remove it or run with those settings")
+        return state
+
+    def save(self, *, epoch: int, net: Any, optimizer: Any, settings: FitSettings,
+             train_losses: np.ndarray, test_losses: np.ndarray) -> None:
+        import torch
+
+        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+        torch.save({"epoch": epoch, "settings": asdict(settings), "net": net.state_dict(),
+                    "optimizer": optimizer.state_dict(), "train_losses": train_losses,
+                    "test_losses": test_losses}, tmp)
+        tmp.replace(self.path)
+
+
+def _prepare(net: Any, images, labels, test_images, test_labels) -> dict[str, Any]:
+    """Flows, diameters and sampling weights of the data, computed as ``train_seg`` computes them."""
+    from cellpose import models, train
+
+    (data, flows, _, _, probs, diams, test_data, test_flows, _, _, _, test_diams, _) = train._process_train_test(
+        train_data=images, train_labels=labels, test_data=test_images, test_labels=test_labels,
+        load_files=False, min_train_masks=1, channels=[0, 0],
+        normalize_params={**models.normalize_default, "normalize": False}, device=net.device)
+    return {"data": data, "flows": flows, "probs": probs, "diams": diams,
+            "test_data": test_data, "test_flows": test_flows, "test_diams": test_diams}
+
+
+def _batch_loss(net: Any, data, flows, diams, indices, settings: FitSettings):
+    """The loss of one augmented batch: Cellpose's flow + cell-probability loss."""
+    import torch
+    from cellpose import train, transforms
+
+    scale = np.array([diams[i] for i in indices]) / net.diam_mean.item()
+    patches, targets = transforms.random_rotate_and_resize(
+        [data[i] for i in indices], Y=[flows[i][1:] for i in indices], rescale=scale,
+        scale_range=settings.scale_range, xy=(settings.bsize, settings.bsize))[:2]
+    return train._loss_fn_seg(targets, net(torch.from_numpy(patches).to(net.device))[0], net.device)
+
+
+def _test_loss(net: Any, prepared: dict[str, Any], settings: FitSettings) -> float:
+    import torch
+
+    data = prepared["test_data"]
+    np.random.seed(42)  # the same test patches every time
+    order = np.random.permutation(len(data))
+    total = 0.0
+    net.eval()
+    with torch.no_grad():
+        for start in range(0, len(order), settings.batch_size):
+            indices = order[start:start + settings.batch_size]
+            loss = _batch_loss(net, data, prepared["test_flows"], prepared["test_diams"], indices, settings)
+            total += loss.item() * len(indices)
+    return total / len(order)
+
+
+def fit(net: Any, images, labels, test_images, test_labels, settings: FitSettings,
+        checkpoint: Checkpoint, *, until: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Train ``net`` with Cellpose's recipe, resuming from ``checkpoint`` when it holds this run.
+
+    ``until`` stops after that many epochs (with a checkpoint), for a run split over sessions.
+    Returns the per-epoch train losses and the test losses (every 10th epoch and epoch 5; 0
+    where not measured).
+    """
+    import torch
+
+    prepared = _prepare(net, images, labels, test_images, test_labels)
+    net.diam_labels.data = torch.Tensor([prepared["diams"].mean()]).to(net.device)
+    optimizer = torch.optim.SGD(net.parameters(), lr=settings.learning_rate, momentum=settings.momentum,
+                                weight_decay=settings.weight_decay)
+    rates = lr_schedule(settings.n_epochs, settings.learning_rate)
+    train_losses, test_losses = np.zeros(settings.n_epochs), np.zeros(settings.n_epochs)
+    start = 0
+    state = checkpoint.load(settings)
+    if state is not None:
+        net.load_state_dict(state["net"])
+        optimizer.load_state_dict(state["optimizer"])
+        train_losses, test_losses, start = state["train_losses"], state["test_losses"], state["epoch"]
+        log.info("resuming from %s at epoch %d of %d", checkpoint.path, start, settings.n_epochs)
+    data, flows, diams = prepared["data"], prepared["flows"], prepared["diams"]
+    stop = settings.n_epochs if until is None else min(until, settings.n_epochs)
+    for epoch in range(start, stop):
+        np.random.seed(epoch)
+        if settings.nimg_per_epoch == len(data):
+            order = np.random.permutation(len(data))
+        else:
+            order = np.random.choice(len(data), size=settings.nimg_per_epoch, p=prepared["probs"])
+        for group in optimizer.param_groups:
+            group["lr"] = rates[epoch]
+        net.train()
+        for first in range(0, settings.nimg_per_epoch, settings.batch_size):
+            indices = order[first:first + settings.batch_size]
+            loss = _batch_loss(net, data, flows, diams, indices, settings)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            train_losses[epoch] += loss.item() * len(indices) / settings.nimg_per_epoch
+        if epoch == 5 or epoch % 10 == 0:
+            test_losses[epoch] = _test_loss(net, prepared, settings)
+        log.info("epoch %d: train loss %.4f, test loss %.4f, learning rate %.4f", epoch, train_losses[epoch],
+                 test_losses[epoch], rates[epoch])
+        if (epoch + 1) % settings.save_every == 0 or epoch + 1 == stop:
+            checkpoint.save(epoch=epoch + 1, net=net, optimizer=optimizer, settings=settings,
+                            train_losses=train_losses, test_losses=test_losses)
+    return train_losses, test_losses
+
+
 def train_default_model(out: Path, *, seed: int = 0, n_epochs: int = 160, nimg_per_epoch: int = 64,
                         learning_rate: float = 0.1, weight_decay: float = 1e-4, batch_size: int = 8,
                         nbase: tuple[int, ...] = DEFAULT_NBASE, n_2d: int = 480,
-                        n_volumes: int = 96, init: str | None = None) -> dict[str, Any]:
+                        n_volumes: int = 96, init: str | None = None, resume: bool = False) -> dict[str, Any]:
     """Train a CPnet on generated nuclei and save it to ``out``; return the training record.
 
     ``init`` names a model (shipped name or EZQuant weights file) whose weights the training
-    starts from; ``None`` starts from Cellpose's random initialisation.
+    starts from; ``None`` starts from Cellpose's random initialisation. The run keeps a
+    checkpoint in ``<out stem>-run/checkpoint.pt`` every 10 epochs; ``resume`` continues from it
+    (it must be of a run with the same arguments). Without ``resume`` an existing checkpoint is
+    refused rather than overwritten.
     """
     # torch and cellpose are imported here: importing the core must stay cheap.
     import torch
-    from cellpose import train
     from cellpose.resnet_torch import CPnet
 
+    data = json.dumps({"seed": seed, "n_2d": n_2d, "n_volumes": n_volumes, "init": init, "nbase": list(nbase)})
+    settings = FitSettings(n_epochs=n_epochs, nimg_per_epoch=nimg_per_epoch, learning_rate=learning_rate,
+                           weight_decay=weight_decay, batch_size=batch_size, seed=seed, data=data)
+    work = out.parent / (out.stem + "-run")
+    work.mkdir(parents=True, exist_ok=True)
+    checkpoint = Checkpoint(work / "checkpoint.pt")
+    if checkpoint.path.exists() and not resume:
+        raise FileExistsError(f"{checkpoint.path} holds an earlier run: pass --resume to continue it, "
+                              "or remove it to start again")
     torch.manual_seed(seed)
-    np.random.seed(seed)
     t0 = time.time()
     images, labels = build_training_set(seed=seed, n_2d=n_2d, n_volumes=n_volumes)
     test_images, test_labels = build_training_set(seed=seed + 1000, n_2d=24, n_volumes=6)
@@ -170,13 +338,7 @@ def train_default_model(out: Path, *, seed: int = 0, n_epochs: int = 160, nimg_p
 
     net = CPnet(list(nbase), 3, sz=3, mkldnn=False, max_pool=True, diam_mean=DIAM_MEAN)
     initialised_from = _load_init(net, init) if init else None
-    work = out.parent / (out.stem + "-run")
-    work.mkdir(parents=True, exist_ok=True)
-    _, train_losses, test_losses = train.train_seg(
-        net, train_data=images, train_labels=labels, test_data=test_images, test_labels=test_labels,
-        channels=[0, 0], normalize=False, batch_size=batch_size, learning_rate=learning_rate,
-        weight_decay=weight_decay, SGD=True, n_epochs=n_epochs, nimg_per_epoch=nimg_per_epoch,
-        save_path=str(work), save_every=20, model_name="checkpoint", min_train_masks=1)
+    train_losses, test_losses = fit(net, images, labels, test_images, test_labels, settings, checkpoint)
     record = {
         "seed": seed, "n_epochs": n_epochs, "nimg_per_epoch": nimg_per_epoch,
         "learning_rate": learning_rate, "weight_decay": weight_decay, "batch_size": batch_size,
@@ -201,10 +363,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-volumes", type=int, default=96)
     parser.add_argument("--learning-rate", type=float, default=0.1)
     parser.add_argument("--init", help="start from this model's weights (a shipped name or an EZQuant .pt)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the interrupted run of these arguments from its checkpoint")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     record = train_default_model(args.out, seed=args.seed, n_epochs=args.epochs, n_2d=args.n_2d,
-                                 n_volumes=args.n_volumes, learning_rate=args.learning_rate, init=args.init)
+                                 n_volumes=args.n_volumes, learning_rate=args.learning_rate, init=args.init,
+                                 resume=args.resume)
     record["sha256"] = file_sha256(args.out)
     args.out.with_suffix(".train.json").write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps({k: v for k, v in record.items() if k != "test_loss_curve"}))

@@ -1,0 +1,88 @@
+"""The default model's training loop: Cellpose's schedule, and a run that resumes where it stopped."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from cellpose.resnet_torch import CPnet  # noqa: E402
+
+from segmentation.core.engine import normalize_intensity  # noqa: E402
+from segmentation.core.synthetic import generate_2d  # noqa: E402
+from segmentation.core.training import Checkpoint, FitSettings, fit, lr_schedule  # noqa: E402
+
+
+def test_the_schedule_warms_up_holds_and_ends_with_ten_halvings():
+    rates = lr_schedule(120, 0.05)
+    assert len(rates) == 120
+    assert rates[0] == 0 and rates[9] == pytest.approx(0.05)
+    assert np.all(rates[10:70] == 0.05)
+    assert rates[70] == pytest.approx(0.025) and rates[-1] == pytest.approx(0.05 / 2**10)
+    assert np.all(np.diff(rates[70:]) <= 0)
+    assert np.all(lr_schedule(40, 0.1)[10:] == 0.1)  # no halvings in short runs
+    assert len(lr_schedule(5, 0.1)) == 5
+
+
+def _data(n, seed):
+    samples = [generate_2d(shape=(96, 96), seed=(seed, i)) for i in range(n)]
+    return [normalize_intensity(s.image) for s in samples], [s.labels.astype(np.uint32) for s in samples]
+
+
+def _net(seed):
+    torch.manual_seed(seed)
+    return CPnet([2, 8, 16], 3, sz=3, mkldnn=False, max_pool=True, diam_mean=17.0)
+
+
+SETTINGS = FitSettings(n_epochs=4, nimg_per_epoch=4, learning_rate=0.05, weight_decay=1e-4, batch_size=2,
+                       seed=0, save_every=2, bsize=32)
+
+
+def test_a_resumed_run_ends_where_the_uninterrupted_run_ends(tmp_path):
+    images, labels = _data(4, 1)
+    test_images, test_labels = _data(2, 2)
+    whole = _net(0)
+    whole_losses, _ = fit(whole, images, labels, test_images, test_labels, SETTINGS,
+                          Checkpoint(tmp_path / "whole.pt"))
+
+    first = _net(0)
+    checkpoint = Checkpoint(tmp_path / "split.pt")
+    fit(first, images, labels, test_images, test_labels, SETTINGS, checkpoint, until=2)
+    assert torch.load(checkpoint.path, weights_only=False)["epoch"] == 2
+    later = _net(7)  # another process: other initial weights, which the checkpoint replaces
+    resumed_losses, _ = fit(later, images, labels, test_images, test_labels, SETTINGS, checkpoint)
+
+    np.testing.assert_allclose(resumed_losses, whole_losses, rtol=1e-4)
+    for name, value in whole.state_dict().items():
+        np.testing.assert_allclose(later.state_dict()[name].numpy(), value.numpy(), rtol=1e-4, atol=1e-6,
+                                   err_msg=name)
+
+
+def test_a_checkpoint_of_another_run_is_refused(tmp_path):
+    net = _net(0)
+    checkpoint = Checkpoint(tmp_path / "run.pt")
+    checkpoint.save(epoch=2, net=net, optimizer=torch.optim.SGD(net.parameters(), lr=0.1), settings=SETTINGS,
+                    train_losses=np.zeros(4), test_losses=np.zeros(4))
+    assert checkpoint.load(SETTINGS)["epoch"] == 2
+    with pytest.raises(ValueError, match="another run"):
+        checkpoint.load(FitSettings(**{**SETTINGS.__dict__, "learning_rate": 0.1}))
+    assert Checkpoint(tmp_path / "none.pt").load(SETTINGS) is None
+
+
+def test_the_loop_trains_as_cellposes_train_seg_does(tmp_path):
+    """Same data, seeds and settings: the same losses and weights as ``cellpose.train.train_seg``."""
+    from cellpose import train
+
+    images, labels = _data(4, 1)
+    test_images, test_labels = _data(2, 2)
+    settings = FitSettings(**{**SETTINGS.__dict__, "n_epochs": 3, "save_every": 5})
+    ours = _net(0)
+    our_losses, _ = fit(ours, images, labels, test_images, test_labels, settings, Checkpoint(tmp_path / "c.pt"))
+    theirs = _net(0)
+    _, their_losses, _ = train.train_seg(
+        theirs, train_data=images, train_labels=labels, test_data=test_images, test_labels=test_labels,
+        channels=[0, 0], normalize=False, batch_size=2, learning_rate=0.05, weight_decay=1e-4, SGD=True,
+        n_epochs=3, nimg_per_epoch=4, save_path=str(tmp_path), min_train_masks=1, bsize=32, model_name="cp")
+    np.testing.assert_allclose(our_losses, their_losses, rtol=1e-5)
+    for name, value in theirs.state_dict().items():
+        np.testing.assert_allclose(ours.state_dict()[name].numpy(), value.numpy(), rtol=1e-5, atol=1e-7,
+                                   err_msg=name)
