@@ -25,7 +25,7 @@ from .backends import BACKENDS
 from .errors import InvalidParameterError
 from .modelzoo import default_model_for, load_model
 from .params import RESTORATION_MODES, SegmentationParams
-from .runner import CellposeRunner, ModelRunner
+from .runner import CellposeRunner, ModelRunner, PlaneView
 
 __all__ = ["MAX_PLANE_GAIN", "Cellpose3RestorationEngine", "SegmentationEngine", "SegmentationResult",
            "normalize_intensity", "plane_intensity_ranges", "validate_image"]
@@ -277,7 +277,8 @@ class SegmentationEngine:
 
     def segment(self, image: Any, params: SegmentationParams | None = None,
                 progress: Progress | None = None,
-                intensity_range: tuple[float, float] | None = None) -> SegmentationResult:
+                intensity_range: tuple[float, float] | None = None,
+                view: PlaneView | None = None) -> SegmentationResult:
         """Segment ``image`` with ``params``.
 
         Parameters
@@ -288,6 +289,11 @@ class SegmentationEngine:
             exception it raises (a cancelled job) stops the run and propagates.
         intensity_range : the (1st, 99th) percentiles to normalise with instead of the image's
             own: a block of a larger volume (:mod:`blockwise`).
+        view : where the planes of ``image`` lie in a larger image's, and the window of them to
+            segment (:class:`runner.PlaneView`; a block of a volume, with ``diameter`` given):
+            the network sees the window in the whole plane's tiles, and the labels, flows and
+            probabilities are the window's (none, zeros and background around it). Plane by
+            plane backends only (``true3d`` ignores it).
 
         Returns
         -------
@@ -319,7 +325,8 @@ class SegmentationEngine:
         if not is_volume:
             volume = volume[np.newaxis]
 
-        runner = CellposeRunner(model, params, diameter=params.diameter or model.diam_mean)
+        runner = CellposeRunner(model, params, diameter=params.diameter or model.diam_mean,
+                                view=view if params.diameter else None)
         if params.diameter is None:
             _estimate_runner_diameter(runner, volume, params, report, timings, info)
         labels, flows, cellprob = _run_backend(backend_name, runner, volume, params, report, timings)

@@ -81,3 +81,55 @@ def test_it_follows_the_flows_of_a_coarse_stack_on_planes_one_pixel_apart():
         assert average_precision([stack.labels], [labels], thresholds=(0.5,)).ap[0] > 0.3
     with pytest.raises(Exception, match="isotropic_masks"):
         SegmentationParams(isotropic_masks="yes")
+
+
+@pytest.mark.parametrize("diameter", [17.0, 15.0])  # the network's own scale (no resize), and resized
+def test_it_gives_a_window_of_a_larger_plane_the_whole_plane_s_flows(diameter):
+    from segmentation.core.engine import normalize_intensity
+    from segmentation.core.runner import PlaneView, tile_context
+    from segmentation.core.synthetic import generate_3d
+
+    plane = normalize_intensity(generate_3d((8, 300, 260), seed=3, diameter=16).image[4])
+    model = load_model(None)
+    params = SegmentationParams(diameter=diameter)
+    whole_labels, whole_flows, whole_prob = CellposeRunner(model, params, diameter).eval_2d(plane)
+    window = ((40, 170), (110, 260))  # whole-plane pixels; more than one 224-pixel tile around it
+    (y0, y1), (x0, x1) = tile_context(plane.shape, window, diam_mean=model.diam_mean, diameter=diameter)
+    assert y0 < window[0][0] and y1 > window[0][1] and x0 < window[1][0] and x1 == window[1][1]  # (the plane's edge)
+    given = plane[y0:y1, x0:x1]
+    view = PlaneView(plane_shape=plane.shape, origin=(y0, x0),
+                     window=((window[0][0] - y0, window[0][1] - y0), (window[1][0] - x0, window[1][1] - x0)))
+    labels, flows, prob = CellposeRunner(model, params, diameter, view=view).eval_2d(given)
+    assert labels.shape == prob.shape == given.shape and flows.shape == (2, *given.shape)
+    inner = (slice(*view.window[0]), slice(*view.window[1]))
+    region = (slice(*window[0]), slice(*window[1]))
+    # The whole plane's flows and probabilities (to float rounding), and nothing outside the window.
+    assert np.abs(flows[(slice(None), *inner)] - whole_flows[(slice(None), *region)]).max() < 1e-3
+    assert np.abs(prob[inner] - whole_prob[region]).max() < 1e-3
+    outside = np.ones(given.shape, bool)
+    outside[inner] = False
+    assert not labels[outside].any() and not flows[:, outside].any()
+    # Every whole-plane nucleus the window's edge does not cut is the same mask.
+    mine, theirs = labels[inner], whole_labels[region]
+    edge = np.unique(np.concatenate([theirs[0], theirs[-1], theirs[:, 0], theirs[:, -1]]))
+    kept = [k for k in np.unique(theirs) if k and k not in edge]
+    assert len(kept) >= 10
+    for k in kept:
+        ids = np.unique(mine[theirs == k])
+        assert len(ids) == 1 and ids[0] and np.array_equal(mine == ids[0], theirs == k)
+    # The window run alone (its own tiles) does not reproduce the whole plane: the network is
+    # not shift-invariant, which is what the view is for.
+    _, alone_flows, _ = CellposeRunner(model, params, diameter).eval_2d(plane[region])
+    assert np.abs(alone_flows - whole_flows[(slice(None), *region)]).max() > 1e-2
+
+
+def test_it_refuses_a_plane_that_does_not_hold_the_tiles_around_its_window():
+    from segmentation.core.runner import PlaneView
+
+    model = load_model(None)
+    view = PlaneView(plane_shape=(300, 300), origin=(100, 100), window=((10, 50), (10, 50)))
+    with pytest.raises(ValueError, match="tile_context"):
+        runner = CellposeRunner(model, SegmentationParams(diameter=16.0), 16.0, view=view)
+        runner.eval_2d(np.zeros((60, 60), np.float32))
+    with pytest.raises(ValueError, match="does not lie"):
+        PlaneView(plane_shape=(100, 100), origin=(90, 0), window=((0, 20), (0, 20)))
