@@ -54,6 +54,7 @@ MEMORY_SIZES = "128x768x768,128x1536x1536,128x2304x2304,128x3072x3072"
 WHOLE_MAX_VOXELS = 160_000_000  # whole-volume runs above this would not fit beside the others here
 BLOCK_VOXELS = 2 ** 25
 BACKEND = "true3d"
+TILES = "on"  # BlockwiseParams.whole_plane_tiles
 
 
 def _shape(text: str) -> tuple[int, int, int]:
@@ -90,12 +91,13 @@ def _tiny_model(path: Path) -> Path:
     return path
 
 
-def _standin_segment(self, image, params=None, progress=None, intensity_range=None):
+def _standin_segment(self, image, params=None, progress=None, intensity_range=None, view=None):
     """``SegmentationEngine.segment`` without the network (``--engine standin``): the same input
     checks and normalisation, then arrays of the engine's sizes (flows (3, Z, Y, X) float32 as
     gradients of a smoothed copy, cell probabilities, labels) and nuclei by thresholding that copy.
     What it holds a voxel is what the engine holds, so a blockwise run's memory is the pipeline's;
-    it finds grid-cut blobs, not the network's nuclei."""
+    it finds grid-cut blobs, not the network's nuclei. A block's ``view`` is ignored: the blobs of
+    all it read are found, and the block keeps its outer region's."""
     from scipy import ndimage as ndi
 
     from segmentation.core.engine import SegmentationResult, _stack_ranges, normalize_intensity, validate_image
@@ -144,7 +146,8 @@ def child(args) -> None:
     else:
         work = Path(args.work) / f"run-{os.getpid()}"
         result = segment_blockwise(source, params, BlockwiseParams(block_voxels=args.block_voxels,
-                                                                   overlap=args.overlap),
+                                                                   overlap=args.overlap,
+                                                                   whole_plane_tiles=args.tiles == "on"),
                                    workdir=work, scheduler_address=args.scheduler)
         out["cores"] = [[[s.start, s.stop] for s in b.core] for b in result.blocks]
         stages = dict(result.info["timings"])
@@ -171,10 +174,10 @@ def child(args) -> None:
 
 def _run_child(volume: Path, mode: str, model: str | None, work: Path, *, cellprob: float = 0.0,
                save: Path | None = None, scheduler: str | None = None, engine: str = "network",
-               overlap: float = 1.0) -> dict:
+               overlap: float = 1.0, tiles: str | None = None) -> dict:
     command = [sys.executable, __file__, "--child", "--volume", str(volume), "--mode", mode, "--work", str(work),
                "--cellprob", str(cellprob), "--block-voxels", str(BLOCK_VOXELS), "--backend", BACKEND,
-               "--engine", engine, "--overlap", str(overlap)]
+               "--engine", engine, "--overlap", str(overlap), "--whole-plane-tiles", tiles or TILES]
     if model:
         command += ["--model", model]
     if save:
@@ -255,14 +258,15 @@ def _shifted_ap(work: Path, volume: Path, whole: np.ndarray, shift: int = 16) ->
     return float(average_precision(a, b, thresholds=(0.5,)).ap[0]), r["seconds"]
 
 
-def part_quality(work: Path, sizes: list[tuple[int, int, int]], overlaps: list[float]) -> None:
+def part_quality(work: Path, sizes: list[tuple[int, int, int]], overlaps: list[float],
+                 tiles: list[str] = ("on",)) -> None:
     import math
 
     from segmentation.core.metrics import average_precision
 
     global BLOCK_VOXELS
     print(f"\n== quality: shipped network ({BACKEND}), whole against blockwise, 2 x 2 blocks ==")
-    print(f"{'shape':>14} {'overlap':>7} {'whole s':>8} {'block s':>8} {'ratio':>6} {'whole MB':>8} "
+    print(f"{'shape':>14} {'tiles':>5} {'overlap':>7} {'whole s':>8} {'block s':>8} {'ratio':>6} {'whole MB':>8} "
           f"{'block MB':>8} {'nuclei w/b':>11} {'AP@0.5':>7} {'split':>5}")
     for shape in sizes:
         volume = _tile_volume(work / f"q-{'x'.join(map(str, shape))}.zarr", shape, seed=3)
@@ -272,17 +276,17 @@ def part_quality(work: Path, sizes: list[tuple[int, int, int]], overlaps: list[f
             continue
         whole = np.load(work / "whole.npy")
         saved = BLOCK_VOXELS
-        for overlap in overlaps:
+        for overlap, tile in ((o, t) for t in tiles for o in overlaps):
             # Cores of half the plane in y and x whatever the margin: blocks of the core plus it.
             margin = math.ceil(overlap * 16)
             BLOCK_VOXELS = shape[0] * (-(-shape[1] // 2) + 2 * margin) * (-(-shape[2] // 2) + 2 * margin)
-            b = _run_child(volume, "blockwise", None, work, save=work / "block.npy", overlap=overlap)
+            b = _run_child(volume, "blockwise", None, work, save=work / "block.npy", overlap=overlap, tiles=tile)
             if "error" in b:
-                print(f"{'x'.join(map(str, shape)):>14} {overlap:7.2g} error: {b['error']}")
+                print(f"{'x'.join(map(str, shape)):>14} {tile:>5} {overlap:7.2g} error: {b['error']}")
                 continue
             stitched = np.load(work / "block.npy")
             ap = average_precision(whole, stitched, thresholds=(0.5,)).ap[0]
-            print(f"{'x'.join(map(str, shape)):>14} {overlap:7.2g} {w['seconds']:8.1f} {b['seconds']:8.1f} "
+            print(f"{'x'.join(map(str, shape)):>14} {tile:>5} {overlap:7.2g} {w['seconds']:8.1f} {b['seconds']:8.1f} "
                   f"{b['seconds'] / w['seconds']:6.2f} {w['peak_rss_mb']:8.0f} {b['peak_rss_mb']:8.0f} "
                   f"{w['nuclei']:>5}/{b['nuclei']:<5} {ap:7.3f} {_split_at_faces(whole, stitched, b['cores']):>5}",
                   flush=True)
@@ -321,7 +325,7 @@ def part_cluster(work: Path, shapes: list[tuple[int, int, int]]) -> None:
 
 
 def main() -> None:
-    global BLOCK_VOXELS, BACKEND
+    global BLOCK_VOXELS, BACKEND, TILES
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", default="all", choices=["all", "memory", "quality", "cluster"])
     parser.add_argument("--sizes", default=MEMORY_SIZES, help="memory part: ZxYxX,...")
@@ -340,6 +344,8 @@ def main() -> None:
     parser.add_argument("--whole-max", type=int, default=WHOLE_MAX_VOXELS,
                         help="memory part: whole-volume runs only up to this many voxels")
     parser.add_argument("--backend", default=BACKEND, help="the 3D backend (default true3d)")
+    parser.add_argument("--whole-plane-tiles", dest="tiles", default=TILES,
+                        help="BlockwiseParams.whole_plane_tiles: on, off, or (quality part) on,off to compare both")
     parser.add_argument("--engine", default="network", choices=["network", "standin"],
                         help="memory part: the tiny network, or a stand-in without one (thresholded blobs, the "
                              "engine's arrays): the only way to reach 1 Gvoxel on a few CPU cores")
@@ -347,7 +353,7 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    BLOCK_VOXELS, BACKEND = args.block_voxels, args.backend
+    BLOCK_VOXELS, BACKEND, TILES = args.block_voxels, args.backend, args.tiles.split(",")[0]
     work = Path(tempfile.mkdtemp(prefix="bench-blockwise-"))
     try:
         print(f"machine: {os.cpu_count()} CPUs; blocks of {BLOCK_VOXELS} voxels")
@@ -355,7 +361,7 @@ def main() -> None:
             part_memory(work, [_shape(s) for s in args.sizes.split(",")], args.whole_max, args.engine)
         if args.part in ("all", "quality"):
             part_quality(work, [_shape(s) for s in args.quality_sizes.split(",")],
-                         [float(o) for o in args.overlaps.split(",")])
+                         [float(o) for o in args.overlaps.split(",")], args.tiles.split(","))
         if args.part in ("all", "cluster"):
             part_cluster(work, [_shape(s) for s in args.cluster_sizes.split(",")])
     finally:

@@ -4,8 +4,13 @@ A volume is cut into a grid of *cores* that partition it; each block is its core
 overlap of at least one nucleus diameter on every side (``outer``, clipped to the volume). Each
 block is segmented on its own by the same engine, backend and model, with the intensity range
 and nucleus diameter of the whole volume, and its labels are written to a work folder (zarr,
-one array per block). A nucleus cut by a face between two cores is then seen whole by both
-blocks, since the overlap is as large as a nucleus; the two pieces are merged when their labels
+one array per block). A block segmented plane by plane (every backend but ``true3d``) also reads its
+``context``: as much image around its outer region as the network's tiles covering it read in
+the whole plane (:func:`runner.tile_context`, up to one 224-pixel tile at the network's scale),
+and its network sees every pixel of the outer region in the whole plane's own tiles
+(:class:`runner.PlaneView`), so its flows and probabilities there are the whole run's and its
+nuclei the whole run's but where its edge cuts them. A nucleus cut by a face between two
+cores is then seen whole by both blocks, since the overlap is as large as a nucleus; the two pieces are merged when their labels
 overlap by at least ``match_iou`` (intersection over union) in the margin the two blocks share
 (``outer_i`` ∩ ``outer_j``), for every pair of blocks whose cores touch (faces, edges and
 corners). The merges are the edges of a union-find over ``(block, local id)``; every id left
@@ -75,12 +80,18 @@ class BlockwiseParams(Params):
     align : (z, y, x) ints >= 1
         Core extents are multiples of these (but for the last core of an axis), so a core
         covers whole storage chunks.
+    whole_plane_tiles : bool
+        A block segmented plane by plane (any backend but ``true3d``) also reads the image its
+        network's tiles reach around it (up to one 224-pixel tile at the network's scale on each
+        side, beyond ``block_voxels``), so its network sees its pixels in the whole plane's
+        own tiles and gives the whole run's flows there. Off: the network tiles the block alone.
     """
 
     block_voxels: int = 2 ** 25
     overlap: float = 1.0
     match_iou: float = 0.5
     align: tuple[int, int, int] = (1, 1, 1)
+    whole_plane_tiles: bool = True
 
     _what = "blockwise parameters"
 
@@ -91,6 +102,8 @@ class BlockwiseParams(Params):
         object.__setattr__(self, "match_iou", check_number("match_iou", self.match_iou, low=0, high=1,
                                                            low_open=True))
         object.__setattr__(self, "align", check_numbers("align", self.align, lengths=(3,), low=1, integer=True))
+        if not isinstance(self.whole_plane_tiles, bool):
+            raise InvalidParameterError(f"whole_plane_tiles must be true or false, got {self.whole_plane_tiles!r}")
 
 
 @dataclass(frozen=True)
@@ -103,6 +116,12 @@ class Block:
     number: int
     core: Region
     outer: Region
+    context: Region | None = None  # what it reads: ``outer`` and the network's tiles around it
+
+    @property
+    def read_region(self) -> Region:
+        """What the block reads of the volume: its context, else its outer region."""
+        return self.outer if self.context is None else self.context
 
     @property
     def outer_shape(self) -> tuple[int, int, int]:
@@ -124,12 +143,14 @@ def _core_extents(shape, n, align) -> tuple[int, ...]:
 
 
 def block_grid(shape: tuple[int, int, int], *, block_voxels: int, overlap: tuple[int, int, int],
-               align: tuple[int, int, int] = (1, 1, 1)) -> list[Block]:
+               align: tuple[int, int, int] = (1, 1, 1), context: tuple[int, int, int] | None = None) -> list[Block]:
     """Cut a (Z, Y, X) volume into overlapping blocks of at most ``block_voxels`` voxels.
 
     The cores partition the volume; each outer region is its core grown by ``overlap`` voxels
     on each side (per axis), clipped to the volume. The grid is refined along the axis whose
-    core is longest until every outer region fits; cores are multiples of ``align``.
+    core is longest until every outer region fits; cores are multiples of ``align``. With
+    ``context`` (voxels per axis), each block's ``context`` is its outer region grown by that
+    much on each side, clipped to the volume: what it reads, beyond ``block_voxels``.
 
     Raises
     ------
@@ -150,8 +171,10 @@ def block_grid(shape: tuple[int, int, int], *, block_voxels: int, overlap: tuple
     if len(shape) != 3 or min(shape) < 1:
         raise InvalidInputError(f"a block grid needs a (Z, Y, X) shape, got {shape}")
     overlap = tuple(max(0, int(o)) for o in overlap)
-    if len(overlap) != 3 or len(align) != 3:
-        raise InvalidParameterError(f"overlap and align need one value per axis (z, y, x), got {overlap} and {align}")
+    grow = (0, 0, 0) if context is None else tuple(max(0, int(c)) for c in context)
+    if len(overlap) != 3 or len(align) != 3 or len(grow) != 3:
+        raise InvalidParameterError(f"overlap, align and context need one value per axis (z, y, x), got {overlap}, "
+                                    f"{align} and {context}")
     n = [1, 1, 1]
     while True:
         cores = _core_extents(shape, n, align)
@@ -171,7 +194,10 @@ def block_grid(shape: tuple[int, int, int], *, block_voxels: int, overlap: tuple
         core = tuple(slice(i * c, min((i + 1) * c, size)) for i, c, size in zip(index, cores, shape, strict=True))
         outer = tuple(slice(max(0, s.start - o), min(size, s.stop + o))
                       for s, o, size in zip(core, overlap, shape, strict=True))
-        blocks.append(Block(index=tuple(int(i) for i in index), number=number, core=core, outer=outer))
+        around = None if context is None else tuple(slice(max(0, s.start - g), min(size, s.stop + g))
+                                                    for s, g, size in zip(outer, grow, shape, strict=True))
+        blocks.append(Block(index=tuple(int(i) for i in index), number=number, core=core, outer=outer,
+                            context=around))
     return blocks
 
 
@@ -385,6 +411,16 @@ def _restoration_plan(crop: np.ndarray, params, info: dict[str, Any]):
     return (applied, reference), intensity_range(restored), restored
 
 
+def _tile_reach(params, shape: tuple[int, int, int], diameter: float) -> int:
+    """How far (pixels) the network's tiles reach past a block's outer region on each side:
+    :func:`runner.tile_reach` for the model ``params`` names (loaded where the blocks run)."""
+    from .modelzoo import default_model_for, load_model
+    from .runner import tile_reach
+
+    model = load_model(params.model_name or default_model_for(shape if shape[0] > 1 else shape[1:]))
+    return tile_reach(diam_mean=model.diam_mean, diameter=diameter)
+
+
 def _segment_block(image, block: Block, shape: tuple[int, int, int], overlap: tuple[int, int, int], params,
                    intensity: Any, workdir: str, gpu: bool | None,
                    progress: Progress | None = None, restoration: tuple[str, dict] | None = None) -> dict[str, Any]:
@@ -397,7 +433,7 @@ def _segment_block(image, block: Block, shape: tuple[int, int, int], overlap: tu
 
         gpu = bool(torch.cuda.is_available())
     t = time.perf_counter()
-    data = np.asarray(image[block.outer])
+    data = np.asarray(image[block.read_region])
     if restoration is not None:  # the same method, settings and scaling in every block
         from .restoration import restore
 
@@ -407,11 +443,21 @@ def _segment_block(image, block: Block, shape: tuple[int, int, int], overlap: tu
     flat = data.shape[0] == 1 and not params.do_3d
     if flat and np.ndim(intensity) == 2:
         intensity = intensity[0]
+    view = None
+    if block.context is not None:  # the network sees the outer region in the whole plane's tiles
+        from .runner import PlaneView
+
+        inner = _within(block.outer, block.context)
+        view = PlaneView(plane_shape=shape[1:], origin=(block.context[1].start, block.context[2].start),
+                         window=((inner[1].start, inner[1].stop), (inner[2].start, inner[2].stop)))
     result = SegmentationEngine(gpu_available=gpu).segment(data[0] if flat else data, params, progress=progress,
-                                                           intensity_range=intensity)
+                                                           intensity_range=intensity, view=view)
     labels = result.labels[np.newaxis] if flat else result.labels
     flows = result.flows[:, np.newaxis] if flat else result.flows
     cellprob = result.cellprob[np.newaxis] if flat else result.cellprob
+    if view is not None:  # back to the outer region (nothing was segmented around it)
+        inner = (slice(None), *_within(block.outer, block.context)[1:])
+        labels, flows, cellprob = labels[inner], flows[(slice(None), *inner)], cellprob[inner]
     summary = _block_summary(workdir, block, labels, shape, overlap, flows, cellprob)
     return {**summary, "seconds": time.perf_counter() - t, "model": result.info["model"],
             "device": result.info["device"], "backend": result.info["backend"]}
@@ -432,7 +478,12 @@ def _shared_region(a: Block, b: Block) -> Region | None:
 
 
 def _local(region: Region, block: Block) -> Region:
-    return tuple(slice(s.start - o.start, s.stop - o.start) for s, o in zip(region, block.outer, strict=True))
+    return _within(region, block.outer)
+
+
+def _within(region: Region, frame: Region) -> Region:
+    """``region`` (slices of the volume) as slices of an array holding ``frame``."""
+    return tuple(slice(s.start - o.start, s.stop - o.start) for s, o in zip(region, frame, strict=True))
 
 
 def _match_pair(workdir: str, a: Block, b: Block, match_iou: float) -> list[tuple[int, int]]:
@@ -845,7 +896,13 @@ def segment_blockwise(image: Any, params, blockwise: BlockwiseParams | None = No
         z_diameter = diameter / params.anisotropy if shape[0] > 1 else 0
         overlap = (math.ceil(blockwise.overlap * z_diameter), math.ceil(blockwise.overlap * diameter),
                    math.ceil(blockwise.overlap * diameter))
-        blocks = block_grid(shape, block_voxels=blockwise.block_voxels, overlap=overlap, align=blockwise.align)
+        context = None
+        if blockwise.whole_plane_tiles and not (shape[0] > 1 and params.do_3d and params.use_3d_backend == "true3d"):
+            # Where the network runs plane by plane, each block reads what its tiles reach.
+            reach = _run([(_tile_reach, params, shape, float(diameter))], scheduler_address, lambda done: None)[0]
+            context = (0, reach, reach)
+        blocks = block_grid(shape, block_voxels=blockwise.block_voxels, overlap=overlap, align=blockwise.align,
+                            context=context)
         stage = _stage(report, 0.05, 0.92)
         total = len(blocks)
         stage(0.0, f"segmenting {total} blocks")
@@ -879,6 +936,7 @@ def segment_blockwise(image: Any, params, blockwise: BlockwiseParams | None = No
             "blockwise": {
                 **blockwise.to_dict(), "blocks": total, "grid": [max(b.index[a] for b in blocks) + 1 for a in range(3)],
                 "core_shape": [s.stop - s.start for s in blocks[0].core], "overlap_voxels": list(overlap),
+                "context_voxels": list(context or (0, 0, 0)),
                 "intensity_range": [lo, hi], "pieces_merged": merged,
                 "scheduler": scheduler_address or "local (dask sync)",
                 "block_seconds": round(float(sum(s["seconds"] for s in summaries)), 3),
