@@ -10,8 +10,9 @@ the whole plane (:func:`runner.tile_context`, up to one 224-pixel tile at the ne
 and its network sees every pixel of the outer region in the whole plane's own tiles
 (:class:`runner.PlaneView`), so its flows and probabilities there are the whole run's and its
 nuclei the whole run's but where its edge cuts them. A nucleus cut by a face between two
-cores is then seen whole by both blocks, since the overlap is as large as a nucleus; the two pieces are merged when their labels
-overlap by at least ``match_iou`` (intersection over union) in the margin the two blocks share
+cores is then seen whole by both blocks, since the overlap is as large as a nucleus; the two
+pieces are merged when their labels overlap by at least ``match_iou`` (intersection over
+union) in the margin the two blocks share
 (``outer_i`` ∩ ``outer_j``), for every pair of blocks whose cores touch (faces, edges and
 corners). The merges are the edges of a union-find over ``(block, local id)``; every id left
 in some core gets one final id, ``1..n`` in order of first appearance.
