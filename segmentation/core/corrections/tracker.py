@@ -3,8 +3,20 @@
 Storage (the EZQUANT guide's layout) under ``<storage_dir>`` of :class:`CorrectionTracker`::
 
     corrections.json      {"format": "ezquant-corrections", "version": 1, "records": [...]}
+    corrections.jsonl     the records made since corrections.json was last written, one a line
     corr_000001.npz       the masks of record 1
-    corrections.lock      taken with fcntl.flock while a record is written
+    corrections.lock      taken with fcntl.flock while a record is written (shared while read)
+
+A record costs what it adds, whatever the store's history: it is appended to the journal
+``corrections.jsonl`` (one JSON object a line, the entry ``corrections.json`` would hold), and
+``corrections.json`` is rewritten only when the store is read whole (:meth:`CorrectionTracker.records`
+folds the journal into it, as :meth:`CorrectionTracker.compact` does) and by the store's first
+record. So ``corrections.json`` holds every record up to its last fold, and the journal those
+since; a reader of the files who wants every record reads both (or calls ``compact()`` first).
+A store written before the journal existed is a ``corrections.json`` alone, and reads as it
+did. Each process keeps what it parsed of a store and reads only what was appended since
+(keyed by the files' inode, size and times), so :meth:`CorrectionTracker.get` and the id of the
+next record do not grow with the history either.
 
 Each ``corr_<id>.npz`` (compressed) holds the two masks cropped to the bounding box of their
 union, not the whole image: ``original`` and ``corrected`` (the crop, dtype as given),
@@ -22,11 +34,15 @@ returns them as an :class:`ImageCrop`.
 
 Writes are safe against crashes and against other processes: the npz and the JSON are each
 written to a temporary file in the same folder and moved into place with ``os.replace``
-(atomic on POSIX), and the read-modify-write of ``corrections.json`` happens under an exclusive
-``fcntl.flock`` on ``corrections.lock``, so two workers recording at once both keep their
-record. A ``corrections.json`` that is not what this module wrote (bad JSON, a missing field, a
-duplicate id) raises :class:`CorrectionStorageError` naming the file: records are never dropped
-silently.
+(atomic on POSIX); a journal line is appended in one ``write`` and synced, after its npz. Every
+write happens under an exclusive ``fcntl.flock`` on ``corrections.lock`` (reads take it
+shared), so two workers recording at once both keep their record. A crash part way through an
+append leaves a torn last line: it is ignored with a warning (its record was never returned to
+anyone) and cut off by the next record, and no earlier record is lost. A crash between a fold's
+new ``corrections.json`` and the journal's truncation leaves journal lines equal to entries of
+the JSON: they are skipped. A ``corrections.json`` or a journal line that is not what this
+module wrote (bad JSON, a missing field, a duplicate id) raises :class:`CorrectionStorageError`
+naming the file: records are never dropped silently.
 
 Examples
 --------
@@ -46,8 +62,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import tempfile
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -72,9 +91,12 @@ try:  # POSIX (Linux, macOS, the Docker image); without it the package still imp
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
+log = logging.getLogger(__name__)
+
 _FORMAT = "ezquant-corrections"
 _VERSION = 1
 _INDEX = "corrections.json"
+_JOURNAL = "corrections.jsonl"
 _LOCK = "corrections.lock"
 
 
@@ -183,59 +205,56 @@ class CorrectionTracker:
         """``<storage_dir>/corrections.json``."""
         return self.storage_dir / _INDEX
 
-    # -- reading ---------------------------------------------------------------------------
+    @property
+    def journal_path(self) -> Path:
+        """``<storage_dir>/corrections.jsonl``: the records since ``corrections.json`` was written."""
+        return self.storage_dir / _JOURNAL
 
-    def _read(self) -> list[CorrectionRecord]:
-        path = self.index_path
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return []
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CorrectionStorageError(f"{path} is not valid JSON ({exc}); fix or restore it") from None
-        if not isinstance(data, dict) or data.get("format") != _FORMAT or not isinstance(data.get("records"), list):
-            raise CorrectionStorageError(
-                f"{path} is not an EZQuant corrections index "
-                f'(expected {{"format": "{_FORMAT}", "version": {_VERSION}, "records": [...]}})')
-        if data.get("version") != _VERSION:
-            raise CorrectionStorageError(f"{path} has version {data.get('version')!r}; this code reads {_VERSION}")
-        records: list[CorrectionRecord] = []
-        seen: set[int] = set()
-        for k, entry in enumerate(data["records"]):
-            try:
-                record = CorrectionRecord.from_dict(entry)
-            except InvalidParameterError as exc:
-                raise CorrectionStorageError(f"{path}: record #{k} is invalid: {exc}") from None
-            if record.id in seen:
-                raise CorrectionStorageError(f"{path}: record id {record.id} appears twice")
-            seen.add(record.id)
-            records.append(record)
-        return records
+    # -- reading ---------------------------------------------------------------------------
 
     def records(self) -> list[CorrectionRecord]:
         """Every record, in the order recorded.
 
+        Reading the store whole also folds the journal into ``corrections.json`` (when no other
+        process holds the store's lock; module docstring).
+
         Raises
         ------
         CorrectionStorageError
-            If ``corrections.json`` is not what this class writes.
+            If ``corrections.json`` or the journal is not what this class writes.
         """
-        # No lock: the index is only ever replaced whole (os.replace), so a reader sees the old
-        # or the new file, never half of one.
-        return self._read()
+        with self._state("fold") as (index, exclusive):
+            if exclusive and index.journal_ino is not None:
+                try:
+                    self._fold(index)
+                except OSError as exc:  # a read-only folder: the records are read all the same
+                    log.warning("could not fold %s into %s: %s", self.journal_path, self.index_path, exc)
+            return [CorrectionRecord.from_dict(entry) for entry in index.entries()]
 
     def count(self) -> int:
         """Number of records."""
-        return len(self._read())
+        with self._state("shared") as (index, _):
+            return len(index.folded) + len(index.journal)
 
     def get(self, record_id: int) -> CorrectionRecord:
         """The record with id ``record_id``; ``KeyError`` if there is none."""
-        for record in self._read():
-            if record.id == record_id:
-                return record
-        raise KeyError(f"no correction record {record_id!r} in {self.storage_dir}")
+        with self._state("shared") as (index, _):
+            entry = index.journal.get(record_id) or index.folded.get(record_id)
+        if entry is None:
+            raise KeyError(f"no correction record {record_id!r} in {self.storage_dir}")
+        return CorrectionRecord.from_dict(entry)
+
+    def compact(self) -> None:
+        """Fold the journal into ``corrections.json``, so that the JSON alone holds every record.
+
+        Raises
+        ------
+        CorrectionStorageError
+            If ``corrections.json`` or the journal is corrupt (nothing is written then).
+        """
+        with self._state("exclusive") as (index, _):
+            if index.journal_ino is not None:
+                self._fold(index)
 
     def load(self, record_id: int, *, crop: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """The masks of one record.
@@ -313,28 +332,75 @@ class CorrectionTracker:
     # -- writing ---------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        # An exclusive flock on a separate lock file (never replaced, unlike the index, whose
-        # inode changes on every write) serialises the read-modify-write of the index across
-        # processes; the kernel drops the lock if the process dies.
+    def _locked(self, mode: str = "exclusive") -> Iterator[bool]:
+        """Hold the store's lock: ``"exclusive"`` (to write), ``"shared"`` (to read) or
+        ``"fold"`` (exclusive if no one holds it, else shared); yields whether it is exclusive."""
+        # A flock on a separate lock file (never replaced, unlike the index, whose inode changes
+        # on every fold) serialises writes across processes, and readers take it shared, so they
+        # never see half of a fold or of an append; the kernel drops it if the process dies. It
+        # is re-entrant per thread: a second flock of the same file on another descriptor would
+        # wait on the first.
         if fcntl is None:  # pragma: no cover - Windows
-            raise CorrectionStorageError("recording corrections needs POSIX file locks (fcntl); run on Linux or macOS")
-        self.storage_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.storage_dir / _LOCK, "a+b") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            if mode == "exclusive":
+                raise CorrectionStorageError(
+                    "recording corrections needs POSIX file locks (fcntl); run on Linux or macOS")
+            yield False
+            return
+        held = _held_locks()
+        key = _store_key(self.storage_dir)
+        if key in held:
+            if mode == "exclusive" and not held[key]:
+                raise RuntimeError(f"{self.storage_dir}: a write inside a read of the store")
+            yield held[key]
+            return
+        if mode == "exclusive":
+            self.storage_dir.mkdir(parents=True, exist_ok=True)
+        elif not self.storage_dir.is_dir():
+            yield False  # nothing stored yet, and a read makes no folder
+            return
+        try:
+            fh = open(self.storage_dir / _LOCK, "a+b")
+        except OSError:
+            if mode == "exclusive":
+                raise
+            yield False  # a read-only folder: no one writes there
+            return
+        with fh:
+            exclusive = mode != "shared"
+            if mode == "fold":
+                try:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    exclusive = False
+            if mode != "fold" or not exclusive:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            held[key] = exclusive
             try:
-                yield
+                yield exclusive
             finally:
+                del held[key]
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
-    def _next_id(self, records: list[CorrectionRecord]) -> int:
-        # Also above any leftover corr_*.npz, so a hand-removed index entry never gets its file
-        # overwritten.
-        top = max((r.id for r in records), default=0)
-        for path in self.storage_dir.glob("corr_*.npz"):
-            with contextlib.suppress(ValueError):
-                top = max(top, int(path.stem[5:]))
-        return top + 1
+    @contextlib.contextmanager
+    def _state(self, mode: str) -> Iterator[tuple[_Parsed, bool]]:
+        """Under the lock (``mode`` as :meth:`_locked`): what this process parsed of the store,
+        brought up to date, and whether the lock is exclusive."""
+        with self._locked(mode) as exclusive:
+            parsed = _parsed_store(self.storage_dir)
+            with parsed.lock:
+                parsed.refresh(self.storage_dir)
+                yield parsed, exclusive
+
+    def _fold(self, parsed: _Parsed, extra: CorrectionRecord | None = None) -> None:
+        """Under the exclusive lock: write ``corrections.json`` with every record (and ``extra``),
+        then remove the journal. A crash in between leaves journal lines equal to entries of
+        the new JSON, which reading skips."""
+        entries = list(parsed.entries()) + ([extra.to_dict()] if extra is not None else [])
+        payload = json.dumps({"format": _FORMAT, "version": _VERSION, "records": entries}, indent=1).encode("utf-8")
+        _write_atomic(self.index_path, lambda fh: fh.write(payload))
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.journal_path)
+        parsed.folded_as(self.storage_dir, entries)
 
     def record(self, image_id: str, nucleus_id: int, original_mask: Any, corrected_mask: Any,
                correction_type: str, metadata: dict[str, Any] | None = None, *, image: Any = None,
@@ -405,22 +471,259 @@ class CorrectionTracker:
 
     def _append(self, make_record: Callable[[int], CorrectionRecord], crops: dict[str, np.ndarray]) -> CorrectionRecord:
         """Write the record ``make_record(next id)`` and its crops under the lock: the npz first,
-        then the index (the npz is removed again when the index cannot be written)."""
-        with self._locked():
-            records = self._read()
-            record = make_record(self._next_id(records))
+        then its journal line (the npz is removed again when the line cannot be written). The
+        store's first record writes ``corrections.json`` instead, so the guide's file is there
+        from the start."""
+        with self._state("exclusive") as (parsed, _):
+            record = make_record(parsed.next_id(self.storage_dir))
             npz_path = self.storage_dir / record.file
             _write_atomic(npz_path, lambda fh: np.savez_compressed(fh, **crops))
-            index = {"format": _FORMAT, "version": _VERSION,
-                     "records": [r.to_dict() for r in records] + [record.to_dict()]}
-            payload = json.dumps(index, indent=1).encode("utf-8")
             try:
-                _write_atomic(self.index_path, lambda fh: fh.write(payload))
+                if parsed.index_key is None:
+                    self._fold(parsed, record)
+                else:
+                    parsed.append(self.storage_dir, record)
             except BaseException:
                 with contextlib.suppress(FileNotFoundError):
                     npz_path.unlink()
                 raise
+            parsed.recorded(self.storage_dir, record.id)
         return record
+
+
+# ---------------------------------------------------------------------------------------------
+# what a process parsed of a store
+
+
+def _file_key(path: Path) -> tuple[int, int, int, int] | None:
+    """Inode, size and times of ``path`` (``None`` if absent): a file replaced or rewritten has
+    another key."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _store_key(storage_dir: Path) -> str:
+    return os.path.realpath(storage_dir)
+
+
+_HELD = threading.local()
+
+
+def _held_locks() -> dict[str, bool]:
+    """The stores whose lock this thread holds (store -> exclusive)."""
+    if not hasattr(_HELD, "stores"):
+        _HELD.stores = {}
+    return _HELD.stores
+
+
+_UNREAD = object()
+_SEAL = 64
+
+
+class _Parsed:
+    """What one process read of one store: the entries of ``corrections.json`` and of the
+    journal as ``to_dict()`` gives them (checked once; each caller gets a record of its own
+    made from them), and how far the files were read. :meth:`refresh` reads only what changed
+    since: the JSON again when its key changed, else the journal's new whole lines. Used under
+    the store's lock and ``self.lock``."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.index_key: Any = _UNREAD
+        self.folded: dict[int, dict[str, Any]] = {}
+        self.journal_ino: int | None = None  # None: no journal file
+        self.journal_end = 0                 # bytes of it read, whole lines
+        self.journal_lines = 0
+        self.journal_seal = b""              # the last bytes read (up to _SEAL)
+        self.journal: dict[int, dict[str, Any]] = {}
+        self.top = 0                         # the largest record id
+        self.torn: tuple[int, int] | None = None
+        self.folder_key: int | None = None   # the folder's mtime when npz_top was found
+        self.npz_top = 0
+
+    def entries(self) -> Iterator[dict[str, Any]]:
+        yield from self.folded.values()
+        yield from self.journal.values()
+
+    def _forget_journal(self) -> None:
+        self.journal_ino, self.journal_end, self.journal_lines, self.journal = None, 0, 0, {}
+        self.journal_seal = b""
+        self.top = max(self.folded, default=0)
+
+    def refresh(self, storage_dir: Path) -> None:
+        index = storage_dir / _INDEX
+        key = _file_key(index)  # before reading: a file replaced meanwhile is read again next time
+        if key != self.index_key:
+            self.folded = _read_index(index) if key is not None else {}
+            self.index_key = key
+            self._forget_journal()
+        journal = storage_dir / _JOURNAL
+        try:
+            fh = open(journal, "rb")
+        except FileNotFoundError:
+            if self.journal_ino is not None:
+                self._forget_journal()
+            return
+        with fh:
+            st = os.fstat(fh.fileno())
+            size, ino = st.st_size, st.st_ino
+            if ino == self.journal_ino and size >= self.journal_end and self.journal_end:
+                # Appends never change what was read: the bytes before where reading stopped
+                # are the same, unless the file was rewritten by hand (then it is read again).
+                fh.seek(self.journal_end - len(self.journal_seal))
+                if fh.read(len(self.journal_seal)) != self.journal_seal:
+                    self._forget_journal()
+            if ino != self.journal_ino or size < self.journal_end:
+                self._forget_journal()
+                self.journal_ino = ino
+            if size == self.journal_end:
+                return
+            fh.seek(self.journal_end)
+            tail = fh.read(size - self.journal_end)
+        whole = tail.rfind(b"\n") + 1
+        added: dict[int, dict[str, Any]] = {}  # kept only if every new line is a record
+        lines = tail[:whole].split(b"\n")[:-1]
+        for number, line in enumerate(lines, start=self.journal_lines + 1):
+            if line.strip():
+                self._add_line(journal, number, line, added)
+        self.journal.update(added)
+        self.top = max(self.top, max(added, default=0))
+        self.journal_lines += len(lines)
+        self.journal_end += whole
+        self.journal_seal = (self.journal_seal + tail[:whole])[-_SEAL:]
+        if whole < len(tail) and self.torn != (ino, self.journal_end):
+            # A crash part way through an append (module docstring): that record was never
+            # returned to anyone, and the next record cuts the line off.
+            log.warning("%s: its last line (%d bytes) is cut short and ignored", journal, len(tail) - whole)
+            self.torn = (ino, self.journal_end)
+
+    def _add_line(self, journal: Path, number: int, line: bytes, added: dict[int, dict[str, Any]]) -> None:
+        try:
+            entry = json.loads(line)
+        except ValueError as exc:
+            raise CorrectionStorageError(f"{journal}: line {number} is not valid JSON ({exc}); fix or restore it") \
+                from None
+        try:
+            record = CorrectionRecord.from_dict(entry)
+        except InvalidParameterError as exc:
+            raise CorrectionStorageError(f"{journal}: line {number} is an invalid record: {exc}") from None
+        entry = record.to_dict()
+        if record.id in self.folded:
+            if self.folded[record.id] == entry:  # folded already: a crash came before the journal's removal
+                return
+            raise CorrectionStorageError(f"{journal}: record id {record.id} (line {number}) is in "
+                                         f"{journal.with_name(_INDEX)} already, different")
+        if record.id in self.journal or record.id in added:
+            raise CorrectionStorageError(f"{journal}: record id {record.id} appears twice (line {number})")
+        added[record.id] = entry
+
+    def next_id(self, storage_dir: Path) -> int:
+        """Above every record and above any leftover ``corr_*.npz``, so a hand-removed entry
+        never gets its file overwritten. The folder is listed again only when it changed."""
+        folder = os.stat(storage_dir).st_mtime_ns
+        if folder != self.folder_key:
+            top = 0
+            with os.scandir(storage_dir) as names:
+                for name in names:
+                    if name.name.startswith("corr_") and name.name.endswith(".npz"):
+                        with contextlib.suppress(ValueError):
+                            top = max(top, int(name.name[5:-4]))
+            self.folder_key, self.npz_top = folder, top
+        return max(self.top, self.npz_top) + 1
+
+    def append(self, storage_dir: Path, record: CorrectionRecord) -> None:
+        """Append ``record``'s line to the journal, in one write, synced; cut off a torn last
+        line first. On any failure the journal is cut back to what it was."""
+        entry = record.to_dict()
+        line = (json.dumps(entry, separators=(",", ":"), allow_nan=False) + "\n").encode("utf-8")
+        path = storage_dir / _JOURNAL
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+        try:
+            st = os.fstat(fd)
+            if self.journal_ino not in (None, st.st_ino):
+                raise CorrectionStorageError(f"{path} was replaced while the store was locked")
+            if st.st_size > self.journal_end:
+                log.warning("%s: cutting off its last line (%d bytes), cut short by an earlier crash", path,
+                            st.st_size - self.journal_end)
+                os.ftruncate(fd, self.journal_end)
+            try:
+                view = memoryview(line)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, self.journal_end)
+                raise
+        finally:
+            os.close(fd)
+        self.journal_ino = st.st_ino
+        self.journal_end += len(line)
+        self.journal_seal = (self.journal_seal + line)[-_SEAL:]
+        self.journal_lines += 1
+        self.journal[record.id] = entry
+        self.top = max(self.top, record.id)
+
+    def folded_as(self, storage_dir: Path, entries: list[dict[str, Any]]) -> None:
+        """After a fold: ``corrections.json`` holds ``entries`` and there is no journal."""
+        self.folded = {entry["id"]: entry for entry in entries}
+        self.index_key = _file_key(storage_dir / _INDEX)
+        self._forget_journal()
+
+    def recorded(self, storage_dir: Path, record_id: int) -> None:
+        """After a record: its npz is the highest; the folder's mtime now includes it."""
+        self.npz_top = max(self.npz_top, record_id)
+        self.folder_key = os.stat(storage_dir).st_mtime_ns
+
+
+def _read_index(path: Path) -> dict[int, dict[str, Any]]:
+    """The entries of ``corrections.json`` by id (as ``to_dict()`` gives them)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CorrectionStorageError(f"{path} is not valid JSON ({exc}); fix or restore it") from None
+    if not isinstance(data, dict) or data.get("format") != _FORMAT or not isinstance(data.get("records"), list):
+        raise CorrectionStorageError(
+            f"{path} is not an EZQuant corrections index "
+            f'(expected {{"format": "{_FORMAT}", "version": {_VERSION}, "records": [...]}})')
+    if data.get("version") != _VERSION:
+        raise CorrectionStorageError(f"{path} has version {data.get('version')!r}; this code reads {_VERSION}")
+    entries: dict[int, dict[str, Any]] = {}
+    for k, entry in enumerate(data["records"]):
+        try:
+            record = CorrectionRecord.from_dict(entry)
+        except InvalidParameterError as exc:
+            raise CorrectionStorageError(f"{path}: record #{k} is invalid: {exc}") from None
+        if record.id in entries:
+            raise CorrectionStorageError(f"{path}: record id {record.id} appears twice")
+        entries[record.id] = record.to_dict()
+    return entries
+
+
+_PARSED_STORES = 32
+_PARSED: OrderedDict[str, _Parsed] = OrderedDict()
+_PARSED_LOCK = threading.Lock()
+
+
+def _parsed_store(storage_dir: Path) -> _Parsed:
+    """This process' :class:`_Parsed` of a store (the last 32 stores used)."""
+    key = _store_key(storage_dir)
+    with _PARSED_LOCK:
+        parsed = _PARSED.get(key)
+        if parsed is None:
+            parsed = _PARSED[key] = _Parsed()
+            while len(_PARSED) > _PARSED_STORES:
+                _PARSED.popitem(last=False)
+        else:
+            _PARSED.move_to_end(key)
+        return parsed
 
 
 def _check_mask_pair(original_mask: Any, corrected_mask: Any) -> tuple[np.ndarray, np.ndarray]:
