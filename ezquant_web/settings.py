@@ -206,7 +206,12 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # rather than failing at once with "database is locked". IMMEDIATE: a transaction takes the
     # write lock when it begins, so two edits of one volume are serialised (PostgreSQL does it
     # with SELECT ... FOR UPDATE, which SQLite ignores) and no reader-turned-writer deadlocks.
-    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+    # WAL + synchronous=NORMAL: a commit appends to the write-ahead log without an fsync (18-29 ms
+    # of an edit under load), readers never wait for the writer, and the file is never corrupted;
+    # on a power loss (not a crash of the process) the last commits since a checkpoint may be
+    # lost. WAL needs a local disk (not NFS): the default database is one machine's.
+    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE",
+                                       "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "")

@@ -112,3 +112,14 @@ def test_it_passes_the_deploy_check_under_the_production_settings(tmp_path):
     result = _manage("check", "--deploy", "--fail-level", "WARNING", EZQUANT_DATA_DIR=str(tmp_path), **PRODUCTION)
     assert result.returncode == 0, result.stderr + result.stdout
     assert "no issues" in result.stdout
+
+
+def test_it_runs_sqlite_in_wal_mode_with_normal_sync(tmp_path):
+    script = ("import django; django.setup(); from django.db import connection; c = connection.cursor(); "
+              "print(c.execute('PRAGMA journal_mode').fetchone()[0], c.execute('PRAGMA synchronous').fetchone()[0])")
+    env = {k: v for k, v in os.environ.items() if k != "DEBUG"} | {
+        "DATABASE_URL": f"sqlite:///{tmp_path}/x.sqlite3", "EZQUANT_DATA_DIR": str(tmp_path / "data"),
+        "EZQUANT_EMBEDDED_WORKER": "0", "DJANGO_SETTINGS_MODULE": "ezquant_web.settings"}
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120,
+                            env=env)
+    assert result.stdout.split() == ["wal", "1"], result.stderr  # synchronous 1 = NORMAL
