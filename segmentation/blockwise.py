@@ -160,7 +160,7 @@ class _Kept:
     key: tuple
     plane: Callable[[int], np.ndarray]
     n_labels: int
-    rows: Any  # NucleusSums, made row by row as the version stores them
+    rows: Any  # measurements.NucleusSums, made row by row as the version stores them
     head: Any = None  # the version people's nuclei come from
     paste: Any = None  # the CuratedPaste, decided
     old: dict = dataclasses.field(default_factory=dict)  # kept nuclei's rows: label_id -> uncertainty, curation
@@ -175,8 +175,8 @@ def _kept_blockwise(job, store, image, result, key: tuple) -> _Kept:
     version's planes read three times."""
     from annotation.models import Correction, LabelVersion
     from annotation.stores import correction_store
-    from segmentation.core.blockwise import measure_planes
     from segmentation.core.curation import CuratedPaste
+    from segmentation.core.measurements import measure_planes
 
     voxel_size = store.meta.voxel_size
     head_id, curated, delete_ids = key

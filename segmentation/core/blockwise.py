@@ -20,11 +20,12 @@ in some core gets one final id, ``1..n`` in order of first appearance.
 Memory is bounded by the block, not the volume: a block task holds its image, float copy, flows
 and probabilities (about ``BYTES_PER_VOXEL`` bytes a voxel of ``block_voxels``); the stitching
 reads only margins; the result is read back plane by plane (:meth:`BlockwiseResult.plane`) or
-block by block. Measurements are reduced from per-block sums over each core (counts, intensity
-sums, centroids, bounding boxes: exactly what :func:`measurements.nucleus_table` gives on the
-stitched labels); solidity and the uncertainty score, which need a nucleus' whole mask, come
-from the block that owns it (the piece whose centroid lies in its block's core, the largest
-piece when several or none do), measured on that block's view of the nucleus.
+block by block. The stitched labels are measured a plane at a time by the rule
+:func:`measurements.nucleus_table` measures whole arrays by (:func:`measurements.measure_planes`:
+counts, intensity sums, centroids, bounding boxes, exactly its figures); solidity and the
+uncertainty score, which need a nucleus' whole mask, come from the block that owns it (the
+piece whose centroid lies in its block's core, the largest piece when several or none do),
+measured on that block's view of the nucleus.
 
 The blocks run on Dask: its local scheduler in this process by default (``"sync"``, one block
 at a time, whose torch uses every core; more blocks at once only multiply the memory), or, with
@@ -50,9 +51,10 @@ import numpy as np
 
 from ._validation import Params, check_number, check_numbers
 from .errors import InvalidInputError, InvalidParameterError
+from .measurements import NucleusSums, measure_planes, solidities
 
-__all__ = ["Block", "BlockwiseParams", "BlockwiseResult", "NucleusSums", "ZarrVolume", "block_grid",
-           "intensity_range", "measure_planes", "segment_blockwise"]
+__all__ = ["Block", "BlockwiseParams", "BlockwiseResult", "ZarrVolume", "block_grid", "intensity_range",
+           "segment_blockwise"]
 
 Progress = Callable[[float, str], None]
 Region = tuple[slice, slice, slice]
@@ -348,9 +350,6 @@ def _piece_measures(block: Block, labels: np.ndarray, shape: tuple[int, int, int
     """Per label of a block (ids ``1..max``; absent ids have count 0): voxels, whether it has
     voxels in the core, whether the block's edge cuts it, how deep inside the block its centroid
     lies (distance to the nearest inner face, in margins), its solidity and uncertainty score."""
-    from scipy import ndimage as ndi
-
-    from .measurements import _solidity
     from .uncertainty import UncertaintyEstimator
 
     n = int(labels.max()) + 1
@@ -377,10 +376,7 @@ def _piece_measures(block: Block, labels: np.ndarray, shape: tuple[int, int, int
         face[axis] = index
         cut[np.unique(labels[tuple(face)])] = True
         depth = np.minimum(depth, np.abs(centroid[axis] - index) / max(overlap[axis], 1))
-    solidity = np.ones(n)
-    for label_id, box in enumerate(ndi.find_objects(labels, max_label=n - 1), start=1):
-        if box is not None:
-            solidity[label_id] = _solidity(labels[box] == label_id)
+    solidity = solidities(labels, n)
     uncertainty = np.full(n, np.nan)
     if n > 1 and (flows is not None or cellprob is not None):
         scores = UncertaintyEstimator().estimate(labels, flows, cellprob)
@@ -672,108 +668,6 @@ class BlockwiseResult:
     def close(self) -> None:
         """Remove the work folder."""
         shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-@dataclass
-class NucleusSums:
-    """Per-nucleus sums of a label volume measured a plane at a time (:func:`measure_planes`):
-    a few numbers per nucleus in arrays indexed by id, each row made only when it is iterated,
-    so a volume's table reaches its store in batches instead of as a list of dicts.
-
-    ``len()`` is the number of nuclei (ids with voxels); iterating yields their rows by
-    increasing id, with the fields of :data:`measurements.NUCLEUS_FIELDS`.
-    """
-
-    count: np.ndarray
-    total: np.ndarray
-    sum_zyx: np.ndarray
-    lo: np.ndarray
-    hi: np.ndarray
-    solidity: np.ndarray
-    uncertainty: np.ndarray
-    voxel_um3: float
-
-    def __len__(self) -> int:
-        return int(np.count_nonzero(self.count[1:]))
-
-    def __iter__(self):
-        count, lo, hi, sums, total = self.count, self.lo, self.hi, self.sum_zyx, self.total
-        for k in np.flatnonzero(count[1:]) + 1:  # ids left without voxels (covered by others) are no nuclei
-            voxels = int(count[k])
-            score = float(self.uncertainty[k])
-            yield {
-                "label_id": int(k),
-                "z_min": int(lo[0, k]), "z_max": int(hi[0, k]),
-                "y_min": int(lo[1, k]), "y_max": int(hi[1, k]),
-                "x_min": int(lo[2, k]), "x_max": int(hi[2, k]),
-                "centroid_z": float(sums[0, k] / voxels),
-                "centroid_y": float(sums[1, k] / voxels),
-                "centroid_x": float(sums[2, k] / voxels),
-                "volume_voxels": voxels,
-                "volume_um3": voxels * self.voxel_um3,
-                "mean_intensity": float(total[k] / voxels),
-                "integrated_intensity": float(total[k]),
-                "solidity": float(self.solidity[k]),
-                "uncertainty": None if math.isnan(score) else score,
-            }
-
-
-def measure_planes(plane_of: Callable[[int], np.ndarray], shape: tuple[int, int, int], image: Any,
-                   voxel_size: tuple[float, ...], *, solidity: np.ndarray, uncertainty: np.ndarray) -> NucleusSums:
-    """Measure the nuclei of a label volume given a plane at a time.
-
-    Parameters
-    ----------
-    plane_of : ``plane_of(z)`` gives plane ``z`` of the labels, (Y, X) integer ids, 0 =
-        background; called once per plane, in order.
-    shape : (Z, Y, X) of the volume.
-    image : (Z, Y, X) array-like of the intensities (read a plane at a time).
-    voxel_size : (z, y, x) or (y, x) in micrometres.
-    solidity, uncertainty : (n + 1,) float arrays by id: what a plane cannot tell (a nucleus'
-        whole mask is needed), given; ``nan`` uncertainty is none. ``n`` is the largest id.
-
-    Returns
-    -------
-    NucleusSums
-        Counts, intensity sums, centroids and boxes exactly as :func:`measurements.nucleus_table`.
-    """
-    size = tuple(float(v) for v in voxel_size)
-    if len(size) == 2:
-        size = (1.0, *size)
-    image = _as_zyx(image)
-    n = int(np.asarray(solidity).size)
-    if np.asarray(uncertainty).size != n:
-        raise InvalidInputError(f"solidity has {n} values and uncertainty {np.asarray(uncertainty).size}")
-    count = np.zeros(n, np.int64)
-    total = np.zeros(n)
-    sum_zyx = np.zeros((3, n))
-    lo = np.full((3, n), np.iinfo(np.int64).max, np.int64)
-    hi = np.full((3, n), -1, np.int64)
-    width = shape[2]
-    for z in range(shape[0]):
-        flat = np.asarray(plane_of(z)).ravel()
-        inside = np.flatnonzero(flat)
-        if inside.size == 0:
-            continue
-        ids = flat[inside].astype(np.intp)
-        if int(ids.max()) >= n:
-            raise InvalidInputError(f"plane {z} holds id {int(ids.max())}, above the {n - 1} measured")
-        ys, xs = inside // width, inside % width
-        c = np.bincount(ids, minlength=n)
-        count += c
-        total += np.bincount(ids, weights=np.asarray(image[z]).ravel()[inside].astype(np.float64), minlength=n)
-        sum_zyx[0] += c * z
-        sum_zyx[1] += np.bincount(ids, weights=ys, minlength=n)
-        sum_zyx[2] += np.bincount(ids, weights=xs, minlength=n)
-        here = c > 0
-        lo[0, here] = np.minimum(lo[0, here], z)
-        hi[0, here] = z
-        for axis, coords in ((1, ys), (2, xs)):
-            np.minimum.at(lo[axis], ids, coords)
-            np.maximum.at(hi[axis], ids, coords)
-    return NucleusSums(count=count, total=total, sum_zyx=sum_zyx, lo=lo, hi=hi,
-                       solidity=np.asarray(solidity, np.float64), uncertainty=np.asarray(uncertainty, np.float64),
-                       voxel_um3=size[0] * size[1] * size[2])
 
 
 def _stitch(workdir: str, blocks: list[Block], summaries: list[dict], match_iou: float, address: str | None,

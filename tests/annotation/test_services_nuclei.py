@@ -129,7 +129,8 @@ def test_a_table_made_row_by_row_reaches_the_database_in_batches(volume_3d, ivy)
     from annotation.models import AuditEvent
     from annotation.services import label_version_create_planes
     from annotation.stores import volume_store
-    from segmentation.core.blockwise import ZarrVolume, measure_planes
+    from segmentation.core.blockwise import ZarrVolume
+    from segmentation.core.measurements import measure_planes
 
     store = volume_store(volume_3d)
     shape = store.meta.shape

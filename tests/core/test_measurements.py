@@ -5,7 +5,7 @@ import pytest
 
 from segmentation.core import synthetic
 from segmentation.core.errors import InvalidInputError
-from segmentation.core.measurements import NUCLEUS_FIELDS, nucleus_table
+from segmentation.core.measurements import NUCLEUS_FIELDS, measure_planes, nucleus_table
 
 
 def _cube_and_dot():
@@ -124,3 +124,25 @@ def test_it_leaves_its_inputs_alone_and_agrees_with_scipy_on_a_generated_volume(
 def test_it_refuses_bad_input(labels, image, voxel_size):
     with pytest.raises(InvalidInputError):
         nucleus_table(labels, image, voxel_size)
+
+
+@pytest.mark.parametrize("shape", [(1, 12, 14), (5, 12, 14)])
+def test_planes_measured_with_stale_solidity_measure_it_again_where_asked(shape):
+    """measure_planes keeps the solidity it is given, but for the ids it is asked to measure:
+    those come out as nucleus_table's on the same labels; the given array is left alone."""
+    rng = np.random.default_rng(4)
+    labels = np.zeros(shape, np.uint32)
+    labels[:, 2:10, 2:10] = 1
+    labels[:, 4:7, 4:10] = 0  # a notch: nucleus 1 is far from convex
+    labels[:, 1:4, 11:14] = 2
+    image = rng.random(shape)
+    stale = np.array([1.0, 0.5, 0.25])
+    table = measure_planes(labels.__getitem__, shape, image, (1, 1, 1), solidity=stale,
+                           uncertainty=np.full(3, np.nan), measure_solidity=np.array([1]))
+    expected = nucleus_table(labels, image, (1, 1, 1))
+    rows = list(table)
+    assert [r["solidity"] for r in rows] == [expected[0]["solidity"], 0.25]
+    assert expected[0]["solidity"] < 0.9
+    assert [{k: v for k, v in r.items() if k != "solidity"} for r in rows] == \
+        [{k: v for k, v in r.items() if k != "solidity"} for r in expected]
+    assert stale.tolist() == [1.0, 0.5, 0.25]
