@@ -208,7 +208,8 @@ def _kept_blockwise(job, store, image, result, key: tuple) -> _Kept:
         kept, erased = person(z)
         return paste.paste(result.plane(z), kept, erased=erased)
 
-    # Kept nuclei keep their score, solidity and curation; the model's theirs, under their new ids.
+    # Kept nuclei keep their score, solidity and curation; the model's theirs, under their new ids
+    # (a trimmed one's solidity measured again, below).
     old = {n["label_id"]: n for n in head.nuclei.filter(label_id__in=paste.kept)
            .values("label_id", "uncertainty", "curation", "solidity")}
     n = max([0, *paste.kept, *paste.model_ids.values()]) + 1
@@ -220,6 +221,9 @@ def _kept_blockwise(job, store, image, result, key: tuple) -> _Kept:
         solidity[label_id] = row["solidity"]
         if row["uncertainty"] is not None:
             scores[label_id] = row["uncertainty"]
-    rows = measure_planes(plane, result.shape, image, voxel_size, solidity=solidity, uncertainty=scores)
+    # A model nucleus a person's trimmed is measured on what is left of it, not on its block.
+    trimmed = np.array([paste.model_ids[k] for k in paste.trimmed], np.int64)
+    rows = measure_planes(plane, result.shape, image, voxel_size, solidity=solidity, uncertainty=scores,
+                          measure_solidity=trimmed)
     return _Kept(key=key, plane=plane, n_labels=n - 1, rows=rows, head=head, paste=paste,
                  old={k: {"uncertainty": r["uncertainty"], "curation": r["curation"]} for k, r in old.items()})

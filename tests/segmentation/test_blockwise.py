@@ -79,6 +79,47 @@ def test_a_blockwise_job_keeps_what_people_made_changed_checked_or_deleted(curat
     assert _work_folders(data_dir) == []
 
 
+@pytest.mark.django_db
+def test_a_model_nucleus_a_kept_one_trims_is_measured_on_what_is_left_of_it(volume_2d, ivy, settings, data_dir):
+    """A checked nucleus that bites into one the model finds: the model's nucleus stays without
+    the bite (less than half of it lies under the kept one), and its row's solidity is that of
+    what is left, as the whole-volume path measures it, not that of the block's whole view."""
+    from scipy import ndimage as ndi
+
+    from annotation.services import correction_create, label_version_create
+    from segmentation.core import synthetic
+    from segmentation.core.measurements import solidities
+
+    truth = synthetic.generate_2d(shape=(96, 96), seed=3).labels
+    boxes = {i + 1: box for i, box in enumerate(ndi.find_objects(truth)) if box}
+    inner = [k for k, (ys, xs) in boxes.items() if ys.start > 2 and xs.start > 2 and ys.stop < 94 and xs.stop < 94]
+    target = max(inner, key=lambda k: int(np.count_nonzero(truth == k)))
+    ys, xs = boxes[target]
+    cy, cx = (ys.start + ys.stop) // 2, (xs.start + xs.stop) // 2
+    bite = np.zeros(truth.shape, bool)
+    bite[ys.start - 2:cy, cx - 2:cx + 3] = True  # a notch from the top edge to the centre
+    labels = truth.copy()
+    checked = int(truth.max()) + 1
+    labels[bite] = checked
+    assert np.count_nonzero(bite & (truth == target)) < 0.3 * np.count_nonzero(truth == target)
+    label_version_create(volume=volume_2d, labels=labels, user=ivy, source=LabelVersion.Source.UPLOAD)
+    correction_create(volume=volume_2d, user=ivy, label_version="v1", approved=True,
+                      edit={"correction_type": "confirm", "nucleus_ids": [checked]})
+    settings.EZQUANT_BLOCK_VOXELS = FOUR_BLOCKS_2D
+    job = segmentation_job_create(volume=volume_2d, user=ivy, params=FAST_PARAMS)
+    assert segmentation_job_run(job_id=job.id) == "succeeded", SegmentationJob.objects.get(id=job.id).error
+    new = SegmentationJob.objects.get(id=job.id).label_version
+    stored = volume_store(volume_2d).read_labels(new.name).reshape(truth.shape)
+    assert np.array_equal(stored == checked, bite)  # kept voxel for voxel
+    ids, counts = np.unique(stored[(truth == target) & ~bite], return_counts=True)
+    model_id = int(ids[np.argmax(counts)])
+    assert model_id not in (0, checked)
+    row = Nucleus.objects.of(new).get(label_id=model_id)
+    assert row.curation == "" and row.volume_voxels == int(np.count_nonzero(stored == model_id))
+    assert row.solidity == pytest.approx(float(solidities(stored[np.newaxis])[model_id]), rel=1e-9)
+    assert row.solidity < 0.9  # the notch shows: a whole nucleus here measures above 0.9
+
+
 @pytest.mark.django_db(transaction=True)
 def test_it_cancels_a_blockwise_job_between_blocks(volume_3d, ivy, settings, data_dir):
     settings.EZQUANT_BLOCK_VOXELS = 16 * 100 * 100
