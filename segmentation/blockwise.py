@@ -221,8 +221,10 @@ def _kept_blockwise(job, store, image, result, key: tuple) -> _Kept:
         solidity[label_id] = row["solidity"]
         if row["uncertainty"] is not None:
             scores[label_id] = row["uncertainty"]
-    # A model nucleus a person's trimmed is measured on what is left of it, not on its block.
-    trimmed = np.array([paste.model_ids[k] for k in paste.trimmed], np.int64)
+    # A model nucleus a person's trimmed, or another block's view (result.trimmed), is measured
+    # on what is left of it, not on its block.
+    trimmed = np.array(sorted({paste.model_ids[k] for k in (*paste.trimmed, *result.trimmed.tolist())
+                               if k in paste.model_ids}), np.int64)
     rows = measure_planes(plane, result.shape, image, voxel_size, solidity=solidity, uncertainty=scores,
                           measure_solidity=trimmed)
     return _Kept(key=key, plane=plane, n_labels=n - 1, rows=rows, head=head, paste=paste,

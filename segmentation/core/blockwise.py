@@ -25,7 +25,10 @@ block by block. The stitched labels are measured a plane at a time by the rule
 counts, intensity sums, centroids, bounding boxes, exactly its figures); solidity and the
 uncertainty score, which need a nucleus' whole mask, come from the block that owns it (the
 piece whose centroid lies in its block's core, the largest piece when several or none do),
-measured on that block's view of the nucleus.
+measured on that block's view of the nucleus. Where two chosen views overlap (two blocks that
+disagree about a few voxels), the block first in raster order keeps them; the stitching tells,
+from the margins it reads, which nuclei lose voxels so, and their solidity is measured again on
+what is left of them.
 
 The blocks run on Dask: its local scheduler in this process by default (``"sync"``, one block
 at a time, whose torch uses every core; more blocks at once only multiply the memory), or, with
@@ -483,23 +486,29 @@ def _within(region: Region, frame: Region) -> Region:
     return tuple(slice(s.start - o.start, s.stop - o.start) for s, o in zip(region, frame, strict=True))
 
 
-def _match_pair(workdir: str, a: Block, b: Block, match_iou: float) -> list[tuple[int, int]]:
-    """Pairs (id in a, id in b) of pieces that overlap by IoU >= ``match_iou`` in the region
-    the two blocks both segmented."""
+def _match_pair(workdir: str, a: Block, b: Block,
+                match_iou: float | None) -> tuple[list[tuple[int, int]], np.ndarray]:
+    """In the region the two blocks both segmented: the pairs (id in a, id in b) of pieces that
+    overlap by IoU >= ``match_iou`` (none when it is ``None``), and every pair of pieces that
+    share a voxel there, ``(2, k)`` ids (a's, b's). Where both of such a pair are chosen views,
+    ``b``'s (later in raster order) loses those voxels to ``a``'s (:meth:`BlockwiseResult.plane`)."""
     region = _shared_region(a, b)
+    none = np.zeros((2, 0), np.int64)
     if region is None:
-        return []
+        return [], none
     la = _read_block(workdir, a.number, _local(region, a)).ravel().astype(np.int64)
     lb = _read_block(workdir, b.number, _local(region, b)).ravel().astype(np.int64)
-    size_a = np.bincount(la)
-    size_b = np.bincount(lb)
     both = (la > 0) & (lb > 0)
     if not both.any():
-        return []
+        return [], none
     pairs, overlap = np.unique(np.stack([la[both], lb[both]]), axis=1, return_counts=True)
+    if match_iou is None:
+        return [], pairs
+    size_a = np.bincount(la)
+    size_b = np.bincount(lb)
     union = size_a[pairs[0]] + size_b[pairs[1]] - overlap
     keep = overlap / union >= match_iou
-    return [(int(i), int(j)) for i, j in zip(pairs[0, keep], pairs[1, keep], strict=True)]
+    return [(int(i), int(j)) for i, j in zip(pairs[0, keep], pairs[1, keep], strict=True)], pairs
 
 
 def _neighbours(blocks: list[Block]) -> list[tuple[Block, Block]]:
@@ -509,6 +518,23 @@ def _neighbours(blocks: list[Block]) -> list[tuple[Block, Block]]:
         for step in itertools.product((-1, 0, 1), repeat=3):
             other = by_index.get(tuple(i + s for i, s in zip(block.index, step, strict=True)))
             if other is not None and other.number > block.number:
+                pairs.append((block, other))
+    return pairs
+
+
+def _overlapping(blocks: list[Block]) -> list[tuple[Block, Block]]:
+    """Pairs ``(a, b)`` of blocks, ``a`` first in raster order, whose outer regions share
+    voxels: those whose cores touch, and farther ones where cores are narrower than two margins."""
+    by_index = {b.index: b for b in blocks}
+    reach = []
+    for axis in range(3):
+        spans = {b.index[axis]: b.outer[axis] for b in blocks}
+        reach.append(max(j - i for i in spans for j in spans if j >= i and spans[j].start < spans[i].stop))
+    pairs = []
+    for block in blocks:
+        for step in itertools.product(*(range(-r, r + 1) for r in reach)):
+            other = by_index.get(tuple(i + s for i, s in zip(block.index, step, strict=True)))
+            if other is not None and other.number > block.number and _shared_region(block, other) is not None:
                 pairs.append((block, other))
     return pairs
 
@@ -644,15 +670,23 @@ class BlockwiseResult:
     def rows(self, image: Any, voxel_size: tuple[float, ...]) -> NucleusSums:
         """One row per nucleus, as :func:`measurements.nucleus_table` on the stitched labels,
         measured a plane at a time against ``image`` (the volume, (Z, Y, X) array-like) with
-        the chosen views' scores as ``uncertainty``. Solidity is the chosen view's. The rows
-        are made one at a time as they are iterated (:class:`NucleusSums`)."""
+        the chosen views' scores as ``uncertainty``. Solidity is the chosen view's, but for the
+        nuclei another view trims (:attr:`trimmed`), measured again on what is left of them. The
+        rows are made one at a time as they are iterated (:class:`NucleusSums`)."""
         return measure_planes(self.plane, self.shape, image, voxel_size, solidity=self._measures["solidity"],
-                              uncertainty=self._measures["uncertainty"])
+                              uncertainty=self._measures["uncertainty"], measure_solidity=self.trimmed)
 
     @property
     def solidity(self) -> np.ndarray:
         """(n_labels + 1,) float: the solidity of each nucleus' chosen view, by final id."""
         return self._measures["solidity"]
+
+    @property
+    def trimmed(self) -> np.ndarray:
+        """Final ids (increasing) of the nuclei whose chosen view loses voxels to another
+        block's view where the two overlap (:meth:`plane`): their :attr:`solidity` is their
+        whole view's, not that of what is left of them."""
+        return self._measures["trimmed"]
 
     @property
     def scores(self) -> np.ndarray:
@@ -680,15 +714,19 @@ def _stitch(workdir: str, blocks: list[Block], summaries: list[dict], match_iou:
     whose core holds it has its own view); its view is a piece not cut by its block's edge,
     with the most voxels (then the deepest centroid). Returns the per-block lookups (local id ->
     final id, 0 for pieces not chosen), the number of nuclei, their measures (solidity and
-    uncertainty of the chosen view, by final id) and the number of merges."""
-    pairs = _neighbours(blocks)
-    matches = _run([(_match_pair, workdir, a, b, match_iou) for a, b in pairs], address,
-                   lambda done: report(done, len(pairs)))
+    uncertainty of the chosen view, by final id; ``trimmed``, the final ids whose view loses voxels
+    to another block's where two chosen views overlap) and the number of merges."""
+    # Every pair of blocks that segmented a region in common: touching ones match their pieces
+    # there; all tell which pieces share voxels, so which chosen views the assembly trims.
+    pairs = _overlapping(blocks)
+    found = _run([(_match_pair, workdir, a, b,
+                   match_iou if max(abs(i - j) for i, j in zip(a.index, b.index, strict=True)) <= 1 else None)
+                  for a, b in pairs], address, lambda done: report(done, len(pairs)))
     summaries = sorted(summaries, key=lambda s: s["number"])
     offsets = np.concatenate([[0], np.cumsum([s["max_id"] + 1 for s in summaries])]).astype(np.int64)
     total = int(offsets[-1])
     edges = [(offsets[a.number] + i, offsets[b.number] + j)
-             for (a, b), found in zip(pairs, matches, strict=True) for i, j in found]
+             for (a, b), (matches, _) in zip(pairs, found, strict=True) for i, j in matches]
     roots = _union_find(total, edges)
     pieces = {key: np.concatenate([s["pieces"][key] for s in summaries])
               for key in ("present", "count", "in_core", "cut", "depth", "solidity", "uncertainty")}
@@ -710,8 +748,15 @@ def _stitch(workdir: str, blocks: list[Block], summaries: list[dict], match_iou:
     final = np.zeros(total, np.uint32)
     final[chosen] = np.arange(1, n_labels + 1, dtype=np.uint32)
     lookups = [final[offsets[s["number"]]:offsets[s["number"] + 1]].copy() for s in summaries]
+    # Where two chosen views overlap, the block first in raster order keeps the voxels
+    # (BlockwiseResult.plane): the other's nucleus is measured again on what is left of it.
+    trimmed = np.zeros(n_labels + 1, bool)
+    for (a, b), (_, contacts) in zip(pairs, found, strict=True):
+        first_view, later_view = lookups[a.number][contacts[0]], lookups[b.number][contacts[1]]
+        trimmed[later_view[(first_view > 0) & (later_view > 0)]] = True
     measures = {"solidity": np.concatenate([[1.0], pieces["solidity"][chosen]]),
-                "uncertainty": np.concatenate([[np.nan], pieces["uncertainty"][chosen]])}
+                "uncertainty": np.concatenate([[np.nan], pieces["uncertainty"][chosen]]),
+                "trimmed": np.flatnonzero(trimmed)}
     return lookups, n_labels, measures, len(edges)
 
 
@@ -833,6 +878,7 @@ def segment_blockwise(image: Any, params, blockwise: BlockwiseParams | None = No
                 "core_shape": [s.stop - s.start for s in blocks[0].core], "overlap_voxels": list(overlap),
                 "context_voxels": list(context or (0, 0, 0)),
                 "intensity_range": [lo, hi], "pieces_merged": merged,
+                "nuclei_trimmed": int(measures["trimmed"].size),
                 "scheduler": scheduler_address or "local (dask sync)",
                 "block_seconds": round(float(sum(s["seconds"] for s in summaries)), 3),
             },

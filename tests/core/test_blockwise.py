@@ -6,6 +6,8 @@ block), so the stitched labels must be those labels again, nucleus for nucleus; 
 use the shipped network.
 """
 
+import itertools
+
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
@@ -14,6 +16,7 @@ from segmentation.core import BlockwiseParams, SegmentationEngine, SegmentationP
 from segmentation.core.blockwise import (
     BlockwiseResult,
     _block_summary,
+    _overlapping,
     _stitch,
     block_grid,
     intensity_range,
@@ -159,6 +162,71 @@ def test_it_stitches_the_pieces_back_into_whole_nuclei(tmp_path, shape, block_vo
     finally:
         result.close()
     assert not (tmp_path / "work").exists()
+
+
+
+@pytest.mark.parametrize("shape, block_voxels, overlap", [
+    ((10, 100, 100), 10 * 60 * 60, (2, 5, 5)),
+    ((1, 300, 200), 40 * 40, (0, 15, 15)),  # cores narrower than two margins: farther blocks overlap too
+])
+def test_it_finds_every_pair_of_blocks_that_segment_a_region_in_common(shape, block_voxels, overlap):
+    blocks = block_grid(shape, block_voxels=block_voxels, overlap=overlap)
+    found = [(a.number, b.number) for a, b in _overlapping(blocks)]
+    every = [(a.number, b.number) for a, b in itertools.combinations(blocks, 2)
+             if all(sa.start < sb.stop and sb.start < sa.stop for sa, sb in zip(a.outer, b.outer, strict=True))]
+    assert sorted(found) == every
+    touching = {(a.number, b.number) for a, b in itertools.combinations(blocks, 2)
+                if max(abs(i - j) for i, j in zip(a.index, b.index, strict=True)) <= 1}
+    assert touching <= set(found)  # the pairs whose pieces are matched are among them
+
+def _disagreeing_blocks(depth, workdir):
+    """Two blocks (split along x) that each see two overlapping nuclei and disagree about who
+    owns the lens between them: block 0 gives it to A (in its core), block 1 to B (in its).
+    Each nucleus is seen whole only by its own block (the other's edge cuts it), so both views
+    are chosen, and where they overlap block 0 keeps the voxels: B loses the lens."""
+    shape = (depth, 40, 80)
+    overlap = (0, 0, 12)
+    blocks = block_grid(shape, block_voxels=depth * 40 * 64, overlap=overlap)
+    assert [b.outer[2] for b in blocks] == [slice(0, 52), slice(28, 80)]
+    zz, yy, xx = np.ogrid[:depth, :40, :80]
+    dz = 0 if depth == 1 else (zz - depth // 2) * 2.0
+    a = (yy - 20) ** 2 + (xx - 33) ** 2 + dz ** 2 <= 9 ** 2  # x 24..42: block 1's edge (x = 28) cuts it
+    b = (yy - 20) ** 2 + (xx - 45) ** 2 + dz ** 2 <= 9 ** 2  # x 36..54: block 0's edge (x = 51) cuts it
+    views = []
+    for owner in (1, 2):  # block 0 gives the lens to A (1), block 1 to B (2)
+        labels = np.zeros(shape, np.uint32)
+        labels[a] = 1
+        labels[b & ~a if owner == 1 else b] = 2
+        views.append(labels)
+    (workdir / "blocks").mkdir(parents=True)
+    summaries = [_block_summary(str(workdir), block, view[block.outer], shape, overlap)
+                 for block, view in zip(blocks, views, strict=True)]
+    lookups, n, measures, merged = _stitch(str(workdir), blocks, summaries, 0.5, None, lambda done, total: None)
+    return BlockwiseResult(shape=shape, blocks=blocks, lookups=lookups, n_labels=n, info={}, workdir=str(workdir),
+                           _measures=measures), merged, a, b
+
+
+@pytest.mark.parametrize("depth", [1, 9])
+def test_a_nucleus_another_block_s_view_trims_is_measured_on_what_is_left(tmp_path, depth):
+    result, merged, a, b = _disagreeing_blocks(depth, tmp_path / "work")
+    try:
+        stitched = result.read()
+        assert result.n_labels == 2 and merged == 2  # each nucleus' two pieces merged, A and B kept apart
+        id_a, id_b = int(stitched[a].max()), int(stitched[b & ~a].max())
+        assert np.array_equal(stitched == id_a, a) and np.array_equal(stitched == id_b, b & ~a)
+        assert result.trimmed.tolist() == [id_b]  # B lost voxels to A's view; A lost none
+        image = np.random.default_rng(0).random(stitched.shape)
+        expected = {row["label_id"]: row for row in nucleus_table(stitched, image, (1.0, 1.0, 1.0))}
+        rows = {row["label_id"]: row for row in result.rows(image, (1.0, 1.0, 1.0))}
+        assert rows.keys() == expected.keys() == {id_a, id_b}
+        for label_id, row in rows.items():  # all but the uncertainty (the block's score; nucleus_table has none)
+            want = {k: v for k, v in expected[label_id].items() if k != "uncertainty"}
+            assert {k: row[k] for k in want} == pytest.approx(want, rel=1e-9), label_id
+        # B's row is what is left of it, not its block's whole view: the bite shows.
+        assert rows[id_b]["solidity"] < result.solidity[id_b] - 0.03
+        assert rows[id_a]["solidity"] == result.solidity[id_a]
+    finally:
+        result.close()
 
 
 def _split_at_faces(reference, labels, blocks):
