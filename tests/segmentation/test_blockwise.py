@@ -120,6 +120,54 @@ def test_a_model_nucleus_a_kept_one_trims_is_measured_on_what_is_left_of_it(volu
     assert row.solidity < 0.9  # the notch shows: a whole nucleus here measures above 0.9
 
 
+@pytest.mark.django_db
+def test_a_model_nucleus_another_block_s_view_trims_is_measured_on_what_is_left_with_kept_ones(
+        volume_2d, ivy, tmp_path):
+    """With people's nuclei kept, a model nucleus that lost voxels where two blocks' views
+    overlap (the stitch's trim, not a person's) is measured on what is left of it too."""
+    from annotation.services import correction_create, label_version_create
+    from segmentation.blockwise import _kept_blockwise
+    from segmentation.core.blockwise import BlockwiseResult, ZarrVolume, _block_summary, _stitch, block_grid
+    from segmentation.core.measurements import nucleus_table
+    from segmentation.services import _curation_key
+
+    shape, overlap = (1, 96, 96), (0, 0, 12)
+    blocks = block_grid(shape, block_voxels=96 * 72, overlap=overlap)
+    assert [b.outer[2] for b in blocks] == [slice(0, 60), slice(36, 96)]
+    _, yy, xx = np.ogrid[:1, :96, :96]
+    a = (yy - 48) ** 2 + (xx - 41) ** 2 <= 81  # block 1's edge (x = 36) cuts it
+    b = (yy - 48) ** 2 + (xx - 53) ** 2 <= 81  # block 0's edge (x = 59) cuts it
+    (tmp_path / "work" / "blocks").mkdir(parents=True)
+    summaries = []
+    for block, lens_to in zip(blocks, (1, 2), strict=True):  # the two blocks disagree about the lens
+        view = np.zeros(shape, np.uint32)
+        view[a], view[b & ~a if lens_to == 1 else b] = 1, 2
+        summaries.append(_block_summary(str(tmp_path / "work"), block, view[block.outer], shape, overlap))
+    lookups, n, measures, _ = _stitch(str(tmp_path / "work"), blocks, summaries, 0.5, None, lambda d, t: None)
+    result = BlockwiseResult(shape=shape, blocks=blocks, lookups=lookups, n_labels=n, info={},
+                             workdir=str(tmp_path / "work"), _measures=measures)
+    assert result.trimmed.size == 1
+    person = np.zeros((96, 96), np.uint32)
+    person[80:88, 5:13] = 9  # a checked nucleus far from both
+    label_version_create(volume=volume_2d, labels=person, user=ivy, source=LabelVersion.Source.UPLOAD)
+    correction_create(volume=volume_2d, user=ivy, label_version="v1", approved=True,
+                      edit={"correction_type": "confirm", "nucleus_ids": [9]})
+    job = segmentation_job_create(volume=volume_2d, user=ivy, params=FAST_PARAMS)
+    store = volume_store(volume_2d)
+    image = ZarrVolume(store.level_path(0))
+    try:
+        kept = _kept_blockwise(job, store, image, result, _curation_key(job))
+        labels = np.stack([kept.plane(z) for z in range(shape[0])])
+    finally:
+        result.close()
+    assert kept.paste.kept == (9,) and not kept.paste.trimmed  # no model nucleus under the person's
+    expected = {row["label_id"]: row["solidity"] for row in nucleus_table(labels, image[...], (1.0, 1.0, 1.0))}
+    rows = {row["label_id"]: row["solidity"] for row in kept.rows}
+    assert rows == pytest.approx(expected, rel=1e-9) and len(rows) == 3
+    trimmed = int(labels[0][(b & ~a)[0]].max())
+    assert rows[trimmed] < float(result.solidity[result.trimmed[0]]) - 0.03  # the bite shows
+
+
 @pytest.mark.django_db(transaction=True)
 def test_it_cancels_a_blockwise_job_between_blocks(volume_3d, ivy, settings, data_dir):
     settings.EZQUANT_BLOCK_VOXELS = 16 * 100 * 100
