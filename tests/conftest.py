@@ -8,6 +8,7 @@ Django at module level, so ``pytest tests/core -p no:django`` still runs without
 settings; nothing mocks the database or the storage.
 """
 
+import multiprocessing
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,20 @@ def shrink():
         done="shrank nucleus {before}"))
     yield kind
     del EDIT_KINDS["shrink"]
+
+
+@pytest.fixture
+def at_once():
+    """``run(target, *args)``: ``target(worker, barrier, *args)`` in two forked processes (worker
+    0 and 1) that pass ``barrier.wait()`` together; returns their exit codes once both end (90 s
+    at most). Fork: the children get the test module's functions without importing it again."""
+    def run(target, *args, timeout: float = 90):
+        ctx = multiprocessing.get_context("fork")
+        barrier = ctx.Barrier(2)
+        procs = [ctx.Process(target=target, args=(worker, barrier, *args)) for worker in range(2)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout)
+        return [p.exitcode for p in procs]
+    return run

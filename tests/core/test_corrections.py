@@ -1,6 +1,5 @@
 import datetime
 import json
-import multiprocessing
 
 import numpy as np
 import pytest
@@ -231,7 +230,7 @@ def test_a_missing_mask_file_is_an_error(tmp_path):
     assert tracker.record("img", 1, one, np.roll(one, 1, axis=1), "modify").id == 8
 
 
-def _record_many(storage_dir, worker, n, barrier):
+def _record_many(worker, barrier, storage_dir, n):
     tracker = CorrectionTracker(storage_dir)
     before = blob((16, 16), [(2, 6), (2, 6)])
     after = blob((16, 16), [(2, 7), (2, 6)])
@@ -240,17 +239,9 @@ def _record_many(storage_dir, worker, n, barrier):
         tracker.record(f"worker{worker}", k, before, after, "modify", {"worker": worker})
 
 
-def test_two_processes_recording_at_once_keep_every_record(tmp_path):
-    # fork: the child gets this module's functions without re-importing the test file
-    ctx = multiprocessing.get_context("fork")
+def test_two_processes_recording_at_once_keep_every_record(tmp_path, at_once):
     n = 15
-    barrier = ctx.Barrier(2)
-    procs = [ctx.Process(target=_record_many, args=(tmp_path, w, n, barrier)) for w in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-    assert [p.exitcode for p in procs] == [0, 0]
+    assert at_once(_record_many, tmp_path, n) == [0, 0]
     records = CorrectionTracker(tmp_path).records()
     assert len(records) == 2 * n
     assert sorted(r.id for r in records) == list(range(1, 2 * n + 1))

@@ -6,7 +6,6 @@ they are, and two processes appending at once keep every record."""
 import dataclasses
 import json
 import logging
-import multiprocessing
 import shutil
 
 import numpy as np
@@ -178,7 +177,7 @@ def test_to_dict_names_every_field_in_order():
     assert record.metadata == {"k": {"nested": [1]}}  # a copy
 
 
-def _append_and_fold(storage_dir, worker, n, barrier):
+def _append_and_fold(worker, barrier, storage_dir, n):
     tracker = CorrectionTracker(storage_dir)
     barrier.wait()
     for k in range(n):
@@ -187,18 +186,11 @@ def _append_and_fold(storage_dir, worker, n, barrier):
             tracker.records()  # folds, under the same lock, while the other appends
 
 
-def test_two_processes_appending_and_folding_at_once_keep_every_record(tmp_path):
-    ctx = multiprocessing.get_context("fork")
+def test_two_processes_appending_and_folding_at_once_keep_every_record(tmp_path, at_once):
     n = 20
     folder = tmp_path / "corr"
     _record(CorrectionTracker(folder), 99, worker=-1)  # the JSON exists: both append
-    barrier = ctx.Barrier(2)
-    procs = [ctx.Process(target=_append_and_fold, args=(folder, w, n, barrier)) for w in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(90)
-    assert [p.exitcode for p in procs] == [0, 0]
+    assert at_once(_append_and_fold, folder, n) == [0, 0]
     for reader in (_cold(folder, tmp_path), CorrectionTracker(folder)):
         records = reader.records()
         assert sorted(r.id for r in records) == list(range(1, 2 * n + 2))
