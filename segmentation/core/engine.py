@@ -325,8 +325,10 @@ class SegmentationEngine:
         if not is_volume:
             volume = volume[np.newaxis]
 
-        runner = CellposeRunner(model, params, diameter=params.diameter or model.diam_mean,
-                                view=view if params.diameter else None)
+        if view is not None and params.diameter is None:
+            raise InvalidParameterError("a view of a larger plane needs the diameter: the whole plane's tiles "
+                                        "depend on it, so it cannot be estimated on the view")
+        runner = CellposeRunner(model, params, diameter=params.diameter or model.diam_mean, view=view)
         if params.diameter is None:
             _estimate_runner_diameter(runner, volume, params, report, timings, info)
         labels, flows, cellprob = _run_backend(backend_name, runner, volume, params, report, timings)

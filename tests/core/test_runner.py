@@ -133,3 +133,13 @@ def test_it_refuses_a_plane_that_does_not_hold_the_tiles_around_its_window():
         runner.eval_2d(np.zeros((60, 60), np.float32))
     with pytest.raises(ValueError, match="does not lie"):
         PlaneView(plane_shape=(100, 100), origin=(90, 0), window=((0, 20), (0, 20)))
+
+
+def test_the_engine_refuses_a_view_without_the_diameter():
+    from segmentation.core.engine import SegmentationEngine
+    from segmentation.core.errors import InvalidParameterError
+    from segmentation.core.runner import PlaneView
+
+    view = PlaneView(plane_shape=(64, 64), origin=(0, 0), window=((0, 32), (0, 32)))
+    with pytest.raises(InvalidParameterError, match="needs the diameter"):
+        SegmentationEngine().segment(np.zeros((64, 64), np.float32), SegmentationParams(), view=view)
