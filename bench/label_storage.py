@@ -76,14 +76,14 @@ def _icechunk(work: Path, store, shape, repeat: int) -> list[float] | None:
     except ImportError:
         print("icechunk is not importable: skipped")
         return None
-    from annotation.storage.ortho import ORTHO_PLANES, ortho_chunk
+    from annotation.storage.ortho import LABEL_DEPTH, ORTHO_PLANES, ortho_chunk
     from annotation.storage.zarrio import _codec
 
     repo = icechunk.Repository.create(icechunk.local_filesystem_storage(str(work / "icechunk")))
     session = repo.writable_session("main")
     names = []  # the levels and, as our versions have, their XZ / YZ layouts
     for level, level_shape in enumerate(store.meta.level_shapes):
-        layouts = [(str(level), (1, 256, 256))] + [(f"{p}/{level}", ortho_chunk(p, level_shape[0]))
+        layouts = [(str(level), (1, 256, 256))] + [(f"{p}/{level}", ortho_chunk(p, level_shape[0], LABEL_DEPTH))
                                                    for p in ORTHO_PLANES]
         for name, chunk in layouts:
             array = zarr.create_array(store=session.store, name=name, shape=level_shape, dtype=np.uint32,

@@ -152,13 +152,7 @@ def _edit_region(volume: Volume, head: LabelVersion, edit) -> tuple[slice, slice
 
 def _read_region(store, version: str | None, region) -> np.ndarray:
     """Level-0 labels of ``version`` (intensities when ``None``) in ``region``, (Z, Y, X)."""
-    zs, ys, xs = region
-    if version is None:
-        planes = [store.read_region(0, z, ys.start, ys.stop, xs.start, xs.stop) for z in range(zs.start, zs.stop)]
-    else:
-        planes = [store.read_label_region(version, 0, z, ys.start, ys.stop, xs.start, xs.stop)
-                  for z in range(zs.start, zs.stop)]
-    return np.stack(planes)
+    return store.read_box(version, region)
 
 
 def _measure_edit(*, volume: Volume, region, before: np.ndarray, after: np.ndarray,

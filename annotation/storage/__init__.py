@@ -7,7 +7,8 @@ Layout of one volume (NGFF 0.5 on zarr v3, which ome-zarr-py 0.18 reads)::
                                until a plane fits in one 256 x 256 tile; chunks (1, 256, 256),
                                Blosc LZ4 + bit-shuffle; dtype of the source
         xz/<k> yz/<k>          the same levels chunked (min(Z, 64), 16, 256) and (min(Z, 64), 256, 16),
-                               so XZ and YZ tiles read one chunk (see :mod:`.ortho`); stacks only
+                               so XZ and YZ tiles read one chunk (see :mod:`.ortho`); stacks only;
+                               a label version's are 16 planes deep
         labels/                zarr.json: "ezquant": {"versions": [every vN]}, "ome": {"labels":
                                [the complete ones]}
             v1/ v2/ ...        image-label + multiscales, uint32, levels [::2**k, ::2**k], each

@@ -15,9 +15,16 @@ Chunk layouts
 The planes' chunks are (1, 256, 256): an XZ tile read from them decodes one chunk per plane
 (64 chunks for a 64-plane stack, ~20 ms). Every level of the intensities and of each label
 version is therefore also stored twice more, under ``xz/<k>`` and ``yz/<k>`` beside the levels,
-chunked (min(Z, 64), 16, 256) and (min(Z, 64), 256, 16): an XZ or YZ tile of up to 64 planes
-reads one chunk of 16 rows (or columns), about what an XY tile costs. The layouts hold the same
-values as the levels; NGFF readers ignore them, exports leave them out. A volume or version
+chunked (min(Z, depth), 16, 256) and (min(Z, depth), 256, 16): an XZ or YZ tile reads a column
+of chunks of 16 rows (or columns), about what an XY tile costs. The intensities' layouts are 64
+planes deep (``DEPTH``: one chunk for a tile of up to 64 planes; written once, at import). A
+label version's are 16 deep (``LABEL_DEPTH``), since an edit rewrites every layout chunk its
+region meets, at every level: a nucleus spans a few planes, and a 64-deep chunk made a 64-plane
+stack's edit rewrite four times the bytes a 16-plane one does (a 1 MB chunk where 256 kB hold
+the change). A tile of a 64-plane stack then reads four small chunks instead of one large one,
+the same bytes. The depth of an existing array is what its ``zarr.json`` says (versions written
+with 64-deep label layouts keep them, and their edits write chunks of that shape). The layouts
+hold the same values as the levels; NGFF readers ignore them, exports leave them out. A volume or version
 written before they existed has none, and its XZ/YZ tiles are read from the planes instead
 (same pixels, slower), until :func:`add_missing_layouts` (``manage.py build_ortho_layouts``)
 writes them. 2D images get none.
@@ -32,20 +39,22 @@ from typing import Callable
 import numpy as np
 
 from .meta import TILE_SIZE, VolumeMeta
-from .zarrio import create_array, write_group
+from .zarrio import ChunkFiles, create_array, write_group
 
-__all__ = ["ORTHO_PLANES", "add_missing_layouts", "display_rows", "has_ortho", "ortho_chunk", "ortho_shape",
-           "read_ortho", "row_planes", "write_ortho_levels"]
+__all__ = ["DEPTH", "LABEL_DEPTH", "ORTHO_PLANES", "add_missing_layouts", "display_rows", "has_ortho", "ortho_chunk",
+           "ortho_shape", "read_ortho", "row_planes", "write_ortho_levels"]
 
 #: The orthogonal planes, named by the axes they show (rows first: z is drawn downwards).
 ORTHO_PLANES = ("xz", "yz")
-_DEPTH = 64  # planes per chunk of the layouts
+#: Planes per chunk of the intensities' layouts, and of a label version's (module docstring).
+DEPTH = 64
+LABEL_DEPTH = 16
 _THIN = 16  # rows (XZ) or columns (YZ) per chunk
 
 
-def ortho_chunk(plane: str, n_planes: int) -> tuple[int, int, int]:
-    """(z, y, x) chunk of a layout: thin across the section, deep in z."""
-    depth = max(1, min(int(n_planes), _DEPTH))
+def ortho_chunk(plane: str, n_planes: int, depth: int = DEPTH) -> tuple[int, int, int]:
+    """(z, y, x) chunk of a layout: thin across the section, ``depth`` planes deep (at most Z)."""
+    depth = max(1, min(int(n_planes), int(depth)))
     return (depth, _THIN, TILE_SIZE) if plane == "xz" else (depth, TILE_SIZE, _THIN)
 
 
@@ -84,31 +93,46 @@ def has_ortho(root: Path) -> bool:
     return all((root / plane / "0" / "zarr.json").exists() for plane in ORTHO_PLANES)
 
 
-def write_ortho_levels(root: Path, level: Callable[[int], object], shapes, dtype) -> None:
+def write_ortho_levels(root: Path, level: Callable[[int], object], shapes, dtype, depth: int = DEPTH, *,
+                       shuffle: bool = True) -> None:
     """Write ``root/xz/<k>`` and ``root/yz/<k>`` for every level from ``level(k)``, a (Z, Y, X)
-    array-like of level k (a zarr array or a numpy view), one (64, 256, 256) block at a time:
-    each block fills whole chunks of both layouts, so nothing is read back. Blocks of zeros
-    are not written (the fill value)."""
+    array-like of level k (a zarr array or a numpy view), chunks ``depth`` planes deep, one
+    (depth, 256, 256) block at a time: each block fills whole chunks of both layouts, written
+    as files (:class:`.zarrio.ChunkFiles`, ``shuffle`` as there), so nothing is read back.
+    Chunks of zeros are not written (the fill value)."""
     for plane in ORTHO_PLANES:
         write_group(root / plane, {})
     for k, shape in enumerate(shapes):
         z_size, y_size, x_size = shape
-        arrays = [create_array(root / plane / str(k), shape, dtype, ortho_chunk(plane, z_size))
-                  for plane in ORTHO_PLANES]
+        writers = {}
+        for plane in ORTHO_PLANES:
+            chunk = ortho_chunk(plane, z_size, depth)
+            create_array(root / plane / str(k), shape, dtype, chunk)
+            writers[plane] = ChunkFiles(root / plane / str(k), chunk, shuffle=shuffle)
         source = level(k)
-        depth = ortho_chunk("xz", z_size)[0]
-        for z0 in range(0, z_size, depth):
+        step = ortho_chunk("xz", z_size, depth)[0]
+        for z0 in range(0, z_size, step):
             for y0 in range(0, y_size, TILE_SIZE):
                 for x0 in range(0, x_size, TILE_SIZE):
-                    box = (slice(z0, z0 + depth), slice(y0, y0 + TILE_SIZE), slice(x0, x0 + TILE_SIZE))
-                    block = np.asarray(source[box])
-                    if block.any():
-                        for array in arrays:
-                            array[box] = block
+                    box = (slice(z0, z0 + step), slice(y0, y0 + TILE_SIZE), slice(x0, x0 + TILE_SIZE))
+                    block = np.asarray(source[box]).astype(dtype, copy=False)
+                    if not block.any():
+                        continue
+                    iz = z0 // step
+                    for i in range(0, block.shape[1], _THIN):  # XZ chunks: 16 rows of the block each
+                        part = block[:, i:i + _THIN, :]
+                        if part.any():
+                            writers["xz"].write((iz, (y0 + i) // _THIN, x0 // TILE_SIZE), part)
+                    for i in range(0, block.shape[2], _THIN):  # YZ chunks: 16 columns each
+                        part = block[:, :, i:i + _THIN]
+                        if part.any():
+                            writers["yz"].write((iz, y0 // TILE_SIZE, (x0 + i) // _THIN), part)
 
 
-def add_missing_layouts(root: Path, level: Callable[[int], object], shapes, dtype) -> bool:
-    """Write the XZ / YZ layouts of the group at ``root`` if it lacks them; True if written.
+def add_missing_layouts(root: Path, level: Callable[[int], object], shapes, dtype, depth: int = DEPTH, *,
+                        shuffle: bool = True) -> bool:
+    """Write the XZ / YZ layouts (``depth`` planes deep) of the group at ``root`` if it lacks
+    them; True if written.
 
     For a volume or label version stored before the layouts existed. They are written into a
     folder beside them and moved in, ``yz`` last, so a reader (``has_ortho``) sees either no
@@ -120,7 +144,7 @@ def add_missing_layouts(root: Path, level: Callable[[int], object], shapes, dtyp
     partial = root / ".ortho-partial"
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        write_ortho_levels(partial, level, shapes, dtype)
+        write_ortho_levels(partial, level, shapes, dtype, depth, shuffle=shuffle)
         for plane in ORTHO_PLANES:
             shutil.rmtree(root / plane, ignore_errors=True)  # left by a stopped run
             (partial / plane).rename(root / plane)

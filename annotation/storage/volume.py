@@ -35,7 +35,15 @@ from .errors import (
 from .manifest import copy_arrays
 from .meta import TILE_SIZE, LabelVersionMeta, VolumeMeta, check_voxel_range, voxel_size3
 from .ngff import image_attributes, label_attributes, labels_group_attributes
-from .ortho import ORTHO_PLANES, add_missing_layouts, has_ortho, ortho_shape, read_ortho, write_ortho_levels
+from .ortho import (
+    LABEL_DEPTH,
+    ORTHO_PLANES,
+    add_missing_layouts,
+    has_ortho,
+    ortho_shape,
+    read_ortho,
+    write_ortho_levels,
+)
 from .pyramid import ContrastEstimator, downsample_mean, pyramid_shapes
 from .sources import ArraySource, PlaneSource, open_source
 from .zarrio import create_array, open_array, open_reader, read_json, write_group
@@ -334,6 +342,19 @@ class VolumeStore:
         shape = self._check_plane(level, z)
         return self._read(self._array(("image", level), self.path / str(level)), shape, z, y0, y1, x0, x1)
 
+    def read_box(self, version: str | None, region: tuple[slice, slice, slice]) -> np.ndarray:
+        """Level 0 of a label ``version`` (the intensities when ``None``) in ``region``, three
+        slices (steps of 1) clipped to the volume, as a (Z, Y, X) array, in one read: what an
+        edit reads."""
+        if version is None:
+            array = self._array(("image", 0), self.path / "0")
+        else:
+            array = self._label_array(version, 0)
+        zs, ys, xs = (slice(*s.indices(n)[:2]) for s, n in zip(region, self.meta.shape, strict=True))
+        if zs.stop > zs.start:
+            self._check_plane(0, zs.start)
+        return np.asarray(array[zs, ys, xs])
+
     def read_tile(self, level: int, z: int, ty: int, tx: int, tile_size: int = TILE_SIZE) -> np.ndarray:
         """Tile (ty, tx) of plane ``z``: pixels [ty*ts, (ty+1)*ts) x [tx*ts, (tx+1)*ts), clipped.
 
@@ -381,7 +402,8 @@ class VolumeStore:
             if layout.is_delta:  # over a base stored without them: made complete first
                 _labels.materialise_version(self.path, self.meta, version)
             root = self.path / _labels.LABELS_GROUP / version
-            if add_missing_layouts(root, lambda k, root=root: open_array(root / str(k)), shapes, np.uint32):
+            if add_missing_layouts(root, lambda k, root=root: open_array(root / str(k)), shapes, np.uint32,
+                                   LABEL_DEPTH, shuffle=_labels.LABEL_SHUFFLE):
                 built.append(version)
         self._forget_layouts()  # this store reads the new layouts from now on
         return built

@@ -101,8 +101,9 @@ def test_it_exports_and_materialises_a_delta_version_that_plain_zarr_reads(stack
 
 
 def test_it_writes_an_edits_chunks_unshuffled_and_plain_zarr_reads_them(stack):
-    # The arrays' zarr.json says bit-shuffle; an edit's chunks are LZ4 without it (faster, and
-    # smaller for labels). Blosc reads the shuffle from each chunk's header: zarr reads both.
+    # The arrays' zarr.json says bit-shuffle; label chunks (a segmentation's and an edit's) are
+    # LZ4 without it (faster, and smaller for labels). Blosc reads the shuffle from each chunk's
+    # header: zarr reads them as the array's own.
     labels = _labels(stack.meta.shape)
     stack.write_labels(labels)
     region = (slice(1, 7), slice(20, 280), slice(30, 500))
@@ -116,8 +117,10 @@ def test_it_writes_an_edits_chunks_unshuffled_and_plain_zarr_reads_them(stack):
     assert arrays == {f"{a}{k}" for a in ("", "xz/", "yz/") for k in range(stack.meta.n_levels)}
     # The Blosc header's flags (byte 2): bit 0 byte-shuffle, bit 2 bit-shuffle; neither is set.
     assert all(p.read_bytes()[2] & 0b101 == 0 for p in written)
-    segmented = [p for p in (stack.path / "labels" / "v1" / "0" / "c").rglob("*") if p.is_file()]
-    assert segmented and all(p.read_bytes()[2] & 0b100 for p in segmented)  # zarr wrote v1 bit-shuffled
+    segmented = [p for p in (stack.path / "labels" / "v1").rglob("*") if p.is_file() and "/c/" in str(p)]
+    assert segmented and all(p.read_bytes()[2] & 0b101 == 0 for p in segmented)  # v1's too, layouts included
+    image = [p for p in (stack.path / "0" / "c").rglob("*") if p.is_file()]
+    assert image and all(p.read_bytes()[2] & 0b100 for p in image)  # the intensities stay bit-shuffled
     assert stack.materialise_label_versions() == ["v2"]
     for level in range(stack.meta.n_levels):
         step = 2 ** level
@@ -166,7 +169,7 @@ def test_it_leaves_no_partial_version_when_one_of_an_edits_arrays_fails(stack, m
         time.sleep(0.01)  # the other arrays are still writing when it fails
         write(self, key, values)
 
-    monkeypatch.setattr(labels_module, "_EDIT_THREADS", 4)
+    monkeypatch.setattr(labels_module, "EDIT_THREADS", 4)
     monkeypatch.setattr(labels_module._DeltaWriter, "write", slow_or_failing)
     with pytest.raises(OSError, match="disk full"):
         stack.write_label_edit("v1", (slice(0, 8), slice(0, 300), slice(0, 520)), np.ones((8, 300, 520), np.uint32))

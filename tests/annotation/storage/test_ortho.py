@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from annotation.storage import TileOutOfRangeError, VolumeStore
-from annotation.storage.ortho import display_rows, has_ortho, ortho_shape, row_planes
+from annotation.storage.ortho import DEPTH, add_missing_layouts, display_rows, has_ortho, ortho_shape, row_planes
+from annotation.storage.zarrio import open_array, read_json
 
 
 def _section(stack, meta, plane, level, index):
@@ -85,6 +86,47 @@ def test_it_writes_label_layouts_and_edits_them_in_place_of_the_touched_chunks(s
     v1, v2 = store.path / "labels" / "v1" / "xz" / "0", store.path / "labels" / "v2" / "xz" / "0"
     assert (v1 / "c" / "0" / "1" / "0").exists() and not (v2 / "c" / "0" / "1" / "0").exists()  # rows 16-31
     assert (v2 / "c" / "0" / "3" / "0").exists()  # rows 48-63: nucleus 2
+
+
+def _chunk_depth(array_dir):
+    return read_json(array_dir / "zarr.json")["chunk_grid"]["configuration"]["chunk_shape"][0]
+
+
+def test_label_layouts_are_16_planes_deep_and_an_edit_keeps_the_depth_of_an_older_version(stack):
+    store, _ = stack
+    labels = _labels(store.meta.shape)
+    store.write_labels(labels)
+    v1 = store.path / "labels" / "v1"
+    # The image's layouts hold the 20 planes in one chunk, a label version's in chunks of 16.
+    assert _chunk_depth(store.path / "xz" / "0") == 20 and _chunk_depth(v1 / "xz" / "0") == 16
+    chunks = v1 / "xz" / "0" / "c"
+    assert (chunks / "0" / "0" / "0").exists()  # planes 0-15 of rows 0-15: nucleus 1
+    assert not (chunks / "1" / "0" / "0").exists()  # planes 16-19 hold no nucleus
+    # A version written by an earlier release, whose layouts were as deep as the image's.
+    for plane in ("xz", "yz"):
+        shutil.rmtree(v1 / plane)
+    add_missing_layouts(v1, lambda k: open_array(v1 / str(k)), list(store.meta.level_shapes), np.uint32, DEPTH)
+    assert _chunk_depth(v1 / "xz" / "0") == 20
+    old = VolumeStore.open(store.path)
+    region = (slice(5, 9), slice(50, 80), slice(200, 280))
+    new = labels[region].copy()
+    new[2:] = np.where(new[2:] == 2, 3, new[2:])
+    old.write_label_edit("v1", region, new)
+    expected = labels.copy()
+    expected[region] = new
+    v2 = store.path / "labels" / "v2"
+    assert (v2 / "xz" / "0" / "c" / "0" / "3" / "0").exists()  # one 20-deep chunk, in v1's shape
+    for reader in (old, VolumeStore.open(store.path)):
+        for plane, index in (("xz", 60), ("yz", 240), ("xz", 20)):
+            np.testing.assert_array_equal(reader.read_label_ortho_tile("v2", plane, 0, index, 0, 0),
+                                          _section(expected, store.meta, plane, 0, index)[:256, :256])
+    # Every zarr client reads the delta's layout chunks as the array's own (through a complete copy).
+    assert old.materialise_label_versions() == ["v2"]
+    import zarr
+
+    xz = zarr.open_array(str(v2 / "xz" / "0"), mode="r")
+    assert xz.chunks[0] == 20
+    np.testing.assert_array_equal(xz[...], expected)
 
 
 def test_it_refuses_tiles_outside_the_planes(stack):
