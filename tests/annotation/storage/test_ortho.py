@@ -30,6 +30,17 @@ def _labels(shape):
     return labels
 
 
+def _z_cut(store, labels):
+    """Edit v1's nucleus 2 (planes 5-8, y 50-80, x 200-280): a z-cut giving planes 7-8 id 3; the labels after."""
+    region = (slice(5, 9), slice(50, 80), slice(200, 280))
+    new = labels[region].copy()
+    new[2:] = np.where(new[2:] == 2, 3, new[2:])
+    store.write_label_edit("v1", region, new)
+    expected = labels.copy()
+    expected[region] = new
+    return expected
+
+
 def test_it_stretches_z_by_the_voxel_size(stack):
     store, _ = stack
     assert display_rows(store.meta, "xz") == 120 and display_rows(store.meta, "yz") == 60
@@ -68,13 +79,7 @@ def test_it_writes_label_layouts_and_edits_them_in_place_of_the_touched_chunks(s
     for plane, index in (("xz", 20), ("yz", 50)):
         np.testing.assert_array_equal(store.read_label_ortho_tile("v1", plane, 0, index, 0, 0),
                                       _section(labels, store.meta, plane, 0, index)[:256, :256])
-    # An edit of nucleus 2 (planes 5-8, y 50-80, x 200-280): a z-cut giving planes 7-8 id 3.
-    region = (slice(5, 9), slice(50, 80), slice(200, 280))
-    new = labels[region].copy()
-    new[2:] = np.where(new[2:] == 2, 3, new[2:])
-    store.write_label_edit("v1", region, new)
-    expected = labels.copy()
-    expected[region] = new
+    expected = _z_cut(store, labels)
     for level in (0, 1):
         step = 2 ** level
         for plane, index in (("xz", 60 // step), ("yz", 240 // step), ("xz", 20 // step)):
@@ -108,12 +113,7 @@ def test_label_layouts_are_16_planes_deep_and_an_edit_keeps_the_depth_of_an_olde
     add_missing_layouts(v1, lambda k: open_array(v1 / str(k)), list(store.meta.level_shapes), np.uint32, DEPTH)
     assert _chunk_depth(v1 / "xz" / "0") == 20
     old = VolumeStore.open(store.path)
-    region = (slice(5, 9), slice(50, 80), slice(200, 280))
-    new = labels[region].copy()
-    new[2:] = np.where(new[2:] == 2, 3, new[2:])
-    old.write_label_edit("v1", region, new)
-    expected = labels.copy()
-    expected[region] = new
+    expected = _z_cut(old, labels)
     v2 = store.path / "labels" / "v2"
     assert (v2 / "xz" / "0" / "c" / "0" / "3" / "0").exists()  # one 20-deep chunk, in v1's shape
     for reader in (old, VolumeStore.open(store.path)):
