@@ -537,10 +537,10 @@ class _DeltaEdit:
         return tuple(int(n) for n in metadata["chunk_grid"]["configuration"]["chunk_shape"])
 
     def _write(self, plan: list[_ArrayEdit], counts: _Counts) -> int:
-        """Write the planned arrays side by side (:func:`side_by_side`); the largest id the region
+        """Write the planned arrays side by side (:func:`_run_all`); the largest id the region
         held before."""
         region_before = 0
-        for array_edit, (written, was) in zip(plan, side_by_side([a.write for a in plan]), strict=True):
+        for array_edit, (written, was) in zip(plan, _run_all([a.write for a in plan]), strict=True):
             if array_edit.array == str(array_edit.level):
                 counts.written += written  # the layouts' chunks are not counted (as for complete versions)
             if array_edit.array == "0":
@@ -563,22 +563,22 @@ class _DeltaEdit:
 
 
 #: Threads that write an edit's arrays (its levels and their XZ / YZ layouts) side by side.
-EDIT_THREADS = max(1, min(4, os.cpu_count() or 1))
+_EDIT_THREADS = max(1, min(4, os.cpu_count() or 1))
 _POOL: list[ThreadPoolExecutor] = []
 _POOL_LOCK = threading.Lock()
 
 
-def side_by_side(calls: list) -> list:
+def _run_all(calls: list) -> list:
     """The results of ``calls`` (functions of no argument), run on the edit threads.
 
     The chunk work is Blosc and numpy, which release the GIL, and file writes: an edit of a
     volume with four levels writes twelve arrays. Every call has ended when this returns or
     raises (the first error), so nothing writes into a version folder that its failure removes."""
-    if len(calls) < 2 or EDIT_THREADS < 2:
+    if len(calls) < 2 or _EDIT_THREADS < 2:
         return [call() for call in calls]
     with _POOL_LOCK:
         if not _POOL:
-            _POOL.append(ThreadPoolExecutor(max_workers=EDIT_THREADS, thread_name_prefix="label-edit"))
+            _POOL.append(ThreadPoolExecutor(max_workers=_EDIT_THREADS, thread_name_prefix="label-edit"))
     futures = [_POOL[0].submit(call) for call in calls]
     wait(futures)
     return [future.result() for future in futures]

@@ -110,7 +110,7 @@ def write_ortho_levels(root: Path, level: Callable[[int], object], shapes, dtype
             create_array(root / plane / str(k), shape, dtype, chunk)
             writers[plane] = ChunkFiles(root / plane / str(k), chunk, shuffle=shuffle)
         source = level(k)
-        step = ortho_chunk("xz", z_size, depth)[0]
+        step = writers["xz"].chunk[0]
         for z0 in range(0, z_size, step):
             for y0 in range(0, y_size, TILE_SIZE):
                 for x0 in range(0, x_size, TILE_SIZE):

@@ -344,16 +344,10 @@ class VolumeStore:
 
     def read_box(self, version: str | None, region: tuple[slice, slice, slice]) -> np.ndarray:
         """Level 0 of a label ``version`` (the intensities when ``None``) in ``region``, three
-        slices (steps of 1) clipped to the volume, as a (Z, Y, X) array, in one read: what an
-        edit reads."""
-        if version is None:
-            array = self._array(("image", 0), self.path / "0")
-        else:
-            array = self._label_array(version, 0)
-        zs, ys, xs = (slice(*s.indices(n)[:2]) for s, n in zip(region, self.meta.shape, strict=True))
-        if zs.stop > zs.start:
-            self._check_plane(0, zs.start)
-        return np.asarray(array[zs, ys, xs])
+        slices (steps of 1; clipped to the volume as numpy clips them), as a (Z, Y, X) array, in
+        one read: what an edit reads."""
+        array = self._array(("image", 0), self.path / "0") if version is None else self._label_array(version, 0)
+        return np.asarray(array[tuple(region)])
 
     def read_tile(self, level: int, z: int, ty: int, tx: int, tile_size: int = TILE_SIZE) -> np.ndarray:
         """Tile (ty, tx) of plane ``z``: pixels [ty*ts, (ty+1)*ts) x [tx*ts, (tx+1)*ts), clipped.

@@ -197,19 +197,18 @@ class ChunkFiles:
     """Writes the chunk files of one array straight to disk, in :func:`encode_chunk`'s encoding
     (``shuffle`` as there: label arrays write theirs without the bit-shuffle), each folder made
     once. For an array in a private folder (a version being written): a file is written whole
-    in place, never replaced. ``write`` returns the file's path."""
+    in place, never replaced."""
 
     def __init__(self, array_dir: Path, chunk: tuple[int, ...], *, shuffle: bool = True) -> None:
         self.array_dir, self.chunk, self.shuffle = Path(array_dir), tuple(chunk), shuffle
         self._made: set[Path] = set()
 
-    def write(self, key: tuple[int, ...], values: np.ndarray) -> Path:
+    def write(self, key: tuple[int, ...], values: np.ndarray) -> None:
         path = chunk_path(self.array_dir, *key)
         if path.parent not in self._made:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._made.add(path.parent)
         path.write_bytes(encode_chunk(values, self.chunk, shuffle=self.shuffle))
-        return path
 
 
 def write_json(path: Path, data: dict[str, Any], *, compact: bool = False) -> None:

@@ -169,7 +169,7 @@ def test_it_leaves_no_partial_version_when_one_of_an_edits_arrays_fails(stack, m
         time.sleep(0.01)  # the other arrays are still writing when it fails
         write(self, key, values)
 
-    monkeypatch.setattr(labels_module, "EDIT_THREADS", 4)
+    monkeypatch.setattr(labels_module, "_EDIT_THREADS", 4)
     monkeypatch.setattr(labels_module._DeltaWriter, "write", slow_or_failing)
     with pytest.raises(OSError, match="disk full"):
         stack.write_label_edit("v1", (slice(0, 8), slice(0, 300), slice(0, 520)), np.ones((8, 300, 520), np.uint32))

@@ -4,6 +4,7 @@ import shutil
 
 import numpy as np
 import pytest
+import zarr
 
 from annotation.storage import TileOutOfRangeError, VolumeStore
 from annotation.storage.ortho import DEPTH, add_missing_layouts, display_rows, has_ortho, ortho_shape, row_planes
@@ -122,8 +123,6 @@ def test_label_layouts_are_16_planes_deep_and_an_edit_keeps_the_depth_of_an_olde
                                           _section(expected, store.meta, plane, 0, index)[:256, :256])
     # Every zarr client reads the delta's layout chunks as the array's own (through a complete copy).
     assert old.materialise_label_versions() == ["v2"]
-    import zarr
-
     xz = zarr.open_array(str(v2 / "xz" / "0"), mode="r")
     assert xz.chunks[0] == 20
     np.testing.assert_array_equal(xz[...], expected)
