@@ -24,6 +24,13 @@ def test_it_ships_both_defaults_with_their_cards():
         assert json.loads((SHIPPED_MODELS_DIR / f"{name}.json").read_text())["name"] == name
 
 
+
+@pytest.mark.parametrize("name", shipped_models())
+def test_each_shipped_models_training_record_names_the_hash_of_the_file_shipped(name):
+    # The model cards point users to the record for the weights' SHA-256: it must be the file's.
+    record = json.loads((SHIPPED_MODELS_DIR / f"{name}.train.json").read_text())
+    assert record["sha256"] == file_sha256(SHIPPED_MODELS_DIR / f"{name}.pt")
+
 @pytest.mark.parametrize("shape, expected", [
     ((64, 64), DEFAULT_MODEL), ((1, 64, 64), DEFAULT_MODEL), ((2, 64, 64), DEFAULT_MODEL_3D),
     ((16, 128, 128), DEFAULT_MODEL_3D),
