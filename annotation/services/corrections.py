@@ -122,19 +122,24 @@ def _clip_region(volume: Volume, z: tuple[int, int], y: tuple[int, int], x: tupl
 
 def _edit_region(volume: Volume, head: LabelVersion, edit) -> tuple[slice, slice, slice]:
     """Level-0 (z, y, x) slices holding every voxel the edit may change: the named nuclei whole,
-    and the drawing on its planes, with one pixel to spare."""
+    and the drawing on its planes, with one pixel to spare. An edit without a drawing (merge,
+    delete, confirm) has no plane: its region is its nuclei's boxes (it reached down from plane 0
+    to the nuclei, so its cost grew with their depth in the stack)."""
     Z, Y, X = volume.shape
-    z0, z1 = edit.planes_for(volume.voxel_size)
-    if edit.radius_um is not None:  # a ball near the first or last plane reaches fewer planes
-        z0, z1 = max(z0, 0), min(z1, Z - 1)
-    if z1 >= Z:
-        raise ApplicationError(f"plane {z1} lies outside the volume's planes 0..{Z - 1}")
+    zs = []
+    if edit.has_plane:
+        z0, z1 = edit.planes_for(volume.voxel_size)
+        if edit.radius_um is not None:  # a ball near the first or last plane reaches fewer planes
+            z0, z1 = max(z0, 0), min(z1, Z - 1)
+        if z1 >= Z:
+            raise ApplicationError(f"plane {z1} lies outside the volume's planes 0..{Z - 1}")
+        zs = [z0, z1 + 1]
     nuclei = {n.label_id: n for n in head.nuclei.filter(label_id__in=edit.nucleus_ids)}
     missing = [i for i in edit.nucleus_ids if i not in nuclei]
     if missing:
         raise ApplicationError(f"{head.name} has no nucleus {', '.join(map(str, missing))}",
                                extra={"missing": missing})
-    zs, ys, xs = [z0, z1 + 1], [], []
+    ys, xs = [], []
     drawing = edit.drawing_bounds(volume.voxel_size)
     if drawing is not None:
         ys += drawing[:2]

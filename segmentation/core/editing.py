@@ -538,6 +538,13 @@ class Edit:
         return EDIT_KINDS[self.correction_type]
 
     @property
+    def has_plane(self) -> bool:
+        """Whether ``z`` (and ``z_range``) name planes of this edit: a kind that takes a drawing.
+        Merge, delete and confirm act on whole nuclei, wherever they lie: their ``z`` names no
+        plane (so an edit's region is their nuclei's boxes alone, and a crop moves no plane)."""
+        return bool(self.kind.drawings)
+
+    @property
     def planes(self) -> tuple[int, int]:
         """The planes (inclusive) a drawing applies to: ``z_range``, else ``(z, z)`` (a spherical
         brush: see :meth:`planes_for`)."""
@@ -582,6 +589,8 @@ class Edit:
         z_range = None if self.z_range is None else (self.z_range[0] - dz, self.z_range[1] - dz)
         sections = None if self.sections is None else tuple((z - dz, move(p)) for z, p in self.sections)
         fill = None if self.fill is None else (self.fill[0] - dy, self.fill[1] - dx)
+        if not self.has_plane:  # whole nuclei: no plane to move, nothing drawn
+            return self
         if self.plane != "xy":  # a line of [z, x] or [z, y] points
             across = dx if self.plane == "xz" else dy
             line = None if self.line is None else tuple((z - dz, a - across) for z, a in self.line)

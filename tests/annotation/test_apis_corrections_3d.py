@@ -130,3 +130,41 @@ def test_it_refuses_bad_3d_drawings_with_the_reason(drawn, client_for, alice):
         response = _post(client_for(alice), version, body)
         assert response.status_code == 400 and message in response.json()["message"], (body, response.json())
     assert Correction.objects.count() == 0
+
+
+def test_merge_delete_and_check_reach_their_nuclei_planes_only(volume_3d, alice_assigned_deep, client_for):
+    """Edits without a drawing name no plane: their region is their nuclei's boxes (it used to
+    reach down from plane 0, so an edit cost more the deeper its nuclei lay, and a student whose
+    region leaves plane 0 out could not delete or merge inside it). Their undo takes the same region."""
+    alice, version = alice_assigned_deep
+    client = client_for(alice)
+    merged = _post(client, version, {"type": "merge", "nucleus_ids": [1, 2]})
+    assert merged.status_code == 201, merged.json()
+    assert merged.json()["bbox"][:2] == [4, 8]  # nucleus 1 on planes 5-6, nucleus 2 on 4-7
+    head = LabelVersion.objects.get(volume=volume_3d, name=merged.json()["result_version"])
+    assert head.nuclei.get(label_id=1).volume_voxels == 2 * 20 * 20 + 4 * 10 * 10
+    undone = client.post(reverse("correction-undo", args=[merged.json()["id"]]), {"label_version": head.name},
+                         format="json")
+    assert undone.status_code == 201, undone.json()
+    head = LabelVersion.objects.get(volume=volume_3d, name=undone.json()["result_version"])
+    deleted = _post(client, head, {"type": "delete", "nucleus_ids": [2]})
+    assert deleted.status_code == 201 and deleted.json()["bbox"][:2] == [4, 8]
+    head = LabelVersion.objects.get(volume=volume_3d, name=deleted.json()["result_version"])
+    assert not head.nuclei.filter(label_id=2).exists() and head.nuclei.filter(label_id=1).exists()
+    checked = _post(client, head, {"type": "confirm", "nucleus_ids": [1]})
+    assert checked.status_code == 201 and checked.json()["bbox"][:2] == [5, 7]
+
+
+@pytest.fixture
+def alice_assigned_deep(volume_3d, ivy, alice):
+    """v1 of the stack with nucleus 1 on planes 5-6 and nucleus 2 beside it on planes 4-7; alice
+    is assigned planes 3-7 only."""
+    from annotation.services import assignment_create, label_version_create
+
+    labels = np.zeros(volume_3d.shape, np.uint32)
+    labels[5:7, 100:120, 100:120] = 1
+    labels[4:8, 100:110, 120:130] = 2
+    version = label_version_create(volume=volume_3d, labels=labels, user=ivy, source=LabelVersion.Source.UPLOAD)
+    assignment_create(project=volume_3d.project, volume=volume_3d, student=alice, assigned_by=ivy,
+                      region=[3, 8, 0, 300, 0, 300])
+    return alice, version

@@ -165,3 +165,14 @@ def test_it_carries_an_orthogonal_edit_into_a_crop_and_back_through_json():
     whole = apply_edit(labels, edit, new_id=3)
     cropped = apply_edit(labels[crop], edit.shifted(1, 2, 3), new_id=3)
     np.testing.assert_array_equal(whole[crop], cropped)
+
+
+@pytest.mark.parametrize("kind, ids", [("merge", [1, 2]), ("delete", [2]), ("confirm", [1])])
+def test_an_edit_without_a_drawing_names_no_plane_and_moves_into_any_crop(kind, ids):
+    edit = Edit(correction_type=kind, nucleus_ids=ids)
+    assert not edit.has_plane and Edit(correction_type="add", z=2, polygon=[[0, 0], [0, 3], [3, 3]]).has_plane
+    # A crop starting below its z (0, the default) is where its nuclei are: nothing to move.
+    labels = _z_merge()
+    crop = (slice(1, 10), slice(3, 9), slice(2, 23))  # both nuclei whole
+    cropped = apply_edit(labels[crop], edit.shifted(1, 3, 2), new_id=9)
+    assert np.array_equal(cropped, apply_edit(labels, edit, new_id=9)[crop])
