@@ -672,7 +672,7 @@ def apply_edit(labels, edit: Edit, *, new_id: int, voxel_size=None) -> np.ndarra
     ``voxel_size`` ((z, y, x) µm) is needed by the spherical brush only. The kind's
     :attr:`EditKind.apply` does the work."""
     volume, flat = _as_volume(labels)
-    if not 0 <= edit.z < volume.shape[0]:
+    if edit.has_plane and not 0 <= edit.z < volume.shape[0]:
         raise InvalidInputError(f"plane z={edit.z} lies outside the volume's planes")
     out = edit_kind(edit.correction_type).apply(volume, edit, new_id, voxel_size)
     return out[0] if flat else out

@@ -138,7 +138,8 @@ def test_merge_delete_and_check_reach_their_nuclei_planes_only(volume_3d, alice_
     region leaves plane 0 out could not delete or merge inside it). Their undo takes the same region."""
     alice, version = alice_assigned_deep
     client = client_for(alice)
-    merged = _post(client, version, {"type": "merge", "nucleus_ids": [1, 2]})
+    # The viewer sends the plane it shows (here 7, the last plane of the 4 the region takes): no plane of theirs.
+    merged = _post(client, version, {"type": "merge", "nucleus_ids": [1, 2], "z": 7})
     assert merged.status_code == 201, merged.json()
     assert merged.json()["bbox"][:2] == [4, 8]  # nucleus 1 on planes 5-6, nucleus 2 on 4-7
     head = LabelVersion.objects.get(volume=volume_3d, name=merged.json()["result_version"])
@@ -147,7 +148,7 @@ def test_merge_delete_and_check_reach_their_nuclei_planes_only(volume_3d, alice_
                          format="json")
     assert undone.status_code == 201, undone.json()
     head = LabelVersion.objects.get(volume=volume_3d, name=undone.json()["result_version"])
-    deleted = _post(client, head, {"type": "delete", "nucleus_ids": [2]})
+    deleted = _post(client, head, {"type": "delete", "nucleus_ids": [2], "z": 3})
     assert deleted.status_code == 201 and deleted.json()["bbox"][:2] == [4, 8]
     head = LabelVersion.objects.get(volume=volume_3d, name=deleted.json()["result_version"])
     assert not head.nuclei.filter(label_id=2).exists() and head.nuclei.filter(label_id=1).exists()

@@ -169,9 +169,9 @@ def test_it_carries_an_orthogonal_edit_into_a_crop_and_back_through_json():
 
 @pytest.mark.parametrize("kind, ids", [("merge", [1, 2]), ("delete", [2]), ("confirm", [1])])
 def test_an_edit_without_a_drawing_names_no_plane_and_moves_into_any_crop(kind, ids):
-    edit = Edit(correction_type=kind, nucleus_ids=ids)
+    edit = Edit(correction_type=kind, nucleus_ids=ids, z=10)  # the plane the viewer showed: none of theirs
     assert not edit.has_plane and Edit(correction_type="add", z=2, polygon=[[0, 0], [0, 3], [3, 3]]).has_plane
-    # A crop starting below its z (0, the default) is where its nuclei are: nothing to move.
+    # Any crop holding its nuclei whole, whatever its planes: nothing to move, no plane to check.
     labels = _z_merge()
     crop = (slice(1, 10), slice(3, 9), slice(2, 23))  # both nuclei whole
     cropped = apply_edit(labels[crop], edit.shifted(1, 3, 2), new_id=9)
