@@ -273,8 +273,10 @@ def test_it_finds_and_splits_a_z_merge_in_the_xz_view_and_undoes_it(app, shots):
             assert 2 in {n["id"] for n in page.evaluate("ezqViewer.ortho.nucleiOn('yz')")}
 
             # The address keeps the layout and the cursor: a reload opens the same three views.
-            page.wait_for_function("location.hash.includes('v=3')", timeout=TIMEOUT_MS)
+            # The address is rewritten 300 ms after the view rests: wait for the cursor there.
             cursor = page.get_attribute("#viewer", "data-cursor")
+            _, cy, cx = cursor.split(",")
+            page.wait_for_function(f"location.hash.includes('v=3&cy={cy}&cx={cx}')", timeout=TIMEOUT_MS)
             page.reload()
             _wait(page, "document.getElementById('viewer').dataset.firstRenderAllMs")
             assert page.get_attribute("#viewer", "data-layout") == "3"
