@@ -35,6 +35,18 @@ Why this is safe:
 * versions are never removed, so every holder a manifest names exists;
 * where the file system refuses a hard link (another device, no link support, too many links),
   the chunk file is copied instead (``chunks_copied``).
+
+An edit's coarse levels come after its answer. Level 0 (with its XZ / YZ layouts) is written
+before the version is published, as above; the chunks of levels 1 and up (and their layouts),
+which an edit of a large volume rewrites at every level while it changes a few pixels of each,
+are named in the manifest as the version's own and listed in its ``coarse-owed.json``; one
+thread writes them after the answer (:func:`finish_coarse_levels`), each to a temporary file
+renamed into place, then removes the list. Nothing ever reads such a chunk missing: the
+readers' path to a chunk file (:meth:`.manifest.VersionLayout.file`) first has a version that
+still owes coarse chunks write them (waiting for the thread, or for another process, which holds
+an ``fcntl.flock`` of the list while it writes; or writing them itself, from the version's level
+0, if the process that made the edit stopped first), since level k is level 0 ``[::2**k,
+::2**k]`` exactly. A failure there leaves the list, and the next reader tries again.
 """
 
 from __future__ import annotations
@@ -42,6 +54,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import json
+import logging
 import os
 import secrets
 import shutil
@@ -54,7 +68,16 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .errors import InvalidLabelsError, LabelShapeError, LabelVersionError
-from .manifest import MANIFEST, Manifest, VersionLayout, materialise, write_manifest
+from .manifest import (
+    COARSE_PENDING,
+    MANIFEST,
+    Manifest,
+    VersionLayout,
+    is_settled,
+    mark_settled,
+    materialise,
+    write_manifest,
+)
 from .meta import LabelVersionMeta, VolumeMeta, version_number
 from .ngff import label_attributes, labels_group_attributes
 from .ortho import LABEL_DEPTH, ORTHO_PLANES, write_ortho_levels
@@ -68,11 +91,14 @@ from .zarrio import (
     remember_chunk,
     same_encoding,
     write_group,
+    write_json,
     written_here,
 )
 
-__all__ = ["as_labels", "label_version_meta", "list_versions", "materialise_version", "version_layout",
-           "write_edit", "write_full", "write_planes"]
+__all__ = ["as_labels", "finish_coarse_levels", "label_version_meta", "list_versions", "materialise_version",
+           "version_layout", "wait_for_coarse_levels", "write_edit", "write_full", "write_planes"]
+
+log = logging.getLogger(__name__)
 
 LABELS_GROUP = "labels"
 #: In every version written since delta versions: the largest id of each level-0 chunk, (Z, rows, cols).
@@ -353,6 +379,24 @@ class _DeltaWriter:
             remember_chunk(chunk_path(folder / self._array, *key), values, self._chunk)
 
 
+def _chunks_met(bounds, chunk, shape, changed: np.ndarray | None = None):
+    """(key, box, inner, picked) of every chunk of an array of ``shape`` that the region
+    ``bounds`` ((lo, hi) per axis, in the array's pixels) meets: ``box`` the chunk's pixels,
+    ``inner`` the region's part of the chunk in its own coordinates, ``picked`` the same part
+    of the region's values. With ``changed`` (a mask of the region's shape), only the chunks
+    holding a changed voxel."""
+    spans = [range(lo // c, -(-hi // c)) if hi > lo else range(0) for (lo, hi), c in zip(bounds, chunk, strict=True)]
+    for key in ((a, b, c) for a in spans[0] for b in spans[1] for c in spans[2]):
+        box = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(key, chunk, shape, strict=True))
+        picked = tuple(slice(max(lo, b.start) - lo, min(hi, b.stop) - lo)
+                       for (lo, hi), b in zip(bounds, box, strict=True))
+        if changed is not None and not changed[picked].any():
+            continue
+        inner = tuple(slice(max(lo, b.start) - b.start, min(hi, b.stop) - b.start)
+                      for (lo, hi), b in zip(bounds, box, strict=True))
+        yield key, box, inner, picked
+
+
 def _edit_chunks(writer: _DeltaWriter, name: str, bounds, sub: np.ndarray, chunk, shape,
                  changes: dict[str, str | None], maxima: np.ndarray | None = None, changed: np.ndarray | None = None,
                  before: np.ndarray | None = None) -> tuple[int, int]:
@@ -363,16 +407,8 @@ def _edit_chunks(writer: _DeltaWriter, name: str, bounds, sub: np.ndarray, chunk
     the parent, whose values there are ``before``), chunks with no change in them are not even
     read, and those read are checked against ``before``. Returns (chunks written, largest id
     the region held before)."""
-    spans = [range(lo // c, -(-hi // c)) if hi > lo else range(0) for (lo, hi), c in zip(bounds, chunk, strict=True)]
     written, before_max = 0, 0
-    for key in ((a, b, c) for a in spans[0] for b in spans[1] for c in spans[2]):
-        box = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(key, chunk, shape, strict=True))
-        inner = tuple(slice(max(lo, b.start) - b.start, min(hi, b.stop) - b.start)
-                      for (lo, hi), b in zip(bounds, box, strict=True))
-        picked = tuple(slice(max(lo, b.start) - lo, min(hi, b.stop) - lo)
-                       for (lo, hi), b in zip(bounds, box, strict=True))
-        if changed is not None and not changed[picked].any():
-            continue
+    for key, box, inner, picked in _chunks_met(bounds, chunk, shape, changed):
         old = writer.read(key, box)
         if before is not None and not np.array_equal(old[inner], before[picked]):
             raise LabelVersionError(f"the values given as the region's before are not those of {writer.version}")
@@ -413,6 +449,10 @@ class _ArrayEdit:
     level: int
     writer: _DeltaWriter
     write: Callable[[], tuple[int, int]]
+    bounds: tuple = ()            # the region in the array's pixels
+    chunk: tuple[int, ...] = ()
+    shape: tuple[int, ...] = ()
+    changed: np.ndarray | None = None  # the region's changed voxels, sampled at the level
 
 
 def write_edit(volume: Path, meta: VolumeMeta, parent: str, region, new_values: np.ndarray,
@@ -432,9 +472,12 @@ def write_edit(volume: Path, meta: VolumeMeta, parent: str, region, new_values: 
     there (a version stored before that file is scanned once, and its successors have it).
 
     The steps: narrow the region (:func:`_narrowed`); in the partial version, plan one writer
-    per level and layout, write their chunks, the manifest and the chunk maxima
-    (:meth:`_DeltaEdit.build`); publish it (:func:`_new_version`, which removes the partial
-    version if a step fails); remember the chunks written.
+    per level and layout, write level 0's chunks (and its layouts'), list the coarse levels'
+    chunks the edit meets, write the manifest, the chunk maxima and the list of coarse chunks
+    owed (:meth:`_DeltaEdit.build`); publish it (:func:`_new_version`, which removes the partial
+    version if a step fails); remember the chunks written; write the coarse levels' chunks on
+    the coarse-level thread, after the answer (:func:`finish_coarse_levels`: until then any
+    reader of one of them writes them first, from level 0, so none ever reads a missing chunk).
     """
     bounds = _normalise_region(region, meta.shape)
     values = as_labels(np.asarray(new_values), tuple(hi - lo for lo, hi in bounds), what="new values")
@@ -446,7 +489,10 @@ def write_edit(volume: Path, meta: VolumeMeta, parent: str, region, new_values: 
         return _write_edit_complete(volume, meta, source, parent, edit.bounds, edit.values)
     delta = _DeltaEdit(volume, meta, source, edit)
     version = _new_version(volume, meta, parent, delta.build)
-    delta.remember(volume / LABELS_GROUP / version.name)
+    folder = volume / LABELS_GROUP / version.name
+    delta.remember(folder)
+    if delta.owes_coarse:
+        _coarse_pool().submit(_finish_logged, folder, edit.values)
     return version
 
 
@@ -483,14 +529,18 @@ class _DeltaEdit:
         self.parent_meta = label_version_meta(volume, source.name)
         self.parent_maxima = _read_maxima(source.folder)
         self.writers: list[_DeltaWriter] = []
+        self.owes_coarse = False
 
     def build(self, partial: Path, name: str, counts: _Counts) -> int:
-        """Plan, then write the arrays' chunks, the manifest and the chunk maxima; the new ``n_labels``."""
+        """Plan; write level 0's chunks, list the coarse levels' (:meth:`_owe`); write the
+        manifest and the chunk maxima; the new ``n_labels``."""
         maxima = self.parent_maxima.copy() if self.parent_maxima is not None else None
         changes: dict[str, dict[str, str | None]] = {}
         plan = self._plan(partial, name, changes, maxima)
-        self.writers.extend(array_edit.writer for array_edit in plan)
-        region_before = self._write(plan, counts)
+        now = [array_edit for array_edit in plan if array_edit.level == 0]
+        self.writers.extend(array_edit.writer for array_edit in now)
+        region_before = self._write(now, counts)
+        self._owe([array_edit for array_edit in plan if array_edit.level > 0], partial, name, changes, counts)
         manifest = self.start.with_changes({array: entries for array, entries in changes.items() if entries})
         write_manifest(partial, manifest)
         n_labels, maxima = self._n_labels(region_before, maxima, partial, name, manifest)
@@ -502,6 +552,29 @@ class _DeltaEdit:
         """Once published in ``folder``: the next edit or the undo reads these chunks decoded."""
         for writer in self.writers:
             writer.remember(folder)
+
+    def _owe(self, plan: list[_ArrayEdit], partial: Path, name: str, changes: dict[str, dict[str, str | None]],
+             counts: _Counts) -> None:
+        """List the coarse levels' chunks the edit changes (with a ``before``: those sampling a
+        changed voxel; else every chunk the region meets) as this version's in ``changes``, and
+        in the partial version's :data:`COARSE_PENDING` file, which :func:`finish_coarse_levels`
+        reads to write them. Counted as written: they all will be."""
+        owed = {}
+        for array_edit in plan:
+            keys = ["/".join(map(str, key)) for key, *_ in _chunks_met(
+                array_edit.bounds, array_edit.chunk, array_edit.shape, array_edit.changed)]
+            if not keys:
+                continue
+            changes.setdefault(array_edit.array, {}).update(dict.fromkeys(keys, name))
+            owed[array_edit.array] = {"level": array_edit.level, "chunk": list(array_edit.chunk),
+                                      "shape": list(array_edit.shape), "keys": keys}
+            if array_edit.array == str(array_edit.level):
+                counts.written += len(keys)
+        self.owes_coarse = bool(owed)
+        if owed:
+            bounds = [list(b) for b in self.edit.bounds]
+            write_json(partial / COARSE_PENDING, {"parent": self.source.name, "bounds": bounds, "arrays": owed},
+                       compact=True)
 
     def _plan(self, partial: Path, name: str, changes: dict[str, dict[str, str | None]],
               maxima: np.ndarray | None) -> list[_ArrayEdit]:
@@ -521,13 +594,14 @@ class _DeltaEdit:
             arrays = [(str(level), CHUNK)]
             if self.start.ortho:
                 arrays += [(f"{plane}/{level}", self._chunk_of(f"{plane}/{level}")) for plane in ORTHO_PLANES]
+            changed = edit.changed[sample] if edit.changed is not None else None
             for array, chunk in arrays:
                 writer = _DeltaWriter(self.source, partial, array, chunk)
                 plan.append(_ArrayEdit(array, level, writer, functools.partial(
                     _edit_chunks, writer, name, bounds, edit.values[sample], chunk, shape,
-                    changes.setdefault(array, {}), maxima if array == "0" else None,
-                    edit.changed[sample] if edit.changed is not None else None,
-                    edit.before[sample] if edit.before is not None and array == "0" else None)))
+                    changes.setdefault(array, {}), maxima if array == "0" else None, changed,
+                    edit.before[sample] if edit.before is not None and array == "0" else None),
+                    bounds, chunk, shape, changed))
         return plan
 
     def _chunk_of(self, array: str) -> tuple[int, ...]:
@@ -582,6 +656,91 @@ def _run_all(calls: list) -> list:
     futures = [_POOL[0].submit(call) for call in calls]
     wait(futures)
     return [future.result() for future in futures]
+
+
+# COARSE_PENDING, in an edit's version folder until its coarse levels are written, holds the
+# parent, the edit's level-0 bounds and, per coarse array (levels 1 and up and their XZ / YZ
+# layouts), the chunks owed.
+_COARSE_POOL: list[ThreadPoolExecutor] = []
+_FOLDER_LOCKS: dict[Path, threading.Lock] = {}
+
+
+def _coarse_pool() -> ThreadPoolExecutor:
+    """One thread writes the coarse levels of every edit, in the order of the edits (an edit's
+    coarse chunks are its parent's with the region in place, so the parent's come first)."""
+    with _POOL_LOCK:
+        if not _COARSE_POOL:
+            _COARSE_POOL.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="label-coarse"))
+    return _COARSE_POOL[0]
+
+
+def wait_for_coarse_levels() -> None:
+    """Return when every coarse level scheduled so far in this process is written."""
+    _coarse_pool().submit(lambda: None).result()
+
+
+def _finish_logged(folder: Path, values: np.ndarray) -> None:
+    try:
+        finish_coarse_levels(folder, values)
+    except Exception:  # a reader of the chunks writes them, or fails with the error, later
+        log.exception("could not write the coarse levels of %s (its readers will)", folder)
+
+
+def finish_coarse_levels(folder: Path, values: np.ndarray | None = None) -> None:
+    """Write the coarse-level chunks the edit version in ``folder`` still owes (its
+    :data:`COARSE_PENDING` file), then remove that file; nothing when it owes none.
+
+    ``values`` are the edit's level-0 values over its bounds (the edit thread has them); without
+    them (a reader got there first, or the process that made the edit stopped before writing
+    them) they are read from the version's level 0, which was written before it was published
+    (level k is level 0 ``[::2**k, ::2**k]``). Each chunk is the parent's with the region in
+    place, written to a temporary file and renamed (a reader sees it whole or not at all).
+    Threads wait on one lock per folder and processes on an ``fcntl.flock`` of the file, so the
+    chunks are written once; a version whose coarse chunks are written is remembered
+    (:func:`.manifest.mark_settled`: it never changes again)."""
+    if is_settled(folder):
+        return
+    with _POOL_LOCK:
+        lock = _FOLDER_LOCKS.setdefault(folder, threading.Lock())
+    with lock:
+        owed_file = folder / COARSE_PENDING
+        try:
+            fh = open(owed_file, "rb")
+        except FileNotFoundError:
+            mark_settled(folder)
+            return
+        with fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            if owed_file.exists():  # not written meanwhile by another process
+                _write_owed(folder, json.loads(fh.read()), values)
+                owed_file.unlink()
+        mark_settled(folder)
+    with _POOL_LOCK:
+        _FOLDER_LOCKS.pop(folder, None)
+
+
+def _write_owed(folder: Path, owed: dict, values: np.ndarray | None) -> None:
+    group = folder.parent
+    source = VersionLayout(group, owed["parent"])
+    bounds = tuple(tuple(b) for b in owed["bounds"])
+    if values is None:
+        values = np.asarray(VersionLayout(group, folder.name).open("0")[tuple(slice(lo, hi) for lo, hi in bounds)])
+    (z0, z1), (y0, y1), (x0, x1) = bounds
+    for array, spec in owed["arrays"].items():
+        step, chunk, shape = 2 ** spec["level"], tuple(spec["chunk"]), tuple(spec["shape"])
+        ky0, ky1, kx0, kx1 = (-(-v // step) for v in (y0, y1, x0, x1))
+        sub = values[:, ky0 * step - y0::step, kx0 * step - x0::step]
+        level_bounds = ((z0, z1), (ky0, ky1), (kx0, kx1))
+        wanted = {tuple(int(i) for i in key.split("/")) for key in spec["keys"]}
+        parent = _DeltaWriter(source, folder, array, chunk)
+        files = ChunkFiles(folder / array, chunk, shuffle=LABEL_SHUFFLE, replace=True)
+        for key, box, inner, picked in _chunks_met(level_bounds, chunk, shape):
+            if key not in wanted:
+                continue
+            new = parent.read(key, box).copy()
+            new[inner] = sub[picked]
+            files.write(key, new)  # every chunk owed gets a file (one of background too): it is listed
+            remember_chunk(chunk_path(folder / array, *key), new, chunk)
 
 
 def _write_edit_complete(volume: Path, meta: VolumeMeta, source: VersionLayout, parent: str, bounds,

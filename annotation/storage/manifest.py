@@ -22,6 +22,11 @@ delta
     the XZ / YZ layouts are kept in step (the base had them when the first delta over it was
     written).
 
+The chunks of an edit's coarse levels (1 and up, and their layouts) are named in its manifest
+before they are written: the version's ``coarse-owed.json`` lists them until they are (see
+:mod:`.labels`), and :meth:`VersionLayout.file`, the one way readers find a chunk's file, has
+them written first.
+
 The manifest of a version is its parent's with the edit's own chunks added (an edit of a
 delta parent keeps the parent's base), so opening any version reads one small JSON file, never
 a chain; its size is the number of chunks changed since the base, at most one entry per chunk.
@@ -45,12 +50,39 @@ from typing import Iterator
 from .errors import LabelVersionError
 from .zarrio import open_direct, read_json, write_json
 
-__all__ = ["MANIFEST", "DeltaStore", "Manifest", "VersionLayout", "array_names", "copy_arrays", "materialise",
-           "read_manifest", "write_manifest"]
+__all__ = ["COARSE_PENDING", "MANIFEST", "DeltaStore", "Manifest", "VersionLayout", "array_names", "copy_arrays",
+           "is_settled", "mark_settled", "materialise", "read_manifest", "write_manifest"]
 
 MANIFEST = "manifest.json"
+#: In a delta version's folder while the chunks of its coarse levels (1 and up, and their XZ /
+#: YZ layouts) are still to be written: see :func:`.labels.finish_coarse_levels`. The manifest
+#: names them already; a reader of one of them has them written first.
+COARSE_PENDING = "coarse-owed.json"
 _FORMAT = 1
 _MISSING = object()
+#: Version folders known to owe no coarse chunk (a version never changes once they are written).
+_SETTLED: set[Path] = set()
+
+
+def is_settled(folder: Path) -> bool:
+    return folder in _SETTLED
+
+
+def mark_settled(folder: Path) -> None:
+    _SETTLED.add(folder)
+
+
+def _is_coarse(array: str) -> bool:
+    """``"1"``, ``"xz/2"``: an array of level 1 or above (level 0 is written before a version is published)."""
+    return array.rpartition("/")[2] != "0"
+
+
+def _settle(folder: Path, array: str) -> None:
+    """Before a chunk of ``array`` is read from the version in ``folder``: its coarse levels written."""
+    if folder not in _SETTLED and _is_coarse(array):
+        from .labels import finish_coarse_levels  # the writer lives with the edits
+
+        finish_coarse_levels(folder)
 
 
 @dataclass(frozen=True)
@@ -161,7 +193,9 @@ class VersionLayout:
             return None
         if holder is _MISSING:
             return self.group / self.manifest.base / relative
-        return self._folder_of(holder) / relative
+        folder = self._folder_of(holder)
+        _settle(folder, parts[0])
+        return folder / relative
 
     def chunk_file(self, array: str, key: tuple[int, ...]) -> Path | None:
         return self.file(f"{array}/c/{'/'.join(str(i) for i in key)}")
@@ -175,7 +209,9 @@ class VersionLayout:
                 yield key, root / array / "c" / key
         for key, holder in changed.items():
             if holder is not None:
-                yield key, self._folder_of(holder) / array / "c" / key
+                folder = self._folder_of(holder)
+                _settle(folder, array)
+                yield key, folder / array / "c" / key
 
     def open(self, array: str):
         """``array`` of this version for reading: a :class:`.zarrio.DirectArray` (chunk files

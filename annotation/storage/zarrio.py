@@ -196,11 +196,12 @@ def chunk_path(array_dir: Path, iz: int, iy: int, ix: int) -> Path:
 class ChunkFiles:
     """Writes the chunk files of one array straight to disk, in :func:`encode_chunk`'s encoding
     (``shuffle`` as there: label arrays write theirs without the bit-shuffle), each folder made
-    once. For an array in a private folder (a version being written): a file is written whole
-    in place, never replaced."""
+    once. For an array in a private folder (a version being written) a file is written whole in
+    place; with ``replace`` (a folder readers see) to a temporary file renamed over the name, so
+    a reader finds the whole file or none."""
 
-    def __init__(self, array_dir: Path, chunk: tuple[int, ...], *, shuffle: bool = True) -> None:
-        self.array_dir, self.chunk, self.shuffle = Path(array_dir), tuple(chunk), shuffle
+    def __init__(self, array_dir: Path, chunk: tuple[int, ...], *, shuffle: bool = True, replace: bool = False) -> None:
+        self.array_dir, self.chunk, self.shuffle, self.replace = Path(array_dir), tuple(chunk), shuffle, replace
         self._made: set[Path] = set()
 
     def write(self, key: tuple[int, ...], values: np.ndarray) -> None:
@@ -208,7 +209,17 @@ class ChunkFiles:
         if path.parent not in self._made:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._made.add(path.parent)
-        path.write_bytes(encode_chunk(values, self.chunk, shuffle=self.shuffle))
+        data = encode_chunk(values, self.chunk, shuffle=self.shuffle)
+        if not self.replace:
+            path.write_bytes(data)
+            return
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.partial")
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def write_json(path: Path, data: dict[str, Any], *, compact: bool = False) -> None:

@@ -16,6 +16,7 @@ from annotation.storage import (
     VolumeStore,
     import_image,
 )
+from annotation.storage.labels import wait_for_coarse_levels
 
 
 def _labels(shape):
@@ -90,6 +91,7 @@ def test_it_makes_an_edit_a_delta_version_holding_only_the_chunks_it_changed(vol
     v1_before = _files(v1_dir)
     new_values = np.full((1, 40, 30), 9, np.uint32)  # inside chunk (1, 0, 1) of level 0
     meta = volume.write_label_edit("v1", (slice(1, 2), slice(100, 140), slice(300, 330)), new_values)
+    wait_for_coarse_levels()  # levels 1 and up are written after the edit's answer
 
     assert (meta.name, meta.parent, meta.n_labels) == ("v2", "v1", 9)
     assert meta.chunks_written == volume.meta.n_levels and meta.chunks_linked == 0  # one chunk per level

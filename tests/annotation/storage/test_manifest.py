@@ -9,7 +9,8 @@ import pytest
 import zarr
 
 from annotation.storage import VolumeStore
-from annotation.storage.manifest import read_manifest
+from annotation.storage.labels import wait_for_coarse_levels
+from annotation.storage.manifest import VersionLayout, read_manifest
 from annotation.storage.ortho import ortho_shape, row_planes
 
 
@@ -110,6 +111,7 @@ def test_it_writes_an_edits_chunks_unshuffled_and_plain_zarr_reads_them(stack):
     values = np.full((6, 260, 470), 21, np.uint32)
     values[:, ::7, ::5] = 22
     stack.write_label_edit("v1", region, values)
+    wait_for_coarse_levels()  # levels 1 and up are written after the edit's answer
     expected = labels.copy()
     expected[region] = values
     written = [p for p in (stack.path / "labels" / "v2").rglob("*") if p.is_file() and "/c/" in str(p)]
@@ -153,8 +155,8 @@ def test_it_leaves_no_partial_version_when_an_edit_fails_mid_write(stack, monkey
 
 
 def test_it_leaves_no_partial_version_when_one_of_an_edits_arrays_fails(stack, monkeypatch, leftovers):
-    # The arrays of an edit are written side by side on threads: one failing (here the XZ
-    # layout of level 1, while the others write) leaves nothing behind, as a serial write did.
+    # The arrays of an edit's level 0 are written side by side on threads: one failing (here
+    # its XZ layout, while the others write) leaves nothing behind, as a serial write did.
     import time
 
     from annotation.storage import labels as labels_module
@@ -164,7 +166,7 @@ def test_it_leaves_no_partial_version_when_one_of_an_edits_arrays_fails(stack, m
     write = labels_module._DeltaWriter.write
 
     def slow_or_failing(self, key, values):
-        if self._array == "xz/1":
+        if self._array == "xz/0":
             raise OSError("disk full")
         time.sleep(0.01)  # the other arrays are still writing when it fails
         write(self, key, values)
@@ -277,6 +279,7 @@ def test_it_reads_only_the_changed_chunks_when_given_the_region_before(stack, mo
     monkeypatch.setattr(labels_module._DeltaWriter, "read", lambda self, key, box: reads.append(key) or
                         real(self, key, box))
     meta = stack.write_label_edit("v1", region, after, before=labels)
+    wait_for_coarse_levels()
     # (150, 260) is sampled by levels 0 and 1 (not 2): one chunk of each, in each of the three layouts
     assert meta.n_labels == 77 and len(reads) == 6 and meta.chunks_written == 2
     _assert_version(stack, meta.name, after)
@@ -308,3 +311,102 @@ def test_it_writes_a_complete_version_over_a_delta_parent_sharing_its_chunk_file
     _assert_version(VolumeStore.open(stack.path), "v3", again)
     groups = json.loads((root / "zarr.json").read_text())["attributes"]
     assert groups["ome"]["labels"] == ["v1", "v3"] and groups["ezquant"]["versions"] == ["v1", "v2", "v3"]
+
+
+def _coarse_files(store, version):
+    folder = store.path / "labels" / version
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                  if p.is_file() and "/c/" in str(p) and not str(p.relative_to(folder)).split("/c/")[0].endswith("0"))
+
+
+def test_a_reader_writes_an_edits_coarse_levels_when_the_edit_did_not(stack, monkeypatch):
+    # An edit answers once level 0 is written; its coarse levels follow on a thread. Here that
+    # thread never runs (the process stopped first), for two edits in a row: reading a coarse
+    # level writes what the version owes, from its level 0 and its parent's chunks (the
+    # parent's owed ones first), and every reader, zarr through the manifest included, sees the
+    # edit at every level and in every layout.
+    from annotation.storage import labels as labels_module
+    from annotation.storage.manifest import COARSE_PENDING
+
+    monkeypatch.setattr(labels_module, "_finish_logged", lambda folder, values: None)
+    labels = _labels(stack.meta.shape)
+    stack.write_labels(labels)
+    first = labels.copy()
+    first[2:5, 130:190, 250:330] = 31
+    stack.write_label_edit("v1", (slice(2, 5), slice(130, 190), slice(250, 330)), first[2:5, 130:190, 250:330],
+                           before=labels[2:5, 130:190, 250:330])
+    second = first.copy()
+    second[3, 140:150, 260:300] = 0  # inside the first edit's box: its coarse chunks are the first's, changed
+    stack.write_label_edit("v2", (slice(3, 4), slice(140, 150), slice(260, 300)), second[3:4, 140:150, 260:300])
+    for version in ("v2", "v3"):
+        assert (stack.path / "labels" / version / COARSE_PENDING).exists() and _coarse_files(stack, version) == []
+    _assert_version(stack, "v3", second)  # v3's levels 1 and 2, then (through v3's) v2's
+    for version in ("v2", "v3"):
+        assert not (stack.path / "labels" / version / COARSE_PENDING).exists() and _coarse_files(stack, version)
+    _assert_version(stack, "v2", first)
+    for plane, index in (("xz", 70), ("yz", 140)):  # level 1's layouts: rows 140 and columns 280 of level 0
+        section = second[:, ::2, ::2][:, index, :] if plane == "xz" else second[:, ::2, ::2][:, :, index]
+        _, rows, _ = ortho_shape(stack.meta, plane, 1)
+        want = section[row_planes(stack.meta, plane, 1, 0, rows)]
+        np.testing.assert_array_equal(stack.read_label_ortho_tile("v3", plane, 1, index, 0, 0), want[:256, :256])
+    assert read_manifest(stack.path / "labels" / "v3").base == "v1"
+    through_zarr = VersionLayout(stack.path / "labels", "v3").open_zarr("2")  # DeltaStore: the manifest's files
+    np.testing.assert_array_equal(through_zarr[...], second[:, ::4, ::4])
+
+
+def test_a_failed_write_of_an_edits_coarse_levels_is_made_good_by_its_next_reader(stack, monkeypatch):
+    # The coarse-level thread fails (a full disk): the edit's version stands (level 0 is
+    # written, the manifest names the owed chunks), the failure is logged, and the first reader
+    # once the disk has room writes the chunks and reads the edit.
+    from annotation.storage import labels as labels_module
+    from annotation.storage.manifest import COARSE_PENDING
+
+    labels = _labels(stack.meta.shape)
+    stack.write_labels(labels)
+    real = labels_module.ChunkFiles.write
+    full = {"disk": True}
+
+    def write(self, key, values):
+        if full["disk"] and self.replace:
+            raise OSError("disk full")
+        real(self, key, values)
+
+    monkeypatch.setattr(labels_module.ChunkFiles, "write", write)
+    after = labels.copy()
+    after[1:3, 20:60, 20:60] = 0
+    meta = stack.write_label_edit("v1", (slice(1, 3), slice(20, 60), slice(20, 60)), after[1:3, 20:60, 20:60])
+    wait_for_coarse_levels()
+    assert meta.name == "v2" and (stack.path / "labels" / "v2" / COARSE_PENDING).exists()
+    np.testing.assert_array_equal(stack.read_labels("v2", 0), after)
+    full["disk"] = False
+    _assert_version(stack, "v2", after)
+    assert not (stack.path / "labels" / "v2" / COARSE_PENDING).exists()
+
+
+def test_another_process_reading_an_edit_writes_the_coarse_levels_it_owes(stack, monkeypatch):
+    # The process that made the edit never wrote its coarse levels (it stopped): a second
+    # process (a tile server, an export) reads level 2 and writes them, under the list's flock;
+    # this process then finds nothing owed and reads the edit.
+    import subprocess
+    import sys
+
+    from annotation.storage import labels as labels_module
+    from annotation.storage.manifest import COARSE_PENDING
+
+    monkeypatch.setattr(labels_module, "_finish_logged", lambda folder, values: None)
+    labels = _labels(stack.meta.shape)
+    stack.write_labels(labels)
+    box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(labels == 2))
+    after = labels.copy()
+    after[after == 2] = 40  # nucleus 2 renumbered
+    stack.write_label_edit("v1", box, after[box])
+    sampled = int((after[:, ::4, ::4] == 40).sum())
+    assert sampled > 0  # level 2 samples it
+    owed = stack.path / "labels" / "v2" / COARSE_PENDING
+    assert owed.exists()
+    code = ("import sys, numpy as np; from annotation.storage import VolumeStore; "
+            "v = VolumeStore.open(sys.argv[1]); print(int((v.read_labels('v2', 2) == 40).sum()))")
+    out = subprocess.run([sys.executable, "-c", code, str(stack.path)], capture_output=True, text=True, check=True,
+                         cwd=os.getcwd())
+    assert out.stdout.strip() == str(sampled) and not owed.exists()
+    _assert_version(stack, "v2", after)
