@@ -694,7 +694,8 @@ def finish_coarse_levels(folder: Path, values: np.ndarray | None = None) -> None
     them (a reader got there first, or the process that made the edit stopped before writing
     them) they are read from the version's level 0, which was written before it was published
     (level k is level 0 ``[::2**k, ::2**k]``). Each chunk is the parent's with the region in
-    place, written to a temporary file and renamed (a reader sees it whole or not at all).
+    place, written to a temporary file, synced and renamed (a reader sees it whole or not at
+    all; see :class:`.zarrio.ChunkFiles`).
     Threads wait on one lock per folder and processes on an ``fcntl.flock`` of the file, so the
     chunks are written once; a version whose coarse chunks are written is remembered
     (:func:`.manifest.mark_settled`: it never changes again)."""

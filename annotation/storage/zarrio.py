@@ -197,8 +197,10 @@ class ChunkFiles:
     """Writes the chunk files of one array straight to disk, in :func:`encode_chunk`'s encoding
     (``shuffle`` as there: label arrays write theirs without the bit-shuffle), each folder made
     once. For an array in a private folder (a version being written) a file is written whole in
-    place; with ``replace`` (a folder readers see) to a temporary file renamed over the name, so
-    a reader finds the whole file or none."""
+    place; with ``replace`` (a folder readers see) to a temporary file, synced to disk, renamed
+    over the name, so a reader finds the whole file or none (and the sync is paid by the writer:
+    on ext4's ordered mode, the next ``fsync`` of any file, such as an edit's correction record,
+    would otherwise wait for these files' data)."""
 
     def __init__(self, array_dir: Path, chunk: tuple[int, ...], *, shuffle: bool = True, replace: bool = False) -> None:
         self.array_dir, self.chunk, self.shuffle, self.replace = Path(array_dir), tuple(chunk), shuffle, replace
@@ -215,7 +217,10 @@ class ChunkFiles:
             return
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.partial")
         try:
-            tmp.write_bytes(data)
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)
