@@ -379,6 +379,17 @@ class _DeltaWriter:
             remember_chunk(chunk_path(folder / self._array, *key), values, self._chunk)
 
 
+def _at_level(bounds, level: int):
+    """A level-0 region ``bounds`` at ``level``: (its bounds there, the slices of the region's
+    level-0 values that level samples). Level-k pixel j is level-0 pixel j * 2**k, so the
+    region's level-k pixels are ceil(y0 / 2**k) .. ceil(y1 / 2**k) - 1 (z is kept)."""
+    (z0, z1), (y0, y1), (x0, x1) = bounds
+    step = 2 ** level
+    ky0, ky1, kx0, kx1 = (-(-v // step) for v in (y0, y1, x0, x1))
+    sample = (slice(None), slice(ky0 * step - y0, None, step), slice(kx0 * step - x0, None, step))
+    return ((z0, z1), (ky0, ky1), (kx0, kx1)), sample
+
+
 def _chunks_met(bounds, chunk, shape, changed: np.ndarray | None = None):
     """(key, box, inner, picked) of every chunk of an array of ``shape`` that the region
     ``bounds`` ((lo, hi) per axis, in the array's pixels) meets: ``box`` the chunk's pixels,
@@ -582,15 +593,9 @@ class _DeltaEdit:
         level's layout, each with its own writer and its own entry of ``changes``; level 0 also
         updates ``maxima`` and checks the edit's ``before``."""
         edit = self.edit
-        (z0, z1), (y0, y1), (x0, x1) = edit.bounds
         plan = []
         for level, shape in enumerate(self.meta.level_shapes):
-            step = 2 ** level
-            # Level-k pixel j is level-0 pixel j * step: the region's level-k pixels are
-            # ceil(y0 / step) .. ceil(y1 / step) - 1, sampled from the values at that stride.
-            ky0, ky1, kx0, kx1 = (-(-v // step) for v in (y0, y1, x0, x1))
-            sample = (slice(None), slice(ky0 * step - y0, None, step), slice(kx0 * step - x0, None, step))
-            bounds = ((z0, z1), (ky0, ky1), (kx0, kx1))
+            bounds, sample = _at_level(edit.bounds, level)
             arrays = [(str(level), CHUNK)]
             if self.start.ortho:
                 arrays += [(f"{plane}/{level}", self._chunk_of(f"{plane}/{level}")) for plane in ORTHO_PLANES]
@@ -726,12 +731,10 @@ def _write_owed(folder: Path, owed: dict, values: np.ndarray | None) -> None:
     bounds = tuple(tuple(b) for b in owed["bounds"])
     if values is None:
         values = np.asarray(VersionLayout(group, folder.name).open("0")[tuple(slice(lo, hi) for lo, hi in bounds)])
-    (z0, z1), (y0, y1), (x0, x1) = bounds
     for array, spec in owed["arrays"].items():
-        step, chunk, shape = 2 ** spec["level"], tuple(spec["chunk"]), tuple(spec["shape"])
-        ky0, ky1, kx0, kx1 = (-(-v // step) for v in (y0, y1, x0, x1))
-        sub = values[:, ky0 * step - y0::step, kx0 * step - x0::step]
-        level_bounds = ((z0, z1), (ky0, ky1), (kx0, kx1))
+        chunk, shape = tuple(spec["chunk"]), tuple(spec["shape"])
+        level_bounds, sample = _at_level(bounds, spec["level"])
+        sub = values[sample]
         wanted = {tuple(int(i) for i in key.split("/")) for key in spec["keys"]}
         parent = _DeltaWriter(source, folder, array, chunk)
         files = ChunkFiles(folder / array, chunk, shuffle=LABEL_SHUFFLE, replace=True)

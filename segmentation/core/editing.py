@@ -586,11 +586,11 @@ class Edit:
         """The same edit in the coordinates of a crop starting at (dz, dy, dx)."""
         def move(points):
             return None if points is None else tuple((y - dy, x - dx) for y, x in points)
+        if not self.has_plane:  # whole nuclei: no plane to move, nothing drawn
+            return self
         z_range = None if self.z_range is None else (self.z_range[0] - dz, self.z_range[1] - dz)
         sections = None if self.sections is None else tuple((z - dz, move(p)) for z, p in self.sections)
         fill = None if self.fill is None else (self.fill[0] - dy, self.fill[1] - dx)
-        if not self.has_plane:  # whole nuclei: no plane to move, nothing drawn
-            return self
         if self.plane != "xy":  # a line of [z, x] or [z, y] points
             across = dx if self.plane == "xz" else dy
             line = None if self.line is None else tuple((z - dz, a - across) for z, a in self.line)
