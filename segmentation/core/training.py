@@ -70,12 +70,13 @@ def resample_isotropic(image: np.ndarray, *labels: np.ndarray, factor: float) ->
     return (ndi.zoom(image, (factor, 1, 1), order=1), *(ndi.zoom(lab, (factor, 1, 1), order=0) for lab in labels))
 
 
-def _sections_of_volume(rng: np.random.Generator, seed: Any,
-                        config: NucleiConfig | None) -> list[tuple[np.ndarray, np.ndarray]]:
+def _sections_of_volume(rng: np.random.Generator, seed: Any, config: NucleiConfig | None,
+                        per_axis: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
     """xy sections and isotropic zy/zx sections of one generated volume, normalised as a volume.
 
     The z step is drawn from 1-5x the 0.5 um pixel size and the number of planes so that the
-    stack is 12-40 um deep.
+    stack is 12-40 um deep. Three xy planes are taken, and ``per_axis`` zy and as many zx
+    sections (at random places away from the sides).
     """
     pixel = 0.5
     z_step = float(rng.uniform(1.0, 5.0)) * pixel
@@ -88,7 +89,7 @@ def _sections_of_volume(rng: np.random.Generator, seed: Any,
     for z in rng.choice(nz, size=min(3, nz), replace=False):
         out.append((image[z], relabel_sequential(vol.labels[z])[0].astype(np.uint32)))
     image_iso, labels_iso = resample_isotropic(image, vol.labels, factor=z_step / pixel)
-    for axis in (1, 2):
+    for axis in [1] * per_axis + [2] * per_axis:
         at = int(rng.integers(size // 5, size - size // 5))
         section = (image_iso[:, at, :], labels_iso[:, at, :]) if axis == 1 else \
             (image_iso[:, :, at], labels_iso[:, :, at])
@@ -98,8 +99,11 @@ def _sections_of_volume(rng: np.random.Generator, seed: Any,
 
 
 def build_training_set(seed: int = 0, n_2d: int = 480, n_volumes: int = 96,
-                       config: NucleiConfig | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+                       config: NucleiConfig | None = None,
+                       sections_per_axis: int = 1) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Generate the training images and labels, normalised as the engine normalises.
+
+    ``sections_per_axis`` zy and as many zx sections are taken of each volume (and 3 xy planes).
 
     Returns
     -------
@@ -113,7 +117,8 @@ def build_training_set(seed: int = 0, n_2d: int = 480, n_volumes: int = 96,
         images.append(normalize_intensity(sample.image))
         labels.append(sample.labels)
     for i in range(n_volumes):
-        for image, lab in _sections_of_volume(rng, seed=(seed, 3, i), config=config):
+        for image, lab in _sections_of_volume(rng, seed=(seed, 3, i), config=config,
+                                               per_axis=sections_per_axis):
             images.append(image)
             labels.append(lab)
     return images, labels
@@ -307,11 +312,15 @@ def fit(net: Any, images, labels, test_images, test_labels, settings: FitSetting
 def train_default_model(out: Path, *, seed: int = 0, n_epochs: int = 160, nimg_per_epoch: int = 64,
                         learning_rate: float = 0.1, weight_decay: float = 1e-4, batch_size: int = 8,
                         nbase: tuple[int, ...] = DEFAULT_NBASE, n_2d: int = 480,
-                        n_volumes: int = 96, init: str | None = None, resume: bool = False) -> dict[str, Any]:
+                        n_volumes: int = 96, sections_per_axis: int = 1, bsize: int = 224,
+                        init: str | None = None, resume: bool = False) -> dict[str, Any]:
     """Train a CPnet on generated nuclei and save it to ``out``; return the training record.
 
     ``init`` names a model (shipped name or EZQuant weights file) whose weights the training
-    starts from; ``None`` starts from Cellpose's random initialisation. The run keeps a
+    starts from; ``None`` starts from Cellpose's random initialisation.
+    ``sections_per_axis`` is the number of zy and of zx sections taken of each generated volume;
+    ``bsize`` the side of the square patches the network is trained on (Cellpose's 224; smaller
+    patches train faster per image, the network still runs on 224-pixel tiles). The run keeps a
     checkpoint in ``<out stem>-run/checkpoint.pt`` every 10 epochs; ``resume`` continues from it
     (it must be of a run with the same arguments). Without ``resume`` an existing checkpoint is
     refused rather than overwritten.
@@ -320,9 +329,10 @@ def train_default_model(out: Path, *, seed: int = 0, n_epochs: int = 160, nimg_p
     import torch
     from cellpose.resnet_torch import CPnet
 
-    data = json.dumps({"seed": seed, "n_2d": n_2d, "n_volumes": n_volumes, "init": init, "nbase": list(nbase)})
+    data = json.dumps({"seed": seed, "n_2d": n_2d, "n_volumes": n_volumes, "init": init, "nbase": list(nbase),
+                       **({"sections_per_axis": sections_per_axis} if sections_per_axis != 1 else {})})
     settings = FitSettings(n_epochs=n_epochs, nimg_per_epoch=nimg_per_epoch, learning_rate=learning_rate,
-                           weight_decay=weight_decay, batch_size=batch_size, seed=seed, data=data)
+                           weight_decay=weight_decay, batch_size=batch_size, seed=seed, bsize=bsize, data=data)
     work = out.parent / (out.stem + "-run")
     work.mkdir(parents=True, exist_ok=True)
     checkpoint = Checkpoint(work / "checkpoint.pt")
@@ -331,7 +341,8 @@ def train_default_model(out: Path, *, seed: int = 0, n_epochs: int = 160, nimg_p
                               "or remove it to start again")
     torch.manual_seed(seed)
     t0 = time.time()
-    images, labels = build_training_set(seed=seed, n_2d=n_2d, n_volumes=n_volumes)
+    images, labels = build_training_set(seed=seed, n_2d=n_2d, n_volumes=n_volumes,
+                                        sections_per_axis=sections_per_axis)
     test_images, test_labels = build_training_set(seed=seed + 1000, n_2d=24, n_volumes=6)
     log.info("generated %d training and %d test images in %.0f s", len(images), len(test_images),
              time.time() - t0)
@@ -344,6 +355,7 @@ def train_default_model(out: Path, *, seed: int = 0, n_epochs: int = 160, nimg_p
         "learning_rate": learning_rate, "weight_decay": weight_decay, "batch_size": batch_size,
         "optimizer": "SGD momentum 0.9", "nbase": list(nbase), "diam_mean": DIAM_MEAN,
         "initialised_from": initialised_from, "n_2d": n_2d, "n_volumes": n_volumes,
+        "sections_per_axis": sections_per_axis, "bsize": bsize,
         "n_train_images": len(images), "n_test_images": len(test_images),
         "train_seconds": round(time.time() - t0, 1),
         "train_loss_final": float(train_losses[-1]),
@@ -361,6 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=160)
     parser.add_argument("--n-2d", type=int, default=480)
     parser.add_argument("--n-volumes", type=int, default=96)
+    parser.add_argument("--sections-per-axis", type=int, default=1,
+                        help="zy and zx sections taken of each generated volume (each)")
+    parser.add_argument("--bsize", type=int, default=224, help="side of the training patches, pixels")
     parser.add_argument("--learning-rate", type=float, default=0.1)
     parser.add_argument("--init", help="start from this model's weights (a shipped name or an EZQuant .pt)")
     parser.add_argument("--resume", action="store_true",
@@ -368,7 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     record = train_default_model(args.out, seed=args.seed, n_epochs=args.epochs, n_2d=args.n_2d,
-                                 n_volumes=args.n_volumes, learning_rate=args.learning_rate, init=args.init,
+                                 n_volumes=args.n_volumes, sections_per_axis=args.sections_per_axis,
+                                 bsize=args.bsize, learning_rate=args.learning_rate, init=args.init,
                                  resume=args.resume)
     record["sha256"] = file_sha256(args.out)
     args.out.with_suffix(".train.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -86,3 +86,23 @@ def test_the_loop_trains_as_cellposes_train_seg_does(tmp_path):
     for name, value in theirs.state_dict().items():
         np.testing.assert_allclose(ours.state_dict()[name].numpy(), value.numpy(), rtol=1e-5, atol=1e-7,
                                    err_msg=name)
+
+
+def test_a_volume_gives_three_xy_planes_and_its_zy_and_zx_sections_at_isotropic_scale():
+    from segmentation.core.training import _sections_of_volume
+
+    one = _sections_of_volume(np.random.default_rng(4), (0, 3, 0), None)
+    two = _sections_of_volume(np.random.default_rng(4), (0, 3, 0), None, per_axis=2)
+    size = one[0][0].shape[0]
+    assert [img.shape for img, _ in one[:3]] == [(size, size)] * 3 == [img.shape for img, _ in two[:3]]
+    # The same volume and xy planes; two zy and two zx sections instead of one each, all as
+    # tall as the stack stretched to isotropic voxels (more planes than the stack has).
+    for (a, la), (b, lb) in zip(one[:3], two[:3], strict=True):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(la, lb)
+    sections = [img for img, _ in two[3:]]
+    assert len(sections) == 4 and len(one) == 5
+    assert len({s.shape for s in sections}) == 1 and sections[0].shape[1] == size
+    for image, labels in two:
+        assert image.dtype == np.float32 and image.shape == labels.shape
+        assert set(np.unique(labels)) == set(range(int(labels.max()) + 1))  # relabelled 1..n
