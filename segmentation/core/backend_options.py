@@ -126,6 +126,9 @@ BACKEND_OPTIONS: dict[str, BackendOption] = {option.name: option for option in (
     BackendOption("isotropic_masks", True, "Isotropic masks", "follow the flows on planes one pixel apart and take "
                   "the masks back to the stack's planes (off: on the stack's own planes, Cellpose's rule)", _TRUE3D,
                   kind="bool"),
+    BackendOption("z_trim", 0.0, "Trim z blur", "drop a nucleus's end planes whose mean brightness above the "
+                  "background is below this fraction of its brightest plane's (0: keep all)", _TRUE3D,
+                  low=0, high=1, high_open=True, step=0.05),
 )}
 
 

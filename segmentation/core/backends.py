@@ -32,7 +32,8 @@ import numpy as np
 from .backend_options import BackendOption, backend_options_of, option_default
 from .runner import ModelRunner
 
-__all__ = ["BACKENDS", "Backend", "BackendOutput", "SliceBackend", "Hybrid2D3DBackend", "True3DBackend", "register"]
+__all__ = ["BACKENDS", "Backend", "BackendOutput", "SliceBackend", "Hybrid2D3DBackend", "True3DBackend", "register",
+           "trim_z_blur"]
 
 Progress = Callable[[float, str], None]
 
@@ -176,10 +177,13 @@ class True3DBackend(Backend):
     name = "true3d"
     summary = "true3d: volumetric flows (best on most stacks)"
 
+    def __init__(self, z_trim: float = option_default("z_trim")):
+        self.z_trim = z_trim
+
     @classmethod
     def from_params(cls, params) -> "True3DBackend":
-        # Its options are the runner's: CellposeRunner reads params.flow3d_smooth and isotropic_masks.
-        return cls()
+        # Its other options are the runner's: CellposeRunner reads params.flow3d_smooth and isotropic_masks.
+        return cls(z_trim=params.z_trim)
 
     def segment(self, volume, runner, params, progress):
         if volume.shape[0] < 2:
@@ -187,5 +191,49 @@ class True3DBackend(Backend):
             return _segment_slices(volume, runner, progress)
         progress(0.0, "running the network on YX, ZY and ZX planes")
         labels, flows, cellprob = runner.eval_3d(volume, anisotropy=params.anisotropy)
+        labels = labels.astype(np.uint32)
+        if self.z_trim > 0:
+            labels = trim_z_blur(labels, volume, self.z_trim)
         progress(1.0, f"{int(labels.max())} nuclei in 3D")
-        return BackendOutput(labels.astype(np.uint32), flows, cellprob)
+        return BackendOutput(labels, flows, cellprob)
+
+
+def trim_z_blur(labels: np.ndarray, volume: np.ndarray, fraction: float) -> np.ndarray:
+    """Drop the end planes of each nucleus that are only its light blurred along z.
+
+    A nucleus's profile is the mean of ``volume`` over its section on each plane, less the
+    background (the median of ``volume`` outside every nucleus). From its brightest plane
+    outwards, the planes whose profile stays at ``fraction`` of the peak or more are kept: the
+    first plane below it, and every plane beyond, lose the nucleus's voxels (they become
+    background). The brightest plane is always kept, so no nucleus is lost and ids stay as
+    they are; planes a nucleus is absent from do not end its run, and a nucleus no brighter
+    than the background is kept whole. ``labels`` is not changed; a new array is returned.
+    """
+    labels = np.asarray(labels)
+    n = int(labels.max())
+    if n == 0:
+        return labels.copy()
+    background = labels == 0
+    level = float(np.median(volume[background])) if background.any() else 0.0
+    nz = labels.shape[0]
+    sums = np.zeros((nz, n + 1))
+    counts = np.zeros((nz, n + 1))
+    for z in range(nz):
+        plane = labels[z].ravel()
+        sums[z] = np.bincount(plane, weights=volume[z].ravel(), minlength=n + 1)
+        counts[z] = np.bincount(plane, minlength=n + 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        profile = np.where(counts > 0, sums / counts - level, -np.inf)  # (Z, ids)
+    peak_plane = np.argmax(profile, axis=0)
+    peak = profile[peak_plane, np.arange(n + 1)]
+    bright = (profile >= fraction * peak) | (counts == 0) | (peak <= 0)  # (Z, ids)
+    # Keep, per id, the run of bright planes around its peak: walk out from the peak both ways.
+    z = np.arange(nz)[:, None]
+    below = np.where(~bright & (z < peak_plane), z, -1).max(axis=0)  # last dim plane before the peak
+    above = np.where(~bright & (z > peak_plane), z, nz).min(axis=0)  # first dim plane after it
+    keep = (z > below) & (z < above)
+    out = labels.copy()
+    for plane in range(nz):
+        drop = ~keep[plane][out[plane]]
+        out[plane][drop] = 0
+    return out

@@ -72,6 +72,11 @@ class SegmentationParams(Params):
         stack's planes, instead of on the stack's own coarse planes, where one flow step in z
         jumps a whole plane and stacked nuclei run together; ``False`` is Cellpose's own rule.
         Costs the anisotropy's factor in the mask step's memory.
+    z_trim : ``true3d`` only: the axial blur spreads a nucleus's light planes beyond its ends, and
+        the network calls that light nucleus; each nucleus loses the planes at its ends whose
+        mean intensity above the background (the median outside every nucleus) is below
+        ``z_trim`` times that of its brightest plane (:func:`backends.trim_z_blur`); 0 keeps
+        every plane.
     normalize_planes : for a stack, scale each plane by its own 1st and 99th percentiles
         (bounded, see :func:`engine.plane_intensity_ranges`), so signal that falls with depth
         or flickers from plane to plane reaches the network at one contrast; ``False`` scales
@@ -95,6 +100,7 @@ class SegmentationParams(Params):
     max_z_elongation: float = option_default("max_z_elongation")
     flow3d_smooth: float = option_default("flow3d_smooth")
     isotropic_masks: bool = option_default("isotropic_masks")
+    z_trim: float = option_default("z_trim")
     normalize_planes: bool = True
 
     _what = "segmentation parameters"

@@ -24,7 +24,7 @@ def test_it_lists_every_backend_with_its_options_the_default_first():
         for option in backend["options"]:
             assert option["default"] == getattr(SegmentationParams(), option["name"]) and option["kind"] in OPTION_KINDS
     options = {b["name"]: [o["name"] for o in b["options"]] for b in catalogue}
-    assert options == {"true3d": ["flow3d_smooth", "isotropic_masks"], "slice": [],
+    assert options == {"true3d": ["flow3d_smooth", "isotropic_masks", "z_trim"], "slice": [],
                        "hybrid2d3d": ["min_overlap_ratio", "max_distance_z", "overlap_measure", "split_dip",
                                       "max_z_elongation"]}
     isotropic = next(o for b in catalogue for o in b["options"] if o["name"] == "isotropic_masks")

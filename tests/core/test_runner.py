@@ -5,6 +5,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from segmentation.core.backends import BACKENDS
+from segmentation.core.errors import InvalidParameterError
 from segmentation.core.modelzoo import load_model
 from segmentation.core.params import SegmentationParams
 from segmentation.core.runner import CellposeRunner, ModelRunner
@@ -143,3 +144,54 @@ def test_the_engine_refuses_a_view_without_the_diameter():
     view = PlaneView(plane_shape=(64, 64), origin=(0, 0), window=((0, 32), (0, 32)))
     with pytest.raises(InvalidParameterError, match="needs the diameter"):
         SegmentationEngine().segment(np.zeros((64, 64), np.float32), SegmentationParams(), view=view)
+
+
+def _blurred_nucleus():
+    """(14, 12, 12): a nucleus bright on planes 4-9, its light blurred onto planes 2-3 and 10-11,
+    and a mask (a stand-in network's) that calls all of planes 1-12 nucleus."""
+    volume = np.full((14, 12, 12), 0.1, np.float32)
+    volume[4:10, 3:9, 3:9] = 1.0
+    volume[[2, 3, 10, 11], 3:9, 3:9] = 0.3  # 0.2 above the background: 22 % of the peak's 0.9
+    volume[[1, 12], 3:9, 3:9] = 0.12
+    labels = np.zeros(volume.shape, np.uint32)
+    labels[1:13, 3:9, 3:9] = 1
+    return volume, labels
+
+
+def test_z_trim_drops_a_nucleus_end_planes_of_blurred_light_and_keeps_its_bright_run():
+    from segmentation.core.backends import trim_z_blur
+
+    volume, labels = _blurred_nucleus()
+    before = labels.copy()
+    trimmed = trim_z_blur(labels, volume, 0.5)
+    assert np.array_equal(labels, before)  # a new array
+    assert [z for z in range(14) if trimmed[z].any()] == list(range(4, 10))
+    assert np.array_equal(trimmed[4:10], labels[4:10])
+    # At 0.2 the blurred planes stay (0.2 / 0.9 above the background) and the faint ends go.
+    assert [z for z in range(14) if trim_z_blur(labels, volume, 0.2)[z].any()] == list(range(2, 12))
+    # A plane the nucleus skips does not end its run; a second nucleus is trimmed on its own.
+    labels[7] = 0
+    labels[5:9, 0:2, 0:2] = 2
+    volume[5:9, 0:2, 0:2] = 0.05  # dimmer than the background: kept whole
+    trimmed = trim_z_blur(labels, volume, 0.5)
+    assert [z for z in range(14) if (trimmed[z] == 1).any()] == [4, 5, 6, 8, 9]
+    assert np.array_equal(trimmed == 2, labels == 2)
+    assert not trim_z_blur(np.zeros_like(labels), volume, 0.5).any()
+
+
+def test_the_true3d_backend_trims_z_blur_when_z_trim_is_set():
+    volume, _ = _blurred_nucleus()
+
+    class MaskRunner(ThresholdRunner):
+        def eval_3d(self, volume, anisotropy):  # the blurred light called nucleus, as a network does
+            labels, _ = ndi.label(volume > 0.11)
+            return labels.astype(np.uint32), np.zeros((3, *volume.shape), np.float32), volume
+
+    planes = {}
+    for z_trim in (0.0, 0.5):
+        params = SegmentationParams(do_3d=True, use_3d_backend="true3d", diameter=10, z_trim=z_trim)
+        out = BACKENDS["true3d"].from_params(params).segment(volume, MaskRunner(), params, lambda f, m: None)
+        planes[z_trim] = [z for z in range(14) if out.labels[z].any()]
+    assert planes == {0.0: list(range(1, 13)), 0.5: list(range(4, 10))}
+    with pytest.raises(InvalidParameterError, match="z_trim"):
+        SegmentationParams(z_trim=1.0)
