@@ -7,7 +7,8 @@ truth (``synthetic.generate_3d``: anisotropic PSF, signal falling with depth, nu
 every face, stacked nuclei, flickering planes) and segmented by
 
 * ``slice``, ``hybrid2d3d`` and ``true3d``: the engine's backends, as ``manage.py segment``
-  runs them with only ``--voxel-size`` given (the diameter is the engine's own estimate);
+  runs them with only ``--voxel-size`` given (the diameter is the engine's own estimate, the
+  restoration a stack's default, ``DEFAULT_3D_RESTORATION``);
 * ``cp-stitch3D``: Cellpose's ``eval`` per plane with ``stitch_threshold=0.25`` (its 2D + stitch);
 * ``cp-do_3D``: Cellpose's ``eval(do_3D=True, anisotropy=...)`` with its own normalisation;
 
@@ -38,7 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from segmentation.core.engine import SegmentationEngine  # noqa: E402
 from segmentation.core.metrics import average_precision, compute_split_merge_errors  # noqa: E402
 from segmentation.core.modelzoo import DEFAULT_MODEL_3D, load_model  # noqa: E402
-from segmentation.core.params import SegmentationParams  # noqa: E402
+from segmentation.core.params import DEFAULT_3D_RESTORATION, SegmentationParams  # noqa: E402
 from segmentation.core.synthetic import NucleiConfig, generate_3d  # noqa: E402
 
 PIXEL = 0.5
@@ -138,6 +139,7 @@ def main() -> None:
     for item in args.set:
         name, _, value = item.partition("=")
         overrides[name] = json.loads(value)
+    overrides.setdefault("restoration_mode", DEFAULT_3D_RESTORATION)  # what a stack gets by default
     args.model = args.model or DEFAULT_MODEL_3D  # what the engine segments a stack with by default
     methods = [m for m in args.backends.split(",") if m]
     conditions = [c for c in CONDITIONS if not args.only or any(c.startswith(p) for p in args.only.split(","))]

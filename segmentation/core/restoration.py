@@ -1,7 +1,8 @@
 """Image restoration before segmentation: quality metrics, the ``auto`` decision, denoise, deblur.
 
 Four modes (:data:`params.RESTORATION_MODES`): ``"none"``, ``"auto"`` (measure, then pick one of
-the others), ``"denoise"`` and ``"deblur"``. Cellpose 3's restoration networks
+the others; a stack of planes is only ever denoised, see :data:`DEBLUR_MIN_BLUR_SIGMA`),
+``"denoise"`` and ``"deblur"``. Cellpose 3's restoration networks
 (``denoise_nuclei``, ``deblur_nuclei``) run when their weight files are already on this machine;
 nothing is ever downloaded. Without them, established methods run instead:
 
@@ -93,7 +94,11 @@ __all__ = [
 DENOISE_MAX_ROBUST_SNR = 6.0
 #: ``auto`` deblurs above this estimated Gaussian PSF sigma, in pixels. An in-focus image of
 #: nuclei sampled near Nyquist has a PSF sigma of about 1 pixel; below 2 px deblurring changes
-#: the default model's AP little, above it raises it (README, "Restoration").
+#: the default model's AP little, above it raises it (README, "Restoration"). A stack of planes
+#: (Z > 1) is never deblurred by ``auto``: the methods deconvolve each plane by the lateral PSF,
+#: while a stack's blur is mostly axial, and on the 3D bench's stacks that auto would have
+#: deblurred ``true3d`` lost AP@0.75 on every condition (e.g. 0.17 -> 0.11, typical stacks at a
+#: 1x z step) and AP@0.5 on most (README, "Restoration of stacks"). ``"deblur"`` still does it.
 DEBLUR_MIN_BLUR_SIGMA = 2.0
 #: ``blur_score = 1 / (1 + var(Laplacian) / BLUR_SCORE_SCALE)`` on the image scaled to its
 #: 1-99.8 percentile range: it lies in (0, 1], and the guide's threshold 0.1 falls at a
@@ -322,12 +327,19 @@ def measure_image_quality(image: Any) -> dict[str, float]:
     return _metrics(_as_stack(image))
 
 
-def _decide(metrics: dict[str, float]) -> str:
+def _is_stack(image: Any) -> bool:
+    """Whether ``image`` is a (Z, Y, X) stack of more than one plane."""
+    shape = np.shape(image)
+    return len(shape) == 3 and shape[0] > 1
+
+
+def _decide(metrics: dict[str, float], *, stack: bool) -> str:
     # Noise first: deconvolving a noisy image amplifies the noise, and denoising also removes
-    # the noise-driven part of any blur estimate's uncertainty.
+    # the noise-driven part of any blur estimate's uncertainty. A stack is not deblurred (see
+    # DEBLUR_MIN_BLUR_SIGMA).
     if metrics["robust_snr"] < DENOISE_MAX_ROBUST_SNR:
         return "denoise"
-    if metrics["blur_sigma"] > DEBLUR_MIN_BLUR_SIGMA:
+    if not stack and metrics["blur_sigma"] > DEBLUR_MIN_BLUR_SIGMA:
         return "deblur"
     return "none"
 
@@ -335,15 +347,15 @@ def _decide(metrics: dict[str, float]) -> str:
 def should_use_restoration(image: Any) -> str:
     """Recommend ``"none"``, ``"denoise"`` or ``"deblur"`` for ``image``.
 
-    ``"denoise"`` when ``robust_snr < DENOISE_MAX_ROBUST_SNR``, else ``"deblur"`` when
-    ``blur_sigma > DEBLUR_MIN_BLUR_SIGMA``, else ``"none"``. The naive ``snr`` and
-    ``blur_score`` play no part.
+    ``"denoise"`` when ``robust_snr < DENOISE_MAX_ROBUST_SNR``, else, for a 2D image (not a
+    stack of several planes), ``"deblur"`` when ``blur_sigma > DEBLUR_MIN_BLUR_SIGMA``, else
+    ``"none"``. The naive ``snr`` and ``blur_score`` play no part.
 
     Parameters
     ----------
     image : (Y, X) or (Z, Y, X) array; never modified.
     """
-    return _decide(measure_image_quality(image))
+    return _decide(measure_image_quality(image), stack=_is_stack(image))
 
 
 # --- restoration methods -------------------------------------------------------------------
@@ -482,7 +494,7 @@ def restoration_reference(image: Any) -> dict[str, Any]:
     metrics = _metrics(stack)
     _, lo, hi = _scale(stack)
     c_lo, c_hi = (float(v) for v in np.percentile(stack, [1.0, 99.0]))
-    return {"restoration_metrics": metrics, "auto": _decide(metrics), "scale": [lo, hi],
+    return {"restoration_metrics": metrics, "auto": _decide(metrics, stack=_is_stack(image)), "scale": [lo, hi],
             "cellpose_range": [c_lo, c_hi]}
 
 
@@ -536,7 +548,10 @@ def restore(image: Any, mode: str = "auto", *, params: RestorationParams | None 
     else:
         metrics = dict(reference["restoration_metrics"])
         scale, cellpose_range = tuple(reference["scale"]), tuple(reference["cellpose_range"])
-    applied = _decide(metrics) if mode == "auto" else mode
+    if mode != "auto":
+        applied = mode
+    else:
+        applied = _decide(metrics, stack=_is_stack(image)) if reference is None else reference["auto"]
     info: dict[str, Any] = {"restoration_mode": mode, "applied": applied, "method": "none",
                             "restoration_metrics": metrics, "details": {}}
     if applied == "none":

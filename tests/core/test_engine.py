@@ -229,14 +229,17 @@ def test_the_3d_diameter_comes_from_whole_nuclei_not_the_median_section(engine):
     assert info_2d["method"] == "median_section"
 
 
-def test_a_stack_gets_the_default_3d_backend_and_its_voxel_size():
-    from segmentation.core.params import DEFAULT_3D_BACKEND, params_for_stack
+def test_a_stack_gets_the_default_3d_backend_restoration_and_its_voxel_size():
+    from segmentation.core.params import DEFAULT_3D_BACKEND, DEFAULT_3D_RESTORATION, params_for_stack
 
+    assert DEFAULT_3D_RESTORATION == "auto"
     assert params_for_stack({}, ndim=3, voxel_size=(2.0, 0.5, 0.5)) == {
-        "do_3d": True, "use_3d_backend": DEFAULT_3D_BACKEND, "voxel_size": [2.0, 0.5, 0.5]}
-    assert params_for_stack({"do_3d": False}, ndim=3, voxel_size=None) == {"do_3d": False, "use_3d_backend": "slice"}
-    kept = params_for_stack({"use_3d_backend": "hybrid2d3d", "voxel_size": [1, 1, 1]}, ndim=3, voxel_size=(2, 1, 1))
-    assert kept == {"do_3d": True, "use_3d_backend": "hybrid2d3d", "voxel_size": [1, 1, 1]}
+        "do_3d": True, "use_3d_backend": DEFAULT_3D_BACKEND, "restoration_mode": "auto", "voxel_size": [2.0, 0.5, 0.5]}
+    assert params_for_stack({"do_3d": False}, ndim=3, voxel_size=None) == {
+        "do_3d": False, "use_3d_backend": "slice", "restoration_mode": "auto"}
+    kept = params_for_stack({"use_3d_backend": "hybrid2d3d", "voxel_size": [1, 1, 1], "restoration_mode": "none"},
+                            ndim=3, voxel_size=(2, 1, 1))
+    assert kept == {"do_3d": True, "use_3d_backend": "hybrid2d3d", "voxel_size": [1, 1, 1], "restoration_mode": "none"}
     assert params_for_stack({}, ndim=2, voxel_size=(1.0, 0.5, 0.5)) == {"voxel_size": [0.5, 0.5]}
     SegmentationParams.from_dict(params_for_stack({}, ndim=3, voxel_size=(2.0, 0.5, 0.5)))
 

@@ -13,6 +13,7 @@ from segmentation.core.restoration import (
     DENOISE_MAX_ROBUST_SNR,
     RestorationParams,
     measure_image_quality,
+    restoration_reference,
     restore,
     should_use_restoration,
 )
@@ -46,14 +47,28 @@ def _corr(a, b):
 
 # --- the auto decision ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("ndim", [2, 3])
-@pytest.mark.parametrize("make, expected", [(_clean, "none"), (_noisy, "denoise"), (_blurred, "deblur")])
+@pytest.mark.parametrize("ndim, make, expected", [
+    (2, _clean, "none"), (2, _noisy, "denoise"), (2, _blurred, "deblur"),
+    # A stack is only ever denoised by auto: its blur is mostly axial, which the planes'
+    # deconvolution does not undo.
+    (3, _clean, "none"), (3, _noisy, "denoise"), (3, _blurred, "none"),
+])
 def test_auto_decides_from_the_kind_of_degradation(ndim, make, expected):
     image = make(ndim, seed=3)
     assert should_use_restoration(image) == expected
     _, info = restore(image, "auto", use_cellpose=False)
     assert info["restoration_mode"] == "auto"
     assert info["applied"] == expected
+
+
+def test_a_blurred_stack_measures_blurred_and_is_deblurred_when_asked():
+    stack = _blurred(3, seed=3)
+    assert measure_image_quality(stack)["blur_sigma"] > DEBLUR_MIN_BLUR_SIGMA
+    assert restoration_reference(stack)["auto"] == "none"
+    _, info = restore(stack, "deblur", use_cellpose=False)
+    assert info["applied"] == "deblur" and info["method"].endswith("richardson_lucy")
+    # One plane of it is a 2D image, which auto deblurs.
+    assert should_use_restoration(stack[4]) == "deblur"
 
 
 @pytest.mark.parametrize("diameter", [10.0, 20.0, 40.0])

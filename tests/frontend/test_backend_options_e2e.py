@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from segmentation.core.backend_options import BACKEND_OPTIONS
+from segmentation.core.params import DEFAULT_3D_RESTORATION
 from tests.frontend.live import PASSWORD, LiveApp, launch_chromium, sign_in
 
 TIMEOUT_MS = 30_000
@@ -72,6 +73,8 @@ def test_it_sends_the_options_set_in_the_form_with_the_job(app):
             assert (params["use_3d_backend"], params["isotropic_masks"], params["flow3d_smooth"]) == ("true3d", False,
                                                                                                        0.5)
             assert "split_dip" not in params  # another backend's field: not sent
+            # Restoration left at "default": not sent, so the server fills in the stack's (auto).
+            assert page.locator("#job-restoration").input_value() == "" and "restoration_mode" not in params
             page.wait_for_function("document.getElementById('job-status').dataset.status === 'queued'",
                                    timeout=TIMEOUT_MS)
 
@@ -79,6 +82,7 @@ def test_it_sends_the_options_set_in_the_form_with_the_job(app):
             job = page.request.get(f"/api/v1/volumes/{volume}/segmentation-jobs/").json()[0]  # newest first
             assert (job["params"]["isotropic_masks"], job["params"]["flow3d_smooth"]) == (False, 0.5)
             assert job["params"]["split_dip"] == BACKEND_OPTIONS["split_dip"].default
+            assert job["params"]["restoration_mode"] == DEFAULT_3D_RESTORATION
             page.get_by_role("button", name="Cancel").click()
             page.wait_for_function("document.getElementById('job-status').dataset.status === 'cancelled'",
                                    timeout=TIMEOUT_MS)

@@ -128,6 +128,7 @@ def test_it_segments_a_2d_image_into_a_uint32_label_tiff(tmp_path):
     assert len(found) >= 3, f"nuclei at {len(found)} of {len(centres)} centres"
     assert "100%" in err  # the progress bar reached its end on stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.tif", "nuclei.tif"]
+    assert "restoration_requested" not in info  # a 2D image keeps the guide's none: nothing measured
 
 
 def test_it_segments_a_3d_stack_with_the_hybrid_backend(tmp_path):
@@ -144,6 +145,9 @@ def test_it_segments_a_3d_stack_with_the_hybrid_backend(tmp_path):
     assert labels.dtype == np.uint32 and labels.shape == stack.shape
     assert info["backend"] == "hybrid2d3d"
     assert info["nucleus_count"] == len(np.unique(labels)) - 1
+    # A stack is restored with auto unless told: this clean one measures neither noisy nor
+    # (for a stack) anything auto restores, so nothing is applied.
+    assert info["restoration_requested"] == "auto" and info["restoration_mode"] == "none"
 
 
 def test_it_leaves_the_old_output_whole_when_writing_is_interrupted(tmp_path, monkeypatch):

@@ -142,7 +142,8 @@ export function makeJobPanel({ api, config, elements, onSucceeded, onError }) {
         out[field.name] = field.dataset.kind === 'choice' ? field.value : Number(field.value);
       }
     }
-    out.restoration_mode = elements.restoration.value;
+    // Empty: the server's default for this image (segmentation.core.params.params_for_stack).
+    if (elements.restoration.value) out.restoration_mode = elements.restoration.value;
     const size = volume.shape[0] > 1
       ? [elements.vz.value, elements.vy.value, elements.vx.value]
       : [elements.vy.value, elements.vx.value];

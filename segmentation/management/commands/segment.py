@@ -16,7 +16,7 @@ import tifffile
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from segmentation.core.params import DEFAULT_3D_BACKEND
+from segmentation.core.params import DEFAULT_3D_BACKEND, DEFAULT_3D_RESTORATION
 
 
 def _json_default(value):
@@ -28,6 +28,13 @@ def _json_default(value):
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _restoration(options: dict, ndim: int) -> str:
+    """The restoration asked for, else the default for the image: a stack's, or the guide's none."""
+    if options["restoration"] is not None:
+        return options["restoration"]
+    return DEFAULT_3D_RESTORATION if ndim == 3 else "none"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -157,8 +164,10 @@ class Command(BaseCommand):
         # a new backend needs no change here.
         parser.add_argument("--backend", default=DEFAULT_3D_BACKEND,
                             help=f"3D backend: slice, hybrid2d3d or true3d (default: {DEFAULT_3D_BACKEND})")
-        parser.add_argument("--restoration", default="none",
-                            help="restoration before segmentation: none, auto, denoise or deblur (default: none)")
+        parser.add_argument("--restoration", default=None,
+                            help="restoration before segmentation: none, auto, denoise or deblur (default: "
+                                 f"{DEFAULT_3D_RESTORATION} for a stack, which only denoises a noisy one; none for a "
+                                 "2D image)")
         parser.add_argument("--voxel-size", type=float, nargs="+", default=None, metavar="SIZE",
                             help="voxel size in micrometres: Z Y X for a volume (Y X for a 2D image)")
 
@@ -205,7 +214,7 @@ class Command(BaseCommand):
                 diameter=options["diameter"],
                 do_3d=image.ndim == 3,
                 use_3d_backend=options["backend"],
-                restoration_mode=options["restoration"],
+                restoration_mode=_restoration(options, image.ndim),
                 voxel_size=voxel_size,
                 progress=progress,
             )
@@ -250,7 +259,8 @@ class Command(BaseCommand):
         try:
             params = SegmentationParams(model_name=options["model"], diameter=options["diameter"],
                                         do_3d=len(shape) == 3, use_3d_backend=options["backend"],
-                                        restoration_mode=options["restoration"], voxel_size=voxel_size)
+                                        restoration_mode=_restoration(options, len(shape)),
+                                        voxel_size=voxel_size)
             result = segment_blockwise(TiffPlanes(source, shape, dtype), params, blockwise_params(),
                                        workdir=work_folder(f"blockwise-{target.name}"),
                                        gpu=torch.cuda.is_available(),
