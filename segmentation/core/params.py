@@ -16,7 +16,8 @@ from .backend_options import BACKEND_OPTIONS, option_default
 from .errors import InvalidParameterError
 
 __all__ = ["DEFAULT_3D_BACKEND", "DEFAULT_3D_RESTORATION", "MASK_STEP_BOUNDS", "RESTORATION_MODES",
-           "SegmentationParams", "backend_catalogue", "backend_options_help", "params_for_stack"]
+           "SegmentationParams", "backend_catalogue", "backend_options_help", "default_restoration",
+           "params_for_stack"]
 
 RESTORATION_MODES = ("none", "auto", "denoise", "deblur")
 
@@ -145,6 +146,12 @@ class SegmentationParams(Params):
         return Anisotropy3DPreprocessor(self.voxel_size).anisotropy
 
 
+def default_restoration(ndim: int) -> str:
+    """The restoration an image of ``ndim`` axes gets when none is asked for: a (Z, Y, X) stack
+    :data:`DEFAULT_3D_RESTORATION`, a 2D image the guide's ``"none"`` (``SegmentationParams``')."""
+    return DEFAULT_3D_RESTORATION if ndim == 3 else SegmentationParams.restoration_mode
+
+
 def params_for_stack(data: dict[str, Any], *, ndim: int, voxel_size: tuple[float, ...] | None) -> dict[str, Any]:
     """``data`` with the defaults of a stored image filled in: a (Z, Y, X) stack is segmented in
     3D with :data:`DEFAULT_3D_BACKEND` and restored with :data:`DEFAULT_3D_RESTORATION`, and
@@ -156,7 +163,7 @@ def params_for_stack(data: dict[str, Any], *, ndim: int, voxel_size: tuple[float
     if ndim == 3:
         out.setdefault("do_3d", True)
         out.setdefault("use_3d_backend", DEFAULT_3D_BACKEND if out["do_3d"] else "slice")
-        out.setdefault("restoration_mode", DEFAULT_3D_RESTORATION)
+        out.setdefault("restoration_mode", default_restoration(ndim))
     if voxel_size is not None and out.get("voxel_size") is None:
         out["voxel_size"] = list(voxel_size[-ndim:] if ndim == 2 else voxel_size)
     return out

@@ -16,7 +16,7 @@ import tifffile
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from segmentation.core.params import DEFAULT_3D_BACKEND, DEFAULT_3D_RESTORATION
+from segmentation.core.params import DEFAULT_3D_BACKEND, DEFAULT_3D_RESTORATION, default_restoration
 
 
 def _json_default(value):
@@ -31,10 +31,8 @@ def _json_default(value):
 
 
 def _restoration(options: dict, ndim: int) -> str:
-    """The restoration asked for, else the default for the image: a stack's, or the guide's none."""
-    if options["restoration"] is not None:
-        return options["restoration"]
-    return DEFAULT_3D_RESTORATION if ndim == 3 else "none"
+    """The restoration asked for, else the image's default (``params.default_restoration``)."""
+    return options["restoration"] if options["restoration"] is not None else default_restoration(ndim)
 
 
 def _first_line(exc: BaseException) -> str:
