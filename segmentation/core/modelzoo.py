@@ -69,6 +69,9 @@ class LoadedModel:
     sha256 : hash of the weights file (``None`` if Cellpose keeps it somewhere unknown).
     diam_mean : the diameter the network sees objects at, in pixels.
     base : for an adapter (``kind="adapter"``), ``describe()`` of its base model; else ``None``.
+
+    ``describe()["ortho_network"]`` says whether the model has a network of its own for
+    ``true3d``'s zy and zx views (an EZQuant file's ``ortho_state_dict``).
     """
 
     cellpose_model: Any
@@ -82,7 +85,8 @@ class LoadedModel:
 
     def describe(self) -> dict[str, Any]:
         out = {"name": self.name, "kind": self.kind, "version": self.version, "sha256": self.sha256,
-               "path": self.path, "diam_mean": self.diam_mean}
+               "path": self.path, "diam_mean": self.diam_mean,
+               "ortho_network": getattr(self.cellpose_model, "net_ortho", None) is not None}
         if self.base is not None:
             out["base"] = self.base
         return out
@@ -187,13 +191,17 @@ def _load_ezquant_file(path: Path, payload: dict[str, Any], device: Any) -> Any:
                                      diam_mean=float(payload["diam_mean"]), nchan=nbase[0])
     finally:
         cellpose_log.setLevel(level)
-    net = _narrow_cpnet_class()(nbase, 3, sz=3, mkldnn=model.mkldnn, max_pool=True,
-                                diam_mean=float(payload["diam_mean"]))
-    state = {k: (v.float() if v.is_floating_point() else v) for k, v in payload["state_dict"].items()}
-    net.load_state_dict(state)
-    model.net = net.to(device)
-    model.net_ortho = None  # CellposeModel sets it only when it loads weights itself
-    model.net.eval()
+    def network(state_dict: dict[str, Any]) -> Any:
+        net = _narrow_cpnet_class()(nbase, 3, sz=3, mkldnn=model.mkldnn, max_pool=True,
+                                    diam_mean=float(payload["diam_mean"]))
+        net.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in state_dict.items()})
+        return net.to(device).eval()
+
+    model.net = network(payload["state_dict"])
+    # A network of its own for true3d's zy and zx views (Cellpose's net_ortho), where the file
+    # has one; else Cellpose runs model.net on all three views.
+    ortho = payload.get("ortho_state_dict")
+    model.net_ortho = network(ortho) if ortho is not None else None
     model.nbase = nbase
     model.diam_mean = float(payload["diam_mean"])
     model.diam_labels = float(payload["diam_labels"])

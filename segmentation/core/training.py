@@ -55,6 +55,12 @@ DEFAULT_NBASE = (2, 16, 32, 64, 128)
 DIAM_MEAN = 17.0  # Cellpose's convention for nuclei models: objects are rescaled to this diameter.
 FORMAT = "ezquant-cpnet/1"
 
+# The orthogonal-view network's stacks reach grainier and more stacked tissue than the
+# generator's defaults (15-2000 photons, a fifth of the nuclei stacked): real crops of plant
+# tissue and embryos are both.
+ORTHO_PHOTONS_RANGE = (5.0, 2000.0)
+ORTHO_STACKED_RANGE = (0.1, 0.5)
+
 log = logging.getLogger(__name__)
 
 
@@ -96,6 +102,56 @@ def _sections_of_volume(rng: np.random.Generator, seed: Any, config: NucleiConfi
         if section[1].shape[0] >= 16 and section[1].any():
             out.append((section[0], relabel_sequential(section[1])[0].astype(np.uint32)))
     return [(img.astype(np.float32), lab) for img, lab in out if lab.any()]
+
+
+def _ortho_sections_of_volume(rng: np.random.Generator, seed: Any, config: NucleiConfig | None,
+                              per_axis: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``per_axis`` zy and as many zx sections of one generated volume, as ``true3d`` shows them
+    to the network: the stack restored and normalised as the engine does by default (restoration
+    ``auto``, each plane by its own range) and stretched to isotropic voxels.
+
+    The z step is drawn from 1-5x the 0.5 um pixel size, the depth from 8-40 um; sections are
+    taken anywhere across the stack, its sides included (real crops cut nuclei on every face).
+    Without ``config``, the generator's defaults with :data:`ORTHO_PHOTONS_RANGE` photons and a
+    fraction of stacked nuclei drawn from :data:`ORTHO_STACKED_RANGE` per stack.
+    """
+    from .engine import plane_intensity_ranges
+    from .restoration import restore
+
+    pixel = 0.5
+    z_step = float(rng.uniform(1.0, 5.0)) * pixel
+    depth_um = float(rng.uniform(8.0, 40.0))
+    nz = int(np.clip(round(depth_um / z_step), 4, 64))
+    size = int(rng.choice([160, 192]))
+    stacked = float(rng.uniform(*ORTHO_STACKED_RANGE))
+    if config is None:
+        config = NucleiConfig(photons_range=ORTHO_PHOTONS_RANGE, stacked_fraction=stacked)
+    vol = generate_3d(shape=(nz, size, size), seed=seed, voxel_size=(z_step, pixel, pixel), config=config)
+    data, _ = restore(vol.image, "auto")
+    image = normalize_intensity(data, plane_intensity_ranges(data))
+    image_iso, labels_iso = resample_isotropic(image, vol.labels, factor=z_step / pixel)
+    out = []
+    for axis in [1] * per_axis + [2] * per_axis:
+        at = int(rng.integers(0, size))
+        section = (image_iso[:, at, :], labels_iso[:, at, :]) if axis == 1 else \
+            (image_iso[:, :, at], labels_iso[:, :, at])
+        if section[1].shape[0] >= 16 and section[1].any():
+            out.append((section[0].astype(np.float32), relabel_sequential(section[1])[0].astype(np.uint32)))
+    return out
+
+
+def build_ortho_training_set(seed: int = 0, n_volumes: int = 160, sections_per_axis: int = 3,
+                             config: NucleiConfig | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """zy and zx sections of generated stacks only (:func:`_ortho_sections_of_volume`): the data
+    of a model's orthogonal-view network (``--views ortho``). Returns ``images, labels``."""
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for i in range(n_volumes):
+        for image, lab in _ortho_sections_of_volume(rng, seed=(seed, 4, i), config=config,
+                                                     per_axis=sections_per_axis):
+            images.append(image)
+            labels.append(lab)
+    return images, labels
 
 
 def build_training_set(seed: int = 0, n_2d: int = 480, n_volumes: int = 96,
@@ -140,13 +196,23 @@ def _load_init(net: Any, name: str) -> dict[str, Any]:
     return {"name": ref.name, "sha256": file_sha256(ref.path)}
 
 
-def save_weights(net: Any, path: Path, meta: dict[str, Any]) -> None:
-    """Save a CPnet as float16 tensors with the metadata needed to rebuild it."""
+def save_weights(net: Any, path: Path, meta: dict[str, Any], *, ortho: Any = None) -> None:
+    """Save a CPnet as float16 tensors with the metadata needed to rebuild it.
+
+    ``ortho``: a second CPnet of the same shape, the network of ``true3d``'s zy and zx views
+    (Cellpose's ``net_ortho``), saved beside it as ``ortho_state_dict``.
+    """
     import torch  # imported here: the module is imported by tooling that never trains
 
-    state = {k: (v.half() if v.is_floating_point() else v) for k, v in net.state_dict().items()}
+    def half(module: Any) -> dict[str, Any]:
+        return {k: (v.half() if v.is_floating_point() else v) for k, v in module.state_dict().items()}
+
     payload = {"format": FORMAT, "nbase": list(net.nbase), "diam_mean": float(net.diam_mean.item()),
-               "diam_labels": float(net.diam_labels.item()), "meta": meta, "state_dict": state}
+               "diam_labels": float(net.diam_labels.item()), "meta": meta, "state_dict": half(net)}
+    if ortho is not None:
+        if list(ortho.nbase) != list(net.nbase):
+            raise ValueError(f"the ortho network's nbase {list(ortho.nbase)} is not the network's {list(net.nbase)}")
+        payload["ortho_state_dict"] = half(ortho)
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(payload, tmp)
     tmp.replace(path)
@@ -181,6 +247,7 @@ class FitSettings:
     momentum: float = 0.9
     bsize: int = 224
     scale_range: float = 0.5  # Cellpose's random rescaling of each patch (its default when rescaling)
+    rotate: bool = True  # random rotations; off for zy/zx sections, whose z axis stays vertical
     data: str = ""  # what the data was made from (seed, counts, initial weights), as JSON
 
 
@@ -238,7 +305,7 @@ def _batch_loss(net: Any, data, flows, diams, indices, settings: FitSettings):
     scale = np.array([diams[i] for i in indices]) / net.diam_mean.item()
     patches, targets = transforms.random_rotate_and_resize(
         [data[i] for i in indices], Y=[flows[i][1:] for i in indices], rescale=scale,
-        scale_range=settings.scale_range, xy=(settings.bsize, settings.bsize))[:2]
+        scale_range=settings.scale_range, xy=(settings.bsize, settings.bsize), rotate=settings.rotate)[:2]
     return train._loss_fn_seg(targets, net(torch.from_numpy(patches).to(net.device))[0], net.device)
 
 
@@ -313,7 +380,8 @@ def train_default_model(out: Path, *, seed: int = 0, n_epochs: int = 160, nimg_p
                         learning_rate: float = 0.1, weight_decay: float = 1e-4, batch_size: int = 8,
                         nbase: tuple[int, ...] = DEFAULT_NBASE, n_2d: int = 480,
                         n_volumes: int = 96, sections_per_axis: int = 1, bsize: int = 224,
-                        init: str | None = None, resume: bool = False) -> dict[str, Any]:
+                        init: str | None = None, resume: bool = False, views: str = "all",
+                        n_test_volumes: int = 8) -> dict[str, Any]:
     """Train a CPnet on generated nuclei and save it to ``out``; return the training record.
 
     ``init`` names a model (shipped name or EZQuant weights file) whose weights the training
@@ -324,15 +392,26 @@ def train_default_model(out: Path, *, seed: int = 0, n_epochs: int = 160, nimg_p
     checkpoint in ``<out stem>-run/checkpoint.pt`` every 10 epochs; ``resume`` continues from it
     (it must be of a run with the same arguments). Without ``resume`` an existing checkpoint is
     refused rather than overwritten.
+    ``views="ortho"`` trains a network for the zy and zx views of ``true3d`` only
+    (:func:`build_ortho_training_set`, ``n_volumes`` stacks, ``sections_per_axis`` sections of
+    each axis; no random rotation, so z stays the sections' vertical axis; ``n_2d`` unused;
+    the test loss on sections of ``n_test_volumes`` stacks of other seeds).
     """
+    if views not in ("all", "ortho"):
+        raise ValueError(f"views must be 'all' or 'ortho', got {views!r}")
+    if views == "ortho" and not init:
+        raise ValueError("views='ortho' trains the orthogonal-view network of a model: give init, the model "
+                         "whose network keeps the xy planes")
     # torch and cellpose are imported here: importing the core must stay cheap.
     import torch
     from cellpose.resnet_torch import CPnet
 
     data = json.dumps({"seed": seed, "n_2d": n_2d, "n_volumes": n_volumes, "init": init, "nbase": list(nbase),
-                       **({"sections_per_axis": sections_per_axis} if sections_per_axis != 1 else {})})
+                       **({"sections_per_axis": sections_per_axis} if sections_per_axis != 1 else {}),
+                       **({"views": views} if views != "all" else {})})
     settings = FitSettings(n_epochs=n_epochs, nimg_per_epoch=nimg_per_epoch, learning_rate=learning_rate,
-                           weight_decay=weight_decay, batch_size=batch_size, seed=seed, bsize=bsize, data=data)
+                           weight_decay=weight_decay, batch_size=batch_size, seed=seed, bsize=bsize, data=data,
+                           rotate=views == "all")
     work = out.parent / (out.stem + "-run")
     work.mkdir(parents=True, exist_ok=True)
     checkpoint = Checkpoint(work / "checkpoint.pt")
@@ -341,9 +420,14 @@ def train_default_model(out: Path, *, seed: int = 0, n_epochs: int = 160, nimg_p
                               "or remove it to start again")
     torch.manual_seed(seed)
     t0 = time.time()
-    images, labels = build_training_set(seed=seed, n_2d=n_2d, n_volumes=n_volumes,
-                                        sections_per_axis=sections_per_axis)
-    test_images, test_labels = build_training_set(seed=seed + 1000, n_2d=24, n_volumes=6)
+    if views == "ortho":
+        images, labels = build_ortho_training_set(seed=seed, n_volumes=n_volumes, sections_per_axis=sections_per_axis)
+        test_images, test_labels = build_ortho_training_set(seed=seed + 1000, n_volumes=n_test_volumes,
+                                                            sections_per_axis=sections_per_axis)
+    else:
+        images, labels = build_training_set(seed=seed, n_2d=n_2d, n_volumes=n_volumes,
+                                            sections_per_axis=sections_per_axis)
+        test_images, test_labels = build_training_set(seed=seed + 1000, n_2d=24, n_volumes=6)
     log.info("generated %d training and %d test images in %.0f s", len(images), len(test_images),
              time.time() - t0)
 
@@ -355,14 +439,20 @@ def train_default_model(out: Path, *, seed: int = 0, n_epochs: int = 160, nimg_p
         "learning_rate": learning_rate, "weight_decay": weight_decay, "batch_size": batch_size,
         "optimizer": "SGD momentum 0.9", "nbase": list(nbase), "diam_mean": DIAM_MEAN,
         "initialised_from": initialised_from, "n_2d": n_2d, "n_volumes": n_volumes,
-        "sections_per_axis": sections_per_axis, "bsize": bsize,
+        "sections_per_axis": sections_per_axis, "bsize": bsize, "views": views,
         "n_train_images": len(images), "n_test_images": len(test_images),
         "train_seconds": round(time.time() - t0, 1),
         "train_loss_final": float(train_losses[-1]),
         "test_loss_curve": {int(i): float(v) for i, v in enumerate(test_losses) if v > 0},
         "torch": str(torch.__version__),
     }
-    save_weights(net, out, record)
+    if views == "ortho":
+        # The model: init's network for the xy planes, the one trained here for zy and zx.
+        xy = CPnet(list(nbase), 3, sz=3, mkldnn=False, max_pool=True, diam_mean=DIAM_MEAN)
+        _load_init(xy, init)  # its diam_labels too: the xy network is init's, unchanged
+        save_weights(xy, out, record, ortho=net)
+    else:
+        save_weights(net, out, record)
     return record
 
 
@@ -378,6 +468,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bsize", type=int, default=224, help="side of the training patches, pixels")
     parser.add_argument("--learning-rate", type=float, default=0.1)
     parser.add_argument("--init", help="start from this model's weights (a shipped name or an EZQuant .pt)")
+    parser.add_argument("--views", choices=("all", "ortho"), default="all",
+                        help="all: 2D images and xy/zy/zx sections; ortho: zy/zx sections only, for a "
+                             "model's network of true3d's orthogonal views")
     parser.add_argument("--resume", action="store_true",
                         help="continue the interrupted run of these arguments from its checkpoint")
     args = parser.parse_args(argv)
@@ -385,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     record = train_default_model(args.out, seed=args.seed, n_epochs=args.epochs, n_2d=args.n_2d,
                                  n_volumes=args.n_volumes, sections_per_axis=args.sections_per_axis,
                                  bsize=args.bsize, learning_rate=args.learning_rate, init=args.init,
-                                 resume=args.resume)
+                                 resume=args.resume, views=args.views)
     record["sha256"] = file_sha256(args.out)
     args.out.with_suffix(".train.json").write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps({k: v for k, v in record.items() if k != "test_loss_curve"}))

@@ -72,3 +72,66 @@ def test_it_loads_the_shipped_default_once_and_names_its_card_version():
     assert model.sha256 == file_sha256(SHIPPED_MODELS_DIR / f"{DEFAULT_MODEL}.pt")
     assert load_model(DEFAULT_MODEL) is model  # cached per process
     assert load_model(DEFAULT_MODEL, fresh=True) is not model
+
+
+def _tiny_cpnet(seed):
+    import torch
+    from cellpose.resnet_torch import CPnet
+
+    torch.manual_seed(seed)
+    net = CPnet([2, 8, 16], 3, sz=3, mkldnn=False, max_pool=True, diam_mean=17.0)
+    net.diam_labels.data = torch.Tensor([17.0])
+    return net
+
+
+def _flows_3d(model, volume):
+    _, flows, _ = model.cellpose_model.eval(volume, channels=[0, 0], diameter=17.0, normalize=False, do_3D=True,
+                                            z_axis=0, anisotropy=2.0, compute_masks=False)
+    return flows[1], flows[2]
+
+
+def test_a_file_with_an_ortho_network_runs_it_on_the_zy_and_zx_views_only(tmp_path):
+    """An EZQuant file may hold a second network for true3d's zy and zx views (``ortho_state_dict``,
+    Cellpose's ``net_ortho``): the xy planes keep the first, 2D images never see the second."""
+    import numpy as np
+
+    from segmentation.core.synthetic import generate_3d
+    from segmentation.core.training import save_weights
+
+    xy, other = _tiny_cpnet(0), _tiny_cpnet(1)
+    save_weights(xy, tmp_path / "plain.pt", {})
+    save_weights(xy, tmp_path / "same.pt", {}, ortho=_tiny_cpnet(0))
+    save_weights(xy, tmp_path / "ortho.pt", {}, ortho=other)
+    plain, same, ortho = (load_model(str(tmp_path / f"{n}.pt")) for n in ("plain", "same", "ortho"))
+    assert plain.cellpose_model.net_ortho is None and not plain.describe()["ortho_network"]
+    assert ortho.describe()["ortho_network"]
+    for name, value in other.state_dict().items():  # saved in float16, loaded back as float32
+        np.testing.assert_allclose(ortho.cellpose_model.net_ortho.state_dict()[name].numpy(),
+                                   value.half().float().numpy(), err_msg=name)
+
+    volume = generate_3d(shape=(6, 48, 48), seed=3, voxel_size=(1.0, 0.5, 0.5)).image
+    volume = (volume - volume.min()) / np.ptp(volume)
+    flows_plain, flows_same, flows_ortho = (_flows_3d(m, volume) for m in (plain, same, ortho))
+    for a, b in zip(flows_plain, flows_same, strict=True):  # the same weights on every view: the same flows
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert not np.allclose(flows_plain[1], flows_ortho[1], atol=1e-3)  # cell probability: the mean of 3 views
+    assert not np.allclose(flows_plain[0][0], flows_ortho[0][0], atol=1e-3)  # dz: zy and zx views only
+    plane = volume[3]
+    _, flows_2d_plain, _ = plain.cellpose_model.eval(plane, channels=[0, 0], diameter=17.0, normalize=False,
+                                                     compute_masks=False)
+    _, flows_2d_ortho, _ = ortho.cellpose_model.eval(plane, channels=[0, 0], diameter=17.0, normalize=False,
+                                                     compute_masks=False)
+    np.testing.assert_array_equal(flows_2d_plain[1], flows_2d_ortho[1])
+
+
+def test_an_ortho_network_of_another_shape_is_refused(tmp_path):
+    import torch
+    from cellpose.resnet_torch import CPnet
+
+    from segmentation.core.training import save_weights
+
+    torch.manual_seed(0)
+    wider = CPnet([2, 16, 32], 3, sz=3, mkldnn=False, max_pool=True, diam_mean=17.0)
+    with pytest.raises(ValueError, match="nbase"):
+        save_weights(_tiny_cpnet(0), tmp_path / "bad.pt", {}, ortho=wider)
+    assert not (tmp_path / "bad.pt").exists()

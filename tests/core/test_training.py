@@ -6,6 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from cellpose.resnet_torch import CPnet  # noqa: E402
+from skimage.segmentation import relabel_sequential  # noqa: E402
 
 from segmentation.core.engine import normalize_intensity  # noqa: E402
 from segmentation.core.synthetic import generate_2d  # noqa: E402
@@ -106,3 +107,63 @@ def test_a_volume_gives_three_xy_planes_and_its_zy_and_zx_sections_at_isotropic_
     for image, labels in two:
         assert image.dtype == np.float32 and image.shape == labels.shape
         assert set(np.unique(labels)) == set(range(int(labels.max()) + 1))  # relabelled 1..n
+
+
+def test_ortho_sections_are_zy_and_zx_sections_of_the_stack_as_true3d_shows_it():
+    """Restored and normalised as the engine does a stack by default (restoration auto, each
+    plane by its own range), stretched to isotropic voxels: z the sections' vertical axis."""
+    from segmentation.core.engine import plane_intensity_ranges
+    from segmentation.core.restoration import restore
+    from segmentation.core.synthetic import NucleiConfig, generate_3d
+    from segmentation.core.training import (
+        ORTHO_PHOTONS_RANGE,
+        ORTHO_STACKED_RANGE,
+        _ortho_sections_of_volume,
+        resample_isotropic,
+    )
+
+    sections = _ortho_sections_of_volume(np.random.default_rng(4), (0, 4, 0), None, per_axis=2)
+    rng = np.random.default_rng(4)  # the draws the function makes before its sections
+    z_step = float(rng.uniform(1.0, 5.0)) * 0.5
+    nz = int(np.clip(round(float(rng.uniform(8.0, 40.0)) / z_step), 4, 64))
+    size = int(rng.choice([160, 192]))
+    config = NucleiConfig(photons_range=ORTHO_PHOTONS_RANGE, stacked_fraction=float(rng.uniform(*ORTHO_STACKED_RANGE)))
+    vol = generate_3d(shape=(nz, size, size), seed=(0, 4, 0), voxel_size=(z_step, 0.5, 0.5), config=config)
+    data, _ = restore(vol.image, "auto")
+    image, labels = resample_isotropic(normalize_intensity(data, plane_intensity_ranges(data)), vol.labels,
+                                       factor=z_step / 0.5)
+    assert len(sections) == 4
+    for k, (section, section_labels) in enumerate(sections):
+        stack, stack_labels = (image, labels) if k < 2 else (image.transpose(0, 2, 1), labels.transpose(0, 2, 1))
+        assert section.shape == (image.shape[0], size) and section.dtype == np.float32
+        at = [i for i in range(size) if np.array_equal(stack[:, i, :], section)]
+        assert at, f"section {k} is not a {'zy' if k < 2 else 'zx'} section of the stretched stack"
+        expected = relabel_sequential(stack_labels[:, at[0], :])[0]
+        np.testing.assert_array_equal(section_labels, expected)
+        assert section_labels.dtype == np.uint32
+
+
+def test_an_ortho_run_saves_its_init_for_the_xy_planes_and_the_trained_network_for_zy_and_zx(tmp_path):
+    from segmentation.core.modelzoo import load_model
+    from segmentation.core.training import save_weights, train_default_model
+
+    init = _net(0)
+    init.diam_labels.data = torch.Tensor([17.0])
+    save_weights(init, tmp_path / "init.pt", {})
+    out = tmp_path / "ortho.pt"
+    record = train_default_model(out, n_epochs=2, nimg_per_epoch=4, batch_size=2, nbase=(2, 8, 16),
+                                 n_volumes=1, sections_per_axis=1, bsize=32, init=str(tmp_path / "init.pt"),
+                                 views="ortho", n_test_volumes=1)
+    assert record["views"] == "ortho" and record["n_2d"] == 480  # recorded, unused
+    model = load_model(str(out))
+    xy, ortho = model.cellpose_model.net, model.cellpose_model.net_ortho
+    changed = 0
+    for name, value in init.state_dict().items():
+        if not value.is_floating_point() or "diam" in name:
+            continue
+        np.testing.assert_allclose(xy.state_dict()[name].numpy(), value.half().float().numpy(), err_msg=name)
+        changed += not np.allclose(ortho.state_dict()[name].numpy(), value.half().float().numpy())
+    assert changed > 0  # the ortho network is the trained one
+    assert float(xy.diam_labels) == 17.0 and float(model.cellpose_model.diam_labels) == 17.0  # init's
+    with pytest.raises(ValueError, match="give init"):
+        train_default_model(tmp_path / "x.pt", views="ortho")
