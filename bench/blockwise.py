@@ -15,7 +15,7 @@ Three parts, each printing its figures:
     stitching, the plane-by-plane write), not segmentation quality. The volumes are tiles of one
     generated 32 x 512 x 512 stack (uint16), written plane by plane.
 ``quality``
-    The shipped default network (ezq_nuclei_v2; ``--backend``, default true3d) on smaller
+    The shipped default network for stacks (``DEFAULT_MODEL_3D``; ``--backend``, default true3d) on smaller
     generated stacks cut in 2 x 2 blocks: time and peak RSS whole against blockwise for each
     margin of ``--overlaps`` (in nucleus diameters, the cores the same), AP@0.5 between the two
     label volumes, and the whole-volume nuclei split at a block face (two nuclei on its two

@@ -3,7 +3,7 @@
 Names resolve in this order:
 
 1. ``None``, ``"default"`` or the name of a model shipped in ``segmentation/core/models``
-   (``ezq_nuclei_v1``, ``ezq_nuclei_v2``): the project's own weights, always available offline
+   (``ezq_nuclei_v1``, ``ezq_nuclei_v2``, ``ezq_nuclei_v3``): the project's own weights, always available offline
    (the engine segments a z-stack with ``DEFAULT_MODEL_3D`` when no model is named);
 2. a path to a file: an EZQuant weights file (``.pt`` with a ``format`` entry), any Cellpose
    model file (a CPnet ``state_dict`` as ``cellpose.train`` saves it), or an EZQuant adapter
@@ -34,10 +34,11 @@ __all__ = ["DEFAULT_MODEL", "DEFAULT_MODEL_3D", "SHIPPED_MODELS_DIR", "LoadedMod
 
 SHIPPED_MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = "ezq_nuclei_v1"
-#: The shipped model a z-stack is segmented with when no model is named: trained further on
-#: sections of generated stacks (see the model card). 2D images keep :data:`DEFAULT_MODEL`,
-#: which scores better on blurred 2D images.
-DEFAULT_MODEL_3D = "ezq_nuclei_v2"
+#: The shipped model a z-stack is segmented with when no model is named: ``ezq_nuclei_v2``'s
+#: network for the xy planes and one of its own, trained on zy and zx sections of generated
+#: stacks, for true3d's orthogonal views (see the model card). 2D images keep
+#: :data:`DEFAULT_MODEL`, which scores better on blurred 2D images.
+DEFAULT_MODEL_3D = "ezq_nuclei_v3"
 
 
 def default_model_for(image_shape: tuple[int, ...]) -> str:

@@ -49,7 +49,7 @@ class SegmentationParams(Params):
 
     Parameters
     ----------
-    model_name : a shipped model (``None`` = the shipped default for the image: ``ezq_nuclei_v2``
+    model_name : a shipped model (``None`` = the shipped default for the image: ``ezq_nuclei_v3``
         for a z-stack, ``ezq_nuclei_v1`` for a 2D image), a Cellpose built-in name, or a path
         to a Cellpose model file.
     diameter : expected nucleus diameter in pixels (xy); ``None`` estimates it from the image.

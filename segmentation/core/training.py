@@ -1,6 +1,14 @@
-"""Train the project's default nuclei model from generated images.
+"""Train the project's default nuclei models from generated images.
 
-The shipped weights ``segmentation/core/models/ezq_nuclei_v2.pt`` (the default) are the output of::
+The shipped stack default ``segmentation/core/models/ezq_nuclei_v3.pt`` is the output of::
+
+    python -m segmentation.core.training --views ortho --init ezq_nuclei_v2 --epochs 400 \
+        --learning-rate 0.05 --n-volumes 400 --sections-per-axis 3 --bsize 128 \
+        --out segmentation/core/models/ezq_nuclei_v3.pt
+
+(seed 0): ``ezq_nuclei_v2``'s network, unchanged, for the xy planes, and beside it a network for
+``true3d``'s zy and zx views, v2's weights trained further on zy and zx sections of generated
+stacks only (:func:`build_ortho_training_set`). ``ezq_nuclei_v2`` is the output of::
 
     python -m segmentation.core.training --init ezq_nuclei_v1 --epochs 120 --learning-rate 0.05 \
         --n-volumes 96 --out segmentation/core/models/ezq_nuclei_v2.pt
@@ -11,7 +19,8 @@ z steps of 1-5x the pixel size, an axial PSF 2-4x the lateral one, signal fallin
 nuclei cut by every face, dense tissue with nuclei stacked in z, grainy flickering planes).
 ``ezq_nuclei_v1`` itself came from ``--epochs 160`` without ``--init`` on the generator as it was
 at commit b040dad (its 3D volumes have changed since; ``git checkout b040dad`` reproduces it).
-Training runs on the CPU for about half an hour on two cores; it never runs in tests or CI.
+Training runs on the CPU, for half an hour to an hour and a half on two cores; it never runs in
+tests or CI.
 
 The recipe follows Cellpose's own (``cellpose.train.train_seg``: flows computed from the labels,
 random rotation/flip/rescale to the model's mean diameter, SGD with a warm-up and a final
@@ -193,6 +202,7 @@ def _load_init(net: Any, name: str) -> dict[str, Any]:
     if list(payload["nbase"]) != list(net.nbase):
         raise ValueError(f"--init {name} has nbase {payload['nbase']}, the network to train {list(net.nbase)}")
     net.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in payload["state_dict"].items()})
+    net.diam_labels.data = torch.Tensor([payload["diam_labels"]])  # as saved, not its float16 copy
     return {"name": ref.name, "sha256": file_sha256(ref.path)}
 
 

@@ -135,3 +135,20 @@ def test_an_ortho_network_of_another_shape_is_refused(tmp_path):
     with pytest.raises(ValueError, match="nbase"):
         save_weights(_tiny_cpnet(0), tmp_path / "bad.pt", {}, ortho=wider)
     assert not (tmp_path / "bad.pt").exists()
+
+
+def test_the_stack_default_keeps_v2s_network_for_the_xy_planes_and_has_its_own_for_zy_and_zx():
+    """ezq_nuclei_v3 = v2's network, unchanged (so 2D, slice, hybrid2d3d and the diameter
+    estimate give v2's results), and a second network for true3d's orthogonal views."""
+    import torch
+
+    v2 = torch.load(SHIPPED_MODELS_DIR / "ezq_nuclei_v2.pt", weights_only=True)
+    v3 = torch.load(SHIPPED_MODELS_DIR / f"{DEFAULT_MODEL_3D}.pt", weights_only=True)
+    assert DEFAULT_MODEL_3D == "ezq_nuclei_v3" and v3["nbase"] == v2["nbase"]
+    assert (v3["diam_mean"], v3["diam_labels"]) == (v2["diam_mean"], v2["diam_labels"])
+    assert v3["state_dict"].keys() == v2["state_dict"].keys() == v3["ortho_state_dict"].keys()
+    for name, value in v2["state_dict"].items():
+        assert torch.equal(v3["state_dict"][name], value), name
+    assert any(not torch.equal(v3["ortho_state_dict"][n], v) for n, v in v2["state_dict"].items())
+    assert load_model(DEFAULT_MODEL_3D).describe()["ortho_network"]
+    assert not load_model("ezq_nuclei_v2").describe()["ortho_network"]
