@@ -154,13 +154,9 @@ def build_ortho_training_set(seed: int = 0, n_volumes: int = 160, sections_per_a
     """zy and zx sections of generated stacks only (:func:`_ortho_sections_of_volume`): the data
     of a model's orthogonal-view network (``--views ortho``). Returns ``images, labels``."""
     rng = np.random.default_rng(seed)
-    images, labels = [], []
-    for i in range(n_volumes):
-        for image, lab in _ortho_sections_of_volume(rng, seed=(seed, 4, i), config=config,
-                                                     per_axis=sections_per_axis):
-            images.append(image)
-            labels.append(lab)
-    return images, labels
+    pairs = [pair for i in range(n_volumes)
+             for pair in _ortho_sections_of_volume(rng, seed=(seed, 4, i), config=config, per_axis=sections_per_axis)]
+    return [image for image, _ in pairs], [lab for _, lab in pairs]
 
 
 def build_training_set(seed: int = 0, n_2d: int = 480, n_volumes: int = 96,
